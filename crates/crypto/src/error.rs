@@ -1,0 +1,166 @@
+//! The crate's typed errors. Callers match on variants; nothing here is stringly typed where a
+//! caller may need to react (which file, which block, which key, which state).
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Why a sealed file or block failed its integrity check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IntegrityReason {
+    /// The authentication tag (or the crc32 in plaintext mode) did not verify: the block was
+    /// altered, moved, taken from another file or database, or opened with the wrong key.
+    AuthenticationFailed,
+    /// The header's magic bytes are wrong: this is not a sealed file.
+    BadMagic,
+    /// The header's own checksum failed.
+    HeaderChecksum,
+    /// The header names a format version this build cannot read.
+    UnsupportedVersion(u16),
+    /// The header names an unknown artifact kind or cipher.
+    UnknownHeaderField(&'static str),
+    /// The header is valid but not what the caller expected (kind, database id, cipher).
+    HeaderMismatch(&'static str),
+    /// A length field is out of bounds (over the limit, or past the end of the file).
+    BadLength,
+    /// The file ends before its final block: it was cut short.
+    Truncated,
+    /// Bytes follow the final block.
+    TrailingData,
+    /// The block decrypted but its contents do not parse.
+    Malformed(String),
+}
+
+impl fmt::Display for IntegrityReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AuthenticationFailed => f.write_str("authentication failed"),
+            Self::BadMagic => f.write_str("not a sealdb sealed file (bad magic)"),
+            Self::HeaderChecksum => f.write_str("header checksum mismatch"),
+            Self::UnsupportedVersion(v) => write!(f, "unsupported format version {v}"),
+            Self::UnknownHeaderField(what) => write!(f, "unknown {what} in header"),
+            Self::HeaderMismatch(what) => write!(f, "header {what} does not match"),
+            Self::BadLength => f.write_str("length out of bounds"),
+            Self::Truncated => f.write_str("file truncated before its final block"),
+            Self::TrailingData => f.write_str("data after the final block"),
+            Self::Malformed(why) => write!(f, "malformed contents: {why}"),
+        }
+    }
+}
+
+/// The state of a master key as its provider reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyState {
+    /// Usable.
+    Enabled,
+    /// Turned off by an administrator; can be enabled again.
+    Disabled,
+    /// Scheduled for destruction at the given Unix time (seconds); can be cancelled until then.
+    PendingDeletion {
+        /// When the key material will be destroyed (Unix seconds).
+        deletion_at: u64,
+    },
+    /// The key material is gone: data wrapped under it is unrecoverable (crypto-shredding).
+    Destroyed,
+    /// The provider has no key with this id.
+    NotFound,
+    /// The provider could not be reached or refused for another reason.
+    Unreachable(String),
+}
+
+impl fmt::Display for KeyState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Enabled => f.write_str("enabled"),
+            Self::Disabled => f.write_str("disabled"),
+            Self::PendingDeletion { deletion_at } => {
+                write!(f, "pending deletion (at unix time {deletion_at})")
+            }
+            Self::Destroyed => f.write_str("destroyed"),
+            Self::NotFound => f.write_str("not found"),
+            Self::Unreachable(why) => write!(f, "unreachable ({why})"),
+        }
+    }
+}
+
+/// Errors of the crypto layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A sealed file or one of its blocks failed verification. `block` is the byte offset of
+    /// the block within the file (`None` for the header or the file as a whole).
+    #[error("integrity error in {file}{}: {reason}", block.map(|b| format!(" at block offset {b}")).unwrap_or_default())]
+    Integrity {
+        /// The file (its path, or a label when the bytes did not come from a file).
+        file: String,
+        /// Byte offset of the failing block, if one block is at fault.
+        block: Option<u64>,
+        /// What failed.
+        reason: IntegrityReason,
+    },
+    /// The master key cannot be used in its current state.
+    #[error("master key {key_id} of provider {provider} is unavailable: {state}")]
+    KeyUnavailable {
+        /// Provider kind (`owned`, `local-kms`, `aws-kms`).
+        provider: String,
+        /// The key's id within its provider.
+        key_id: String,
+        /// Why it cannot be used.
+        state: KeyState,
+    },
+    /// Unwrapping failed authentication: the master key is not the one that wrapped the data
+    /// keys (or the wrapped keys were altered, or belong to another database).
+    #[error("wrong master key: {key_id} of provider {provider} did not wrap these data keys")]
+    WrongMasterKey {
+        /// Provider kind.
+        provider: String,
+        /// The key's id within its provider.
+        key_id: String,
+    },
+    /// A keystore or KMS file is readable by other users; refused as ssh does.
+    #[error("{path} is accessible by other users (mode {mode:o}); run `chmod 600` on it")]
+    InsecurePermissions {
+        /// The offending file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A data-key version the file needs is not in the KEYS file.
+    #[error("data-key version {0} is not in the KEYS file")]
+    UnknownDataKeyVersion(u32),
+    /// An I/O error on a named path.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The path being accessed.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A caller passed something unusable.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+impl Error {
+    /// An integrity error for `file` at `block`.
+    pub fn integrity(file: impl Into<String>, block: Option<u64>, reason: IntegrityReason) -> Self {
+        Self::Integrity {
+            file: file.into(),
+            block,
+            reason,
+        }
+    }
+
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

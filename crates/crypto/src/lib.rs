@@ -1,0 +1,42 @@
+//! sealdb-crypto: the sealed-file framing and the key hierarchy.
+//!
+//! This crate owns every byte sealdb writes durably *about* its data: how a file is sealed
+//! block by block ([`SealedWriter`], [`SealedReader`]), how per-file keys are derived from
+//! versioned data keys ([`Keyring`]), how data keys are wrapped under a master key held by a
+//! [`KeyProvider`] (the owned key, the local KMS), and the database's KEYS file
+//! ([`KeysFile`]).
+//!
+//! It must never write key material unwrapped, never format key bytes, and never return bytes
+//! that failed authentication. See `docs/crypto.md` for the threat model and the nonce
+//! argument, and `docs/format.md` for the byte layouts.
+
+pub mod error;
+pub mod hex;
+pub mod keyring;
+pub mod keys;
+pub mod keysfile;
+pub mod provider;
+pub mod sealed;
+// -- key providers (owned keystore, local KMS) --
+pub mod kms;
+pub mod owned;
+
+pub use error::{Error, IntegrityReason, KeyState, Result};
+pub use keyring::{Keyring, FileCipher};
+pub use keys::{DatabaseId, FileId, SecretKey, KEY_LEN};
+pub use keysfile::KeysFile;
+pub use kms::{AuditEntry, KmsKeyInfo, LocalKms, LocalKmsProvider};
+pub use owned::{default_keystore_dir, OwnedKeyProvider};
+pub use provider::{EncryptionContext, KeyDescriptor, KeyEvent, KeyProvider, SharedProvider};
+pub use sealed::{
+    ArtifactKind, Block, BlockHandle, BlockIter, BlockSealer, CipherId, Expected, FileHeader,
+    SealedReader, SealedWriter,
+};
+
+/// Current seconds since the Unix epoch (0 if the clock is before 1970).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

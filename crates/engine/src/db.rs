@@ -1,0 +1,903 @@
+//! The database: open and recovery, keyspaces, the write path (group commit into the WAL,
+//! then the memtable), point reads and scans at snapshots.
+
+use crate::iter::{DbIter, MemSource, Source};
+use crate::keys::open_or_create_keys;
+use crate::manifest::{DEFAULT_KEYSPACE, Edit, Manifest};
+use crate::options::{Options, WriteOptions};
+use crate::{Error, Result};
+use parking_lot::{Condvar, Mutex, RwLock};
+use sealdb_crypto::{CipherId, KeyDescriptor, Keyring, KeysFile, SharedProvider};
+use sealdb_memtable::{Memtable, ValueKind};
+use sealdb_vfs::{FileLock, SharedFs};
+use sealdb_wal::{BatchBuilder, FrameBatch, GroupCommit, Op, RecordIter, RecoveryStats, Wal, WalOptions};
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const WAL_DIR: &str = "wal";
+const LOCK_FILE: &str = "LOCK";
+const KEYSPACE_PREFIX_LEN: usize = 4;
+const MAX_KEYSPACE_NAME: usize = 255;
+
+/// The memtables readers see, swapped whole on rotation (readers clone the `Arc`).
+#[derive(Debug)]
+pub(crate) struct SuperVersion {
+    pub active: Arc<Memtable>,
+    /// Frozen memtables waiting for flush, newest first.
+    pub immutables: Vec<Arc<Memtable>>,
+}
+
+/// What opening found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenStats {
+    /// Whether this open created the database.
+    pub created: bool,
+    /// WAL recovery: segments, batches and records replayed, and any torn tail cut off.
+    pub wal: RecoveryStats,
+}
+
+/// Counters of the engine's work since open.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Write batches committed.
+    pub batches: u64,
+    /// Records (puts and deletes) committed.
+    pub records: u64,
+    /// Commit groups (WAL frames) written: `batches / groups` is the group-commit factor.
+    pub commit_groups: u64,
+    /// WAL syncs (`fdatasync`) performed.
+    pub wal_syncs: u64,
+    /// Memtable rotations.
+    pub memtable_rotations: u64,
+    /// Writes that had to wait for memtable space (back-pressure).
+    pub write_stalls: u64,
+    /// Total time writers spent stalled.
+    pub write_stall_time: Duration,
+    /// Bytes in the active memtable.
+    pub active_memtable_bytes: u64,
+    /// Frozen memtables awaiting flush.
+    pub immutable_memtables: u64,
+    /// Bytes in frozen memtables.
+    pub immutable_memtable_bytes: u64,
+    /// The newest visible sequence number.
+    pub last_sequence: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    batches: AtomicU64,
+    records: AtomicU64,
+    commit_groups: AtomicU64,
+    wal_syncs: AtomicU64,
+    rotations: AtomicU64,
+    stalls: AtomicU64,
+    stall_nanos: AtomicU64,
+}
+
+/// A write waiting in the group-commit queue.
+#[derive(Debug)]
+struct WriteRequest {
+    rep: Vec<u8>,
+    count: u32,
+    sync: bool,
+}
+
+pub(crate) struct DbInner {
+    path: PathBuf,
+    fs: SharedFs,
+    opts: Options,
+    keys: Mutex<KeysFile>,
+    provider: RwLock<SharedProvider>,
+    keyring: RwLock<Keyring>,
+    cipher: CipherId,
+    wal: Wal,
+    group: GroupCommit<WriteRequest, Result<u64>>,
+    pub(crate) version: RwLock<Arc<SuperVersion>>,
+    manifest: Mutex<Manifest>,
+    keyspaces: RwLock<BTreeMap<String, u32>>,
+    /// Highest sequence number assigned (written only by the group-commit leader).
+    last_seq: AtomicU64,
+    /// Highest sequence number readers may see: every batch up to it is in the memtable.
+    visible_seq: AtomicU64,
+    snapshots: Mutex<BTreeMap<u64, usize>>,
+    stall_lock: Mutex<()>,
+    stall_cv: Condvar,
+    counters: Counters,
+    poisoned: Mutex<Option<String>>,
+    open_stats: OpenStats,
+    next_memtable_id: AtomicU64,
+    _lock: Box<dyn FileLock>,
+}
+
+impl std::fmt::Debug for DbInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("path", &self.path).finish()
+    }
+}
+
+/// An open database. Cheap to clone (clones share one database); `Send + Sync`.
+///
+/// ```
+/// # fn main() -> sealdb::Result<()> {
+/// let dir = tempfile::tempdir().map_err(|e| sealdb::Error::InvalidArgument(e.to_string()))?;
+/// let keystore = tempfile::tempdir().map_err(|e| sealdb::Error::InvalidArgument(e.to_string()))?;
+/// let opts = sealdb::Options { keystore_dir: Some(keystore.path().to_path_buf()), ..Default::default() };
+/// let db = sealdb::Db::open(dir.path().join("db"), opts)?;
+/// db.put(b"hello", b"world")?;
+/// assert_eq!(db.get(b"hello")?, Some(b"world".to_vec()));
+/// let users = db.create_keyspace("users")?;
+/// let mut batch = sealdb::WriteBatch::new();
+/// batch.put(&users, b"u1", b"ada")?;
+/// batch.delete(&db.default_keyspace(), b"hello")?;
+/// db.write(batch, sealdb::WriteOptions::SYNC)?;
+/// assert_eq!(users.get(b"u1")?, Some(b"ada".to_vec()));
+/// assert_eq!(db.get(b"hello")?, None);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Db {
+    pub(crate) inner: Arc<DbInner>,
+}
+
+/// A handle on one keyspace (an independent sorted tree sharing the database's WAL).
+#[derive(Debug, Clone)]
+pub struct Keyspace {
+    db: Db,
+    id: u32,
+    name: Arc<str>,
+}
+
+/// A set of puts and deletes, possibly across keyspaces, committed atomically (one WAL frame).
+#[derive(Debug, Clone, Default)]
+pub struct WriteBatch {
+    builder: BatchBuilder,
+    db: Option<usize>,
+}
+
+/// A consistent read view at one sequence number. Writes after it was taken are invisible to
+/// it. Holding one keeps the versions it needs alive.
+#[derive(Debug)]
+pub struct Snapshot {
+    db: Db,
+    seq: u64,
+}
+
+fn keyspace_key(id: u32, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(KEYSPACE_PREFIX_LEN + key.len());
+    k.extend_from_slice(&id.to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+impl Db {
+    /// Opens the database at `path`, creating it (with the owned key by default) if it does
+    /// not exist, and recovers everything the WAL holds.
+    pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Self> {
+        let path = std::path::absolute(path.as_ref()).map_err(|e| Error::io(path.as_ref(), e))?;
+        let fs = opts.fs.clone();
+        let exists = fs.exists(&path.join(sealdb_crypto::keysfile::KEYS_FILE_NAME));
+        if !exists && !opts.create_if_missing {
+            return Err(Error::InvalidArgument(format!(
+                "no database at {} (create_if_missing is off)",
+                path.display()
+            )));
+        }
+        if exists && opts.error_if_exists {
+            return Err(Error::InvalidArgument(format!(
+                "a database already exists at {}",
+                path.display()
+            )));
+        }
+        if !exists && fs.exists(&path) {
+            let entries = fs.list_dir(&path).map_err(|e| Error::io(&path, e))?;
+            if entries.iter().any(|n| n != LOCK_FILE) {
+                return Err(Error::InvalidArgument(format!(
+                    "{} is not empty and holds no sealdb database",
+                    path.display()
+                )));
+            }
+        }
+        fs.create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        if let Some(parent) = path.parent() {
+            let _ = fs.sync_dir(parent);
+        }
+        let lock = fs.lock(&path.join(LOCK_FILE)).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                Error::Locked(path.display().to_string())
+            } else {
+                Error::io(&path, e)
+            }
+        })?;
+
+        let (keys, provider, created) = open_or_create_keys(&fs, &path, &opts, exists)?;
+        let keyring = keys.keyring().clone();
+        let cipher = keys.data_cipher();
+        let current = path.join(crate::manifest::CURRENT_FILE);
+        let manifest = if fs.exists(&current) {
+            Manifest::open(fs.clone(), &path, &keyring, cipher)?
+        } else {
+            // A crash between writing KEYS and the first manifest leaves an empty database.
+            if fs.exists(&path.join(WAL_DIR))
+                && !fs
+                    .list_dir(&path.join(WAL_DIR))
+                    .map_err(|e| Error::io(&path, e))?
+                    .is_empty()
+            {
+                return Err(Error::Corruption(format!(
+                    "{} is missing but the WAL holds segments",
+                    current.display()
+                )));
+            }
+            Manifest::create(fs.clone(), &path, &keyring, cipher)?
+        };
+        let state = manifest.state().clone();
+
+        // Recovery: replay the WAL into memtables, rotating as they fill.
+        let mut memtables: Vec<Arc<Memtable>> = vec![Arc::new(Memtable::new(1))];
+        let mut next_id = 2u64;
+        let mut replay_err: Option<Error> = None;
+        let wal_opts = WalOptions {
+            segment_size: opts.wal_segment_size,
+            cipher,
+        };
+        let memtable_size = opts.memtable_size;
+        let flushed_seq = state.flushed_seq;
+        let (wal, wal_stats) = Wal::open(
+            fs.clone(),
+            &path.join(WAL_DIR),
+            keyring.clone(),
+            wal_opts,
+            state.wal_min_segment,
+            &mut |batch: FrameBatch<'_>| {
+                if batch.first_seq + u64::from(batch.count) - 1 <= flushed_seq {
+                    return Ok(()); // already in tables
+                }
+                let Some(mem) = memtables.last().cloned() else {
+                    return Ok(());
+                };
+                let mut seq = batch.first_seq;
+                for rec in RecordIter::new(batch.rep) {
+                    let rec = rec?;
+                    if state.keyspaces.contains_key(&rec.keyspace) {
+                        let kind = match rec.op {
+                            Op::Put => ValueKind::Put,
+                            Op::Delete => ValueKind::Delete,
+                        };
+                        if mem
+                            .insert(&keyspace_key(rec.keyspace, rec.key), seq, kind, rec.value)
+                            .is_err()
+                            && replay_err.is_none()
+                        {
+                            replay_err = Some(Error::Corruption("replay into a frozen memtable".into()));
+                        }
+                    }
+                    seq += 1;
+                }
+                if mem.approximate_bytes() >= memtable_size {
+                    mem.freeze();
+                    memtables.push(Arc::new(Memtable::new(next_id)));
+                    next_id += 1;
+                }
+                Ok(())
+            },
+        )?;
+        if let Some(e) = replay_err {
+            return Err(e);
+        }
+        let last_seq = wal_stats.last_seq.max(state.flushed_seq);
+        let active = memtables.pop().unwrap_or_else(|| Arc::new(Memtable::new(next_id)));
+        memtables.reverse();
+        let keyspaces = state
+            .keyspaces
+            .iter()
+            .map(|(id, name)| (name.clone(), *id))
+            .collect();
+
+        let inner = DbInner {
+            path,
+            fs,
+            opts,
+            keys: Mutex::new(keys),
+            provider: RwLock::new(provider),
+            keyring: RwLock::new(keyring),
+            cipher,
+            wal,
+            group: GroupCommit::new(),
+            version: RwLock::new(Arc::new(SuperVersion {
+                active,
+                immutables: memtables,
+            })),
+            manifest: Mutex::new(manifest),
+            keyspaces: RwLock::new(keyspaces),
+            last_seq: AtomicU64::new(last_seq),
+            visible_seq: AtomicU64::new(last_seq),
+            snapshots: Mutex::new(BTreeMap::new()),
+            stall_lock: Mutex::new(()),
+            stall_cv: Condvar::new(),
+            counters: Counters::default(),
+            poisoned: Mutex::new(None),
+            open_stats: OpenStats {
+                created,
+                wal: wal_stats,
+            },
+            next_memtable_id: AtomicU64::new(next_id + 1),
+            _lock: lock,
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The database id (bound into every sealed block).
+    pub fn database_id(&self) -> sealdb_crypto::DatabaseId {
+        self.inner.keyring.read().database_id()
+    }
+
+    /// The block cipher of the database's files.
+    pub fn cipher(&self) -> CipherId {
+        self.inner.cipher
+    }
+
+    /// The master key wrapping the data keys.
+    pub fn master_key(&self) -> KeyDescriptor {
+        self.inner.keys.lock().master().clone()
+    }
+
+    /// The provider holding the master key.
+    pub fn key_provider(&self) -> SharedProvider {
+        self.inner.provider.read().clone()
+    }
+
+    /// What opening found (creation, WAL replay, torn tail).
+    pub fn open_stats(&self) -> &OpenStats {
+        &self.inner.open_stats
+    }
+
+    /// The default keyspace.
+    pub fn default_keyspace(&self) -> Keyspace {
+        Keyspace {
+            db: self.clone(),
+            id: DEFAULT_KEYSPACE,
+            name: Arc::from("default"),
+        }
+    }
+
+    /// Opens an existing keyspace by name.
+    pub fn keyspace(&self, name: &str) -> Result<Keyspace> {
+        let id = self
+            .inner
+            .keyspaces
+            .read()
+            .get(name)
+            .copied()
+            .ok_or_else(|| Error::KeyspaceNotFound(name.to_string()))?;
+        Ok(Keyspace {
+            db: self.clone(),
+            id,
+            name: Arc::from(name),
+        })
+    }
+
+    /// Opens the keyspace `name`, creating it (durably) if it does not exist.
+    pub fn create_keyspace(&self, name: &str) -> Result<Keyspace> {
+        if name.is_empty() || name.len() > MAX_KEYSPACE_NAME {
+            return Err(Error::InvalidArgument(format!(
+                "keyspace names are 1 to {MAX_KEYSPACE_NAME} bytes"
+            )));
+        }
+        self.check_writable()?;
+        let mut manifest = self.inner.manifest.lock();
+        if let Ok(ks) = self.keyspace(name) {
+            return Ok(ks);
+        }
+        let id = manifest.state().next_keyspace_id;
+        let keyring = self.inner.keyring.read().clone();
+        manifest
+            .apply(
+                vec![Edit::CreateKeyspace {
+                    id,
+                    name: name.to_string(),
+                }],
+                &keyring,
+            )
+            .map_err(|e| self.poison(e))?;
+        self.inner.keyspaces.write().insert(name.to_string(), id);
+        Ok(Keyspace {
+            db: self.clone(),
+            id,
+            name: Arc::from(name),
+        })
+    }
+
+    /// Drops a keyspace and everything in it.
+    pub fn drop_keyspace(&self, name: &str) -> Result<()> {
+        let ks = self.keyspace(name)?;
+        if ks.id == DEFAULT_KEYSPACE {
+            return Err(Error::InvalidArgument("the default keyspace cannot be dropped".into()));
+        }
+        self.check_writable()?;
+        let mut manifest = self.inner.manifest.lock();
+        let keyring = self.inner.keyring.read().clone();
+        manifest
+            .apply(vec![Edit::DropKeyspace { id: ks.id }], &keyring)
+            .map_err(|e| self.poison(e))?;
+        self.inner.keyspaces.write().remove(name);
+        Ok(())
+    }
+
+    /// Names of every keyspace, sorted.
+    pub fn keyspace_names(&self) -> Vec<String> {
+        self.inner.keyspaces.read().keys().cloned().collect()
+    }
+
+    /// Sets `key` to `value` in the default keyspace (not synced).
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.default_keyspace().put(key, value)
+    }
+
+    /// Reads `key` from the default keyspace.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.default_keyspace().get(key)
+    }
+
+    /// Deletes `key` from the default keyspace (not synced).
+    pub fn delete(&self, key: &[u8]) -> Result<()> {
+        self.default_keyspace().delete(key)
+    }
+
+    /// Scans the default keyspace over `range` at the latest snapshot.
+    pub fn range(&self, lower: Bound<Vec<u8>>, upper: Bound<Vec<u8>>) -> Result<DbIter> {
+        self.default_keyspace().range(lower, upper)
+    }
+
+    /// Takes a snapshot of the current state.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut snaps = self.inner.snapshots.lock();
+        let seq = self.inner.visible_seq.load(Ordering::Acquire);
+        *snaps.entry(seq).or_insert(0) += 1;
+        Snapshot {
+            db: self.clone(),
+            seq,
+        }
+    }
+
+    /// The oldest sequence number a live snapshot reads at (compaction keeps what it needs).
+    pub fn oldest_snapshot(&self) -> Option<u64> {
+        self.inner.snapshots.lock().keys().next().copied()
+    }
+
+    /// The newest visible sequence number.
+    pub fn last_sequence(&self) -> u64 {
+        self.inner.visible_seq.load(Ordering::Acquire)
+    }
+
+    /// Commits `batch` atomically; returns the sequence number of its last record.
+    pub fn write(&self, batch: WriteBatch, opts: WriteOptions) -> Result<u64> {
+        if batch.builder.is_empty() {
+            return Ok(self.last_sequence());
+        }
+        if let Some(owner) = batch.db {
+            if owner != Arc::as_ptr(&self.inner) as usize {
+                return Err(Error::InvalidArgument(
+                    "write batch holds keyspaces of another database".into(),
+                ));
+            }
+        }
+        self.check_writable()?;
+        self.wait_for_room();
+        let req = WriteRequest {
+            count: batch.builder.count(),
+            rep: batch.builder.rep().to_vec(),
+            sync: opts.sync,
+        };
+        let inner = &self.inner;
+        inner.group.submit(req, |group| self.commit_group(group))
+    }
+
+    /// Runs on the group-commit leader: assigns sequence numbers, writes one WAL frame (one
+    /// sync if any writer asked for it), applies the batches to the memtable, then publishes.
+    fn commit_group(&self, group: Vec<(u64, WriteRequest)>) -> Vec<(u64, Result<u64>)> {
+        let inner = &self.inner;
+        if let Err(e) = self.check_writable() {
+            let msg = e.to_string();
+            return group
+                .into_iter()
+                .map(|(id, _)| (id, Err(Error::Poisoned(msg.clone()))))
+                .collect();
+        }
+        if let Err(e) = self.maybe_rotate() {
+            let msg = self.poison(e).to_string();
+            return group
+                .into_iter()
+                .map(|(id, _)| (id, Err(Error::Poisoned(msg.clone()))))
+                .collect();
+        }
+        let mut seq = inner.last_seq.load(Ordering::Acquire);
+        let mut firsts = Vec::with_capacity(group.len());
+        let mut sync = false;
+        for (_, req) in &group {
+            firsts.push(seq + 1);
+            seq += u64::from(req.count);
+            sync |= req.sync;
+        }
+        let frames: Vec<FrameBatch<'_>> = group
+            .iter()
+            .zip(&firsts)
+            .map(|((_, req), first)| FrameBatch {
+                first_seq: *first,
+                count: req.count,
+                rep: &req.rep,
+            })
+            .collect();
+        if let Err(e) = inner.wal.append(&frames, sync) {
+            let msg = self.poison(e.into()).to_string();
+            return group
+                .into_iter()
+                .map(|(id, _)| (id, Err(Error::Poisoned(msg.clone()))))
+                .collect();
+        }
+        drop(frames);
+        inner.counters.commit_groups.fetch_add(1, Ordering::Relaxed);
+        if sync {
+            inner.counters.wal_syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        let active = inner.version.read().active.clone();
+        let mut results = Vec::with_capacity(group.len());
+        for ((id, req), first) in group.into_iter().zip(firsts) {
+            let mut s = first;
+            let mut ok = true;
+            for rec in RecordIter::new(&req.rep) {
+                let Ok(rec) = rec else {
+                    ok = false;
+                    break;
+                };
+                let kind = match rec.op {
+                    Op::Put => ValueKind::Put,
+                    Op::Delete => ValueKind::Delete,
+                };
+                if active
+                    .insert(&keyspace_key(rec.keyspace, rec.key), s, kind, rec.value)
+                    .is_err()
+                {
+                    ok = false;
+                    break;
+                }
+                s += 1;
+            }
+            inner.counters.batches.fetch_add(1, Ordering::Relaxed);
+            inner
+                .counters
+                .records
+                .fetch_add(u64::from(req.count), Ordering::Relaxed);
+            if ok {
+                results.push((id, Ok(first + u64::from(req.count) - 1)));
+            } else {
+                let e = self.poison(Error::Corruption("memtable insert failed".into()));
+                results.push((id, Err(e)));
+            }
+        }
+        inner.last_seq.store(seq, Ordering::Release);
+        inner.visible_seq.store(seq, Ordering::Release);
+        results
+    }
+
+    /// Freezes the active memtable once it is over budget (called by the commit leader, the
+    /// only mutator of the memtable set).
+    fn maybe_rotate(&self) -> Result<()> {
+        let inner = &self.inner;
+        let current = inner.version.read().clone();
+        if current.active.approximate_bytes() < inner.opts.memtable_size {
+            return Ok(());
+        }
+        self.rotate_memtable()
+    }
+
+    /// Freezes the active memtable and starts a new one (and a new WAL segment).
+    pub(crate) fn rotate_memtable(&self) -> Result<()> {
+        let inner = &self.inner;
+        let mut version = inner.version.write();
+        if version.active.is_empty() {
+            return Ok(());
+        }
+        inner.wal.rotate()?;
+        version.active.freeze();
+        let id = inner.next_memtable_id.fetch_add(1, Ordering::Relaxed);
+        let mut immutables = vec![version.active.clone()];
+        immutables.extend(version.immutables.iter().cloned());
+        *version = Arc::new(SuperVersion {
+            active: Arc::new(Memtable::new(id)),
+            immutables,
+        });
+        inner.counters.rotations.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Back-pressure: while too many frozen memtables wait for flush, writers wait (counted in
+    /// [`Stats::write_stalls`]).
+    fn wait_for_room(&self) {
+        let inner = &self.inner;
+        let limit = inner.opts.max_immutable_memtables.max(1);
+        if inner.version.read().immutables.len() < limit {
+            return;
+        }
+        let start = Instant::now();
+        inner.counters.stalls.fetch_add(1, Ordering::Relaxed);
+        let mut guard = inner.stall_lock.lock();
+        while inner.version.read().immutables.len() >= limit && self.check_writable().is_ok() {
+            inner
+                .stall_cv
+                .wait_for(&mut guard, Duration::from_millis(50));
+        }
+        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        inner.counters.stall_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Wakes stalled writers (after a flush freed memtable space).
+    pub(crate) fn notify_room(&self) {
+        let _g = self.inner.stall_lock.lock();
+        self.inner.stall_cv.notify_all();
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if let Some(why) = self.inner.poisoned.lock().as_ref() {
+            return Err(Error::Poisoned(why.clone()));
+        }
+        Ok(())
+    }
+
+    /// Records a failure that leaves durable state unknown; returns the error for the caller.
+    fn poison(&self, e: Error) -> Error {
+        let mut p = self.inner.poisoned.lock();
+        if p.is_none() {
+            *p = Some(e.to_string());
+        }
+        e
+    }
+
+    /// Makes every write so far durable (one WAL sync).
+    pub fn sync_wal(&self) -> Result<()> {
+        self.inner.wal.sync()?;
+        self.inner.counters.wal_syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Counters since open and the memtable state.
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.counters;
+        let v = self.inner.version.read().clone();
+        Stats {
+            batches: c.batches.load(Ordering::Relaxed),
+            records: c.records.load(Ordering::Relaxed),
+            commit_groups: c.commit_groups.load(Ordering::Relaxed),
+            wal_syncs: c.wal_syncs.load(Ordering::Relaxed),
+            memtable_rotations: c.rotations.load(Ordering::Relaxed),
+            write_stalls: c.stalls.load(Ordering::Relaxed),
+            write_stall_time: Duration::from_nanos(c.stall_nanos.load(Ordering::Relaxed)),
+            active_memtable_bytes: v.active.approximate_bytes() as u64,
+            immutable_memtables: v.immutables.len() as u64,
+            immutable_memtable_bytes: v.immutables.iter().map(|m| m.approximate_bytes() as u64).sum(),
+            last_sequence: self.last_sequence(),
+        }
+    }
+
+    fn get_at(&self, keyspace: u32, key: &[u8], snapshot: u64) -> Result<Option<Vec<u8>>> {
+        let version = self.inner.version.read().clone();
+        let ikey = keyspace_key(keyspace, key);
+        if let Some((_, v)) = version.active.get(&ikey, snapshot) {
+            return Ok(v);
+        }
+        for m in &version.immutables {
+            if let Some((_, v)) = m.get(&ikey, snapshot) {
+                return Ok(v);
+            }
+        }
+        Ok(None)
+    }
+
+    fn iter_at(
+        &self,
+        keyspace: u32,
+        lower: Bound<Vec<u8>>,
+        upper: Bound<Vec<u8>>,
+        snapshot: u64,
+    ) -> Result<DbIter> {
+        let version = self.inner.version.read().clone();
+        let map_bound = |b: Bound<Vec<u8>>| match b {
+            Bound::Included(k) => Bound::Included(keyspace_key(keyspace, &k)),
+            Bound::Excluded(k) => Bound::Excluded(keyspace_key(keyspace, &k)),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let lo = match lower {
+            Bound::Unbounded => Bound::Included(keyspace_key(keyspace, b"")),
+            b => map_bound(b),
+        };
+        let hi = match upper {
+            Bound::Unbounded => match keyspace.checked_add(1) {
+                Some(next) => Bound::Excluded(next.to_be_bytes().to_vec()),
+                None => Bound::Unbounded,
+            },
+            b => map_bound(b),
+        };
+        let mut sources: Vec<Box<dyn Source>> = Vec::new();
+        sources.push(Box::new(MemSource {
+            iter: version.active.iter(lo.clone(), hi.clone()),
+        }));
+        for m in &version.immutables {
+            sources.push(Box::new(MemSource {
+                iter: m.iter(lo.clone(), hi.clone()),
+            }));
+        }
+        let pin: Arc<dyn std::any::Any + Send + Sync> = version;
+        Ok(DbIter::new(sources, snapshot, vec![pin]))
+    }
+
+    pub(crate) fn fs(&self) -> &SharedFs {
+        &self.inner.fs
+    }
+}
+
+impl Keyspace {
+    /// The keyspace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The database it belongs to.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Sets `key` to `value` (not synced).
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.put_opt(key, value, WriteOptions::default())
+    }
+
+    /// Sets `key` to `value` with the given durability.
+    pub fn put_opt(&self, key: &[u8], value: &[u8], opts: WriteOptions) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.put(self, key, value)?;
+        self.db.write(b, opts).map(|_| ())
+    }
+
+    /// Deletes `key` (not synced).
+    pub fn delete(&self, key: &[u8]) -> Result<()> {
+        self.delete_opt(key, WriteOptions::default())
+    }
+
+    /// Deletes `key` with the given durability.
+    pub fn delete_opt(&self, key: &[u8], opts: WriteOptions) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.delete(self, key)?;
+        self.db.write(b, opts).map(|_| ())
+    }
+
+    /// Reads the newest value of `key`.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db.get_at(self.id, key, self.db.last_sequence())
+    }
+
+    /// Iterates keys in `[lower, upper]` (per the bounds) at the latest snapshot.
+    pub fn range(&self, lower: Bound<Vec<u8>>, upper: Bound<Vec<u8>>) -> Result<DbIter> {
+        self.db.iter_at(self.id, lower, upper, self.db.last_sequence())
+    }
+
+    /// Iterates every key.
+    pub fn iter(&self) -> Result<DbIter> {
+        self.range(Bound::Unbounded, Bound::Unbounded)
+    }
+
+    /// Iterates the keys starting with `prefix`.
+    pub fn prefix(&self, prefix: &[u8]) -> Result<DbIter> {
+        let (lo, hi) = prefix_bounds(prefix);
+        self.range(lo, hi)
+    }
+}
+
+/// The bounds covering exactly the keys that start with `prefix`.
+pub(crate) fn prefix_bounds(prefix: &[u8]) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let lo = Bound::Included(prefix.to_vec());
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return (lo, Bound::Excluded(end));
+        }
+    }
+    (lo, Bound::Unbounded)
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn bind(&mut self, ks: &Keyspace) -> Result<()> {
+        let id = Arc::as_ptr(&ks.db.inner) as usize;
+        match self.db {
+            None => {
+                self.db = Some(id);
+                Ok(())
+            }
+            Some(d) if d == id => Ok(()),
+            Some(_) => Err(Error::InvalidArgument(
+                "a write batch cannot span databases".into(),
+            )),
+        }
+    }
+
+    /// Adds a put to `keyspace`.
+    pub fn put(&mut self, keyspace: &Keyspace, key: &[u8], value: &[u8]) -> Result<()> {
+        self.bind(keyspace)?;
+        self.builder
+            .put(keyspace.id, key, value)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))
+    }
+
+    /// Adds a delete to `keyspace`.
+    pub fn delete(&mut self, keyspace: &Keyspace, key: &[u8]) -> Result<()> {
+        self.bind(keyspace)?;
+        self.builder
+            .delete(keyspace.id, key)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))
+    }
+
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.builder.count() as usize
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.builder.is_empty()
+    }
+}
+
+impl Snapshot {
+    /// The sequence number this snapshot reads at.
+    pub fn sequence(&self) -> u64 {
+        self.seq
+    }
+
+    /// Reads `key` from `keyspace` as of the snapshot.
+    pub fn get(&self, keyspace: &Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db.get_at(keyspace.id, key, self.seq)
+    }
+
+    /// Iterates `keyspace` over the bounds as of the snapshot.
+    pub fn range(
+        &self,
+        keyspace: &Keyspace,
+        lower: Bound<Vec<u8>>,
+        upper: Bound<Vec<u8>>,
+    ) -> Result<DbIter> {
+        self.db.iter_at(keyspace.id, lower, upper, self.seq)
+    }
+
+    /// Iterates the keys of `keyspace` starting with `prefix`, as of the snapshot.
+    pub fn prefix(&self, keyspace: &Keyspace, prefix: &[u8]) -> Result<DbIter> {
+        let (lo, hi) = prefix_bounds(prefix);
+        self.range(keyspace, lo, hi)
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        let mut snaps = self.db.inner.snapshots.lock();
+        if let Some(n) = snaps.get_mut(&self.seq) {
+            *n -= 1;
+            if *n == 0 {
+                snaps.remove(&self.seq);
+            }
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The engine's typed error. One enum for the whole public API: callers (and the `sealdb`
+//! program's exit codes) match on its variants.
+
+use sealdb_crypto::{IntegrityReason, KeyState};
+use std::path::PathBuf;
+
+/// Everything that can go wrong in sealdb.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A sealed file or block failed verification: altered, truncated, moved, foreign, or
+    /// opened with the wrong data key. `block` is the byte offset of the failing block.
+    #[error("integrity error in {file}{}: {reason}", block.map(|b| format!(" at block offset {b}")).unwrap_or_default())]
+    Integrity {
+        /// The file.
+        file: String,
+        /// Byte offset of the failing block, if one block is at fault.
+        block: Option<u64>,
+        /// What failed.
+        reason: IntegrityReason,
+    },
+    /// Contents that authenticated (or a set of files) do not make sense: a broken invariant
+    /// on disk, such as a missing WAL segment or a manifest naming an absent file.
+    #[error("corruption: {0}")]
+    Corruption(String),
+    /// The master key cannot be used: disabled, pending deletion, destroyed, missing, or its
+    /// provider unreachable.
+    #[error("master key {key_id} ({provider}) is unavailable: {state}")]
+    KeyUnavailable {
+        /// Provider kind.
+        provider: String,
+        /// Key id within the provider.
+        key_id: String,
+        /// Its state.
+        state: KeyState,
+    },
+    /// The master key offered did not wrap this database's data keys.
+    #[error("wrong master key: {key_id} ({provider}) did not wrap this database's keys")]
+    WrongMasterKey {
+        /// Provider kind.
+        provider: String,
+        /// Key id within the provider.
+        key_id: String,
+    },
+    /// A key file is readable by other users.
+    #[error("{path} is accessible by other users (mode {mode:o}); run `chmod 600` on it")]
+    InsecurePermissions {
+        /// The file.
+        path: PathBuf,
+        /// Its mode bits.
+        mode: u32,
+    },
+    /// No keyspace of that name.
+    #[error("keyspace {0:?} does not exist")]
+    KeyspaceNotFound(String),
+    /// A caller passed something unusable.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// An I/O error on a named path.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An earlier write or sync failed, so what reached the disk is unknown: the database
+    /// refuses writes until it is reopened (which recovers from what is durable).
+    #[error("database is read-only after an earlier failure: {0}")]
+    Poisoned(String),
+    /// The database directory is locked by another process or handle.
+    #[error("database {0} is in use by another process")]
+    Locked(String),
+}
+
+/// The engine's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+
+    /// Whether this is an integrity (authentication) failure of on-disk data.
+    pub fn is_integrity(&self) -> bool {
+        matches!(self, Self::Integrity { .. } | Self::Corruption(_))
+    }
+
+    /// Whether the master key could not be used (exit code 3 of the `sealdb` program).
+    pub fn is_key_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::KeyUnavailable { .. } | Self::WrongMasterKey { .. } | Self::InsecurePermissions { .. }
+        )
+    }
+}
+
+impl From<sealdb_crypto::Error> for Error {
+    fn from(e: sealdb_crypto::Error) -> Self {
+        use sealdb_crypto::Error as C;
+        match e {
+            C::Integrity {
+                file,
+                block,
+                reason,
+            } => Self::Integrity {
+                file,
+                block,
+                reason,
+            },
+            C::KeyUnavailable {
+                provider,
+                key_id,
+                state,
+            } => Self::KeyUnavailable {
+                provider,
+                key_id,
+                state,
+            },
+            C::WrongMasterKey { provider, key_id } => Self::WrongMasterKey { provider, key_id },
+            C::InsecurePermissions { path, mode } => Self::InsecurePermissions { path, mode },
+            C::UnknownDataKeyVersion(v) => {
+                Self::Corruption(format!("a file needs data-key version {v}, which the KEYS file lacks"))
+            }
+            C::Io { path, source } => Self::Io {
+                path: path.display().to_string(),
+                source,
+            },
+            C::InvalidArgument(s) => Self::InvalidArgument(s),
+            other => Self::Corruption(other.to_string()),
+        }
+    }
+}
+
+impl From<sealdb_wal::Error> for Error {
+    fn from(e: sealdb_wal::Error) -> Self {
+        use sealdb_wal::Error as W;
+        match e {
+            W::Crypto(c) => c.into(),
+            W::Malformed(s) => Self::Corruption(format!("WAL: {s}")),
+            W::MissingSegment(s) => Self::Corruption(format!("WAL: {s}")),
+            W::Io { path, source } => Self::Io { path, source },
+            W::InvalidArgument(s) => Self::InvalidArgument(s),
+            W::Poisoned(s) => Self::Poisoned(s),
+            other => Self::Corruption(other.to_string()),
+        }
+    }
+}

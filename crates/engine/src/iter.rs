@@ -1,0 +1,261 @@
+//! The merged read path for scans: every source (memtables, then tables) yields internal
+//! entries in internal order; [`DbIter`] merges them, keeps for each user key the newest
+//! version visible at its snapshot, and hides tombstones.
+
+use crate::Result;
+use sealdb_memtable::{MemtableIter, ValueKind};
+use std::sync::Arc;
+
+/// One version of one user key, from any source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InternalEntry {
+    pub key: Vec<u8>,
+    pub seq: u64,
+    pub is_put: bool,
+    pub value: Vec<u8>,
+}
+
+/// A double-ended source of internal entries in internal order (user key ascending, sequence
+/// number descending); its two ends never cross.
+pub(crate) trait Source: Send {
+    fn next_front(&mut self) -> Option<Result<InternalEntry>>;
+    fn next_back(&mut self) -> Option<Result<InternalEntry>>;
+}
+
+/// A memtable scan restricted to one keyspace: strips the 4-byte keyspace prefix.
+pub(crate) struct MemSource {
+    pub iter: MemtableIter,
+}
+
+fn from_mem(e: sealdb_memtable::Entry) -> InternalEntry {
+    InternalEntry {
+        key: e.key.get(4..).map(<[u8]>::to_vec).unwrap_or_default(),
+        seq: e.seq,
+        is_put: e.kind == ValueKind::Put,
+        value: e.value,
+    }
+}
+
+impl Source for MemSource {
+    fn next_front(&mut self) -> Option<Result<InternalEntry>> {
+        self.iter.next().map(|e| Ok(from_mem(e)))
+    }
+    fn next_back(&mut self) -> Option<Result<InternalEntry>> {
+        self.iter.next_back().map(|e| Ok(from_mem(e)))
+    }
+}
+
+/// An ordered, snapshot-consistent iterator over one keyspace's key/value pairs.
+///
+/// It owns what it reads (the memtables and table versions it was created over stay alive
+/// while it lives), so it is `'static` and can be sent between threads. Writes made after it
+/// was created are never seen. Use it from either end (`next`, `next_back`); the ends meet in
+/// the middle without repeating a key.
+pub struct DbIter {
+    sources: Vec<Box<dyn Source>>,
+    fronts: Vec<Option<InternalEntry>>,
+    backs: Vec<Option<InternalEntry>>,
+    front_primed: bool,
+    back_primed: bool,
+    snapshot: u64,
+    last_front: Option<Vec<u8>>,
+    last_back: Option<Vec<u8>>,
+    done: bool,
+    _pins: Vec<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for DbIter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbIter")
+            .field("sources", &self.sources.len())
+            .field("snapshot", &self.snapshot)
+            .finish()
+    }
+}
+
+impl DbIter {
+    pub(crate) fn new(
+        sources: Vec<Box<dyn Source>>,
+        snapshot: u64,
+        pins: Vec<Arc<dyn std::any::Any + Send + Sync>>,
+    ) -> Self {
+        let n = sources.len();
+        Self {
+            sources,
+            fronts: vec![None; n],
+            backs: vec![None; n],
+            front_primed: false,
+            back_primed: false,
+            snapshot,
+            last_front: None,
+            last_back: None,
+            done: false,
+            _pins: pins,
+        }
+    }
+
+    fn prime_front(&mut self) -> Result<()> {
+        if !self.front_primed {
+            for i in 0..self.sources.len() {
+                self.refill_front(i)?;
+            }
+            self.front_primed = true;
+        }
+        Ok(())
+    }
+
+    fn prime_back(&mut self) -> Result<()> {
+        if !self.back_primed {
+            for i in 0..self.sources.len() {
+                self.refill_back(i)?;
+            }
+            self.back_primed = true;
+        }
+        Ok(())
+    }
+
+    fn refill_front(&mut self, i: usize) -> Result<()> {
+        let next = match self.sources.get_mut(i) {
+            Some(s) => s.next_front().transpose()?,
+            None => None,
+        };
+        if let Some(slot) = self.fronts.get_mut(i) {
+            *slot = next;
+        }
+        Ok(())
+    }
+
+    fn refill_back(&mut self, i: usize) -> Result<()> {
+        let next = match self.sources.get_mut(i) {
+            Some(s) => s.next_back().transpose()?,
+            None => None,
+        };
+        if let Some(slot) = self.backs.get_mut(i) {
+            *slot = next;
+        }
+        Ok(())
+    }
+
+    /// Removes every peeked version of `key` from both ends of every source (an end may hold
+    /// a version the other end has not seen) and returns the newest one visible at the
+    /// snapshot.
+    fn take_versions(&mut self, key: &[u8]) -> Result<Option<InternalEntry>> {
+        let mut best: Option<InternalEntry> = None;
+        let snapshot = self.snapshot;
+        let mut consider = |e: InternalEntry| {
+            if e.seq <= snapshot && best.as_ref().is_none_or(|b| e.seq > b.seq) {
+                best = Some(e);
+            }
+        };
+        for i in 0..self.sources.len() {
+            while self.fronts.get(i).and_then(|f| f.as_ref()).is_some_and(|e| e.key == key) {
+                if let Some(e) = self.fronts.get_mut(i).and_then(Option::take) {
+                    consider(e);
+                }
+                self.refill_front(i)?;
+            }
+            while self.backs.get(i).and_then(|f| f.as_ref()).is_some_and(|e| e.key == key) {
+                if let Some(e) = self.backs.get_mut(i).and_then(Option::take) {
+                    consider(e);
+                }
+                if self.back_primed {
+                    self.refill_back(i)?;
+                }
+            }
+        }
+        Ok(best)
+    }
+
+    fn step_front(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        self.prime_front()?;
+        loop {
+            // The smallest user key at any source's front.
+            let Some(key) = self
+                .fronts
+                .iter()
+                .flatten()
+                .map(|e| &e.key)
+                .min()
+                .cloned()
+            else {
+                return Ok(None);
+            };
+            if self.last_back.as_ref().is_some_and(|b| key >= *b) {
+                return Ok(None);
+            }
+            let best = self.take_versions(&key)?;
+            self.last_front = Some(key);
+            if let Some(e) = best {
+                if e.is_put {
+                    return Ok(Some((e.key, e.value)));
+                }
+            }
+        }
+    }
+
+    fn step_back(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        self.prime_back()?;
+        loop {
+            let Some(key) = self
+                .backs
+                .iter()
+                .flatten()
+                .map(|e| &e.key)
+                .max()
+                .cloned()
+            else {
+                return Ok(None);
+            };
+            if self.last_front.as_ref().is_some_and(|f| key <= *f) {
+                return Ok(None);
+            }
+            let best = self.take_versions(&key)?;
+            self.last_back = Some(key);
+            if let Some(e) = best {
+                if e.is_put {
+                    return Ok(Some((e.key, e.value)));
+                }
+            }
+        }
+    }
+}
+
+impl Iterator for DbIter {
+    type Item = Result<(Vec<u8>, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.step_front() {
+            Ok(Some(kv)) => Some(Ok(kv)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl DoubleEndedIterator for DbIter {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.step_back() {
+            Ok(Some(kv)) => Some(Ok(kv)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! sealdb: an embedded key-value storage engine whose every durable byte is sealed.
+//!
+//! A log-structured merge tree in which the write-ahead log, the tables, the manifest and the
+//! KEYS file are encrypted and authenticated block by block with ChaCha20-Poly1305, under data
+//! keys wrapped by a master key that never enters the data directory: an engine-owned key by
+//! default, or a key in a key-management service. Reads decrypt transparently.
+//!
+//! Start with [`Db::open`]; see the crate's `examples/` and the repository's `docs/`.
+
+mod codec;
+mod db;
+mod error;
+mod iter;
+mod keys;
+pub mod manifest;
+mod options;
+
+pub use db::{Db, Keyspace, OpenStats, Snapshot, Stats, WriteBatch};
+pub use error::{Error, Result};
+pub use iter::DbIter;
+pub use options::{MasterKey, Options, WriteOptions};
+pub use sealdb_crypto::{CipherId, DatabaseId, KeyDescriptor, KeyProvider, KeyState};

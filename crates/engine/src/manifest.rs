@@ -1,0 +1,500 @@
+//! The manifest: the durable record of the database's shape — keyspaces, live table files per
+//! level, the oldest WAL segment still needed, and counters.
+//!
+//! `MANIFEST-<n>` is a sealed file (kind `manifest`) whose blocks are edit groups, each
+//! appended and synced before the change it records takes effect. `CURRENT` is a small sealed
+//! file (kind `meta`) naming the live manifest; it is replaced atomically. Opening replays the
+//! live manifest and then writes a *new* one holding a snapshot of the state, switching
+//! `CURRENT` to it: a manifest is never appended to after it was reopened (nonce rule).
+
+use crate::codec::{Reader, Writer};
+use crate::{Error, Result};
+use sealdb_crypto::{
+    ArtifactKind, BlockSealer, CipherId, Expected, FileHeader, IntegrityReason, Keyring,
+    SealedReader, SealedWriter,
+};
+use sealdb_vfs::SharedFs;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub(crate) const CURRENT_FILE: &str = "CURRENT";
+const MANIFEST_PREFIX: &str = "MANIFEST-";
+const CURRENT_TAG: &[u8; 8] = b"SDBCURR1";
+const MAX_NAME: usize = 1024;
+const MAX_KEY: usize = 64 << 10;
+/// Roll to a new manifest (a snapshot) once the live one grows past this.
+const MANIFEST_ROLL_BYTES: u64 = 4 << 20;
+
+/// Keyspace id of the default keyspace.
+pub(crate) const DEFAULT_KEYSPACE: u32 = 0;
+
+/// One live table file, as the manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMeta {
+    /// File number (the file is `<number>.sst` in the tables directory).
+    pub number: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Entries (every version and tombstone).
+    pub entries: u64,
+    /// Smallest user key.
+    pub smallest: Vec<u8>,
+    /// Largest user key.
+    pub largest: Vec<u8>,
+    /// Lowest sequence number held.
+    pub min_seq: u64,
+    /// Highest sequence number held.
+    pub max_seq: u64,
+    /// The data-key version the file is sealed under.
+    pub data_key_version: u32,
+    /// The sealed file's id (from its header).
+    pub file_id: [u8; 16],
+    /// SHA-256 of the file's sealed footer block: detects a file replaced by another copy.
+    pub footer_digest: [u8; 32],
+}
+
+/// A change to the manifest state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Edit {
+    CreateKeyspace { id: u32, name: String },
+    DropKeyspace { id: u32 },
+    WalMinSegment(u64),
+    FlushedSeq(u64),
+    NextFileNumber(u64),
+    AddFile { keyspace: u32, level: u8, file: FileMeta },
+    RemoveFile { keyspace: u32, level: u8, number: u64 },
+    NextKeyspaceId(u32),
+}
+
+impl Edit {
+    fn encode(&self, w: &mut Writer) {
+        match self {
+            Self::CreateKeyspace { id, name } => {
+                w.u8(1).u32(*id).bytes(name.as_bytes());
+            }
+            Self::DropKeyspace { id } => {
+                w.u8(2).u32(*id);
+            }
+            Self::WalMinSegment(n) => {
+                w.u8(3).u64(*n);
+            }
+            Self::FlushedSeq(s) => {
+                w.u8(4).u64(*s);
+            }
+            Self::NextFileNumber(n) => {
+                w.u8(5).u64(*n);
+            }
+            Self::AddFile {
+                keyspace,
+                level,
+                file,
+            } => {
+                w.u8(6).u32(*keyspace).u8(*level);
+                w.u64(file.number)
+                    .u64(file.size)
+                    .u64(file.entries)
+                    .bytes(&file.smallest)
+                    .bytes(&file.largest)
+                    .u64(file.min_seq)
+                    .u64(file.max_seq)
+                    .u32(file.data_key_version)
+                    .raw(&file.file_id)
+                    .raw(&file.footer_digest);
+            }
+            Self::RemoveFile {
+                keyspace,
+                level,
+                number,
+            } => {
+                w.u8(7).u32(*keyspace).u8(*level).u64(*number);
+            }
+            Self::NextKeyspaceId(id) => {
+                w.u8(8).u32(*id);
+            }
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self> {
+        Ok(match r.u8("edit tag")? {
+            1 => Self::CreateKeyspace {
+                id: r.u32("keyspace id")?,
+                name: r.string(MAX_NAME, "keyspace name")?,
+            },
+            2 => Self::DropKeyspace {
+                id: r.u32("keyspace id")?,
+            },
+            3 => Self::WalMinSegment(r.u64("wal segment")?),
+            4 => Self::FlushedSeq(r.u64("flushed seq")?),
+            5 => Self::NextFileNumber(r.u64("file number")?),
+            6 => Self::AddFile {
+                keyspace: r.u32("keyspace id")?,
+                level: r.u8("level")?,
+                file: FileMeta {
+                    number: r.u64("file number")?,
+                    size: r.u64("file size")?,
+                    entries: r.u64("entries")?,
+                    smallest: r.bytes(MAX_KEY, "smallest key")?.to_vec(),
+                    largest: r.bytes(MAX_KEY, "largest key")?.to_vec(),
+                    min_seq: r.u64("min seq")?,
+                    max_seq: r.u64("max seq")?,
+                    data_key_version: r.u32("data-key version")?,
+                    file_id: r.array("file id")?,
+                    footer_digest: r.array("footer digest")?,
+                },
+            },
+            7 => Self::RemoveFile {
+                keyspace: r.u32("keyspace id")?,
+                level: r.u8("level")?,
+                number: r.u64("file number")?,
+            },
+            8 => Self::NextKeyspaceId(r.u32("next keyspace id")?),
+            t => return Err(Error::Corruption(format!("manifest: unknown edit tag {t}"))),
+        })
+    }
+}
+
+/// Number of levels of every keyspace's tree.
+pub(crate) const NUM_LEVELS: usize = 7;
+
+/// The state the manifest describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ManifestState {
+    pub keyspaces: BTreeMap<u32, String>,
+    pub wal_min_segment: u64,
+    pub flushed_seq: u64,
+    pub next_file_number: u64,
+    /// Keyspace ids are never reused, so WAL records of a dropped keyspace never reach a new one.
+    pub next_keyspace_id: u32,
+    /// Per keyspace, per level, live files by number.
+    pub levels: BTreeMap<u32, Vec<BTreeMap<u64, FileMeta>>>,
+}
+
+impl Default for ManifestState {
+    fn default() -> Self {
+        let mut keyspaces = BTreeMap::new();
+        keyspaces.insert(DEFAULT_KEYSPACE, "default".to_string());
+        let mut levels = BTreeMap::new();
+        levels.insert(DEFAULT_KEYSPACE, vec![BTreeMap::new(); NUM_LEVELS]);
+        Self {
+            keyspaces,
+            wal_min_segment: 0,
+            flushed_seq: 0,
+            next_file_number: 1,
+            next_keyspace_id: 1,
+            levels,
+        }
+    }
+}
+
+impl ManifestState {
+    fn apply(&mut self, edit: &Edit) -> Result<()> {
+        match edit {
+            Edit::CreateKeyspace { id, name } => {
+                self.keyspaces.insert(*id, name.clone());
+                self.next_keyspace_id = self.next_keyspace_id.max(id.saturating_add(1));
+                self.levels
+                    .entry(*id)
+                    .or_insert_with(|| vec![BTreeMap::new(); NUM_LEVELS]);
+            }
+            Edit::DropKeyspace { id } => {
+                self.keyspaces.remove(id);
+                self.levels.remove(id);
+            }
+            Edit::WalMinSegment(n) => self.wal_min_segment = self.wal_min_segment.max(*n),
+            Edit::FlushedSeq(s) => self.flushed_seq = self.flushed_seq.max(*s),
+            Edit::NextKeyspaceId(n) => self.next_keyspace_id = self.next_keyspace_id.max(*n),
+            Edit::NextFileNumber(n) => self.next_file_number = self.next_file_number.max(*n),
+            Edit::AddFile {
+                keyspace,
+                level,
+                file,
+            } => {
+                let lvl = self
+                    .levels
+                    .get_mut(keyspace)
+                    .and_then(|l| l.get_mut(usize::from(*level)))
+                    .ok_or_else(|| {
+                        Error::Corruption(format!(
+                            "manifest adds a file to keyspace {keyspace} level {level}, which does not exist"
+                        ))
+                    })?;
+                lvl.insert(file.number, file.clone());
+                self.next_file_number = self.next_file_number.max(file.number + 1);
+            }
+            Edit::RemoveFile {
+                keyspace,
+                level,
+                number,
+            } => {
+                let removed = self
+                    .levels
+                    .get_mut(keyspace)
+                    .and_then(|l| l.get_mut(usize::from(*level)))
+                    .and_then(|l| l.remove(number));
+                if removed.is_none() {
+                    return Err(Error::Corruption(format!(
+                        "manifest removes file {number} from keyspace {keyspace} level {level}, where it is not"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Edits that rebuild this state from nothing.
+    fn snapshot_edits(&self) -> Vec<Edit> {
+        let mut edits = Vec::new();
+        for (id, name) in &self.keyspaces {
+            edits.push(Edit::CreateKeyspace {
+                id: *id,
+                name: name.clone(),
+            });
+        }
+        edits.push(Edit::WalMinSegment(self.wal_min_segment));
+        edits.push(Edit::FlushedSeq(self.flushed_seq));
+        edits.push(Edit::NextFileNumber(self.next_file_number));
+        edits.push(Edit::NextKeyspaceId(self.next_keyspace_id));
+        for (ks, levels) in &self.levels {
+            for (level, files) in levels.iter().enumerate() {
+                for file in files.values() {
+                    edits.push(Edit::AddFile {
+                        keyspace: *ks,
+                        level: level as u8,
+                        file: file.clone(),
+                    });
+                }
+            }
+        }
+        edits
+    }
+}
+
+fn encode_group(edits: &[Edit]) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.u32(edits.len() as u32);
+    for e in edits {
+        e.encode(&mut w);
+    }
+    w.buf
+}
+
+fn decode_group(bytes: &[u8], context: &str) -> Result<Vec<Edit>> {
+    let mut r = Reader::new(bytes, context);
+    let count = r.u32("edit count")? as usize;
+    if count > bytes.len() {
+        return Err(Error::Corruption(format!("{context}: edit count {count} too large")));
+    }
+    let mut edits = Vec::with_capacity(count);
+    for _ in 0..count {
+        edits.push(Edit::decode(&mut r)?);
+    }
+    if !r.is_empty() {
+        return Err(Error::Corruption(format!("{context}: trailing bytes after edits")));
+    }
+    Ok(edits)
+}
+
+/// Replays manifest bytes (a whole `MANIFEST-<n>` file) with a fixed keyring; for the fuzz
+/// target. Never panics.
+pub fn replay_manifest_for_fuzz(bytes: &[u8], keyring: &Keyring, cipher: CipherId) -> Result<usize> {
+    let fs = sealdb_vfs::CrashFs::new();
+    let dir = Path::new("/m");
+    let _ = sealdb_vfs::FileSystem::create_dir_all(&fs, dir);
+    let path = dir.join("MANIFEST-0000000000000001");
+    let mut f = sealdb_vfs::FileSystem::create_new(&fs, &path).map_err(|e| Error::io(&path, e))?;
+    f.append(bytes).map_err(|e| Error::io(&path, e))?;
+    drop(f);
+    let state = read_manifest(&fs, &path, keyring, cipher)?;
+    Ok(state.keyspaces.len())
+}
+
+fn manifest_name(number: u64) -> String {
+    format!("{MANIFEST_PREFIX}{number:016}")
+}
+
+fn read_manifest(
+    fs: &dyn sealdb_vfs::FileSystem,
+    path: &Path,
+    keyring: &Keyring,
+    cipher: CipherId,
+) -> Result<ManifestState> {
+    let expected = Expected {
+        kind: ArtifactKind::Manifest,
+        database_id: keyring.database_id(),
+        cipher: Some(cipher),
+    };
+    let reader = SealedReader::open(fs, path, keyring, &expected)?;
+    let mut state = ManifestState {
+        keyspaces: BTreeMap::new(),
+        levels: BTreeMap::new(),
+        ..ManifestState::default()
+    };
+    let label = path.display().to_string();
+    for item in reader.blocks_unfinished_ok() {
+        match item {
+            Ok((_, block)) => {
+                for edit in decode_group(&block.data, &label)? {
+                    state.apply(&edit)?;
+                }
+            }
+            // An edit group whose write was cut by a crash was never acknowledged.
+            Err(sealdb_crypto::Error::Integrity {
+                reason: IntegrityReason::Truncated,
+                ..
+            }) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !state.keyspaces.contains_key(&DEFAULT_KEYSPACE) {
+        return Err(Error::Corruption(format!("{label}: no default keyspace")));
+    }
+    Ok(state)
+}
+
+/// The live manifest.
+#[derive(Debug)]
+pub(crate) struct Manifest {
+    fs: SharedFs,
+    dir: PathBuf,
+    cipher: CipherId,
+    number: u64,
+    writer: SealedWriter,
+    state: ManifestState,
+}
+
+impl Manifest {
+    /// Writes the manifest of a new database.
+    pub(crate) fn create(fs: SharedFs, dir: &Path, keyring: &Keyring, cipher: CipherId) -> Result<Self> {
+        Self::write_new(fs, dir, keyring, cipher, 1, ManifestState::default())
+    }
+
+    /// Opens the manifest `CURRENT` names, replays it, and switches to a fresh manifest.
+    pub(crate) fn open(fs: SharedFs, dir: &Path, keyring: &Keyring, cipher: CipherId) -> Result<Self> {
+        let number = read_current(fs.as_ref(), dir, keyring)?;
+        let path = dir.join(manifest_name(number));
+        if !fs.exists(&path) {
+            return Err(Error::Corruption(format!(
+                "CURRENT names {}, which is missing",
+                path.display()
+            )));
+        }
+        let state = read_manifest(fs.as_ref(), &path, keyring, cipher)?;
+        let m = Self::write_new(fs.clone(), dir, keyring, cipher, number + 1, state)?;
+        Ok(m)
+    }
+
+    fn write_new(
+        fs: SharedFs,
+        dir: &Path,
+        keyring: &Keyring,
+        cipher: CipherId,
+        number: u64,
+        state: ManifestState,
+    ) -> Result<Self> {
+        let path = dir.join(manifest_name(number));
+        if fs.exists(&path) {
+            // Left by a crash before CURRENT was switched to it: never reuse, never append.
+            fs.remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+        let mut writer = SealedWriter::create(fs.as_ref(), &path, keyring, ArtifactKind::Manifest, cipher)?;
+        writer.append_block(&encode_group(&state.snapshot_edits()))?;
+        writer.sync()?;
+        fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+        write_current(fs.as_ref(), dir, keyring, number)?;
+        // Older manifests (and orphans of crashed switches) are now garbage.
+        for name in fs.list_dir(dir).map_err(|e| Error::io(dir, e))? {
+            if let Some(n) = name.strip_prefix(MANIFEST_PREFIX).and_then(|d| d.parse::<u64>().ok()) {
+                if n != number {
+                    let p = dir.join(&name);
+                    fs.remove_file(&p).map_err(|e| Error::io(&p, e))?;
+                }
+            }
+        }
+        fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+        Ok(Self {
+            fs,
+            dir: dir.to_path_buf(),
+            cipher,
+            number,
+            writer,
+            state,
+        })
+    }
+
+    pub(crate) fn state(&self) -> &ManifestState {
+        &self.state
+    }
+
+    /// Durably records `edits`, then applies them. On failure nothing is applied (and the
+    /// caller must treat the database as poisoned: the file's tail is unknown).
+    pub(crate) fn apply(&mut self, edits: Vec<Edit>, keyring: &Keyring) -> Result<()> {
+        let mut next = self.state.clone();
+        for e in &edits {
+            next.apply(e)?;
+        }
+        if self.writer.offset() > MANIFEST_ROLL_BYTES {
+            let rolled = Self::write_new(
+                self.fs.clone(),
+                &self.dir,
+                keyring,
+                self.cipher,
+                self.number + 1,
+                next,
+            )?;
+            *self = rolled;
+            return Ok(());
+        }
+        self.writer.append_block(&encode_group(&edits))?;
+        self.writer.sync()?;
+        self.state = next;
+        Ok(())
+    }
+}
+
+fn read_current(fs: &dyn sealdb_vfs::FileSystem, dir: &Path, keyring: &Keyring) -> Result<u64> {
+    let path = dir.join(CURRENT_FILE);
+    let expected = Expected {
+        kind: ArtifactKind::Meta,
+        database_id: keyring.database_id(),
+        cipher: Some(CipherId::ChaCha20Poly1305),
+    };
+    let reader = SealedReader::open(fs, &path, keyring, &expected)?;
+    let mut blocks = reader.blocks();
+    let (_, block) = blocks
+        .next()
+        .ok_or_else(|| Error::Corruption("CURRENT is empty".into()))??;
+    if !block.is_final {
+        return Err(Error::Corruption("CURRENT has more than one block".into()));
+    }
+    let label = path.display().to_string();
+    let mut r = Reader::new(&block.data, &label);
+    if r.take(8, "tag")? != CURRENT_TAG {
+        return Err(Error::Corruption(format!("{label}: bad tag")));
+    }
+    r.u64("manifest number")
+}
+
+fn write_current(fs: &dyn sealdb_vfs::FileSystem, dir: &Path, keyring: &Keyring, number: u64) -> Result<()> {
+    let path = dir.join(CURRENT_FILE);
+    // CURRENT is always sealed with ChaCha20-Poly1305, even in a `none`-cipher database, so a
+    // plaintext-mode database still has an authenticated root.
+    let sealer = BlockSealer::for_new_file(
+        keyring,
+        ArtifactKind::Meta,
+        CipherId::ChaCha20Poly1305,
+        Vec::new(),
+        path.display().to_string(),
+    )?;
+    let mut bytes = sealer.header().encode();
+    let mut payload = Vec::with_capacity(16);
+    payload.extend_from_slice(CURRENT_TAG);
+    payload.extend_from_slice(&number.to_le_bytes());
+    let offset = bytes.len() as u64;
+    sealer.seal_into(offset, true, &payload, &mut bytes)?;
+    sealdb_vfs::write_file_atomic(fs, &path, &bytes).map_err(|e| Error::io(&path, e))
+}
+
+/// Reads the header of a file, for tools that inspect without keys.
+pub fn peek_header(fs: &dyn sealdb_vfs::FileSystem, path: &Path) -> Result<FileHeader> {
+    Ok(sealdb_crypto::sealed::read_file_header(fs, path)?)
+}

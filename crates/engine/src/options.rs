@@ -1,0 +1,106 @@
+//! Options for opening a database, writing and reading.
+
+use sealdb_crypto::{CipherId, SharedProvider};
+use sealdb_vfs::{RealFs, SharedFs};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Which master key wraps a *new* database's data keys. An existing database is always opened
+/// with the key its KEYS file names; switching is a separate, online operation.
+#[derive(Debug, Clone, Default)]
+pub enum MasterKey {
+    /// The engine-owned key, created in the keystore on first use (the default).
+    #[default]
+    Owned,
+    /// A named key in the local file-backed KMS (see [`Options::kms_dir`]).
+    LocalKms(String),
+    /// Any other provider (for example AWS KMS), supplied by the application.
+    Provider(SharedProvider),
+}
+
+/// How to open a database.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Create the database if the directory holds none (default true).
+    pub create_if_missing: bool,
+    /// Fail if a database already exists (default false).
+    pub error_if_exists: bool,
+    /// The master key for a new database.
+    pub master_key: MasterKey,
+    /// Where owned keys live; `None` = `$SEALDB_KEYSTORE` or the user's data directory. Must
+    /// be outside the data directory.
+    pub keystore_dir: Option<PathBuf>,
+    /// Where the local KMS lives; `None` = `$SEALDB_KMS` or `kms/` beside the keystore.
+    pub kms_dir: Option<PathBuf>,
+    /// Extra providers the KEYS file may name (for example an AWS KMS key): consulted by
+    /// descriptor when the database is opened.
+    pub providers: Vec<SharedProvider>,
+    /// The block cipher for a new database (`chacha20poly1305`, or `none` for baselines).
+    pub cipher: CipherId,
+    /// Bytes of memtable after which it is frozen and a new one started.
+    pub memtable_size: usize,
+    /// Frozen memtables allowed to wait for flush before writers stall.
+    pub max_immutable_memtables: usize,
+    /// WAL segment size before rollover.
+    pub wal_segment_size: u64,
+    /// The filesystem (the real one, or a crashable one in tests).
+    pub fs: SharedFs,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            create_if_missing: true,
+            error_if_exists: false,
+            master_key: MasterKey::Owned,
+            keystore_dir: None,
+            kms_dir: None,
+            providers: Vec::new(),
+            cipher: CipherId::ChaCha20Poly1305,
+            memtable_size: 32 << 20,
+            max_immutable_memtables: 4,
+            wal_segment_size: 64 << 20,
+            fs: Arc::new(RealFs),
+        }
+    }
+}
+
+impl Options {
+    /// The keystore directory in force: the option, else the environment/default.
+    pub fn resolved_keystore_dir(&self) -> PathBuf {
+        self.keystore_dir
+            .clone()
+            .unwrap_or_else(sealdb_crypto::default_keystore_dir)
+    }
+
+    /// The local KMS directory in force: the option, else `$SEALDB_KMS`, else `kms/` beside
+    /// the keystore.
+    pub fn resolved_kms_dir(&self) -> PathBuf {
+        if let Some(d) = &self.kms_dir {
+            return d.clone();
+        }
+        if let Some(d) = std::env::var_os("SEALDB_KMS").filter(|v| !v.is_empty()) {
+            return PathBuf::from(d);
+        }
+        let ks = self.resolved_keystore_dir();
+        match ks.parent() {
+            Some(p) => p.join("kms"),
+            None => PathBuf::from("kms"),
+        }
+    }
+}
+
+/// Durability of one write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Return only once the write is on durable media (`fdatasync` of the WAL). Without it the
+    /// write is in the OS buffer: it survives a process crash but not a power cut.
+    pub sync: bool,
+}
+
+impl WriteOptions {
+    /// Synced writes.
+    pub const SYNC: Self = Self { sync: true };
+    /// Unsynced writes (the default).
+    pub const NO_SYNC: Self = Self { sync: false };
+}

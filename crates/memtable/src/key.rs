@@ -1,0 +1,151 @@
+//! Internal keys: a user key paired with the sequence number of one of its versions.
+
+use std::cmp::{Ordering, Reverse};
+
+/// Sequence number of a write. The engine assigns each entry its own, increasing with commit
+/// order, so `(user key, seq)` identifies one version of one key.
+pub type SeqNo = u64;
+
+/// What an entry records about its key at its sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ValueKind {
+    /// The key was deleted: a tombstone that hides every older version.
+    Delete = 0,
+    /// The key was set to the entry's value.
+    Put = 1,
+}
+
+impl ValueKind {
+    /// The kind's one-byte code, as stored in WAL frames and tables.
+    #[must_use]
+    pub const fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// Decodes a kind's one-byte code; `None` for a code no kind uses, so decoders of untrusted
+    /// bytes can turn it into a corruption error instead of guessing.
+    #[must_use]
+    pub const fn from_u8(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Self::Delete),
+            1 => Some(Self::Put),
+            _ => None,
+        }
+    }
+}
+
+/// One version of one key, owned, as yielded by [`crate::MemtableIter`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The user key.
+    pub key: Vec<u8>,
+    /// The sequence number this version was written at.
+    pub seq: SeqNo,
+    /// Whether this version is a value or a tombstone.
+    pub kind: ValueKind,
+    /// The value; always empty for [`ValueKind::Delete`].
+    pub value: Vec<u8>,
+}
+
+impl Entry {
+    /// Compares this entry's position in internal order with `key`'s.
+    pub(crate) fn cmp_key(&self, key: &InternalKey) -> Ordering {
+        self.key
+            .as_slice()
+            .cmp(&key.user_key)
+            .then_with(|| key.seq.0.cmp(&self.seq))
+    }
+
+    /// Compares two entries' positions in internal order.
+    pub(crate) fn cmp_entry(&self, other: &Entry) -> Ordering {
+        self.key
+            .cmp(&other.key)
+            .then_with(|| other.seq.cmp(&self.seq))
+    }
+}
+
+/// The skiplist's key. Field order matters: the derived `Ord` is the internal order, user key
+/// ascending and then newest version first, so a point read at a snapshot is one `lower_bound`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct InternalKey {
+    /// Boxed rather than `Vec` to save the capacity word in every node.
+    pub(crate) user_key: Box<[u8]>,
+    pub(crate) seq: Reverse<SeqNo>,
+}
+
+impl InternalKey {
+    pub(crate) fn new(user_key: &[u8], seq: SeqNo) -> Self {
+        Self {
+            user_key: user_key.into(),
+            seq: Reverse(seq),
+        }
+    }
+
+    /// The position of `entry`, for resuming a scan just past it.
+    pub(crate) fn of_entry(entry: &Entry) -> Self {
+        Self::new(&entry.key, entry.seq)
+    }
+}
+
+/// The skiplist's value.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) kind: ValueKind,
+    pub(crate) value: Box<[u8]>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_kind_codes_round_trip_and_reject_unknown() {
+        for kind in [ValueKind::Delete, ValueKind::Put] {
+            assert_eq!(ValueKind::from_u8(kind.as_u8()), Some(kind));
+        }
+        assert_eq!(ValueKind::Delete.as_u8(), 0);
+        assert_eq!(ValueKind::Put.as_u8(), 1);
+        for code in 2..=u8::MAX {
+            assert_eq!(ValueKind::from_u8(code), None);
+        }
+    }
+
+    #[test]
+    fn internal_order_is_key_ascending_then_seq_descending() {
+        let mut keys = [
+            InternalKey::new(b"b", 1),
+            InternalKey::new(b"a", 1),
+            InternalKey::new(b"a", 7),
+            InternalKey::new(b"", 0),
+            InternalKey::new(b"ab", u64::MAX),
+        ];
+        keys.sort();
+        let got: Vec<(&[u8], u64)> = keys.iter().map(|k| (&*k.user_key, k.seq.0)).collect();
+        let want: Vec<(&[u8], u64)> =
+            vec![(b"", 0), (b"a", 7), (b"a", 1), (b"ab", u64::MAX), (b"b", 1)];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn entry_comparisons_agree_with_internal_key_order() {
+        let entry = |k: &[u8], seq| Entry {
+            key: k.to_vec(),
+            seq,
+            kind: ValueKind::Put,
+            value: Vec::new(),
+        };
+        let samples = [
+            entry(b"a", 3),
+            entry(b"a", 2),
+            entry(b"b", 9),
+            entry(b"", 0),
+        ];
+        for x in &samples {
+            for y in &samples {
+                let want = InternalKey::of_entry(x).cmp(&InternalKey::of_entry(y));
+                assert_eq!(x.cmp_entry(y), want);
+                assert_eq!(x.cmp_key(&InternalKey::of_entry(y)), want);
+            }
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! The memtable of sealdb: a concurrent sorted map of internal keys held in memory.
+//!
+//! Every write lands here after the WAL has it, as one version `(user key, seq)` of its key.
+//! A [`Memtable`] keeps all versions, ordered by user key ascending and then by sequence number
+//! descending (newest first), so a read at a snapshot is a single seek and a flush can stream the
+//! table out in exactly the order an SSTable wants.
+//!
+//! Inserts and reads run concurrently from any number of threads through `&self`, on a lock-free
+//! skiplist. Once [`Memtable::freeze`] returns, the table is immutable and ready to flush.
+//!
+//! This crate owns memory only: it never does I/O and depends on no other sealdb crate. What is
+//! in a memtable is plaintext by design — sealing happens when a flush writes it out.
+
+mod iter;
+mod key;
+
+use std::fmt;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use crossbeam_skiplist::SkipMap;
+use parking_lot::RwLock;
+
+pub use iter::MemtableIter;
+pub use key::{Entry, SeqNo, ValueKind};
+use key::{InternalKey, Slot};
+
+/// Bytes charged to [`Memtable::approximate_bytes`] for each entry on top of its key and value.
+///
+/// The estimate for a 64-bit target: the skiplist node holds the key (boxed user key, 16, plus
+/// seq, 8), the value (boxed bytes, 16, plus kind, padded to 24), a reference count and height
+/// word (8) and on average two tower pointers (16): 72 bytes. The node, the user key and the
+/// value are three heap allocations, and allocator size classes and bookkeeping add roughly
+/// 8–16 bytes to each; 112 rounds the total up. Being a little high is the safe side: it makes
+/// memtables flush early rather than overshoot the write buffer budget.
+pub const ENTRY_OVERHEAD: usize = 112;
+
+/// The error of an insert into a memtable that has been frozen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("memtable is frozen")]
+pub struct Frozen;
+
+/// A concurrent sorted map from internal keys `(user key, seq)` to values and tombstones.
+///
+/// `Send + Sync`: share it in an [`Arc`]; inserts and reads need only `&self`.
+pub struct Memtable {
+    id: u64,
+    map: SkipMap<InternalKey, Slot>,
+    /// Inserts hold the read side for their whole duration and `freeze` takes the write side,
+    /// so when `freeze` returns no insert is half done and none can start: a flush that begins
+    /// after `freeze` sees every entry the table will ever hold.
+    frozen: RwLock<bool>,
+    bytes: AtomicUsize,
+    min_seq: AtomicU64,
+    max_seq: AtomicU64,
+    /// Set after the first insert has updated `min_seq`/`max_seq`, so their initial sentinels
+    /// are never reported as real sequence numbers.
+    has_seq: AtomicBool,
+}
+
+impl Memtable {
+    /// Creates an empty, writable memtable. `id` is the engine's name for it (it orders
+    /// immutable memtables and ties a flush to its WAL position); the memtable only reports it.
+    #[must_use]
+    pub fn new(id: u64) -> Self {
+        Self {
+            id,
+            map: SkipMap::new(),
+            frozen: RwLock::new(false),
+            bytes: AtomicUsize::new(0),
+            min_seq: AtomicU64::new(SeqNo::MAX),
+            max_seq: AtomicU64::new(0),
+            has_seq: AtomicBool::new(false),
+        }
+    }
+
+    /// The id given to [`Memtable::new`].
+    #[must_use]
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Records version `seq` of `key`. For [`ValueKind::Delete`] the `value` is ignored and the
+    /// entry stores an empty value.
+    ///
+    /// Sequence numbers are expected to be unique per entry; inserting the same `(key, seq)`
+    /// again replaces the earlier entry (its bytes stay counted in [`Memtable::approximate_bytes`],
+    /// which is an estimate).
+    ///
+    /// # Errors
+    ///
+    /// [`Frozen`] once [`Memtable::freeze`] has been called; nothing is inserted then.
+    pub fn insert(
+        &self,
+        key: &[u8],
+        seq: SeqNo,
+        kind: ValueKind,
+        value: &[u8],
+    ) -> Result<(), Frozen> {
+        let frozen = self.frozen.read();
+        if *frozen {
+            return Err(Frozen);
+        }
+        let value: Box<[u8]> = match kind {
+            ValueKind::Put => value.into(),
+            ValueKind::Delete => Box::default(),
+        };
+        self.bytes
+            .fetch_add(key.len() + value.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
+        // Each thread updates the bounds before it publishes `has_seq`, so a reader that sees
+        // the flag also sees real bounds, never the sentinels.
+        self.min_seq.fetch_min(seq, Ordering::Relaxed);
+        self.max_seq.fetch_max(seq, Ordering::Relaxed);
+        self.has_seq.store(true, Ordering::Release);
+        self.map
+            .insert(InternalKey::new(key, seq), Slot { kind, value });
+        drop(frozen);
+        Ok(())
+    }
+
+    /// The newest version of `key` with a sequence number at most `snapshot`.
+    ///
+    /// `None`: no such version is here (older tables may still have one). `Some((seq, None))`:
+    /// a tombstone, so the key is deleted at `snapshot` and older tables must not be consulted.
+    /// `Some((seq, Some(value)))`: the value.
+    #[must_use]
+    pub fn get(&self, key: &[u8], snapshot: SeqNo) -> Option<(SeqNo, Option<Vec<u8>>)> {
+        // Versions of a key are ordered newest first, so the first entry at or after
+        // `(key, snapshot)` is the newest version visible at the snapshot, if it is still `key`.
+        let probe = InternalKey::new(key, snapshot);
+        let found = self.map.lower_bound(Bound::Included(&probe))?;
+        if *found.key().user_key != *key {
+            return None;
+        }
+        let slot = found.value();
+        let value = match slot.kind {
+            ValueKind::Put => Some(slot.value.to_vec()),
+            ValueKind::Delete => None,
+        };
+        Some((found.key().seq.0, value))
+    }
+
+    /// Makes the memtable immutable: every later [`Memtable::insert`] fails with [`Frozen`].
+    /// Waits for inserts already under way, so once this returns the contents are final.
+    /// Reads and iterators keep working. Freezing twice is harmless.
+    pub fn freeze(&self) {
+        *self.frozen.write() = true;
+    }
+
+    /// Whether [`Memtable::freeze`] has been called.
+    #[must_use]
+    pub fn is_frozen(&self) -> bool {
+        *self.frozen.read()
+    }
+
+    /// Estimated memory held by the entries: for each insert, key and value length plus
+    /// [`ENTRY_OVERHEAD`]. Maintained atomically, so it is cheap to poll on the write path.
+    #[must_use]
+    pub fn approximate_bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Number of entries (versions, not distinct user keys).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the memtable holds no entries.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The smallest sequence number inserted, or `None` while empty.
+    ///
+    /// While inserts are under way it may run slightly ahead of what [`Memtable::get`] can see;
+    /// after [`Memtable::freeze`] it is exact.
+    #[must_use]
+    pub fn min_seq(&self) -> Option<SeqNo> {
+        self.has_seq
+            .load(Ordering::Acquire)
+            .then(|| self.min_seq.load(Ordering::Relaxed))
+    }
+
+    /// The largest sequence number inserted, or `None` while empty; same caveat as
+    /// [`Memtable::min_seq`].
+    #[must_use]
+    pub fn max_seq(&self) -> Option<SeqNo> {
+        self.has_seq
+            .load(Ordering::Acquire)
+            .then(|| self.max_seq.load(Ordering::Relaxed))
+    }
+
+    /// An owned cursor over every entry (all versions, tombstones included) whose user key is
+    /// within `lower..upper`, in internal order: user key ascending, then seq descending.
+    /// Iterating from the back yields the exact reverse; see [`MemtableIter`].
+    ///
+    /// The cursor keeps the memtable alive and never blocks writers. Entries inserted while it
+    /// runs may or may not be yielded; the engine filters by snapshot, so that does not matter.
+    #[must_use]
+    pub fn iter(self: &Arc<Self>, lower: Bound<Vec<u8>>, upper: Bound<Vec<u8>>) -> MemtableIter {
+        MemtableIter::new(Arc::clone(self), lower, upper)
+    }
+}
+
+impl fmt::Debug for Memtable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the contents: they are user keys and values in clear.
+        f.debug_struct("Memtable")
+            .field("id", &self.id)
+            .field("len", &self.len())
+            .field("approximate_bytes", &self.approximate_bytes())
+            .field("min_seq", &self.min_seq())
+            .field("max_seq", &self.max_seq())
+            .field("frozen", &self.is_frozen())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn memtable_and_iterator_are_send_sync_and_static() {
+        assert_send_sync::<Memtable>();
+        assert_send_sync::<MemtableIter>();
+    }
+
+    #[test]
+    fn get_returns_newest_version_at_or_below_snapshot() -> Result<(), Frozen> {
+        let table = Memtable::new(7);
+        assert_eq!(table.id(), 7);
+        table.insert(b"k", 10, ValueKind::Put, b"v10")?;
+        table.insert(b"k", 20, ValueKind::Delete, b"")?;
+        table.insert(b"k", 30, ValueKind::Put, b"v30")?;
+        table.insert(b"j", 15, ValueKind::Put, b"j15")?;
+        table.insert(b"ka", 5, ValueKind::Put, b"ka5")?;
+
+        assert_eq!(table.get(b"k", 9), None);
+        assert_eq!(table.get(b"k", 10), Some((10, Some(b"v10".to_vec()))));
+        assert_eq!(table.get(b"k", 19), Some((10, Some(b"v10".to_vec()))));
+        assert_eq!(table.get(b"k", 20), Some((20, None)));
+        assert_eq!(table.get(b"k", 29), Some((20, None)));
+        assert_eq!(
+            table.get(b"k", SeqNo::MAX),
+            Some((30, Some(b"v30".to_vec())))
+        );
+        // Neighbouring keys must not leak into each other's lookups.
+        assert_eq!(table.get(b"ka", 4), None);
+        assert_eq!(table.get(b"j", 14), None);
+        assert_eq!(table.get(b"", SeqNo::MAX), None);
+        assert_eq!(table.get(b"kb", SeqNo::MAX), None);
+        Ok(())
+    }
+
+    #[test]
+    fn extreme_sequence_numbers_are_ordinary_versions() -> Result<(), Frozen> {
+        let table = Memtable::new(0);
+        table.insert(b"k", 0, ValueKind::Put, b"zero")?;
+        table.insert(b"k", SeqNo::MAX, ValueKind::Put, b"max")?;
+        assert_eq!(table.get(b"k", 0), Some((0, Some(b"zero".to_vec()))));
+        assert_eq!(
+            table.get(b"k", SeqNo::MAX - 1),
+            Some((0, Some(b"zero".to_vec())))
+        );
+        assert_eq!(
+            table.get(b"k", SeqNo::MAX),
+            Some((SeqNo::MAX, Some(b"max".to_vec())))
+        );
+        assert_eq!(table.min_seq(), Some(0));
+        assert_eq!(table.max_seq(), Some(SeqNo::MAX));
+        Ok(())
+    }
+
+    #[test]
+    fn delete_stores_no_value() -> Result<(), Frozen> {
+        let table = Arc::new(Memtable::new(0));
+        table.insert(b"k", 1, ValueKind::Delete, b"ignored")?;
+        assert_eq!(table.get(b"k", 1), Some((1, None)));
+        assert_eq!(table.approximate_bytes(), 1 + ENTRY_OVERHEAD);
+        let all: Vec<Entry> = table.iter(Bound::Unbounded, Bound::Unbounded).collect();
+        assert_eq!(
+            all,
+            vec![Entry {
+                key: b"k".to_vec(),
+                seq: 1,
+                kind: ValueKind::Delete,
+                value: Vec::new(),
+            }]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn reinserting_the_same_version_replaces_it() -> Result<(), Frozen> {
+        let table = Memtable::new(0);
+        table.insert(b"k", 1, ValueKind::Put, b"first")?;
+        table.insert(b"k", 1, ValueKind::Put, b"second")?;
+        assert_eq!(table.len(), 1);
+        assert_eq!(table.get(b"k", 1), Some((1, Some(b"second".to_vec()))));
+        Ok(())
+    }
+
+    #[test]
+    fn counters_track_inserts() -> Result<(), Frozen> {
+        let table = Memtable::new(0);
+        assert!(table.is_empty());
+        assert_eq!(table.len(), 0);
+        assert_eq!(table.approximate_bytes(), 0);
+        assert_eq!(table.min_seq(), None);
+        assert_eq!(table.max_seq(), None);
+
+        table.insert(b"abc", 42, ValueKind::Put, b"12345")?;
+        table.insert(b"x", 7, ValueKind::Put, b"")?;
+        table.insert(b"yy", 99, ValueKind::Delete, b"")?;
+        assert!(!table.is_empty());
+        assert_eq!(table.len(), 3);
+        assert_eq!(
+            table.approximate_bytes(),
+            3 + 5 + 1 + 2 + 3 * ENTRY_OVERHEAD
+        );
+        assert_eq!(table.min_seq(), Some(7));
+        assert_eq!(table.max_seq(), Some(99));
+        Ok(())
+    }
+
+    #[test]
+    fn frozen_memtable_rejects_inserts_but_serves_reads() -> Result<(), Frozen> {
+        let table = Arc::new(Memtable::new(3));
+        table.insert(b"a", 1, ValueKind::Put, b"1")?;
+        assert!(!table.is_frozen());
+        table.freeze();
+        assert!(table.is_frozen());
+
+        assert_eq!(table.insert(b"b", 2, ValueKind::Put, b"2"), Err(Frozen));
+        assert_eq!(Frozen.to_string(), "memtable is frozen");
+        assert_eq!(table.len(), 1);
+        assert_eq!(table.max_seq(), Some(1));
+        assert_eq!(table.approximate_bytes(), 2 + ENTRY_OVERHEAD);
+        assert_eq!(table.get(b"a", 1), Some((1, Some(b"1".to_vec()))));
+        assert_eq!(table.get(b"b", 2), None);
+        assert_eq!(table.iter(Bound::Unbounded, Bound::Unbounded).count(), 1);
+
+        table.freeze();
+        assert!(table.is_frozen());
+        Ok(())
+    }
+
+    #[test]
+    fn debug_output_never_shows_contents() -> Result<(), Frozen> {
+        let table = Arc::new(Memtable::new(1));
+        table.insert(b"secret-key", 1, ValueKind::Put, b"secret-value")?;
+        let shown = format!(
+            "{table:?} {:?}",
+            table.iter(Bound::Unbounded, Bound::Unbounded)
+        );
+        assert!(!shown.contains("secret"), "{shown}");
+        Ok(())
+    }
+}

@@ -1,0 +1,532 @@
+//! A crashable in-memory filesystem for fault-injection tests.
+//!
+//! The model follows what POSIX promises and no more:
+//! - bytes appended to a file are durable only once the file is synced;
+//! - a new directory entry (create, rename, remove) is durable only once its directory is synced;
+//! - directories themselves are created durably (sealdb creates its directories once, at
+//!   database creation, and syncs their parents; modelling that too buys nothing);
+//! - a crash may keep any prefix of a file's unsynced tail ([`CrashFs::crash_keeping_prefix`]),
+//!   which is how torn writes reach the disk.
+
+use crate::{FileLock, FileSystem, RandomAccessFile, WritableFile};
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Which operations the fault countdown counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Every mutating operation: create, append, sync, rename, remove, directory sync.
+    AnyMutation,
+    /// Only syncs (file and directory).
+    SyncOnly,
+}
+
+#[derive(Debug, Default)]
+struct Inode {
+    data: Vec<u8>,
+    durable: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct Dir {
+    entries: BTreeMap<String, u64>,
+    durable_entries: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    inodes: HashMap<u64, Inode>,
+    dirs: BTreeMap<PathBuf, Dir>,
+    next_inode: u64,
+    /// Mutations left before the injected fault fires; `None` = no fault armed.
+    countdown: Option<u64>,
+    fault_kind: Option<FaultKind>,
+    /// Set once the fault fired: the "process" is dead and every later mutation fails.
+    dead: bool,
+    mutations: u64,
+    locks: BTreeSet<PathBuf>,
+}
+
+impl State {
+    fn split(path: &Path) -> io::Result<(PathBuf, String)> {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad path"))?
+            .to_string();
+        Ok((crate::parent_dir(path), name))
+    }
+
+    fn dir_mut(&mut self, dir: &Path) -> io::Result<&mut Dir> {
+        self.dirs
+            .get_mut(dir)
+            .ok_or_else(|| not_found(dir, "directory"))
+    }
+
+    fn lookup(&self, path: &Path) -> io::Result<u64> {
+        let (dir, name) = Self::split(path)?;
+        self.dirs
+            .get(&dir)
+            .and_then(|d| d.entries.get(&name).copied())
+            .ok_or_else(|| not_found(path, "file"))
+    }
+
+    /// Counts a mutation and fires the armed fault when its countdown reaches zero.
+    fn mutate(&mut self, is_sync: bool) -> io::Result<()> {
+        if self.dead {
+            return Err(io::Error::other("injected fault: filesystem is crashed"));
+        }
+        let counts = match self.fault_kind {
+            Some(FaultKind::SyncOnly) => is_sync,
+            _ => true,
+        };
+        if counts {
+            self.mutations += 1;
+            if let Some(left) = self.countdown.as_mut() {
+                if *left == 0 {
+                    self.dead = true;
+                    self.countdown = None;
+                    return Err(io::Error::other("injected fault"));
+                }
+                *left -= 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn not_found(path: &Path, what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{what} {} not found", path.display()),
+    )
+}
+
+/// An in-memory filesystem that can lose everything not yet durable. Cheap to clone: clones
+/// share the same state.
+#[derive(Debug, Clone, Default)]
+pub struct CrashFs {
+    state: Arc<Mutex<State>>,
+}
+
+impl CrashFs {
+    /// An empty filesystem with a root directory `/`.
+    pub fn new() -> Self {
+        let fs = Self::default();
+        fs.state.lock().dirs.insert(PathBuf::from("/"), Dir::default());
+        fs
+    }
+
+    /// Arms a fault: after `n` more counted operations succeed, the next one fails and every
+    /// mutation after it fails too, as if the process had died at that point.
+    pub fn fail_after(&self, n: u64, kind: FaultKind) {
+        let mut st = self.state.lock();
+        st.countdown = Some(n);
+        st.fault_kind = Some(kind);
+    }
+
+    /// Whether an armed fault has fired.
+    pub fn fault_fired(&self) -> bool {
+        self.state.lock().dead
+    }
+
+    /// Mutating operations counted so far (to size a crash-at-every-point loop).
+    pub fn mutation_count(&self) -> u64 {
+        self.state.lock().mutations
+    }
+
+    /// Simulates a power cut: every file loses its unsynced tail and every directory its
+    /// unsynced entries. Clears any armed or fired fault and all locks.
+    pub fn crash(&self) {
+        self.crash_with(|_, _| 0);
+    }
+
+    /// Like [`crash`](Self::crash), but each file keeps a prefix of its unsynced tail chosen by
+    /// `seed`, modelling pages the OS wrote back before the power cut (torn writes).
+    pub fn crash_keeping_prefix(&self, seed: u64) {
+        let mut x = seed | 1;
+        self.crash_with(move |_, unsynced| {
+            // xorshift: a deterministic spread of cut points, reproducible from the seed.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if unsynced == 0 {
+                0
+            } else {
+                (x % (unsynced as u64 + 1)) as usize
+            }
+        });
+    }
+
+    fn crash_with(&self, mut keep: impl FnMut(u64, usize) -> usize) {
+        let mut st = self.state.lock();
+        let mut ids: Vec<u64> = st.inodes.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            if let Some(inode) = st.inodes.get_mut(&id) {
+                let durable_len = inode.durable.len().min(inode.data.len());
+                // Data appended after the last sync: keep a prefix of it, if asked.
+                let unsynced = inode.data.len().saturating_sub(durable_len);
+                let kept = keep(id, unsynced).min(unsynced);
+                let mut survived = inode.durable.clone();
+                if inode.data.len() >= durable_len + kept && inode.durable.len() == durable_len {
+                    survived.extend_from_slice(&inode.data[durable_len..durable_len + kept]);
+                }
+                inode.data = survived.clone();
+                inode.durable = survived;
+            }
+        }
+        for dir in st.dirs.values_mut() {
+            dir.entries = dir.durable_entries.clone();
+        }
+        st.dead = false;
+        st.countdown = None;
+        st.fault_kind = None;
+        st.locks.clear();
+    }
+
+    /// The current contents of a file (durable or not), for tests that inspect bytes.
+    pub fn contents(&self, path: &Path) -> io::Result<Vec<u8>> {
+        let st = self.state.lock();
+        let id = st.lookup(path)?;
+        Ok(st.inodes.get(&id).map(|i| i.data.clone()).unwrap_or_default())
+    }
+
+    /// Overwrites a file's bytes (current and durable), for tamper tests.
+    pub fn set_contents(&self, path: &Path, data: Vec<u8>) -> io::Result<()> {
+        let mut st = self.state.lock();
+        let id = st.lookup(path)?;
+        if let Some(inode) = st.inodes.get_mut(&id) {
+            inode.durable = data.clone();
+            inode.data = data;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct CrashWritable {
+    state: Arc<Mutex<State>>,
+    inode: u64,
+    len: u64,
+}
+
+impl WritableFile for CrashWritable {
+    fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        let mut st = self.state.lock();
+        if let Err(e) = st.mutate(false) {
+            // A write that dies midway may leave part of its bytes in the page cache.
+            if let Some(inode) = st.inodes.get_mut(&self.inode) {
+                inode.data.extend_from_slice(&data[..data.len() / 2]);
+            }
+            return Err(e);
+        }
+        let inode = st
+            .inodes
+            .get_mut(&self.inode)
+            .ok_or_else(|| io::Error::other("inode vanished"))?;
+        inode.data.extend_from_slice(data);
+        self.len += data.len() as u64;
+        Ok(())
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.mutate(true)?;
+        if let Some(inode) = st.inodes.get_mut(&self.inode) {
+            inode.durable = inode.data.clone();
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+#[derive(Debug)]
+struct CrashReadable {
+    state: Arc<Mutex<State>>,
+    inode: u64,
+    len: u64,
+}
+
+impl RandomAccessFile for CrashReadable {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let st = self.state.lock();
+        let data = st
+            .inodes
+            .get(&self.inode)
+            .map(|i| i.data.as_slice())
+            .unwrap_or_default();
+        let start = usize::try_from(offset).map_err(|_| io::ErrorKind::UnexpectedEof)?;
+        let end = start
+            .checked_add(buf.len())
+            .ok_or(io::ErrorKind::UnexpectedEof)?;
+        let src = data.get(start..end).ok_or(io::ErrorKind::UnexpectedEof)?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+#[derive(Debug)]
+struct CrashLock {
+    state: Arc<Mutex<State>>,
+    path: PathBuf,
+}
+
+impl FileLock for CrashLock {}
+
+impl Drop for CrashLock {
+    fn drop(&mut self) {
+        self.state.lock().locks.remove(&self.path);
+    }
+}
+
+impl FileSystem for CrashFs {
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        let mut st = self.state.lock();
+        let (dir, name) = State::split(path)?;
+        if st.dir_mut(&dir)?.entries.contains_key(&name) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists", path.display()),
+            ));
+        }
+        st.mutate(false)?;
+        let id = st.next_inode;
+        st.next_inode += 1;
+        st.inodes.insert(id, Inode::default());
+        st.dir_mut(&dir)?.entries.insert(name, id);
+        Ok(Box::new(CrashWritable {
+            state: self.state.clone(),
+            inode: id,
+            len: 0,
+        }))
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn RandomAccessFile>> {
+        let st = self.state.lock();
+        let id = st.lookup(path)?;
+        let len = st.inodes.get(&id).map(|i| i.data.len()).unwrap_or(0) as u64;
+        Ok(Arc::new(CrashReadable {
+            state: self.state.clone(),
+            inode: id,
+            len,
+        }))
+    }
+
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        let existing = self.state.lock().lookup(path).ok();
+        match existing {
+            Some(id) => {
+                let len = self
+                    .state
+                    .lock()
+                    .inodes
+                    .get(&id)
+                    .map(|i| i.data.len())
+                    .unwrap_or(0) as u64;
+                Ok(Box::new(CrashWritable {
+                    state: self.state.clone(),
+                    inode: id,
+                    len,
+                }))
+            }
+            None => self.create_new(path),
+        }
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut st = self.state.lock();
+        let id = st.lookup(from)?;
+        let (to_dir, to_name) = State::split(to)?;
+        st.dir_mut(&to_dir)?;
+        st.mutate(false)?;
+        let (from_dir, from_name) = State::split(from)?;
+        st.dir_mut(&from_dir)?.entries.remove(&from_name);
+        st.dir_mut(&to_dir)?.entries.insert(to_name, id);
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.lookup(path)?;
+        st.mutate(false)?;
+        let (dir, name) = State::split(path)?;
+        st.dir_mut(&dir)?.entries.remove(&name);
+        Ok(())
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.state.lock();
+        let mut cur = PathBuf::new();
+        for comp in path.components() {
+            cur.push(comp);
+            st.dirs.entry(cur.clone()).or_default();
+        }
+        Ok(())
+    }
+
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.state.lock();
+        let empty = st
+            .dirs
+            .get(path)
+            .map(|d| d.entries.is_empty())
+            .ok_or_else(|| not_found(path, "directory"))?;
+        if !empty {
+            return Err(io::Error::other("directory not empty"));
+        }
+        st.dirs.remove(path);
+        Ok(())
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let st = self.state.lock();
+        let dir = st.dirs.get(path).ok_or_else(|| not_found(path, "directory"))?;
+        let mut names: Vec<String> = dir.entries.keys().cloned().collect();
+        // Subdirectories are entries too.
+        for sub in st.dirs.keys() {
+            if sub.parent() == Some(path) {
+                if let Some(n) = sub.file_name().and_then(|n| n.to_str()) {
+                    names.push(n.to_string());
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.dir_mut(path)?;
+        st.mutate(true)?;
+        let dir = st.dir_mut(path)?;
+        dir.durable_entries = dir.entries.clone();
+        Ok(())
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        let st = self.state.lock();
+        st.dirs.contains_key(path) || st.lookup(path).is_ok()
+    }
+
+    fn file_size(&self, path: &Path) -> io::Result<u64> {
+        let st = self.state.lock();
+        let id = st.lookup(path)?;
+        Ok(st.inodes.get(&id).map(|i| i.data.len()).unwrap_or(0) as u64)
+    }
+
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut st = self.state.lock();
+        let id = st.lookup(from)?;
+        let (dir, name) = State::split(to)?;
+        if st.dir_mut(&dir)?.entries.contains_key(&name) {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, "link exists"));
+        }
+        st.mutate(false)?;
+        st.dir_mut(&dir)?.entries.insert(name, id);
+        Ok(())
+    }
+
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn FileLock>> {
+        let mut st = self.state.lock();
+        if !st.locks.insert(path.to_path_buf()) {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("{} is locked", path.display()),
+            ));
+        }
+        Ok(Box::new(CrashLock {
+            state: self.state.clone(),
+            path: path.to_path_buf(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> PathBuf {
+        PathBuf::from(s)
+    }
+
+    #[test]
+    fn unsynced_data_is_lost_on_crash() -> io::Result<()> {
+        let fs = CrashFs::new();
+        fs.create_dir_all(&p("/db"))?;
+        let mut f = fs.create_new(&p("/db/a"))?;
+        f.append(b"hello")?;
+        f.sync_data()?;
+        f.append(b" world")?;
+        fs.sync_dir(&p("/db"))?;
+        fs.crash();
+        assert_eq!(fs.contents(&p("/db/a"))?, b"hello");
+        Ok(())
+    }
+
+    #[test]
+    fn unsynced_directory_entry_is_lost_on_crash() -> io::Result<()> {
+        let fs = CrashFs::new();
+        fs.create_dir_all(&p("/db"))?;
+        let mut f = fs.create_new(&p("/db/a"))?;
+        f.append(b"x")?;
+        f.sync_data()?;
+        fs.crash();
+        assert!(!fs.exists(&p("/db/a")));
+        Ok(())
+    }
+
+    #[test]
+    fn rename_is_durable_only_after_dir_sync() -> io::Result<()> {
+        let fs = CrashFs::new();
+        fs.create_dir_all(&p("/d"))?;
+        crate::write_file_atomic(&fs, &p("/d/k"), b"v1")?;
+        let mut tmp = fs.create_new(&p("/d/t"))?;
+        tmp.append(b"v2")?;
+        tmp.sync_data()?;
+        fs.rename(&p("/d/t"), &p("/d/k"))?;
+        fs.crash();
+        assert_eq!(fs.contents(&p("/d/k"))?, b"v1");
+        Ok(())
+    }
+
+    #[test]
+    fn fault_fires_and_kills_later_mutations() -> io::Result<()> {
+        let fs = CrashFs::new();
+        fs.create_dir_all(&p("/d"))?;
+        fs.fail_after(1, FaultKind::AnyMutation);
+        let mut f = fs.create_new(&p("/d/a"))?;
+        assert!(f.append(b"abcd").is_err());
+        assert!(fs.fault_fired());
+        assert!(f.sync_data().is_err());
+        fs.crash();
+        assert!(!fs.fault_fired());
+        assert!(!fs.exists(&p("/d/a")));
+        Ok(())
+    }
+
+    #[test]
+    fn torn_tail_keeps_a_prefix() -> io::Result<()> {
+        let fs = CrashFs::new();
+        fs.create_dir_all(&p("/d"))?;
+        let mut f = fs.create_new(&p("/d/a"))?;
+        f.append(b"sync")?;
+        f.sync_data()?;
+        fs.sync_dir(&p("/d"))?;
+        f.append(&[7u8; 100])?;
+        fs.crash_keeping_prefix(12345);
+        let c = fs.contents(&p("/d/a"))?;
+        assert!(c.starts_with(b"sync") && c.len() <= 104);
+        Ok(())
+    }
+}

@@ -1,0 +1,147 @@
+//! The filesystem seam of sealdb.
+//!
+//! Every durable byte sealdb writes (WAL segments, tables, the manifest, the KEYS file) goes
+//! through [`FileSystem`]. Two implementations exist:
+//!
+//! - [`RealFs`]: `std::fs`, with positional reads (`pread`) and `fdatasync`.
+//! - [`CrashFs`]: an in-memory filesystem that models what survives a power cut. File contents
+//!   become durable only when the file is synced, and directory entries (creations, renames,
+//!   removals) only when their directory is synced. [`CrashFs::crash`] throws away everything
+//!   that was not durable, and a fault countdown makes the N-th mutating operation fail, so a
+//!   test can crash a workload at every write, sync and rename in turn.
+//!
+//! This crate never interprets file contents: sealing is the job of `sealdb-crypto`.
+
+mod crash;
+mod real;
+
+pub use crash::{CrashFs, FaultKind};
+pub use real::RealFs;
+
+use std::fmt::Debug;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A file opened for appending. Files are only ever written at their end: sealdb never
+/// overwrites bytes in place (see `docs/crypto.md`, nonce uniqueness).
+pub trait WritableFile: Send + Sync + Debug {
+    /// Appends `data` at the end of the file (into the OS buffer; not yet durable).
+    fn append(&mut self, data: &[u8]) -> io::Result<()>;
+    /// Makes every appended byte durable (`fdatasync`).
+    fn sync_data(&mut self) -> io::Result<()>;
+    /// Number of bytes appended so far (including any written before this handle was opened).
+    fn len(&self) -> u64;
+    /// Whether nothing has been written.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A file opened for positional reads. Implementations are safe to share between threads.
+pub trait RandomAccessFile: Send + Sync + Debug {
+    /// Fills `buf` with the bytes at `offset`; fails with `UnexpectedEof` past the end.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// The file's length when it was opened.
+    fn len(&self) -> u64;
+    /// Whether the file is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// An exclusive lock on a path, held until dropped.
+pub trait FileLock: Send + Sync + Debug {}
+
+/// Every filesystem operation sealdb performs. Paths are absolute or relative to the process's
+/// working directory, exactly as with `std::fs`.
+pub trait FileSystem: Send + Sync + Debug + 'static {
+    /// Creates a new file for appending; fails with `AlreadyExists` if the path exists. Creating
+    /// never truncates: sealed files are written once (the nonce-uniqueness rule).
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
+    /// Opens an existing file for positional reads.
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn RandomAccessFile>>;
+    /// Opens an existing file to append at its end (used only for plain logs such as audit
+    /// logs; never for sealed files).
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
+    /// Renames `from` to `to`, replacing `to` if it exists (atomic on POSIX filesystems).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Creates a directory and its parents.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Removes an empty directory.
+    fn remove_dir(&self, path: &Path) -> io::Result<()>;
+    /// Lists the names of the entries of a directory, sorted.
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// Makes the directory's entries (creations, renames, removals) durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Whether a file or directory exists at `path`.
+    fn exists(&self, path: &Path) -> bool;
+    /// The size of a file in bytes.
+    fn file_size(&self, path: &Path) -> io::Result<u64>;
+    /// Creates a hard link `to` for `from` (or fails with `Unsupported`).
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Takes an exclusive lock on `path` (creating it), failing with `WouldBlock` if another
+    /// holder has it.
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn FileLock>>;
+}
+
+/// A shared handle to a filesystem implementation.
+pub type SharedFs = Arc<dyn FileSystem>;
+
+/// Reads a whole file, refusing files longer than `limit` bytes before allocating.
+pub fn read_file_limited(fs: &dyn FileSystem, path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let file = fs.open_read(path)?;
+    let len = file.len();
+    if len > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is {len} bytes, over the {limit}-byte limit", path.display()),
+        ));
+    }
+    let len = usize::try_from(len).map_err(|_| io::Error::other("file too large"))?;
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, 0)?;
+    Ok(buf)
+}
+
+/// Replaces `path` atomically with `contents`: write a temporary file beside it, sync it,
+/// rename it over `path`, sync the directory. After a crash the path holds either the old or
+/// the new contents, never a mixture.
+pub fn write_file_atomic(fs: &dyn FileSystem, path: &Path, contents: &[u8]) -> io::Result<()> {
+    let dir = parent_dir(path);
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let mut tmp_name = file_name.to_os_string();
+    tmp_name.push(format!(".tmp-{}", unique_suffix()));
+    let tmp = dir.join(tmp_name);
+    let result = (|| {
+        let mut file = fs.create_new(&tmp)?;
+        file.append(contents)?;
+        file.sync_data()?;
+        drop(file);
+        fs.rename(&tmp, path)?;
+        fs.sync_dir(&dir)
+    })();
+    if result.is_err() {
+        let _ = fs.remove_file(&tmp);
+    }
+    result
+}
+
+/// The directory containing `path` (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{n}", std::process::id())
+}

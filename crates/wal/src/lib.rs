@@ -1,0 +1,64 @@
+//! sealdb-wal: the write-ahead log.
+//!
+//! A WAL is a directory of numbered segments, each a sealed file of kind `wal`. Every block of
+//! a segment is one *frame*: a start frame (which names the segment and how its predecessor
+//! ended), then batch frames (each holding one commit group: one or more write batches with
+//! their first sequence numbers), and, when the segment is rolled over, an end frame carrying
+//! the final flag. See `docs/format.md` ("WAL") and `docs/recovery.md`.
+//!
+//! What this crate guarantees:
+//! - A batch is in exactly one frame, so it is recovered wholly or not at all.
+//! - A frame is durable once [`Wal::append`] returns with `sync = true`.
+//! - Recovery never appends to a recovered segment: it starts a new segment (new file id) whose
+//!   start frame records where the recovered one validly ended, so no nonce is ever reused.
+//! - Only a partial block at the very end of the last segment (a torn write) is dropped
+//!   silently; it is reported in [`RecoveryStats`]. Anything else that fails to verify is an
+//!   integrity error.
+//!
+//! [`GroupCommit`] coalesces concurrent writers into one frame and one `fdatasync`.
+
+mod batch;
+mod group;
+mod log;
+
+pub use batch::{BatchBuilder, MAX_KEY_LEN, MAX_VALUE_LEN, Op, RecordIter, RecordRef};
+pub use group::GroupCommit;
+pub use log::{
+    FrameBatch, RecoveryStats, TornTail, Wal, WalOptions, decode_frame_for_fuzz,
+    segment_file_name,
+};
+
+/// Errors of the WAL.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A sealing, key or integrity error from the crypto layer (names the file and block).
+    #[error(transparent)]
+    Crypto(#[from] sealdb_crypto::Error),
+    /// A frame authenticated but its contents do not parse (names the segment and offset when
+    /// known).
+    #[error("malformed WAL contents: {0}")]
+    Malformed(String),
+    /// A segment the log needs is missing, or segments are out of order.
+    #[error("WAL segment sequence broken: {0}")]
+    MissingSegment(String),
+    /// An I/O error.
+    #[error("WAL I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A caller passed something unusable.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// An earlier write or sync failed; the log refuses further writes until reopened, since
+    /// what reached the disk is unknown.
+    #[error("the WAL is read-only after an earlier I/O failure: {0}")]
+    Poisoned(String),
+}
+
+/// The WAL's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,642 @@
+//! Segments, frames, appends, rollover and recovery.
+
+use crate::batch::RecordIter;
+use crate::{Error, Result};
+use parking_lot::Mutex;
+use sealdb_crypto::{
+    ArtifactKind, CipherId, Expected, IntegrityReason, Keyring, SealedReader, SealedWriter,
+};
+use sealdb_vfs::SharedFs;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+const FRAME_START: u8 = 1;
+const FRAME_BATCHES: u8 = 2;
+const FRAME_END: u8 = 3;
+const SEGMENT_SUFFIX: &str = ".wal";
+
+/// How the WAL writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalOptions {
+    /// Roll over to a new segment once the active one reaches this many bytes.
+    pub segment_size: u64,
+    /// The block cipher (the database's data cipher).
+    pub cipher: CipherId,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        Self {
+            segment_size: 64 << 20,
+            cipher: CipherId::ChaCha20Poly1305,
+        }
+    }
+}
+
+/// One write batch inside a frame: its records and the sequence number of the first one (the
+/// others follow consecutively).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameBatch<'a> {
+    /// Sequence number of the batch's first record.
+    pub first_seq: u64,
+    /// Number of records.
+    pub count: u32,
+    /// The encoded records (see [`crate::RecordIter`]).
+    pub rep: &'a [u8],
+}
+
+/// The torn tail cut off the last segment during recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TornTail {
+    /// The segment number.
+    pub segment: u64,
+    /// Where the valid data ended.
+    pub offset: u64,
+    /// Bytes dropped after it.
+    pub dropped_bytes: u64,
+}
+
+/// What recovery found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryStats {
+    /// Segments replayed.
+    pub segments: usize,
+    /// Batch frames replayed.
+    pub frames: u64,
+    /// Write batches replayed.
+    pub batches: u64,
+    /// Records replayed.
+    pub records: u64,
+    /// The highest sequence number recovered (0 if none).
+    pub last_seq: u64,
+    /// A torn tail cut from the last segment, if any.
+    pub torn_tail: Option<TornTail>,
+    /// Segments deleted at open because they were obsolete (below `min_segment`).
+    pub obsolete_removed: usize,
+}
+
+/// The file name of segment `number`.
+pub fn segment_file_name(number: u64) -> String {
+    format!("{number:016}{SEGMENT_SUFFIX}")
+}
+
+fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    if digits.len() != 16 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// A start frame: names its segment and how the previous segment ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StartFrame {
+    number: u64,
+    prev_number: u64,
+    prev_end: u64,
+    prev_finished: bool,
+}
+
+impl StartFrame {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = vec![FRAME_START];
+        out.extend_from_slice(&self.number.to_le_bytes());
+        out.extend_from_slice(&self.prev_number.to_le_bytes());
+        out.extend_from_slice(&self.prev_end.to_le_bytes());
+        out.push(u8::from(self.prev_finished));
+        out
+    }
+
+    fn decode(b: &[u8]) -> Option<Self> {
+        if b.len() != 26 || b.first() != Some(&FRAME_START) {
+            return None;
+        }
+        let u = |at: usize| -> Option<u64> { Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?)) };
+        let prev_finished = match b.get(25)? {
+            0 => false,
+            1 => true,
+            _ => return None,
+        };
+        Some(Self {
+            number: u(1)?,
+            prev_number: u(9)?,
+            prev_end: u(17)?,
+            prev_finished,
+        })
+    }
+}
+
+/// Parses a batch frame's payload into its batches, checking every length.
+fn decode_batches(b: &[u8]) -> Option<Vec<FrameBatch<'_>>> {
+    if b.first() != Some(&FRAME_BATCHES) {
+        return None;
+    }
+    let count = u32::from_le_bytes(b.get(1..5)?.try_into().ok()?);
+    let mut pos = 5usize;
+    // Each batch needs at least 16 header bytes: bound the count before allocating.
+    if (count as usize).checked_mul(16)? > b.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let first_seq = u64::from_le_bytes(b.get(pos..pos + 8)?.try_into().ok()?);
+        let n = u32::from_le_bytes(b.get(pos + 8..pos + 12)?.try_into().ok()?);
+        let len = u32::from_le_bytes(b.get(pos + 12..pos + 16)?.try_into().ok()?) as usize;
+        pos += 16;
+        let rep = b.get(pos..pos.checked_add(len)?)?;
+        pos += len;
+        out.push(FrameBatch {
+            first_seq,
+            count: n,
+            rep,
+        });
+    }
+    if pos != b.len() {
+        return None;
+    }
+    Some(out)
+}
+
+fn encode_batches(batches: &[FrameBatch<'_>], out: &mut Vec<u8>) -> Result<()> {
+    out.clear();
+    out.push(FRAME_BATCHES);
+    let count = u32::try_from(batches.len())
+        .map_err(|_| Error::InvalidArgument("too many batches in one frame".into()))?;
+    out.extend_from_slice(&count.to_le_bytes());
+    for b in batches {
+        let len = u32::try_from(b.rep.len())
+            .map_err(|_| Error::InvalidArgument("batch too large".into()))?;
+        out.extend_from_slice(&b.first_seq.to_le_bytes());
+        out.extend_from_slice(&b.count.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(b.rep);
+    }
+    Ok(())
+}
+
+/// Decodes one frame payload and every record in it; for the fuzz target. Returns the number
+/// of records.
+pub fn decode_frame_for_fuzz(payload: &[u8]) -> Result<u64> {
+    if StartFrame::decode(payload).is_some() || payload == [FRAME_END] {
+        return Ok(0);
+    }
+    let batches = decode_batches(payload).ok_or_else(|| Error::Malformed("frame".into()))?;
+    let mut n = 0;
+    for b in batches {
+        for r in RecordIter::new(b.rep) {
+            r?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+#[derive(Debug)]
+struct Active {
+    writer: SealedWriter,
+    number: u64,
+    max_seq: u64,
+    has_batches: bool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    active: Active,
+    /// Closed segments still on disk, with the highest sequence number each holds.
+    closed: BTreeMap<u64, u64>,
+    poisoned: Option<String>,
+    scratch: Vec<u8>,
+    keyring: Keyring,
+}
+
+/// The write-ahead log of one database.
+#[derive(Debug)]
+pub struct Wal {
+    fs: SharedFs,
+    dir: PathBuf,
+    opts: WalOptions,
+    inner: Mutex<Inner>,
+}
+
+struct SegmentOnDisk {
+    number: u64,
+    path: PathBuf,
+    reader: Option<SealedReader>,
+    start: Option<StartFrame>,
+}
+
+impl Wal {
+    /// Opens the WAL in `dir` (creating the directory if needed), replays every frame through
+    /// `replay` in commit order, and starts a fresh segment for new writes.
+    ///
+    /// `min_segment` is the oldest segment that may still hold unflushed data (from the
+    /// manifest); older ones are deleted.
+    pub fn open(
+        fs: SharedFs,
+        dir: &Path,
+        keyring: Keyring,
+        opts: WalOptions,
+        min_segment: u64,
+        replay: &mut dyn FnMut(FrameBatch<'_>) -> Result<()>,
+    ) -> Result<(Self, RecoveryStats)> {
+        let io = |p: &Path, e| Error::Io {
+            path: p.display().to_string(),
+            source: e,
+        };
+        fs.create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let mut stats = RecoveryStats::default();
+        let mut numbers: Vec<u64> = fs
+            .list_dir(dir)
+            .map_err(|e| io(dir, e))?
+            .iter()
+            .filter_map(|n| parse_segment_name(n))
+            .collect();
+        numbers.sort_unstable();
+
+        let obsolete: Vec<u64> = numbers.iter().copied().filter(|n| *n < min_segment).collect();
+        for n in &obsolete {
+            let p = dir.join(segment_file_name(*n));
+            fs.remove_file(&p).map_err(|e| io(&p, e))?;
+        }
+        if !obsolete.is_empty() {
+            fs.sync_dir(dir).map_err(|e| io(dir, e))?;
+        }
+        stats.obsolete_removed = obsolete.len();
+        numbers.retain(|n| *n >= min_segment);
+
+        let expected = Expected {
+            kind: ArtifactKind::Wal,
+            database_id: keyring.database_id(),
+            cipher: Some(opts.cipher),
+        };
+        // Pass 1: open every segment and read its start frame.
+        let mut segments: Vec<SegmentOnDisk> = Vec::with_capacity(numbers.len());
+        let last_index = numbers.len().checked_sub(1);
+        for (i, number) in numbers.iter().copied().enumerate() {
+            let path = dir.join(segment_file_name(number));
+            let is_last = Some(i) == last_index;
+            let opened = SealedReader::open(fs.as_ref(), &path, &keyring, &expected).and_then(|r| {
+                let first = r.blocks_unfinished_ok().next();
+                Ok((r, first))
+            });
+            let (reader, first) = match opened {
+                Ok(x) => x,
+                // A segment created just before a crash may have a torn header.
+                Err(sealdb_crypto::Error::Integrity {
+                    reason: IntegrityReason::Truncated,
+                    ..
+                }) if is_last => {
+                    segments.push(SegmentOnDisk {
+                        number,
+                        path,
+                        reader: None,
+                        start: None,
+                    });
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let start = match first {
+                Some(Ok((_, block))) => {
+                    let s = StartFrame::decode(&block.data).ok_or_else(|| {
+                        Error::Malformed(format!("{}: first frame is not a start frame", path.display()))
+                    })?;
+                    if s.number != number {
+                        return Err(Error::Malformed(format!(
+                            "{}: start frame names segment {}",
+                            path.display(),
+                            s.number
+                        )));
+                    }
+                    Some(s)
+                }
+                None if is_last => None,
+                Some(Err(sealdb_crypto::Error::Integrity {
+                    reason: IntegrityReason::Truncated,
+                    ..
+                })) if is_last => None,
+                Some(Err(e)) => return Err(e.into()),
+                None => {
+                    return Err(Error::Malformed(format!("{}: empty segment", path.display())));
+                }
+            };
+            segments.push(SegmentOnDisk {
+                number,
+                path,
+                reader: Some(reader),
+                start,
+            });
+        }
+        // A last segment whose start frame never became durable holds nothing: drop it.
+        if let Some(last) = segments.last() {
+            if last.start.is_none() {
+                let dropped = fs.file_size(&last.path).unwrap_or(0);
+                stats.torn_tail = Some(TornTail {
+                    segment: last.number,
+                    offset: 0,
+                    dropped_bytes: dropped,
+                });
+                fs.remove_file(&last.path).map_err(|e| io(&last.path, e))?;
+                fs.sync_dir(dir).map_err(|e| io(dir, e))?;
+                segments.pop();
+            }
+        }
+        // The chain: each segment names its predecessor.
+        if let Some(first) = segments.first().and_then(|s| s.start) {
+            if first.prev_number != 0 && first.prev_number >= min_segment {
+                return Err(Error::MissingSegment(format!(
+                    "segment {} follows segment {}, which is missing",
+                    first.number, first.prev_number
+                )));
+            }
+        }
+        for pair in segments.windows(2) {
+            if let [a, b] = pair {
+                let prev = b.start.map(|s| s.prev_number);
+                if prev != Some(a.number) {
+                    return Err(Error::MissingSegment(format!(
+                        "segment {} does not follow segment {}",
+                        b.number, a.number
+                    )));
+                }
+            }
+        }
+
+        // Pass 2: replay.
+        let mut closed = BTreeMap::new();
+        let mut prev_info = (0u64, 0u64, false); // (number, valid end, finished)
+        let mut last_seq = 0u64;
+        let count = segments.len();
+        for i in 0..count {
+            let Some(seg) = segments.get(i) else { break };
+            let Some(reader) = seg.reader.as_ref() else { continue };
+            let next_start = segments.get(i + 1).and_then(|s| s.start);
+            let mut seg_max = 0u64;
+            let mut iter = match next_start {
+                Some(ns) if ns.prev_finished => reader.blocks(),
+                _ => reader.blocks_unfinished_ok(),
+            };
+            let stop_at = next_start.filter(|ns| !ns.prev_finished).map(|ns| ns.prev_end);
+            let mut valid_end = reader.data_start();
+            let mut finished = false;
+            let mut first = true;
+            loop {
+                if Some(valid_end) == stop_at {
+                    break;
+                }
+                let Some(item) = iter.next() else { break };
+                let (handle, block) = match item {
+                    Ok(x) => x,
+                    Err(sealdb_crypto::Error::Integrity {
+                        reason: IntegrityReason::Truncated,
+                        block,
+                        ..
+                    }) if next_start.is_none() => {
+                        let len = reader.len();
+                        let offset = block.unwrap_or(valid_end);
+                        stats.torn_tail = Some(TornTail {
+                            segment: seg.number,
+                            offset,
+                            dropped_bytes: len.saturating_sub(offset),
+                        });
+                        break;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                valid_end = handle.end();
+                if first {
+                    first = false;
+                    continue; // the start frame, already checked
+                }
+                if block.is_final {
+                    if block.data != [FRAME_END] {
+                        return Err(Error::Malformed(format!(
+                            "{}: final frame is not an end frame",
+                            seg.path.display()
+                        )));
+                    }
+                    finished = true;
+                    break;
+                }
+                let batches = decode_batches(&block.data).ok_or_else(|| {
+                    Error::Malformed(format!(
+                        "{}: bad batch frame at offset {}",
+                        seg.path.display(),
+                        handle.offset
+                    ))
+                })?;
+                stats.frames += 1;
+                for b in batches {
+                    if b.first_seq <= last_seq || b.count == 0 {
+                        return Err(Error::Malformed(format!(
+                            "{}: sequence {} out of order at offset {}",
+                            seg.path.display(),
+                            b.first_seq,
+                            handle.offset
+                        )));
+                    }
+                    last_seq = b.first_seq + u64::from(b.count) - 1;
+                    seg_max = last_seq;
+                    stats.batches += 1;
+                    stats.records += u64::from(b.count);
+                    replay(b)?;
+                }
+            }
+            if let Some(stop) = stop_at {
+                if valid_end != stop {
+                    return Err(Error::Malformed(format!(
+                        "{}: valid data ends at {valid_end}, but the next segment recorded {stop}",
+                        seg.path.display()
+                    )));
+                }
+            }
+            if next_start.is_some_and(|ns| ns.prev_finished) && !finished {
+                return Err(Error::Malformed(format!(
+                    "{}: segment lacks its end frame",
+                    seg.path.display()
+                )));
+            }
+            stats.segments += 1;
+            closed.insert(seg.number, seg_max);
+            prev_info = (seg.number, valid_end, finished);
+        }
+        stats.last_seq = last_seq;
+
+        // Never append to a recovered segment: start a new one.
+        let number = numbers.last().copied().unwrap_or(0).max(min_segment.saturating_sub(1)) + 1;
+        let start = StartFrame {
+            number,
+            prev_number: prev_info.0,
+            prev_end: prev_info.1,
+            prev_finished: prev_info.2,
+        };
+        let active = create_segment(fs.as_ref(), dir, &keyring, opts.cipher, start)?;
+        Ok((
+            Self {
+                fs,
+                dir: dir.to_path_buf(),
+                opts,
+                inner: Mutex::new(Inner {
+                    active,
+                    closed,
+                    poisoned: None,
+                    scratch: Vec::new(),
+                    keyring,
+                }),
+            },
+            stats,
+        ))
+    }
+
+    /// Appends one frame holding `batches`; with `sync`, returns only once it is durable.
+    /// Rolls over to a new segment first if the active one is full. After any I/O failure the
+    /// WAL is poisoned and refuses further writes.
+    pub fn append(&self, batches: &[FrameBatch<'_>], sync: bool) -> Result<()> {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        if let Some(why) = &inner.poisoned {
+            return Err(Error::Poisoned(why.clone()));
+        }
+        encode_batches(batches, &mut inner.scratch)?;
+        let result = (|| -> Result<()> {
+            if inner.active.has_batches
+                && inner.active.writer.offset() + inner.scratch.len() as u64 > self.opts.segment_size
+            {
+                self.roll_over(inner)?;
+            }
+            inner.active.writer.append_block(&inner.scratch)?;
+            if sync {
+                inner.active.writer.sync()?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = &result {
+            inner.poisoned = Some(e.to_string());
+            return result;
+        }
+        inner.active.has_batches = true;
+        if let Some(last) = batches.last() {
+            inner.active.max_seq = last.first_seq + u64::from(last.count).saturating_sub(1);
+        }
+        if inner.scratch.capacity() > 4 << 20 {
+            inner.scratch = Vec::new();
+        }
+        Ok(())
+    }
+
+    fn roll_over(&self, inner: &mut Inner) -> Result<()> {
+        inner.active.writer.finish(&[FRAME_END])?;
+        inner.active.writer.sync()?;
+        let start = StartFrame {
+            number: inner.active.number + 1,
+            prev_number: inner.active.number,
+            prev_end: inner.active.writer.offset(),
+            prev_finished: true,
+        };
+        let next = create_segment(self.fs.as_ref(), &self.dir, &inner.keyring, self.opts.cipher, start)?;
+        let old = std::mem::replace(&mut inner.active, next);
+        inner.closed.insert(old.number, old.max_seq);
+        Ok(())
+    }
+
+    /// Closes the active segment and starts a new one; returns the new segment's number.
+    /// Everything logged from now on is in segments numbered at least that.
+    pub fn rotate(&self) -> Result<u64> {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        if let Some(why) = &inner.poisoned {
+            return Err(Error::Poisoned(why.clone()));
+        }
+        if let Err(e) = self.roll_over(inner) {
+            inner.poisoned = Some(e.to_string());
+            return Err(e);
+        }
+        Ok(inner.active.number)
+    }
+
+    /// Makes every appended frame durable.
+    pub fn sync(&self) -> Result<()> {
+        let mut inner = self.inner.lock();
+        if let Some(why) = &inner.poisoned {
+            return Err(Error::Poisoned(why.clone()));
+        }
+        let r = inner.active.writer.sync();
+        if let Err(e) = &r {
+            inner.poisoned = Some(e.to_string());
+        }
+        Ok(r?)
+    }
+
+    /// Deletes closed segments all of whose records have sequence numbers `<= flushed_seq`
+    /// (their data is in tables now). Returns how many were deleted.
+    pub fn remove_obsolete(&self, flushed_seq: u64) -> Result<usize> {
+        let mut inner = self.inner.lock();
+        let doomed: Vec<u64> = inner
+            .closed
+            .iter()
+            .filter(|(_, max)| **max <= flushed_seq)
+            .map(|(n, _)| *n)
+            .collect();
+        for n in &doomed {
+            let p = self.dir.join(segment_file_name(*n));
+            self.fs.remove_file(&p).map_err(|e| Error::Io {
+                path: p.display().to_string(),
+                source: e,
+            })?;
+            inner.closed.remove(n);
+        }
+        if !doomed.is_empty() {
+            self.fs.sync_dir(&self.dir).map_err(|e| Error::Io {
+                path: self.dir.display().to_string(),
+                source: e,
+            })?;
+        }
+        Ok(doomed.len())
+    }
+
+    /// Replaces the keyring; new segments use its current data-key version.
+    pub fn set_keyring(&self, keyring: Keyring) {
+        self.inner.lock().keyring = keyring;
+    }
+
+    /// The number of the segment new frames go to.
+    pub fn active_segment(&self) -> u64 {
+        self.inner.lock().active.number
+    }
+
+    /// Numbers of every segment on disk (closed and active), ascending.
+    pub fn segment_numbers(&self) -> Vec<u64> {
+        let inner = self.inner.lock();
+        let mut v: Vec<u64> = inner.closed.keys().copied().collect();
+        v.push(inner.active.number);
+        v
+    }
+
+    /// The WAL directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn create_segment(
+    fs: &dyn sealdb_vfs::FileSystem,
+    dir: &Path,
+    keyring: &Keyring,
+    cipher: CipherId,
+    start: StartFrame,
+) -> Result<Active> {
+    let path = dir.join(segment_file_name(start.number));
+    let mut writer = SealedWriter::create(fs, &path, keyring, ArtifactKind::Wal, cipher)?;
+    writer.append_block(&start.encode())?;
+    writer.sync()?;
+    fs.sync_dir(dir).map_err(|e| Error::Io {
+        path: dir.display().to_string(),
+        source: e,
+    })?;
+    Ok(Active {
+        writer,
+        number: start.number,
+        max_seq: 0,
+        has_batches: false,
+    })
+}
