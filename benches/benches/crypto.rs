@@ -2,6 +2,8 @@
 //! the framing's overhead (associated data, prefix, copy) is measured against the cipher alone.
 //! Run: `cargo bench -p sealdb-benches --bench crypto`.
 
+#![allow(missing_docs, reason = "criterion's macros generate undocumented items")]
+
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -20,9 +22,14 @@ fn bench_blocks(c: &mut Criterion) {
         "bench",
     )
     .expect("sealer");
-    let plain_sealer =
-        BlockSealer::for_new_file(&keyring, ArtifactKind::Table, CipherId::None, Vec::new(), "bench")
-            .expect("sealer");
+    let plain_sealer = BlockSealer::for_new_file(
+        &keyring,
+        ArtifactKind::Table,
+        CipherId::None,
+        Vec::new(),
+        "bench",
+    )
+    .expect("sealer");
     let raw = ChaCha20Poly1305::new(&[9u8; 32].into());
 
     let mut group = c.benchmark_group("block");
@@ -31,26 +38,38 @@ fn bench_blocks(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(size as u64));
 
         let mut buf = data.clone();
-        group.bench_with_input(BenchmarkId::new("raw_chacha20poly1305_encrypt", size), &size, |b, _| {
-            b.iter(|| {
-                let tag = raw
-                    .encrypt_inout_detached(&Nonce::from([1u8; 12]), b"", buf.as_mut_slice().into())
-                    .expect("encrypt");
-                black_box(tag);
-            })
-        });
+        group.bench_with_input(
+            BenchmarkId::new("raw_chacha20poly1305_encrypt", size),
+            &size,
+            |b, _| {
+                b.iter(|| {
+                    let tag = raw
+                        .encrypt_inout_detached(
+                            &Nonce::from([1u8; 12]),
+                            b"",
+                            buf.as_mut_slice().into(),
+                        )
+                        .expect("encrypt");
+                    black_box(tag);
+                })
+            },
+        );
 
         let mut out = Vec::with_capacity(size + 64);
         group.bench_with_input(BenchmarkId::new("seal", size), &size, |b, _| {
             b.iter(|| {
                 out.clear();
-                let h = sealer.seal_into(4096, false, black_box(&data), &mut out).expect("seal");
+                let h = sealer
+                    .seal_into(4096, false, black_box(&data), &mut out)
+                    .expect("seal");
                 black_box(h);
             })
         });
 
         let mut sealed = Vec::new();
-        sealer.seal_into(4096, false, &data, &mut sealed).expect("seal");
+        sealer
+            .seal_into(4096, false, &data, &mut sealed)
+            .expect("seal");
         group.bench_with_input(BenchmarkId::new("open", size), &size, |b, _| {
             b.iter(|| {
                 let block = sealer.open(4096, black_box(sealed.clone())).expect("open");
@@ -61,7 +80,9 @@ fn bench_blocks(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("seal_none_cipher", size), &size, |b, _| {
             b.iter(|| {
                 out.clear();
-                let h = plain_sealer.seal_into(4096, false, black_box(&data), &mut out).expect("seal");
+                let h = plain_sealer
+                    .seal_into(4096, false, black_box(&data), &mut out)
+                    .expect("seal");
                 black_box(h);
             })
         });

@@ -29,6 +29,11 @@ pub enum IntegrityReason {
     TrailingData,
     /// The block decrypted but its contents do not parse.
     Malformed(String),
+    /// A file the database's manifest lists as live is missing.
+    MissingFile,
+    /// A live file is not the one the manifest recorded (an older copy, or another file under
+    /// its name): its id, size or footer digest differs.
+    ReplacedFile,
 }
 
 impl fmt::Display for IntegrityReason {
@@ -44,6 +49,10 @@ impl fmt::Display for IntegrityReason {
             Self::Truncated => f.write_str("file truncated before its final block"),
             Self::TrailingData => f.write_str("data after the final block"),
             Self::Malformed(why) => write!(f, "malformed contents: {why}"),
+            Self::MissingFile => f.write_str("live file is missing"),
+            Self::ReplacedFile => f.write_str(
+                "file is not the one the manifest recorded (older or foreign copy)",
+            ),
         }
     }
 }

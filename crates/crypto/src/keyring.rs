@@ -45,7 +45,10 @@ impl Keyring {
         }
         Ok(Self {
             database_id,
-            versions: versions.into_iter().map(|(v, k)| (v, Arc::new(k))).collect(),
+            versions: versions
+                .into_iter()
+                .map(|(v, k)| (v, Arc::new(k)))
+                .collect(),
             current,
         })
     }

@@ -239,7 +239,11 @@ impl KeysFile {
     /// Re-wraps every data-key version under `new_master` and atomically replaces the KEYS
     /// file. No data file changes: their keys derive from the same data keys. The old master
     /// key stays usable throughout; after a crash the file is wholly old or wholly new.
-    pub fn switch_master_key(&mut self, fs: &dyn FileSystem, new_master: &dyn KeyProvider) -> Result<()> {
+    pub fn switch_master_key(
+        &mut self,
+        fs: &dyn FileSystem,
+        new_master: &dyn KeyProvider,
+    ) -> Result<()> {
         let ctx = EncryptionContext {
             database_id: self.database_id(),
         };
@@ -268,7 +272,11 @@ impl KeysFile {
 
     /// Adds a fresh data-key version (wrapped by `master`, which must be the current master
     /// key) and makes it current; returns the new version number.
-    pub fn add_data_key_version(&mut self, fs: &dyn FileSystem, master: &dyn KeyProvider) -> Result<u32> {
+    pub fn add_data_key_version(
+        &mut self,
+        fs: &dyn FileSystem,
+        master: &dyn KeyProvider,
+    ) -> Result<u32> {
         self.require_master(master)?;
         let version = self.keyring.versions().last().copied().unwrap_or(0) + 1;
         let ctx = EncryptionContext {
@@ -394,16 +402,27 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn new(bytes: &'a [u8], label: &'a str) -> Self {
-        Self { bytes, pos: 0, label }
+        Self {
+            bytes,
+            pos: 0,
+            label,
+        }
     }
 
     fn bad(&self, what: &str) -> Error {
-        Error::integrity(self.label, None, IntegrityReason::Malformed(what.to_string()))
+        Error::integrity(
+            self.label,
+            None,
+            IntegrityReason::Malformed(what.to_string()),
+        )
     }
 
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).ok_or_else(|| self.bad(what))?;
-        let s = self.bytes.get(self.pos..end).ok_or_else(|| self.bad(what))?;
+        let s = self
+            .bytes
+            .get(self.pos..end)
+            .ok_or_else(|| self.bad(what))?;
         self.pos = end;
         Ok(s)
     }
@@ -414,17 +433,23 @@ impl<'a> Cursor<'a> {
 
     fn u16(&mut self, what: &str) -> Result<u16> {
         let b = self.take(2, what)?;
-        Ok(u16::from_le_bytes(b.try_into().map_err(|_| self.bad(what))?))
+        Ok(u16::from_le_bytes(
+            b.try_into().map_err(|_| self.bad(what))?,
+        ))
     }
 
     fn u32(&mut self, what: &str) -> Result<u32> {
         let b = self.take(4, what)?;
-        Ok(u32::from_le_bytes(b.try_into().map_err(|_| self.bad(what))?))
+        Ok(u32::from_le_bytes(
+            b.try_into().map_err(|_| self.bad(what))?,
+        ))
     }
 
     fn u64(&mut self, what: &str) -> Result<u64> {
         let b = self.take(8, what)?;
-        Ok(u64::from_le_bytes(b.try_into().map_err(|_| self.bad(what))?))
+        Ok(u64::from_le_bytes(
+            b.try_into().map_err(|_| self.bad(what))?,
+        ))
     }
 
     fn string(&mut self, what: &str) -> Result<String> {

@@ -22,11 +22,11 @@ pub mod kms;
 pub mod owned;
 
 pub use error::{Error, IntegrityReason, KeyState, Result};
-pub use keyring::{Keyring, FileCipher};
-pub use keys::{DatabaseId, FileId, SecretKey, KEY_LEN};
+pub use keyring::{FileCipher, Keyring};
+pub use keys::{DatabaseId, FileId, KEY_LEN, SecretKey};
 pub use keysfile::KeysFile;
 pub use kms::{AuditEntry, KmsKeyInfo, LocalKms, LocalKmsProvider};
-pub use owned::{default_keystore_dir, OwnedKeyProvider};
+pub use owned::{OwnedKeyProvider, default_keystore_dir};
 pub use provider::{EncryptionContext, KeyDescriptor, KeyEvent, KeyProvider, SharedProvider};
 pub use sealed::{
     ArtifactKind, Block, BlockHandle, BlockIter, BlockSealer, CipherId, Expected, FileHeader,

@@ -261,7 +261,11 @@ impl FileHeader {
         crc.update(bytes.get(..HEADER_CRC_OFFSET).unwrap_or_default());
         crc.update(&self.extension);
         if crc.finalize() != stored {
-            return Err(Error::integrity(label, None, IntegrityReason::HeaderChecksum));
+            return Err(Error::integrity(
+                label,
+                None,
+                IntegrityReason::HeaderChecksum,
+            ));
         }
         Ok(())
     }
@@ -349,7 +353,11 @@ impl BlockSealer {
     }
 
     /// A sealer for an existing header (to open its blocks).
-    pub fn for_header(keyring: &Keyring, header: FileHeader, label: impl Into<String>) -> Result<Self> {
+    pub fn for_header(
+        keyring: &Keyring,
+        header: FileHeader,
+        label: impl Into<String>,
+    ) -> Result<Self> {
         if header.database_id != keyring.database_id() {
             return Err(Error::integrity(
                 label,
@@ -627,7 +635,12 @@ impl SealedWriter {
 
     /// Appends bytes sealed by [`BlockSealer::seal_into`] at [`offset`](Self::offset) (the
     /// WAL seals frames before taking the file). `handle` is what `seal_into` returned.
-    pub fn append_presealed(&mut self, bytes: &[u8], handle: BlockHandle, is_final: bool) -> Result<()> {
+    pub fn append_presealed(
+        &mut self,
+        bytes: &[u8],
+        handle: BlockHandle,
+        is_final: bool,
+    ) -> Result<()> {
         if self.finished || handle.offset != self.offset || bytes.len() != handle.len as usize {
             return Err(Error::InvalidArgument(format!(
                 "{}: presealed block does not fit at offset {}",
@@ -680,18 +693,18 @@ impl SealedReader {
         expected: &Expected,
     ) -> Result<Self> {
         let header = read_header(file.as_ref(), &label)?;
-        let mismatch = |what| Error::integrity(label.clone(), None, IntegrityReason::HeaderMismatch(what));
+        let mismatch =
+            |what| Error::integrity(label.clone(), None, IntegrityReason::HeaderMismatch(what));
         if header.kind != expected.kind {
             return Err(mismatch("artifact kind"));
         }
         if header.database_id != expected.database_id {
             return Err(mismatch("database id"));
         }
-        if let Some(c) = expected.cipher {
-            if header.cipher != c {
+        if let Some(c) = expected.cipher
+            && header.cipher != c {
                 return Err(mismatch("cipher"));
             }
-        }
         let data_start = header.encoded_len();
         let len = file.len();
         let sealer = BlockSealer::for_header(keyring, header, label)?;

@@ -33,7 +33,8 @@ fn write_file(
     finalize: bool,
 ) -> PathBuf {
     let path = PathBuf::from(format!("/db/{name}"));
-    let mut w = SealedWriter::create(fs, &path, keyring, ArtifactKind::Table, cipher).expect("create");
+    let mut w =
+        SealedWriter::create(fs, &path, keyring, ArtifactKind::Table, cipher).expect("create");
     for (i, b) in blocks.iter().enumerate() {
         if finalize && i + 1 == blocks.len() {
             w.finish(b).expect("finish");
@@ -46,7 +47,12 @@ fn write_file(
 }
 
 /// Reads every block in order; `Ok(blocks)` only if the whole file verified.
-fn read_all(fs: &CrashFs, path: &Path, keyring: &Keyring, cipher: CipherId) -> Result<Vec<Vec<u8>>, Error> {
+fn read_all(
+    fs: &CrashFs,
+    path: &Path,
+    keyring: &Keyring,
+    cipher: CipherId,
+) -> Result<Vec<Vec<u8>>, Error> {
     let r = SealedReader::open(fs, path, keyring, &expected(keyring, cipher))?;
     r.blocks().map(|b| b.map(|(_, b)| b.data)).collect()
 }
@@ -141,11 +147,23 @@ fn truncated_finalized_file_is_detected() {
     cut.extend_from_slice(&blocks[1]);
     fs.set_contents(&path, cut).expect("set");
     let err = read_all(&fs, &path, &keyring, cipher).expect_err("must fail");
-    assert!(matches!(err, Error::Integrity { reason: IntegrityReason::Truncated, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Integrity {
+                reason: IntegrityReason::Truncated,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     // Cut mid-block.
     for len in [bytes.len() - 1, 64 + 10, 63] {
         fs.set_contents(&path, bytes[..len].to_vec()).expect("set");
-        assert_integrity(read_all(&fs, &path, &keyring, cipher), &format!("cut at {len}"));
+        assert_integrity(
+            read_all(&fs, &path, &keyring, cipher),
+            &format!("cut at {len}"),
+        );
     }
 }
 
@@ -181,7 +199,10 @@ fn block_moved_between_files_is_detected() {
     mixed.extend_from_slice(&blocks_b[1]);
     mixed.extend_from_slice(&blocks_b[2]);
     fs.set_contents(&b, mixed).expect("set");
-    assert_integrity(read_all(&fs, &b, &keyring, cipher), "block from another file");
+    assert_integrity(
+        read_all(&fs, &b, &keyring, cipher),
+        "block from another file",
+    );
 }
 
 #[test]
@@ -192,7 +213,16 @@ fn file_from_another_database_is_detected() {
     let cipher = CipherId::ChaCha20Poly1305;
     let path = write_file(&fs, "t", &theirs, cipher, &three_equal_blocks(), true);
     let err = SealedReader::open(&fs, &path, &ours, &expected(&ours, cipher)).expect_err("foreign");
-    assert!(matches!(err, Error::Integrity { reason: IntegrityReason::HeaderMismatch("database id"), .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Integrity {
+                reason: IntegrityReason::HeaderMismatch("database id"),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     // Even with the header's database id rewritten (and its crc fixed), the blocks refuse.
     let mut bytes = fs.contents(&path).expect("c");
     bytes[32..48].copy_from_slice(&[7; 16]);
@@ -206,10 +236,28 @@ fn file_from_another_database_is_detected() {
 fn downgrade_to_plaintext_header_is_refused() {
     let fs = fs_with_dir();
     let keyring = Keyring::generate(DatabaseId([9; 16])).expect("keyring");
-    let path = write_file(&fs, "t", &keyring, CipherId::None, &three_equal_blocks(), true);
-    let err = SealedReader::open(&fs, &path, &keyring, &expected(&keyring, CipherId::ChaCha20Poly1305))
-        .expect_err("plaintext file in an encrypted database");
-    assert!(matches!(err, Error::Integrity { reason: IntegrityReason::HeaderMismatch("cipher"), .. }));
+    let path = write_file(
+        &fs,
+        "t",
+        &keyring,
+        CipherId::None,
+        &three_equal_blocks(),
+        true,
+    );
+    let err = SealedReader::open(
+        &fs,
+        &path,
+        &keyring,
+        &expected(&keyring, CipherId::ChaCha20Poly1305),
+    )
+    .expect_err("plaintext file in an encrypted database");
+    assert!(matches!(
+        err,
+        Error::Integrity {
+            reason: IntegrityReason::HeaderMismatch("cipher"),
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -227,22 +275,46 @@ fn random_access_by_handle_and_no_write_after_final() {
     let fs = fs_with_dir();
     let keyring = Keyring::generate(DatabaseId([11; 16])).expect("keyring");
     let path = PathBuf::from("/db/h");
-    let mut w = SealedWriter::create(&fs, &path, &keyring, ArtifactKind::Table, CipherId::ChaCha20Poly1305)
-        .expect("create");
+    let mut w = SealedWriter::create(
+        &fs,
+        &path,
+        &keyring,
+        ArtifactKind::Table,
+        CipherId::ChaCha20Poly1305,
+    )
+    .expect("create");
     let h1 = w.append_block(b"first").expect("a");
     let h2 = w.append_block(b"second").expect("a");
     let h3 = w.finish(b"footer").expect("f");
     assert!(w.append_block(b"late").is_err());
-    let r = SealedReader::open(&fs, &path, &keyring, &expected(&keyring, CipherId::ChaCha20Poly1305)).expect("open");
+    let r = SealedReader::open(
+        &fs,
+        &path,
+        &keyring,
+        &expected(&keyring, CipherId::ChaCha20Poly1305),
+    )
+    .expect("open");
     assert_eq!(r.read_block(h2).expect("h2").data, b"second");
     assert_eq!(r.read_block(h1).expect("h1").data, b"first");
     let last = r.read_block(h3).expect("h3");
     assert!(last.is_final);
     // A handle that points into the middle of a block is refused.
-    let bogus = sealdb_crypto::BlockHandle { offset: h1.offset + 1, len: h1.len };
+    let bogus = sealdb_crypto::BlockHandle {
+        offset: h1.offset + 1,
+        len: h1.len,
+    };
     assert!(matches!(r.read_block(bogus), Err(Error::Integrity { .. })));
     // Creating over an existing file is refused: sealed files are written once.
-    assert!(SealedWriter::create(&fs, &path, &keyring, ArtifactKind::Table, CipherId::ChaCha20Poly1305).is_err());
+    assert!(
+        SealedWriter::create(
+            &fs,
+            &path,
+            &keyring,
+            ArtifactKind::Table,
+            CipherId::ChaCha20Poly1305
+        )
+        .is_err()
+    );
 }
 
 #[test]
@@ -250,8 +322,15 @@ fn ciphertext_does_not_contain_plaintext() {
     let fs = fs_with_dir();
     let keyring = Keyring::generate(DatabaseId([12; 16])).expect("keyring");
     let secret = b"very-secret-user-key-0123456789".to_vec();
-    let sealed = write_file(&fs, "s", &keyring, CipherId::ChaCha20Poly1305, &[secret.clone()], true);
-    let plain = write_file(&fs, "p", &keyring, CipherId::None, &[secret.clone()], true);
+    let sealed = write_file(
+        &fs,
+        "s",
+        &keyring,
+        CipherId::ChaCha20Poly1305,
+        std::slice::from_ref(&secret),
+        true,
+    );
+    let plain = write_file(&fs, "p", &keyring, CipherId::None, std::slice::from_ref(&secret), true);
     let contains = |hay: &[u8]| hay.windows(secret.len()).any(|w| w == secret.as_slice());
     assert!(!contains(&fs.contents(&sealed).expect("c")));
     assert!(contains(&fs.contents(&plain).expect("c")));

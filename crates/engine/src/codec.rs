@@ -60,20 +60,30 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).ok_or_else(|| self.bad(what))?;
-        let s = self.bytes.get(self.pos..end).ok_or_else(|| self.bad(what))?;
+        let s = self
+            .bytes
+            .get(self.pos..end)
+            .ok_or_else(|| self.bad(what))?;
         self.pos = end;
         Ok(s)
     }
     pub(crate) fn u8(&mut self, what: &str) -> Result<u8> {
-        self.take(1, what)?.first().copied().ok_or_else(|| self.bad(what))
+        self.take(1, what)?
+            .first()
+            .copied()
+            .ok_or_else(|| self.bad(what))
     }
     pub(crate) fn u32(&mut self, what: &str) -> Result<u32> {
         let b = self.take(4, what)?;
-        Ok(u32::from_le_bytes(b.try_into().map_err(|_| self.bad(what))?))
+        Ok(u32::from_le_bytes(
+            b.try_into().map_err(|_| self.bad(what))?,
+        ))
     }
     pub(crate) fn u64(&mut self, what: &str) -> Result<u64> {
         let b = self.take(8, what)?;
-        Ok(u64::from_le_bytes(b.try_into().map_err(|_| self.bad(what))?))
+        Ok(u64::from_le_bytes(
+            b.try_into().map_err(|_| self.bad(what))?,
+        ))
     }
     /// A length-prefixed byte string of at most `max` bytes.
     pub(crate) fn bytes(&mut self, max: usize, what: &str) -> Result<&'a [u8]> {

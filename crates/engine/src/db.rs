@@ -9,8 +9,13 @@ use crate::{Error, Result};
 use parking_lot::{Condvar, Mutex, RwLock};
 use sealdb_crypto::{CipherId, KeyDescriptor, Keyring, KeysFile, SharedProvider};
 use sealdb_memtable::{Memtable, ValueKind};
+use crate::version::Version;
+use crossbeam_channel::Sender;
+use sealdb_sstable::BlockCache;
 use sealdb_vfs::{FileLock, SharedFs};
-use sealdb_wal::{BatchBuilder, FrameBatch, GroupCommit, Op, RecordIter, RecoveryStats, Wal, WalOptions};
+use sealdb_wal::{
+    BatchBuilder, FrameBatch, GroupCommit, Op, RecordIter, RecoveryStats, Wal, WalOptions,
+};
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -29,6 +34,8 @@ pub(crate) struct SuperVersion {
     pub active: Arc<Memtable>,
     /// Frozen memtables waiting for flush, newest first.
     pub immutables: Vec<Arc<Memtable>>,
+    /// The live tables.
+    pub version: Arc<Version>,
 }
 
 /// What opening found.
@@ -65,51 +72,116 @@ pub struct Stats {
     pub immutable_memtable_bytes: u64,
     /// The newest visible sequence number.
     pub last_sequence: u64,
+    /// Per level (summed over keyspaces): table count and bytes.
+    pub levels: Vec<LevelStats>,
+    /// Block cache hits and misses.
+    pub cache_hits: u64,
+    /// Block cache misses.
+    pub cache_misses: u64,
+    /// Memtable flushes and the table bytes they wrote.
+    pub flushes: u64,
+    /// Bytes written by flushes.
+    pub flush_bytes: u64,
+    /// Compactions run.
+    pub compactions: u64,
+    /// Bytes compactions read.
+    pub compaction_read_bytes: u64,
+    /// Bytes compactions wrote.
+    pub compaction_write_bytes: u64,
+    /// Bytes of records committed by users (keys, values, framing).
+    pub user_bytes: u64,
+}
+
+/// One level's size.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LevelStats {
+    /// Tables.
+    pub files: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+impl Stats {
+    /// Block cache hit ratio (0 when unused).
+    pub fn cache_hit_ratio(&self) -> f64 {
+        let total = self.cache_hits + self.cache_misses;
+        if total == 0 { 0.0 } else { self.cache_hits as f64 / total as f64 }
+    }
+
+    /// Table bytes written (flush plus compaction) per byte committed: the write
+    /// amplification of the tree (the WAL adds about one more).
+    pub fn write_amplification(&self) -> f64 {
+        if self.user_bytes == 0 {
+            0.0
+        } else {
+            (self.flush_bytes + self.compaction_write_bytes) as f64 / self.user_bytes as f64
+        }
+    }
 }
 
 #[derive(Debug, Default)]
-struct Counters {
-    batches: AtomicU64,
-    records: AtomicU64,
-    commit_groups: AtomicU64,
-    wal_syncs: AtomicU64,
-    rotations: AtomicU64,
-    stalls: AtomicU64,
-    stall_nanos: AtomicU64,
+pub(crate) struct Counters {
+    pub batches: AtomicU64,
+    pub records: AtomicU64,
+    pub user_bytes: AtomicU64,
+    pub commit_groups: AtomicU64,
+    pub wal_syncs: AtomicU64,
+    pub rotations: AtomicU64,
+    pub stalls: AtomicU64,
+    pub stall_nanos: AtomicU64,
+    pub flushes: AtomicU64,
+    pub flush_bytes: AtomicU64,
+    pub compactions: AtomicU64,
+    pub compaction_read_bytes: AtomicU64,
+    pub compaction_write_bytes: AtomicU64,
 }
 
 /// A write waiting in the group-commit queue.
 #[derive(Debug)]
 struct WriteRequest {
     rep: Vec<u8>,
+    /// Records in `rep`; 0 marks a request to rotate the memtable (from `flush`), which the
+    /// leader performs in order with the writes and logs nothing for.
     count: u32,
     sync: bool,
 }
 
 pub(crate) struct DbInner {
-    path: PathBuf,
-    fs: SharedFs,
-    opts: Options,
-    keys: Mutex<KeysFile>,
-    provider: RwLock<SharedProvider>,
-    keyring: RwLock<Keyring>,
-    cipher: CipherId,
-    wal: Wal,
+    pub(crate) path: PathBuf,
+    pub(crate) fs: SharedFs,
+    pub(crate) opts: Options,
+    pub(crate) keys: Mutex<KeysFile>,
+    pub(crate) provider: RwLock<SharedProvider>,
+    pub(crate) keyring: RwLock<Keyring>,
+    pub(crate) cipher: CipherId,
+    pub(crate) wal: Wal,
     group: GroupCommit<WriteRequest, Result<u64>>,
     pub(crate) version: RwLock<Arc<SuperVersion>>,
-    manifest: Mutex<Manifest>,
-    keyspaces: RwLock<BTreeMap<String, u32>>,
+    pub(crate) manifest: Mutex<Manifest>,
+    pub(crate) keyspaces: RwLock<BTreeMap<String, u32>>,
     /// Highest sequence number assigned (written only by the group-commit leader).
     last_seq: AtomicU64,
     /// Highest sequence number readers may see: every batch up to it is in the memtable.
-    visible_seq: AtomicU64,
-    snapshots: Mutex<BTreeMap<u64, usize>>,
+    pub(crate) visible_seq: AtomicU64,
+    pub(crate) snapshots: Mutex<BTreeMap<u64, usize>>,
     stall_lock: Mutex<()>,
     stall_cv: Condvar,
-    counters: Counters,
-    poisoned: Mutex<Option<String>>,
+    pub(crate) counters: Counters,
+    pub(crate) poisoned: Mutex<Option<String>>,
     open_stats: OpenStats,
     next_memtable_id: AtomicU64,
+    pub(crate) cache: Arc<BlockCache>,
+    /// Serializes flushes (one memtable at a time, oldest first).
+    pub(crate) flush_lock: Mutex<()>,
+    /// Serializes compactions.
+    pub(crate) compaction_lock: Mutex<()>,
+    /// Wakes the background threads.
+    pub(crate) flush_signal: Mutex<Option<Sender<()>>>,
+    pub(crate) compact_signal: Mutex<Option<Sender<()>>>,
+    /// Where the last compaction of each (keyspace, level) ended: the next starts after it.
+    pub(crate) compact_pointers: Mutex<BTreeMap<(u32, usize), Vec<u8>>>,
+    /// The next table number to hand out.
+    pub(crate) next_file: AtomicU64,
     _lock: Box<dyn FileLock>,
 }
 
@@ -141,6 +213,25 @@ impl std::fmt::Debug for DbInner {
 #[derive(Debug, Clone)]
 pub struct Db {
     pub(crate) inner: Arc<DbInner>,
+    _bg: Arc<Background>,
+}
+
+/// The background threads; stopped and joined when the last `Db` handle goes, so that a
+/// dropped database has released its files and lock when `drop` returns.
+#[derive(Debug)]
+struct Background {
+    inner: Arc<DbInner>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.inner.flush_signal.lock().take();
+        self.inner.compact_signal.lock().take();
+        for t in self.threads.lock().drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 /// A handle on one keyspace (an independent sorted tree sharing the database's WAL).
@@ -259,8 +350,7 @@ impl Db {
                 let Some(mem) = memtables.last().cloned() else {
                     return Ok(());
                 };
-                let mut seq = batch.first_seq;
-                for rec in RecordIter::new(batch.rep) {
+                for (seq, rec) in (batch.first_seq..).zip(RecordIter::new(batch.rep)) {
                     let rec = rec?;
                     if state.keyspaces.contains_key(&rec.keyspace) {
                         let kind = match rec.op {
@@ -272,10 +362,10 @@ impl Db {
                             .is_err()
                             && replay_err.is_none()
                         {
-                            replay_err = Some(Error::Corruption("replay into a frozen memtable".into()));
+                            replay_err =
+                                Some(Error::Corruption("replay into a frozen memtable".into()));
                         }
                     }
-                    seq += 1;
                 }
                 if mem.approximate_bytes() >= memtable_size {
                     mem.freeze();
@@ -289,13 +379,17 @@ impl Db {
             return Err(e);
         }
         let last_seq = wal_stats.last_seq.max(state.flushed_seq);
-        let active = memtables.pop().unwrap_or_else(|| Arc::new(Memtable::new(next_id)));
+        let active = memtables
+            .pop()
+            .unwrap_or_else(|| Arc::new(Memtable::new(next_id)));
         memtables.reverse();
         let keyspaces = state
             .keyspaces
             .iter()
             .map(|(id, name)| (name.clone(), *id))
             .collect();
+        let cache = BlockCache::new(opts.block_cache_bytes);
+        let version = crate::bg::load_version(&fs, &path, &state, &keyring, cipher, &cache)?;
 
         let inner = DbInner {
             path,
@@ -310,6 +404,7 @@ impl Db {
             version: RwLock::new(Arc::new(SuperVersion {
                 active,
                 immutables: memtables,
+                version: Arc::new(version),
             })),
             manifest: Mutex::new(manifest),
             keyspaces: RwLock::new(keyspaces),
@@ -325,11 +420,30 @@ impl Db {
                 wal: wal_stats,
             },
             next_memtable_id: AtomicU64::new(next_id + 1),
+            cache,
+            flush_lock: Mutex::new(()),
+            compaction_lock: Mutex::new(()),
+            flush_signal: Mutex::new(None),
+            compact_signal: Mutex::new(None),
+            compact_pointers: Mutex::new(BTreeMap::new()),
+            next_file: AtomicU64::new(state.next_file_number),
             _lock: lock,
         };
-        Ok(Self {
-            inner: Arc::new(inner),
-        })
+        let inner = Arc::new(inner);
+        let threads = if inner.opts.background_work {
+            crate::bg::start(&inner)
+        } else {
+            Vec::new()
+        };
+        let bg = Arc::new(Background {
+            inner: inner.clone(),
+            threads: Mutex::new(threads),
+        });
+        let db = Self { inner, _bg: bg };
+        // Memtables recovered beyond the budget go to tables now.
+        db.inner.signal_flush();
+        db.inner.signal_compaction();
+        Ok(db)
     }
 
     /// The database directory.
@@ -422,7 +536,9 @@ impl Db {
     pub fn drop_keyspace(&self, name: &str) -> Result<()> {
         let ks = self.keyspace(name)?;
         if ks.id == DEFAULT_KEYSPACE {
-            return Err(Error::InvalidArgument("the default keyspace cannot be dropped".into()));
+            return Err(Error::InvalidArgument(
+                "the default keyspace cannot be dropped".into(),
+            ));
         }
         self.check_writable()?;
         let mut manifest = self.inner.manifest.lock();
@@ -485,13 +601,12 @@ impl Db {
         if batch.builder.is_empty() {
             return Ok(self.last_sequence());
         }
-        if let Some(owner) = batch.db {
-            if owner != Arc::as_ptr(&self.inner) as usize {
+        if let Some(owner) = batch.db
+            && owner != Arc::as_ptr(&self.inner) as usize {
                 return Err(Error::InvalidArgument(
                     "write batch holds keyspaces of another database".into(),
                 ));
             }
-        }
         self.check_writable()?;
         self.wait_for_room();
         let req = WriteRequest {
@@ -514,14 +629,21 @@ impl Db {
                 .map(|(id, _)| (id, Err(Error::Poisoned(msg.clone()))))
                 .collect();
         }
-        if let Err(e) = self.maybe_rotate() {
+        let force_rotate = group.iter().any(|(_, r)| r.count == 0);
+        let (rotations, group): (Vec<_>, Vec<_>) = group.into_iter().partition(|(_, r)| r.count == 0);
+        if let Err(e) = self.maybe_rotate(force_rotate) {
             let msg = self.poison(e).to_string();
             return group
                 .into_iter()
+                .chain(rotations)
                 .map(|(id, _)| (id, Err(Error::Poisoned(msg.clone()))))
                 .collect();
         }
         let mut seq = inner.last_seq.load(Ordering::Acquire);
+        let mut results: Vec<(u64, Result<u64>)> = rotations.into_iter().map(|(id, _)| (id, Ok(seq))).collect();
+        if group.is_empty() {
+            return results;
+        }
         let mut firsts = Vec::with_capacity(group.len());
         let mut sync = false;
         for (_, req) in &group {
@@ -551,11 +673,9 @@ impl Db {
             inner.counters.wal_syncs.fetch_add(1, Ordering::Relaxed);
         }
         let active = inner.version.read().active.clone();
-        let mut results = Vec::with_capacity(group.len());
         for ((id, req), first) in group.into_iter().zip(firsts) {
-            let mut s = first;
             let mut ok = true;
-            for rec in RecordIter::new(&req.rep) {
+            for (s, rec) in (first..).zip(RecordIter::new(&req.rep)) {
                 let Ok(rec) = rec else {
                     ok = false;
                     break;
@@ -571,13 +691,16 @@ impl Db {
                     ok = false;
                     break;
                 }
-                s += 1;
             }
             inner.counters.batches.fetch_add(1, Ordering::Relaxed);
             inner
                 .counters
                 .records
                 .fetch_add(u64::from(req.count), Ordering::Relaxed);
+            inner
+                .counters
+                .user_bytes
+                .fetch_add(req.rep.len() as u64, Ordering::Relaxed);
             if ok {
                 results.push((id, Ok(first + u64::from(req.count) - 1)));
             } else {
@@ -592,10 +715,10 @@ impl Db {
 
     /// Freezes the active memtable once it is over budget (called by the commit leader, the
     /// only mutator of the memtable set).
-    fn maybe_rotate(&self) -> Result<()> {
+    fn maybe_rotate(&self, force: bool) -> Result<()> {
         let inner = &self.inner;
         let current = inner.version.read().clone();
-        if current.active.approximate_bytes() < inner.opts.memtable_size {
+        if !force && current.active.approximate_bytes() < inner.opts.memtable_size {
             return Ok(());
         }
         self.rotate_memtable()
@@ -616,8 +739,11 @@ impl Db {
         *version = Arc::new(SuperVersion {
             active: Arc::new(Memtable::new(id)),
             immutables,
+            version: version.version.clone(),
         });
         inner.counters.rotations.fetch_add(1, Ordering::Relaxed);
+        drop(version);
+        inner.signal_flush();
         Ok(())
     }
 
@@ -626,25 +752,30 @@ impl Db {
     fn wait_for_room(&self) {
         let inner = &self.inner;
         let limit = inner.opts.max_immutable_memtables.max(1);
-        if inner.version.read().immutables.len() < limit {
+        let l0_limit = inner.opts.l0_stop_writes.max(1);
+        let over = || {
+            let v = inner.version.read();
+            v.immutables.len() >= limit
+                || v.version.keyspaces.values().any(|l| l.first().is_some_and(|l0| l0.len() >= l0_limit))
+        };
+        if !over() {
             return;
         }
         let start = Instant::now();
         inner.counters.stalls.fetch_add(1, Ordering::Relaxed);
+        inner.signal_flush();
+        inner.signal_compaction();
         let mut guard = inner.stall_lock.lock();
-        while inner.version.read().immutables.len() >= limit && self.check_writable().is_ok() {
+        while over() && self.check_writable().is_ok() {
             inner
                 .stall_cv
                 .wait_for(&mut guard, Duration::from_millis(50));
         }
         let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        inner.counters.stall_nanos.fetch_add(nanos, Ordering::Relaxed);
-    }
-
-    /// Wakes stalled writers (after a flush freed memtable space).
-    pub(crate) fn notify_room(&self) {
-        let _g = self.inner.stall_lock.lock();
-        self.inner.stall_cv.notify_all();
+        inner
+            .counters
+            .stall_nanos
+            .fetch_add(nanos, Ordering::Relaxed);
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -656,17 +787,44 @@ impl Db {
 
     /// Records a failure that leaves durable state unknown; returns the error for the caller.
     fn poison(&self, e: Error) -> Error {
-        let mut p = self.inner.poisoned.lock();
-        if p.is_none() {
-            *p = Some(e.to_string());
-        }
-        e
+        self.inner.poison(e)
+    }
+
+    /// Writes every memtable to level-0 tables now (and waits for it).
+    pub fn flush(&self) -> Result<()> {
+        self.check_writable()?;
+        // Rotation is the commit leader's job: go through the queue with an empty request.
+        let inner = &self.inner;
+        let req = WriteRequest {
+            rep: Vec::new(),
+            count: 0,
+            sync: false,
+        };
+        inner.group.submit(req, |group| self.commit_group(group))?;
+        while crate::bg::flush_oldest(inner).map_err(|e| self.poison(e))? {}
+        Ok(())
+    }
+
+    /// Flushes, then compacts every keyspace fully into its last level (dropping deleted and
+    /// overwritten data no snapshot needs).
+    pub fn compact(&self) -> Result<()> {
+        self.flush()?;
+        crate::bg::compact_all(&self.inner).map_err(|e| self.poison(e))
+    }
+
+    /// Authenticates every block of every live table and WAL segment; reports each failure
+    /// (each names its file and block).
+    pub fn verify(&self) -> crate::VerifyReport {
+        crate::bg::verify(&self.inner)
     }
 
     /// Makes every write so far durable (one WAL sync).
     pub fn sync_wal(&self) -> Result<()> {
         self.inner.wal.sync()?;
-        self.inner.counters.wal_syncs.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .counters
+            .wal_syncs
+            .fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -684,7 +842,31 @@ impl Db {
             write_stall_time: Duration::from_nanos(c.stall_nanos.load(Ordering::Relaxed)),
             active_memtable_bytes: v.active.approximate_bytes() as u64,
             immutable_memtables: v.immutables.len() as u64,
-            immutable_memtable_bytes: v.immutables.iter().map(|m| m.approximate_bytes() as u64).sum(),
+            levels: {
+                let mut levels = vec![LevelStats::default(); crate::manifest::NUM_LEVELS];
+                for ks in v.version.keyspaces.values() {
+                    for (i, l) in ks.iter().enumerate() {
+                        if let Some(s) = levels.get_mut(i) {
+                            s.files += l.len() as u64;
+                            s.bytes += l.iter().map(|t| t.meta.size).sum::<u64>();
+                        }
+                    }
+                }
+                levels
+            },
+            cache_hits: self.inner.cache.hits(),
+            cache_misses: self.inner.cache.misses(),
+            flushes: c.flushes.load(Ordering::Relaxed),
+            flush_bytes: c.flush_bytes.load(Ordering::Relaxed),
+            compactions: c.compactions.load(Ordering::Relaxed),
+            compaction_read_bytes: c.compaction_read_bytes.load(Ordering::Relaxed),
+            compaction_write_bytes: c.compaction_write_bytes.load(Ordering::Relaxed),
+            user_bytes: c.user_bytes.load(Ordering::Relaxed),
+            immutable_memtable_bytes: v
+                .immutables
+                .iter()
+                .map(|m| m.approximate_bytes() as u64)
+                .sum(),
             last_sequence: self.last_sequence(),
         }
     }
@@ -700,7 +882,7 @@ impl Db {
                 return Ok(v);
             }
         }
-        Ok(None)
+        Ok(version.version.get(keyspace, key, snapshot)?.and_then(|(_, v)| v))
     }
 
     fn iter_at(
@@ -711,6 +893,7 @@ impl Db {
         snapshot: u64,
     ) -> Result<DbIter> {
         let version = self.inner.version.read().clone();
+        let (user_lower, user_upper) = (lower.clone(), upper.clone());
         let map_bound = |b: Bound<Vec<u8>>| match b {
             Bound::Included(k) => Bound::Included(keyspace_key(keyspace, &k)),
             Bound::Excluded(k) => Bound::Excluded(keyspace_key(keyspace, &k)),
@@ -736,12 +919,52 @@ impl Db {
                 iter: m.iter(lo.clone(), hi.clone()),
             }));
         }
+        sources.extend(version.version.sources(keyspace, &user_lower, &user_upper));
         let pin: Arc<dyn std::any::Any + Send + Sync> = version;
         Ok(DbIter::new(sources, snapshot, vec![pin]))
     }
 
-    pub(crate) fn fs(&self) -> &SharedFs {
-        &self.inner.fs
+}
+
+impl DbInner {
+    /// Records a failure that leaves durable state unknown; returns the error for the caller.
+    pub(crate) fn poison(&self, e: Error) -> Error {
+        let mut p = self.poisoned.lock();
+        if p.is_none() {
+            *p = Some(e.to_string());
+        }
+        drop(p);
+        self.notify_room();
+        e
+    }
+
+    /// Wakes stalled writers (after a flush or compaction freed room, or on failure).
+    pub(crate) fn notify_room(&self) {
+        let _g = self.stall_lock.lock();
+        self.stall_cv.notify_all();
+    }
+
+    pub(crate) fn signal_flush(&self) {
+        if let Some(tx) = self.flush_signal.lock().as_ref() {
+            let _ = tx.try_send(());
+        }
+    }
+
+    pub(crate) fn signal_compaction(&self) {
+        if let Some(tx) = self.compact_signal.lock().as_ref() {
+            let _ = tx.try_send(());
+        }
+    }
+
+    /// The oldest sequence number any reader may still need.
+    pub(crate) fn smallest_snapshot(&self) -> u64 {
+        let visible = self.visible_seq.load(Ordering::Acquire);
+        self.snapshots
+            .lock()
+            .keys()
+            .next()
+            .copied()
+            .map_or(visible, |s| s.min(visible))
     }
 }
 
@@ -787,7 +1010,8 @@ impl Keyspace {
 
     /// Iterates keys in `[lower, upper]` (per the bounds) at the latest snapshot.
     pub fn range(&self, lower: Bound<Vec<u8>>, upper: Bound<Vec<u8>>) -> Result<DbIter> {
-        self.db.iter_at(self.id, lower, upper, self.db.last_sequence())
+        self.db
+            .iter_at(self.id, lower, upper, self.db.last_sequence())
     }
 
     /// Iterates every key.

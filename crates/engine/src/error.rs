@@ -94,7 +94,9 @@ impl Error {
     pub fn is_key_unavailable(&self) -> bool {
         matches!(
             self,
-            Self::KeyUnavailable { .. } | Self::WrongMasterKey { .. } | Self::InsecurePermissions { .. }
+            Self::KeyUnavailable { .. }
+                | Self::WrongMasterKey { .. }
+                | Self::InsecurePermissions { .. }
         )
     }
 }
@@ -123,9 +125,9 @@ impl From<sealdb_crypto::Error> for Error {
             },
             C::WrongMasterKey { provider, key_id } => Self::WrongMasterKey { provider, key_id },
             C::InsecurePermissions { path, mode } => Self::InsecurePermissions { path, mode },
-            C::UnknownDataKeyVersion(v) => {
-                Self::Corruption(format!("a file needs data-key version {v}, which the KEYS file lacks"))
-            }
+            C::UnknownDataKeyVersion(v) => Self::Corruption(format!(
+                "a file needs data-key version {v}, which the KEYS file lacks"
+            )),
             C::Io { path, source } => Self::Io {
                 path: path.display().to_string(),
                 source,

@@ -148,13 +148,23 @@ impl DbIter {
             }
         };
         for i in 0..self.sources.len() {
-            while self.fronts.get(i).and_then(|f| f.as_ref()).is_some_and(|e| e.key == key) {
+            while self
+                .fronts
+                .get(i)
+                .and_then(|f| f.as_ref())
+                .is_some_and(|e| e.key == key)
+            {
                 if let Some(e) = self.fronts.get_mut(i).and_then(Option::take) {
                     consider(e);
                 }
                 self.refill_front(i)?;
             }
-            while self.backs.get(i).and_then(|f| f.as_ref()).is_some_and(|e| e.key == key) {
+            while self
+                .backs
+                .get(i)
+                .and_then(|f| f.as_ref())
+                .is_some_and(|e| e.key == key)
+            {
                 if let Some(e) = self.backs.get_mut(i).and_then(Option::take) {
                     consider(e);
                 }
@@ -170,14 +180,7 @@ impl DbIter {
         self.prime_front()?;
         loop {
             // The smallest user key at any source's front.
-            let Some(key) = self
-                .fronts
-                .iter()
-                .flatten()
-                .map(|e| &e.key)
-                .min()
-                .cloned()
-            else {
+            let Some(key) = self.fronts.iter().flatten().map(|e| &e.key).min().cloned() else {
                 return Ok(None);
             };
             if self.last_back.as_ref().is_some_and(|b| key >= *b) {
@@ -185,25 +188,17 @@ impl DbIter {
             }
             let best = self.take_versions(&key)?;
             self.last_front = Some(key);
-            if let Some(e) = best {
-                if e.is_put {
+            if let Some(e) = best
+                && e.is_put {
                     return Ok(Some((e.key, e.value)));
                 }
-            }
         }
     }
 
     fn step_back(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         self.prime_back()?;
         loop {
-            let Some(key) = self
-                .backs
-                .iter()
-                .flatten()
-                .map(|e| &e.key)
-                .max()
-                .cloned()
-            else {
+            let Some(key) = self.backs.iter().flatten().map(|e| &e.key).max().cloned() else {
                 return Ok(None);
             };
             if self.last_front.as_ref().is_some_and(|f| key <= *f) {
@@ -211,11 +206,10 @@ impl DbIter {
             }
             let best = self.take_versions(&key)?;
             self.last_back = Some(key);
-            if let Some(e) = best {
-                if e.is_put {
+            if let Some(e) = best
+                && e.is_put {
                     return Ok(Some((e.key, e.value)));
                 }
-            }
         }
     }
 }

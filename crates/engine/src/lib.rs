@@ -7,6 +7,7 @@
 //!
 //! Start with [`Db::open`]; see the crate's `examples/` and the repository's `docs/`.
 
+mod bg;
 mod codec;
 mod db;
 mod error;
@@ -14,9 +15,11 @@ mod iter;
 mod keys;
 pub mod manifest;
 mod options;
+mod version;
 
-pub use db::{Db, Keyspace, OpenStats, Snapshot, Stats, WriteBatch};
+pub use db::{Db, Keyspace, LevelStats, OpenStats, Snapshot, Stats, WriteBatch};
 pub use error::{Error, Result};
 pub use iter::DbIter;
-pub use options::{MasterKey, Options, WriteOptions};
+pub use bg::VerifyReport;
+pub use options::{Compression, MasterKey, Options, WriteOptions};
 pub use sealdb_crypto::{CipherId, DatabaseId, KeyDescriptor, KeyProvider, KeyState};

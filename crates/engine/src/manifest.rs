@@ -56,13 +56,26 @@ pub struct FileMeta {
 /// A change to the manifest state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Edit {
-    CreateKeyspace { id: u32, name: String },
-    DropKeyspace { id: u32 },
+    CreateKeyspace {
+        id: u32,
+        name: String,
+    },
+    DropKeyspace {
+        id: u32,
+    },
     WalMinSegment(u64),
     FlushedSeq(u64),
     NextFileNumber(u64),
-    AddFile { keyspace: u32, level: u8, file: FileMeta },
-    RemoveFile { keyspace: u32, level: u8, number: u64 },
+    AddFile {
+        keyspace: u32,
+        level: u8,
+        file: FileMeta,
+    },
+    RemoveFile {
+        keyspace: u32,
+        level: u8,
+        number: u64,
+    },
     NextKeyspaceId(u32),
 }
 
@@ -282,21 +295,29 @@ fn decode_group(bytes: &[u8], context: &str) -> Result<Vec<Edit>> {
     let mut r = Reader::new(bytes, context);
     let count = r.u32("edit count")? as usize;
     if count > bytes.len() {
-        return Err(Error::Corruption(format!("{context}: edit count {count} too large")));
+        return Err(Error::Corruption(format!(
+            "{context}: edit count {count} too large"
+        )));
     }
     let mut edits = Vec::with_capacity(count);
     for _ in 0..count {
         edits.push(Edit::decode(&mut r)?);
     }
     if !r.is_empty() {
-        return Err(Error::Corruption(format!("{context}: trailing bytes after edits")));
+        return Err(Error::Corruption(format!(
+            "{context}: trailing bytes after edits"
+        )));
     }
     Ok(edits)
 }
 
 /// Replays manifest bytes (a whole `MANIFEST-<n>` file) with a fixed keyring; for the fuzz
 /// target. Never panics.
-pub fn replay_manifest_for_fuzz(bytes: &[u8], keyring: &Keyring, cipher: CipherId) -> Result<usize> {
+pub fn replay_manifest_for_fuzz(
+    bytes: &[u8],
+    keyring: &Keyring,
+    cipher: CipherId,
+) -> Result<usize> {
     let fs = sealdb_vfs::CrashFs::new();
     let dir = Path::new("/m");
     let _ = sealdb_vfs::FileSystem::create_dir_all(&fs, dir);
@@ -364,12 +385,22 @@ pub(crate) struct Manifest {
 
 impl Manifest {
     /// Writes the manifest of a new database.
-    pub(crate) fn create(fs: SharedFs, dir: &Path, keyring: &Keyring, cipher: CipherId) -> Result<Self> {
+    pub(crate) fn create(
+        fs: SharedFs,
+        dir: &Path,
+        keyring: &Keyring,
+        cipher: CipherId,
+    ) -> Result<Self> {
         Self::write_new(fs, dir, keyring, cipher, 1, ManifestState::default())
     }
 
     /// Opens the manifest `CURRENT` names, replays it, and switches to a fresh manifest.
-    pub(crate) fn open(fs: SharedFs, dir: &Path, keyring: &Keyring, cipher: CipherId) -> Result<Self> {
+    pub(crate) fn open(
+        fs: SharedFs,
+        dir: &Path,
+        keyring: &Keyring,
+        cipher: CipherId,
+    ) -> Result<Self> {
         let number = read_current(fs.as_ref(), dir, keyring)?;
         let path = dir.join(manifest_name(number));
         if !fs.exists(&path) {
@@ -396,19 +427,21 @@ impl Manifest {
             // Left by a crash before CURRENT was switched to it: never reuse, never append.
             fs.remove_file(&path).map_err(|e| Error::io(&path, e))?;
         }
-        let mut writer = SealedWriter::create(fs.as_ref(), &path, keyring, ArtifactKind::Manifest, cipher)?;
+        let mut writer =
+            SealedWriter::create(fs.as_ref(), &path, keyring, ArtifactKind::Manifest, cipher)?;
         writer.append_block(&encode_group(&state.snapshot_edits()))?;
         writer.sync()?;
         fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
         write_current(fs.as_ref(), dir, keyring, number)?;
         // Older manifests (and orphans of crashed switches) are now garbage.
         for name in fs.list_dir(dir).map_err(|e| Error::io(dir, e))? {
-            if let Some(n) = name.strip_prefix(MANIFEST_PREFIX).and_then(|d| d.parse::<u64>().ok()) {
-                if n != number {
+            if let Some(n) = name
+                .strip_prefix(MANIFEST_PREFIX)
+                .and_then(|d| d.parse::<u64>().ok())
+                && n != number {
                     let p = dir.join(&name);
                     fs.remove_file(&p).map_err(|e| Error::io(&p, e))?;
                 }
-            }
         }
         fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
         Ok(Self {
@@ -474,7 +507,12 @@ fn read_current(fs: &dyn sealdb_vfs::FileSystem, dir: &Path, keyring: &Keyring) 
     r.u64("manifest number")
 }
 
-fn write_current(fs: &dyn sealdb_vfs::FileSystem, dir: &Path, keyring: &Keyring, number: u64) -> Result<()> {
+fn write_current(
+    fs: &dyn sealdb_vfs::FileSystem,
+    dir: &Path,
+    keyring: &Keyring,
+    number: u64,
+) -> Result<()> {
     let path = dir.join(CURRENT_FILE);
     // CURRENT is always sealed with ChaCha20-Poly1305, even in a `none`-cipher database, so a
     // plaintext-mode database still has an authenticated root.

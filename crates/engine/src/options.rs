@@ -1,6 +1,7 @@
 //! Options for opening a database, writing and reading.
 
 use sealdb_crypto::{CipherId, SharedProvider};
+pub use sealdb_sstable::Compression;
 use sealdb_vfs::{RealFs, SharedFs};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,6 +44,31 @@ pub struct Options {
     pub max_immutable_memtables: usize,
     /// WAL segment size before rollover.
     pub wal_segment_size: u64,
+    /// Bytes of decrypted blocks kept in memory (the cache never touches disk).
+    pub block_cache_bytes: usize,
+    /// Target plaintext size of a table's data block.
+    pub block_size: usize,
+    /// Bloom filter bits per key (0 disables filters).
+    pub bloom_bits_per_key: u32,
+    /// Compress table data blocks with LZ4 before sealing (see `docs/crypto.md` on the size
+    /// side channel this opens).
+    pub compression: Compression,
+    /// Level-0 tables that trigger a compaction into level 1.
+    pub l0_compaction_trigger: usize,
+    /// Level-0 tables at which writers stall until compaction catches up.
+    pub l0_stop_writes: usize,
+    /// Target size of a table written by compaction.
+    pub target_file_size: u64,
+    /// Target total size of level 1; each deeper level is `level_size_ratio` times larger.
+    pub level1_bytes: u64,
+    /// Size ratio between adjacent levels.
+    pub level_size_ratio: u64,
+    /// Compaction write rate limit in bytes per second (0: unlimited): pacing that keeps
+    /// background work from crowding foreground operations on small machines.
+    pub compaction_rate_bytes_per_sec: u64,
+    /// Run flushes and compactions on background threads (default). Off, they run only when
+    /// asked (`flush`, `compact`), which deterministic tests use.
+    pub background_work: bool,
     /// The filesystem (the real one, or a crashable one in tests).
     pub fs: SharedFs,
 }
@@ -60,6 +86,17 @@ impl Default for Options {
             memtable_size: 32 << 20,
             max_immutable_memtables: 4,
             wal_segment_size: 64 << 20,
+            block_cache_bytes: 64 << 20,
+            block_size: 4096,
+            bloom_bits_per_key: 10,
+            compression: Compression::None,
+            l0_compaction_trigger: 4,
+            l0_stop_writes: 20,
+            target_file_size: 32 << 20,
+            level1_bytes: 128 << 20,
+            level_size_ratio: 10,
+            compaction_rate_bytes_per_sec: 0,
+            background_work: true,
             fs: Arc::new(RealFs),
         }
     }

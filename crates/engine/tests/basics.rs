@@ -49,11 +49,17 @@ fn batches_span_keyspaces_and_survive_reopen() {
     assert_eq!(users.get(b"u1").expect("get"), Some(b"ada".to_vec()));
     assert_eq!(orders.get(b"o1").expect("get"), Some(b"u1:book".to_vec()));
     assert_eq!(users.get(b"shared").expect("get"), Some(b"users".to_vec()));
-    assert_eq!(orders.get(b"shared").expect("get"), Some(b"orders".to_vec()));
+    assert_eq!(
+        orders.get(b"shared").expect("get"),
+        Some(b"orders".to_vec())
+    );
     assert_eq!(db.get(b"meta").expect("get"), Some(b"x".to_vec()));
     assert_eq!(collect(users.iter().expect("iter")).len(), 2);
     assert_eq!(db.keyspace_names(), vec!["default", "orders", "users"]);
-    assert!(matches!(db.keyspace("nope"), Err(Error::KeyspaceNotFound(_))));
+    assert!(matches!(
+        db.keyspace("nope"),
+        Err(Error::KeyspaceNotFound(_))
+    ));
 }
 
 #[test]
@@ -69,7 +75,10 @@ fn dropped_keyspace_does_not_come_back() {
         assert_eq!(again.get(b"k").expect("get"), None);
     }
     let db = t.open();
-    assert_eq!(db.keyspace("tmp").expect("ks").get(b"k").expect("get"), None);
+    assert_eq!(
+        db.keyspace("tmp").expect("ks").get(b"k").expect("get"),
+        None
+    );
 }
 
 #[test]
@@ -77,14 +86,20 @@ fn scans_forward_reverse_prefix_and_mixed() {
     let t = TestDb::new();
     let db = t.open();
     for k in ["a", "ab", "abc", "b", "ba", "c"] {
-        db.put(k.as_bytes(), format!("v-{k}").as_bytes()).expect("put");
+        db.put(k.as_bytes(), format!("v-{k}").as_bytes())
+            .expect("put");
     }
     db.delete(b"b").expect("del");
     let ks = db.default_keyspace();
     let all: Vec<_> = collect(ks.iter().expect("iter"));
     let keys: Vec<&[u8]> = all.iter().map(|(k, _)| k.as_slice()).collect();
     assert_eq!(keys, vec![&b"a"[..], b"ab", b"abc", b"ba", b"c"]);
-    let rev: Vec<_> = ks.iter().expect("iter").rev().collect::<sealdb::Result<_>>().expect("rev");
+    let rev: Vec<_> = ks
+        .iter()
+        .expect("iter")
+        .rev()
+        .collect::<sealdb::Result<_>>()
+        .expect("rev");
     let mut expect_rev = all.clone();
     expect_rev.reverse();
     assert_eq!(rev, expect_rev);
@@ -93,18 +108,21 @@ fn scans_forward_reverse_prefix_and_mixed() {
         vec![kv("ab", "v-ab"), kv("abc", "v-abc")]
     );
     let r = collect(
-        ks.range(Bound::Excluded(b"a".to_vec()), Bound::Included(b"ba".to_vec()))
-            .expect("range"),
+        ks.range(
+            Bound::Excluded(b"a".to_vec()),
+            Bound::Included(b"ba".to_vec()),
+        )
+        .expect("range"),
     );
-    assert_eq!(r, vec![kv("ab", "v-ab"), kv("abc", "v-abc"), kv("ba", "v-ba")]);
+    assert_eq!(
+        r,
+        vec![kv("ab", "v-ab"), kv("abc", "v-abc"), kv("ba", "v-ba")]
+    );
     // Mixed ends meet in the middle without repeating.
     let mut it = ks.iter().expect("iter");
     let mut seen = Vec::new();
-    loop {
-        match it.next() {
-            Some(x) => seen.push(x.expect("item").0),
-            None => break,
-        }
+    while let Some(x) = it.next() {
+        seen.push(x.expect("item").0);
         match it.next_back() {
             Some(x) => seen.push(x.expect("item").0),
             None => break,
@@ -167,16 +185,28 @@ fn memtable_rotation_keeps_everything_readable() {
     {
         let db = Db::open(t.path(), opts.clone()).expect("open");
         for i in 0..2000u32 {
-            db.put(format!("key{i:05}").as_bytes(), &[b'x'; 50]).expect("put");
+            db.put(format!("key{i:05}").as_bytes(), &[b'x'; 50])
+                .expect("put");
         }
         let s = db.stats();
         assert!(s.memtable_rotations > 3, "{s:?}");
         assert_eq!(db.get(b"key00000").expect("get"), Some(vec![b'x'; 50]));
-        assert_eq!(collect(db.default_keyspace().iter().expect("iter")).len(), 2000);
+        assert_eq!(
+            collect(db.default_keyspace().iter().expect("iter")).len(),
+            2000
+        );
     }
     let db = Db::open(t.path(), opts).expect("reopen");
+    assert_eq!(
+        collect(db.default_keyspace().iter().expect("iter")).len(),
+        2000
+    );
+    // Recovered memtables over the budget are on their way to tables.
+    db.flush().expect("flush");
+    let s = db.stats();
+    assert!(s.levels.iter().map(|l| l.files).sum::<u64>() > 0, "{s:?}");
+    assert_eq!(s.immutable_memtables, 0);
     assert_eq!(collect(db.default_keyspace().iter().expect("iter")).len(), 2000);
-    assert!(db.stats().immutable_memtables > 0);
 }
 
 #[test]
@@ -201,7 +231,10 @@ fn concurrent_writers_share_commit_groups() {
     let s = db.stats();
     assert_eq!(s.batches, 1000);
     assert!(s.commit_groups <= 1000);
-    assert_eq!(collect(db.default_keyspace().iter().expect("iter")).len(), 1000);
+    assert_eq!(
+        collect(db.default_keyspace().iter().expect("iter")).len(),
+        1000
+    );
     drop(db);
     let db = t.open();
     assert_eq!(db.open_stats().wal.records, 1000);
@@ -224,16 +257,28 @@ fn nothing_is_written_in_clear() {
     for cipher in [sealdb::CipherId::ChaCha20Poly1305, sealdb::CipherId::None] {
         let t = TestDb::new();
         {
-            let db = Db::open(t.path(), sealdb::Options { cipher, ..t.options() }).expect("open");
+            let db = Db::open(
+                t.path(),
+                sealdb::Options {
+                    cipher,
+                    ..t.options()
+                },
+            )
+            .expect("open");
             let ks = db.create_keyspace("secret-keyspace-name").expect("ks");
-            ks.put_opt(secret_key, secret_val, WriteOptions::SYNC).expect("put");
+            ks.put_opt(secret_key, secret_val, WriteOptions::SYNC)
+                .expect("put");
         }
         let mut found = false;
         for entry in walk(&t.path()) {
             let bytes = std::fs::read(&entry).expect("read");
             found |= contains(&bytes, secret_key) || contains(&bytes, secret_val);
             if cipher == sealdb::CipherId::ChaCha20Poly1305 {
-                assert!(!contains(&bytes, b"secret-keyspace-name"), "{}", entry.display());
+                assert!(
+                    !contains(&bytes, b"secret-keyspace-name"),
+                    "{}",
+                    entry.display()
+                );
             }
         }
         assert_eq!(found, cipher == sealdb::CipherId::None, "cipher {cipher:?}");
@@ -268,7 +313,12 @@ fn wrong_or_missing_master_key_refuses_to_open_and_creates_nothing() {
     };
     let err = Db::open(t.path(), opts).expect_err("no key");
     assert!(err.is_key_unavailable(), "{err:?}");
-    assert!(std::fs::read_dir(other_keystore.path()).map(|d| d.count()).unwrap_or(0) == 0);
+    assert!(
+        std::fs::read_dir(other_keystore.path())
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0
+    );
     // The right keystore still opens it.
     t.open();
 }
@@ -280,5 +330,8 @@ fn keystore_inside_the_data_directory_is_refused() {
         keystore_dir: Some(t.path().join("keys")),
         ..t.options()
     };
-    assert!(matches!(Db::open(t.path(), opts), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        Db::open(t.path(), opts),
+        Err(Error::InvalidArgument(_))
+    ));
 }

@@ -116,7 +116,10 @@ impl CrashFs {
     /// An empty filesystem with a root directory `/`.
     pub fn new() -> Self {
         let fs = Self::default();
-        fs.state.lock().dirs.insert(PathBuf::from("/"), Dir::default());
+        fs.state
+            .lock()
+            .dirs
+            .insert(PathBuf::from("/"), Dir::default());
         fs
     }
 
@@ -192,7 +195,11 @@ impl CrashFs {
     pub fn contents(&self, path: &Path) -> io::Result<Vec<u8>> {
         let st = self.state.lock();
         let id = st.lookup(path)?;
-        Ok(st.inodes.get(&id).map(|i| i.data.clone()).unwrap_or_default())
+        Ok(st
+            .inodes
+            .get(&id)
+            .map(|i| i.data.clone())
+            .unwrap_or_default())
     }
 
     /// Overwrites a file's bytes (current and durable), for tamper tests.
@@ -391,15 +398,17 @@ impl FileSystem for CrashFs {
 
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
         let st = self.state.lock();
-        let dir = st.dirs.get(path).ok_or_else(|| not_found(path, "directory"))?;
+        let dir = st
+            .dirs
+            .get(path)
+            .ok_or_else(|| not_found(path, "directory"))?;
         let mut names: Vec<String> = dir.entries.keys().cloned().collect();
         // Subdirectories are entries too.
         for sub in st.dirs.keys() {
-            if sub.parent() == Some(path) {
-                if let Some(n) = sub.file_name().and_then(|n| n.to_str()) {
+            if sub.parent() == Some(path)
+                && let Some(n) = sub.file_name().and_then(|n| n.to_str()) {
                     names.push(n.to_string());
                 }
-            }
         }
         names.sort();
         Ok(names)
@@ -411,6 +420,16 @@ impl FileSystem for CrashFs {
         st.mutate(true)?;
         let dir = st.dir_mut(path)?;
         dir.durable_entries = dir.entries.clone();
+        Ok(())
+    }
+
+    fn sync_file(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.state.lock();
+        let id = st.lookup(path)?;
+        st.mutate(true)?;
+        if let Some(inode) = st.inodes.get_mut(&id) {
+            inode.durable = inode.data.clone();
+        }
         Ok(())
     }
 

@@ -76,6 +76,9 @@ pub trait FileSystem: Send + Sync + Debug + 'static {
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
     /// Makes the directory's entries (creations, renames, removals) durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Makes an existing file's contents durable without writing to it (recovery uses it to
+    /// make what it replayed from a previous run's unsynced tail durable before relying on it).
+    fn sync_file(&self, path: &Path) -> io::Result<()>;
     /// Whether a file or directory exists at `path`.
     fn exists(&self, path: &Path) -> bool;
     /// The size of a file in bytes.
@@ -97,7 +100,10 @@ pub fn read_file_limited(fs: &dyn FileSystem, path: &Path, limit: u64) -> io::Re
     if len > limit {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("{} is {len} bytes, over the {limit}-byte limit", path.display()),
+            format!(
+                "{} is {len} bytes, over the {limit}-byte limit",
+                path.display()
+            ),
         ));
     }
     let len = usize::try_from(len).map_err(|_| io::Error::other("file too large"))?;

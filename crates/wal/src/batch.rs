@@ -54,9 +54,11 @@ impl BatchBuilder {
         check_lengths(key, value)?;
         self.rep.push(1);
         self.rep.extend_from_slice(&keyspace.to_le_bytes());
-        self.rep.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        self.rep
+            .extend_from_slice(&(key.len() as u32).to_le_bytes());
         self.rep.extend_from_slice(key);
-        self.rep.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        self.rep
+            .extend_from_slice(&(value.len() as u32).to_le_bytes());
         self.rep.extend_from_slice(value);
         self.count += 1;
         Ok(())
@@ -67,7 +69,8 @@ impl BatchBuilder {
         check_lengths(key, b"")?;
         self.rep.push(0);
         self.rep.extend_from_slice(&keyspace.to_le_bytes());
-        self.rep.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        self.rep
+            .extend_from_slice(&(key.len() as u32).to_le_bytes());
         self.rep.extend_from_slice(key);
         self.count += 1;
         Ok(())
@@ -204,8 +207,24 @@ mod tests {
         b.put(7, b"", b"")?;
         let recs: Vec<_> = RecordIter::new(b.rep()).collect::<Result<_>>()?;
         assert_eq!(recs.len(), 3);
-        assert_eq!(recs[0], RecordRef { op: Op::Put, keyspace: 0, key: b"k1", value: b"v1" });
-        assert_eq!(recs[1], RecordRef { op: Op::Delete, keyspace: 3, key: b"k2", value: b"" });
+        assert_eq!(
+            recs[0],
+            RecordRef {
+                op: Op::Put,
+                keyspace: 0,
+                key: b"k1",
+                value: b"v1"
+            }
+        );
+        assert_eq!(
+            recs[1],
+            RecordRef {
+                op: Op::Delete,
+                keyspace: 3,
+                key: b"k2",
+                value: b""
+            }
+        );
         assert_eq!(recs[2].keyspace, 7);
         Ok(())
     }

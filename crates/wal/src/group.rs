@@ -60,8 +60,8 @@ impl<T, R> GroupCommit<T, R> {
             if let Some(r) = st.results.remove(&my_id) {
                 return r;
             }
-            if !st.leader_active {
-                if let Some(work) = work.take() {
+            if !st.leader_active
+                && let Some(work) = work.take() {
                     st.leader_active = true;
                     let group = std::mem::take(&mut st.pending);
                     drop(st);
@@ -72,7 +72,6 @@ impl<T, R> GroupCommit<T, R> {
                     self.done.notify_all();
                     continue;
                 }
-            }
             self.done.wait(&mut st);
         }
     }

@@ -111,7 +111,9 @@ impl StartFrame {
         if b.len() != 26 || b.first() != Some(&FRAME_START) {
             return None;
         }
-        let u = |at: usize| -> Option<u64> { Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?)) };
+        let u = |at: usize| -> Option<u64> {
+            Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+        };
         let prev_finished = match b.get(25)? {
             0 => false,
             1 => true,
@@ -253,7 +255,11 @@ impl Wal {
             .collect();
         numbers.sort_unstable();
 
-        let obsolete: Vec<u64> = numbers.iter().copied().filter(|n| *n < min_segment).collect();
+        let obsolete: Vec<u64> = numbers
+            .iter()
+            .copied()
+            .filter(|n| *n < min_segment)
+            .collect();
         for n in &obsolete {
             let p = dir.join(segment_file_name(*n));
             fs.remove_file(&p).map_err(|e| io(&p, e))?;
@@ -275,10 +281,11 @@ impl Wal {
         for (i, number) in numbers.iter().copied().enumerate() {
             let path = dir.join(segment_file_name(number));
             let is_last = Some(i) == last_index;
-            let opened = SealedReader::open(fs.as_ref(), &path, &keyring, &expected).and_then(|r| {
-                let first = r.blocks_unfinished_ok().next();
-                Ok((r, first))
-            });
+            let opened =
+                SealedReader::open(fs.as_ref(), &path, &keyring, &expected).map(|r| {
+                    let first = r.blocks_unfinished_ok().next();
+                    (r, first)
+                });
             let (reader, first) = match opened {
                 Ok(x) => x,
                 // A segment created just before a crash may have a torn header.
@@ -299,7 +306,10 @@ impl Wal {
             let start = match first {
                 Some(Ok((_, block))) => {
                     let s = StartFrame::decode(&block.data).ok_or_else(|| {
-                        Error::Malformed(format!("{}: first frame is not a start frame", path.display()))
+                        Error::Malformed(format!(
+                            "{}: first frame is not a start frame",
+                            path.display()
+                        ))
                     })?;
                     if s.number != number {
                         return Err(Error::Malformed(format!(
@@ -317,7 +327,10 @@ impl Wal {
                 })) if is_last => None,
                 Some(Err(e)) => return Err(e.into()),
                 None => {
-                    return Err(Error::Malformed(format!("{}: empty segment", path.display())));
+                    return Err(Error::Malformed(format!(
+                        "{}: empty segment",
+                        path.display()
+                    )));
                 }
             };
             segments.push(SegmentOnDisk {
@@ -328,8 +341,8 @@ impl Wal {
             });
         }
         // A last segment whose start frame never became durable holds nothing: drop it.
-        if let Some(last) = segments.last() {
-            if last.start.is_none() {
+        if let Some(last) = segments.last()
+            && last.start.is_none() {
                 let dropped = fs.file_size(&last.path).unwrap_or(0);
                 stats.torn_tail = Some(TornTail {
                     segment: last.number,
@@ -340,16 +353,14 @@ impl Wal {
                 fs.sync_dir(dir).map_err(|e| io(dir, e))?;
                 segments.pop();
             }
-        }
         // The chain: each segment names its predecessor.
-        if let Some(first) = segments.first().and_then(|s| s.start) {
-            if first.prev_number != 0 && first.prev_number >= min_segment {
+        if let Some(first) = segments.first().and_then(|s| s.start)
+            && first.prev_number != 0 && first.prev_number >= min_segment {
                 return Err(Error::MissingSegment(format!(
                     "segment {} follows segment {}, which is missing",
                     first.number, first.prev_number
                 )));
             }
-        }
         for pair in segments.windows(2) {
             if let [a, b] = pair {
                 let prev = b.start.map(|s| s.prev_number);
@@ -369,14 +380,18 @@ impl Wal {
         let count = segments.len();
         for i in 0..count {
             let Some(seg) = segments.get(i) else { break };
-            let Some(reader) = seg.reader.as_ref() else { continue };
+            let Some(reader) = seg.reader.as_ref() else {
+                continue;
+            };
             let next_start = segments.get(i + 1).and_then(|s| s.start);
             let mut seg_max = 0u64;
             let mut iter = match next_start {
                 Some(ns) if ns.prev_finished => reader.blocks(),
                 _ => reader.blocks_unfinished_ok(),
             };
-            let stop_at = next_start.filter(|ns| !ns.prev_finished).map(|ns| ns.prev_end);
+            let stop_at = next_start
+                .filter(|ns| !ns.prev_finished)
+                .map(|ns| ns.prev_end);
             let mut valid_end = reader.data_start();
             let mut finished = false;
             let mut first = true;
@@ -442,14 +457,13 @@ impl Wal {
                     replay(b)?;
                 }
             }
-            if let Some(stop) = stop_at {
-                if valid_end != stop {
+            if let Some(stop) = stop_at
+                && valid_end != stop {
                     return Err(Error::Malformed(format!(
                         "{}: valid data ends at {valid_end}, but the next segment recorded {stop}",
                         seg.path.display()
                     )));
                 }
-            }
             if next_start.is_some_and(|ns| ns.prev_finished) && !finished {
                 return Err(Error::Malformed(format!(
                     "{}: segment lacks its end frame",
@@ -462,8 +476,18 @@ impl Wal {
         }
         stats.last_seq = last_seq;
 
+        // What was replayed may include a previous run's unsynced tail; it is visible from now
+        // on, and the new segment's start frame records where it ends, so make it durable first.
+        if let Some(last) = segments.last() {
+            fs.sync_file(&last.path).map_err(|e| io(&last.path, e))?;
+        }
         // Never append to a recovered segment: start a new one.
-        let number = numbers.last().copied().unwrap_or(0).max(min_segment.saturating_sub(1)) + 1;
+        let number = numbers
+            .last()
+            .copied()
+            .unwrap_or(0)
+            .max(min_segment.saturating_sub(1))
+            + 1;
         let start = StartFrame {
             number,
             prev_number: prev_info.0,
@@ -500,7 +524,8 @@ impl Wal {
         encode_batches(batches, &mut inner.scratch)?;
         let result = (|| -> Result<()> {
             if inner.active.has_batches
-                && inner.active.writer.offset() + inner.scratch.len() as u64 > self.opts.segment_size
+                && inner.active.writer.offset() + inner.scratch.len() as u64
+                    > self.opts.segment_size
             {
                 self.roll_over(inner)?;
             }
@@ -533,7 +558,13 @@ impl Wal {
             prev_end: inner.active.writer.offset(),
             prev_finished: true,
         };
-        let next = create_segment(self.fs.as_ref(), &self.dir, &inner.keyring, self.opts.cipher, start)?;
+        let next = create_segment(
+            self.fs.as_ref(),
+            &self.dir,
+            &inner.keyring,
+            self.opts.cipher,
+            start,
+        )?;
         let old = std::mem::replace(&mut inner.active, next);
         inner.closed.insert(old.number, old.max_seq);
         Ok(())
@@ -571,10 +602,12 @@ impl Wal {
     /// (their data is in tables now). Returns how many were deleted.
     pub fn remove_obsolete(&self, flushed_seq: u64) -> Result<usize> {
         let mut inner = self.inner.lock();
+        // Only a prefix of the chain may go: each segment names its predecessor, so a hole
+        // in the middle would read as a lost segment.
         let doomed: Vec<u64> = inner
             .closed
             .iter()
-            .filter(|(_, max)| **max <= flushed_seq)
+            .take_while(|(_, max)| **max <= flushed_seq)
             .map(|(n, _)| *n)
             .collect();
         for n in &doomed {
@@ -592,6 +625,18 @@ impl Wal {
             })?;
         }
         Ok(doomed.len())
+    }
+
+    /// The oldest segment still holding a record newer than `flushed_seq`: everything older
+    /// is obsolete once the tables holding `flushed_seq` are durable.
+    pub fn first_needed_segment(&self, flushed_seq: u64) -> u64 {
+        let inner = self.inner.lock();
+        inner
+            .closed
+            .iter()
+            .find(|(_, max)| **max > flushed_seq)
+            .map(|(n, _)| *n)
+            .unwrap_or(inner.active.number)
     }
 
     /// Replaces the keyring; new segments use its current data-key version.

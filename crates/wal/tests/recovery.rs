@@ -3,7 +3,9 @@
 
 use sealdb_crypto::{CipherId, DatabaseId, Keyring};
 use sealdb_vfs::{CrashFs, FileSystem, SharedFs};
-use sealdb_wal::{BatchBuilder, Error, FrameBatch, RecoveryStats, Wal, WalOptions, segment_file_name};
+use sealdb_wal::{
+    BatchBuilder, Error, FrameBatch, RecoveryStats, Wal, WalOptions, segment_file_name,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,27 +22,49 @@ fn opts(segment_size: u64) -> WalOptions {
     }
 }
 
-fn open(fs: &CrashFs, keyring: &Keyring, o: WalOptions) -> Result<(Wal, RecoveryStats, Recovered), Error> {
+fn open(
+    fs: &CrashFs,
+    keyring: &Keyring,
+    o: WalOptions,
+) -> Result<(Wal, RecoveryStats, Recovered), Error> {
     let shared: SharedFs = Arc::new(fs.clone());
     let mut got = Vec::new();
-    let (wal, stats) = Wal::open(shared, &dir(), keyring.clone(), o, 0, &mut |b: FrameBatch<'_>| {
-        got.push((b.first_seq, b.rep.to_vec()));
-        Ok(())
-    })?;
+    let (wal, stats) = Wal::open(
+        shared,
+        &dir(),
+        keyring.clone(),
+        o,
+        0,
+        &mut |b: FrameBatch<'_>| {
+            got.push((b.first_seq, b.rep.to_vec()));
+            Ok(())
+        },
+    )?;
     Ok((wal, stats, got))
 }
 
 fn batch(i: u64) -> Vec<u8> {
     let mut b = BatchBuilder::new();
-    b.put(0, format!("key{i}").as_bytes(), format!("value{i}").as_bytes())
-        .expect("put");
+    b.put(
+        0,
+        format!("key{i}").as_bytes(),
+        format!("value{i}").as_bytes(),
+    )
+    .expect("put");
     b.rep().to_vec()
 }
 
 fn append(wal: &Wal, seq: u64, sync: bool) {
     let rep = batch(seq);
-    wal.append(&[FrameBatch { first_seq: seq, count: 1, rep: &rep }], sync)
-        .expect("append");
+    wal.append(
+        &[FrameBatch {
+            first_seq: seq,
+            count: 1,
+            rep: &rep,
+        }],
+        sync,
+    )
+    .expect("append");
 }
 
 fn setup() -> (CrashFs, Keyring) {
@@ -122,7 +146,8 @@ fn recovery_never_appends_to_a_recovered_segment() {
     }
     // Every segment on disk has its own file id: no (key, nonce) pair can repeat.
     for name in fs.list_dir(&dir()).expect("ls") {
-        let header = sealdb_crypto::sealed::read_file_header(&fs, &dir().join(&name)).expect("header");
+        let header =
+            sealdb_crypto::sealed::read_file_header(&fs, &dir().join(&name)).expect("header");
         assert!(file_ids.insert(header.file_id), "file id reused by {name}");
     }
     assert!(file_ids.len() >= 6);
@@ -158,10 +183,17 @@ fn rollover_and_obsolete_segments() {
         .and_then(|n| n.trim_end_matches(".wal").parse::<u64>().ok())
         .expect("a segment");
     let mut seqs = Vec::new();
-    Wal::open(shared, &dir(), keyring.clone(), opts(600), first_left, &mut |b| {
-        seqs.push(b.first_seq);
-        Ok(())
-    })
+    Wal::open(
+        shared,
+        &dir(),
+        keyring.clone(),
+        opts(600),
+        first_left,
+        &mut |b| {
+            seqs.push(b.first_seq);
+            Ok(())
+        },
+    )
     .expect("open after removal");
     assert!(seqs.contains(&50) && !seqs.contains(&1));
 }
@@ -213,7 +245,8 @@ fn truncating_a_closed_segment_is_detected() {
     let victim = dir().join(segment_file_name(segs[0]));
     let bytes = fs.contents(&victim).expect("c");
     // Cut the end frame off: the next segment says this one was finished.
-    fs.set_contents(&victim, bytes[..bytes.len() - 22].to_vec()).expect("set");
+    fs.set_contents(&victim, bytes[..bytes.len() - 22].to_vec())
+        .expect("set");
     assert!(open(&fs, &keyring, opts(600)).is_err());
 }
 
@@ -225,7 +258,10 @@ fn wrong_database_key_is_refused() {
     drop(wal);
     let other = Keyring::generate(DatabaseId([1; 16])).expect("keyring");
     let err = open(&fs, &other, opts(1 << 20)).expect_err("wrong key");
-    assert!(matches!(err, Error::Crypto(sealdb_crypto::Error::Integrity { .. })), "{err:?}");
+    assert!(
+        matches!(err, Error::Crypto(sealdb_crypto::Error::Integrity { .. })),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -239,7 +275,14 @@ fn crash_during_creation_of_a_segment_is_recovered() {
         for seq in 1..=12 {
             let rep = batch(seq);
             if wal
-                .append(&[FrameBatch { first_seq: seq, count: 1, rep: &rep }], true)
+                .append(
+                    &[FrameBatch {
+                        first_seq: seq,
+                        count: 1,
+                        rep: &rep,
+                    }],
+                    true,
+                )
                 .is_err()
             {
                 break;
@@ -251,7 +294,10 @@ fn crash_during_creation_of_a_segment_is_recovered() {
         let (_, _, got) = open(&fs, &keyring, opts(400))
             .unwrap_or_else(|e| panic!("crash point {point}: reopen failed: {e}"));
         let seqs: Vec<u64> = got.iter().map(|(s, _)| *s).collect();
-        assert!(seqs.len() as u64 >= acked, "point {point}: lost acknowledged writes");
+        assert!(
+            seqs.len() as u64 >= acked,
+            "point {point}: lost acknowledged writes"
+        );
         assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
     }
 }

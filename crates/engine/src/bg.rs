@@ -1,0 +1,675 @@
+//! Background work: flushing frozen memtables to level-0 tables, leveled compaction, and
+//! loading the live tables at open. Each change is made durable in the manifest *before* the
+//! new version is installed; replaced tables are deleted only when nothing reads them.
+
+use crate::db::{DbInner, SuperVersion};
+use crate::manifest::{Edit, FileMeta, ManifestState, NUM_LEVELS};
+use crate::version::{TableHandle, Version, overlaps, table_error};
+use crate::{Error, Result};
+use sealdb_crypto::{ArtifactKind, CipherId, Expected, IntegrityReason, Keyring};
+use sealdb_sstable::{BlockCache, Table, TableBuilder, TableIter, TableOptions, ValueKind};
+use sealdb_vfs::SharedFs;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// The directory of table files inside the data directory.
+pub(crate) const TABLES_DIR: &str = "tables";
+
+pub(crate) fn table_path(db: &Path, number: u64) -> PathBuf {
+    db.join(TABLES_DIR).join(format!("{number:016}.sst"))
+}
+
+fn expected(keyring: &Keyring, cipher: CipherId) -> Expected {
+    Expected {
+        kind: ArtifactKind::Table,
+        database_id: keyring.database_id(),
+        cipher: Some(cipher),
+    }
+}
+
+/// Opens one live table and checks it is exactly the file the manifest recorded.
+fn open_table(
+    fs: &SharedFs,
+    db: &Path,
+    meta: &FileMeta,
+    keyring: &Keyring,
+    cipher: CipherId,
+    cache: &Arc<BlockCache>,
+) -> Result<Arc<TableHandle>> {
+    let path = table_path(db, meta.number);
+    let label = path.display().to_string();
+    if !fs.exists(&path) {
+        return Err(Error::Integrity {
+            file: label,
+            block: None,
+            reason: IntegrityReason::MissingFile,
+        });
+    }
+    let table = Table::open(fs.as_ref(), &path, keyring, &expected(keyring, cipher), Some(cache.clone()))
+        .map_err(table_error)?;
+    let got = table.meta();
+    if got.footer_digest != meta.footer_digest
+        || got.file_id.0 != meta.file_id
+        || got.file_size != meta.size
+        || got.data_key_version != meta.data_key_version
+    {
+        return Err(Error::Integrity {
+            file: label,
+            block: None,
+            reason: IntegrityReason::ReplacedFile,
+        });
+    }
+    Ok(Arc::new(TableHandle::new(meta.clone(), table, path, fs.clone())))
+}
+
+/// Opens every table the manifest lists and removes orphans (tables written by a flush or
+/// compaction that crashed before its manifest edit).
+pub(crate) fn load_version(
+    fs: &SharedFs,
+    db: &Path,
+    state: &ManifestState,
+    keyring: &Keyring,
+    cipher: CipherId,
+    cache: &Arc<BlockCache>,
+) -> Result<Version> {
+    let dir = db.join(TABLES_DIR);
+    fs.create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let mut version = Version::default();
+    let mut live = std::collections::HashSet::new();
+    for (ks, levels) in &state.levels {
+        let mut out: Vec<Vec<Arc<TableHandle>>> = vec![Vec::new(); NUM_LEVELS];
+        for (n, files) in levels.iter().enumerate() {
+            for meta in files.values() {
+                live.insert(meta.number);
+                if let Some(level) = out.get_mut(n) {
+                    level.push(open_table(fs, db, meta, keyring, cipher, cache)?);
+                }
+            }
+        }
+        version.keyspaces.insert(*ks, out);
+    }
+    version.normalize();
+    for name in fs.list_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+        let number = name.strip_suffix(".sst").and_then(|n| n.parse::<u64>().ok());
+        if number.is_none_or(|n| !live.contains(&n)) {
+            let p = dir.join(&name);
+            fs.remove_file(&p).map_err(|e| Error::io(&p, e))?;
+        }
+    }
+    Ok(version)
+}
+
+/// Starts the flush and compaction threads.
+pub(crate) fn start(inner: &Arc<DbInner>) -> Vec<std::thread::JoinHandle<()>> {
+    let (ftx, frx) = crossbeam_channel::bounded::<()>(1);
+    let (ctx, crx) = crossbeam_channel::bounded::<()>(1);
+    *inner.flush_signal.lock() = Some(ftx);
+    *inner.compact_signal.lock() = Some(ctx);
+    let mut threads = Vec::new();
+    let f = inner.clone();
+    threads.push(
+        std::thread::Builder::new()
+            .name("sealdb-flush".into())
+            .spawn(move || {
+                // Ends when the database's last handle drops the sender.
+                while frx.recv().is_ok() {
+                    loop {
+                        match flush_oldest(&f) {
+                            Ok(true) => continue,
+                            Ok(false) => break,
+                            Err(e) => {
+                                f.poison(e);
+                                break;
+                            }
+                        }
+                    }
+                }
+            })
+            .unwrap_or_else(|_| std::thread::spawn(|| {})),
+    );
+    let c = inner.clone();
+    threads.push(
+        std::thread::Builder::new()
+            .name("sealdb-compact".into())
+            .spawn(move || {
+                while crx.recv().is_ok() {
+                    loop {
+                        if c.poisoned.lock().is_some() {
+                            break;
+                        }
+                        match compact_once(&c) {
+                            Ok(true) => continue,
+                            Ok(false) => break,
+                            Err(e) => {
+                                c.poison(e);
+                                break;
+                            }
+                        }
+                    }
+                }
+            })
+            .unwrap_or_else(|_| std::thread::spawn(|| {})),
+    );
+    threads
+}
+
+fn table_options(inner: &DbInner) -> TableOptions {
+    TableOptions {
+        block_size: inner.opts.block_size,
+        bloom_bits_per_key: inner.opts.bloom_bits_per_key,
+        compression: inner.opts.compression,
+        kind: ArtifactKind::Table,
+        cipher: inner.cipher,
+    }
+}
+
+fn to_file_meta(number: u64, m: &sealdb_sstable::TableMeta) -> FileMeta {
+    FileMeta {
+        number,
+        size: m.file_size,
+        entries: m.entries,
+        smallest: m.smallest.clone(),
+        largest: m.largest.clone(),
+        min_seq: m.min_seq,
+        max_seq: m.max_seq,
+        data_key_version: m.data_key_version,
+        file_id: m.file_id.0,
+        footer_digest: m.footer_digest,
+    }
+}
+
+/// Allocates a table number. Flush and compaction threads draw from one counter; the
+/// manifest records the high-water mark with each edit, and unrecorded numbers left by a crash
+/// are orphans, deleted at open before any new allocation.
+fn next_file_number(inner: &DbInner, reserved: &mut u64) -> u64 {
+    let n = inner.next_file.fetch_add(1, Ordering::Relaxed);
+    *reserved = (*reserved).max(n + 1);
+    n
+}
+
+/// Flushes the oldest frozen memtable into one level-0 table per keyspace. Returns whether
+/// there was one.
+pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
+    let _g = inner.flush_lock.lock();
+    let sv = inner.version.read().clone();
+    let Some(mem) = sv.immutables.last().cloned() else {
+        return Ok(false);
+    };
+    let keyring = inner.keyring.read().clone();
+    let live_keyspaces: std::collections::HashSet<u32> =
+        inner.keyspaces.read().values().copied().collect();
+    let opts = table_options(inner);
+    let mut reserved = 0u64;
+    let mut outputs: Vec<(u32, FileMeta)> = Vec::new();
+    let mut current: Option<(u32, u64, TableBuilder)> = None;
+    let mut written = 0u64;
+    let finish = |cur: Option<(u32, u64, TableBuilder)>, outputs: &mut Vec<(u32, FileMeta)>, written: &mut u64| -> Result<()> {
+        if let Some((ks, number, b)) = cur {
+            let meta = b.finish().map_err(table_error)?;
+            *written += meta.file_size;
+            outputs.push((ks, to_file_meta(number, &meta)));
+        }
+        Ok(())
+    };
+    for e in mem.iter(Bound::Unbounded, Bound::Unbounded) {
+        let Some(ks) = e
+            .key
+            .get(..4)
+            .and_then(|p| p.try_into().ok())
+            .map(u32::from_be_bytes)
+        else {
+            continue;
+        };
+        if !live_keyspaces.contains(&ks) {
+            continue; // dropped keyspace
+        }
+        let user = e.key.get(4..).unwrap_or_default();
+        if current.as_ref().is_none_or(|(c, _, _)| *c != ks) {
+            finish(current.take(), &mut outputs, &mut written)?;
+            let number = next_file_number(inner, &mut reserved);
+            let b = TableBuilder::create(inner.fs.as_ref(), &table_path(&inner.path, number), &keyring, &opts)
+                .map_err(table_error)?;
+            current = Some((ks, number, b));
+        }
+        if let Some((_, _, b)) = current.as_mut() {
+            let kind = match e.kind {
+                sealdb_memtable::ValueKind::Put => ValueKind::Put,
+                sealdb_memtable::ValueKind::Delete => ValueKind::Delete,
+            };
+            b.add(user, e.seq, kind, &e.value).map_err(table_error)?;
+        }
+    }
+    finish(current.take(), &mut outputs, &mut written)?;
+    let dir = inner.path.join(TABLES_DIR);
+    inner.fs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+
+    let flushed_seq = mem.max_seq().unwrap_or(0);
+    let mut edits: Vec<Edit> = outputs
+        .iter()
+        .map(|(ks, meta)| Edit::AddFile {
+            keyspace: *ks,
+            level: 0,
+            file: meta.clone(),
+        })
+        .collect();
+    edits.push(Edit::NextFileNumber(reserved));
+    edits.push(Edit::FlushedSeq(flushed_seq));
+    edits.push(Edit::WalMinSegment(inner.wal.first_needed_segment(flushed_seq)));
+    let mut handles = Vec::new();
+    for (ks, meta) in &outputs {
+        handles.push((*ks, open_table(&inner.fs, &inner.path, meta, &keyring, inner.cipher, &inner.cache)?));
+    }
+    {
+        let mut manifest = inner.manifest.lock();
+        // Keyspaces dropped while we flushed: skip their files (removed as orphans at open).
+        let alive = manifest.state().keyspaces.clone();
+        edits.retain(|e| !matches!(e, Edit::AddFile { keyspace, .. } if !alive.contains_key(keyspace)));
+        manifest.apply(edits, &keyring)?;
+        let mut v = inner.version.write();
+        let mut next = (*v.version).clone();
+        for (ks, h) in handles {
+            if !alive.contains_key(&ks) {
+                h.mark_obsolete();
+                continue;
+            }
+            let levels = next.keyspaces.entry(ks).or_insert_with(|| vec![Vec::new(); NUM_LEVELS]);
+            if let Some(l0) = levels.get_mut(0) {
+                l0.push(h);
+            }
+        }
+        next.keyspaces.retain(|ks, _| alive.contains_key(ks));
+        next.normalize();
+        let immutables: Vec<_> = v
+            .immutables
+            .iter()
+            .filter(|m| !Arc::ptr_eq(m, &mem))
+            .cloned()
+            .collect();
+        *v = Arc::new(SuperVersion {
+            active: v.active.clone(),
+            immutables,
+            version: Arc::new(next),
+        });
+    }
+    inner.wal.remove_obsolete(flushed_seq)?;
+    inner.counters.flushes.fetch_add(1, Ordering::Relaxed);
+    inner.counters.flush_bytes.fetch_add(written, Ordering::Relaxed);
+    inner.notify_room();
+    inner.signal_compaction();
+    Ok(true)
+}
+
+/// One compaction: input tables of `level` (and the overlapping ones of `level + 1`) merged
+/// into new tables of `level + 1`.
+struct Job {
+    keyspace: u32,
+    level: usize,
+    inputs: Vec<Arc<TableHandle>>,
+    next_inputs: Vec<Arc<TableHandle>>,
+}
+
+fn level_target(inner: &DbInner, level: usize) -> u64 {
+    let mut t = inner.opts.level1_bytes.max(1);
+    for _ in 1..level {
+        t = t.saturating_mul(inner.opts.level_size_ratio.max(2));
+    }
+    t
+}
+
+fn key_range(files: &[Arc<TableHandle>]) -> (Vec<u8>, Vec<u8>) {
+    let lo = files.iter().map(|f| f.meta.smallest.clone()).min().unwrap_or_default();
+    let hi = files.iter().map(|f| f.meta.largest.clone()).max().unwrap_or_default();
+    (lo, hi)
+}
+
+fn overlapping(level: &[Arc<TableHandle>], lo: &[u8], hi: &[u8]) -> Vec<Arc<TableHandle>> {
+    let lo_b = Bound::Included(lo.to_vec());
+    let hi_b = Bound::Included(hi.to_vec());
+    level
+        .iter()
+        .filter(|t| overlaps(&t.meta, &lo_b, &hi_b))
+        .cloned()
+        .collect()
+}
+
+/// Picks the most urgent compaction, if any level is over its target.
+fn pick(inner: &DbInner, version: &Version) -> Option<Job> {
+    let current_dk = inner.keyring.read().current_version();
+    let mut best: Option<(f64, Job)> = None;
+    for (ks, levels) in &version.keyspaces {
+        for level in 0..NUM_LEVELS - 1 {
+            let files = levels.get(level)?;
+            if files.is_empty() {
+                continue;
+            }
+            let score = if level == 0 {
+                files.len() as f64 / inner.opts.l0_compaction_trigger.max(1) as f64
+            } else {
+                files.iter().map(|f| f.meta.size).sum::<u64>() as f64 / level_target(inner, level) as f64
+            };
+            if score < 1.0 || best.as_ref().is_some_and(|(b, _)| *b >= score) {
+                continue;
+            }
+            let inputs: Vec<Arc<TableHandle>> = if level == 0 {
+                files.clone()
+            } else {
+                // Prefer tables sealed under an old data key (rotation), else round-robin.
+                let old = files.iter().find(|f| f.meta.data_key_version != current_dk);
+                let chosen = old.cloned().or_else(|| {
+                    let ptr = inner.compact_pointers.lock().get(&(*ks, level)).cloned();
+                    files
+                        .iter()
+                        .find(|f| ptr.as_ref().is_none_or(|p| f.meta.smallest > *p))
+                        .or_else(|| files.first())
+                        .cloned()
+                });
+                chosen.into_iter().collect()
+            };
+            let (lo, hi) = key_range(&inputs);
+            let next_inputs = levels.get(level + 1).map(|l| overlapping(l, &lo, &hi)).unwrap_or_default();
+            best = Some((
+                score,
+                Job {
+                    keyspace: *ks,
+                    level,
+                    inputs,
+                    next_inputs,
+                },
+            ));
+        }
+    }
+    best.map(|(_, j)| j)
+}
+
+/// Runs the most urgent compaction; returns whether there was one.
+pub(crate) fn compact_once(inner: &Arc<DbInner>) -> Result<bool> {
+    let _g = inner.compaction_lock.lock();
+    let version = inner.version.read().version.clone();
+    let Some(job) = pick(inner, &version) else {
+        return Ok(false);
+    };
+    run(inner, job)?;
+    Ok(true)
+}
+
+/// Compacts every level of every keyspace down into the last level, dropping tombstones and
+/// shadowed versions no snapshot needs.
+pub(crate) fn compact_all(inner: &Arc<DbInner>) -> Result<()> {
+    let _g = inner.compaction_lock.lock();
+    for level in 0..NUM_LEVELS - 1 {
+        let version = inner.version.read().version.clone();
+        for (ks, levels) in &version.keyspaces {
+            let Some(files) = levels.get(level) else { continue };
+            if files.is_empty() {
+                continue;
+            }
+            let (lo, hi) = key_range(files);
+            let next_inputs = levels.get(level + 1).map(|l| overlapping(l, &lo, &hi)).unwrap_or_default();
+            run(
+                inner,
+                Job {
+                    keyspace: *ks,
+                    level,
+                    inputs: files.clone(),
+                    next_inputs,
+                },
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether any table below `level` overlaps `[lo, hi]`: if none, tombstones in the output
+/// shadow nothing and may be dropped.
+fn is_bottommost(version: &Version, keyspace: u32, level: usize, lo: &[u8], hi: &[u8]) -> bool {
+    let Some(levels) = version.levels(keyspace) else {
+        return true;
+    };
+    levels
+        .iter()
+        .skip(level + 1)
+        .all(|l| overlapping(l, lo, hi).is_empty())
+}
+
+/// Merges the job's inputs in internal order.
+struct Merge {
+    iters: Vec<TableIter>,
+    heads: Vec<Option<sealdb_sstable::Entry>>,
+}
+
+impl Merge {
+    fn new(tables: &[Arc<TableHandle>]) -> Result<Self> {
+        let mut iters: Vec<TableIter> = tables
+            .iter()
+            .map(|t| t.table.iter(Bound::Unbounded, Bound::Unbounded))
+            .collect();
+        let mut heads = Vec::with_capacity(iters.len());
+        for it in iters.iter_mut() {
+            heads.push(it.next().transpose().map_err(table_error)?);
+        }
+        Ok(Self { iters, heads })
+    }
+
+    fn next(&mut self) -> Result<Option<sealdb_sstable::Entry>> {
+        let mut best: Option<usize> = None;
+        for (i, h) in self.heads.iter().enumerate() {
+            let Some(e) = h else { continue };
+            let better = match best.and_then(|b| self.heads.get(b)).and_then(Option::as_ref) {
+                None => true,
+                Some(b) => (e.key.as_slice(), std::cmp::Reverse(e.seq)) < (b.key.as_slice(), std::cmp::Reverse(b.seq)),
+            };
+            if better {
+                best = Some(i);
+            }
+        }
+        let Some(i) = best else { return Ok(None) };
+        let next = match self.iters.get_mut(i) {
+            Some(it) => it.next().transpose().map_err(table_error)?,
+            None => None,
+        };
+        Ok(self.heads.get_mut(i).and_then(|slot| std::mem::replace(slot, next)))
+    }
+}
+
+fn run(inner: &Arc<DbInner>, job: Job) -> Result<()> {
+    let started = Instant::now();
+    let keyring = inner.keyring.read().clone();
+    let version = inner.version.read().version.clone();
+    let mut all = job.inputs.clone();
+    all.extend(job.next_inputs.iter().cloned());
+    let (lo, hi) = key_range(&all);
+    let out_level = job.level + 1;
+    let bottommost = is_bottommost(&version, job.keyspace, out_level, &lo, &hi);
+    let smallest_snapshot = inner.smallest_snapshot();
+    let opts = table_options(inner);
+    let read_bytes: u64 = all.iter().map(|t| t.meta.size).sum();
+
+    let mut merge = Merge::new(&all)?;
+    let mut reserved = 0u64;
+    let mut outputs: Vec<FileMeta> = Vec::new();
+    let mut builder: Option<(u64, TableBuilder)> = None;
+    let mut last_key: Option<Vec<u8>> = None;
+    let mut last_seq_for_key = u64::MAX;
+    let mut written = 0u64;
+    let rate = inner.opts.compaction_rate_bytes_per_sec;
+    let mut paced_bytes = 0u64;
+    while let Some(e) = merge.next()? {
+        let new_key = last_key.as_deref() != Some(e.key.as_slice());
+        if new_key {
+            // Cut output files only between user keys, so a level never splits one key.
+            if builder.as_ref().is_some_and(|(_, b)| b.estimated_size() >= inner.opts.target_file_size) {
+                if let Some((n, b)) = builder.take() {
+                    let meta = b.finish().map_err(table_error)?;
+                    written += meta.file_size;
+                    outputs.push(to_file_meta(n, &meta));
+                }
+            }
+            last_key = Some(e.key.clone());
+            last_seq_for_key = u64::MAX;
+        }
+        // A newer version of this key is visible to every reader: this one is shadowed.
+        let drop = if last_seq_for_key <= smallest_snapshot {
+            true
+        } else {
+            e.kind == ValueKind::Delete && bottommost && e.seq <= smallest_snapshot
+        };
+        last_seq_for_key = e.seq;
+        if drop {
+            continue;
+        }
+        if builder.is_none() {
+            let number = next_file_number(inner, &mut reserved);
+            let b = TableBuilder::create(inner.fs.as_ref(), &table_path(&inner.path, number), &keyring, &opts)
+                .map_err(table_error)?;
+            builder = Some((number, b));
+        }
+        if let Some((_, b)) = builder.as_mut() {
+            b.add(&e.key, e.seq, e.kind, &e.value).map_err(table_error)?;
+        }
+        // Pacing: hold the write rate under the limit so foreground work keeps the CPU.
+        if rate > 0 {
+            paced_bytes += (e.key.len() + e.value.len()) as u64;
+            let due = Duration::from_secs_f64(paced_bytes as f64 / rate as f64);
+            let spent = started.elapsed();
+            if due > spent {
+                std::thread::sleep(due - spent);
+            }
+        }
+    }
+    if let Some((n, b)) = builder.take() {
+        let meta = b.finish().map_err(table_error)?;
+        written += meta.file_size;
+        outputs.push(to_file_meta(n, &meta));
+    }
+    let dir = inner.path.join(TABLES_DIR);
+    inner.fs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+    let mut handles = Vec::new();
+    for meta in &outputs {
+        handles.push(open_table(&inner.fs, &inner.path, meta, &keyring, inner.cipher, &inner.cache)?);
+    }
+
+    let mut edits = Vec::new();
+    for t in &job.inputs {
+        edits.push(Edit::RemoveFile {
+            keyspace: job.keyspace,
+            level: job.level as u8,
+            number: t.meta.number,
+        });
+    }
+    for t in &job.next_inputs {
+        edits.push(Edit::RemoveFile {
+            keyspace: job.keyspace,
+            level: out_level as u8,
+            number: t.meta.number,
+        });
+    }
+    for meta in &outputs {
+        edits.push(Edit::AddFile {
+            keyspace: job.keyspace,
+            level: out_level as u8,
+            file: meta.clone(),
+        });
+    }
+    edits.push(Edit::NextFileNumber(reserved));
+    {
+        let mut manifest = inner.manifest.lock();
+        if !manifest.state().keyspaces.contains_key(&job.keyspace) {
+            for h in &handles {
+                h.mark_obsolete();
+            }
+            return Ok(());
+        }
+        manifest.apply(edits, &keyring)?;
+        let mut v = inner.version.write();
+        let mut next = (*v.version).clone();
+        if let Some(levels) = next.keyspaces.get_mut(&job.keyspace) {
+            let gone: std::collections::HashSet<u64> = all.iter().map(|t| t.meta.number).collect();
+            for level in levels.iter_mut() {
+                level.retain(|t| !gone.contains(&t.meta.number));
+            }
+            if let Some(l) = levels.get_mut(out_level) {
+                l.extend(handles);
+            }
+        }
+        next.normalize();
+        *v = Arc::new(SuperVersion {
+            active: v.active.clone(),
+            immutables: v.immutables.clone(),
+            version: Arc::new(next),
+        });
+    }
+    for t in &all {
+        t.mark_obsolete();
+    }
+    inner
+        .compact_pointers
+        .lock()
+        .insert((job.keyspace, job.level), hi);
+    inner.counters.compactions.fetch_add(1, Ordering::Relaxed);
+    inner
+        .counters
+        .compaction_read_bytes
+        .fetch_add(read_bytes, Ordering::Relaxed);
+    inner
+        .counters
+        .compaction_write_bytes
+        .fetch_add(written, Ordering::Relaxed);
+    inner.notify_room();
+    Ok(())
+}
+
+/// A verification failure, or a summary line.
+#[derive(Debug)]
+pub struct VerifyReport {
+    /// Files checked.
+    pub files_checked: usize,
+    /// Every failure found (each names its file and block).
+    pub errors: Vec<Error>,
+}
+
+/// Authenticates every block of every live table, WAL segment and manifest.
+pub(crate) fn verify(inner: &Arc<DbInner>) -> VerifyReport {
+    let mut report = VerifyReport {
+        files_checked: 0,
+        errors: Vec::new(),
+    };
+    let version = inner.version.read().version.clone();
+    for levels in version.keyspaces.values() {
+        for level in levels {
+            for t in level {
+                report.files_checked += 1;
+                report
+                    .errors
+                    .extend(t.table.verify().into_iter().map(table_error));
+            }
+        }
+    }
+    let keyring = inner.keyring.read().clone();
+    let wal_dir = inner.wal.dir().to_path_buf();
+    let active = inner.wal.active_segment();
+    for n in inner.wal.segment_numbers() {
+        let path = wal_dir.join(sealdb_wal::segment_file_name(n));
+        report.files_checked += 1;
+        let exp = Expected {
+            kind: ArtifactKind::Wal,
+            database_id: keyring.database_id(),
+            cipher: Some(inner.cipher),
+        };
+        match sealdb_crypto::SealedReader::open(inner.fs.as_ref(), &path, &keyring, &exp) {
+            Ok(r) => {
+                let iter = if n == active { r.blocks_unfinished_ok() } else { r.blocks() };
+                for b in iter {
+                    if let Err(e) = b {
+                        report.errors.push(e.into());
+                        break;
+                    }
+                }
+            }
+            Err(e) => report.errors.push(e.into()),
+        }
+    }
+    report
+}

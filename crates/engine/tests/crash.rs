@@ -1,0 +1,172 @@
+//! Fault injection: crash a scripted workload at every write, sync and rename, then reopen and
+//! check that every acknowledged synced batch survived, every batch is wholly present or
+//! wholly absent, and reopening succeeds (or reports a typed error).
+
+use sealdb::{Db, Options, WriteBatch, WriteOptions};
+use sealdb_vfs::{CrashFs, FaultKind, FileSystem};
+use std::path::Path;
+use std::sync::Arc;
+
+const BATCHES: u32 = 24;
+
+fn options(fs: &CrashFs, keystore: &Path) -> Options {
+    Options {
+        fs: Arc::new(fs.clone()),
+        keystore_dir: Some(keystore.to_path_buf()),
+        memtable_size: 2 << 10,
+        max_immutable_memtables: 1000,
+        wal_segment_size: 1 << 10,
+        l0_compaction_trigger: 2,
+        // Deterministic crash points: flushes and compactions run inside the workload.
+        background_work: false,
+        ..Options::default()
+    }
+}
+
+fn key(batch: u32, i: u32) -> Vec<u8> {
+    format!("b{batch:03}-{i}").into_bytes()
+}
+
+/// Runs the workload until an injected fault stops it; returns (acknowledged synced batches,
+/// last batch attempted).
+fn workload(db: &Db) -> (Vec<u32>, u32) {
+    let mut acked_synced = Vec::new();
+    let mut attempted = 0;
+    let Ok(other) = db.create_keyspace("other") else {
+        return (acked_synced, attempted);
+    };
+    for b in 0..BATCHES {
+        attempted = b;
+        let mut batch = WriteBatch::new();
+        for i in 0..4 {
+            let ks = if i % 2 == 0 {
+                db.default_keyspace()
+            } else {
+                other.clone()
+            };
+            batch.put(&ks, &key(b, i), &[b as u8; 40]).expect("put");
+        }
+        let sync = b % 3 == 0;
+        match db.write(batch, WriteOptions { sync }) {
+            Ok(_) if sync => acked_synced.push(b),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+        // Flushes and compactions at fixed points, so crashes land inside them too.
+        let maintenance = match b % 8 {
+            3 => db.flush(),
+            7 => db.compact(),
+            _ => Ok(()),
+        };
+        if maintenance.is_err() {
+            break;
+        }
+    }
+    (acked_synced, attempted)
+}
+
+/// Checks the recovered database: batches form a prefix, each whole, covering every acked
+/// synced batch.
+fn check(db: &Db, acked: &[u32], point: u64) {
+    let other = db.keyspace("other");
+    let mut present = Vec::new();
+    for b in 0..BATCHES {
+        let mut parts = 0;
+        for i in 0..4 {
+            let v = if i % 2 == 0 {
+                db.get(&key(b, i)).expect("get")
+            } else {
+                match &other {
+                    Ok(ks) => ks.get(&key(b, i)).expect("get"),
+                    Err(_) => None,
+                }
+            };
+            if let Some(v) = v {
+                assert_eq!(v, vec![b as u8; 40], "point {point}: wrong value");
+                parts += 1;
+            }
+        }
+        assert!(
+            parts == 0 || parts == 4,
+            "point {point}: batch {b} torn ({parts}/4)"
+        );
+        if parts == 4 {
+            present.push(b);
+        }
+    }
+    let prefix: Vec<u32> = (0..present.len() as u32).collect();
+    assert_eq!(
+        present, prefix,
+        "point {point}: surviving batches are not a prefix"
+    );
+    for a in acked {
+        assert!(
+            present.contains(a),
+            "point {point}: acknowledged synced batch {a} lost"
+        );
+    }
+}
+
+fn new_fs() -> CrashFs {
+    let fs = CrashFs::new();
+    fs.create_dir_all(Path::new("/data")).expect("mkdir");
+    fs.sync_dir(Path::new("/")).expect("sync");
+    fs
+}
+
+#[test]
+fn crash_at_every_mutation_loses_no_acknowledged_synced_write() {
+    let keystore = tempfile::tempdir().expect("tmp");
+    // Count the mutations of a full run to know how many crash points there are.
+    let total = {
+        let fs = new_fs();
+        let db = Db::open("/data/db", options(&fs, keystore.path())).expect("open");
+        let start = fs.mutation_count();
+        workload(&db);
+        fs.mutation_count() - start
+    };
+    assert!(total > 50, "workload too small: {total}");
+    eprintln!("crash points: {total}");
+    for point in 0..total {
+        let ks = tempfile::tempdir().expect("tmp");
+        let fs = new_fs();
+        let db = Db::open("/data/db", options(&fs, ks.path())).expect("open");
+        fs.fail_after(point, FaultKind::AnyMutation);
+        let (acked, _) = workload(&db);
+        drop(db);
+        if point % 2 == 0 {
+            fs.crash();
+        } else {
+            fs.crash_keeping_prefix(point);
+        }
+        let db = Db::open("/data/db", options(&fs, ks.path()))
+            .unwrap_or_else(|e| panic!("point {point}: reopen failed: {e}"));
+        check(&db, &acked, point);
+        // A second crash right after recovery (before anything new is synced) is survivable.
+        drop(db);
+        fs.crash();
+        let db = Db::open("/data/db", options(&fs, ks.path()))
+            .unwrap_or_else(|e| panic!("point {point}: second reopen failed: {e}"));
+        check(&db, &acked, point);
+    }
+}
+
+#[test]
+fn crash_during_recovery_is_survivable() {
+    let keystore = tempfile::tempdir().expect("tmp");
+    let fs = new_fs();
+    let acked = {
+        let db = Db::open("/data/db", options(&fs, keystore.path())).expect("open");
+        workload(&db).0
+    };
+    fs.crash_keeping_prefix(99);
+    for point in 0..30 {
+        fs.fail_after(point, FaultKind::AnyMutation);
+        let attempt = Db::open("/data/db", options(&fs, keystore.path()));
+        drop(attempt);
+        fs.crash();
+        let db = Db::open("/data/db", options(&fs, keystore.path()))
+            .unwrap_or_else(|e| panic!("recovery crash point {point}: reopen failed: {e}"));
+        check(&db, &acked, point);
+    }
+}
