@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 use sealdb::manifest::replay_manifest_for_fuzz;
 use sealdb_crypto::sealed::HEADER_LEN;
 use sealdb_crypto::{ArtifactKind, CipherId, SealedWriter};
-use sealdb_fuzz::{cipher_from, fix_header_crc, keyring, Input, Mutation, CIPHERS, MODE_FIXUP, MODE_STRUCTURED};
+use sealdb_fuzz::{strict_tamper, cipher_from, fix_header_crc, keyring, Input, Mutation, CIPHERS, MODE_FIXUP, MODE_STRUCTURED};
 use sealdb_vfs::CrashFs;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -206,6 +206,9 @@ fn structured(data: &[u8]) {
             if pos < HEADER_LEN {
                 assert!(got.is_err(), "header flip at {pos} accepted");
             } else if cipher == CipherId::ChaCha20Poly1305 {
+                if strict_tamper() {
+                    assert!(got.is_err(), "flip at {pos} of {full_len} silently accepted: {got:?}");
+                }
                 // Only groups wholly before the damaged byte can have been applied.
                 if let Ok(n) = got {
                     let intact = ends.iter().filter(|e| **e <= pos).count();

@@ -10,7 +10,7 @@
 use libfuzzer_sys::fuzz_target;
 use sealdb_crypto::CipherId;
 use sealdb_fuzz::{
-    cipher_from, fix_header_crc, keyring, put_file, Input, CIPHERS, MODE_FIXUP, MODE_STRUCTURED,
+    strict_tamper, cipher_from, fix_header_crc, keyring, put_file, Input, CIPHERS, MODE_FIXUP, MODE_STRUCTURED,
 };
 use sealdb_vfs::{CrashFs, FileSystem, SharedFs};
 use sealdb_wal::{
@@ -159,11 +159,22 @@ fn structured(data: &[u8]) {
     };
     let mode = damage % 6;
     let mut tampered = false;
+    let mut baseline: Option<usize> = None;
+    let mut flipped: Option<(std::path::PathBuf, usize)> = None;
     match mode {
         0 => fs.crash(),
         1 => fs.crash_keeping_prefix(seed),
         2 => {
             fs.crash();
+            if strict_tamper() {
+                // What recovery finds on the undamaged disk (on a copy: recovery writes).
+                let copy = CrashFs::new();
+                for name in fs.list_dir(dir).unwrap_or_default() {
+                    let p = dir.join(&name);
+                    put_file(&copy, &p, &fs.contents(&p).expect("contents"));
+                }
+                baseline = recover(&copy, cipher, segment_size).ok().map(|r| r.2.len());
+            }
             if let Some(p) = pick(&fs) {
                 let mut b = fs.contents(&p).expect("contents");
                 if !b.is_empty() {
@@ -171,6 +182,7 @@ fn structured(data: &[u8]) {
                     b[at] ^= damage_mask;
                     fs.set_contents(&p, b).expect("set");
                     tampered = true;
+                    flipped = Some((p, at));
                 }
             }
         }
@@ -201,6 +213,19 @@ fn structured(data: &[u8]) {
             assert_eq!(got.len(), written.len(), "lost batches without a crash");
         } else {
             assert!(got.len() >= durable, "lost synced batches: {} < {durable}", got.len());
+        }
+    }
+    if strict_tamper() && cipher == CipherId::ChaCha20Poly1305 {
+        if let (Some((path, at)), Ok((_, stats, got))) = (&flipped, &result) {
+            assert!(
+                baseline.is_some_and(|b| got.len() >= b),
+                "byte {at} of {} flipped after a crash silently lost batches: recovered {} of the \
+                 {:?} an undamaged recovery finds (torn tail {:?})",
+                path.display(),
+                got.len(),
+                baseline,
+                stats.torn_tail
+            );
         }
     }
     let Ok((wal, stats, got)) = result else {

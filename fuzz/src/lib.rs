@@ -38,6 +38,15 @@ pub fn keyring() -> &'static Keyring {
     })
 }
 
+/// Whether `SEALDB_FUZZ_STRICT_TAMPER=1` is set: then the structure-aware WAL and manifest
+/// targets also require that a flipped byte in a synced, authenticated file is *reported*
+/// (an error), not silently treated as a torn tail that drops the acknowledged data after it.
+/// Off by default: today's readers cannot tell a corrupted block length from a torn write.
+pub fn strict_tamper() -> bool {
+    static S: OnceLock<bool> = OnceLock::new();
+    *S.get_or_init(|| std::env::var_os("SEALDB_FUZZ_STRICT_TAMPER").is_some_and(|v| v == "1"))
+}
+
 /// Picks a cipher from a byte.
 pub fn cipher_from(b: u8) -> CipherId {
     CIPHERS[usize::from(b & 1)]

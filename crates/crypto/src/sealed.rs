@@ -296,7 +296,9 @@ pub struct BlockHandle {
 impl BlockHandle {
     /// The offset just past this block.
     pub fn end(&self) -> u64 {
-        self.offset + u64::from(self.len)
+        // Saturating: handles may come from untrusted bytes; an overflowing one then points
+        // past any file and is refused by the bounds check rather than wrapping around.
+        self.offset.saturating_add(u64::from(self.len))
     }
 }
 
@@ -758,7 +760,7 @@ impl SealedReader {
     /// authenticated when the block is opened).
     pub fn handle_at(&self, offset: u64) -> Result<BlockHandle> {
         let err = |reason| Error::integrity(self.sealer.label.clone(), Some(offset), reason);
-        if offset + BLOCK_PREFIX_LEN as u64 > self.len {
+        if offset.saturating_add(BLOCK_PREFIX_LEN as u64) > self.len {
             return Err(err(IntegrityReason::Truncated));
         }
         let mut prefix = [0u8; BLOCK_PREFIX_LEN];

@@ -309,6 +309,8 @@ struct Job {
     level: usize,
     inputs: Vec<Arc<TableHandle>>,
     next_inputs: Vec<Arc<TableHandle>>,
+    /// Normally `level + 1`; `level` when a table is rewritten in place (re-encryption).
+    output_level: usize,
 }
 
 fn level_target(inner: &DbInner, level: usize) -> u64 {
@@ -377,6 +379,7 @@ fn pick(inner: &DbInner, version: &Version) -> Option<Job> {
                     level,
                     inputs,
                     next_inputs,
+                    output_level: level + 1,
                 },
             ));
         }
@@ -415,11 +418,38 @@ pub(crate) fn compact_all(inner: &Arc<DbInner>) -> Result<()> {
                     level,
                     inputs: files.clone(),
                     next_inputs,
+                    output_level: level + 1,
                 },
             )?;
         }
     }
     Ok(())
+}
+
+/// Rewrites one table under the current data key, in place in its level (re-encryption).
+/// A no-op if a compaction already replaced it.
+pub(crate) fn rewrite_table(inner: &Arc<DbInner>, keyspace: u32, level: usize, table: Arc<TableHandle>) -> Result<()> {
+    let _g = inner.compaction_lock.lock();
+    let live = inner
+        .version
+        .read()
+        .version
+        .levels(keyspace)
+        .and_then(|l| l.get(level))
+        .is_some_and(|l| l.iter().any(|t| t.meta.number == table.meta.number));
+    if !live {
+        return Ok(());
+    }
+    run(
+        inner,
+        Job {
+            keyspace,
+            level,
+            inputs: vec![table],
+            next_inputs: Vec::new(),
+            output_level: level,
+        },
+    )
 }
 
 /// Whether any table below `level` overlaps `[lo, hi]`: if none, tombstones in the output
@@ -481,8 +511,11 @@ fn run(inner: &Arc<DbInner>, job: Job) -> Result<()> {
     let mut all = job.inputs.clone();
     all.extend(job.next_inputs.iter().cloned());
     let (lo, hi) = key_range(&all);
-    let out_level = job.level + 1;
-    let bottommost = is_bottommost(&version, job.keyspace, out_level, &lo, &hi);
+    let out_level = job.output_level;
+    // An in-place rewrite of one level-0 table must keep its tombstones: older level-0
+    // tables beside it may hold what they delete.
+    let in_place_l0 = job.level == 0 && out_level == 0;
+    let bottommost = !in_place_l0 && is_bottommost(&version, job.keyspace, out_level, &lo, &hi);
     let smallest_snapshot = inner.smallest_snapshot();
     let opts = table_options(inner);
     let read_bytes: u64 = all.iter().map(|t| t.meta.size).sum();

@@ -182,6 +182,12 @@ pub(crate) struct DbInner {
     pub(crate) compact_pointers: Mutex<BTreeMap<(u32, usize), Vec<u8>>>,
     /// The next table number to hand out.
     pub(crate) next_file: AtomicU64,
+    /// Set while the master key is unusable: reads and writes fail with its error.
+    pub(crate) key_block: Mutex<Option<crate::keylife::KeyBlock>>,
+    /// When the master key was last checked with its provider.
+    pub(crate) last_key_check: Mutex<u64>,
+    /// Stops the key-check thread when dropped.
+    pub(crate) key_stop: Mutex<Option<Sender<()>>>,
     _lock: Box<dyn FileLock>,
 }
 
@@ -228,6 +234,7 @@ impl Drop for Background {
     fn drop(&mut self) {
         self.inner.flush_signal.lock().take();
         self.inner.compact_signal.lock().take();
+        self.inner.key_stop.lock().take();
         for t in self.threads.lock().drain(..) {
             let _ = t.join();
         }
@@ -308,8 +315,33 @@ impl Db {
         let keyring = keys.keyring().clone();
         let cipher = keys.data_cipher();
         let current = path.join(crate::manifest::CURRENT_FILE);
-        let manifest = if fs.exists(&current) {
-            Manifest::open(fs.clone(), &path, &keyring, cipher)?
+        let rollback = if opts.rollback_protection {
+            let p = crate::keylife::rollback_path(&opts.resolved_keystore_dir(), keyring.database_id());
+            let last = crate::keylife::read_rollback(&p)?.unwrap_or((0, 0));
+            Some(Arc::new(crate::keylife::RollbackCounter {
+                path: p,
+                last: Mutex::new(last),
+            }))
+        } else {
+            None
+        };
+        let mut manifest = if fs.exists(&current) {
+            Manifest::open(fs.clone(), &path, &keyring, cipher, |found| {
+                if let Some(rb) = &rollback {
+                    let mut last = rb.last.lock();
+                    if found < *last {
+                        if !opts.allow_rollback {
+                            return Err(Error::RolledBack {
+                                found,
+                                expected: *last,
+                            });
+                        }
+                        // A deliberate restore: the counter follows the data directory.
+                        *last = found;
+                    }
+                }
+                Ok(())
+            })?
         } else {
             // A crash between writing KEYS and the first manifest leaves an empty database.
             if fs.exists(&path.join(WAL_DIR))
@@ -325,6 +357,9 @@ impl Db {
             }
             Manifest::create(fs.clone(), &path, &keyring, cipher)?
         };
+        if let Some(rb) = rollback {
+            manifest.set_rollback(rb)?;
+        }
         let state = manifest.state().clone();
 
         // Recovery: replay the WAL into memtables, rotating as they fill.
@@ -427,14 +462,21 @@ impl Db {
             compact_signal: Mutex::new(None),
             compact_pointers: Mutex::new(BTreeMap::new()),
             next_file: AtomicU64::new(state.next_file_number),
+            key_block: Mutex::new(None),
+            last_key_check: Mutex::new(sealdb_crypto::unix_now()),
+            key_stop: Mutex::new(None),
             _lock: lock,
         };
         let inner = Arc::new(inner);
-        let threads = if inner.opts.background_work {
+        let mut threads = if inner.opts.background_work {
             crate::bg::start(&inner)
         } else {
             Vec::new()
         };
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+        *inner.key_stop.lock() = Some(stop_tx);
+        threads.extend(crate::keylife::start_key_thread(&inner, stop_rx));
+        crate::keylife::maybe_rotate_by_age(&inner);
         let bg = Arc::new(Background {
             inner: inner.clone(),
             threads: Mutex::new(threads),
@@ -782,7 +824,7 @@ impl Db {
         if let Some(why) = self.inner.poisoned.lock().as_ref() {
             return Err(Error::Poisoned(why.clone()));
         }
-        Ok(())
+        self.check_key()
     }
 
     /// Records a failure that leaves durable state unknown; returns the error for the caller.
@@ -872,6 +914,7 @@ impl Db {
     }
 
     fn get_at(&self, keyspace: u32, key: &[u8], snapshot: u64) -> Result<Option<Vec<u8>>> {
+        self.check_key()?;
         let version = self.inner.version.read().clone();
         let ikey = keyspace_key(keyspace, key);
         if let Some((_, v)) = version.active.get(&ikey, snapshot) {
@@ -892,6 +935,7 @@ impl Db {
         upper: Bound<Vec<u8>>,
         snapshot: u64,
     ) -> Result<DbIter> {
+        self.check_key()?;
         let version = self.inner.version.read().clone();
         let (user_lower, user_upper) = (lower.clone(), upper.clone());
         let map_bound = |b: Bound<Vec<u8>>| match b {

@@ -25,7 +25,7 @@ pub enum Error {
     Corruption(String),
     /// The master key cannot be used: disabled, pending deletion, destroyed, missing, or its
     /// provider unreachable.
-    #[error("master key {key_id} ({provider}) is unavailable: {state}")]
+    #[error("master key {key_id} ({provider}) is unavailable: {state}{}", since.map(|s| format!(" since unix time {s}")).unwrap_or_default())]
     KeyUnavailable {
         /// Provider kind.
         provider: String,
@@ -33,6 +33,8 @@ pub enum Error {
         key_id: String,
         /// Its state.
         state: KeyState,
+        /// Since when (Unix seconds), when a running database found it unusable.
+        since: Option<u64>,
     },
     /// The master key offered did not wrap this database's data keys.
     #[error("wrong master key: {key_id} ({provider}) did not wrap this database's keys")]
@@ -69,6 +71,15 @@ pub enum Error {
     /// refuses writes until it is reopened (which recovers from what is durable).
     #[error("database is read-only after an earlier failure: {0}")]
     Poisoned(String),
+    /// The data directory is older than the last state this machine saw (rollback
+    /// protection): it was replaced by an older copy of itself.
+    #[error("rollback detected: the manifest is at {found:?} but this database was last seen at {expected:?}; open with allow_rollback to accept a deliberate restore")]
+    RolledBack {
+        /// The manifest position found (manifest number, edit groups).
+        found: (u64, u64),
+        /// The position recorded outside the data directory.
+        expected: (u64, u64),
+    },
     /// The database directory is locked by another process or handle.
     #[error("database {0} is in use by another process")]
     Locked(String),
@@ -122,6 +133,7 @@ impl From<sealdb_crypto::Error> for Error {
                 provider,
                 key_id,
                 state,
+                since: None,
             },
             C::WrongMasterKey { provider, key_id } => Self::WrongMasterKey { provider, key_id },
             C::InsecurePermissions { path, mode } => Self::InsecurePermissions { path, mode },

@@ -43,6 +43,7 @@ pub(crate) fn resolve_provider(
                     provider: desc.provider.clone(),
                     key_id: desc.key_id.clone(),
                     state: KeyState::NotFound,
+                    since: None,
                 });
             }
             Ok(Arc::new(p))
@@ -55,6 +56,7 @@ pub(crate) fn resolve_provider(
             provider: desc.provider.clone(),
             key_id: desc.key_id.clone(),
             state: KeyState::Unreachable("no provider of this kind was configured".into()),
+            since: None,
         }),
     }
 }
@@ -72,7 +74,9 @@ pub(crate) fn open_or_create_keys(
     if exists {
         let summary: KeysSummary = KeysFile::peek(fs.as_ref(), db)?;
         let (keys, provider) = KeysFile::open(fs.as_ref(), db, |desc| {
-            resolve_provider(desc, summary.database_id, opts).map_err(to_crypto)
+            resolve_provider(desc, summary.database_id, opts)
+                .map(|p| crate::keylife::AuditedProvider::wrap(p, &opts.key_events))
+                .map_err(to_crypto)
         })?;
         return Ok((keys, provider, false));
     }
@@ -88,6 +92,7 @@ pub(crate) fn open_or_create_keys(
         }
         MasterKey::Provider(p) => p.clone(),
     };
+    let provider = crate::keylife::AuditedProvider::wrap(provider, &opts.key_events);
     let keys = KeysFile::create(fs.as_ref(), db, provider.as_ref(), database_id, opts.cipher)?;
     Ok((keys, provider, true))
 }
@@ -99,6 +104,7 @@ fn to_crypto(e: Error) -> sealdb_crypto::Error {
             provider,
             key_id,
             state,
+            ..
         } => sealdb_crypto::Error::KeyUnavailable {
             provider,
             key_id,

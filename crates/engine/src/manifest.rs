@@ -339,6 +339,17 @@ fn read_manifest(
     keyring: &Keyring,
     cipher: CipherId,
 ) -> Result<ManifestState> {
+    read_manifest_counted(fs, path, keyring, cipher).map(|(s, _)| s)
+}
+
+/// Replays a manifest; also returns how many edit groups it held.
+fn read_manifest_counted(
+    fs: &dyn sealdb_vfs::FileSystem,
+    path: &Path,
+    keyring: &Keyring,
+    cipher: CipherId,
+) -> Result<(ManifestState, u64)> {
+    let mut groups = 0u64;
     let expected = Expected {
         kind: ArtifactKind::Manifest,
         database_id: keyring.database_id(),
@@ -357,6 +368,7 @@ fn read_manifest(
                 for edit in decode_group(&block.data, &label)? {
                     state.apply(&edit)?;
                 }
+                groups += 1;
             }
             // An edit group whose write was cut by a crash was never acknowledged.
             Err(sealdb_crypto::Error::Integrity {
@@ -369,7 +381,7 @@ fn read_manifest(
     if !state.keyspaces.contains_key(&DEFAULT_KEYSPACE) {
         return Err(Error::Corruption(format!("{label}: no default keyspace")));
     }
-    Ok(state)
+    Ok((state, groups))
 }
 
 /// The live manifest.
@@ -381,6 +393,10 @@ pub(crate) struct Manifest {
     number: u64,
     writer: SealedWriter,
     state: ManifestState,
+    /// Edit groups written to the live manifest (its first is the snapshot).
+    groups: u64,
+    /// Told of every new position, for rollback protection.
+    rollback: Option<std::sync::Arc<crate::keylife::RollbackCounter>>,
 }
 
 impl Manifest {
@@ -400,6 +416,7 @@ impl Manifest {
         dir: &Path,
         keyring: &Keyring,
         cipher: CipherId,
+        check: impl FnOnce((u64, u64)) -> Result<()>,
     ) -> Result<Self> {
         let number = read_current(fs.as_ref(), dir, keyring)?;
         let path = dir.join(manifest_name(number));
@@ -409,7 +426,8 @@ impl Manifest {
                 path.display()
             )));
         }
-        let state = read_manifest(fs.as_ref(), &path, keyring, cipher)?;
+        let (state, groups) = read_manifest_counted(fs.as_ref(), &path, keyring, cipher)?;
+        check((number, groups))?;
         let m = Self::write_new(fs.clone(), dir, keyring, cipher, number + 1, state)?;
         Ok(m)
     }
@@ -451,7 +469,40 @@ impl Manifest {
             number,
             writer,
             state,
+            groups: 1,
+            rollback: None,
         })
+    }
+
+    /// The live manifest's position: (manifest number, edit groups written).
+    pub(crate) fn position(&self) -> (u64, u64) {
+        (self.number, self.groups)
+    }
+
+    /// Reports every new position to `counter` from now on (and the current one now).
+    pub(crate) fn set_rollback(&mut self, counter: std::sync::Arc<crate::keylife::RollbackCounter>) -> Result<()> {
+        counter.record(self.position())?;
+        self.rollback = Some(counter);
+        Ok(())
+    }
+
+    /// Starts a new manifest holding a snapshot of the state (sealed under the keyring's
+    /// current data key) and switches `CURRENT` to it.
+    pub(crate) fn roll(&mut self, keyring: &Keyring) -> Result<()> {
+        let rollback = self.rollback.take();
+        let rolled = Self::write_new(
+            self.fs.clone(),
+            &self.dir,
+            keyring,
+            self.cipher,
+            self.number + 1,
+            self.state.clone(),
+        )?;
+        *self = rolled;
+        if let Some(r) = rollback {
+            self.set_rollback(r)?;
+        }
+        Ok(())
     }
 
     pub(crate) fn state(&self) -> &ManifestState {
@@ -466,20 +517,16 @@ impl Manifest {
             next.apply(e)?;
         }
         if self.writer.offset() > MANIFEST_ROLL_BYTES {
-            let rolled = Self::write_new(
-                self.fs.clone(),
-                &self.dir,
-                keyring,
-                self.cipher,
-                self.number + 1,
-                next,
-            )?;
-            *self = rolled;
-            return Ok(());
+            self.state = next;
+            return self.roll(keyring);
         }
         self.writer.append_block(&encode_group(&edits))?;
         self.writer.sync()?;
         self.state = next;
+        self.groups += 1;
+        if let Some(r) = &self.rollback {
+            r.record(self.position())?;
+        }
         Ok(())
     }
 }

@@ -66,6 +66,21 @@ pub struct Options {
     /// Compaction write rate limit in bytes per second (0: unlimited): pacing that keeps
     /// background work from crowding foreground operations on small machines.
     pub compaction_rate_bytes_per_sec: u64,
+    /// Told of every use of the master key (wrap, unwrap, check, refusal), for the
+    /// application's audit trail.
+    pub key_events: Option<crate::keylife::KeyEventHook>,
+    /// How often a running database re-verifies its master key with the provider (like
+    /// DynamoDB's key cache); while the key is unusable, reads and writes fail with
+    /// `KeyUnavailable`, and service resumes when it is usable again.
+    pub key_check_interval: std::time::Duration,
+    /// Rotate the data key automatically once the current version is this old.
+    pub data_key_max_age: Option<std::time::Duration>,
+    /// Keep a counter of manifest positions outside the data directory (in the keystore) and
+    /// refuse to open a data directory older than it (a rollback). Default on.
+    pub rollback_protection: bool,
+    /// Accept a data directory older than the rollback counter (a deliberate restore of an old
+    /// copy); the counter is reset to it.
+    pub allow_rollback: bool,
     /// Run flushes and compactions on background threads (default). Off, they run only when
     /// asked (`flush`, `compact`), which deterministic tests use.
     pub background_work: bool,
@@ -97,6 +112,11 @@ impl Default for Options {
             level_size_ratio: 10,
             compaction_rate_bytes_per_sec: 0,
             background_work: true,
+            key_events: None,
+            key_check_interval: std::time::Duration::from_secs(300),
+            data_key_max_age: None,
+            rollback_protection: true,
+            allow_rollback: false,
             fs: Arc::new(RealFs),
         }
     }

@@ -3,7 +3,7 @@
 //! A table is one sealed file (artifact kind `table`, or `index` for secondary-index tables):
 //! data blocks of prefix-compressed entries, then an index block, a bloom-filter block, a
 //! properties block and a footer, which is the file's final block. The byte layout is in
-//! `FORMAT.md` beside this crate.
+//! `docs/format.md`, section "SSTable".
 //!
 //! What this crate owns: building tables ([`TableBuilder`]), reading them ([`Table`],
 //! [`TableIter`]), and caching decoded blocks in memory ([`BlockCache`]).

@@ -136,10 +136,13 @@ impl Table {
         let footer = Footer::decode(&block.data).map_err(|r| corrupt(Some(footer_offset), r))?;
 
         // The metadata blocks follow the data blocks back to back, in this order, and the
-        // footer follows them: checked exactly, so `verify` knows every block of the file.
-        if footer.index.end() != footer.filter.offset
-            || footer.filter.end() != footer.properties.offset
-            || footer.properties.end() != footer_offset
+        // footer follows them: checked exactly (with overflow-checked ends, since the
+        // handles are only as trustworthy as the cipher), so `verify` knows every block.
+        let end = |h: BlockHandle| h.offset.checked_add(u64::from(h.len));
+        if end(footer.index) != Some(footer.filter.offset)
+            || end(footer.filter) != Some(footer.properties.offset)
+            || end(footer.properties) != Some(footer_offset)
+            || footer.index.offset < reader.data_start()
         {
             return Err(corrupt(
                 Some(footer_offset),

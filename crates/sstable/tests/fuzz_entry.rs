@@ -100,6 +100,29 @@ fn forging_identity_round_trips() {
     assert_eq!(open_table_bytes_for_fuzz(&same).expect("open"), 40);
 }
 
+#[test]
+fn forged_footers_with_overflowing_handles_are_errors() {
+    let seed = build_table_bytes_for_fuzz(&seed_entries(), CipherId::None, Compression::None)
+        .expect("seed");
+    let footer = usize::MAX; // `forge` takes the index modulo the block count: the last block.
+    for field in [0usize, 12, 24] {
+        for len in [0u32, 1, u32::MAX] {
+            let forged = forge(&seed, footer, |data| {
+                data[field..field + 8].copy_from_slice(&(u64::MAX - 3).to_le_bytes());
+                data[field + 8..field + 12].copy_from_slice(&len.to_le_bytes());
+            });
+            assert!(open_table_bytes_for_fuzz(&forged).is_err());
+        }
+    }
+    // A forged index whose first data block claims an offset near the end of the u64 range.
+    let forged = forge(&seed, footer - 3, |data| {
+        let key_len = data[0] as usize;
+        let at = 1 + key_len + 8;
+        data[at..at + 8].copy_from_slice(&(u64::MAX - 3).to_le_bytes());
+    });
+    assert!(open_table_bytes_for_fuzz(&forged).is_err());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
 

@@ -1,0 +1,217 @@
+//! The program's error type and its mapping onto exit statuses.
+//!
+//! The exit statuses are an interface scripts rely on, so every failure is classified here,
+//! in one place, rather than at each call site.
+
+use std::fmt;
+use std::io;
+use std::process::ExitCode;
+
+/// The exit statuses of `sealdb`, documented in `--help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Success.
+    Success = 0,
+    /// `get` found no value for the key.
+    NotFound = 1,
+    /// An integrity or authentication failure of on-disk data.
+    Integrity = 2,
+    /// The master key could not be used (missing, disabled, wrong, insecure).
+    KeyUnavailable = 3,
+    /// Anything else, bad arguments included.
+    Other = 4,
+}
+
+impl Exit {
+    /// The process exit code.
+    pub fn code(self) -> ExitCode {
+        ExitCode::from(self as u8)
+    }
+}
+
+/// A failure of one command: the status to exit with and the message to print.
+#[derive(Debug)]
+pub struct CliError {
+    exit: Exit,
+    message: String,
+    /// Set when there is nothing useful to say (stdout closed by the reader): the program
+    /// then ends without a message.
+    silent: bool,
+}
+
+/// The program's result type.
+pub type Result<T, E = CliError> = std::result::Result<T, E>;
+
+impl CliError {
+    /// An error with an explicit exit status.
+    pub fn new(exit: Exit, message: impl Into<String>) -> Self {
+        Self {
+            exit,
+            message: message.into(),
+            silent: false,
+        }
+    }
+
+    /// Bad input or any failure without a more specific status (exit 4).
+    pub fn other(message: impl Into<String>) -> Self {
+        Self::new(Exit::Other, message)
+    }
+
+    /// `get` of a missing key (exit 1).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(Exit::NotFound, message)
+    }
+
+    /// On-disk data failed verification (exit 2).
+    pub fn integrity(message: impl Into<String>) -> Self {
+        Self::new(Exit::Integrity, message)
+    }
+
+    /// Whoever reads our standard output went away (`sealdb scan | head`): that is how such
+    /// pipelines end normally, so it is neither reported nor treated as a failure.
+    fn broken_pipe() -> Self {
+        Self {
+            exit: Exit::Success,
+            message: String::new(),
+            silent: true,
+        }
+    }
+
+    /// Adds what was being done to the message.
+    pub fn context(mut self, what: impl fmt::Display) -> Self {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+
+    /// The exit status.
+    pub fn exit(&self) -> Exit {
+        self.exit
+    }
+
+    /// The message (without the `sealdb: error:` prefix).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether the error should end the program without a message.
+    pub fn is_silent(&self) -> bool {
+        self.silent
+    }
+
+    /// An error writing our standard output.
+    pub fn stdout(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            Self::broken_pipe()
+        } else {
+            Self::other(format!("writing standard output: {e}"))
+        }
+    }
+
+    /// An I/O error on a named file of ours (not the database's).
+    pub fn io(what: impl fmt::Display, e: io::Error) -> Self {
+        Self::other(format!("{what}: {e}"))
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<sealdb::Error> for CliError {
+    fn from(e: sealdb::Error) -> Self {
+        // The engine classifies its own errors; these two predicates are the contract.
+        let exit = if e.is_integrity() {
+            Exit::Integrity
+        } else if e.is_key_unavailable() {
+            Exit::KeyUnavailable
+        } else {
+            Exit::Other
+        };
+        Self::new(exit, e.to_string())
+    }
+}
+
+impl From<sealdb_crypto::Error> for CliError {
+    fn from(e: sealdb_crypto::Error) -> Self {
+        // Classified the way the engine would classify it, so `inspect` (which reads files
+        // through the crypto crate directly) exits with the same statuses as `verify`.
+        sealdb::Error::from(e).into()
+    }
+}
+
+impl From<sealdb_sstable::Error> for CliError {
+    fn from(e: sealdb_sstable::Error) -> Self {
+        match e {
+            sealdb_sstable::Error::Crypto(c) => c.into(),
+            other if other.is_integrity() => Self::integrity(other.to_string()),
+            other => Self::other(other.to_string()),
+        }
+    }
+}
+
+/// Handles a command line clap refused. `--help` and `--version` are successes (exit 0);
+/// every usage error exits 4, not clap's default 2, because 2 means an integrity failure here.
+pub fn clap_failure(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    use std::io::Write;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            // Help goes to stdout; a failure to write it (closed pipe) changes nothing.
+            let _ = e.print();
+            Exit::Success.code()
+        }
+        _ => {
+            // clap renders "error: ..." plus usage; prefixing the program name gives the same
+            // `sealdb: error: ...` shape as every other failure.
+            let text = e.render().to_string();
+            let _ = write!(io::stderr(), "sealdb: {text}");
+            Exit::Other.code()
+        }
+    }
+}
+
+/// Prints `sealdb: error: <message>` on standard error and returns the exit status.
+pub fn report(e: &CliError) -> ExitCode {
+    use std::io::Write;
+    if !e.is_silent() {
+        // Nothing more can be done if standard error itself is gone.
+        let _ = writeln!(io::stderr(), "sealdb: error: {}", e.message());
+    }
+    e.exit().code()
+}
+
+/// Prints `sealdb: warning: <message>` on standard error.
+pub fn warn(message: impl fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(io::stderr(), "sealdb: warning: {message}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_errors_map_to_documented_statuses() {
+        let e: CliError = sealdb::Error::InvalidArgument("x".into()).into();
+        assert_eq!(e.exit(), Exit::Other);
+        let e: CliError = sealdb::Error::Corruption("x".into()).into();
+        assert_eq!(e.exit(), Exit::Integrity);
+        let e: CliError = sealdb::Error::WrongMasterKey {
+            provider: "owned".into(),
+            key_id: "k".into(),
+        }
+        .into();
+        assert_eq!(e.exit(), Exit::KeyUnavailable);
+    }
+
+    #[test]
+    fn broken_pipe_is_silent_success() {
+        let e = CliError::stdout(io::Error::from(io::ErrorKind::BrokenPipe));
+        assert!(e.is_silent());
+        assert_eq!(e.exit(), Exit::Success);
+        let e = CliError::stdout(io::Error::from(io::ErrorKind::PermissionDenied));
+        assert_eq!(e.exit(), Exit::Other);
+    }
+}

@@ -1,0 +1,2 @@
+//! The `sealdb` command-line program.
+fn main() {}

@@ -1,0 +1,467 @@
+//! Key lifecycle: online master-key switches, data-key rotation and re-encryption, periodic
+//! re-verification of the master key (refusing service while it is unusable), the audit hook,
+//! and rollback protection.
+
+use crate::bg;
+use crate::db::{Db, DbInner};
+use crate::options::MasterKey;
+use crate::{Error, Result};
+use parking_lot::Mutex;
+use sealdb_crypto::{
+    EncryptionContext, KeyDescriptor, KeyEvent, KeyProvider, KeyState, LocalKms, OwnedKeyProvider,
+    SecretKey, SharedProvider,
+};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A callback told of every use of the master key (wrap, unwrap, check, refusal). It must be
+/// quick and must not call back into the database.
+#[derive(Clone)]
+pub struct KeyEventHook(pub Arc<dyn Fn(&KeyEvent) + Send + Sync>);
+
+impl fmt::Debug for KeyEventHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyEventHook")
+    }
+}
+
+/// Wraps a provider so every use is reported to the hook.
+#[derive(Debug)]
+pub(crate) struct AuditedProvider {
+    pub inner: SharedProvider,
+    pub hook: Option<KeyEventHook>,
+}
+
+impl AuditedProvider {
+    pub(crate) fn wrap(inner: SharedProvider, hook: &Option<KeyEventHook>) -> SharedProvider {
+        match hook {
+            None => inner,
+            Some(h) => Arc::new(AuditedProvider {
+                inner,
+                hook: Some(h.clone()),
+            }),
+        }
+    }
+
+    fn report<T>(&self, op: &'static str, db: Option<sealdb_crypto::DatabaseId>, r: &sealdb_crypto::Result<T>) {
+        if let Some(h) = &self.hook {
+            (h.0)(&KeyEvent {
+                key: self.inner.descriptor(),
+                operation: op,
+                database_id: db,
+                outcome: match r {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                },
+            });
+        }
+    }
+}
+
+impl KeyProvider for AuditedProvider {
+    fn descriptor(&self) -> KeyDescriptor {
+        self.inner.descriptor()
+    }
+    fn wrap(&self, data_key: &SecretKey, context: &EncryptionContext) -> sealdb_crypto::Result<Vec<u8>> {
+        let r = self.inner.wrap(data_key, context);
+        self.report("wrap", Some(context.database_id), &r);
+        r
+    }
+    fn unwrap(&self, wrapped: &[u8], context: &EncryptionContext) -> sealdb_crypto::Result<SecretKey> {
+        let r = self.inner.unwrap(wrapped, context);
+        self.report("unwrap", Some(context.database_id), &r);
+        r
+    }
+    fn check(&self) -> sealdb_crypto::Result<KeyState> {
+        let r = self.inner.check();
+        self.report("check", None, &r);
+        r
+    }
+    fn generate_data_key(&self, context: &EncryptionContext) -> sealdb_crypto::Result<(SecretKey, Vec<u8>)> {
+        let r = self.inner.generate_data_key(context);
+        self.report("generate-data-key", Some(context.database_id), &r);
+        r
+    }
+}
+
+/// Why the database currently refuses service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyBlock {
+    pub provider: String,
+    pub key_id: String,
+    pub state: KeyState,
+    pub since: u64,
+}
+
+impl KeyBlock {
+    pub(crate) fn error(&self) -> Error {
+        Error::KeyUnavailable {
+            provider: self.provider.clone(),
+            key_id: self.key_id.clone(),
+            state: self.state.clone(),
+            since: Some(self.since),
+        }
+    }
+}
+
+/// The master key and data keys as `sealdb keys status` shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyStatus {
+    /// The master key wrapping the data keys.
+    pub master: KeyDescriptor,
+    /// Its state at the last check (`Enabled` while usable).
+    pub state: KeyState,
+    /// When it became unusable (Unix seconds), if it is.
+    pub unavailable_since: Option<u64>,
+    /// When it was last checked with its provider (Unix seconds).
+    pub last_check: u64,
+    /// The data-key version new files use.
+    pub current_data_key: u32,
+    /// Every data-key version: number, creation time, and how many live tables use it.
+    pub data_keys: Vec<DataKeyInfo>,
+}
+
+/// One data-key version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataKeyInfo {
+    /// Version number.
+    pub version: u32,
+    /// Created at (Unix seconds).
+    pub created_at: u64,
+    /// Live tables sealed under it.
+    pub tables: u64,
+}
+
+/// What `reencrypt` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReencryptReport {
+    /// Tables rewritten under the current data key.
+    pub tables_rewritten: u64,
+    /// Bytes of tables rewritten.
+    pub bytes_rewritten: u64,
+    /// Data-key versions dropped from the KEYS file.
+    pub versions_dropped: Vec<u32>,
+}
+
+/// Builds the provider for a switch target (creating an owned key if the database has none).
+pub(crate) fn target_provider(inner: &DbInner, target: &MasterKey) -> Result<SharedProvider> {
+    let id = inner.keyring.read().database_id();
+    Ok(match target {
+        MasterKey::Owned => Arc::new(OwnedKeyProvider::open_or_create(
+            &inner.opts.resolved_keystore_dir(),
+            id,
+        )?),
+        MasterKey::LocalKms(name) => Arc::new(LocalKms::open(&inner.opts.resolved_kms_dir())?.provider(name)),
+        MasterKey::Provider(p) => p.clone(),
+    })
+}
+
+impl Db {
+    /// Re-wraps the data keys under another master key and atomically replaces the KEYS file,
+    /// online: reads and writes continue, no data file is rewritten, the old key stays usable
+    /// until the switch completes. After a crash the database opens under exactly one of the
+    /// two keys.
+    pub fn switch_master_key(&self, target: MasterKey) -> Result<KeyDescriptor> {
+        let inner = &self.inner;
+        let new = AuditedProvider::wrap(target_provider(inner, &target)?, &inner.opts.key_events);
+        // Prove the new key is usable before touching anything.
+        new.check()?;
+        let mut keys = inner.keys.lock();
+        keys.switch_master_key(inner.fs.as_ref(), new.as_ref())?;
+        *inner.provider.write() = new.clone();
+        *inner.key_block.lock() = None;
+        Ok(new.descriptor())
+    }
+
+    /// Adds a data-key version and makes it current: new files (tables, WAL segments, the
+    /// manifest) use it at once; existing files keep theirs until compaction or
+    /// [`reencrypt`](Self::reencrypt) rewrites them. Returns the new version.
+    pub fn rotate_data_key(&self) -> Result<u32> {
+        self.check_key()?;
+        let inner = &self.inner;
+        let provider = inner.provider.read().clone();
+        let mut keys = inner.keys.lock();
+        let v = keys.add_data_key_version(inner.fs.as_ref(), provider.as_ref())?;
+        let keyring = keys.keyring().clone();
+        drop(keys);
+        *inner.keyring.write() = keyring.clone();
+        inner.wal.set_keyring(keyring);
+        inner.wal.rotate()?;
+        inner.signal_compaction();
+        Ok(v)
+    }
+
+    /// Rewrites every file still sealed under an old data-key version, online, then drops the
+    /// old versions from the KEYS file. `progress(done, total)` is called as tables are
+    /// rewritten.
+    pub fn reencrypt(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<ReencryptReport> {
+        self.check_key()?;
+        let inner = &self.inner;
+        let current = inner.keyring.read().current_version();
+        // New WAL segment under the current key, and every memtable into current-key tables:
+        // older WAL segments become obsolete and are deleted.
+        inner.wal.rotate()?;
+        self.flush()?;
+        let mut report = ReencryptReport::default();
+        let old: Vec<_> = {
+            let v = inner.version.read().version.clone();
+            let mut out = Vec::new();
+            for (ks, levels) in &v.keyspaces {
+                for (l, files) in levels.iter().enumerate() {
+                    for t in files {
+                        if t.meta.data_key_version != current {
+                            out.push((*ks, l, t.clone()));
+                        }
+                    }
+                }
+            }
+            out
+        };
+        let total = old.len() as u64;
+        progress(0, total);
+        for (i, (ks, level, t)) in old.into_iter().enumerate() {
+            report.bytes_rewritten += t.meta.size;
+            bg::rewrite_table(inner, ks, level, t)?;
+            report.tables_rewritten += 1;
+            progress(i as u64 + 1, total);
+        }
+        // The manifest and CURRENT move to the current key too.
+        {
+            let keyring = inner.keyring.read().clone();
+            inner.manifest.lock().roll(&keyring)?;
+        }
+        // Drop every version no live file uses any more.
+        let in_use = self.data_key_versions_in_use()?;
+        let provider = inner.provider.read().clone();
+        let mut keys = inner.keys.lock();
+        for v in keys.keyring().versions() {
+            if v != current && !in_use.contains(&v) {
+                keys.drop_data_key_version(inner.fs.as_ref(), provider.as_ref(), v)?;
+                report.versions_dropped.push(v);
+            }
+        }
+        let keyring = keys.keyring().clone();
+        drop(keys);
+        *inner.keyring.write() = keyring.clone();
+        inner.wal.set_keyring(keyring);
+        Ok(report)
+    }
+
+    /// Data-key versions named by any live file: tables, WAL segments, manifest, CURRENT.
+    pub fn data_key_versions_in_use(&self) -> Result<std::collections::BTreeSet<u32>> {
+        let inner = &self.inner;
+        let mut used = std::collections::BTreeSet::new();
+        let v = inner.version.read().version.clone();
+        for levels in v.keyspaces.values() {
+            for l in levels {
+                for t in l {
+                    used.insert(t.meta.data_key_version);
+                }
+            }
+        }
+        let mut paths: Vec<PathBuf> = inner
+            .wal
+            .segment_numbers()
+            .into_iter()
+            .map(|n| inner.wal.dir().join(sealdb_wal::segment_file_name(n)))
+            .collect();
+        for name in inner.fs.list_dir(&inner.path).map_err(|e| Error::io(&inner.path, e))? {
+            if name.starts_with("MANIFEST-") || name == crate::manifest::CURRENT_FILE {
+                paths.push(inner.path.join(name));
+            }
+        }
+        for p in paths {
+            let h = sealdb_crypto::sealed::read_file_header(inner.fs.as_ref(), &p)?;
+            used.insert(h.data_key_version);
+        }
+        Ok(used)
+    }
+
+    /// The master key's state and the data keys in use.
+    pub fn key_status(&self) -> Result<KeyStatus> {
+        let inner = &self.inner;
+        let block = inner.key_block.lock().clone();
+        let keys = inner.keys.lock();
+        let v = inner.version.read().version.clone();
+        let mut counts = std::collections::BTreeMap::<u32, u64>::new();
+        for levels in v.keyspaces.values() {
+            for l in levels {
+                for t in l {
+                    *counts.entry(t.meta.data_key_version).or_default() += 1;
+                }
+            }
+        }
+        Ok(KeyStatus {
+            master: keys.master().clone(),
+            state: block.as_ref().map_or(KeyState::Enabled, |b| b.state.clone()),
+            unavailable_since: block.map(|b| b.since),
+            last_check: *inner.last_key_check.lock(),
+            current_data_key: keys.keyring().current_version(),
+            data_keys: keys
+                .version_created()
+                .iter()
+                .map(|(v, t)| DataKeyInfo {
+                    version: *v,
+                    created_at: *t,
+                    tables: counts.get(v).copied().unwrap_or(0),
+                })
+                .collect(),
+        })
+    }
+
+    /// Asks the provider now whether the master key is usable, updating the service state
+    /// (the background check does this every `key_check_interval`).
+    pub fn check_master_key(&self) -> Result<()> {
+        check_key_now(&self.inner);
+        self.check_key()
+    }
+
+    /// Fails with `KeyUnavailable` while the master key is unusable.
+    pub(crate) fn check_key(&self) -> Result<()> {
+        match self.inner.key_block.lock().as_ref() {
+            Some(b) => Err(b.error()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One check of the master key with its provider; blocks or unblocks service.
+pub(crate) fn check_key_now(inner: &DbInner) {
+    let provider = inner.provider.read().clone();
+    let desc = provider.descriptor();
+    let result = provider.check();
+    *inner.last_key_check.lock() = sealdb_crypto::unix_now();
+    let mut block = inner.key_block.lock();
+    match result {
+        Ok(_) => *block = None,
+        Err(e) => {
+            let state = match e {
+                sealdb_crypto::Error::KeyUnavailable { state, .. } => state,
+                sealdb_crypto::Error::WrongMasterKey { .. } => KeyState::NotFound,
+                other => KeyState::Unreachable(other.to_string()),
+            };
+            let since = match block.as_ref() {
+                Some(b) if b.state == state => b.since,
+                _ => sealdb_crypto::unix_now(),
+            };
+            *block = Some(KeyBlock {
+                provider: desc.provider,
+                key_id: desc.key_id,
+                state,
+                since,
+            });
+        }
+    }
+}
+
+/// The key-check thread: re-verifies the master key every interval (and rotates the data key
+/// by age, if configured) until the database closes.
+pub(crate) fn start_key_thread(inner: &Arc<DbInner>, stop: crossbeam_channel::Receiver<()>) -> Option<std::thread::JoinHandle<()>> {
+    let interval = inner.opts.key_check_interval;
+    let inner = inner.clone();
+    std::thread::Builder::new()
+        .name("sealdb-keycheck".into())
+        .spawn(move || {
+            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stop.recv_timeout(interval) {
+                check_key_now(&inner);
+                maybe_rotate_by_age(&inner);
+            }
+        })
+        .ok()
+}
+
+/// Rotates the data key when the current version is older than `data_key_max_age`.
+pub(crate) fn maybe_rotate_by_age(inner: &Arc<DbInner>) {
+    let Some(max_age) = inner.opts.data_key_max_age else {
+        return;
+    };
+    if inner.key_block.lock().is_some() {
+        return;
+    }
+    let created = {
+        let keys = inner.keys.lock();
+        let current = keys.keyring().current_version();
+        keys.version_created().get(&current).copied().unwrap_or(0)
+    };
+    let age = Duration::from_secs(sealdb_crypto::unix_now().saturating_sub(created));
+    if age >= max_age {
+        let provider = inner.provider.read().clone();
+        let mut keys = inner.keys.lock();
+        if keys.add_data_key_version(inner.fs.as_ref(), provider.as_ref()).is_ok() {
+            let keyring = keys.keyring().clone();
+            drop(keys);
+            *inner.keyring.write() = keyring.clone();
+            inner.wal.set_keyring(keyring);
+            let _ = inner.wal.rotate();
+        }
+    }
+}
+
+// ---- rollback protection ----
+
+const ROLLBACK_MAGIC: &[u8; 8] = b"SDBRBCK1";
+
+/// Where the rollback counter of a database lives: in the keystore, outside the data
+/// directory, so replacing the data directory with an older copy does not roll it back too.
+pub(crate) fn rollback_path(keystore: &Path, id: sealdb_crypto::DatabaseId) -> PathBuf {
+    keystore.join(format!("rollback-{}.ctr", id.to_hex()))
+}
+
+/// The manifest position last recorded (manifest number, edit groups written to it).
+pub(crate) fn read_rollback(path: &Path) -> Result<Option<(u64, u64)>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let bad = || Error::Corruption(format!("{}: malformed rollback counter", path.display()));
+    if bytes.len() != 28 || bytes.get(..8) != Some(&ROLLBACK_MAGIC[..]) {
+        return Err(bad());
+    }
+    let n = u64::from_le_bytes(bytes.get(8..16).and_then(|b| b.try_into().ok()).ok_or_else(bad)?);
+    let e = u64::from_le_bytes(bytes.get(16..24).and_then(|b| b.try_into().ok()).ok_or_else(bad)?);
+    let crc = u32::from_le_bytes(bytes.get(24..28).and_then(|b| b.try_into().ok()).ok_or_else(bad)?);
+    if crc32fast::hash(bytes.get(..24).unwrap_or_default()) != crc {
+        return Err(bad());
+    }
+    Ok(Some((n, e)))
+}
+
+/// Records the manifest position (atomically: temporary file, fsync, rename, directory fsync).
+pub(crate) fn write_rollback(path: &Path, pos: (u64, u64)) -> Result<()> {
+    let mut bytes = Vec::with_capacity(28);
+    bytes.extend_from_slice(ROLLBACK_MAGIC);
+    bytes.extend_from_slice(&pos.0.to_le_bytes());
+    bytes.extend_from_slice(&pos.1.to_le_bytes());
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    if let Some(dir) = path.parent() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io(dir, e))?;
+    }
+    sealdb_vfs::write_file_atomic(&sealdb_vfs::RealFs, path, &bytes).map_err(|e| Error::io(path, e))
+}
+
+/// Shared handle to the rollback counter, updated after every manifest write.
+#[derive(Debug)]
+pub(crate) struct RollbackCounter {
+    pub path: PathBuf,
+    pub last: Mutex<(u64, u64)>,
+}
+
+impl RollbackCounter {
+    pub(crate) fn record(&self, pos: (u64, u64)) -> Result<()> {
+        let mut last = self.last.lock();
+        if pos > *last {
+            write_rollback(&self.path, pos)?;
+            *last = pos;
+        }
+        Ok(())
+    }
+}
