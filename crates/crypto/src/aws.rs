@@ -70,7 +70,8 @@ impl AwsKmsProvider {
     ///
     /// Fails with [`Error::InvalidArgument`] if no region is configured. Credentials are
     /// resolved lazily, at the first call: a missing credential surfaces then, as
-    /// [`Error::KeyUnavailable`].
+    /// [`Error::KeyUnavailable`]. Outside AWS, where the chain's last resort (the instance
+    /// metadata service) cannot answer, set `AWS_EC2_METADATA_DISABLED=true` to skip that probe.
     pub fn from_env(key_id: &str) -> Result<Self> {
         let runtime = new_runtime()?;
         let sdk_config = drive(
@@ -226,7 +227,12 @@ impl AwsKmsProvider {
 
     /// Maps a failed SDK call to the crate's typed errors. Never includes key material (KMS
     /// error messages carry none; request bodies are not part of the error).
-    fn map_sdk_error<E, R>(&self, operation: &str, err: SdkError<E, R>, resolve_state: bool) -> Error
+    fn map_sdk_error<E, R>(
+        &self,
+        operation: &str,
+        err: SdkError<E, R>,
+        resolve_state: bool,
+    ) -> Error
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: fmt::Debug,
@@ -326,7 +332,11 @@ impl KeyProvider for AwsKmsProvider {
             .map_err(|e| self.map_sdk_error("Decrypt", e, true))?;
         // We zeroize the decoded plaintext we receive; the response's raw JSON body (base64
         // plaintext) in the SDK's and hyper's buffers is dropped without zeroizing.
-        let mut plaintext = out.plaintext.take().map(Blob::into_inner).unwrap_or_default();
+        let mut plaintext = out
+            .plaintext
+            .take()
+            .map(Blob::into_inner)
+            .unwrap_or_default();
         let key = SecretKey::from_slice(&plaintext).map_err(|_| self.wrong_key());
         plaintext.zeroize();
         key
@@ -354,7 +364,11 @@ impl KeyProvider for AwsKmsProvider {
             )?
             .map_err(|e| self.map_sdk_error("GenerateDataKey", e, true))?;
         // As in `unwrap`: our decoded copy is zeroized, the raw response body is not.
-        let mut plaintext = out.plaintext.take().map(Blob::into_inner).unwrap_or_default();
+        let mut plaintext = out
+            .plaintext
+            .take()
+            .map(Blob::into_inner)
+            .unwrap_or_default();
         let key = SecretKey::from_slice(&plaintext);
         plaintext.zeroize();
         let key = key.map_err(|_| {

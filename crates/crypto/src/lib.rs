@@ -18,17 +18,17 @@ pub mod keysfile;
 pub mod provider;
 pub mod sealed;
 // -- key providers (owned keystore, local KMS) --
-pub mod kms;
-pub mod owned;
 #[cfg(feature = "aws-kms")]
 pub mod aws;
+pub mod kms;
+pub mod owned;
 
+#[cfg(feature = "aws-kms")]
+pub use aws::AwsKmsProvider;
 pub use error::{Error, IntegrityReason, KeyState, Result};
 pub use keyring::{FileCipher, Keyring};
 pub use keys::{DatabaseId, FileId, KEY_LEN, SecretKey};
 pub use keysfile::KeysFile;
-#[cfg(feature = "aws-kms")]
-pub use aws::AwsKmsProvider;
 pub use kms::{AuditEntry, KmsKeyInfo, LocalKms, LocalKmsProvider};
 pub use owned::{OwnedKeyProvider, default_keystore_dir};
 pub use provider::{EncryptionContext, KeyDescriptor, KeyEvent, KeyProvider, SharedProvider};

@@ -179,10 +179,15 @@ fn resolver(
 
 #[test]
 fn wrap_unwrap_round_trip() {
-    let Some(admin) = Admin::connect() else { return };
+    let Some(admin) = Admin::connect() else {
+        return;
+    };
     let key_id = admin.create_key();
     let p = admin.provider(&key_id);
-    assert_eq!(p.descriptor(), KeyDescriptor::new("aws-kms", key_id.clone()));
+    assert_eq!(
+        p.descriptor(),
+        KeyDescriptor::new("aws-kms", key_id.clone())
+    );
     assert_eq!(p.check().expect("check"), KeyState::Enabled);
 
     let ctx = ctx();
@@ -202,7 +207,10 @@ fn wrap_unwrap_round_trip() {
 
     // The key's ARN works as its id too.
     let by_arn = admin.provider(&admin.arn(&key_id));
-    assert_eq!(by_arn.unwrap(&wrapped, &ctx).expect("unwrap by arn"), data_key);
+    assert_eq!(
+        by_arn.unwrap(&wrapped, &ctx).expect("unwrap by arn"),
+        data_key
+    );
 
     // Debug names the key and region, nothing else.
     let debug = format!("{p:?}");
@@ -211,7 +219,9 @@ fn wrap_unwrap_round_trip() {
 
 #[test]
 fn generate_data_key_makes_a_fresh_wrapped_key() {
-    let Some(admin) = Admin::connect() else { return };
+    let Some(admin) = Admin::connect() else {
+        return;
+    };
     let p = admin.provider(&admin.create_key());
     let ctx = ctx();
     let (k1, w1) = p.generate_data_key(&ctx).expect("generate");
@@ -225,7 +235,9 @@ fn generate_data_key_makes_a_fresh_wrapped_key() {
 
 #[test]
 fn another_database_or_an_altered_blob_is_the_wrong_master_key() {
-    let Some(admin) = Admin::connect() else { return };
+    let Some(admin) = Admin::connect() else {
+        return;
+    };
     let key_id = admin.create_key();
     let p = admin.provider(&key_id);
     let ctx = ctx();
@@ -234,7 +246,10 @@ fn another_database_or_an_altered_blob_is_the_wrong_master_key() {
 
     // Unwrapping on behalf of another database: the encryption context differs.
     let other_db = self::ctx();
-    assert_wrong_key(p.unwrap(&wrapped, &other_db).expect_err("other db"), &key_id);
+    assert_wrong_key(
+        p.unwrap(&wrapped, &other_db).expect_err("other db"),
+        &key_id,
+    );
 
     // An altered ciphertext.
     let mut altered = wrapped.clone();
@@ -242,7 +257,10 @@ fn another_database_or_an_altered_blob_is_the_wrong_master_key() {
     altered[last] ^= 1;
     assert_wrong_key(p.unwrap(&altered, &ctx).expect_err("altered"), &key_id);
     assert_wrong_key(p.unwrap(&[], &ctx).expect_err("empty"), &key_id);
-    assert_wrong_key(p.unwrap(b"not a kms ciphertext", &ctx).expect_err("junk"), &key_id);
+    assert_wrong_key(
+        p.unwrap(b"not a kms ciphertext", &ctx).expect_err("junk"),
+        &key_id,
+    );
 
     // The original still opens.
     assert_eq!(p.unwrap(&wrapped, &ctx).expect("unwrap"), data_key);
@@ -250,7 +268,9 @@ fn another_database_or_an_altered_blob_is_the_wrong_master_key() {
 
 #[test]
 fn a_blob_wrapped_under_one_key_does_not_unwrap_with_another() {
-    let Some(admin) = Admin::connect() else { return };
+    let Some(admin) = Admin::connect() else {
+        return;
+    };
     let a = admin.provider(&admin.create_key());
     let b_id = admin.create_key();
     let b = admin.provider(&b_id);
@@ -260,7 +280,11 @@ fn a_blob_wrapped_under_one_key_does_not_unwrap_with_another() {
         .expect("wrap");
     // Real KMS answers IncorrectKeyException (WrongMasterKey); moto answers
     // AccessDeniedException (KeyUnavailable). Either way no key comes back.
-    match b.unwrap(&wrapped, &ctx).expect_err("key b must not unwrap key a's blob") {
+    let err = b
+        .unwrap(&wrapped, &ctx)
+        .expect_err("key b must not unwrap key a's blob");
+    eprintln!("key b refused key a's blob: {err}");
+    match err {
         Error::WrongMasterKey { key_id, .. } | Error::KeyUnavailable { key_id, .. } => {
             assert_eq!(key_id, b_id);
         }
@@ -270,7 +294,9 @@ fn a_blob_wrapped_under_one_key_does_not_unwrap_with_another() {
 
 #[test]
 fn a_disabled_key_is_unavailable_until_enabled() {
-    let Some(admin) = Admin::connect() else { return };
+    let Some(admin) = Admin::connect() else {
+        return;
+    };
     let key_id = admin.create_key();
     let p = admin.provider(&key_id);
     let ctx = ctx();
@@ -292,7 +318,10 @@ fn a_disabled_key_is_unavailable_until_enabled() {
         KeyState::Disabled
     );
     let message = p.check().expect_err("check").to_string();
-    assert!(message.contains(&key_id) && message.contains("disabled"), "{message}");
+    assert!(
+        message.contains(&key_id) && message.contains("disabled"),
+        "{message}"
+    );
 
     admin.enable(&key_id);
     assert_eq!(p.check().expect("check"), KeyState::Enabled);
@@ -301,7 +330,9 @@ fn a_disabled_key_is_unavailable_until_enabled() {
 
 #[test]
 fn a_key_pending_deletion_is_unavailable_and_cancelling_leaves_it_disabled() {
-    let Some(admin) = Admin::connect() else { return };
+    let Some(admin) = Admin::connect() else {
+        return;
+    };
     let key_id = admin.create_key();
     let p = admin.provider(&key_id);
     let ctx = ctx();
@@ -341,7 +372,9 @@ fn a_key_pending_deletion_is_unavailable_and_cancelling_leaves_it_disabled() {
 
 #[test]
 fn an_unknown_key_is_not_found() {
-    let Some(admin) = Admin::connect() else { return };
+    let Some(admin) = Admin::connect() else {
+        return;
+    };
     let p = admin.provider("11111111-2222-3333-4444-555555555555");
     assert_eq!(state_of(p.check().expect_err("check")), KeyState::NotFound);
     assert_eq!(
@@ -390,7 +423,9 @@ fn constructors_reject_empty_arguments() {
 
 #[test]
 fn from_sdk_config_uses_the_given_configuration() {
-    let Some(admin) = Admin::connect() else { return };
+    let Some(admin) = Admin::connect() else {
+        return;
+    };
     let key_id = admin.create_key();
     let sdk_config = admin.rt.block_on(
         aws_config::defaults(BehaviorVersion::latest())
@@ -408,7 +443,9 @@ fn from_sdk_config_uses_the_given_configuration() {
 
 #[test]
 fn calls_work_from_inside_an_async_context_and_from_many_threads() {
-    let Some(admin) = Admin::connect() else { return };
+    let Some(admin) = Admin::connect() else {
+        return;
+    };
     let p = Arc::new(admin.provider(&admin.create_key()));
     let ctx = ctx();
     let (key, wrapped) = p.generate_data_key(&ctx).expect("generate");
@@ -440,7 +477,9 @@ fn calls_work_from_inside_an_async_context_and_from_many_threads() {
 
 #[test]
 fn a_keys_file_under_an_aws_key_opens() {
-    let Some(admin) = Admin::connect() else { return };
+    let Some(admin) = Admin::connect() else {
+        return;
+    };
     let aws: SharedProvider = Arc::new(admin.provider(&admin.create_key()));
     let fs = mem_fs();
     let id = DatabaseId::generate().expect("id");
@@ -465,7 +504,9 @@ fn a_keys_file_under_an_aws_key_opens() {
 
 #[test]
 fn switching_between_an_aws_key_and_a_local_kms_key_and_back() {
-    let Some(admin) = Admin::connect() else { return };
+    let Some(admin) = Admin::connect() else {
+        return;
+    };
     let aws_a: SharedProvider = Arc::new(admin.provider(&admin.create_key()));
     let aws_b: SharedProvider = Arc::new(admin.provider(&admin.create_key()));
     let kms_dir = tempfile::tempdir().expect("tmp");
@@ -477,8 +518,8 @@ fn switching_between_an_aws_key_and_a_local_kms_key_and_back() {
     let fs = mem_fs();
     let dir = Path::new("/db");
     let id = DatabaseId::generate().expect("id");
-    let mut keys = KeysFile::create(&fs, dir, aws_a.as_ref(), id, CipherId::ChaCha20Poly1305)
-        .expect("create");
+    let mut keys =
+        KeysFile::create(&fs, dir, aws_a.as_ref(), id, CipherId::ChaCha20Poly1305).expect("create");
     let v2 = keys
         .add_data_key_version(&fs, aws_a.as_ref())
         .expect("rotate");

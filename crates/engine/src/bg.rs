@@ -39,7 +39,19 @@ fn open_table(
     cipher: CipherId,
     cache: &Arc<BlockCache>,
 ) -> Result<Arc<TableHandle>> {
-    let path = table_path(db, meta.number);
+    open_table_at(fs, &table_path(db, meta.number), meta, keyring, cipher, cache)
+}
+
+/// Opens the table at `path` and checks it is exactly the file `meta` describes.
+pub(crate) fn open_table_at(
+    fs: &SharedFs,
+    path: &Path,
+    meta: &FileMeta,
+    keyring: &Keyring,
+    cipher: CipherId,
+    cache: &Arc<BlockCache>,
+) -> Result<Arc<TableHandle>> {
+    let path = path.to_path_buf();
     let label = path.display().to_string();
     if !fs.exists(&path) {
         return Err(Error::Integrity {
@@ -294,7 +306,14 @@ pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
             version: Arc::new(next),
         });
     }
-    inner.wal.remove_obsolete(flushed_seq)?;
+    if inner.opts.pitr_window.is_some() {
+        inner
+            .wal
+            .archive_obsolete(flushed_seq, &inner.path.join(crate::pitr::ARCHIVE_DIR))?;
+        crate::pitr::trim_archive(inner)?;
+    } else {
+        inner.wal.remove_obsolete(flushed_seq)?;
+    }
     inner.counters.flushes.fetch_add(1, Ordering::Relaxed);
     inner.counters.flush_bytes.fetch_add(written, Ordering::Relaxed);
     inner.notify_room();

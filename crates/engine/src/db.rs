@@ -316,7 +316,7 @@ impl Db {
         let cipher = keys.data_cipher();
         let current = path.join(crate::manifest::CURRENT_FILE);
         let rollback = if opts.rollback_protection {
-            let p = crate::keylife::rollback_path(&opts.resolved_keystore_dir(), keyring.database_id());
+            let p = crate::keylife::rollback_path(&opts.resolved_keystore_dir(), keyring.database_id(), &path);
             let last = crate::keylife::read_rollback(&p)?.unwrap_or((0, 0));
             Some(Arc::new(crate::keylife::RollbackCounter {
                 path: p,
@@ -693,6 +693,7 @@ impl Db {
             seq += u64::from(req.count);
             sync |= req.sync;
         }
+        let now_ms = crate::now_ms();
         let frames: Vec<FrameBatch<'_>> = group
             .iter()
             .zip(&firsts)
@@ -700,6 +701,7 @@ impl Db {
                 first_seq: *first,
                 count: req.count,
                 rep: &req.rep,
+                commit_time_ms: now_ms,
             })
             .collect();
         if let Err(e) = inner.wal.append(&frames, sync) {

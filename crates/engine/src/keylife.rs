@@ -148,12 +148,19 @@ pub struct ReencryptReport {
 /// Builds the provider for a switch target (creating an owned key if the database has none).
 pub(crate) fn target_provider(inner: &DbInner, target: &MasterKey) -> Result<SharedProvider> {
     let id = inner.keyring.read().database_id();
+    target_provider_for(&inner.opts, id, target)
+}
+
+/// [`target_provider`] from options and a database id (restore uses it before a database
+/// exists).
+pub(crate) fn target_provider_for(
+    opts: &crate::options::Options,
+    id: sealdb_crypto::DatabaseId,
+    target: &MasterKey,
+) -> Result<SharedProvider> {
     Ok(match target {
-        MasterKey::Owned => Arc::new(OwnedKeyProvider::open_or_create(
-            &inner.opts.resolved_keystore_dir(),
-            id,
-        )?),
-        MasterKey::LocalKms(name) => Arc::new(LocalKms::open(&inner.opts.resolved_kms_dir())?.provider(name)),
+        MasterKey::Owned => Arc::new(OwnedKeyProvider::open_or_create(&opts.resolved_keystore_dir(), id)?),
+        MasterKey::LocalKms(name) => Arc::new(LocalKms::open(&opts.resolved_kms_dir())?.provider(name)),
         MasterKey::Provider(p) => p.clone(),
     })
 }
@@ -405,8 +412,15 @@ const ROLLBACK_MAGIC: &[u8; 8] = b"SDBRBCK1";
 
 /// Where the rollback counter of a database lives: in the keystore, outside the data
 /// directory, so replacing the data directory with an older copy does not roll it back too.
-pub(crate) fn rollback_path(keystore: &Path, id: sealdb_crypto::DatabaseId) -> PathBuf {
-    keystore.join(format!("rollback-{}.ctr", id.to_hex()))
+/// Keyed by database id *and* directory, so a restored copy elsewhere (same id) has its own.
+pub(crate) fn rollback_path(keystore: &Path, id: sealdb_crypto::DatabaseId, dir: &Path) -> PathBuf {
+    // FNV-1a of the absolute path: a stable, short name component.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in dir.as_os_str().as_encoded_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    keystore.join(format!("rollback-{}-{h:016x}.ctr", id.to_hex()))
 }
 
 /// The manifest position last recorded (manifest number, edit groups written to it).

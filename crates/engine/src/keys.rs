@@ -98,7 +98,7 @@ pub(crate) fn open_or_create_keys(
 }
 
 /// Carries an engine error through the crypto layer's resolver callback unchanged in meaning.
-fn to_crypto(e: Error) -> sealdb_crypto::Error {
+pub(crate) fn to_crypto(e: Error) -> sealdb_crypto::Error {
     match e {
         Error::KeyUnavailable {
             provider,

@@ -7,6 +7,7 @@
 //!
 //! Start with [`Db::open`]; see the crate's `examples/` and the repository's `docs/`.
 
+mod backup;
 mod bg;
 mod codec;
 mod db;
@@ -16,12 +17,25 @@ mod keylife;
 mod keys;
 pub mod manifest;
 mod options;
+mod pitr;
 mod version;
 
 pub use db::{Db, Keyspace, LevelStats, OpenStats, Snapshot, Stats, WriteBatch};
 pub use error::{Error, Result};
 pub use iter::DbIter;
+pub use backup::{
+    BackupInfo, BackupVerifyReport, RestoreInfo, RestorePoint, WalSegmentInfo, decode_catalog_for_fuzz,
+    delete_backup, list_backups, read_backup, restore_backup, verify_backup,
+};
 pub use bg::VerifyReport;
 pub use keylife::{DataKeyInfo, KeyEventHook, KeyStatus, ReencryptReport};
 pub use options::{Compression, MasterKey, Options, WriteOptions};
 pub use sealdb_crypto::{CipherId, DatabaseId, KeyDescriptor, KeyEvent, KeyProvider, KeyState};
+
+/// Wall-clock Unix milliseconds (0 before 1970).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

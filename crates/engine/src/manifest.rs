@@ -400,6 +400,17 @@ pub(crate) struct Manifest {
 }
 
 impl Manifest {
+    /// Writes the manifest of a restored database, holding `state`.
+    pub(crate) fn create_with_state(
+        fs: SharedFs,
+        dir: &Path,
+        keyring: &Keyring,
+        cipher: CipherId,
+        state: ManifestState,
+    ) -> Result<Self> {
+        Self::write_new(fs, dir, keyring, cipher, 1, state)
+    }
+
     /// Writes the manifest of a new database.
     pub(crate) fn create(
         fs: SharedFs,

@@ -81,6 +81,10 @@ pub struct Options {
     /// Accept a data directory older than the rollback counter (a deliberate restore of an old
     /// copy); the counter is reset to it.
     pub allow_rollback: bool,
+    /// Point-in-time recovery: keep WAL segments made obsolete by flushes (in
+    /// `<db>/wal-archive/`) for this long (DynamoDB allows 1 to 35 days), so backups carry them
+    /// and a restore can stop at any sequence number or time in the window.
+    pub pitr_window: Option<std::time::Duration>,
     /// Run flushes and compactions on background threads (default). Off, they run only when
     /// asked (`flush`, `compact`), which deterministic tests use.
     pub background_work: bool,
@@ -112,6 +116,7 @@ impl Default for Options {
             level_size_ratio: 10,
             compaction_rate_bytes_per_sec: 0,
             background_work: true,
+            pitr_window: None,
             key_events: None,
             key_check_interval: std::time::Duration::from_secs(300),
             data_key_max_age: None,

@@ -353,6 +353,21 @@ impl FileSystem for CrashFs {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
+        if st.dirs.contains_key(from) {
+            // Directories are modelled as durable on creation; renaming one moves the whole
+            // subtree at once (the model does not tear directory renames).
+            if st.dirs.contains_key(to) {
+                return Err(io::Error::new(io::ErrorKind::AlreadyExists, "target directory exists"));
+            }
+            st.mutate(false)?;
+            let moved: Vec<PathBuf> = st.dirs.keys().filter(|d| d.starts_with(from)).cloned().collect();
+            for d in moved {
+                if let (Some(dir), Ok(rest)) = (st.dirs.remove(&d), d.strip_prefix(from)) {
+                    st.dirs.insert(to.join(rest), dir);
+                }
+            }
+            return Ok(());
+        }
         let id = st.lookup(from)?;
         let (to_dir, to_name) = State::split(to)?;
         st.dir_mut(&to_dir)?;

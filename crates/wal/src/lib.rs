@@ -24,7 +24,8 @@ mod log;
 pub use batch::{BatchBuilder, MAX_KEY_LEN, MAX_VALUE_LEN, Op, RecordIter, RecordRef};
 pub use group::GroupCommit;
 pub use log::{
-    FrameBatch, RecoveryStats, TornTail, Wal, WalOptions, decode_frame_for_fuzz, segment_file_name,
+    FrameBatch, RecoveryStats, SegmentSummary, TornTail, Wal, WalOptions, decode_frame_for_fuzz,
+    segment_file_name, summarize_segment,
 };
 
 /// Errors of the WAL.

@@ -43,6 +43,9 @@ pub struct FrameBatch<'a> {
     pub count: u32,
     /// The encoded records (see [`crate::RecordIter`]).
     pub rep: &'a [u8],
+    /// Commit time of the frame, Unix milliseconds (all batches of a frame share the first
+    /// batch's time; recovery reports the frame's).
+    pub commit_time_ms: u64,
 }
 
 /// The torn tail cut off the last segment during recovery.
@@ -133,8 +136,9 @@ fn decode_batches(b: &[u8]) -> Option<Vec<FrameBatch<'_>>> {
     if b.first() != Some(&FRAME_BATCHES) {
         return None;
     }
-    let count = u32::from_le_bytes(b.get(1..5)?.try_into().ok()?);
-    let mut pos = 5usize;
+    let commit_time_ms = u64::from_le_bytes(b.get(1..9)?.try_into().ok()?);
+    let count = u32::from_le_bytes(b.get(9..13)?.try_into().ok()?);
+    let mut pos = 13usize;
     // Each batch needs at least 16 header bytes: bound the count before allocating.
     if (count as usize).checked_mul(16)? > b.len() {
         return None;
@@ -151,6 +155,7 @@ fn decode_batches(b: &[u8]) -> Option<Vec<FrameBatch<'_>>> {
             first_seq,
             count: n,
             rep,
+            commit_time_ms,
         });
     }
     if pos != b.len() {
@@ -162,6 +167,8 @@ fn decode_batches(b: &[u8]) -> Option<Vec<FrameBatch<'_>>> {
 fn encode_batches(batches: &[FrameBatch<'_>], out: &mut Vec<u8>) -> Result<()> {
     out.clear();
     out.push(FRAME_BATCHES);
+    let time = batches.first().map_or(0, |b| b.commit_time_ms);
+    out.extend_from_slice(&time.to_le_bytes());
     let count = u32::try_from(batches.len())
         .map_err(|_| Error::InvalidArgument("too many batches in one frame".into()))?;
     out.extend_from_slice(&count.to_le_bytes());
@@ -220,6 +227,14 @@ pub struct Wal {
     inner: Mutex<Inner>,
 }
 
+/// What recovery found, for `open` to continue from.
+struct Recovered {
+    stats: RecoveryStats,
+    closed: BTreeMap<u64, u64>,
+    prev_info: (u64, u64, bool),
+    max_number: u64,
+}
+
 struct SegmentOnDisk {
     number: u64,
     path: PathBuf,
@@ -241,11 +256,62 @@ impl Wal {
         min_segment: u64,
         replay: &mut dyn FnMut(FrameBatch<'_>) -> Result<()>,
     ) -> Result<(Self, RecoveryStats)> {
+        let r = Self::recover(&fs, dir, &keyring, opts, min_segment, replay, false)?;
+        // Never append to a recovered segment: start a new one.
+        let number = r.max_number.max(min_segment.saturating_sub(1)) + 1;
+        let start = StartFrame {
+            number,
+            prev_number: r.prev_info.0,
+            prev_end: r.prev_info.1,
+            prev_finished: r.prev_info.2,
+        };
+        let active = create_segment(fs.as_ref(), dir, &keyring, opts.cipher, start)?;
+        Ok((
+            Self {
+                fs,
+                dir: dir.to_path_buf(),
+                opts,
+                inner: Mutex::new(Inner {
+                    active,
+                    closed: r.closed,
+                    poisoned: None,
+                    scratch: Vec::new(),
+                    keyring,
+                }),
+            },
+            r.stats,
+        ))
+    }
+
+    /// Replays the segments of `dir` (an archive, a backup's copy) without changing
+    /// anything: no segment is deleted, synced or created.
+    pub fn replay_read_only(
+        fs: &SharedFs,
+        dir: &Path,
+        keyring: &Keyring,
+        opts: WalOptions,
+        min_segment: u64,
+        replay: &mut dyn FnMut(FrameBatch<'_>) -> Result<()>,
+    ) -> Result<RecoveryStats> {
+        Ok(Self::recover(fs, dir, keyring, opts, min_segment, replay, true)?.stats)
+    }
+
+    fn recover(
+        fs: &SharedFs,
+        dir: &Path,
+        keyring: &Keyring,
+        opts: WalOptions,
+        min_segment: u64,
+        replay: &mut dyn FnMut(FrameBatch<'_>) -> Result<()>,
+        read_only: bool,
+    ) -> Result<Recovered> {
         let io = |p: &Path, e| Error::Io {
             path: p.display().to_string(),
             source: e,
         };
-        fs.create_dir_all(dir).map_err(|e| io(dir, e))?;
+        if !read_only {
+            fs.create_dir_all(dir).map_err(|e| io(dir, e))?;
+        }
         let mut stats = RecoveryStats::default();
         let mut numbers: Vec<u64> = fs
             .list_dir(dir)
@@ -260,11 +326,11 @@ impl Wal {
             .copied()
             .filter(|n| *n < min_segment)
             .collect();
-        for n in &obsolete {
+        for n in obsolete.iter().filter(|_| !read_only) {
             let p = dir.join(segment_file_name(*n));
             fs.remove_file(&p).map_err(|e| io(&p, e))?;
         }
-        if !obsolete.is_empty() {
+        if !obsolete.is_empty() && !read_only {
             fs.sync_dir(dir).map_err(|e| io(dir, e))?;
         }
         stats.obsolete_removed = obsolete.len();
@@ -282,7 +348,7 @@ impl Wal {
             let path = dir.join(segment_file_name(number));
             let is_last = Some(i) == last_index;
             let opened =
-                SealedReader::open(fs.as_ref(), &path, &keyring, &expected).map(|r| {
+                SealedReader::open(fs.as_ref(), &path, keyring, &expected).map(|r| {
                     let first = r.blocks_unfinished_ok().next();
                     (r, first)
                 });
@@ -349,8 +415,10 @@ impl Wal {
                     offset: 0,
                     dropped_bytes: dropped,
                 });
-                fs.remove_file(&last.path).map_err(|e| io(&last.path, e))?;
-                fs.sync_dir(dir).map_err(|e| io(dir, e))?;
+                if !read_only {
+                    fs.remove_file(&last.path).map_err(|e| io(&last.path, e))?;
+                    fs.sync_dir(dir).map_err(|e| io(dir, e))?;
+                }
                 segments.pop();
             }
         // The chain: each segment names its predecessor.
@@ -478,38 +546,15 @@ impl Wal {
 
         // What was replayed may include a previous run's unsynced tail; it is visible from now
         // on, and the new segment's start frame records where it ends, so make it durable first.
-        if let Some(last) = segments.last() {
+        if let Some(last) = segments.last().filter(|_| !read_only) {
             fs.sync_file(&last.path).map_err(|e| io(&last.path, e))?;
         }
-        // Never append to a recovered segment: start a new one.
-        let number = numbers
-            .last()
-            .copied()
-            .unwrap_or(0)
-            .max(min_segment.saturating_sub(1))
-            + 1;
-        let start = StartFrame {
-            number,
-            prev_number: prev_info.0,
-            prev_end: prev_info.1,
-            prev_finished: prev_info.2,
-        };
-        let active = create_segment(fs.as_ref(), dir, &keyring, opts.cipher, start)?;
-        Ok((
-            Self {
-                fs,
-                dir: dir.to_path_buf(),
-                opts,
-                inner: Mutex::new(Inner {
-                    active,
-                    closed,
-                    poisoned: None,
-                    scratch: Vec::new(),
-                    keyring,
-                }),
-            },
+        Ok(Recovered {
             stats,
-        ))
+            closed,
+            prev_info,
+            max_number: numbers.last().copied().unwrap_or(0),
+        })
     }
 
     /// Appends one frame holding `batches`; with `sync`, returns only once it is durable.
@@ -601,6 +646,17 @@ impl Wal {
     /// Deletes closed segments all of whose records have sequence numbers `<= flushed_seq`
     /// (their data is in tables now). Returns how many were deleted.
     pub fn remove_obsolete(&self, flushed_seq: u64) -> Result<usize> {
+        self.retire_obsolete(flushed_seq, None)
+    }
+
+    /// Like [`remove_obsolete`](Self::remove_obsolete), but moves the segments into
+    /// `archive` (same filesystem) instead of deleting them: point-in-time recovery replays
+    /// them later. Their chain continues there.
+    pub fn archive_obsolete(&self, flushed_seq: u64, archive: &Path) -> Result<usize> {
+        self.retire_obsolete(flushed_seq, Some(archive))
+    }
+
+    fn retire_obsolete(&self, flushed_seq: u64, archive: Option<&Path>) -> Result<usize> {
         let mut inner = self.inner.lock();
         // Only a prefix of the chain may go: each segment names its predecessor, so a hole
         // in the middle would read as a lost segment.
@@ -610,13 +666,29 @@ impl Wal {
             .take_while(|(_, max)| **max <= flushed_seq)
             .map(|(n, _)| *n)
             .collect();
+        if let Some(a) = archive {
+            self.fs.create_dir_all(a).map_err(|e| Error::Io {
+                path: a.display().to_string(),
+                source: e,
+            })?;
+        }
         for n in &doomed {
             let p = self.dir.join(segment_file_name(*n));
-            self.fs.remove_file(&p).map_err(|e| Error::Io {
+            let r = match archive {
+                Some(a) => self.fs.rename(&p, &a.join(segment_file_name(*n))),
+                None => self.fs.remove_file(&p),
+            };
+            r.map_err(|e| Error::Io {
                 path: p.display().to_string(),
                 source: e,
             })?;
             inner.closed.remove(n);
+        }
+        if let (Some(a), false) = (archive, doomed.is_empty()) {
+            self.fs.sync_dir(a).map_err(|e| Error::Io {
+                path: a.display().to_string(),
+                source: e,
+            })?;
         }
         if !doomed.is_empty() {
             self.fs.sync_dir(&self.dir).map_err(|e| Error::Io {
@@ -661,6 +733,81 @@ impl Wal {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// What one segment holds, read without touching it (backups and point-in-time recovery).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentSummary {
+    /// Segment number (from its start frame).
+    pub number: u64,
+    /// The sealed file's id.
+    pub file_id: [u8; 16],
+    /// First and last sequence numbers it holds (0 when it holds none).
+    pub first_seq: u64,
+    /// Last sequence number.
+    pub last_seq: u64,
+    /// Commit times (Unix ms) of its first and last batch frames.
+    pub first_time_ms: u64,
+    /// Last frame's commit time.
+    pub last_time_ms: u64,
+    /// Whether it ends with an end frame.
+    pub finished: bool,
+}
+
+/// Reads a segment's frames to summarize it. A partial block at the end stops the summary
+/// (it is an active or torn segment); any other failure is an error.
+pub fn summarize_segment(
+    fs: &dyn sealdb_vfs::FileSystem,
+    path: &Path,
+    keyring: &Keyring,
+    cipher: CipherId,
+) -> Result<SegmentSummary> {
+    let expected = Expected {
+        kind: ArtifactKind::Wal,
+        database_id: keyring.database_id(),
+        cipher: Some(cipher),
+    };
+    let reader = SealedReader::open(fs, path, keyring, &expected)?;
+    let mut out = SegmentSummary {
+        number: 0,
+        file_id: reader.header().file_id.0,
+        first_seq: 0,
+        last_seq: 0,
+        first_time_ms: 0,
+        last_time_ms: 0,
+        finished: false,
+    };
+    for (i, item) in reader.blocks_unfinished_ok().enumerate() {
+        let (_, block) = match item {
+            Ok(x) => x,
+            Err(sealdb_crypto::Error::Integrity {
+                reason: IntegrityReason::Truncated,
+                ..
+            }) => break,
+            Err(e) => return Err(e.into()),
+        };
+        if i == 0 {
+            let s = StartFrame::decode(&block.data)
+                .ok_or_else(|| Error::Malformed(format!("{}: no start frame", path.display())))?;
+            out.number = s.number;
+            continue;
+        }
+        if block.is_final {
+            out.finished = true;
+            break;
+        }
+        let batches = decode_batches(&block.data)
+            .ok_or_else(|| Error::Malformed(format!("{}: bad frame", path.display())))?;
+        for b in batches {
+            if out.first_seq == 0 {
+                out.first_seq = b.first_seq;
+                out.first_time_ms = b.commit_time_ms;
+            }
+            out.last_seq = b.first_seq + u64::from(b.count).saturating_sub(1);
+            out.last_time_ms = b.commit_time_ms;
+        }
+    }
+    Ok(out)
 }
 
 fn create_segment(

@@ -61,6 +61,7 @@ fn append(wal: &Wal, seq: u64, sync: bool) {
             first_seq: seq,
             count: 1,
             rep: &rep,
+            commit_time_ms: 0,
         }],
         sync,
     )
@@ -280,6 +281,7 @@ fn crash_during_creation_of_a_segment_is_recovered() {
                         first_seq: seq,
                         count: 1,
                         rep: &rep,
+                        commit_time_ms: 0,
                     }],
                     true,
                 )
