@@ -54,7 +54,9 @@ sys.exit(0 if moto.__version__.startswith("5.") else 1)' 2>/dev/null; then
         return
     fi
     echo "moto.sh: installing moto[server] 5.x" >&2
-    "$PYTHON" -m pip install --quiet 'moto[server]==5.*' >&2
+    # A distribution's own Python may refuse system-wide installs (PEP 668): then as the user.
+    "$PYTHON" -m pip install --quiet 'moto[server]==5.*' >&2 ||
+        "$PYTHON" -m pip install --quiet --user --break-system-packages 'moto[server]==5.*' >&2
 }
 
 start() {

@@ -132,6 +132,7 @@ fn structured(data: &[u8]) {
                         first_seq: *s,
                         count: *c,
                         rep: r,
+                        commit_time_ms: 0,
                     })
                     .collect();
                 let sync = op & 0x10 != 0;
@@ -251,6 +252,7 @@ fn structured(data: &[u8]) {
             first_seq: new.0,
             count: new.1,
             rep: &new.2,
+            commit_time_ms: 0,
         }],
         true,
     )

@@ -131,8 +131,9 @@ Line format:
   With --hex, key and value are lower-case hexadecimal (import accepts either case and a
   trailing carriage return): any bytes round-trip.
 
-  With --json, each pair is an object {\"key\": ..., \"value\": ...}; without --hex both
-  must be valid UTF-8 (otherwise the command fails with exit 4 and suggests --hex).";
+  With --json, `scan` prints each pair as an object {\"key\": ..., \"value\": ...}; without
+  --hex both must be valid UTF-8 (otherwise it fails with exit 4 and suggests --hex).
+  `import` and `export` always use the line format; --json only changes their summary line.";
 
 /// How keys and values on the command line and in output are written.
 #[derive(Debug, Clone, Copy, Args)]

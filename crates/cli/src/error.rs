@@ -165,8 +165,14 @@ pub fn clap_failure(e: &clap::Error) -> ExitCode {
         _ => {
             // clap renders "error: ..." plus usage; prefixing the program name gives the same
             // `sealdb: error: ...` shape as every other failure.
+            // (A bare `sealdb` renders the help instead, which gets no prefix.)
             let text = e.render().to_string();
-            let _ = write!(io::stderr(), "sealdb: {text}");
+            let prefix = if text.starts_with("error:") {
+                "sealdb: "
+            } else {
+                ""
+            };
+            let _ = write!(io::stderr(), "{prefix}{text}");
             Exit::Other.code()
         }
     }

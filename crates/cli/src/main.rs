@@ -1,2 +1,29 @@
-//! The `sealdb` command-line program.
-fn main() {}
+//! `sealdb`: the command-line program of the sealdb engine.
+//!
+//! This file only parses, dispatches and maps failures to exit statuses; each command group
+//! lives in its own module. The statuses (0 success, 1 not found, 2 integrity, 3 key
+//! unavailable, 4 anything else) are documented in `--help` and classified in `error.rs`.
+
+mod cli;
+mod commands;
+mod demo;
+mod error;
+mod inspect;
+mod output;
+mod progress;
+mod workload;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => return error::clap_failure(&e),
+    };
+    // `run` closes the database before returning, so exiting here loses nothing.
+    match commands::run(cli) {
+        Ok(()) => error::Exit::Success.code(),
+        Err(e) => error::report(&e),
+    }
+}

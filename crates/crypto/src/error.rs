@@ -23,6 +23,9 @@ pub enum IntegrityReason {
     HeaderMismatch(&'static str),
     /// A length field is out of bounds (over the limit, or past the end of the file).
     BadLength,
+    /// A block's clear prefix (length and flags) failed its checksum: damage, not a torn
+    /// write.
+    PrefixChecksum,
     /// The file ends before its final block: it was cut short.
     Truncated,
     /// Bytes follow the final block.
@@ -46,6 +49,7 @@ impl fmt::Display for IntegrityReason {
             Self::UnknownHeaderField(what) => write!(f, "unknown {what} in header"),
             Self::HeaderMismatch(what) => write!(f, "header {what} does not match"),
             Self::BadLength => f.write_str("length out of bounds"),
+            Self::PrefixChecksum => f.write_str("block length/flags checksum mismatch"),
             Self::Truncated => f.write_str("file truncated before its final block"),
             Self::TrailingData => f.write_str("data after the final block"),
             Self::Malformed(why) => write!(f, "malformed contents: {why}"),

@@ -6,7 +6,7 @@
 //! header   magic "SEALDBSF" | version u16 | kind u8 | cipher u8 | data-key version u32 |
 //!          file id [16] | database id [16] | extension length u32 | reserved [8] | crc32 u32
 //! ext      extension bytes (only the KEYS file uses it: its key envelope)
-//! block*   body length u32 | flags u8 | body (ciphertext) | tag [16] (crc32 [4] for `none`)
+//! block*   body length u32 | flags u8 | prefix crc32 u32 | body (ciphertext) | tag [16] (crc32 [4] for `none`)
 //! ```
 //!
 //! Every integer is little-endian. A block's nonce is its byte offset in the file; its
@@ -36,8 +36,10 @@ pub const MAGIC: [u8; 8] = *b"SEALDBSF";
 pub const FORMAT_VERSION: u16 = 1;
 /// Length of the fixed header.
 pub const HEADER_LEN: usize = 64;
-/// Length of a block's clear prefix (body length and flags).
-pub const BLOCK_PREFIX_LEN: usize = 5;
+/// Length of a block's clear prefix: body length, flags, and a crc32 of (offset, length,
+/// flags). The crc lets a reader tell a damaged length (corruption) from a block cut short by
+/// a crash (a torn tail), which only the end of a file can have.
+pub const BLOCK_PREFIX_LEN: usize = 9;
 /// Largest block body accepted, checked before any allocation.
 pub const MAX_BLOCK_LEN: u32 = 64 << 20;
 /// Largest header extension accepted.
@@ -225,6 +227,11 @@ impl FileHeader {
         if ext_len > MAX_EXTENSION_LEN {
             return Err(bad(IntegrityReason::BadLength));
         }
+        // Only the KEYS file carries an extension: a non-zero length elsewhere is damage
+        // (and must not read as a header cut short).
+        if ext_len != 0 && kind != ArtifactKind::Keys {
+            return Err(bad(IntegrityReason::UnknownHeaderField("extension length")));
+        }
         if fixed.get(52..60) != Some(&[0u8; 8][..]) {
             return Err(bad(IntegrityReason::UnknownHeaderField("reserved bytes")));
         }
@@ -403,6 +410,13 @@ impl BlockSealer {
         &self.label
     }
 
+    fn prefix_crc(offset: u64, len_and_flags: &[u8]) -> u32 {
+        let mut h = crc32fast::Hasher::new();
+        h.update(&offset.to_le_bytes());
+        h.update(len_and_flags);
+        h.finalize()
+    }
+
     fn associated_data(&self, offset: u64, prefix: &[u8; BLOCK_PREFIX_LEN]) -> [u8; AD_LEN] {
         let mut ad = [0u8; AD_LEN];
         let (base, rest) = ad.split_at_mut(HEADER_CRC_OFFSET + 32);
@@ -444,6 +458,8 @@ impl BlockSealer {
         let mut prefix = [0u8; BLOCK_PREFIX_LEN];
         prefix[..4].copy_from_slice(&body_len.to_le_bytes());
         prefix[4] = if is_final { FLAG_FINAL } else { 0 };
+        let crc = Self::prefix_crc(offset, &prefix[..5]);
+        prefix[5..9].copy_from_slice(&crc.to_le_bytes());
         let ad = self.associated_data(offset, &prefix);
         let start = out.len();
         out.reserve(BLOCK_PREFIX_LEN + plaintext.len() + tag_len);
@@ -489,6 +505,10 @@ impl BlockSealer {
         let flags = prefix[4];
         if flags & !FLAG_FINAL != 0 {
             return Err(err(IntegrityReason::AuthenticationFailed));
+        }
+        let stored_crc = le_u32(&prefix, 5).ok_or_else(|| err(IntegrityReason::BadLength))?;
+        if Self::prefix_crc(offset, prefix.get(..5).unwrap_or_default()) != stored_crc {
+            return Err(err(IntegrityReason::PrefixChecksum));
         }
         let body_end = BLOCK_PREFIX_LEN + body_len as usize;
         if raw.len() != body_end + tag_len {
@@ -768,6 +788,12 @@ impl SealedReader {
             .read_exact_at(&mut prefix, offset)
             .map_err(|e| Error::io(self.sealer.label.clone(), e))?;
         let body_len = le_u32(&prefix, 0).ok_or_else(|| err(IntegrityReason::BadLength))?;
+        let stored_crc = le_u32(&prefix, 5).ok_or_else(|| err(IntegrityReason::BadLength))?;
+        // A prefix that does not check out is damage, not a torn write: a torn tail keeps
+        // the bytes it wrote, so a complete prefix is always intact.
+        if BlockSealer::prefix_crc(offset, prefix.get(..5).unwrap_or_default()) != stored_crc {
+            return Err(err(IntegrityReason::PrefixChecksum));
+        }
         if body_len > MAX_BLOCK_LEN {
             return Err(err(IntegrityReason::BadLength));
         }

@@ -105,7 +105,7 @@ fn raw_blocks(bytes: &[u8], tag_len: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
     let header = bytes[..at].to_vec();
     while at < bytes.len() {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4")) as usize;
-        let end = at + 5 + len + tag_len;
+        let end = at + 9 + len + tag_len;
         blocks.push(bytes[at..end].to_vec());
         at = end;
     }

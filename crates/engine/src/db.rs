@@ -188,6 +188,13 @@ pub(crate) struct DbInner {
     pub(crate) last_key_check: Mutex<u64>,
     /// Stops the key-check thread when dropped.
     pub(crate) key_stop: Mutex<Option<Sender<()>>>,
+    /// Held by the group-commit leader for a whole group, and by operations that must not
+    /// interleave with commits (index definition, backfill chunks, stream enabling).
+    pub(crate) commit_lock: Mutex<()>,
+    /// Secondary indexes the write path maintains.
+    pub(crate) indexes: RwLock<Arc<crate::index::IndexSet>>,
+    /// Change streams by keyspace.
+    pub(crate) streams: RwLock<Arc<crate::streams::StreamSet>>,
     _lock: Box<dyn FileLock>,
 }
 
@@ -264,7 +271,7 @@ pub struct Snapshot {
     seq: u64,
 }
 
-fn keyspace_key(id: u32, key: &[u8]) -> Vec<u8> {
+pub(crate) fn keyspace_key(id: u32, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(KEYSPACE_PREFIX_LEN + key.len());
     k.extend_from_slice(&id.to_be_bytes());
     k.extend_from_slice(key);
@@ -362,6 +369,12 @@ impl Db {
         }
         let state = manifest.state().clone();
 
+        let cache = BlockCache::new(opts.block_cache_bytes);
+        let version = crate::bg::load_version(&fs, &path, &state, &keyring, cipher, &cache)?;
+        let streams = crate::streams::open_streams(&fs, &path, &state, &keyring, cipher)?;
+        let indexes = crate::index::IndexSet::from_manifest(&state, &opts.custom_extractors)?;
+        let mut regenerated: Vec<(u32, Vec<crate::streams::Change>, u64)> = Vec::new();
+
         // Recovery: replay the WAL into memtables, rotating as they fill.
         let mut memtables: Vec<Arc<Memtable>> = vec![Arc::new(Memtable::new(1))];
         let mut next_id = 2u64;
@@ -385,8 +398,40 @@ impl Db {
                 let Some(mem) = memtables.last().cloned() else {
                     return Ok(());
                 };
-                for (seq, rec) in (batch.first_seq..).zip(RecordIter::new(batch.rep)) {
+                let mut changes = Vec::new();
+                for (pos, (seq, rec)) in (batch.first_seq..).zip(RecordIter::new(batch.rep)).enumerate() {
                     let rec = rec?;
+                    // A stream that lags the WAL (a crash between the two) gets its missing
+                    // records from the replay, with old images read before each insert.
+                    if let Some(s) = streams.get(&rec.keyspace) {
+                        if seq > s.log.last_seq() {
+                            let ikey = keyspace_key(rec.keyspace, rec.key);
+                            let mut old = None;
+                            let mut found = false;
+                            for m in memtables.iter().rev() {
+                                if let Some((_, v)) = m.get(&ikey, u64::MAX) {
+                                    old = v;
+                                    found = true;
+                                    break;
+                                }
+                            }
+                            if !found {
+                                old = version
+                                    .get(rec.keyspace, rec.key, u64::MAX)
+                                    .ok()
+                                    .flatten()
+                                    .and_then(|(_, v)| v);
+                            }
+                            changes.push(crate::streams::Change {
+                                keyspace: rec.keyspace,
+                                key: rec.key.to_vec(),
+                                old,
+                                new: matches!(rec.op, Op::Put).then(|| rec.value.to_vec()),
+                                position: pos as u32,
+                                first_seq: batch.first_seq,
+                            });
+                        }
+                    }
                     if state.keyspaces.contains_key(&rec.keyspace) {
                         let kind = match rec.op {
                             Op::Put => ValueKind::Put,
@@ -402,6 +447,9 @@ impl Db {
                         }
                     }
                 }
+                if !changes.is_empty() {
+                    regenerated.push((0, changes, batch.commit_time_ms));
+                }
                 if mem.approximate_bytes() >= memtable_size {
                     mem.freeze();
                     memtables.push(Arc::new(Memtable::new(next_id)));
@@ -413,6 +461,16 @@ impl Db {
         if let Some(e) = replay_err {
             return Err(e);
         }
+        let streams = Arc::new(streams);
+        if !regenerated.is_empty() {
+            let shim = StreamShim { streams: &streams };
+            for (_, changes, time) in &regenerated {
+                shim.append(std::slice::from_ref(changes), *time)?;
+            }
+            for s in streams.values() {
+                s.log.sync().map_err(|e| Error::Corruption(e.to_string()))?;
+            }
+        }
         let last_seq = wal_stats.last_seq.max(state.flushed_seq);
         let active = memtables
             .pop()
@@ -423,8 +481,6 @@ impl Db {
             .iter()
             .map(|(id, name)| (name.clone(), *id))
             .collect();
-        let cache = BlockCache::new(opts.block_cache_bytes);
-        let version = crate::bg::load_version(&fs, &path, &state, &keyring, cipher, &cache)?;
 
         let inner = DbInner {
             path,
@@ -465,6 +521,9 @@ impl Db {
             key_block: Mutex::new(None),
             last_key_check: Mutex::new(sealdb_crypto::unix_now()),
             key_stop: Mutex::new(None),
+            commit_lock: Mutex::new(()),
+            indexes: RwLock::new(Arc::new(indexes)),
+            streams: RwLock::new(streams),
             _lock: lock,
         };
         let inner = Arc::new(inner);
@@ -529,6 +588,13 @@ impl Db {
 
     /// Opens an existing keyspace by name.
     pub fn keyspace(&self, name: &str) -> Result<Keyspace> {
+        if name.starts_with(crate::index::INTERNAL_PREFIX) {
+            return Err(Error::KeyspaceNotFound(name.to_string()));
+        }
+        self.keyspace_any(name)
+    }
+
+    fn keyspace_any(&self, name: &str) -> Result<Keyspace> {
         let id = self
             .inner
             .keyspaces
@@ -545,6 +611,17 @@ impl Db {
 
     /// Opens the keyspace `name`, creating it (durably) if it does not exist.
     pub fn create_keyspace(&self, name: &str) -> Result<Keyspace> {
+        if name.starts_with(crate::index::INTERNAL_PREFIX) {
+            return Err(Error::InvalidArgument(format!(
+                "keyspace names starting with {} are reserved",
+                crate::index::INTERNAL_PREFIX
+            )));
+        }
+        self.create_keyspace_internal(name)
+    }
+
+    /// Creates (or opens) a keyspace by any name, internal ones included.
+    pub(crate) fn create_keyspace_internal(&self, name: &str) -> Result<Keyspace> {
         if name.is_empty() || name.len() > MAX_KEYSPACE_NAME {
             return Err(Error::InvalidArgument(format!(
                 "keyspace names are 1 to {MAX_KEYSPACE_NAME} bytes"
@@ -552,7 +629,7 @@ impl Db {
         }
         self.check_writable()?;
         let mut manifest = self.inner.manifest.lock();
-        if let Ok(ks) = self.keyspace(name) {
+        if let Ok(ks) = self.keyspace_any(name) {
             return Ok(ks);
         }
         let id = manifest.state().next_keyspace_id;
@@ -577,6 +654,27 @@ impl Db {
     /// Drops a keyspace and everything in it.
     pub fn drop_keyspace(&self, name: &str) -> Result<()> {
         let ks = self.keyspace(name)?;
+        // Its indexes and stream go with it.
+        let idx: Vec<String> = self
+            .inner
+            .indexes
+            .read()
+            .by_base
+            .get(&ks.id)
+            .map(|v| v.iter().map(|i| i.name.clone()).collect())
+            .unwrap_or_default();
+        for i in idx {
+            self.drop_index(&i)?;
+        }
+        if self.inner.streams.read().contains_key(&ks.id) {
+            self.disable_stream(&ks)?;
+        }
+        self.drop_keyspace_internal(name)
+    }
+
+    /// Drops a keyspace by any name, internal ones included.
+    pub(crate) fn drop_keyspace_internal(&self, name: &str) -> Result<()> {
+        let ks = self.keyspace_any(name)?;
         if ks.id == DEFAULT_KEYSPACE {
             return Err(Error::InvalidArgument(
                 "the default keyspace cannot be dropped".into(),
@@ -594,7 +692,34 @@ impl Db {
 
     /// Names of every keyspace, sorted.
     pub fn keyspace_names(&self) -> Vec<String> {
-        self.inner.keyspaces.read().keys().cloned().collect()
+        self.inner
+            .keyspaces
+            .read()
+            .keys()
+            .filter(|n| !n.starts_with(crate::index::INTERNAL_PREFIX))
+            .cloned()
+            .collect()
+    }
+
+    /// `check_writable` for sibling modules.
+    pub(crate) fn check_writable_pub(&self) -> Result<()> {
+        self.check_writable()
+    }
+
+    /// A point read by keyspace id at a snapshot (for sibling modules).
+    pub(crate) fn get_internal(&self, keyspace: u32, key: &[u8], snapshot: u64) -> Result<Option<Vec<u8>>> {
+        self.get_at(keyspace, key, snapshot)
+    }
+
+    /// A scan by keyspace id at a snapshot (for sibling modules).
+    pub(crate) fn iter_internal(
+        &self,
+        keyspace: u32,
+        lower: Bound<Vec<u8>>,
+        upper: Bound<Vec<u8>>,
+        snapshot: u64,
+    ) -> Result<DbIter> {
+        self.iter_at(keyspace, lower, upper, snapshot)
     }
 
     /// Sets `key` to `value` in the default keyspace (not synced).
@@ -663,6 +788,96 @@ impl Db {
     /// Runs on the group-commit leader: assigns sequence numbers, writes one WAL frame (one
     /// sync if any writer asked for it), applies the batches to the memtable, then publishes.
     fn commit_group(&self, group: Vec<(u64, WriteRequest)>) -> Vec<(u64, Result<u64>)> {
+        let _exclusive = self.inner.commit_lock.lock();
+        self.commit_locked(group)
+    }
+
+    /// Runs `f` with the commit path held: no write commits meanwhile, and `f` may commit
+    /// through [`commit_internal`](Self::commit_internal).
+    pub(crate) fn run_exclusive<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let _exclusive = self.inner.commit_lock.lock();
+        f()
+    }
+
+    /// Commits a batch from inside [`run_exclusive`](Self::run_exclusive).
+    pub(crate) fn commit_internal(&self, batch: BatchBuilder) -> Result<u64> {
+        let req = WriteRequest {
+            count: batch.count(),
+            rep: batch.rep().to_vec(),
+            sync: false,
+        };
+        self.commit_locked(vec![(0, req)])
+            .into_iter()
+            .next()
+            .map_or_else(|| Err(Error::Corruption("empty commit".into())), |(_, r)| r)
+    }
+
+    /// Adds the records that keep secondary indexes in step (same batch, so atomic) and
+    /// collects the changes streams record. Reads each touched item's current value: only for
+    /// keyspaces that have an index or a stream.
+    fn expand(
+        &self,
+        req: &mut WriteRequest,
+        overlay: &mut std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>,
+        snapshot: u64,
+        indexes: &crate::index::IndexSet,
+        changes: &mut Vec<crate::streams::Change>,
+    ) -> Result<()> {
+        let streams = self.inner.streams.read().clone();
+        let touched = RecordIter::new(&req.rep).any(|r| {
+            r.is_ok_and(|r| indexes.by_base.contains_key(&r.keyspace) || streams.contains_key(&r.keyspace))
+        });
+        if !touched {
+            return Ok(());
+        }
+        let mut extra = BatchBuilder::new();
+        let mut all = BatchBuilder::new();
+        for (pos, rec) in RecordIter::new(&req.rep).enumerate() {
+            let rec = rec.map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            match rec.op {
+                Op::Put => all.put(rec.keyspace, rec.key, rec.value),
+                Op::Delete => all.delete(rec.keyspace, rec.key),
+            }
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            let idx = indexes.by_base.get(&rec.keyspace);
+            let stream = streams.get(&rec.keyspace);
+            if idx.is_none() && stream.is_none() {
+                continue;
+            }
+            let old = crate::index::leader_read(&self.inner, self, overlay, rec.keyspace, rec.key, snapshot)?;
+            let new = match rec.op {
+                Op::Put => Some(rec.value.to_vec()),
+                Op::Delete => None,
+            };
+            if let Some(idx) = idx {
+                crate::index::maintain(idx, rec.key, old.as_deref(), new.as_deref(), &mut extra)?;
+            }
+            if stream.is_some() {
+                changes.push(crate::streams::Change {
+                    keyspace: rec.keyspace,
+                    key: rec.key.to_vec(),
+                    old: old.clone(),
+                    new: new.clone(),
+                    position: pos as u32,
+                    first_seq: 0,
+                });
+            }
+            overlay.insert(keyspace_key(rec.keyspace, rec.key), new);
+        }
+        for rec in RecordIter::new(extra.rep()) {
+            let rec = rec.map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            match rec.op {
+                Op::Put => all.put(rec.keyspace, rec.key, rec.value),
+                Op::Delete => all.delete(rec.keyspace, rec.key),
+            }
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        }
+        req.count = all.count();
+        req.rep = all.rep().to_vec();
+        Ok(())
+    }
+
+    fn commit_locked(&self, group: Vec<(u64, WriteRequest)>) -> Vec<(u64, Result<u64>)> {
         let inner = &self.inner;
         if let Err(e) = self.check_writable() {
             let msg = e.to_string();
@@ -683,6 +898,27 @@ impl Db {
         }
         let mut seq = inner.last_seq.load(Ordering::Acquire);
         let mut results: Vec<(u64, Result<u64>)> = rotations.into_iter().map(|(id, _)| (id, Ok(seq))).collect();
+        // Index maintenance and stream capture, when any keyspace has them.
+        let indexes = inner.indexes.read().clone();
+        let has_streams = !inner.streams.read().is_empty();
+        let mut changes: Vec<Vec<crate::streams::Change>> = Vec::new();
+        let group = if indexes.is_empty() && !has_streams {
+            group
+        } else {
+            let mut overlay = std::collections::HashMap::new();
+            let mut kept = Vec::with_capacity(group.len());
+            for (id, mut req) in group {
+                let mut c = Vec::new();
+                match self.expand(&mut req, &mut overlay, seq, &indexes, &mut c) {
+                    Ok(()) => {
+                        changes.push(c);
+                        kept.push((id, req));
+                    }
+                    Err(e) => results.push((id, Err(e))),
+                }
+            }
+            kept
+        };
         if group.is_empty() {
             return results;
         }
@@ -712,6 +948,22 @@ impl Db {
                 .collect();
         }
         drop(frames);
+        // Change records go to the streams after the WAL and before the memtable: a flush
+        // (which may delete WAL segments) never sees data whose records are not appended.
+        if !changes.is_empty() {
+            for (c, first) in changes.iter_mut().zip(&firsts) {
+                for ch in c.iter_mut() {
+                    ch.first_seq = *first;
+                }
+            }
+            if let Err(e) = crate::streams::append_changes(inner, &changes, now_ms, sync) {
+                let msg = self.poison(e).to_string();
+                return group
+                    .into_iter()
+                    .map(|(id, _)| (id, Err(Error::Poisoned(msg.clone()))))
+                    .collect();
+            }
+        }
         inner.counters.commit_groups.fetch_add(1, Ordering::Relaxed);
         if sync {
             inner.counters.wal_syncs.fetch_add(1, Ordering::Relaxed);
@@ -1015,6 +1267,11 @@ impl DbInner {
 }
 
 impl Keyspace {
+    /// The keyspace's numeric id (stable for its life; never reused).
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
     /// The keyspace's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -1169,5 +1426,31 @@ impl Drop for Snapshot {
                 snaps.remove(&self.seq);
             }
         }
+    }
+}
+
+/// Appends regenerated change records during recovery (before the database is shared).
+struct StreamShim<'a> {
+    streams: &'a Arc<crate::streams::StreamSet>,
+}
+
+impl StreamShim<'_> {
+    fn append(&self, groups: &[Vec<crate::streams::Change>], time_ms: u64) -> Result<()> {
+        let mut per: std::collections::HashMap<u32, Vec<sealdb_stream::ChangeRecord>> = Default::default();
+        for c in groups.iter().flatten() {
+            if let Some(s) = self.streams.get(&c.keyspace) {
+                if let Some(r) = crate::streams::to_record(c, s.view, &s.keyspace_name, time_ms) {
+                    per.entry(c.keyspace).or_default().push(r);
+                }
+            }
+        }
+        for (ks, recs) in per {
+            if let Some(s) = self.streams.get(&ks) {
+                s.log
+                    .append(&recs, false)
+                    .map_err(|e| Error::Corruption(format!("stream recovery: {e}")))?;
+            }
+        }
+        Ok(())
     }
 }

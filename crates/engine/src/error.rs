@@ -80,6 +80,17 @@ pub enum Error {
         /// The position recorded outside the data directory.
         expected: (u64, u64),
     },
+    /// The index exists but its backfill has not finished.
+    #[error("index {0} is still being built")]
+    IndexNotReady(String),
+    /// A stream read asked for records already trimmed by retention.
+    #[error("stream records from {requested} are trimmed; the trim horizon is now {horizon}")]
+    Trimmed {
+        /// The sequence number asked for.
+        requested: u64,
+        /// The oldest retained one.
+        horizon: u64,
+    },
     /// The database directory is locked by another process or handle.
     #[error("database {0} is in use by another process")]
     Locked(String),

@@ -77,6 +77,30 @@ pub(crate) enum Edit {
         number: u64,
     },
     NextKeyspaceId(u32),
+    /// A secondary index: its keyspace, its base keyspace and its persisted definition.
+    CreateIndex { keyspace: u32, base: u32, definition: Vec<u8> },
+    /// The index's backfill finished: queries may use it.
+    IndexReady { keyspace: u32 },
+    /// Change stream settings of a keyspace (view type code, retention in seconds, size cap).
+    SetStream { keyspace: u32, view: u8, retention_secs: u64, max_bytes: u64 },
+    /// The keyspace's change stream is off.
+    ClearStream { keyspace: u32 },
+}
+
+/// A secondary index as the manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IndexRecord {
+    pub base: u32,
+    pub definition: Vec<u8>,
+    pub ready: bool,
+}
+
+/// A change stream's settings as the manifest records them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StreamRecord {
+    pub view: u8,
+    pub retention_secs: u64,
+    pub max_bytes: u64,
 }
 
 impl Edit {
@@ -124,6 +148,27 @@ impl Edit {
             Self::NextKeyspaceId(id) => {
                 w.u8(8).u32(*id);
             }
+            Self::CreateIndex {
+                keyspace,
+                base,
+                definition,
+            } => {
+                w.u8(9).u32(*keyspace).u32(*base).bytes(definition);
+            }
+            Self::IndexReady { keyspace } => {
+                w.u8(10).u32(*keyspace);
+            }
+            Self::SetStream {
+                keyspace,
+                view,
+                retention_secs,
+                max_bytes,
+            } => {
+                w.u8(11).u32(*keyspace).u8(*view).u64(*retention_secs).u64(*max_bytes);
+            }
+            Self::ClearStream { keyspace } => {
+                w.u8(12).u32(*keyspace);
+            }
         }
     }
 
@@ -161,6 +206,23 @@ impl Edit {
                 number: r.u64("file number")?,
             },
             8 => Self::NextKeyspaceId(r.u32("next keyspace id")?),
+            9 => Self::CreateIndex {
+                keyspace: r.u32("index keyspace")?,
+                base: r.u32("base keyspace")?,
+                definition: r.bytes(1 << 20, "index definition")?.to_vec(),
+            },
+            10 => Self::IndexReady {
+                keyspace: r.u32("index keyspace")?,
+            },
+            11 => Self::SetStream {
+                keyspace: r.u32("keyspace")?,
+                view: r.u8("view type")?,
+                retention_secs: r.u64("retention")?,
+                max_bytes: r.u64("size cap")?,
+            },
+            12 => Self::ClearStream {
+                keyspace: r.u32("keyspace")?,
+            },
             t => return Err(Error::Corruption(format!("manifest: unknown edit tag {t}"))),
         })
     }
@@ -178,6 +240,10 @@ pub(crate) struct ManifestState {
     pub next_file_number: u64,
     /// Keyspace ids are never reused, so WAL records of a dropped keyspace never reach a new one.
     pub next_keyspace_id: u32,
+    /// Secondary indexes by their keyspace.
+    pub indexes: BTreeMap<u32, IndexRecord>,
+    /// Change streams by keyspace.
+    pub streams: BTreeMap<u32, StreamRecord>,
     /// Per keyspace, per level, live files by number.
     pub levels: BTreeMap<u32, Vec<BTreeMap<u64, FileMeta>>>,
 }
@@ -194,6 +260,8 @@ impl Default for ManifestState {
             flushed_seq: 0,
             next_file_number: 1,
             next_keyspace_id: 1,
+            indexes: BTreeMap::new(),
+            streams: BTreeMap::new(),
             levels,
         }
     }
@@ -212,6 +280,47 @@ impl ManifestState {
             Edit::DropKeyspace { id } => {
                 self.keyspaces.remove(id);
                 self.levels.remove(id);
+                self.indexes.remove(id);
+                self.streams.remove(id);
+                // Dropping a base keyspace drops its indexes' records (their keyspaces are
+                // dropped by their own edits).
+            }
+            Edit::CreateIndex {
+                keyspace,
+                base,
+                definition,
+            } => {
+                self.indexes.insert(
+                    *keyspace,
+                    IndexRecord {
+                        base: *base,
+                        definition: definition.clone(),
+                        ready: false,
+                    },
+                );
+            }
+            Edit::IndexReady { keyspace } => {
+                if let Some(i) = self.indexes.get_mut(keyspace) {
+                    i.ready = true;
+                }
+            }
+            Edit::SetStream {
+                keyspace,
+                view,
+                retention_secs,
+                max_bytes,
+            } => {
+                self.streams.insert(
+                    *keyspace,
+                    StreamRecord {
+                        view: *view,
+                        retention_secs: *retention_secs,
+                        max_bytes: *max_bytes,
+                    },
+                );
+            }
+            Edit::ClearStream { keyspace } => {
+                self.streams.remove(keyspace);
             }
             Edit::WalMinSegment(n) => self.wal_min_segment = self.wal_min_segment.max(*n),
             Edit::FlushedSeq(s) => self.flushed_seq = self.flushed_seq.max(*s),
@@ -267,6 +376,24 @@ impl ManifestState {
         edits.push(Edit::FlushedSeq(self.flushed_seq));
         edits.push(Edit::NextFileNumber(self.next_file_number));
         edits.push(Edit::NextKeyspaceId(self.next_keyspace_id));
+        for (ks, i) in &self.indexes {
+            edits.push(Edit::CreateIndex {
+                keyspace: *ks,
+                base: i.base,
+                definition: i.definition.clone(),
+            });
+            if i.ready {
+                edits.push(Edit::IndexReady { keyspace: *ks });
+            }
+        }
+        for (ks, s) in &self.streams {
+            edits.push(Edit::SetStream {
+                keyspace: *ks,
+                view: s.view,
+                retention_secs: s.retention_secs,
+                max_bytes: s.max_bytes,
+            });
+        }
         for (ks, levels) in &self.levels {
             for (level, files) in levels.iter().enumerate() {
                 for file in files.values() {

@@ -85,6 +85,9 @@ pub struct Options {
     /// `<db>/wal-archive/`) for this long (DynamoDB allows 1 to 35 days), so backups carry them
     /// and a restore can stop at any sequence number or time in the window.
     pub pitr_window: Option<std::time::Duration>,
+    /// Closures for indexes defined with a custom extractor, by index name (they cannot be
+    /// persisted, so the application registers them at every open).
+    pub custom_extractors: Vec<NamedExtractor>,
     /// Run flushes and compactions on background threads (default). Off, they run only when
     /// asked (`flush`, `compact`), which deterministic tests use.
     pub background_work: bool,
@@ -116,6 +119,7 @@ impl Default for Options {
             level_size_ratio: 10,
             compaction_rate_bytes_per_sec: 0,
             background_work: true,
+            custom_extractors: Vec::new(),
             pitr_window: None,
             key_events: None,
             key_check_interval: std::time::Duration::from_secs(300),
@@ -149,6 +153,21 @@ impl Options {
             Some(p) => p.join("kms"),
             None => PathBuf::from("kms"),
         }
+    }
+}
+
+/// An application's extractor closure for the index of that name.
+#[derive(Clone)]
+pub struct NamedExtractor {
+    /// The index name.
+    pub index: String,
+    /// `(primary key, value) -> index values`.
+    pub extract: sealdb_index::ExtractFn,
+}
+
+impl std::fmt::Debug for NamedExtractor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NamedExtractor({})", self.index)
     }
 }
 

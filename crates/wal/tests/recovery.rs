@@ -246,7 +246,7 @@ fn truncating_a_closed_segment_is_detected() {
     let victim = dir().join(segment_file_name(segs[0]));
     let bytes = fs.contents(&victim).expect("c");
     // Cut the end frame off: the next segment says this one was finished.
-    fs.set_contents(&victim, bytes[..bytes.len() - 22].to_vec())
+    fs.set_contents(&victim, bytes[..bytes.len() - 26].to_vec())
         .expect("set");
     assert!(open(&fs, &keyring, opts(600)).is_err());
 }

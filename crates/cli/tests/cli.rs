@@ -1,0 +1,428 @@
+//! End-to-end tests of the `sealdb` binary: commands, output formats and exit statuses.
+//!
+//! Each test uses its own temporary database and keystore (`--keystore`), so nothing touches
+//! the user's real keystore and tests run in parallel.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+/// A temporary database and keystore, and a way to run the binary against them.
+struct Env {
+    _dir: tempfile::TempDir,
+    db: PathBuf,
+    keystore: PathBuf,
+}
+
+/// What a run produced.
+struct Run {
+    code: Option<i32>,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+impl Run {
+    fn out(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    #[track_caller]
+    fn ok(self) -> Self {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "expected success; stdout: {} stderr: {}",
+            self.out(),
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    fn status(self, code: i32) -> Self {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "expected exit {code}; stdout: {} stderr: {}",
+            self.out(),
+            self.stderr
+        );
+        self
+    }
+}
+
+fn finish(o: Output) -> Run {
+    Run {
+        code: o.status.code(),
+        stdout: o.stdout,
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+impl Env {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("db");
+        let keystore = dir.path().join("keystore");
+        Self {
+            _dir: dir,
+            db,
+            keystore,
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_sealdb"));
+        c.arg("--db")
+            .arg(&self.db)
+            .arg("--keystore")
+            .arg(&self.keystore)
+            .args(args)
+            // Never fall back to the user's real keystore or KMS.
+            .env_remove("SEALDB_KEYSTORE")
+            .env_remove("SEALDB_KMS")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        finish(self.cmd(args).output().expect("run sealdb"))
+    }
+
+    fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Run {
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sealdb");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
+        finish(child.wait_with_output().expect("wait"))
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.db.parent().expect("parent").join(name)
+    }
+
+    fn tables(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.db.join("tables"))
+            .expect("tables dir")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "sst"))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+fn json_lines(s: &str) -> Vec<serde_json::Value> {
+    s.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect()
+}
+
+#[test]
+fn put_get_delete_round_trip() {
+    let e = Env::new();
+    e.run(&["put", "alpha", "one"]).ok();
+    e.run(&["put", "beta", "two words", "--sync"]).ok();
+    assert_eq!(e.run(&["get", "alpha"]).ok().out(), "one\n");
+    assert_eq!(e.run(&["get", "beta"]).ok().out(), "two words\n");
+    // A value starting with a hyphen is a value, not an option.
+    e.run(&["put", "neg", "-5"]).ok();
+    assert_eq!(e.run(&["get", "neg"]).ok().out(), "-5\n");
+    e.run(&["delete", "alpha", "--sync"]).ok();
+    let r = e.run(&["get", "alpha"]).status(1);
+    assert!(
+        r.stderr.contains("sealdb: error: key not found"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty());
+    // JSON and hex forms of the same data.
+    let v = json_lines(&e.run(&["--json", "get", "beta"]).ok().out());
+    assert_eq!(v[0]["value"], "two words");
+    e.run(&["put", "--hex", "00ff", "0a09"]).ok();
+    assert_eq!(e.run(&["get", "--hex", "00ff"]).ok().out(), "0a09\n");
+}
+
+#[test]
+fn get_missing_key_exits_1() {
+    let e = Env::new();
+    e.run(&["put", "a", "1"]).ok();
+    e.run(&["get", "nope"]).status(1);
+    let r = e.run(&["get", "nope", "--json"]).status(1);
+    assert_eq!(json_lines(&r.out())[0]["found"], false);
+}
+
+#[test]
+fn scan_prefix_limit_reverse_and_bounds() {
+    let e = Env::new();
+    let mut input = String::new();
+    for k in ["a1", "a2", "a3", "b1", "b2", "c"] {
+        input.push_str(&format!("{k}\tv-{k}\n"));
+    }
+    e.run_with_stdin(&["import", "-"], input.as_bytes()).ok();
+    assert_eq!(
+        e.run(&["scan", "--prefix", "a"]).ok().out(),
+        "a1\tv-a1\na2\tv-a2\na3\tv-a3\n"
+    );
+    assert_eq!(
+        e.run(&["scan", "--prefix", "a", "--limit", "2", "--reverse"])
+            .ok()
+            .out(),
+        "a3\tv-a3\na2\tv-a2\n"
+    );
+    assert_eq!(
+        e.run(&["scan", "--from", "a3", "--to", "b2"]).ok().out(),
+        "a3\tv-a3\nb1\tv-b1\n"
+    );
+    assert_eq!(e.run(&["scan", "--from", "c", "--to", "a"]).ok().out(), "");
+    let v = json_lines(&e.run(&["scan", "--json", "--limit", "1"]).ok().out());
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0]["key"], "a1");
+    assert_eq!(v[0]["value"], "v-a1");
+}
+
+#[test]
+fn import_export_round_trip_text_and_hex() {
+    let e = Env::new();
+    let text = "k1\tplain value\nk2\twith \\ backslash\r\n\nk3\t\n";
+    let r = e.run_with_stdin(&["import", "-"], text.as_bytes()).ok();
+    assert!(r.out().contains("imported 3 pairs"), "{}", r.out());
+    let out = e.path("out.tsv");
+    e.run(&["export", out.to_str().expect("utf8")]).ok();
+    // Empty lines are skipped; everything else comes back byte for byte.
+    assert_eq!(
+        std::fs::read_to_string(&out).expect("read export"),
+        "k1\tplain value\nk2\twith \\ backslash\r\nk3\t\n"
+    );
+    assert_eq!(
+        e.run(&["export"]).ok().out(),
+        std::fs::read_to_string(&out).expect("read")
+    );
+
+    // A value with a TAB and a newline: text export refuses and points at --hex.
+    e.run(&["put", "--hex", "6b34", "61096220630a"]).ok();
+    let bad = e.path("bad.tsv");
+    let r = e.run(&["export", bad.to_str().expect("utf8")]).status(4);
+    assert!(r.stderr.contains("--hex"), "{}", r.stderr);
+    assert!(!bad.exists(), "a refused export leaves no partial file");
+
+    // Hex export imports into a fresh database identically.
+    let hex = e.run(&["export", "--hex"]).ok().stdout;
+    let e2 = Env::new();
+    e2.run_with_stdin(&["import", "--hex", "-"], &hex).ok();
+    assert_eq!(e2.run(&["export", "--hex"]).ok().stdout, hex);
+    assert_eq!(
+        e2.run(&["get", "--hex", "6b34"]).ok().out(),
+        "61096220630a\n"
+    );
+
+    // Malformed input is a usage error naming the line.
+    let r = e2
+        .run_with_stdin(&["import", "-"], b"ok\tfine\nno tab here\n")
+        .status(4);
+    assert!(r.stderr.contains("line 2"), "{}", r.stderr);
+}
+
+#[test]
+fn verify_clean_database_exits_0() {
+    let e = Env::new();
+    e.run(&["load", "--count", "3000", "--value-size", "50"])
+        .ok();
+    e.run(&["flush"]).ok();
+    let r = e.run(&["verify"]).ok();
+    assert!(r.out().contains("every block authenticated"), "{}", r.out());
+    let v = json_lines(&e.run(&["verify", "--json"]).ok().out());
+    assert_eq!(v.last().expect("summary")["ok"], true);
+}
+
+#[test]
+fn tampered_table_exits_2_naming_the_file_and_block() {
+    let e = Env::new();
+    e.run(&["load", "--count", "3000", "--value-size", "50"])
+        .ok();
+    e.run(&["flush"]).ok();
+    let tables = e.tables();
+    let table = tables.first().expect("a table after flush");
+    let mut bytes = std::fs::read(table).expect("read table");
+    // A third of the way in is inside a data block: only a full verify reads it.
+    let mid = bytes.len() / 3;
+    bytes[mid] ^= 0x40;
+    std::fs::write(table, &bytes).expect("write table");
+
+    let name = table
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let r = e.run(&["verify"]).status(2);
+    let failure = r
+        .out()
+        .lines()
+        .find(|l| l.contains(&name))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no failure names {name}: {}", r.out()));
+    assert!(failure.contains("block offset"), "{failure}");
+    assert!(r.stderr.starts_with("sealdb: error: "), "{}", r.stderr);
+    let r = e.run(&["verify", "--json"]).status(2);
+    let v = json_lines(&r.out());
+    assert!(
+        v.iter()
+            .any(|o| o["file"].as_str().is_some_and(|f| f.contains(&name)) && o["block"].is_u64())
+    );
+    // inspect with the keys pins the same block down.
+    e.run(&["inspect", table.to_str().expect("utf8")]).status(2);
+}
+
+#[test]
+fn wrong_or_empty_keystore_exits_3() {
+    let e = Env::new();
+    e.run(&["put", "k", "v"]).ok();
+    let empty = e.path("empty-keystore");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let r = finish(
+        Command::new(env!("CARGO_BIN_EXE_sealdb"))
+            .args(["get", "k", "--db"])
+            .arg(&e.db)
+            .arg("--keystore")
+            .arg(&empty)
+            .env_remove("SEALDB_KEYSTORE")
+            .output()
+            .expect("run"),
+    )
+    .status(3);
+    assert!(r.stderr.starts_with("sealdb: error: "), "{}", r.stderr);
+}
+
+#[test]
+fn bad_arguments_exit_4_and_help_exits_0() {
+    let e = Env::new();
+    let r = e.run(&["frobnicate"]).status(4);
+    assert!(r.stderr.starts_with("sealdb: error:"), "{}", r.stderr);
+    e.run(&["scan", "--limit", "many"]).status(4);
+    e.run(&["put", "only-a-key"]).status(4);
+    e.run(&["--cipher", "rot13", "put", "k", "v"]).status(4);
+    e.run(&["get", "--hex", "xyz"]).status(4);
+    // Commands other than writers never create a database.
+    let r = e.run(&["get", "k"]).status(4);
+    assert!(!e.db.join("KEYS").exists(), "{}", r.stderr);
+    e.run(&["load", "--count", "1000", "--key-size", "2"])
+        .status(4);
+    let h = e.run(&["--help"]).ok();
+    assert!(h.out().contains("Exit status"));
+    e.run(&["--version"]).ok();
+    e.run(&["scan", "--help"]).ok();
+}
+
+#[test]
+fn inspect_a_table_file_with_and_without_keys() {
+    let e = Env::new();
+    e.run(&["load", "--count", "500"]).ok();
+    e.run(&["flush"]).ok();
+    let table = e.tables().into_iter().next().expect("a table");
+    let t = table.to_str().expect("utf8");
+
+    // Header and layout need no key (and no --db).
+    let r = finish(
+        Command::new(env!("CARGO_BIN_EXE_sealdb"))
+            .args(["inspect", t])
+            .output()
+            .expect("run"),
+    )
+    .ok();
+    let out = r.out();
+    assert!(out.contains("kind table"), "{out}");
+    assert!(out.contains("cipher chacha20poly1305"), "{out}");
+    assert!(out.contains("layout complete"), "{out}");
+
+    // With the database's keys every block opens and gets a role.
+    let out = e.run(&["inspect", t]).ok().out();
+    assert!(out.contains("footer"), "{out}");
+    assert!(out.contains("every block authenticated"), "{out}");
+    assert!(out.contains("500 entries"), "{out}");
+    let v = json_lines(&e.run(&["inspect", t, "--json"]).ok().out());
+    assert_eq!(v[0]["kind"], "table");
+    assert!(
+        v.iter()
+            .any(|o| o["role"] == "footer" && o["final"] == true)
+    );
+
+    // Not a sealed file at all: an integrity failure, exit 2.
+    let junk = e.path("junk");
+    std::fs::write(
+        &junk,
+        b"definitely not sealed, but long enough to hold a header..........",
+    )
+    .expect("write");
+    e.run(&["inspect", junk.to_str().expect("utf8")]).status(2);
+    e.run(&["inspect", e.path("missing").to_str().expect("utf8")])
+        .status(4);
+}
+
+#[test]
+fn stats_json_parses() {
+    let e = Env::new();
+    e.run(&["load", "--count", "2000", "--json"]).ok();
+    e.run(&["compact", "--json"]).ok();
+    let r = e.run(&["stats", "--json"]).ok();
+    let v = json_lines(&r.out());
+    assert_eq!(v.len(), 1);
+    let levels = v[0]["levels"].as_array().expect("levels");
+    let files: u64 = levels
+        .iter()
+        .map(|l| l["files"].as_u64().expect("files"))
+        .sum();
+    assert!(files >= 1, "{}", r.out());
+    assert!(v[0]["cache_hit_ratio"].is_number());
+    assert!(v[0]["write_amplification"].is_number());
+    e.run(&["stats"]).ok();
+}
+
+#[test]
+fn demo_runs_end_to_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = finish(
+        Command::new(env!("CARGO_BIN_EXE_sealdb"))
+            .args(["demo", "--count", "2000"])
+            .current_dir(dir.path())
+            .env_remove("SEALDB_KEYSTORE")
+            .output()
+            .expect("run"),
+    )
+    .ok();
+    let out = r.out();
+    assert!(out.lines().count() < 40, "{out}");
+    assert!(out.contains("every value verified"), "{out}");
+    assert!(out.contains("p99.9"), "{out}");
+    // Throwaway: nothing left in the working directory.
+    assert_eq!(std::fs::read_dir(dir.path()).expect("read").count(), 0);
+
+    let v = json_lines(
+        &finish(
+            Command::new(env!("CARGO_BIN_EXE_sealdb"))
+                .args(["demo", "--count", "300", "--json"])
+                .env_remove("SEALDB_KEYSTORE")
+                .output()
+                .expect("run"),
+        )
+        .ok()
+        .out(),
+    );
+    assert_eq!(v.last().expect("done")["ok"], true);
+}
+
+#[test]
+fn demo_refuses_an_existing_database() {
+    let e = Env::new();
+    e.run(&["put", "k", "v"]).ok();
+    e.run(&["demo", "--count", "10"]).status(4);
+    assert_eq!(e.run(&["get", "k"]).ok().out(), "v\n");
+}

@@ -1,0 +1,356 @@
+//! Change streams in the engine: per keyspace, a sealed stream log (crate `sealdb-stream`)
+//! fed by the commit leader with one record per real change, in commit order; recovered from
+//! the WAL when the stream lags it after a crash.
+
+use crate::db::{Db, DbInner};
+use crate::manifest::Edit;
+use crate::{Error, Result};
+use sealdb_stream::{ChangeRecord, ConsumerPositions, Event, StartAt, StreamLog, StreamOptions, ViewType};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One change the commit leader saw: (keyspace, key, old value, new value), and where the
+/// record sits in its batch (its sequence number is `first_seq + position`).
+#[derive(Debug, Clone)]
+pub(crate) struct Change {
+    pub keyspace: u32,
+    pub key: Vec<u8>,
+    pub old: Option<Vec<u8>>,
+    pub new: Option<Vec<u8>>,
+    pub position: u32,
+    pub first_seq: u64,
+}
+
+/// An enabled stream.
+#[derive(Debug)]
+pub(crate) struct LiveStream {
+    pub keyspace_name: String,
+    pub view: ViewType,
+    pub retention: Duration,
+    pub max_bytes: u64,
+    pub log: StreamLog,
+    pub positions: parking_lot::Mutex<ConsumerPositions>,
+    pub dir: PathBuf,
+}
+
+/// Streams by keyspace id.
+pub(crate) type StreamSet = HashMap<u32, Arc<LiveStream>>;
+
+pub(crate) fn view_code(v: ViewType) -> u8 {
+    match v {
+        ViewType::KeysOnly => 0,
+        ViewType::NewImage => 1,
+        ViewType::OldImage => 2,
+        ViewType::NewAndOldImages => 3,
+    }
+}
+
+pub(crate) fn view_from_code(c: u8) -> Result<ViewType> {
+    Ok(match c {
+        0 => ViewType::KeysOnly,
+        1 => ViewType::NewImage,
+        2 => ViewType::OldImage,
+        3 => ViewType::NewAndOldImages,
+        _ => return Err(Error::Corruption(format!("unknown stream view type {c}"))),
+    })
+}
+
+fn stream_err(e: sealdb_stream::Error) -> Error {
+    match e {
+        sealdb_stream::Error::Crypto(c) => c.into(),
+        sealdb_stream::Error::Trimmed { requested, horizon } => Error::Trimmed { requested, horizon },
+        sealdb_stream::Error::Io { path, source } => Error::Io { path, source },
+        sealdb_stream::Error::InvalidArgument(s) => Error::InvalidArgument(s),
+        other => Error::Corruption(other.to_string()),
+    }
+}
+
+/// The record a change makes, if any: a delete of an absent key and a put that changes
+/// nothing make none.
+pub(crate) fn to_record(c: &Change, view: ViewType, keyspace: &str, time_ms: u64) -> Option<ChangeRecord> {
+    let event = match (&c.old, &c.new) {
+        (None, Some(_)) => Event::Insert,
+        (Some(o), Some(n)) if o == n => return None,
+        (Some(_), Some(_)) => Event::Modify,
+        (Some(_), None) => Event::Remove,
+        (None, None) => return None,
+    };
+    Some(ChangeRecord {
+        seq: c.first_seq + u64::from(c.position),
+        commit_time_ms: time_ms,
+        event,
+        keyspace: keyspace.to_string(),
+        key: c.key.clone(),
+        new_image: if view.includes_new_image() { c.new.clone() } else { None },
+        old_image: if view.includes_old_image() { c.old.clone() } else { None },
+    })
+}
+
+/// Appends a commit group's records to their streams (one sealed block per stream).
+pub(crate) fn append_changes(inner: &DbInner, groups: &[Vec<Change>], time_ms: u64, sync: bool) -> Result<()> {
+    let streams = inner.streams.read().clone();
+    let mut per: HashMap<u32, Vec<ChangeRecord>> = HashMap::new();
+    for c in groups.iter().flatten() {
+        let Some(s) = streams.get(&c.keyspace) else { continue };
+        if let Some(r) = to_record(c, s.view, &s.keyspace_name, time_ms) {
+            per.entry(c.keyspace).or_default().push(r);
+        }
+    }
+    for (ks, records) in per {
+        if let Some(s) = streams.get(&ks) {
+            s.log.append(&records, sync).map_err(stream_err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes every stream durable (before a flush records its sequence number in the manifest,
+/// so a stream never lags data that left the WAL).
+pub(crate) fn sync_all(inner: &DbInner) -> Result<()> {
+    for s in inner.streams.read().values() {
+        s.log.sync().map_err(stream_err)?;
+    }
+    Ok(())
+}
+
+/// Applies retention to every stream.
+pub(crate) fn trim_all(inner: &DbInner) -> Result<()> {
+    for s in inner.streams.read().values() {
+        let cap = (s.max_bytes > 0).then_some(s.max_bytes);
+        s.log.trim(Some(s.retention), cap, crate::now_ms()).map_err(stream_err)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn stream_dir(db: &std::path::Path, keyspace: u32) -> PathBuf {
+    db.join("streams").join(format!("{keyspace:08}"))
+}
+
+/// Opens the streams the manifest lists.
+pub(crate) fn open_streams(
+    fs: &sealdb_vfs::SharedFs,
+    db: &std::path::Path,
+    state: &crate::manifest::ManifestState,
+    keyring: &sealdb_crypto::Keyring,
+    cipher: sealdb_crypto::CipherId,
+) -> Result<StreamSet> {
+    let mut set = StreamSet::new();
+    for (ks, rec) in &state.streams {
+        let Some(name) = state.keyspaces.get(ks) else { continue };
+        let dir = stream_dir(db, *ks);
+        let (log, _) = StreamLog::open(fs.clone(), &dir, keyring.clone(), StreamOptions { cipher, ..StreamOptions::default() })
+            .map_err(stream_err)?;
+        let positions = ConsumerPositions::load(fs.as_ref(), &dir, keyring).map_err(stream_err)?;
+        set.insert(
+            *ks,
+            Arc::new(LiveStream {
+                keyspace_name: name.clone(),
+                view: view_from_code(rec.view)?,
+                retention: Duration::from_secs(rec.retention_secs),
+                max_bytes: rec.max_bytes,
+                log,
+                positions: parking_lot::Mutex::new(positions),
+                dir,
+            }),
+        );
+    }
+    Ok(set)
+}
+
+/// Where a stream reader starts.
+pub use sealdb_stream::StartAt as StreamStart;
+/// A change record.
+pub use sealdb_stream::ChangeRecord as StreamRecord;
+/// A change's kind.
+pub use sealdb_stream::Event as StreamEvent;
+/// What a stream records of each change.
+pub use sealdb_stream::ViewType as StreamView;
+
+/// A batch of records read from a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamBatch {
+    /// The records, in commit order.
+    pub records: Vec<ChangeRecord>,
+    /// Read from `StreamStart::At(next)` to continue.
+    pub next: u64,
+}
+
+/// A stream's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// The keyspace.
+    pub keyspace: String,
+    /// Its view type.
+    pub view: ViewType,
+    /// Retention by age.
+    pub retention: Duration,
+    /// Retention by size (0: none).
+    pub max_bytes: u64,
+    /// Oldest retained sequence number.
+    pub horizon: u64,
+    /// Newest record's sequence number.
+    pub last_seq: u64,
+    /// Bytes of segments.
+    pub bytes: u64,
+}
+
+impl Db {
+    fn live_stream(&self, keyspace: &crate::Keyspace) -> Result<Arc<LiveStream>> {
+        self.inner
+            .streams
+            .read()
+            .get(&keyspace.id())
+            .cloned()
+            .ok_or_else(|| Error::InvalidArgument(format!("keyspace {} has no stream", keyspace.name())))
+    }
+
+    /// Enables the change stream of `keyspace` with a view type and retention (by age, and by
+    /// total size when `max_bytes > 0`). Changes committed from now on are recorded.
+    pub fn enable_stream(
+        &self,
+        keyspace: &crate::Keyspace,
+        view: ViewType,
+        retention: Duration,
+        max_bytes: u64,
+    ) -> Result<()> {
+        let inner = &self.inner;
+        self.run_exclusive(|| {
+            if inner.streams.read().contains_key(&keyspace.id()) {
+                return Err(Error::InvalidArgument(format!(
+                    "keyspace {} already has a stream",
+                    keyspace.name()
+                )));
+            }
+            let keyring = inner.keyring.read().clone();
+            let dir = stream_dir(&inner.path, keyspace.id());
+            let (log, _) = StreamLog::open(
+                inner.fs.clone(),
+                &dir,
+                keyring.clone(),
+                StreamOptions {
+                    cipher: inner.cipher,
+                    ..StreamOptions::default()
+                },
+            )
+            .map_err(stream_err)?;
+            let positions = ConsumerPositions::load(inner.fs.as_ref(), &dir, &keyring).map_err(stream_err)?;
+            inner
+                .manifest
+                .lock()
+                .apply(
+                    vec![Edit::SetStream {
+                        keyspace: keyspace.id(),
+                        view: view_code(view),
+                        retention_secs: retention.as_secs(),
+                        max_bytes,
+                    }],
+                    &keyring,
+                )
+                .map_err(|e| inner.poison(e))?;
+            let mut next = (**inner.streams.read()).clone();
+            next.insert(
+                keyspace.id(),
+                Arc::new(LiveStream {
+                    keyspace_name: keyspace.name().to_string(),
+                    view,
+                    retention,
+                    max_bytes,
+                    log,
+                    positions: parking_lot::Mutex::new(positions),
+                    dir,
+                }),
+            );
+            *inner.streams.write() = Arc::new(next);
+            Ok(())
+        })
+    }
+
+    /// Disables the stream of `keyspace` and deletes its records.
+    pub fn disable_stream(&self, keyspace: &crate::Keyspace) -> Result<()> {
+        let inner = &self.inner;
+        let removed = self.run_exclusive(|| {
+            let keyring = inner.keyring.read().clone();
+            inner
+                .manifest
+                .lock()
+                .apply(vec![Edit::ClearStream { keyspace: keyspace.id() }], &keyring)
+                .map_err(|e| inner.poison(e))?;
+            let mut next = (**inner.streams.read()).clone();
+            let removed = next.remove(&keyspace.id());
+            *inner.streams.write() = Arc::new(next);
+            Ok(removed)
+        })?;
+        if let Some(s) = removed {
+            let dir = s.dir.clone();
+            drop(s);
+            if let Ok(names) = inner.fs.list_dir(&dir) {
+                for n in names {
+                    let _ = inner.fs.remove_file(&dir.join(n));
+                }
+                let _ = inner.fs.remove_dir(&dir);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads up to `max_records` records (and about `max_bytes`) of `keyspace`'s stream.
+    /// Reading below the trim horizon is `Error::Trimmed`, naming the horizon.
+    pub fn read_stream(
+        &self,
+        keyspace: &crate::Keyspace,
+        start: StartAt,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<StreamBatch> {
+        self.check_key()?;
+        let s = self.live_stream(keyspace)?;
+        let b = s.log.read(start, max_records, max_bytes).map_err(stream_err)?;
+        Ok(StreamBatch {
+            records: b.records,
+            next: b.next,
+        })
+    }
+
+    /// Blocks until a record newer than `after_seq` exists or `timeout` passes (no polling);
+    /// returns whether one does.
+    pub fn wait_stream(&self, keyspace: &crate::Keyspace, after_seq: u64, timeout: Duration) -> Result<bool> {
+        let s = self.live_stream(keyspace)?;
+        Ok(s.log.wait_for(after_seq, timeout))
+    }
+
+    /// Durably records consumer `name`'s position (the last sequence number it processed).
+    pub fn commit_stream_position(&self, keyspace: &crate::Keyspace, name: &str, seq: u64) -> Result<()> {
+        let s = self.live_stream(keyspace)?;
+        let keyring = self.inner.keyring.read().clone();
+        s.positions
+            .lock()
+            .commit(self.inner.fs.as_ref(), &s.dir, &keyring, name, seq)
+            .map_err(stream_err)
+    }
+
+    /// Consumer `name`'s committed position, if any.
+    pub fn stream_position(&self, keyspace: &crate::Keyspace, name: &str) -> Result<Option<u64>> {
+        Ok(self.live_stream(keyspace)?.positions.lock().get(name))
+    }
+
+    /// Applies retention now (it also runs after every flush).
+    pub fn trim_streams(&self) -> Result<()> {
+        trim_all(&self.inner)
+    }
+
+    /// The state of `keyspace`'s stream.
+    pub fn stream_info(&self, keyspace: &crate::Keyspace) -> Result<StreamInfo> {
+        let s = self.live_stream(keyspace)?;
+        Ok(StreamInfo {
+            keyspace: s.keyspace_name.clone(),
+            view: s.view,
+            retention: s.retention,
+            max_bytes: s.max_bytes,
+            horizon: s.log.horizon(),
+            last_seq: s.log.last_seq(),
+            bytes: s.log.total_bytes(),
+        })
+    }
+}

@@ -1,0 +1,102 @@
+//! sealdb-stream: the change stream (modelled on DynamoDB Streams).
+//!
+//! A stream is a directory of numbered segments, each a sealed file of kind `stream`, kept
+//! apart from the WAL so that its retention (by age and size) is independent of flushes. The
+//! engine computes [`ChangeRecord`]s in commit order and appends each commit group with
+//! [`StreamLog::append`]; this crate stores, trims and serves them. Every block of a segment
+//! is one *frame*: a start frame (naming the segment, how its predecessor ended and the
+//! stream's last sequence number so far), records frames (one commit group each), and, when
+//! the segment is rolled over, an end frame carrying the final flag. Layout:
+//! `crates/stream/FORMAT.md`.
+//!
+//! What this crate guarantees:
+//! - A commit group is in exactly one sealed block, so it is recovered wholly or not at all.
+//! - A record is durable once [`StreamLog::append`] returns with `sync = true` (and every
+//!   record appended before it with it).
+//! - Recovery never appends to a recovered segment: it starts a new segment (new file id),
+//!   whose start frame records where the recovered one validly ended, so no (key, nonce) pair
+//!   is ever used twice. Only a partial block at the very end of the last segment (a torn
+//!   write) is dropped silently, and it is reported in [`StreamRecovery`].
+//! - Nothing but the sealed-file header is ever written in clear (except in the explicit
+//!   `none` cipher mode): not keys, not images, not keyspace names, not sequence numbers.
+//! - Trimming removes only whole closed segments, oldest first; a read below the trim
+//!   horizon fails with [`Error::Trimmed`] rather than silently skipping records.
+//!
+//! Readers see a record as soon as it is appended, before it is synced; a crash may take
+//! unsynced records away again (as it takes them from the WAL).
+//!
+//! [`ConsumerPositions`] keeps named, durable consumer positions in a small sealed file.
+
+mod log;
+mod positions;
+mod record;
+
+pub use log::{
+    ReadBatch, SEGMENT_SUFFIX, StartAt, StreamLog, StreamOptions, StreamRecovery, TornTail,
+    TrimReport, segment_file_name,
+};
+pub use positions::{ConsumerPositions, MAX_CONSUMER_NAME_LEN, POSITIONS_FILE};
+pub use record::{
+    ChangeRecord, Event, MAX_IMAGE_LEN, MAX_KEY_LEN, MAX_KEYSPACE_LEN, ViewType,
+    decode_records_for_fuzz, encode_record,
+};
+
+/// Errors of the change stream.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A sealing, key or integrity error from the crypto layer (names the file and block).
+    #[error(transparent)]
+    Crypto(#[from] sealdb_crypto::Error),
+    /// A block authenticated but its contents do not parse or do not fit the stream (the
+    /// message names the segment file and the block's byte offset).
+    #[error("malformed change stream contents: {0}")]
+    Malformed(String),
+    /// A read asked for records that retention has already removed.
+    #[error("change stream sequence {requested} has been trimmed; the trim horizon is {horizon}")]
+    Trimmed {
+        /// The first sequence number the read needed.
+        requested: u64,
+        /// The lowest sequence number still retained (read from here instead).
+        horizon: u64,
+    },
+    /// An append's sequence numbers do not strictly increase.
+    #[error("change record sequence {got} does not follow {last}")]
+    OutOfOrder {
+        /// The highest sequence number already in the stream (or earlier in the same append).
+        last: u64,
+        /// The offending sequence number.
+        got: u64,
+    },
+    /// A segment in the middle of the chain is missing, or segments do not link up.
+    #[error("change stream segment chain broken: {0}")]
+    MissingSegment(String),
+    /// An I/O error.
+    #[error("change stream I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A caller passed something unusable.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// An earlier write or sync failed; the stream refuses further appends until reopened,
+    /// since what reached the disk is unknown. Reads keep working.
+    #[error("the change stream is read-only after an earlier I/O failure: {0}")]
+    Poisoned(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// The change stream's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,1017 @@
+//! Segments, appends, rollover, the in-memory index, reads, live tailing, retention and
+//! recovery.
+//!
+//! Locking: `writer` serialises appends (and owns the active segment's file); `index` is the
+//! in-memory picture readers use, held only briefly (never across file I/O by readers, and by
+//! the writer only to publish a block it has written). Lock order: writer, then index.
+//! `trim_lock` serialises trims; it is never held with `writer`.
+
+use crate::record::{
+    FRAME_END, FRAME_RECORDS, FRAME_START, StartFrame, decode_end_frame, decode_records_frame,
+    encode_end_frame, encode_records_frame,
+};
+use crate::{ChangeRecord, Error, Result};
+use parking_lot::{Condvar, Mutex, RwLock};
+use sealdb_crypto::sealed::{BLOCK_PREFIX_LEN, MAX_BLOCK_LEN};
+use sealdb_crypto::{
+    ArtifactKind, BlockHandle, CipherId, Expected, FileId, IntegrityReason, Keyring, SealedReader,
+    SealedWriter,
+};
+use sealdb_vfs::{FileSystem, SharedFs};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The file-name suffix of stream segments.
+pub const SEGMENT_SUFFIX: &str = ".stream";
+
+/// The file name of segment `number`: 16 decimal digits and [`SEGMENT_SUFFIX`].
+pub fn segment_file_name(number: u64) -> String {
+    format!("{number:016}{SEGMENT_SUFFIX}")
+}
+
+fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    if digits.len() != 16 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// How the stream writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamOptions {
+    /// Roll over to a new segment once the active one would grow past this many bytes
+    /// (a segment always takes at least one commit group). Retention removes whole segments,
+    /// so this is also the granularity of trimming.
+    pub segment_size: u64,
+    /// The block cipher (the database's data cipher).
+    pub cipher: CipherId,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        Self {
+            segment_size: 8 << 20,
+            cipher: CipherId::ChaCha20Poly1305,
+        }
+    }
+}
+
+/// Where a read starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// The oldest record still retained.
+    TrimHorizon,
+    /// Just after the newest record: only records appended from now on.
+    Latest,
+    /// The record with this sequence number, or the first one after it.
+    At(u64),
+    /// The first record after this sequence number.
+    After(u64),
+}
+
+/// The result of one read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadBatch {
+    /// Records in sequence order.
+    pub records: Vec<ChangeRecord>,
+    /// Where to continue: pass `StartAt::At(next)`. One past the last record returned, or the
+    /// start position when nothing was returned.
+    pub next: u64,
+}
+
+/// The torn tail cut off the last segment during recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TornTail {
+    /// The segment number.
+    pub segment: u64,
+    /// Where the valid data ended (0: the segment's start frame itself was torn and the
+    /// segment was removed).
+    pub offset: u64,
+    /// Bytes dropped after it.
+    pub dropped_bytes: u64,
+}
+
+/// What recovery found at open.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamRecovery {
+    /// The highest sequence number in the stream (0 if it never held a record).
+    pub last_seq: u64,
+    /// A torn tail cut from the last segment, if any.
+    pub torn_tail: Option<TornTail>,
+    /// Segments recovered and retained (not counting the new one opened for appends).
+    pub segments: usize,
+    /// Records recovered.
+    pub records: u64,
+}
+
+/// What a trim removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrimReport {
+    /// Segments removed.
+    pub segments_removed: usize,
+    /// Bytes those segments occupied.
+    pub bytes_removed: u64,
+    /// The trim horizon afterwards (see [`StreamLog::horizon`]).
+    pub horizon: u64,
+}
+
+/// One records block in the index.
+#[derive(Debug, Clone, Copy)]
+struct BlockEntry {
+    handle: BlockHandle,
+    first_seq: u64,
+    last_seq: u64,
+}
+
+/// What the index knows about one segment.
+#[derive(Debug)]
+struct Segment {
+    number: u64,
+    path: PathBuf,
+    file_id: FileId,
+    /// The stream's last sequence number when the segment was created: every record in it is
+    /// greater.
+    base_seq: u64,
+    blocks: Vec<BlockEntry>,
+    /// Oldest and newest commit time of its records (`None` while it holds none).
+    times: Option<(u64, u64)>,
+    bytes: u64,
+    /// Closed segments get no more blocks; only they may be trimmed.
+    closed: bool,
+    /// A reader, cached; its length may lag behind the active segment's.
+    reader: Option<SealedReader>,
+}
+
+impl Segment {
+    fn first_seq(&self) -> Option<u64> {
+        self.blocks.first().map(|b| b.first_seq)
+    }
+}
+
+#[derive(Debug)]
+struct Index {
+    segments: BTreeMap<u64, Segment>,
+    last_seq: u64,
+    /// Records with sequence numbers up to this were removed by retention (0: none were).
+    trimmed_through: u64,
+}
+
+impl Index {
+    fn horizon(&self) -> u64 {
+        self.segments
+            .values()
+            .find_map(Segment::first_seq)
+            .unwrap_or_else(|| self.last_seq.saturating_add(1))
+    }
+
+    fn total_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.bytes).sum()
+    }
+
+    /// The first block holding a record with sequence number `>= seq`.
+    fn locate(&self, seq: u64) -> Option<(u64, usize)> {
+        self.segments.values().find_map(|s| {
+            s.blocks
+                .last()
+                .filter(|b| b.last_seq >= seq)
+                .map(|_| (s.number, s.blocks.partition_point(|b| b.last_seq < seq)))
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Writer {
+    file: SealedWriter,
+    number: u64,
+    has_records: bool,
+    last_seq: u64,
+    poisoned: Option<String>,
+    scratch: Vec<u8>,
+}
+
+/// The change stream of one database: a chain of sealed segments in one directory, an
+/// in-memory index of their blocks, and a condition variable for live tailing.
+#[derive(Debug)]
+pub struct StreamLog {
+    fs: SharedFs,
+    dir: PathBuf,
+    opts: StreamOptions,
+    keyring: RwLock<Keyring>,
+    writer: Mutex<Writer>,
+    index: Mutex<Index>,
+    appended: Condvar,
+    trim_lock: Mutex<()>,
+}
+
+/// A segment found on disk whose start frame authenticated.
+struct Found {
+    number: u64,
+    path: PathBuf,
+    reader: SealedReader,
+    start: StartFrame,
+}
+
+fn malformed(path: &Path, offset: Option<u64>, why: impl std::fmt::Display) -> Error {
+    match offset {
+        Some(o) => Error::Malformed(format!("{}: block at offset {o}: {why}", path.display())),
+        None => Error::Malformed(format!("{}: {why}", path.display())),
+    }
+}
+
+fn is_truncated(e: &sealdb_crypto::Error) -> bool {
+    matches!(
+        e,
+        sealdb_crypto::Error::Integrity {
+            reason: IntegrityReason::Truncated,
+            ..
+        }
+    )
+}
+
+fn expected(keyring: &Keyring, cipher: CipherId) -> Expected {
+    Expected {
+        kind: ArtifactKind::Stream,
+        database_id: keyring.database_id(),
+        cipher: Some(cipher),
+    }
+}
+
+impl StreamLog {
+    /// Opens the stream in `dir` (creating the directory if needed), verifies every retained
+    /// segment and rebuilds the index, cuts a torn tail of the last segment, and starts a
+    /// fresh segment (new file id) for new appends: a recovered segment is never appended to.
+    pub fn open(
+        fs: SharedFs,
+        dir: &Path,
+        keyring: Keyring,
+        opts: StreamOptions,
+    ) -> Result<(Self, StreamRecovery)> {
+        fs.create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let mut stats = StreamRecovery::default();
+        let mut numbers: Vec<u64> = fs
+            .list_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .iter()
+            .filter_map(|n| parse_segment_name(n))
+            .collect();
+        numbers.sort_unstable();
+        let exp = expected(&keyring, opts.cipher);
+
+        // Pass 1: open every segment and read its start frame. Only the last segment may lack
+        // one (created just before a crash): it holds nothing and is removed.
+        let mut found: Vec<Found> = Vec::with_capacity(numbers.len());
+        for (i, number) in numbers.iter().copied().enumerate() {
+            let path = dir.join(segment_file_name(number));
+            let is_last = i + 1 == numbers.len();
+            let start = match SealedReader::open(fs.as_ref(), &path, &keyring, &exp) {
+                Ok(reader) => match reader.blocks_unfinished_ok().next() {
+                    Some(Ok((handle, block))) => {
+                        let s = StartFrame::decode(&block.data)
+                            .map_err(|why| malformed(&path, Some(handle.offset), why))?;
+                        if s.number != number {
+                            return Err(malformed(
+                                &path,
+                                Some(handle.offset),
+                                format!("start frame names segment {}", s.number),
+                            ));
+                        }
+                        Some((reader, s))
+                    }
+                    Some(Err(e)) if is_last && is_truncated(&e) => None,
+                    None if is_last => None,
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Err(malformed(&path, None, "segment holds no start frame")),
+                },
+                Err(e) if is_last && is_truncated(&e) => None,
+                Err(e) => return Err(e.into()),
+            };
+            match start {
+                Some((reader, start)) => found.push(Found {
+                    number,
+                    path,
+                    reader,
+                    start,
+                }),
+                None => {
+                    let dropped = fs.file_size(&path).unwrap_or(0);
+                    stats.torn_tail = Some(TornTail {
+                        segment: number,
+                        offset: 0,
+                        dropped_bytes: dropped,
+                    });
+                    fs.remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                    fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+                }
+            }
+        }
+        // The chain: each segment names its predecessor. Missing segments at the front are
+        // what trimming leaves; a hole in the middle is an error.
+        for pair in found.windows(2) {
+            if let [a, b] = pair
+                && b.start.prev_number != a.number
+            {
+                return Err(Error::MissingSegment(format!(
+                    "segment {} does not follow segment {} (it names {})",
+                    b.number, a.number, b.start.prev_number
+                )));
+            }
+        }
+
+        // Pass 2: verify every block and rebuild the index.
+        let trimmed_through = found.first().map_or(0, |f| f.start.base_seq);
+        let mut last_seq = trimmed_through;
+        let mut segments: BTreeMap<u64, Segment> = BTreeMap::new();
+        let mut last_finished = false;
+        let mut last_end = 0u64;
+        for (i, seg) in found.iter().enumerate() {
+            if seg.start.base_seq != last_seq {
+                return Err(malformed(
+                    &seg.path,
+                    Some(seg.reader.data_start()),
+                    format!(
+                        "start frame says the stream held up to sequence {}, but the segments \
+                         before it end at {last_seq}",
+                        seg.start.base_seq
+                    ),
+                ));
+            }
+            let next_start = found.get(i + 1).map(|f| f.start);
+            let (blocks, times, valid_end, finished, torn) =
+                replay_segment(seg, next_start, &mut last_seq, &mut stats.records)?;
+            if torn.is_some() {
+                stats.torn_tail = torn;
+            }
+            segments.insert(
+                seg.number,
+                Segment {
+                    number: seg.number,
+                    path: seg.path.clone(),
+                    file_id: seg.reader.header().file_id,
+                    base_seq: seg.start.base_seq,
+                    blocks,
+                    times,
+                    bytes: seg.reader.len(),
+                    closed: true,
+                    reader: Some(seg.reader.clone()),
+                },
+            );
+            last_finished = finished;
+            last_end = valid_end;
+        }
+        stats.last_seq = last_seq;
+
+        // The new segment's start frame: it follows the last recovered segment, unless that
+        // one holds no record at all (a previous open's segment that never got an append), in
+        // which case it is removed and the new segment takes its place in the chain, so
+        // repeated opens do not pile up empty files.
+        let mut start = StartFrame {
+            number: numbers.last().copied().unwrap_or(0).saturating_add(1),
+            prev_number: found.last().map_or(0, |f| f.number),
+            prev_end: last_end,
+            prev_finished: last_finished,
+            base_seq: last_seq,
+        };
+        if let Some(last) = found.last()
+            && !last_finished
+            && segments
+                .get(&last.number)
+                .is_some_and(|s| s.blocks.is_empty())
+        {
+            fs.remove_file(&last.path)
+                .map_err(|e| Error::io(&last.path, e))?;
+            fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+            segments.remove(&last.number);
+            start.prev_number = last.start.prev_number;
+            start.prev_end = last.start.prev_end;
+            start.prev_finished = last.start.prev_finished;
+        }
+        stats.segments = segments.len();
+        // What was recovered may include a previous run's unsynced tail; it is readable from
+        // now on and the new start frame records where it ends, so make it durable first.
+        if let Some(last) = segments.values().next_back() {
+            fs.sync_file(&last.path)
+                .map_err(|e| Error::io(&last.path, e))?;
+        }
+        let file = create_segment(fs.as_ref(), dir, &keyring, opts.cipher, &start)?;
+        segments.insert(
+            start.number,
+            Segment {
+                number: start.number,
+                path: dir.join(segment_file_name(start.number)),
+                file_id: file.header().file_id,
+                base_seq: start.base_seq,
+                blocks: Vec::new(),
+                times: None,
+                bytes: file.offset(),
+                closed: false,
+                reader: None,
+            },
+        );
+        let log = Self {
+            fs,
+            dir: dir.to_path_buf(),
+            opts,
+            keyring: RwLock::new(keyring),
+            writer: Mutex::new(Writer {
+                file,
+                number: start.number,
+                has_records: false,
+                last_seq,
+                poisoned: None,
+                scratch: Vec::new(),
+            }),
+            index: Mutex::new(Index {
+                segments,
+                last_seq,
+                trimmed_through,
+            }),
+            appended: Condvar::new(),
+            trim_lock: Mutex::new(()),
+        };
+        Ok((log, stats))
+    }
+
+    /// Appends one commit group as one sealed block; with `sync`, returns only once it (and
+    /// everything before it) is durable. Sequence numbers must strictly increase within the
+    /// slice and across calls. An empty slice does nothing. Rolls over to a new segment first
+    /// if the active one would grow past [`StreamOptions::segment_size`]. After an I/O failure
+    /// the stream is poisoned and refuses further appends until reopened.
+    pub fn append(&self, records: &[ChangeRecord], sync: bool) -> Result<()> {
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return Ok(());
+        };
+        for r in records {
+            r.validate()?;
+        }
+        let mut guard = self.writer.lock();
+        let w = &mut *guard;
+        if let Some(why) = &w.poisoned {
+            return Err(Error::Poisoned(why.clone()));
+        }
+        let mut prev = w.last_seq;
+        for r in records {
+            if r.seq <= prev {
+                return Err(Error::OutOfOrder {
+                    last: prev,
+                    got: r.seq,
+                });
+            }
+            prev = r.seq;
+        }
+        encode_records_frame(records, &mut w.scratch)?;
+        if w.scratch.len() > MAX_BLOCK_LEN as usize {
+            return Err(Error::InvalidArgument(format!(
+                "the {} change records of one append encode to {} bytes, over the \
+                 {MAX_BLOCK_LEN}-byte block limit",
+                records.len(),
+                w.scratch.len()
+            )));
+        }
+        let on_disk = (BLOCK_PREFIX_LEN + w.scratch.len() + self.opts.cipher.tag_len()) as u64;
+        let result = (|| -> Result<BlockHandle> {
+            if w.has_records && w.file.offset().saturating_add(on_disk) > self.opts.segment_size {
+                self.roll_over(w)?;
+            }
+            let handle = w.file.append_block(&w.scratch)?;
+            if sync {
+                w.file.sync()?;
+            }
+            Ok(handle)
+        })();
+        let handle = match result {
+            Ok(h) => h,
+            Err(e) => {
+                w.poisoned = Some(e.to_string());
+                return Err(e);
+            }
+        };
+        w.has_records = true;
+        w.last_seq = last.seq;
+        if w.scratch.capacity() > 4 << 20 {
+            w.scratch = Vec::new();
+        }
+        let tmin = records.iter().map(|r| r.commit_time_ms).min().unwrap_or(0);
+        let tmax = records.iter().map(|r| r.commit_time_ms).max().unwrap_or(0);
+        {
+            let mut idx = self.index.lock();
+            if let Some(seg) = idx.segments.get_mut(&w.number) {
+                seg.blocks.push(BlockEntry {
+                    handle,
+                    first_seq: first.seq,
+                    last_seq: last.seq,
+                });
+                seg.times = Some(match seg.times {
+                    Some((a, b)) => (a.min(tmin), b.max(tmax)),
+                    None => (tmin, tmax),
+                });
+                seg.bytes = w.file.offset();
+            }
+            idx.last_seq = last.seq;
+        }
+        self.appended.notify_all();
+        Ok(())
+    }
+
+    fn roll_over(&self, w: &mut Writer) -> Result<()> {
+        w.file.finish(&encode_end_frame(w.last_seq))?;
+        w.file.sync()?;
+        let old_number = w.number;
+        let old_end = w.file.offset();
+        let start = StartFrame {
+            number: old_number.saturating_add(1),
+            prev_number: old_number,
+            prev_end: old_end,
+            prev_finished: true,
+            base_seq: w.last_seq,
+        };
+        let keyring = self.keyring.read().clone();
+        let file = create_segment(
+            self.fs.as_ref(),
+            &self.dir,
+            &keyring,
+            self.opts.cipher,
+            &start,
+        )?;
+        let segment = Segment {
+            number: start.number,
+            path: self.dir.join(segment_file_name(start.number)),
+            file_id: file.header().file_id,
+            base_seq: start.base_seq,
+            blocks: Vec::new(),
+            times: None,
+            bytes: file.offset(),
+            closed: false,
+            reader: None,
+        };
+        w.file = file;
+        w.number = start.number;
+        w.has_records = false;
+        let mut idx = self.index.lock();
+        if let Some(old) = idx.segments.get_mut(&old_number) {
+            old.closed = true;
+            old.bytes = old_end;
+        }
+        idx.segments.insert(start.number, segment);
+        Ok(())
+    }
+
+    /// Makes every appended record durable.
+    pub fn sync(&self) -> Result<()> {
+        let mut w = self.writer.lock();
+        if let Some(why) = &w.poisoned {
+            return Err(Error::Poisoned(why.clone()));
+        }
+        let r = w.file.sync();
+        if let Err(e) = &r {
+            w.poisoned = Some(e.to_string());
+        }
+        Ok(r?)
+    }
+
+    /// The highest sequence number appended (0 if the stream never held a record).
+    pub fn last_seq(&self) -> u64 {
+        self.index.lock().last_seq
+    }
+
+    /// The trim horizon: the lowest sequence number still retained, or `last_seq() + 1` when
+    /// no record is retained. Reading at or after it never fails with [`Error::Trimmed`].
+    pub fn horizon(&self) -> u64 {
+        self.index.lock().horizon()
+    }
+
+    /// Reads records from `start`, at most `max_records` (≥ 1) of them and at most
+    /// `max_bytes` of encoded records ([`ChangeRecord::encoded_len`]), except that a read
+    /// returns at least one record when one is available, however large.
+    ///
+    /// `At`/`After` a position whose records retention has removed fail with
+    /// [`Error::Trimmed`]. `Latest` returns nothing now (it positions after the newest
+    /// record). The index finds the first block to read without scanning.
+    pub fn read(&self, start: StartAt, max_records: usize, max_bytes: usize) -> Result<ReadBatch> {
+        if max_records == 0 {
+            return Err(Error::InvalidArgument(
+                "a stream read needs max_records >= 1".into(),
+            ));
+        }
+        let (mut next, cursor) = {
+            let idx = self.index.lock();
+            let seq = match start {
+                StartAt::TrimHorizon => idx.trimmed_through.saturating_add(1),
+                StartAt::Latest => idx.last_seq.saturating_add(1),
+                StartAt::At(s) => s,
+                StartAt::After(s) => match s.checked_add(1) {
+                    Some(s) => s,
+                    None => {
+                        return Ok(ReadBatch {
+                            records: Vec::new(),
+                            next: u64::MAX,
+                        });
+                    }
+                },
+            };
+            if idx.trimmed_through > 0 && seq <= idx.trimmed_through {
+                return Err(Error::Trimmed {
+                    requested: seq,
+                    horizon: idx.horizon(),
+                });
+            }
+            (seq, idx.locate(seq))
+        };
+        let mut records: Vec<ChangeRecord> = Vec::new();
+        let Some((mut seg_no, mut block_no)) = cursor else {
+            return Ok(ReadBatch { records, next });
+        };
+        let mut bytes = 0usize;
+        'blocks: while records.len() < max_records {
+            enum Step {
+                Block(BlockEntry, Option<SealedReader>, PathBuf, FileId),
+                Advance(u64),
+                Done,
+            }
+            let step = {
+                let idx = self.index.lock();
+                match idx.segments.get(&seg_no) {
+                    None if records.is_empty() => {
+                        return Err(Error::Trimmed {
+                            requested: next,
+                            horizon: idx.horizon(),
+                        });
+                    }
+                    None => Step::Done,
+                    Some(seg) => match seg.blocks.get(block_no) {
+                        Some(entry) => Step::Block(
+                            *entry,
+                            seg.reader.clone().filter(|r| r.len() >= entry.handle.end()),
+                            seg.path.clone(),
+                            seg.file_id,
+                        ),
+                        None if seg.closed => idx
+                            .segments
+                            .range(seg_no.saturating_add(1)..)
+                            .next()
+                            .map_or(Step::Done, |(n, _)| Step::Advance(*n)),
+                        None => Step::Done,
+                    },
+                }
+            };
+            let (entry, reader, path, file_id) = match step {
+                Step::Done => break,
+                Step::Advance(n) => {
+                    seg_no = n;
+                    block_no = 0;
+                    continue;
+                }
+                Step::Block(entry, reader, path, file_id) => (entry, reader, path, file_id),
+            };
+            block_no += 1;
+            if entry.last_seq < next {
+                continue;
+            }
+            let reader = match reader {
+                Some(r) => r,
+                None => match self.reopen(seg_no, &path, file_id) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let idx = self.index.lock();
+                        if idx.segments.contains_key(&seg_no) {
+                            return Err(e);
+                        }
+                        if records.is_empty() {
+                            return Err(Error::Trimmed {
+                                requested: next,
+                                horizon: idx.horizon(),
+                            });
+                        }
+                        break;
+                    }
+                },
+            };
+            let block = reader.read_block(entry.handle)?;
+            let offset = Some(entry.handle.offset);
+            if block.is_final {
+                return Err(malformed(&path, offset, "indexed records block is final"));
+            }
+            let decoded =
+                decode_records_frame(&block.data).map_err(|why| malformed(&path, offset, why))?;
+            if decoded.first().map(|r| r.seq) != Some(entry.first_seq)
+                || decoded.last().map(|r| r.seq) != Some(entry.last_seq)
+            {
+                return Err(malformed(
+                    &path,
+                    offset,
+                    "block's sequence numbers differ from the index",
+                ));
+            }
+            for r in decoded {
+                if r.seq < next {
+                    continue;
+                }
+                let len = r.encoded_len();
+                if records.len() >= max_records
+                    || (!records.is_empty() && bytes.saturating_add(len) > max_bytes)
+                {
+                    break 'blocks;
+                }
+                bytes = bytes.saturating_add(len);
+                next = r.seq.saturating_add(1);
+                records.push(r);
+            }
+        }
+        Ok(ReadBatch { records, next })
+    }
+
+    /// Opens a fresh reader on a segment (the cached one is missing or shorter than the
+    /// block), checks that the file is still the one written, and caches it.
+    fn reopen(&self, seg_no: u64, path: &Path, file_id: FileId) -> Result<SealedReader> {
+        let keyring = self.keyring.read().clone();
+        let exp = expected(&keyring, self.opts.cipher);
+        let reader = SealedReader::open(self.fs.as_ref(), path, &keyring, &exp)?;
+        if reader.header().file_id != file_id {
+            return Err(sealdb_crypto::Error::integrity(
+                path.display().to_string(),
+                None,
+                IntegrityReason::ReplacedFile,
+            )
+            .into());
+        }
+        let mut idx = self.index.lock();
+        if let Some(seg) = idx.segments.get_mut(&seg_no)
+            && seg.reader.as_ref().is_none_or(|c| c.len() < reader.len())
+        {
+            seg.reader = Some(reader.clone());
+        }
+        Ok(reader)
+    }
+
+    /// Blocks until a record with a sequence number greater than `after_seq` has been
+    /// appended (returns `true`) or `timeout` passes (returns whether one has by then).
+    pub fn wait_for(&self, after_seq: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut idx = self.index.lock();
+        while idx.last_seq <= after_seq {
+            match deadline {
+                Some(d) => {
+                    if self.appended.wait_until(&mut idx, d).timed_out() {
+                        return idx.last_seq > after_seq;
+                    }
+                }
+                None => self.appended.wait(&mut idx),
+            }
+        }
+        true
+    }
+
+    /// Removes whole closed segments, oldest first, while the oldest one is (a) empty, (b)
+    /// older than `max_age` (its newest record committed before `now_ms - max_age`), or (c)
+    /// the stream's total size exceeds `max_bytes`. Never removes the active segment. Readers
+    /// asking for removed records get [`Error::Trimmed`] from then on.
+    pub fn trim(
+        &self,
+        max_age: Option<Duration>,
+        max_bytes: Option<u64>,
+        now_ms: u64,
+    ) -> Result<TrimReport> {
+        let _serial = self.trim_lock.lock();
+        let doomed: Vec<(PathBuf, u64)> = {
+            let mut guard = self.index.lock();
+            let idx = &mut *guard;
+            let cutoff = max_age
+                .map(|a| now_ms.saturating_sub(u64::try_from(a.as_millis()).unwrap_or(u64::MAX)));
+            let mut total = idx.total_bytes();
+            let mut doomed = Vec::new();
+            for seg in idx.segments.values() {
+                if !seg.closed {
+                    break;
+                }
+                let empty = seg.blocks.is_empty();
+                let expired =
+                    cutoff.is_some_and(|c| seg.times.is_none_or(|(_, newest)| newest < c));
+                let over = max_bytes.is_some_and(|m| total > m);
+                if !(empty || expired || over) {
+                    break;
+                }
+                total = total.saturating_sub(seg.bytes);
+                doomed.push((seg.number, seg.path.clone(), seg.bytes));
+            }
+            for (n, _, _) in &doomed {
+                idx.segments.remove(n);
+            }
+            if let Some(first) = idx.segments.values().next() {
+                idx.trimmed_through = idx.trimmed_through.max(first.base_seq);
+            }
+            doomed.into_iter().map(|(_, p, b)| (p, b)).collect()
+        };
+        // Oldest first, each removal made durable before the next: after a crash the chain
+        // on disk is still a suffix, never one with a hole.
+        let mut report = TrimReport::default();
+        for (path, bytes) in &doomed {
+            match self.fs.remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(path, e)),
+            }
+            self.fs
+                .sync_dir(&self.dir)
+                .map_err(|e| Error::io(&self.dir, e))?;
+            report.segments_removed += 1;
+            report.bytes_removed += bytes;
+        }
+        report.horizon = self.horizon();
+        Ok(report)
+    }
+
+    /// Replaces the keyring; segments created from now on use its current data-key version.
+    /// It must still hold the versions of retained segments for reads of them.
+    pub fn set_keyring(&self, keyring: Keyring) {
+        *self.keyring.write() = keyring;
+    }
+
+    /// Paths of every retained segment (closed and active), oldest first: for backups and
+    /// verification.
+    pub fn segment_paths(&self) -> Vec<PathBuf> {
+        self.index
+            .lock()
+            .segments
+            .values()
+            .map(|s| s.path.clone())
+            .collect()
+    }
+
+    /// Bytes the retained segments occupy.
+    pub fn total_bytes(&self) -> u64 {
+        self.index.lock().total_bytes()
+    }
+
+    /// The stream directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+type Replayed = (
+    Vec<BlockEntry>,
+    Option<(u64, u64)>,
+    u64,
+    bool,
+    Option<TornTail>,
+);
+
+/// Verifies every block of one recovered segment and indexes its records blocks. Returns the
+/// block entries, the commit-time range, where its valid data ends, whether it carries its
+/// end frame, and a torn tail (last segment only).
+fn replay_segment(
+    seg: &Found,
+    next_start: Option<StartFrame>,
+    last_seq: &mut u64,
+    records: &mut u64,
+) -> Result<Replayed> {
+    let reader = &seg.reader;
+    let path = &seg.path;
+    let mut iter = match next_start {
+        Some(ns) if ns.prev_finished => reader.blocks(),
+        _ => reader.blocks_unfinished_ok(),
+    };
+    // A predecessor recovered with a torn tail keeps its torn bytes (files are never
+    // rewritten); the next segment's start frame says where its valid data ended.
+    let stop_at = next_start
+        .filter(|ns| !ns.prev_finished)
+        .map(|ns| ns.prev_end);
+    let mut blocks = Vec::new();
+    let mut times: Option<(u64, u64)> = None;
+    let mut valid_end = reader.data_start();
+    let mut finished = false;
+    let mut torn = None;
+    let mut first = true;
+    loop {
+        if Some(valid_end) == stop_at {
+            break;
+        }
+        let Some(item) = iter.next() else { break };
+        let (handle, block) = match item {
+            Ok(x) => x,
+            Err(e) if next_start.is_none() && is_truncated(&e) => {
+                let offset = match &e {
+                    sealdb_crypto::Error::Integrity { block, .. } => block.unwrap_or(valid_end),
+                    _ => valid_end,
+                };
+                torn = Some(TornTail {
+                    segment: seg.number,
+                    offset,
+                    dropped_bytes: reader.len().saturating_sub(offset),
+                });
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        valid_end = handle.end();
+        let at = Some(handle.offset);
+        if first {
+            first = false; // the start frame, checked in pass 1
+            continue;
+        }
+        match block.data.first() {
+            Some(&FRAME_END) if block.is_final => {
+                let end_seq =
+                    decode_end_frame(&block.data).map_err(|why| malformed(path, at, why))?;
+                if end_seq != *last_seq {
+                    return Err(malformed(
+                        path,
+                        at,
+                        format!(
+                            "end frame names sequence {end_seq}, but the stream ends at {last_seq}"
+                        ),
+                    ));
+                }
+                finished = true;
+                break;
+            }
+            Some(&FRAME_RECORDS) if !block.is_final => {
+                let decoded =
+                    decode_records_frame(&block.data).map_err(|why| malformed(path, at, why))?;
+                let (Some(f), Some(l)) = (decoded.first(), decoded.last()) else {
+                    return Err(malformed(path, at, "records frame holds no records"));
+                };
+                if f.seq <= *last_seq {
+                    return Err(malformed(
+                        path,
+                        at,
+                        format!("sequence {} does not follow {last_seq}", f.seq),
+                    ));
+                }
+                for r in &decoded {
+                    times = Some(match times {
+                        Some((a, b)) => (a.min(r.commit_time_ms), b.max(r.commit_time_ms)),
+                        None => (r.commit_time_ms, r.commit_time_ms),
+                    });
+                }
+                blocks.push(BlockEntry {
+                    handle,
+                    first_seq: f.seq,
+                    last_seq: l.seq,
+                });
+                *last_seq = l.seq;
+                *records += decoded.len() as u64;
+            }
+            Some(&FRAME_START) => {
+                return Err(malformed(path, at, "a second start frame"));
+            }
+            Some(t) => {
+                return Err(malformed(
+                    path,
+                    at,
+                    format!("unexpected frame type {t} (final flag {})", block.is_final),
+                ));
+            }
+            None => return Err(malformed(path, at, "empty block")),
+        }
+    }
+    if let Some(stop) = stop_at
+        && valid_end != stop
+    {
+        return Err(malformed(
+            path,
+            None,
+            format!("valid data ends at {valid_end}, but the next segment recorded {stop}"),
+        ));
+    }
+    if next_start.is_some_and(|ns| ns.prev_finished) && !finished {
+        return Err(malformed(path, None, "segment lacks its end frame"));
+    }
+    Ok((blocks, times, valid_end, finished, torn))
+}
+
+/// Creates segment `start.number` with its start frame, durably (file and directory entry).
+fn create_segment(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    keyring: &Keyring,
+    cipher: CipherId,
+    start: &StartFrame,
+) -> Result<SealedWriter> {
+    let path = dir.join(segment_file_name(start.number));
+    let mut writer = SealedWriter::create(fs, &path, keyring, ArtifactKind::Stream, cipher)?;
+    writer.append_block(&start.encode())?;
+    writer.sync()?;
+    fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    Ok(writer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_round_trip() {
+        assert_eq!(segment_file_name(42), "0000000000000042.stream");
+        assert_eq!(parse_segment_name("0000000000000042.stream"), Some(42));
+        assert_eq!(parse_segment_name("42.stream"), None);
+        assert_eq!(parse_segment_name("0000000000000042.wal"), None);
+    }
+
+    #[test]
+    fn stream_log_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<StreamLog>();
+    }
+}
