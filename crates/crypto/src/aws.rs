@@ -165,6 +165,32 @@ impl AwsKmsProvider {
         &self.client
     }
 
+    /// Creates a new symmetric KMS key with this provider's client and returns its id
+    /// (administration for tools and tests; needs `kms:CreateKey`).
+    pub fn admin_create_key(&self, description: &str) -> Result<String> {
+        let client = self.client.clone();
+        let description = description.to_owned();
+        let out = self.block_on(async move { client.create_key().description(description).send().await })?;
+        out.map_err(|e| self.unavailable(KeyState::Unreachable(format!("CreateKey: {e}"))))?
+            .key_metadata()
+            .map(|m| m.key_id().to_owned())
+            .ok_or_else(|| self.unavailable(KeyState::Unreachable("CreateKey returned no key".into())))
+    }
+
+    /// Enables or disables a KMS key (administration for tools and tests).
+    pub fn admin_set_enabled(&self, key_id: &str, enabled: bool) -> Result<()> {
+        let client = self.client.clone();
+        let key_id = key_id.to_owned();
+        let r = self.block_on(async move {
+            if enabled {
+                client.enable_key().key_id(key_id).send().await.map(|_| ()).map_err(|e| e.to_string())
+            } else {
+                client.disable_key().key_id(key_id).send().await.map(|_| ()).map_err(|e| e.to_string())
+            }
+        })?;
+        r.map_err(|e| self.unavailable(KeyState::Unreachable(format!("EnableKey/DisableKey: {e}"))))
+    }
+
     /// Runs `fut` to completion on the provider's runtime.
     fn block_on<F>(&self, fut: F) -> Result<F::Output>
     where

@@ -649,14 +649,16 @@ pub fn restore_backup(
     }
     // Tables: copies (a restore must not share inodes with the backup it came from).
     let total = chosen.tables.len() as u64;
-    let mut state = ManifestState::default();
-    state.keyspaces = chosen.keyspaces.iter().cloned().collect();
-    state.levels = chosen
-        .keyspaces
-        .iter()
-        .map(|(id, _)| (*id, vec![BTreeMap::new(); NUM_LEVELS]))
-        .collect();
-    state.next_keyspace_id = chosen.keyspaces.iter().map(|(i, _)| i + 1).max().unwrap_or(1).max(1);
+    let mut state = ManifestState {
+        keyspaces: chosen.keyspaces.iter().cloned().collect(),
+        levels: chosen
+            .keyspaces
+            .iter()
+            .map(|(id, _)| (*id, vec![BTreeMap::new(); NUM_LEVELS]))
+            .collect(),
+        next_keyspace_id: chosen.keyspaces.iter().map(|(i, _)| i + 1).max().unwrap_or(1).max(1),
+        ..ManifestState::default()
+    };
     progress(0, total);
     let mut max_number = 0;
     for (i, (ks, level, f)) in chosen.tables.iter().enumerate() {

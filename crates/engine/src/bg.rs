@@ -552,13 +552,12 @@ fn run(inner: &Arc<DbInner>, job: Job) -> Result<()> {
         let new_key = last_key.as_deref() != Some(e.key.as_slice());
         if new_key {
             // Cut output files only between user keys, so a level never splits one key.
-            if builder.as_ref().is_some_and(|(_, b)| b.estimated_size() >= inner.opts.target_file_size) {
-                if let Some((n, b)) = builder.take() {
+            if builder.as_ref().is_some_and(|(_, b)| b.estimated_size() >= inner.opts.target_file_size)
+                && let Some((n, b)) = builder.take() {
                     let meta = b.finish().map_err(table_error)?;
                     written += meta.file_size;
                     outputs.push(to_file_meta(n, &meta));
                 }
-            }
             last_key = Some(e.key.clone());
             last_seq_for_key = u64::MAX;
         }

@@ -403,8 +403,8 @@ impl Db {
                     let rec = rec?;
                     // A stream that lags the WAL (a crash between the two) gets its missing
                     // records from the replay, with old images read before each insert.
-                    if let Some(s) = streams.get(&rec.keyspace) {
-                        if seq > s.log.last_seq() {
+                    if let Some(s) = streams.get(&rec.keyspace)
+                        && seq > s.log.last_seq() {
                             let ikey = keyspace_key(rec.keyspace, rec.key);
                             let mut old = None;
                             let mut found = false;
@@ -431,7 +431,6 @@ impl Db {
                                 first_seq: batch.first_seq,
                             });
                         }
-                    }
                     if state.keyspaces.contains_key(&rec.keyspace) {
                         let kind = match rec.op {
                             Op::Put => ValueKind::Put,
@@ -1438,11 +1437,10 @@ impl StreamShim<'_> {
     fn append(&self, groups: &[Vec<crate::streams::Change>], time_ms: u64) -> Result<()> {
         let mut per: std::collections::HashMap<u32, Vec<sealdb_stream::ChangeRecord>> = Default::default();
         for c in groups.iter().flatten() {
-            if let Some(s) = self.streams.get(&c.keyspace) {
-                if let Some(r) = crate::streams::to_record(c, s.view, &s.keyspace_name, time_ms) {
+            if let Some(s) = self.streams.get(&c.keyspace)
+                && let Some(r) = crate::streams::to_record(c, s.view, &s.keyspace_name, time_ms) {
                     per.entry(c.keyspace).or_default().push(r);
                 }
-            }
         }
         for (ks, recs) in per {
             if let Some(s) = self.streams.get(&ks) {

@@ -14,6 +14,9 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// A key and its value, as scans yield them.
+type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// Keyspace names starting with this are the engine's own (index keyspaces).
 pub(crate) const INTERNAL_PREFIX: &str = "__";
 
@@ -352,7 +355,7 @@ impl Db {
             bounds = tok.resume_bounds(bounds, q.reverse);
         }
         let it = self.iter_internal(idx.keyspace, bounds.0, bounds.1, snapshot)?;
-        let iter: Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>>> = if q.reverse {
+        let iter: Box<dyn Iterator<Item = Result<KeyValue>>> = if q.reverse {
             Box::new(it.rev())
         } else {
             Box::new(it)

@@ -52,6 +52,9 @@ pub(crate) fn resolve_provider(
             let kms = LocalKms::open(&opts.resolved_kms_dir())?;
             Ok(Arc::new(kms.provider(&desc.key_id)))
         }
+        // The standard AWS configuration chain (environment, profile) says where and how.
+        #[cfg(feature = "aws-kms")]
+        "aws-kms" => Ok(Arc::new(sealdb_crypto::AwsKmsProvider::from_env(&desc.key_id)?)),
         _ => Err(Error::KeyUnavailable {
             provider: desc.provider.clone(),
             key_id: desc.key_id.clone(),

@@ -100,13 +100,11 @@ impl Version {
             } else {
                 // Non-overlapping: at most one table can hold the key.
                 let idx = level.partition_point(|t| t.meta.largest.as_slice() < key);
-                if let Some(t) = level.get(idx) {
-                    if key >= t.meta.smallest.as_slice() {
-                        if let Some(found) = t.table.get(key, snapshot).map_err(table_error)? {
+                if let Some(t) = level.get(idx)
+                    && key >= t.meta.smallest.as_slice()
+                        && let Some(found) = t.table.get(key, snapshot).map_err(table_error)? {
                             return Ok(Some(found));
                         }
-                    }
-                }
             }
         }
         Ok(None)
@@ -221,11 +219,10 @@ impl Source for LevelSource {
             match self.iter_at(i)?.next() {
                 Some(r) => return Some(r.map(from_table).map_err(table_error)),
                 None => {
-                    if i + 1 < self.back {
-                        if let Some(slot) = self.iters.get_mut(i) {
+                    if i + 1 < self.back
+                        && let Some(slot) = self.iters.get_mut(i) {
                             *slot = None;
                         }
-                    }
                     self.front += 1;
                 }
             }
@@ -239,11 +236,10 @@ impl Source for LevelSource {
             match self.iter_at(i)?.next_back() {
                 Some(r) => return Some(r.map(from_table).map_err(table_error)),
                 None => {
-                    if i > self.front {
-                        if let Some(slot) = self.iters.get_mut(i) {
+                    if i > self.front
+                        && let Some(slot) = self.iters.get_mut(i) {
                             *slot = None;
                         }
-                    }
                     self.back -= 1;
                 }
             }

@@ -33,7 +33,7 @@ fn switching_keys_under_a_running_workload_fails_no_operation() {
                 while !stop.load(Ordering::Relaxed) {
                     let k = format!("w{w}-{i}");
                     db.default_keyspace()
-                        .put_opt(k.as_bytes(), b"v", WriteOptions { sync: i % 10 == 0 })
+                        .put_opt(k.as_bytes(), b"v", WriteOptions { sync: i.is_multiple_of(10) })
                         .expect("put during switch");
                     assert_eq!(db.get(k.as_bytes()).expect("get during switch"), Some(b"v".to_vec()));
                     i += 1;
