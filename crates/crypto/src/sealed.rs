@@ -677,6 +677,11 @@ impl SealedWriter {
         Ok(())
     }
 
+    /// A handle to sync the file from another thread, where the filesystem supports it.
+    pub fn background_syncer(&self) -> Option<sealdb_vfs::BackgroundSync> {
+        self.file.background_syncer()
+    }
+
     /// Makes everything written durable (`fdatasync`).
     pub fn sync(&mut self) -> Result<()> {
         self.file

@@ -1026,7 +1026,8 @@ impl Db {
         if version.active.is_empty() {
             return Ok(());
         }
-        inner.wal.rotate()?;
+        // The WAL is not rolled here: segments roll by size, and a flush deletes a segment
+        // once every record in it is in tables (the memtable rotation stays cheap).
         version.active.freeze();
         let id = inner.next_memtable_id.fetch_add(1, Ordering::Relaxed);
         let mut immutables = vec![version.active.clone()];

@@ -36,7 +36,16 @@ pub trait WritableFile: Send + Sync + Debug {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// A handle that makes the bytes appended so far durable from another thread, for
+    /// background syncing (it keeps the dirty tail small, so a later foreground sync is short).
+    /// `None` where unsupported (the crashable filesystem keeps syncs deterministic).
+    fn background_syncer(&self) -> Option<BackgroundSync> {
+        None
+    }
 }
+
+/// A background sync handle (see [`WritableFile::background_syncer`]).
+pub type BackgroundSync = std::sync::Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
 
 /// A file opened for positional reads. Implementations are safe to share between threads.
 pub trait RandomAccessFile: Send + Sync + Debug {

@@ -37,6 +37,10 @@ impl WritableFile for RealWritable {
     fn len(&self) -> u64 {
         self.len
     }
+    fn background_syncer(&self) -> Option<crate::BackgroundSync> {
+        let f = self.file.try_clone().ok()?;
+        Some(Arc::new(move || f.sync_data()))
+    }
 }
 
 #[derive(Debug)]

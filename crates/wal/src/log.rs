@@ -206,7 +206,24 @@ struct Active {
     number: u64,
     max_seq: u64,
     has_batches: bool,
+    /// Bytes appended since the last sync (foreground or background).
+    unsynced: u64,
+    syncer: Option<Syncer>,
 }
+
+/// A background sync handle with a `Debug` that says only whether it exists.
+#[derive(Clone)]
+struct Syncer(sealdb_vfs::BackgroundSync);
+
+impl std::fmt::Debug for Syncer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Syncer")
+    }
+}
+
+/// Unsynced bytes after which the active segment is synced in the background, so the
+/// foreground sync at rollover (and the next synced write) has little left to flush.
+const BACKGROUND_SYNC_BYTES: u64 = 4 << 20;
 
 #[derive(Debug)]
 struct Inner {
@@ -225,6 +242,28 @@ pub struct Wal {
     dir: PathBuf,
     opts: WalOptions,
     inner: Mutex<Inner>,
+    /// Hands sync jobs to the background syncer thread (which ends when this drops).
+    background: Mutex<Option<std::sync::mpsc::SyncSender<sealdb_vfs::BackgroundSync>>>,
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        self.background.lock().take();
+    }
+}
+
+fn start_background_syncer() -> Option<std::sync::mpsc::SyncSender<sealdb_vfs::BackgroundSync>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<sealdb_vfs::BackgroundSync>(1);
+    std::thread::Builder::new()
+        .name("sealdb-wal-sync".into())
+        .spawn(move || {
+            // A failed background sync changes nothing promised: synced writes sync themselves.
+            while let Ok(sync) = rx.recv() {
+                let _ = sync();
+            }
+        })
+        .ok()?;
+    Some(tx)
 }
 
 /// What recovery found, for `open` to continue from.
@@ -278,6 +317,7 @@ impl Wal {
                     scratch: Vec::new(),
                     keyring,
                 }),
+                background: Mutex::new(start_background_syncer()),
             },
             r.stats,
         ))
@@ -575,8 +615,16 @@ impl Wal {
                 self.roll_over(inner)?;
             }
             inner.active.writer.append_block(&inner.scratch)?;
+            inner.active.unsynced += inner.scratch.len() as u64;
             if sync {
                 inner.active.writer.sync()?;
+                inner.active.unsynced = 0;
+            } else if inner.active.unsynced >= BACKGROUND_SYNC_BYTES {
+                if let (Some(s), Some(tx)) = (&inner.active.syncer, self.background.lock().as_ref()) {
+                    if tx.try_send(s.0.clone()).is_ok() {
+                        inner.active.unsynced = 0;
+                    }
+                }
             }
             Ok(())
         })();
@@ -825,10 +873,13 @@ fn create_segment(
         path: dir.display().to_string(),
         source: e,
     })?;
+    let syncer = writer.background_syncer().map(Syncer);
     Ok(Active {
         writer,
         number: start.number,
         max_seq: 0,
         has_batches: false,
+        unsynced: 0,
+        syncer,
     })
 }
