@@ -460,6 +460,14 @@ impl Db {
         if let Some(e) = replay_err {
             return Err(e);
         }
+        let mut streams = streams;
+        crate::streams::truncate_phantoms(
+            &fs,
+            &mut streams,
+            &keyring,
+            cipher,
+            wal_stats.last_seq.max(state.flushed_seq),
+        )?;
         let streams = Arc::new(streams);
         if !regenerated.is_empty() {
             let shim = StreamShim { streams: &streams };

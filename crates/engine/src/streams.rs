@@ -159,6 +159,64 @@ pub(crate) fn open_streams(
     Ok(set)
 }
 
+/// Reopens a stream cutting every record above `max_seq`: after a power cut the OS may have
+/// kept a stream's unsynced tail but not the WAL's, and a record must never exist for a write
+/// the WAL lost.
+pub(crate) fn truncate_phantoms(
+    fs: &sealdb_vfs::SharedFs,
+    set: &mut StreamSet,
+    keyring: &sealdb_crypto::Keyring,
+    cipher: sealdb_crypto::CipherId,
+    max_seq: u64,
+) -> Result<u64> {
+    let mut cut = 0;
+    let ahead: Vec<u32> = set
+        .iter()
+        .filter(|(_, s)| s.log.last_seq() > max_seq)
+        .map(|(ks, _)| *ks)
+        .collect();
+    for ks in ahead {
+        let Some(old) = set.remove(&ks) else { continue };
+        let old = Arc::try_unwrap(old)
+            .map_err(|_| Error::Corruption("stream in use during recovery".into()))?;
+        let LiveStream {
+            keyspace_name,
+            view,
+            retention,
+            max_bytes,
+            log,
+            positions,
+            dir,
+        } = old;
+        drop(log);
+        let (log, rec) = StreamLog::open_truncating(
+            fs.clone(),
+            &dir,
+            keyring.clone(),
+            StreamOptions {
+                cipher,
+                ..StreamOptions::default()
+            },
+            max_seq,
+        )
+        .map_err(stream_err)?;
+        cut += rec.truncated_records;
+        set.insert(
+            ks,
+            Arc::new(LiveStream {
+                keyspace_name,
+                view,
+                retention,
+                max_bytes,
+                log,
+                positions,
+                dir,
+            }),
+        );
+    }
+    Ok(cut)
+}
+
 /// Where a stream reader starts.
 pub use sealdb_stream::StartAt as StreamStart;
 /// A change record.
