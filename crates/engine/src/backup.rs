@@ -76,6 +76,8 @@ pub struct BackupInfo {
     pub wal: Vec<WalSegmentInfo>,
     /// Total bytes of its tables.
     pub bytes: u64,
+    /// Secondary indexes: (index keyspace, base keyspace, persisted definition, ready).
+    pub indexes: Vec<(u32, u32, Vec<u8>, bool)>,
 }
 
 impl BackupInfo {
@@ -129,6 +131,10 @@ fn encode_catalog(b: &BackupInfo) -> Vec<u8> {
             .u64(s.last_seq)
             .u64(s.first_time_ms)
             .u64(s.last_time_ms);
+    }
+    w.u32(b.indexes.len() as u32);
+    for (ks, base, def, ready) in &b.indexes {
+        w.u32(*ks).u32(*base).bytes(def).u8(u8::from(*ready));
     }
     w.buf
 }
@@ -191,10 +197,19 @@ fn decode_catalog(bytes: &[u8], label: &str) -> Result<BackupInfo> {
             last_time_ms: r.u64("last time")?,
         });
     }
+    let mut indexes = Vec::new();
+    for _ in 0..count(&mut r, "indexes")? {
+        let ks = r.u32("index keyspace")?;
+        let base = r.u32("base keyspace")?;
+        let def = r.bytes(1 << 20, "index definition")?.to_vec();
+        let ready = r.u8("ready")? != 0;
+        indexes.push((ks, base, def, ready));
+    }
     if !r.is_empty() {
         return Err(Error::Corruption(format!("{label}: trailing bytes")));
     }
     Ok(BackupInfo {
+        indexes,
         id,
         database_id,
         created_ms,
@@ -363,6 +378,11 @@ impl Db {
             bytes: tables.iter().map(|(_, _, f)| f.size).sum(),
             tables,
             wal: wal_segments.into_iter().map(|(_, w)| w).collect(),
+            indexes: state
+                .indexes
+                .iter()
+                .map(|(ks, i)| (*ks, i.base, i.definition.clone(), i.ready))
+                .collect(),
         };
         // The catalogue last: until it exists, the backup does not.
         write_sealed_atomic(
@@ -657,6 +677,20 @@ pub fn restore_backup(
             .map(|(id, _)| (*id, vec![BTreeMap::new(); NUM_LEVELS]))
             .collect(),
         next_keyspace_id: chosen.keyspaces.iter().map(|(i, _)| i + 1).max().unwrap_or(1).max(1),
+        indexes: chosen
+            .indexes
+            .iter()
+            .map(|(ks, base, def, ready)| {
+                (
+                    *ks,
+                    crate::manifest::IndexRecord {
+                        base: *base,
+                        definition: def.clone(),
+                        ready: *ready,
+                    },
+                )
+            })
+            .collect(),
         ..ManifestState::default()
     };
     progress(0, total);

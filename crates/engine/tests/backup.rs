@@ -260,3 +260,33 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     out.sort();
     out
 }
+
+#[test]
+fn indexes_survive_backup_and_restore() {
+    let t = TestDb::new();
+    let db = t.open();
+    let ks = db.create_keyspace("users").expect("ks");
+    db.create_index(
+        sealdb::IndexDefinition {
+            name: "by_city".into(),
+            keyspace: "users".into(),
+            kind: sealdb::IndexKind::Global,
+            extractor: sealdb::Extractor::JsonPointer("/city".into()),
+            projection: sealdb::Projection::KeysOnly,
+        },
+        &mut |_| {},
+    )
+    .expect("index");
+    ks.put(b"u1", br#"{"city":"Oslo"}"#).expect("put");
+    ks.put(b"u2", br#"{"city":"Lima"}"#).expect("put");
+    let bdir = tempfile::tempdir().expect("tmp");
+    db.backup(bdir.path(), &mut noop).expect("backup");
+    let dest = t.dir.path().join("restored");
+    sealdb::restore_backup(bdir.path(), &dest, None, RestorePoint::Backup, None, &t.options(), &mut noop)
+        .expect("restore");
+    let r = Db::open(&dest, t.options()).expect("open");
+    let q = sealdb::IndexQuery::new(sealdb::Query::Eq(sealdb::IndexValue::String("Oslo".into())));
+    let hits = r.query_index("by_city", &q).expect("query").hits;
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].primary_key, b"u1".to_vec());
+}
