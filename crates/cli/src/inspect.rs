@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 /// Flag bit of a block prefix marking the file's final block.
 const FLAG_FINAL: u8 = 0x01;
-/// Plaintext length of a table footer and where its magic sits (sstable `FORMAT.md`).
+/// Plaintext length of a table footer and where its magic sits (`docs/format.md`, "SSTable").
 const TABLE_FOOTER_LEN: usize = 48;
 const TABLE_FOOTER_MAGIC_AT: usize = 40;
 
@@ -371,7 +371,7 @@ fn load_keyring(ctx: &Ctx) -> Result<Keyring> {
             dir.display()
         )));
     }
-    let opts = ctx.options(Create::Never);
+    let opts = ctx.options(Create::Never)?;
     let summary = KeysFile::peek(&fs, &dir)?;
     let (keys, _) = KeysFile::open(&fs, &dir, |desc| {
         resolve_provider(desc, summary.database_id, &opts)
@@ -386,6 +386,10 @@ fn resolve_provider(
     database_id: sealdb_crypto::DatabaseId,
     opts: &sealdb::Options,
 ) -> sealdb_crypto::Result<SharedProvider> {
+    // An AWS KMS key: the provider built from the KEYS file (builds with `aws-kms`).
+    if let Some(p) = opts.providers.iter().find(|p| p.descriptor() == *desc) {
+        return Ok(p.clone());
+    }
     match desc.provider.as_str() {
         "owned" => Ok(Arc::new(OwnedKeyProvider::open(
             &opts.resolved_keystore_dir(),
@@ -399,7 +403,9 @@ fn resolve_provider(
             provider: desc.provider.clone(),
             key_id: desc.key_id.clone(),
             state: KeyState::Unreachable(
-                "this program can reach owned and local-kms keys only".into(),
+                "this program reaches owned and local-kms keys, and AWS KMS keys only when \
+                 built with the aws-kms feature"
+                    .into(),
             ),
         }),
     }

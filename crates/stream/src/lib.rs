@@ -7,7 +7,7 @@
 //! is one *frame*: a start frame (naming the segment, how its predecessor ended and the
 //! stream's last sequence number so far), records frames (one commit group each), and, when
 //! the segment is rolled over, an end frame carrying the final flag. Layout:
-//! `crates/stream/FORMAT.md`.
+//! `docs/format.md` ("Change streams").
 //!
 //! What this crate guarantees:
 //! - A commit group is in exactly one sealed block, so it is recovered wholly or not at all.
@@ -17,6 +17,9 @@
 //!   whose start frame records where the recovered one validly ended, so no (key, nonce) pair
 //!   is ever used twice. Only a partial block at the very end of the last segment (a torn
 //!   write) is dropped silently, and it is reported in [`StreamRecovery`].
+//! - [`StreamLog::open_truncating`] also cuts every record above a sequence number (the
+//!   WAL's recovered last one) the same way, whole commit groups only, so records of commit
+//!   groups the WAL lost in a crash are never served; the cut takes effect atomically.
 //! - Nothing but the sealed-file header is ever written in clear (except in the explicit
 //!   `none` cipher mode): not keys, not images, not keyspace names, not sequence numbers.
 //! - Trimming removes only whole closed segments, oldest first; a read below the trim

@@ -102,8 +102,11 @@ pub struct StreamRecovery {
     pub torn_tail: Option<TornTail>,
     /// Segments recovered and retained (not counting the new one opened for appends).
     pub segments: usize,
-    /// Records recovered.
+    /// Records recovered and retained (not counting those cut by `open_truncating`).
     pub records: u64,
+    /// Records cut by [`StreamLog::open_truncating`] because their sequence numbers were
+    /// above its `max_seq` (0 for [`StreamLog::open`]).
+    pub truncated_records: u64,
 }
 
 /// What a trim removed.
@@ -242,11 +245,42 @@ impl StreamLog {
     /// Opens the stream in `dir` (creating the directory if needed), verifies every retained
     /// segment and rebuilds the index, cuts a torn tail of the last segment, and starts a
     /// fresh segment (new file id) for new appends: a recovered segment is never appended to.
+    ///
+    /// The same as [`open_truncating`](Self::open_truncating) with `max_seq = u64::MAX`.
     pub fn open(
         fs: SharedFs,
         dir: &Path,
         keyring: Keyring,
         opts: StreamOptions,
+    ) -> Result<(Self, StreamRecovery)> {
+        Self::open_truncating(fs, dir, keyring, opts, u64::MAX)
+    }
+
+    /// Like [`open`](Self::open), but also cuts every record with a sequence number above
+    /// `max_seq`: the engine passes the WAL's recovered last sequence number, so records whose
+    /// commit groups the WAL lost in a crash ("phantoms": the stream's unsynced tail reached
+    /// the disk, the WAL's did not) are never served.
+    ///
+    /// The cut is made like a torn tail's, at block (commit group) granularity, and no
+    /// recovered file is written again: the new segment's start frame names the segment
+    /// holding the last kept record and says it validly ends after that record's block. The
+    /// segments after it are *superseded* by that start frame: once it is durable they are
+    /// removed (newest first, then a directory sync), and any recovery after a crash removes
+    /// those left over, unread. So the truncation takes effect atomically when the new segment
+    /// is created; a crash before that leaves the stream as it was, for the next
+    /// `open_truncating` to cut again. A records block holding sequence numbers both at or
+    /// below and above `max_seq` is not split: it is [`Error::Malformed`], naming the file
+    /// and block, and nothing is changed on disk. If even the trim point is above `max_seq`,
+    /// every retained segment goes and the stream restarts with `max_seq` as its trim point.
+    ///
+    /// [`StreamRecovery::truncated_records`] counts the records this call cut (not those in
+    /// segments a crashed earlier call had already superseded).
+    pub fn open_truncating(
+        fs: SharedFs,
+        dir: &Path,
+        keyring: Keyring,
+        opts: StreamOptions,
+        max_seq: u64,
     ) -> Result<(Self, StreamRecovery)> {
         fs.create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let mut stats = StreamRecovery::default();
@@ -306,23 +340,46 @@ impl StreamLog {
                 }
             }
         }
-        // The chain: each segment names its predecessor. Missing segments at the front are
+        // The chain, resolved from the newest segment back: each segment names its
+        // predecessor. Segments numbered between a segment and the predecessor it names were
+        // superseded: a recovery cut them off (phantoms above a truncation point, or an empty
+        // segment) by creating a successor naming an earlier segment, and crashed before it
+        // removed them all. They are removed now, unread. Missing segments at the front are
         // what trimming leaves; a hole in the middle is an error.
-        for pair in found.windows(2) {
-            if let [a, b] = pair
-                && b.start.prev_number != a.number
+        let mut chain: Vec<Found> = Vec::with_capacity(found.len());
+        let mut superseded: Vec<Found> = Vec::new();
+        while let Some(seg) = found.pop() {
+            match chain
+                .last()
+                .map(|next| (next.number, next.start.prev_number))
             {
-                return Err(Error::MissingSegment(format!(
-                    "segment {} does not follow segment {} (it names {})",
-                    b.number, a.number, b.start.prev_number
-                )));
+                Some((_, prev)) if seg.number > prev => superseded.push(seg),
+                Some((next, prev)) if seg.number < prev => {
+                    return Err(Error::MissingSegment(format!(
+                        "segment {next} does not follow segment {} (it names {prev})",
+                        seg.number
+                    )));
+                }
+                _ => chain.push(seg),
             }
         }
+        chain.reverse();
+        let mut found = chain;
+        if !superseded.is_empty() {
+            for seg in &superseded {
+                fs.remove_file(&seg.path)
+                    .map_err(|e| Error::io(&seg.path, e))?;
+            }
+            fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+        }
 
-        // Pass 2: verify every block and rebuild the index.
-        let trimmed_through = found.first().map_or(0, |f| f.start.base_seq);
+        // Pass 2: verify every block and rebuild the index. Records above `max_seq` are
+        // verified like the rest but neither counted as recovered nor in commit-time ranges.
+        let mut trimmed_through = found.first().map_or(0, |f| f.start.base_seq);
         let mut last_seq = trimmed_through;
         let mut segments: BTreeMap<u64, Segment> = BTreeMap::new();
+        // Per segment in `found`: where its start frame ends.
+        let mut start_ends: Vec<u64> = Vec::with_capacity(found.len());
         let mut last_finished = false;
         let mut last_end = 0u64;
         for (i, seg) in found.iter().enumerate() {
@@ -338,11 +395,13 @@ impl StreamLog {
                 ));
             }
             let next_start = found.get(i + 1).map(|f| f.start);
-            let (blocks, times, valid_end, finished, torn) =
-                replay_segment(seg, next_start, &mut last_seq, &mut stats.records)?;
-            if torn.is_some() {
-                stats.torn_tail = torn;
+            let r = replay_segment(seg, next_start, max_seq, &mut last_seq)?;
+            if r.torn.is_some() {
+                stats.torn_tail = r.torn;
             }
+            stats.records += r.kept;
+            stats.truncated_records += r.cut;
+            start_ends.push(r.start_end);
             segments.insert(
                 seg.number,
                 Segment {
@@ -350,22 +409,62 @@ impl StreamLog {
                     path: seg.path.clone(),
                     file_id: seg.reader.header().file_id,
                     base_seq: seg.start.base_seq,
-                    blocks,
-                    times,
+                    blocks: r.blocks,
+                    times: r.times,
                     bytes: seg.reader.len(),
                     closed: true,
                     reader: Some(seg.reader.clone()),
                 },
             );
-            last_finished = finished;
-            last_end = valid_end;
+            last_finished = r.finished;
+            last_end = r.valid_end;
+        }
+
+        // Truncation to `max_seq`. The cut segment is the first holding a record above it (or
+        // the first of all, when even the trim point is above it: then nothing retained may
+        // stay, since every segment's base sequence is at least the trim point). It is kept
+        // up to its last block at or below `max_seq`; the segments after it are superseded.
+        let mut doomed: Vec<Found> = Vec::new();
+        if last_seq > max_seq {
+            let cut_at = if trimmed_through > max_seq {
+                Some(0)
+            } else {
+                found.iter().position(|f| {
+                    segments
+                        .get(&f.number)
+                        .and_then(|s| s.blocks.last())
+                        .is_some_and(|b| b.last_seq > max_seq)
+                })
+            };
+            if let Some(i) = cut_at.filter(|&i| i < found.len()) {
+                doomed = found.split_off(i + 1);
+                if let (Some(cut), Some(&start_end)) = (found.last(), start_ends.get(i))
+                    && let Some(seg) = segments.get_mut(&cut.number)
+                {
+                    let keep = seg.blocks.partition_point(|b| b.last_seq <= max_seq);
+                    seg.blocks.truncate(keep);
+                    // From now on the cut segment is read up to its last kept block, like one
+                    // recovered with a torn tail: the new start frame says so.
+                    last_finished = false;
+                    (last_end, last_seq) = match seg.blocks.last() {
+                        Some(b) => (b.handle.end(), b.last_seq),
+                        None => (start_end, cut.start.base_seq),
+                    };
+                    // Only below the trim point can that exceed `max_seq` (it is then the
+                    // first segment's base sequence): the stream restarts with `max_seq` as
+                    // its trim point, so that the engine's next sequence number follows it.
+                    last_seq = last_seq.min(max_seq);
+                    trimmed_through = trimmed_through.min(max_seq);
+                }
+            }
         }
         stats.last_seq = last_seq;
 
         // The new segment's start frame: it follows the last recovered segment, unless that
-        // one holds no record at all (a previous open's segment that never got an append), in
-        // which case it is removed and the new segment takes its place in the chain, so
-        // repeated opens do not pile up empty files.
+        // one holds no record at all (a previous open's segment that never got an append, or
+        // one whose records were all cut), in which case the new segment takes its place in
+        // the chain (its start frame copies the empty one's predecessor fields) and the empty
+        // one is superseded too, so repeated opens do not pile up empty files.
         let mut start = StartFrame {
             number: numbers.last().copied().unwrap_or(0).saturating_add(1),
             prev_number: found.last().map_or(0, |f| f.number),
@@ -373,19 +472,21 @@ impl StreamLog {
             prev_finished: last_finished,
             base_seq: last_seq,
         };
-        if let Some(last) = found.last()
-            && !last_finished
-            && segments
-                .get(&last.number)
-                .is_some_and(|s| s.blocks.is_empty())
+        if !last_finished
+            && found.last().is_some_and(|last| {
+                segments
+                    .get(&last.number)
+                    .is_some_and(|s| s.blocks.is_empty())
+            })
+            && let Some(last) = found.pop()
         {
-            fs.remove_file(&last.path)
-                .map_err(|e| Error::io(&last.path, e))?;
-            fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
-            segments.remove(&last.number);
             start.prev_number = last.start.prev_number;
             start.prev_end = last.start.prev_end;
             start.prev_finished = last.start.prev_finished;
+            doomed.push(last);
+        }
+        for seg in &doomed {
+            segments.remove(&seg.number);
         }
         stats.segments = segments.len();
         // What was recovered may include a previous run's unsynced tail; it is readable from
@@ -395,6 +496,19 @@ impl StreamLog {
                 .map_err(|e| Error::io(&last.path, e))?;
         }
         let file = create_segment(fs.as_ref(), dir, &keyring, opts.cipher, &start)?;
+        // Now that the new start frame is durable, the segments it supersedes are dead (a
+        // recovery after a crash from here on removes whichever are left): remove them, newest
+        // first. Removing them before the new segment existed would let a crash in between
+        // resurrect phantoms for a plain `open`, reuse their numbers for new files, and, when
+        // no segment was left, lose the trim point.
+        if !doomed.is_empty() {
+            doomed.sort_unstable_by_key(|s| std::cmp::Reverse(s.number));
+            for seg in &doomed {
+                fs.remove_file(&seg.path)
+                    .map_err(|e| Error::io(&seg.path, e))?;
+            }
+            fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+        }
         segments.insert(
             start.number,
             Segment {
@@ -849,22 +963,34 @@ impl StreamLog {
     }
 }
 
-type Replayed = (
-    Vec<BlockEntry>,
-    Option<(u64, u64)>,
-    u64,
-    bool,
-    Option<TornTail>,
-);
+/// What replaying one recovered segment found.
+struct Replayed {
+    /// Every records block, in order (including those above `max_seq`).
+    blocks: Vec<BlockEntry>,
+    /// Oldest and newest commit time of its records at or below `max_seq`.
+    times: Option<(u64, u64)>,
+    /// Where its start frame ends.
+    start_end: u64,
+    /// Where its valid data ends.
+    valid_end: u64,
+    /// Whether it carries its end frame.
+    finished: bool,
+    /// A torn tail (last segment only).
+    torn: Option<TornTail>,
+    /// Records at or below `max_seq`.
+    kept: u64,
+    /// Records above it.
+    cut: u64,
+}
 
-/// Verifies every block of one recovered segment and indexes its records blocks. Returns the
-/// block entries, the commit-time range, where its valid data ends, whether it carries its
-/// end frame, and a torn tail (last segment only).
+/// Verifies every block of one recovered segment and indexes its records blocks. A records
+/// block holding sequence numbers on both sides of `max_seq` is an error: a commit group is
+/// never split.
 fn replay_segment(
     seg: &Found,
     next_start: Option<StartFrame>,
+    max_seq: u64,
     last_seq: &mut u64,
-    records: &mut u64,
 ) -> Result<Replayed> {
     let reader = &seg.reader;
     let path = &seg.path;
@@ -883,6 +1009,8 @@ fn replay_segment(
     let mut finished = false;
     let mut torn = None;
     let mut first = true;
+    let mut start_end = valid_end;
+    let (mut kept, mut cut) = (0u64, 0u64);
     loop {
         if Some(valid_end) == stop_at {
             break;
@@ -908,6 +1036,7 @@ fn replay_segment(
         let at = Some(handle.offset);
         if first {
             first = false; // the start frame, checked in pass 1
+            start_end = valid_end;
             continue;
         }
         match block.data.first() {
@@ -939,11 +1068,26 @@ fn replay_segment(
                         format!("sequence {} does not follow {last_seq}", f.seq),
                     ));
                 }
-                for r in &decoded {
-                    times = Some(match times {
-                        Some((a, b)) => (a.min(r.commit_time_ms), b.max(r.commit_time_ms)),
-                        None => (r.commit_time_ms, r.commit_time_ms),
-                    });
+                if l.seq <= max_seq {
+                    for r in &decoded {
+                        times = Some(match times {
+                            Some((a, b)) => (a.min(r.commit_time_ms), b.max(r.commit_time_ms)),
+                            None => (r.commit_time_ms, r.commit_time_ms),
+                        });
+                    }
+                    kept += decoded.len() as u64;
+                } else if f.seq > max_seq {
+                    cut += decoded.len() as u64;
+                } else {
+                    return Err(malformed(
+                        path,
+                        at,
+                        format!(
+                            "records frame holds sequences {} to {}, across the truncation \
+                             point {max_seq}: a commit group cannot be split",
+                            f.seq, l.seq
+                        ),
+                    ));
                 }
                 blocks.push(BlockEntry {
                     handle,
@@ -951,7 +1095,6 @@ fn replay_segment(
                     last_seq: l.seq,
                 });
                 *last_seq = l.seq;
-                *records += decoded.len() as u64;
             }
             Some(&FRAME_START) => {
                 return Err(malformed(path, at, "a second start frame"));
@@ -978,7 +1121,16 @@ fn replay_segment(
     if next_start.is_some_and(|ns| ns.prev_finished) && !finished {
         return Err(malformed(path, None, "segment lacks its end frame"));
     }
-    Ok((blocks, times, valid_end, finished, torn))
+    Ok(Replayed {
+        blocks,
+        times,
+        start_end,
+        valid_end,
+        finished,
+        torn,
+        kept,
+        cut,
+    })
 }
 
 /// Creates segment `start.number` with its start frame, durably (file and directory entry).

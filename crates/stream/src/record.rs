@@ -188,7 +188,7 @@ impl ChangeRecord {
     }
 }
 
-/// Appends the encoding of `r` to `out` (layout in `crates/stream/FORMAT.md`). The record
+/// Appends the encoding of `r` to `out` (layout in `docs/format.md`, "Change streams"). The record
 /// must pass [`ChangeRecord::validate`]; one that does not encodes to bytes the decoder
 /// refuses (lengths saturate), never to bytes that decode as something else.
 pub fn encode_record(r: &ChangeRecord, out: &mut Vec<u8>) {

@@ -37,6 +37,16 @@ pub fn open(
     StreamLog::open(shared, &dir(), keyring.clone(), o)
 }
 
+pub fn open_truncating(
+    fs: &CrashFs,
+    keyring: &Keyring,
+    o: StreamOptions,
+    max_seq: u64,
+) -> Result<(StreamLog, StreamRecovery), Error> {
+    let shared: SharedFs = Arc::new(fs.clone());
+    StreamLog::open_truncating(shared, &dir(), keyring.clone(), o, max_seq)
+}
+
 /// A record whose key, keyspace and images are recognisable in a byte dump.
 pub fn rec(seq: u64, time: u64) -> ChangeRecord {
     ChangeRecord {
