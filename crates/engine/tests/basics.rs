@@ -268,6 +268,14 @@ fn nothing_is_written_in_clear() {
             let ks = db.create_keyspace("secret-keyspace-name").expect("ks");
             ks.put_opt(secret_key, secret_val, WriteOptions::SYNC)
                 .expect("put");
+            for i in 0..2000u32 {
+                ks.put(format!("filler-{i}").as_bytes(), &[b'f'; 64]).expect("put");
+            }
+            // The secret now sits in the WAL, in level-0 tables, then in compacted tables.
+            db.flush().expect("flush");
+            ks.put_opt(secret_key, secret_val, WriteOptions::SYNC).expect("put again");
+            db.compact().expect("compact");
+            assert!(db.stats().levels.iter().any(|l| l.files > 0));
         }
         let mut found = false;
         for entry in walk(&t.path()) {
