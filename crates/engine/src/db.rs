@@ -694,6 +694,20 @@ impl Db {
             .apply(vec![Edit::DropKeyspace { id: ks.id }], &keyring)
             .map_err(|e| self.poison(e))?;
         self.inner.keyspaces.write().remove(name);
+        // Its tables leave the live version now; each file is deleted once the last reader
+        // holding it (an iterator, an older version) is gone.
+        let mut v = self.inner.version.write();
+        let mut next = (*v.version).clone();
+        if let Some(levels) = next.keyspaces.remove(&ks.id) {
+            for t in levels.iter().flatten() {
+                t.mark_obsolete();
+            }
+        }
+        *v = Arc::new(SuperVersion {
+            active: v.active.clone(),
+            immutables: v.immutables.clone(),
+            version: Arc::new(next),
+        });
         Ok(())
     }
 
@@ -1416,6 +1430,12 @@ impl Snapshot {
         upper: Bound<Vec<u8>>,
     ) -> Result<DbIter> {
         self.db.iter_at(keyspace.id, lower, upper, self.seq)
+    }
+
+    /// Queries a secondary index as of the snapshot (consistent with the base data read
+    /// through the same snapshot).
+    pub fn query_index(&self, name: &str, q: &crate::IndexQuery) -> Result<crate::QueryPage> {
+        self.db.query_index_at(name, q, self.seq)
     }
 
     /// Iterates the keys of `keyspace` starting with `prefix`, as of the snapshot.

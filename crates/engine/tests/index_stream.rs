@@ -425,3 +425,30 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn dropping_an_index_removes_its_files() {
+    let t = TestDb::new();
+    let db = t.open();
+    let ks = db.create_keyspace("docs").expect("ks");
+    for i in 0..500u32 {
+        ks.put(format!("d{i}").as_bytes(), format!(r#"{{"tag":"t{}"}}"#, i % 7).as_bytes())
+            .expect("put");
+    }
+    db.create_index(def("by_tag", "docs", "/tag", IndexKind::Global, Projection::All), &mut |_| {})
+        .expect("index");
+    db.flush().expect("flush");
+    let count = |db: &Db| {
+        let mut n = 0;
+        for e in walk(&t.path().join("tables")) {
+            let _ = e;
+            n += 1;
+        }
+        let _ = db;
+        n
+    };
+    let before = count(&db);
+    db.drop_index("by_tag").expect("drop");
+    let after = count(&db);
+    assert!(after < before, "index tables still on disk: {before} -> {after}");
+}
