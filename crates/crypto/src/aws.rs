@@ -170,11 +170,14 @@ impl AwsKmsProvider {
     pub fn admin_create_key(&self, description: &str) -> Result<String> {
         let client = self.client.clone();
         let description = description.to_owned();
-        let out = self.block_on(async move { client.create_key().description(description).send().await })?;
+        let out = self
+            .block_on(async move { client.create_key().description(description).send().await })?;
         out.map_err(|e| self.unavailable(KeyState::Unreachable(format!("CreateKey: {e}"))))?
             .key_metadata()
             .map(|m| m.key_id().to_owned())
-            .ok_or_else(|| self.unavailable(KeyState::Unreachable("CreateKey returned no key".into())))
+            .ok_or_else(|| {
+                self.unavailable(KeyState::Unreachable("CreateKey returned no key".into()))
+            })
     }
 
     /// Enables or disables a KMS key (administration for tools and tests).
@@ -183,9 +186,21 @@ impl AwsKmsProvider {
         let key_id = key_id.to_owned();
         let r = self.block_on(async move {
             if enabled {
-                client.enable_key().key_id(key_id).send().await.map(|_| ()).map_err(|e| e.to_string())
+                client
+                    .enable_key()
+                    .key_id(key_id)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             } else {
-                client.disable_key().key_id(key_id).send().await.map(|_| ()).map_err(|e| e.to_string())
+                client
+                    .disable_key()
+                    .key_id(key_id)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             }
         })?;
         r.map_err(|e| self.unavailable(KeyState::Unreachable(format!("EnableKey/DisableKey: {e}"))))

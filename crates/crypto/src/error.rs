@@ -54,9 +54,9 @@ impl fmt::Display for IntegrityReason {
             Self::TrailingData => f.write_str("data after the final block"),
             Self::Malformed(why) => write!(f, "malformed contents: {why}"),
             Self::MissingFile => f.write_str("live file is missing"),
-            Self::ReplacedFile => f.write_str(
-                "file is not the one the manifest recorded (older or foreign copy)",
-            ),
+            Self::ReplacedFile => {
+                f.write_str("file is not the one the manifest recorded (older or foreign copy)")
+            }
         }
     }
 }

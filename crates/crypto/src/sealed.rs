@@ -729,9 +729,10 @@ impl SealedReader {
             return Err(mismatch("database id"));
         }
         if let Some(c) = expected.cipher
-            && header.cipher != c {
-                return Err(mismatch("cipher"));
-            }
+            && header.cipher != c
+        {
+            return Err(mismatch("cipher"));
+        }
         let data_start = header.encoded_len();
         let len = file.len();
         let sealer = BlockSealer::for_header(keyring, header, label)?;

@@ -3,8 +3,8 @@
 
 use sealdb_crypto::keysfile::KEYS_FILE_NAME;
 use sealdb_crypto::{
-    CipherId, DatabaseId, Error, KeyDescriptor, KeyState, KeysFile, LocalKms,
-    OwnedKeyProvider, SharedProvider,
+    CipherId, DatabaseId, Error, KeyDescriptor, KeyState, KeysFile, LocalKms, OwnedKeyProvider,
+    SharedProvider,
 };
 use sealdb_vfs::{CrashFs, FaultKind, FileSystem};
 use std::path::Path;

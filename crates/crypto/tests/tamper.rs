@@ -330,7 +330,14 @@ fn ciphertext_does_not_contain_plaintext() {
         std::slice::from_ref(&secret),
         true,
     );
-    let plain = write_file(&fs, "p", &keyring, CipherId::None, std::slice::from_ref(&secret), true);
+    let plain = write_file(
+        &fs,
+        "p",
+        &keyring,
+        CipherId::None,
+        std::slice::from_ref(&secret),
+        true,
+    );
     let contains = |hay: &[u8]| hay.windows(secret.len()).any(|w| w == secret.as_slice());
     assert!(!contains(&fs.contents(&sealed).expect("c")));
     assert!(contains(&fs.contents(&plain).expect("c")));

@@ -7,14 +7,20 @@ use std::time::Duration;
 
 fn main() -> sealdb::Result<()> {
     let dir = tempfile::tempdir().map_err(|e| sealdb::Error::InvalidArgument(e.to_string()))?;
-    let keystore = tempfile::tempdir().map_err(|e| sealdb::Error::InvalidArgument(e.to_string()))?;
+    let keystore =
+        tempfile::tempdir().map_err(|e| sealdb::Error::InvalidArgument(e.to_string()))?;
     let opts = Options {
         keystore_dir: Some(keystore.path().to_path_buf()),
         ..Options::default()
     };
     let db = Db::open(dir.path().join("db"), opts)?;
     let ks = db.create_keyspace("accounts")?;
-    db.enable_stream(&ks, StreamView::NewAndOldImages, Duration::from_secs(24 * 3600), 0)?;
+    db.enable_stream(
+        &ks,
+        StreamView::NewAndOldImages,
+        Duration::from_secs(24 * 3600),
+        0,
+    )?;
     let writer = {
         let ks = ks.clone();
         std::thread::spawn(move || -> sealdb::Result<()> {
@@ -29,7 +35,14 @@ fn main() -> sealdb::Result<()> {
     while seen < 3 {
         let batch = db.read_stream(&ks, next, 100, 1 << 20)?;
         for r in &batch.records {
-            println!("{} {:?} {:?}: {:?} -> {:?}", r.seq, r.event, String::from_utf8_lossy(&r.key), r.old_image, r.new_image);
+            println!(
+                "{} {:?} {:?}: {:?} -> {:?}",
+                r.seq,
+                r.event,
+                String::from_utf8_lossy(&r.key),
+                r.old_image,
+                r.new_image
+            );
             db.commit_stream_position(&ks, "example-consumer", r.seq)?;
         }
         seen += batch.records.len();
@@ -38,7 +51,12 @@ fn main() -> sealdb::Result<()> {
             db.wait_stream(&ks, batch.next.saturating_sub(1), Duration::from_secs(5))?;
         }
     }
-    writer.join().map_err(|_| sealdb::Error::InvalidArgument("writer panicked".into()))??;
-    println!("consumer position: {:?}", db.stream_position(&ks, "example-consumer")?);
+    writer
+        .join()
+        .map_err(|_| sealdb::Error::InvalidArgument("writer panicked".into()))??;
+    println!(
+        "consumer position: {:?}",
+        db.stream_position(&ks, "example-consumer")?
+    );
     Ok(())
 }

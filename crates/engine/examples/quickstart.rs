@@ -7,13 +7,18 @@ use std::ops::Bound;
 
 fn main() -> sealdb::Result<()> {
     let dir = tempfile::tempdir().map_err(|e| sealdb::Error::InvalidArgument(e.to_string()))?;
-    let keystore = tempfile::tempdir().map_err(|e| sealdb::Error::InvalidArgument(e.to_string()))?;
+    let keystore =
+        tempfile::tempdir().map_err(|e| sealdb::Error::InvalidArgument(e.to_string()))?;
     let opts = Options {
         keystore_dir: Some(keystore.path().to_path_buf()),
         ..Options::default()
     };
     let db = Db::open(dir.path().join("db"), opts)?;
-    println!("database {} sealed with {}", db.database_id(), db.cipher().name());
+    println!(
+        "database {} sealed with {}",
+        db.database_id(),
+        db.cipher().name()
+    );
     let users = db.create_keyspace("users")?;
     let mut batch = WriteBatch::new();
     for (k, v) in [("u1", "ada"), ("u2", "grace"), ("u3", "edsger")] {
@@ -23,10 +28,20 @@ fn main() -> sealdb::Result<()> {
     let snapshot = db.snapshot();
     users.delete(b"u2")?;
     println!("now: {:?}", users.get(b"u2")?);
-    println!("at the snapshot: {:?}", snapshot.get(&users, b"u2")?.map(String::from_utf8));
-    for item in users.range(Bound::Included(b"u1".to_vec()), Bound::Unbounded)?.rev() {
+    println!(
+        "at the snapshot: {:?}",
+        snapshot.get(&users, b"u2")?.map(String::from_utf8)
+    );
+    for item in users
+        .range(Bound::Included(b"u1".to_vec()), Bound::Unbounded)?
+        .rev()
+    {
         let (k, v) = item?;
-        println!("{} = {}", String::from_utf8_lossy(&k), String::from_utf8_lossy(&v));
+        println!(
+            "{} = {}",
+            String::from_utf8_lossy(&k),
+            String::from_utf8_lossy(&v)
+        );
     }
     Ok(())
 }

@@ -10,7 +10,8 @@ use sealdb::{
 
 fn main() -> sealdb::Result<()> {
     let dir = tempfile::tempdir().map_err(|e| sealdb::Error::InvalidArgument(e.to_string()))?;
-    let keystore = tempfile::tempdir().map_err(|e| sealdb::Error::InvalidArgument(e.to_string()))?;
+    let keystore =
+        tempfile::tempdir().map_err(|e| sealdb::Error::InvalidArgument(e.to_string()))?;
     let opts = Options {
         keystore_dir: Some(keystore.path().to_path_buf()),
         ..Options::default()
@@ -45,14 +46,25 @@ fn main() -> sealdb::Result<()> {
         },
         &mut |_| {},
     )?;
-    let big = db.query_index("by_total", &IndexQuery::new(Query::Ge(IndexValue::Number(20.0))))?;
+    let big = db.query_index(
+        "by_total",
+        &IndexQuery::new(Query::Ge(IndexValue::Number(20.0))),
+    )?;
     for hit in &big.hits {
-        println!("total {} -> {}", hit.value, String::from_utf8_lossy(&hit.primary_key));
+        println!(
+            "total {} -> {}",
+            hit.value,
+            String::from_utf8_lossy(&hit.primary_key)
+        );
     }
     let mut q = IndexQuery::new(Query::Eq(IndexValue::String("open".into())));
     q.partition = Some(b"alice".to_vec());
     for hit in db.query_index("status_per_customer", &q)?.hits {
-        println!("alice's open order {} = {}", String::from_utf8_lossy(&hit.primary_key), String::from_utf8_lossy(&hit.item));
+        println!(
+            "alice's open order {} = {}",
+            String::from_utf8_lossy(&hit.primary_key),
+            String::from_utf8_lossy(&hit.item)
+        );
     }
     Ok(())
 }

@@ -100,7 +100,8 @@ fn encode_catalog(b: &BackupInfo) -> Vec<u8> {
     w.bytes(b.id.as_bytes());
     w.raw(&b.database_id.0);
     w.u64(b.created_ms).u64(b.sequence).u8(b.cipher as u8);
-    w.bytes(b.master.provider.as_bytes()).bytes(b.master.key_id.as_bytes());
+    w.bytes(b.master.provider.as_bytes())
+        .bytes(b.master.key_id.as_bytes());
     w.u32(b.data_key_versions.len() as u32);
     for v in &b.data_key_versions {
         w.u32(*v);
@@ -142,7 +143,9 @@ fn encode_catalog(b: &BackupInfo) -> Vec<u8> {
 fn decode_catalog(bytes: &[u8], label: &str) -> Result<BackupInfo> {
     let mut r = Reader::new(bytes, label);
     if r.take(8, "magic")? != CATALOG_MAGIC {
-        return Err(Error::Corruption(format!("{label}: not a backup catalogue")));
+        return Err(Error::Corruption(format!(
+            "{label}: not a backup catalogue"
+        )));
     }
     let id = r.string(64, "backup id")?;
     let database_id = DatabaseId(r.array("database id")?);
@@ -255,8 +258,11 @@ fn link_or_copy(fs: &SharedFs, from: &Path, to: &Path) -> Result<u64> {
     let mut buf = vec![0u8; 1 << 20];
     while off < len {
         let n = usize::try_from((len - off).min(buf.len() as u64)).unwrap_or(buf.len());
-        let chunk = buf.get_mut(..n).ok_or_else(|| Error::InvalidArgument("copy".into()))?;
-        src.read_exact_at(chunk, off).map_err(|e| Error::io(from, e))?;
+        let chunk = buf
+            .get_mut(..n)
+            .ok_or_else(|| Error::InvalidArgument("copy".into()))?;
+        src.read_exact_at(chunk, off)
+            .map_err(|e| Error::io(from, e))?;
         dst.append(chunk).map_err(|e| Error::io(&tmp, e))?;
         off += n as u64;
     }
@@ -287,7 +293,12 @@ fn write_sealed_atomic(
     sealdb_vfs::write_file_atomic(fs.as_ref(), path, &bytes).map_err(|e| Error::io(path, e))
 }
 
-fn read_sealed(fs: &SharedFs, path: &Path, keyring: &Keyring, kind: ArtifactKind) -> Result<Vec<u8>> {
+fn read_sealed(
+    fs: &SharedFs,
+    path: &Path,
+    keyring: &Keyring,
+    kind: ArtifactKind,
+) -> Result<Vec<u8>> {
     let exp = Expected {
         kind,
         database_id: keyring.database_id(),
@@ -299,7 +310,10 @@ fn read_sealed(fs: &SharedFs, path: &Path, keyring: &Keyring, kind: ArtifactKind
         .next()
         .ok_or_else(|| Error::Corruption(format!("{} is empty", path.display())))??;
     if !b.is_final {
-        return Err(Error::Corruption(format!("{} has extra blocks", path.display())));
+        return Err(Error::Corruption(format!(
+            "{} has extra blocks",
+            path.display()
+        )));
     }
     Ok(b.data)
 }
@@ -323,8 +337,10 @@ impl Db {
             let m = inner.manifest.lock();
             (m.state().clone(), inner.version.read().version.clone())
         };
-        fs.create_dir_all(&dir.join("tables")).map_err(|e| Error::io(dir, e))?;
-        fs.create_dir_all(&dir.join("wal")).map_err(|e| Error::io(dir, e))?;
+        fs.create_dir_all(&dir.join("tables"))
+            .map_err(|e| Error::io(dir, e))?;
+        fs.create_dir_all(&dir.join("wal"))
+            .map_err(|e| Error::io(dir, e))?;
         let mut tables = Vec::new();
         for (ks, levels) in &state.levels {
             for (level, files) in levels.iter().enumerate() {
@@ -349,8 +365,10 @@ impl Db {
             progress(done, total);
         }
         drop(version);
-        fs.sync_dir(&dir.join("tables")).map_err(|e| Error::io(dir, e))?;
-        fs.sync_dir(&dir.join("wal")).map_err(|e| Error::io(dir, e))?;
+        fs.sync_dir(&dir.join("tables"))
+            .map_err(|e| Error::io(dir, e))?;
+        fs.sync_dir(&dir.join("wal"))
+            .map_err(|e| Error::io(dir, e))?;
 
         let mut id_bytes = [0u8; 8];
         sealdb_crypto::keys::fill_random(&mut id_bytes)?;
@@ -374,7 +392,11 @@ impl Db {
             cipher: inner.cipher,
             master: self.master_key(),
             data_key_versions: versions.into_iter().collect(),
-            keyspaces: state.keyspaces.iter().map(|(i, n)| (*i, n.clone())).collect(),
+            keyspaces: state
+                .keyspaces
+                .iter()
+                .map(|(i, n)| (*i, n.clone()))
+                .collect(),
             bytes: tables.iter().map(|(_, _, f)| f.size).sum(),
             tables,
             wal: wal_segments.into_iter().map(|(_, w)| w).collect(),
@@ -397,11 +419,17 @@ impl Db {
 }
 
 /// Opens a backup's KEYS copy with the master key it names (resolved from `opts`).
-fn backup_keyring(fs: &SharedFs, dir: &Path, id: &str, opts: &Options) -> Result<(KeysFile, Keyring)> {
+fn backup_keyring(
+    fs: &SharedFs,
+    dir: &Path,
+    id: &str,
+    opts: &Options,
+) -> Result<(KeysFile, Keyring)> {
     // KeysFile reads "<dir>/KEYS": stage the copy under that name in a scratch directory of
     // the same filesystem.
-    let bytes = sealdb_vfs::read_file_limited(fs.as_ref(), &dir.join(format!("{id}.KEYS")), 4 << 20)
-        .map_err(|e| Error::io(dir, e))?;
+    let bytes =
+        sealdb_vfs::read_file_limited(fs.as_ref(), &dir.join(format!("{id}.KEYS")), 4 << 20)
+            .map_err(|e| Error::io(dir, e))?;
     let scratch = dir.join(format!(".keys-{id}"));
     let _ = fs.create_dir_all(&scratch);
     let staged = scratch.join(sealdb_crypto::keysfile::KEYS_FILE_NAME);
@@ -441,7 +469,11 @@ pub fn read_backup(dir: &Path, id: &str, opts: &Options) -> Result<BackupInfo> {
     let bytes = read_sealed(fs, &path, &keyring, ArtifactKind::BackupCatalog)?;
     let info = decode_catalog(&bytes, &path.display().to_string())?;
     if info.id != id {
-        return Err(Error::Corruption(format!("{}: names backup {}", path.display(), info.id)));
+        return Err(Error::Corruption(format!(
+            "{}: names backup {}",
+            path.display(),
+            info.id
+        )));
     }
     Ok(info)
 }
@@ -504,9 +536,12 @@ pub fn verify_backup(dir: &Path, id: Option<&str>, opts: &Options) -> Result<Bac
             report.files_checked += 1;
             let path = dir.join("tables").join(table_name(&f.file_id));
             match crate::bg::open_table_at(fs, &path, f, &keyring, info.cipher, &cache) {
-                Ok(t) => report
-                    .errors
-                    .extend(t.table.verify().into_iter().map(crate::version::table_error)),
+                Ok(t) => report.errors.extend(
+                    t.table
+                        .verify()
+                        .into_iter()
+                        .map(crate::version::table_error),
+                ),
                 Err(e) => report.errors.push(e),
             }
         }
@@ -623,7 +658,10 @@ pub fn restore_backup(
     let fs = &opts.fs;
     let dest = std::path::absolute(dest).map_err(|e| Error::io(dest, e))?;
     if fs.exists(&dest) {
-        return Err(Error::InvalidArgument(format!("{} already exists", dest.display())));
+        return Err(Error::InvalidArgument(format!(
+            "{} already exists",
+            dest.display()
+        )));
     }
     let backups = list_backups(dir, opts)?;
     let chosen = match point {
@@ -644,7 +682,9 @@ pub fn restore_backup(
     let (keys, keyring) = backup_keyring(fs, dir, &chosen.id, opts)?;
     let staging = dest.with_file_name(format!(
         ".{}.restoring",
-        dest.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()
+        dest.file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default()
     ));
     if fs.exists(&staging) {
         remove_tree(fs, &staging)?;
@@ -652,17 +692,23 @@ pub fn restore_backup(
     fs.create_dir_all(&staging.join(crate::bg::TABLES_DIR))
         .map_err(|e| Error::io(&staging, e))?;
     // KEYS: the backup's, re-wrapped under the target key if one is asked for.
-    let keys_bytes = sealdb_vfs::read_file_limited(fs.as_ref(), &dir.join(format!("{}.KEYS", chosen.id)), 4 << 20)
-        .map_err(|e| Error::io(dir, e))?;
+    let keys_bytes = sealdb_vfs::read_file_limited(
+        fs.as_ref(),
+        &dir.join(format!("{}.KEYS", chosen.id)),
+        4 << 20,
+    )
+    .map_err(|e| Error::io(dir, e))?;
     let staged_keys = staging.join(sealdb_crypto::keysfile::KEYS_FILE_NAME);
-    sealdb_vfs::write_file_atomic(fs.as_ref(), &staged_keys, &keys_bytes).map_err(|e| Error::io(&staged_keys, e))?;
+    sealdb_vfs::write_file_atomic(fs.as_ref(), &staged_keys, &keys_bytes)
+        .map_err(|e| Error::io(&staged_keys, e))?;
     drop(keys);
     let mut master = chosen.master.clone();
     if let Some(target) = key {
         let provider = target_provider_for(opts, keyring.database_id(), &target)?;
         let summary = KeysFile::peek(fs.as_ref(), &staging)?;
         let (mut k, _) = KeysFile::open(fs.as_ref(), &staging, |desc| {
-            crate::keys::resolve_provider(desc, summary.database_id, opts).map_err(crate::keys::to_crypto)
+            crate::keys::resolve_provider(desc, summary.database_id, opts)
+                .map_err(crate::keys::to_crypto)
         })?;
         k.switch_master_key(fs.as_ref(), provider.as_ref())?;
         master = provider.descriptor();
@@ -676,7 +722,13 @@ pub fn restore_backup(
             .iter()
             .map(|(id, _)| (*id, vec![BTreeMap::new(); NUM_LEVELS]))
             .collect(),
-        next_keyspace_id: chosen.keyspaces.iter().map(|(i, _)| i + 1).max().unwrap_or(1).max(1),
+        next_keyspace_id: chosen
+            .keyspaces
+            .iter()
+            .map(|(i, _)| i + 1)
+            .max()
+            .unwrap_or(1)
+            .max(1),
         indexes: chosen
             .indexes
             .iter()
@@ -706,7 +758,11 @@ pub fn restore_backup(
         }
         let to = crate::bg::table_path(&staging, f.number);
         copy_file(fs, &from, &to)?;
-        if let Some(l) = state.levels.get_mut(ks).and_then(|l| l.get_mut(usize::from(*level))) {
+        if let Some(l) = state
+            .levels
+            .get_mut(ks)
+            .and_then(|l| l.get_mut(usize::from(*level)))
+        {
             l.insert(f.number, f.clone());
         }
         max_number = max_number.max(f.number);
@@ -714,7 +770,13 @@ pub fn restore_backup(
     }
     state.flushed_seq = chosen.sequence;
     state.next_file_number = max_number + 1;
-    crate::manifest::Manifest::create_with_state(fs.clone(), &staging, &keyring, chosen.cipher, state)?;
+    crate::manifest::Manifest::create_with_state(
+        fs.clone(),
+        &staging,
+        &keyring,
+        chosen.cipher,
+        state,
+    )?;
     // Point-in-time: replay the backup's WAL past its sequence into the new WAL.
     let limit = match point {
         RestorePoint::Backup => None,
@@ -726,22 +788,33 @@ pub fn restore_backup(
     if let Some((max_seq, max_time)) = limit {
         // The log past the chosen backup lives in later backups' WAL lists too.
         let mut wal: BTreeMap<[u8; 16], WalSegmentInfo> = BTreeMap::new();
-        for b in backups.iter().filter(|b| b.database_id == chosen.database_id) {
+        for b in backups
+            .iter()
+            .filter(|b| b.database_id == chosen.database_id)
+        {
             for w in &b.wal {
                 wal.insert(w.file_id, w.clone());
             }
         }
         let mut with_log = chosen.clone();
         with_log.wal = wal.into_values().collect();
-        let (n, s) =
-            crate::pitr::replay_backup_wal(fs, dir, &with_log, &keyring, &staging, max_seq, max_time)?;
+        let (n, s) = crate::pitr::replay_backup_wal(
+            fs, dir, &with_log, &keyring, &staging, max_seq, max_time,
+        )?;
         replayed = n;
         restored_seq = restored_seq.max(s);
     }
     // Every table opens and matches before the result becomes visible.
     let cache = sealdb_sstable::BlockCache::new(1 << 20);
     for (_, _, f) in &chosen.tables {
-        crate::bg::open_table_at(fs, &crate::bg::table_path(&staging, f.number), f, &keyring, chosen.cipher, &cache)?;
+        crate::bg::open_table_at(
+            fs,
+            &crate::bg::table_path(&staging, f.number),
+            f,
+            &keyring,
+            chosen.cipher,
+            &cache,
+        )?;
     }
     if let Some(parent) = staging.parent() {
         // Every entry durable before the tree becomes visible under its name.
@@ -752,7 +825,8 @@ pub fn restore_backup(
             }
         }
         fs.sync_dir(&staging).map_err(|e| Error::io(&staging, e))?;
-        fs.rename(&staging, &dest).map_err(|e| Error::io(&dest, e))?;
+        fs.rename(&staging, &dest)
+            .map_err(|e| Error::io(&dest, e))?;
         fs.sync_dir(parent).map_err(|e| Error::io(parent, e))?;
     }
     Ok(RestoreInfo {
@@ -772,8 +846,11 @@ fn copy_file(fs: &SharedFs, from: &Path, to: &Path) -> Result<()> {
     let mut buf = vec![0u8; 1 << 20];
     while off < len {
         let n = usize::try_from((len - off).min(buf.len() as u64)).unwrap_or(buf.len());
-        let chunk = buf.get_mut(..n).ok_or_else(|| Error::InvalidArgument("copy".into()))?;
-        src.read_exact_at(chunk, off).map_err(|e| Error::io(from, e))?;
+        let chunk = buf
+            .get_mut(..n)
+            .ok_or_else(|| Error::InvalidArgument("copy".into()))?;
+        src.read_exact_at(chunk, off)
+            .map_err(|e| Error::io(from, e))?;
         dst.append(chunk).map_err(|e| Error::io(to, e))?;
         off += n as u64;
     }

@@ -39,7 +39,14 @@ fn open_table(
     cipher: CipherId,
     cache: &Arc<BlockCache>,
 ) -> Result<Arc<TableHandle>> {
-    open_table_at(fs, &table_path(db, meta.number), meta, keyring, cipher, cache)
+    open_table_at(
+        fs,
+        &table_path(db, meta.number),
+        meta,
+        keyring,
+        cipher,
+        cache,
+    )
 }
 
 /// Opens the table at `path` and checks it is exactly the file `meta` describes.
@@ -60,8 +67,14 @@ pub(crate) fn open_table_at(
             reason: IntegrityReason::MissingFile,
         });
     }
-    let table = Table::open(fs.as_ref(), &path, keyring, &expected(keyring, cipher), Some(cache.clone()))
-        .map_err(table_error)?;
+    let table = Table::open(
+        fs.as_ref(),
+        &path,
+        keyring,
+        &expected(keyring, cipher),
+        Some(cache.clone()),
+    )
+    .map_err(table_error)?;
     let got = table.meta();
     if got.footer_digest != meta.footer_digest
         || got.file_id.0 != meta.file_id
@@ -74,7 +87,12 @@ pub(crate) fn open_table_at(
             reason: IntegrityReason::ReplacedFile,
         });
     }
-    Ok(Arc::new(TableHandle::new(meta.clone(), table, path, fs.clone())))
+    Ok(Arc::new(TableHandle::new(
+        meta.clone(),
+        table,
+        path,
+        fs.clone(),
+    )))
 }
 
 /// Opens every table the manifest lists and removes orphans (tables written by a flush or
@@ -105,7 +123,9 @@ pub(crate) fn load_version(
     }
     version.normalize();
     for name in fs.list_dir(&dir).map_err(|e| Error::io(&dir, e))? {
-        let number = name.strip_suffix(".sst").and_then(|n| n.parse::<u64>().ok());
+        let number = name
+            .strip_suffix(".sst")
+            .and_then(|n| n.parse::<u64>().ok());
         if number.is_none_or(|n| !live.contains(&n)) {
             let p = dir.join(&name);
             fs.remove_file(&p).map_err(|e| Error::io(&p, e))?;
@@ -218,7 +238,10 @@ pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
     let mut outputs: Vec<(u32, FileMeta)> = Vec::new();
     let mut current: Option<(u32, u64, TableBuilder)> = None;
     let mut written = 0u64;
-    let finish = |cur: Option<(u32, u64, TableBuilder)>, outputs: &mut Vec<(u32, FileMeta)>, written: &mut u64| -> Result<()> {
+    let finish = |cur: Option<(u32, u64, TableBuilder)>,
+                  outputs: &mut Vec<(u32, FileMeta)>,
+                  written: &mut u64|
+     -> Result<()> {
         if let Some((ks, number, b)) = cur {
             let meta = b.finish().map_err(table_error)?;
             *written += meta.file_size;
@@ -242,8 +265,13 @@ pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
         if current.as_ref().is_none_or(|(c, _, _)| *c != ks) {
             finish(current.take(), &mut outputs, &mut written)?;
             let number = next_file_number(inner, &mut reserved);
-            let b = TableBuilder::create(inner.fs.as_ref(), &table_path(&inner.path, number), &keyring, &opts)
-                .map_err(table_error)?;
+            let b = TableBuilder::create(
+                inner.fs.as_ref(),
+                &table_path(&inner.path, number),
+                &keyring,
+                &opts,
+            )
+            .map_err(table_error)?;
             current = Some((ks, number, b));
         }
         if let Some((_, _, b)) = current.as_mut() {
@@ -269,18 +297,32 @@ pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
         .collect();
     edits.push(Edit::NextFileNumber(reserved));
     edits.push(Edit::FlushedSeq(flushed_seq));
-    edits.push(Edit::WalMinSegment(inner.wal.first_needed_segment(flushed_seq)));
+    edits.push(Edit::WalMinSegment(
+        inner.wal.first_needed_segment(flushed_seq),
+    ));
     // Streams durable before the manifest says this data left the WAL.
     crate::streams::sync_all(inner)?;
     let mut handles = Vec::new();
     for (ks, meta) in &outputs {
-        handles.push((*ks, open_table(&inner.fs, &inner.path, meta, &keyring, inner.cipher, &inner.cache)?));
+        handles.push((
+            *ks,
+            open_table(
+                &inner.fs,
+                &inner.path,
+                meta,
+                &keyring,
+                inner.cipher,
+                &inner.cache,
+            )?,
+        ));
     }
     {
         let mut manifest = inner.manifest.lock();
         // Keyspaces dropped while we flushed: skip their files (removed as orphans at open).
         let alive = manifest.state().keyspaces.clone();
-        edits.retain(|e| !matches!(e, Edit::AddFile { keyspace, .. } if !alive.contains_key(keyspace)));
+        edits.retain(
+            |e| !matches!(e, Edit::AddFile { keyspace, .. } if !alive.contains_key(keyspace)),
+        );
         manifest.apply(edits, &keyring)?;
         let mut v = inner.version.write();
         let mut next = (*v.version).clone();
@@ -289,7 +331,10 @@ pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
                 h.mark_obsolete();
                 continue;
             }
-            let levels = next.keyspaces.entry(ks).or_insert_with(|| vec![Vec::new(); NUM_LEVELS]);
+            let levels = next
+                .keyspaces
+                .entry(ks)
+                .or_insert_with(|| vec![Vec::new(); NUM_LEVELS]);
             if let Some(l0) = levels.get_mut(0) {
                 l0.push(h);
             }
@@ -318,7 +363,10 @@ pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
     }
     crate::streams::trim_all(inner)?;
     inner.counters.flushes.fetch_add(1, Ordering::Relaxed);
-    inner.counters.flush_bytes.fetch_add(written, Ordering::Relaxed);
+    inner
+        .counters
+        .flush_bytes
+        .fetch_add(written, Ordering::Relaxed);
     inner.notify_room();
     inner.signal_compaction();
     Ok(true)
@@ -344,8 +392,16 @@ fn level_target(inner: &DbInner, level: usize) -> u64 {
 }
 
 fn key_range(files: &[Arc<TableHandle>]) -> (Vec<u8>, Vec<u8>) {
-    let lo = files.iter().map(|f| f.meta.smallest.clone()).min().unwrap_or_default();
-    let hi = files.iter().map(|f| f.meta.largest.clone()).max().unwrap_or_default();
+    let lo = files
+        .iter()
+        .map(|f| f.meta.smallest.clone())
+        .min()
+        .unwrap_or_default();
+    let hi = files
+        .iter()
+        .map(|f| f.meta.largest.clone())
+        .max()
+        .unwrap_or_default();
     (lo, hi)
 }
 
@@ -372,7 +428,8 @@ fn pick(inner: &DbInner, version: &Version) -> Option<Job> {
             let score = if level == 0 {
                 files.len() as f64 / inner.opts.l0_compaction_trigger.max(1) as f64
             } else {
-                files.iter().map(|f| f.meta.size).sum::<u64>() as f64 / level_target(inner, level) as f64
+                files.iter().map(|f| f.meta.size).sum::<u64>() as f64
+                    / level_target(inner, level) as f64
             };
             if score < 1.0 || best.as_ref().is_some_and(|(b, _)| *b >= score) {
                 continue;
@@ -393,7 +450,10 @@ fn pick(inner: &DbInner, version: &Version) -> Option<Job> {
                 chosen.into_iter().collect()
             };
             let (lo, hi) = key_range(&inputs);
-            let next_inputs = levels.get(level + 1).map(|l| overlapping(l, &lo, &hi)).unwrap_or_default();
+            let next_inputs = levels
+                .get(level + 1)
+                .map(|l| overlapping(l, &lo, &hi))
+                .unwrap_or_default();
             best = Some((
                 score,
                 Job {
@@ -426,7 +486,12 @@ pub(crate) fn compact_all(inner: &Arc<DbInner>) -> Result<()> {
     let _g = inner.compaction_lock.lock();
     let version = inner.version.read().version.clone();
     for (ks, levels) in &version.keyspaces {
-        let upper: Vec<Arc<TableHandle>> = levels.iter().take(NUM_LEVELS - 1).flatten().cloned().collect();
+        let upper: Vec<Arc<TableHandle>> = levels
+            .iter()
+            .take(NUM_LEVELS - 1)
+            .flatten()
+            .cloned()
+            .collect();
         let bottom: Vec<Arc<TableHandle>> = levels.get(NUM_LEVELS - 1).cloned().unwrap_or_default();
         if upper.is_empty() && bottom.len() <= 1 {
             continue;
@@ -447,7 +512,12 @@ pub(crate) fn compact_all(inner: &Arc<DbInner>) -> Result<()> {
 
 /// Rewrites one table under the current data key, in place in its level (re-encryption).
 /// A no-op if a compaction already replaced it.
-pub(crate) fn rewrite_table(inner: &Arc<DbInner>, keyspace: u32, level: usize, table: Arc<TableHandle>) -> Result<()> {
+pub(crate) fn rewrite_table(
+    inner: &Arc<DbInner>,
+    keyspace: u32,
+    level: usize,
+    table: Arc<TableHandle>,
+) -> Result<()> {
     let _g = inner.compaction_lock.lock();
     let live = inner
         .version
@@ -506,9 +576,15 @@ impl Merge {
         let mut best: Option<usize> = None;
         for (i, h) in self.heads.iter().enumerate() {
             let Some(e) = h else { continue };
-            let better = match best.and_then(|b| self.heads.get(b)).and_then(Option::as_ref) {
+            let better = match best
+                .and_then(|b| self.heads.get(b))
+                .and_then(Option::as_ref)
+            {
                 None => true,
-                Some(b) => (e.key.as_slice(), std::cmp::Reverse(e.seq)) < (b.key.as_slice(), std::cmp::Reverse(b.seq)),
+                Some(b) => {
+                    (e.key.as_slice(), std::cmp::Reverse(e.seq))
+                        < (b.key.as_slice(), std::cmp::Reverse(b.seq))
+                }
             };
             if better {
                 best = Some(i);
@@ -519,7 +595,10 @@ impl Merge {
             Some(it) => it.next().transpose().map_err(table_error)?,
             None => None,
         };
-        Ok(self.heads.get_mut(i).and_then(|slot| std::mem::replace(slot, next)))
+        Ok(self
+            .heads
+            .get_mut(i)
+            .and_then(|slot| std::mem::replace(slot, next)))
     }
 }
 
@@ -552,12 +631,15 @@ fn run(inner: &Arc<DbInner>, job: Job) -> Result<()> {
         let new_key = last_key.as_deref() != Some(e.key.as_slice());
         if new_key {
             // Cut output files only between user keys, so a level never splits one key.
-            if builder.as_ref().is_some_and(|(_, b)| b.estimated_size() >= inner.opts.target_file_size)
-                && let Some((n, b)) = builder.take() {
-                    let meta = b.finish().map_err(table_error)?;
-                    written += meta.file_size;
-                    outputs.push(to_file_meta(n, &meta));
-                }
+            if builder
+                .as_ref()
+                .is_some_and(|(_, b)| b.estimated_size() >= inner.opts.target_file_size)
+                && let Some((n, b)) = builder.take()
+            {
+                let meta = b.finish().map_err(table_error)?;
+                written += meta.file_size;
+                outputs.push(to_file_meta(n, &meta));
+            }
             last_key = Some(e.key.clone());
             last_seq_for_key = u64::MAX;
         }
@@ -573,12 +655,18 @@ fn run(inner: &Arc<DbInner>, job: Job) -> Result<()> {
         }
         if builder.is_none() {
             let number = next_file_number(inner, &mut reserved);
-            let b = TableBuilder::create(inner.fs.as_ref(), &table_path(&inner.path, number), &keyring, &opts)
-                .map_err(table_error)?;
+            let b = TableBuilder::create(
+                inner.fs.as_ref(),
+                &table_path(&inner.path, number),
+                &keyring,
+                &opts,
+            )
+            .map_err(table_error)?;
             builder = Some((number, b));
         }
         if let Some((_, b)) = builder.as_mut() {
-            b.add(&e.key, e.seq, e.kind, &e.value).map_err(table_error)?;
+            b.add(&e.key, e.seq, e.kind, &e.value)
+                .map_err(table_error)?;
         }
         // Pacing: hold the write rate under the limit so foreground work keeps the CPU.
         if rate > 0 {
@@ -599,7 +687,14 @@ fn run(inner: &Arc<DbInner>, job: Job) -> Result<()> {
     inner.fs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
     let mut handles = Vec::new();
     for meta in &outputs {
-        handles.push(open_table(&inner.fs, &inner.path, meta, &keyring, inner.cipher, &inner.cache)?);
+        handles.push(open_table(
+            &inner.fs,
+            &inner.path,
+            meta,
+            &keyring,
+            inner.cipher,
+            &inner.cache,
+        )?);
     }
 
     let mut edits = Vec::new();
@@ -607,7 +702,10 @@ fn run(inner: &Arc<DbInner>, job: Job) -> Result<()> {
     let level_of = |number: u64| -> u8 {
         version
             .levels(job.keyspace)
-            .and_then(|ls| ls.iter().position(|l| l.iter().any(|t| t.meta.number == number)))
+            .and_then(|ls| {
+                ls.iter()
+                    .position(|l| l.iter().any(|t| t.meta.number == number))
+            })
             .unwrap_or(job.level) as u8
     };
     for t in job.inputs.iter().chain(&job.next_inputs) {
@@ -712,7 +810,9 @@ pub(crate) fn verify(inner: &Arc<DbInner>) -> VerifyReport {
         let _ = (&exp, active);
         // Every frame authenticates and parses; a segment closed by a recovery may end
         // unfinished (its successor records where it validly ends).
-        if let Err(e) = sealdb_wal::summarize_segment(inner.fs.as_ref(), &path, &keyring, inner.cipher) {
+        if let Err(e) =
+            sealdb_wal::summarize_segment(inner.fs.as_ref(), &path, &keyring, inner.cipher)
+        {
             report.errors.push(e.into());
         }
     }

@@ -5,12 +5,12 @@ use crate::iter::{DbIter, MemSource, Source};
 use crate::keys::open_or_create_keys;
 use crate::manifest::{DEFAULT_KEYSPACE, Edit, Manifest};
 use crate::options::{Options, WriteOptions};
+use crate::version::Version;
 use crate::{Error, Result};
+use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex, RwLock};
 use sealdb_crypto::{CipherId, KeyDescriptor, Keyring, KeysFile, SharedProvider};
 use sealdb_memtable::{Memtable, ValueKind};
-use crate::version::Version;
-use crossbeam_channel::Sender;
 use sealdb_sstable::BlockCache;
 use sealdb_vfs::{FileLock, SharedFs};
 use sealdb_wal::{
@@ -105,7 +105,11 @@ impl Stats {
     /// Block cache hit ratio (0 when unused).
     pub fn cache_hit_ratio(&self) -> f64 {
         let total = self.cache_hits + self.cache_misses;
-        if total == 0 { 0.0 } else { self.cache_hits as f64 / total as f64 }
+        if total == 0 {
+            0.0
+        } else {
+            self.cache_hits as f64 / total as f64
+        }
     }
 
     /// Table bytes written (flush plus compaction) per byte committed: the write
@@ -323,7 +327,11 @@ impl Db {
         let cipher = keys.data_cipher();
         let current = path.join(crate::manifest::CURRENT_FILE);
         let rollback = if opts.rollback_protection {
-            let p = crate::keylife::rollback_path(&opts.resolved_keystore_dir(), keyring.database_id(), &path);
+            let p = crate::keylife::rollback_path(
+                &opts.resolved_keystore_dir(),
+                keyring.database_id(),
+                &path,
+            );
             let last = crate::keylife::read_rollback(&p)?.unwrap_or((0, 0));
             Some(Arc::new(crate::keylife::RollbackCounter {
                 path: p,
@@ -399,38 +407,42 @@ impl Db {
                     return Ok(());
                 };
                 let mut changes = Vec::new();
-                for (pos, (seq, rec)) in (batch.first_seq..).zip(RecordIter::new(batch.rep)).enumerate() {
+                for (pos, (seq, rec)) in (batch.first_seq..)
+                    .zip(RecordIter::new(batch.rep))
+                    .enumerate()
+                {
                     let rec = rec?;
                     // A stream that lags the WAL (a crash between the two) gets its missing
                     // records from the replay, with old images read before each insert.
                     if let Some(s) = streams.get(&rec.keyspace)
-                        && seq > s.log.last_seq() {
-                            let ikey = keyspace_key(rec.keyspace, rec.key);
-                            let mut old = None;
-                            let mut found = false;
-                            for m in memtables.iter().rev() {
-                                if let Some((_, v)) = m.get(&ikey, u64::MAX) {
-                                    old = v;
-                                    found = true;
-                                    break;
-                                }
+                        && seq > s.log.last_seq()
+                    {
+                        let ikey = keyspace_key(rec.keyspace, rec.key);
+                        let mut old = None;
+                        let mut found = false;
+                        for m in memtables.iter().rev() {
+                            if let Some((_, v)) = m.get(&ikey, u64::MAX) {
+                                old = v;
+                                found = true;
+                                break;
                             }
-                            if !found {
-                                old = version
-                                    .get(rec.keyspace, rec.key, u64::MAX)
-                                    .ok()
-                                    .flatten()
-                                    .and_then(|(_, v)| v);
-                            }
-                            changes.push(crate::streams::Change {
-                                keyspace: rec.keyspace,
-                                key: rec.key.to_vec(),
-                                old,
-                                new: matches!(rec.op, Op::Put).then(|| rec.value.to_vec()),
-                                position: pos as u32,
-                                first_seq: batch.first_seq,
-                            });
                         }
+                        if !found {
+                            old = version
+                                .get(rec.keyspace, rec.key, u64::MAX)
+                                .ok()
+                                .flatten()
+                                .and_then(|(_, v)| v);
+                        }
+                        changes.push(crate::streams::Change {
+                            keyspace: rec.keyspace,
+                            key: rec.key.to_vec(),
+                            old,
+                            new: matches!(rec.op, Op::Put).then(|| rec.value.to_vec()),
+                            position: pos as u32,
+                            first_seq: batch.first_seq,
+                        });
+                    }
                     if state.keyspaces.contains_key(&rec.keyspace) {
                         let kind = match rec.op {
                             Op::Put => ValueKind::Put,
@@ -728,7 +740,12 @@ impl Db {
     }
 
     /// A point read by keyspace id at a snapshot (for sibling modules).
-    pub(crate) fn get_internal(&self, keyspace: u32, key: &[u8], snapshot: u64) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn get_internal(
+        &self,
+        keyspace: u32,
+        key: &[u8],
+        snapshot: u64,
+    ) -> Result<Option<Vec<u8>>> {
         self.get_at(keyspace, key, snapshot)
     }
 
@@ -790,11 +807,12 @@ impl Db {
             return Ok(self.last_sequence());
         }
         if let Some(owner) = batch.db
-            && owner != Arc::as_ptr(&self.inner) as usize {
-                return Err(Error::InvalidArgument(
-                    "write batch holds keyspaces of another database".into(),
-                ));
-            }
+            && owner != Arc::as_ptr(&self.inner) as usize
+        {
+            return Err(Error::InvalidArgument(
+                "write batch holds keyspaces of another database".into(),
+            ));
+        }
         self.check_writable()?;
         self.wait_for_room();
         let req = WriteRequest {
@@ -846,7 +864,9 @@ impl Db {
     ) -> Result<()> {
         let streams = self.inner.streams.read().clone();
         let touched = RecordIter::new(&req.rep).any(|r| {
-            r.is_ok_and(|r| indexes.by_base.contains_key(&r.keyspace) || streams.contains_key(&r.keyspace))
+            r.is_ok_and(|r| {
+                indexes.by_base.contains_key(&r.keyspace) || streams.contains_key(&r.keyspace)
+            })
         });
         if !touched {
             return Ok(());
@@ -865,7 +885,14 @@ impl Db {
             if idx.is_none() && stream.is_none() {
                 continue;
             }
-            let old = crate::index::leader_read(&self.inner, self, overlay, rec.keyspace, rec.key, snapshot)?;
+            let old = crate::index::leader_read(
+                &self.inner,
+                self,
+                overlay,
+                rec.keyspace,
+                rec.key,
+                snapshot,
+            )?;
             let new = match rec.op {
                 Op::Put => Some(rec.value.to_vec()),
                 Op::Delete => None,
@@ -908,7 +935,8 @@ impl Db {
                 .collect();
         }
         let force_rotate = group.iter().any(|(_, r)| r.count == 0);
-        let (rotations, group): (Vec<_>, Vec<_>) = group.into_iter().partition(|(_, r)| r.count == 0);
+        let (rotations, group): (Vec<_>, Vec<_>) =
+            group.into_iter().partition(|(_, r)| r.count == 0);
         if let Err(e) = self.maybe_rotate(force_rotate) {
             let msg = self.poison(e).to_string();
             return group
@@ -918,7 +946,8 @@ impl Db {
                 .collect();
         }
         let mut seq = inner.last_seq.load(Ordering::Acquire);
-        let mut results: Vec<(u64, Result<u64>)> = rotations.into_iter().map(|(id, _)| (id, Ok(seq))).collect();
+        let mut results: Vec<(u64, Result<u64>)> =
+            rotations.into_iter().map(|(id, _)| (id, Ok(seq))).collect();
         // Index maintenance and stream capture, when any keyspace has them.
         let indexes = inner.indexes.read().clone();
         let has_streams = !inner.streams.read().is_empty();
@@ -1074,7 +1103,10 @@ impl Db {
         let over = || {
             let v = inner.version.read();
             v.immutables.len() >= limit
-                || v.version.keyspaces.values().any(|l| l.first().is_some_and(|l0| l0.len() >= l0_limit))
+                || v.version
+                    .keyspaces
+                    .values()
+                    .any(|l| l.first().is_some_and(|l0| l0.len() >= l0_limit))
         };
         if !over() {
             return;
@@ -1201,7 +1233,10 @@ impl Db {
                 return Ok(v);
             }
         }
-        Ok(version.version.get(keyspace, key, snapshot)?.and_then(|(_, v)| v))
+        Ok(version
+            .version
+            .get(keyspace, key, snapshot)?
+            .and_then(|(_, v)| v))
     }
 
     fn iter_at(
@@ -1243,7 +1278,6 @@ impl Db {
         let pin: Arc<dyn std::any::Any + Send + Sync> = version;
         Ok(DbIter::new(sources, snapshot, vec![pin]))
     }
-
 }
 
 impl DbInner {
@@ -1464,12 +1498,14 @@ struct StreamShim<'a> {
 
 impl StreamShim<'_> {
     fn append(&self, groups: &[Vec<crate::streams::Change>], time_ms: u64) -> Result<()> {
-        let mut per: std::collections::HashMap<u32, Vec<sealdb_stream::ChangeRecord>> = Default::default();
+        let mut per: std::collections::HashMap<u32, Vec<sealdb_stream::ChangeRecord>> =
+            Default::default();
         for c in groups.iter().flatten() {
             if let Some(s) = self.streams.get(&c.keyspace)
-                && let Some(r) = crate::streams::to_record(c, s.view, &s.keyspace_name, time_ms) {
-                    per.entry(c.keyspace).or_default().push(r);
-                }
+                && let Some(r) = crate::streams::to_record(c, s.view, &s.keyspace_name, time_ms)
+            {
+                per.entry(c.keyspace).or_default().push(r);
+            }
         }
         for (ks, recs) in per {
             if let Some(s) = self.streams.get(&ks) {

@@ -73,7 +73,9 @@ pub enum Error {
     Poisoned(String),
     /// The data directory is older than the last state this machine saw (rollback
     /// protection): it was replaced by an older copy of itself.
-    #[error("rollback detected: the manifest is at {found:?} but this database was last seen at {expected:?}; open with allow_rollback to accept a deliberate restore")]
+    #[error(
+        "rollback detected: the manifest is at {found:?} but this database was last seen at {expected:?}; open with allow_rollback to accept a deliberate restore"
+    )]
     RolledBack {
         /// The manifest position found (manifest number, edit groups).
         found: (u64, u64),

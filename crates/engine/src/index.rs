@@ -55,7 +55,10 @@ impl IndexSet {
             let persisted = IndexDefinition::decode(&rec.definition)
                 .map_err(|e| Error::Corruption(format!("index definition: {e}")))?;
             let name = persisted.name.clone();
-            let custom_fn = custom.iter().find(|c| c.index == name).map(|c| c.extract.clone());
+            let custom_fn = custom
+                .iter()
+                .find(|c| c.index == name)
+                .map(|c| c.extract.clone());
             let def = persisted
                 .into_definition(custom_fn)
                 .map_err(|e| Error::InvalidArgument(format!("index {name}: {e}")))?;
@@ -233,7 +236,12 @@ impl Db {
         inner
             .manifest
             .lock()
-            .apply(vec![Edit::IndexReady { keyspace: live.keyspace }], &keyring)
+            .apply(
+                vec![Edit::IndexReady {
+                    keyspace: live.keyspace,
+                }],
+                &keyring,
+            )
             .map_err(|e| inner.poison(e))?;
         live.ready.store(true, Ordering::Release);
         Ok(())
@@ -247,7 +255,8 @@ impl Db {
         loop {
             let (n, next) = self.run_exclusive(|| {
                 let snapshot = self.last_sequence();
-                let mut it = self.iter_internal(idx.base, cursor.clone(), Bound::Unbounded, snapshot)?;
+                let mut it =
+                    self.iter_internal(idx.base, cursor.clone(), Bound::Unbounded, snapshot)?;
                 let mut batch = sealdb_wal::BatchBuilder::new();
                 let mut n = 0u64;
                 let mut last = None;
@@ -332,7 +341,12 @@ impl Db {
         self.query_index_at(name, q, snapshot)
     }
 
-    pub(crate) fn query_index_at(&self, name: &str, q: &IndexQuery, snapshot: u64) -> Result<QueryPage> {
+    pub(crate) fn query_index_at(
+        &self,
+        name: &str,
+        q: &IndexQuery,
+        snapshot: u64,
+    ) -> Result<QueryPage> {
         let idx = self
             .inner
             .indexes
@@ -347,7 +361,9 @@ impl Db {
         let partition: Vec<u8> = match idx.def.kind {
             IndexKind::Global => Vec::new(),
             IndexKind::Local(_) => q.partition.clone().ok_or_else(|| {
-                Error::InvalidArgument(format!("index {name} is local: the query must name a partition"))
+                Error::InvalidArgument(format!(
+                    "index {name} is local: the query must name a partition"
+                ))
             })?,
         };
         let mut bounds = query_bounds(&partition, &q.query);
@@ -365,7 +381,8 @@ impl Db {
         let mut more = false;
         for item in iter {
             let (ek, ev) = item?;
-            let decoded = decode_entry_key(&ek).map_err(|e| Error::Corruption(format!("index {name}: {e}")))?;
+            let decoded = decode_entry_key(&ek)
+                .map_err(|e| Error::Corruption(format!("index {name}: {e}")))?;
             if !matches(&q.query, &decoded) || decoded.partition != partition {
                 continue;
             }
@@ -393,7 +410,11 @@ impl Db {
         }
         Ok(QueryPage {
             hits,
-            next: if more { last_key.map(ContinuationToken) } else { None },
+            next: if more {
+                last_key.map(ContinuationToken)
+            } else {
+                None
+            },
         })
     }
 }

@@ -189,9 +189,10 @@ impl DbIter {
             let best = self.take_versions(&key)?;
             self.last_front = Some(key);
             if let Some(e) = best
-                && e.is_put {
-                    return Ok(Some((e.key, e.value)));
-                }
+                && e.is_put
+            {
+                return Ok(Some((e.key, e.value)));
+            }
         }
     }
 
@@ -207,9 +208,10 @@ impl DbIter {
             let best = self.take_versions(&key)?;
             self.last_back = Some(key);
             if let Some(e) = best
-                && e.is_put {
-                    return Ok(Some((e.key, e.value)));
-                }
+                && e.is_put
+            {
+                return Ok(Some((e.key, e.value)));
+            }
         }
     }
 }

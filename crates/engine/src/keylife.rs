@@ -45,7 +45,12 @@ impl AuditedProvider {
         }
     }
 
-    fn report<T>(&self, op: &'static str, db: Option<sealdb_crypto::DatabaseId>, r: &sealdb_crypto::Result<T>) {
+    fn report<T>(
+        &self,
+        op: &'static str,
+        db: Option<sealdb_crypto::DatabaseId>,
+        r: &sealdb_crypto::Result<T>,
+    ) {
         if let Some(h) = &self.hook {
             (h.0)(&KeyEvent {
                 key: self.inner.descriptor(),
@@ -64,12 +69,20 @@ impl KeyProvider for AuditedProvider {
     fn descriptor(&self) -> KeyDescriptor {
         self.inner.descriptor()
     }
-    fn wrap(&self, data_key: &SecretKey, context: &EncryptionContext) -> sealdb_crypto::Result<Vec<u8>> {
+    fn wrap(
+        &self,
+        data_key: &SecretKey,
+        context: &EncryptionContext,
+    ) -> sealdb_crypto::Result<Vec<u8>> {
         let r = self.inner.wrap(data_key, context);
         self.report("wrap", Some(context.database_id), &r);
         r
     }
-    fn unwrap(&self, wrapped: &[u8], context: &EncryptionContext) -> sealdb_crypto::Result<SecretKey> {
+    fn unwrap(
+        &self,
+        wrapped: &[u8],
+        context: &EncryptionContext,
+    ) -> sealdb_crypto::Result<SecretKey> {
         let r = self.inner.unwrap(wrapped, context);
         self.report("unwrap", Some(context.database_id), &r);
         r
@@ -79,7 +92,10 @@ impl KeyProvider for AuditedProvider {
         self.report("check", None, &r);
         r
     }
-    fn generate_data_key(&self, context: &EncryptionContext) -> sealdb_crypto::Result<(SecretKey, Vec<u8>)> {
+    fn generate_data_key(
+        &self,
+        context: &EncryptionContext,
+    ) -> sealdb_crypto::Result<(SecretKey, Vec<u8>)> {
         let r = self.inner.generate_data_key(context);
         self.report("generate-data-key", Some(context.database_id), &r);
         r
@@ -159,8 +175,13 @@ pub(crate) fn target_provider_for(
     target: &MasterKey,
 ) -> Result<SharedProvider> {
     Ok(match target {
-        MasterKey::Owned => Arc::new(OwnedKeyProvider::open_or_create(&opts.resolved_keystore_dir(), id)?),
-        MasterKey::LocalKms(name) => Arc::new(LocalKms::open(&opts.resolved_kms_dir())?.provider(name)),
+        MasterKey::Owned => Arc::new(OwnedKeyProvider::open_or_create(
+            &opts.resolved_keystore_dir(),
+            id,
+        )?),
+        MasterKey::LocalKms(name) => {
+            Arc::new(LocalKms::open(&opts.resolved_kms_dir())?.provider(name))
+        }
         MasterKey::Provider(p) => p.clone(),
     })
 }
@@ -274,7 +295,11 @@ impl Db {
             .into_iter()
             .map(|n| inner.wal.dir().join(sealdb_wal::segment_file_name(n)))
             .collect();
-        for name in inner.fs.list_dir(&inner.path).map_err(|e| Error::io(&inner.path, e))? {
+        for name in inner
+            .fs
+            .list_dir(&inner.path)
+            .map_err(|e| Error::io(&inner.path, e))?
+        {
             if name.starts_with("MANIFEST-") || name == crate::manifest::CURRENT_FILE {
                 paths.push(inner.path.join(name));
             }
@@ -302,7 +327,9 @@ impl Db {
         }
         Ok(KeyStatus {
             master: keys.master().clone(),
-            state: block.as_ref().map_or(KeyState::Enabled, |b| b.state.clone()),
+            state: block
+                .as_ref()
+                .map_or(KeyState::Enabled, |b| b.state.clone()),
             unavailable_since: block.map(|b| b.since),
             last_check: *inner.last_key_check.lock(),
             current_data_key: keys.keyring().current_version(),
@@ -365,13 +392,18 @@ pub(crate) fn check_key_now(inner: &DbInner) {
 
 /// The key-check thread: re-verifies the master key every interval (and rotates the data key
 /// by age, if configured) until the database closes.
-pub(crate) fn start_key_thread(inner: &Arc<DbInner>, stop: crossbeam_channel::Receiver<()>) -> Option<std::thread::JoinHandle<()>> {
+pub(crate) fn start_key_thread(
+    inner: &Arc<DbInner>,
+    stop: crossbeam_channel::Receiver<()>,
+) -> Option<std::thread::JoinHandle<()>> {
     let interval = inner.opts.key_check_interval;
     let inner = inner.clone();
     std::thread::Builder::new()
         .name("sealdb-keycheck".into())
         .spawn(move || {
-            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stop.recv_timeout(interval) {
+            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                stop.recv_timeout(interval)
+            {
                 check_key_now(&inner);
                 maybe_rotate_by_age(&inner);
             }
@@ -396,7 +428,10 @@ pub(crate) fn maybe_rotate_by_age(inner: &Arc<DbInner>) {
     if age >= max_age {
         let provider = inner.provider.read().clone();
         let mut keys = inner.keys.lock();
-        if keys.add_data_key_version(inner.fs.as_ref(), provider.as_ref()).is_ok() {
+        if keys
+            .add_data_key_version(inner.fs.as_ref(), provider.as_ref())
+            .is_ok()
+        {
             let keyring = keys.keyring().clone();
             drop(keys);
             *inner.keyring.write() = keyring.clone();
@@ -434,9 +469,24 @@ pub(crate) fn read_rollback(path: &Path) -> Result<Option<(u64, u64)>> {
     if bytes.len() != 28 || bytes.get(..8) != Some(&ROLLBACK_MAGIC[..]) {
         return Err(bad());
     }
-    let n = u64::from_le_bytes(bytes.get(8..16).and_then(|b| b.try_into().ok()).ok_or_else(bad)?);
-    let e = u64::from_le_bytes(bytes.get(16..24).and_then(|b| b.try_into().ok()).ok_or_else(bad)?);
-    let crc = u32::from_le_bytes(bytes.get(24..28).and_then(|b| b.try_into().ok()).ok_or_else(bad)?);
+    let n = u64::from_le_bytes(
+        bytes
+            .get(8..16)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(bad)?,
+    );
+    let e = u64::from_le_bytes(
+        bytes
+            .get(16..24)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(bad)?,
+    );
+    let crc = u32::from_le_bytes(
+        bytes
+            .get(24..28)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(bad)?,
+    );
     if crc32fast::hash(bytes.get(..24).unwrap_or_default()) != crc {
         return Err(bad());
     }

@@ -54,7 +54,9 @@ pub(crate) fn resolve_provider(
         }
         // The standard AWS configuration chain (environment, profile) says where and how.
         #[cfg(feature = "aws-kms")]
-        "aws-kms" => Ok(Arc::new(sealdb_crypto::AwsKmsProvider::from_env(&desc.key_id)?)),
+        "aws-kms" => Ok(Arc::new(sealdb_crypto::AwsKmsProvider::from_env(
+            &desc.key_id,
+        )?)),
         _ => Err(Error::KeyUnavailable {
             provider: desc.provider.clone(),
             key_id: desc.key_id.clone(),

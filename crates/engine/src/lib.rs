@@ -22,23 +22,24 @@ mod pitr;
 mod streams;
 mod version;
 
+pub use backup::{
+    BackupInfo, BackupVerifyReport, RestoreInfo, RestorePoint, WalSegmentInfo,
+    decode_catalog_for_fuzz, delete_backup, list_backups, read_backup, restore_backup,
+    verify_backup,
+};
+pub use bg::VerifyReport;
 pub use db::{Db, Keyspace, LevelStats, OpenStats, Snapshot, Stats, WriteBatch};
 pub use error::{Error, Result};
 pub use index::{IndexHit, IndexInfo, IndexQuery, QueryPage, decode_index_entry_for_fuzz};
 pub use iter::DbIter;
+pub use keylife::{DataKeyInfo, KeyEventHook, KeyStatus, ReencryptReport};
+pub use options::{Compression, MasterKey, NamedExtractor, Options, WriteOptions};
+pub use sealdb_crypto::{CipherId, DatabaseId, KeyDescriptor, KeyEvent, KeyProvider, KeyState};
 pub use sealdb_index::{
     ContinuationToken, ExtractFn, Extractor, IndexDefinition, IndexKind, IndexValue, PartitionSpec,
     Projection, Query,
 };
 pub use streams::{StreamBatch, StreamEvent, StreamInfo, StreamRecord, StreamStart, StreamView};
-pub use backup::{
-    BackupInfo, BackupVerifyReport, RestoreInfo, RestorePoint, WalSegmentInfo, decode_catalog_for_fuzz,
-    delete_backup, list_backups, read_backup, restore_backup, verify_backup,
-};
-pub use bg::VerifyReport;
-pub use keylife::{DataKeyInfo, KeyEventHook, KeyStatus, ReencryptReport};
-pub use options::{Compression, MasterKey, NamedExtractor, Options, WriteOptions};
-pub use sealdb_crypto::{CipherId, DatabaseId, KeyDescriptor, KeyEvent, KeyProvider, KeyState};
 
 /// Wall-clock Unix milliseconds (0 before 1970).
 pub(crate) fn now_ms() -> u64 {

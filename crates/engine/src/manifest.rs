@@ -78,13 +78,26 @@ pub(crate) enum Edit {
     },
     NextKeyspaceId(u32),
     /// A secondary index: its keyspace, its base keyspace and its persisted definition.
-    CreateIndex { keyspace: u32, base: u32, definition: Vec<u8> },
+    CreateIndex {
+        keyspace: u32,
+        base: u32,
+        definition: Vec<u8>,
+    },
     /// The index's backfill finished: queries may use it.
-    IndexReady { keyspace: u32 },
+    IndexReady {
+        keyspace: u32,
+    },
     /// Change stream settings of a keyspace (view type code, retention in seconds, size cap).
-    SetStream { keyspace: u32, view: u8, retention_secs: u64, max_bytes: u64 },
+    SetStream {
+        keyspace: u32,
+        view: u8,
+        retention_secs: u64,
+        max_bytes: u64,
+    },
     /// The keyspace's change stream is off.
-    ClearStream { keyspace: u32 },
+    ClearStream {
+        keyspace: u32,
+    },
 }
 
 /// A secondary index as the manifest records it.
@@ -164,7 +177,11 @@ impl Edit {
                 retention_secs,
                 max_bytes,
             } => {
-                w.u8(11).u32(*keyspace).u8(*view).u64(*retention_secs).u64(*max_bytes);
+                w.u8(11)
+                    .u32(*keyspace)
+                    .u8(*view)
+                    .u64(*retention_secs)
+                    .u64(*max_bytes);
             }
             Self::ClearStream { keyspace } => {
                 w.u8(12).u32(*keyspace);
@@ -594,10 +611,11 @@ impl Manifest {
             if let Some(n) = name
                 .strip_prefix(MANIFEST_PREFIX)
                 .and_then(|d| d.parse::<u64>().ok())
-                && n != number {
-                    let p = dir.join(&name);
-                    fs.remove_file(&p).map_err(|e| Error::io(&p, e))?;
-                }
+                && n != number
+            {
+                let p = dir.join(&name);
+                fs.remove_file(&p).map_err(|e| Error::io(&p, e))?;
+            }
         }
         fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
         Ok(Self {
@@ -618,7 +636,10 @@ impl Manifest {
     }
 
     /// Reports every new position to `counter` from now on (and the current one now).
-    pub(crate) fn set_rollback(&mut self, counter: std::sync::Arc<crate::keylife::RollbackCounter>) -> Result<()> {
+    pub(crate) fn set_rollback(
+        &mut self,
+        counter: std::sync::Arc<crate::keylife::RollbackCounter>,
+    ) -> Result<()> {
         counter.record(self.position())?;
         self.rollback = Some(counter);
         Ok(())

@@ -69,7 +69,8 @@ pub(crate) fn trim_archive(inner: &DbInner) -> Result<()> {
     let Some(window) = inner.opts.pitr_window else {
         return Ok(());
     };
-    let cutoff = crate::now_ms().saturating_sub(u64::try_from(window.as_millis()).unwrap_or(u64::MAX));
+    let cutoff =
+        crate::now_ms().saturating_sub(u64::try_from(window.as_millis()).unwrap_or(u64::MAX));
     let keyring = inner.keyring.read().clone();
     let dir = inner.path.join(ARCHIVE_DIR);
     // Only a prefix may go, so the archive stays one chain.
@@ -78,7 +79,10 @@ pub(crate) fn trim_archive(inner: &DbInner) -> Result<()> {
         if s.last_time_ms >= cutoff {
             break;
         }
-        inner.fs.remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        inner
+            .fs
+            .remove_file(&path)
+            .map_err(|e| Error::io(&path, e))?;
     }
     Ok(())
 }
@@ -99,11 +103,14 @@ pub(crate) fn replay_backup_wal(
     }
     // Lay the segments out under their chain names so the reader can check the chain.
     let scratch = dest.join(".pitr");
-    fs.create_dir_all(&scratch).map_err(|e| Error::io(&scratch, e))?;
+    fs.create_dir_all(&scratch)
+        .map_err(|e| Error::io(&scratch, e))?;
     let mut segs = backup.wal.clone();
     segs.sort_by_key(|w| w.number);
     for w in &segs {
-        let from = dir.join("wal").join(format!("{}.wal", sealdb_crypto::hex::encode(&w.file_id)));
+        let from = dir
+            .join("wal")
+            .join(format!("{}.wal", sealdb_crypto::hex::encode(&w.file_id)));
         if !fs.exists(&from) {
             return Err(Error::Integrity {
                 file: from.display().to_string(),
@@ -118,16 +125,26 @@ pub(crate) fn replay_backup_wal(
         segment_size: 64 << 20,
         cipher: backup.cipher,
     };
-    let (wal, _) = Wal::open(fs.clone(), &dest.join("wal"), keyring.clone(), opts, 0, &mut |_| Ok(()))?;
+    let (wal, _) = Wal::open(
+        fs.clone(),
+        &dest.join("wal"),
+        keyring.clone(),
+        opts,
+        0,
+        &mut |_| Ok(()),
+    )?;
     let mut count = 0u64;
     let mut last = backup.sequence;
     let mut failure: Option<Error> = None;
     // Batches are atomic and ordered: once one lies past the point, so does everything after.
     let mut stopped = false;
     let first = segs.first().map_or(0, |w| w.number);
-    Wal::replay_read_only(fs, &scratch, keyring, opts, first, &mut |b: FrameBatch<'_>| {
+    Wal::replay_read_only(fs, &scratch, keyring, opts, first, &mut |b: FrameBatch<
+        '_,
+    >| {
         let end = b.first_seq + u64::from(b.count) - 1;
-        let within = max_seq.is_none_or(|m| end <= m) && max_time.is_none_or(|t| b.commit_time_ms <= t);
+        let within =
+            max_seq.is_none_or(|m| end <= m) && max_time.is_none_or(|t| b.commit_time_ms <= t);
         if b.first_seq > backup.sequence && !within {
             stopped = true;
         }
@@ -149,6 +166,7 @@ pub(crate) fn replay_backup_wal(
         let p = scratch.join(name);
         fs.remove_file(&p).map_err(|e| Error::io(&p, e))?;
     }
-    fs.remove_dir(&scratch).map_err(|e| Error::io(&scratch, e))?;
+    fs.remove_dir(&scratch)
+        .map_err(|e| Error::io(&scratch, e))?;
     Ok((count, last))
 }

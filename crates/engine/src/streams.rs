@@ -5,7 +5,9 @@
 use crate::db::{Db, DbInner};
 use crate::manifest::Edit;
 use crate::{Error, Result};
-use sealdb_stream::{ChangeRecord, ConsumerPositions, Event, StartAt, StreamLog, StreamOptions, ViewType};
+use sealdb_stream::{
+    ChangeRecord, ConsumerPositions, Event, StartAt, StreamLog, StreamOptions, ViewType,
+};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -60,7 +62,9 @@ pub(crate) fn view_from_code(c: u8) -> Result<ViewType> {
 fn stream_err(e: sealdb_stream::Error) -> Error {
     match e {
         sealdb_stream::Error::Crypto(c) => c.into(),
-        sealdb_stream::Error::Trimmed { requested, horizon } => Error::Trimmed { requested, horizon },
+        sealdb_stream::Error::Trimmed { requested, horizon } => {
+            Error::Trimmed { requested, horizon }
+        }
         sealdb_stream::Error::Io { path, source } => Error::Io { path, source },
         sealdb_stream::Error::InvalidArgument(s) => Error::InvalidArgument(s),
         other => Error::Corruption(other.to_string()),
@@ -69,7 +73,12 @@ fn stream_err(e: sealdb_stream::Error) -> Error {
 
 /// The record a change makes, if any: a delete of an absent key and a put that changes
 /// nothing make none.
-pub(crate) fn to_record(c: &Change, view: ViewType, keyspace: &str, time_ms: u64) -> Option<ChangeRecord> {
+pub(crate) fn to_record(
+    c: &Change,
+    view: ViewType,
+    keyspace: &str,
+    time_ms: u64,
+) -> Option<ChangeRecord> {
     let event = match (&c.old, &c.new) {
         (None, Some(_)) => Event::Insert,
         (Some(o), Some(n)) if o == n => return None,
@@ -83,17 +92,32 @@ pub(crate) fn to_record(c: &Change, view: ViewType, keyspace: &str, time_ms: u64
         event,
         keyspace: keyspace.to_string(),
         key: c.key.clone(),
-        new_image: if view.includes_new_image() { c.new.clone() } else { None },
-        old_image: if view.includes_old_image() { c.old.clone() } else { None },
+        new_image: if view.includes_new_image() {
+            c.new.clone()
+        } else {
+            None
+        },
+        old_image: if view.includes_old_image() {
+            c.old.clone()
+        } else {
+            None
+        },
     })
 }
 
 /// Appends a commit group's records to their streams (one sealed block per stream).
-pub(crate) fn append_changes(inner: &DbInner, groups: &[Vec<Change>], time_ms: u64, sync: bool) -> Result<()> {
+pub(crate) fn append_changes(
+    inner: &DbInner,
+    groups: &[Vec<Change>],
+    time_ms: u64,
+    sync: bool,
+) -> Result<()> {
     let streams = inner.streams.read().clone();
     let mut per: HashMap<u32, Vec<ChangeRecord>> = HashMap::new();
     for c in groups.iter().flatten() {
-        let Some(s) = streams.get(&c.keyspace) else { continue };
+        let Some(s) = streams.get(&c.keyspace) else {
+            continue;
+        };
         if let Some(r) = to_record(c, s.view, &s.keyspace_name, time_ms) {
             per.entry(c.keyspace).or_default().push(r);
         }
@@ -119,7 +143,9 @@ pub(crate) fn sync_all(inner: &DbInner) -> Result<()> {
 pub(crate) fn trim_all(inner: &DbInner) -> Result<()> {
     for s in inner.streams.read().values() {
         let cap = (s.max_bytes > 0).then_some(s.max_bytes);
-        s.log.trim(Some(s.retention), cap, crate::now_ms()).map_err(stream_err)?;
+        s.log
+            .trim(Some(s.retention), cap, crate::now_ms())
+            .map_err(stream_err)?;
     }
     Ok(())
 }
@@ -138,10 +164,20 @@ pub(crate) fn open_streams(
 ) -> Result<StreamSet> {
     let mut set = StreamSet::new();
     for (ks, rec) in &state.streams {
-        let Some(name) = state.keyspaces.get(ks) else { continue };
+        let Some(name) = state.keyspaces.get(ks) else {
+            continue;
+        };
         let dir = stream_dir(db, *ks);
-        let (log, _) = StreamLog::open(fs.clone(), &dir, keyring.clone(), StreamOptions { cipher, ..StreamOptions::default() })
-            .map_err(stream_err)?;
+        let (log, _) = StreamLog::open(
+            fs.clone(),
+            &dir,
+            keyring.clone(),
+            StreamOptions {
+                cipher,
+                ..StreamOptions::default()
+            },
+        )
+        .map_err(stream_err)?;
         let positions = ConsumerPositions::load(fs.as_ref(), &dir, keyring).map_err(stream_err)?;
         set.insert(
             *ks,
@@ -217,12 +253,12 @@ pub(crate) fn truncate_phantoms(
     Ok(cut)
 }
 
-/// Where a stream reader starts.
-pub use sealdb_stream::StartAt as StreamStart;
 /// A change record.
 pub use sealdb_stream::ChangeRecord as StreamRecord;
 /// A change's kind.
 pub use sealdb_stream::Event as StreamEvent;
+/// Where a stream reader starts.
+pub use sealdb_stream::StartAt as StreamStart;
 /// What a stream records of each change.
 pub use sealdb_stream::ViewType as StreamView;
 
@@ -261,7 +297,9 @@ impl Db {
             .read()
             .get(&keyspace.id())
             .cloned()
-            .ok_or_else(|| Error::InvalidArgument(format!("keyspace {} has no stream", keyspace.name())))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("keyspace {} has no stream", keyspace.name()))
+            })
     }
 
     /// Enables the change stream of `keyspace` with a view type and retention (by age, and by
@@ -293,7 +331,8 @@ impl Db {
                 },
             )
             .map_err(stream_err)?;
-            let positions = ConsumerPositions::load(inner.fs.as_ref(), &dir, &keyring).map_err(stream_err)?;
+            let positions =
+                ConsumerPositions::load(inner.fs.as_ref(), &dir, &keyring).map_err(stream_err)?;
             inner
                 .manifest
                 .lock()
@@ -333,7 +372,12 @@ impl Db {
             inner
                 .manifest
                 .lock()
-                .apply(vec![Edit::ClearStream { keyspace: keyspace.id() }], &keyring)
+                .apply(
+                    vec![Edit::ClearStream {
+                        keyspace: keyspace.id(),
+                    }],
+                    &keyring,
+                )
                 .map_err(|e| inner.poison(e))?;
             let mut next = (**inner.streams.read()).clone();
             let removed = next.remove(&keyspace.id());
@@ -364,7 +408,10 @@ impl Db {
     ) -> Result<StreamBatch> {
         self.check_key()?;
         let s = self.live_stream(keyspace)?;
-        let b = s.log.read(start, max_records, max_bytes).map_err(stream_err)?;
+        let b = s
+            .log
+            .read(start, max_records, max_bytes)
+            .map_err(stream_err)?;
         Ok(StreamBatch {
             records: b.records,
             next: b.next,
@@ -373,13 +420,23 @@ impl Db {
 
     /// Blocks until a record newer than `after_seq` exists or `timeout` passes (no polling);
     /// returns whether one does.
-    pub fn wait_stream(&self, keyspace: &crate::Keyspace, after_seq: u64, timeout: Duration) -> Result<bool> {
+    pub fn wait_stream(
+        &self,
+        keyspace: &crate::Keyspace,
+        after_seq: u64,
+        timeout: Duration,
+    ) -> Result<bool> {
         let s = self.live_stream(keyspace)?;
         Ok(s.log.wait_for(after_seq, timeout))
     }
 
     /// Durably records consumer `name`'s position (the last sequence number it processed).
-    pub fn commit_stream_position(&self, keyspace: &crate::Keyspace, name: &str, seq: u64) -> Result<()> {
+    pub fn commit_stream_position(
+        &self,
+        keyspace: &crate::Keyspace,
+        name: &str,
+        seq: u64,
+    ) -> Result<()> {
         let s = self.live_stream(keyspace)?;
         let keyring = self.inner.keyring.read().clone();
         s.positions

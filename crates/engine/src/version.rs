@@ -74,7 +74,12 @@ impl Version {
         for levels in self.keyspaces.values_mut() {
             levels.resize_with(NUM_LEVELS, Vec::new);
             if let Some(l0) = levels.get_mut(0) {
-                l0.sort_by(|a, b| b.meta.max_seq.cmp(&a.meta.max_seq).then(b.meta.number.cmp(&a.meta.number)));
+                l0.sort_by(|a, b| {
+                    b.meta
+                        .max_seq
+                        .cmp(&a.meta.max_seq)
+                        .then(b.meta.number.cmp(&a.meta.number))
+                });
             }
             for level in levels.iter_mut().skip(1) {
                 level.sort_by(|a, b| a.meta.smallest.cmp(&b.meta.smallest));
@@ -83,7 +88,12 @@ impl Version {
     }
 
     /// The newest version of `key` visible at `snapshot` in this keyspace's tables.
-    pub(crate) fn get(&self, keyspace: u32, key: &[u8], snapshot: u64) -> Result<Option<(u64, Option<Vec<u8>>)>> {
+    pub(crate) fn get(
+        &self,
+        keyspace: u32,
+        key: &[u8],
+        snapshot: u64,
+    ) -> Result<Option<(u64, Option<Vec<u8>>)>> {
         let Some(levels) = self.levels(keyspace) else {
             return Ok(None);
         };
@@ -102,9 +112,10 @@ impl Version {
                 let idx = level.partition_point(|t| t.meta.largest.as_slice() < key);
                 if let Some(t) = level.get(idx)
                     && key >= t.meta.smallest.as_slice()
-                        && let Some(found) = t.table.get(key, snapshot).map_err(table_error)? {
-                            return Ok(Some(found));
-                        }
+                    && let Some(found) = t.table.get(key, snapshot).map_err(table_error)?
+                {
+                    return Ok(Some(found));
+                }
             }
         }
         Ok(None)
@@ -112,7 +123,12 @@ impl Version {
 
     /// Scan sources over `[lower, upper]` for one keyspace: one per L0 table, one per deeper
     /// level.
-    pub(crate) fn sources(&self, keyspace: u32, lower: &Bound<Vec<u8>>, upper: &Bound<Vec<u8>>) -> Vec<Box<dyn Source>> {
+    pub(crate) fn sources(
+        &self,
+        keyspace: u32,
+        lower: &Bound<Vec<u8>>,
+        upper: &Bound<Vec<u8>>,
+    ) -> Vec<Box<dyn Source>> {
         let mut out: Vec<Box<dyn Source>> = Vec::new();
         let Some(levels) = self.levels(keyspace) else {
             return out;
@@ -128,10 +144,18 @@ impl Version {
             }
             if n == 0 {
                 for f in files {
-                    out.push(Box::new(LevelSource::new(vec![f], lower.clone(), upper.clone())));
+                    out.push(Box::new(LevelSource::new(
+                        vec![f],
+                        lower.clone(),
+                        upper.clone(),
+                    )));
                 }
             } else {
-                out.push(Box::new(LevelSource::new(files, lower.clone(), upper.clone())));
+                out.push(Box::new(LevelSource::new(
+                    files,
+                    lower.clone(),
+                    upper.clone(),
+                )));
             }
         }
         out
@@ -156,9 +180,15 @@ pub(crate) fn overlaps(meta: &FileMeta, lower: &Bound<Vec<u8>>, upper: &Bound<Ve
 pub(crate) fn table_error(e: sealdb_sstable::Error) -> Error {
     match e {
         sealdb_sstable::Error::Crypto(c) => c.into(),
-        sealdb_sstable::Error::Corruption { file, block, reason } => Error::Corruption(format!(
+        sealdb_sstable::Error::Corruption {
+            file,
+            block,
+            reason,
+        } => Error::Corruption(format!(
             "{file}{}: {reason}",
-            block.map(|b| format!(" at block offset {b}")).unwrap_or_default()
+            block
+                .map(|b| format!(" at block offset {b}"))
+                .unwrap_or_default()
         )),
         sealdb_sstable::Error::Io { path, source } => Error::Io { path, source },
         sealdb_sstable::Error::InvalidArgument(s) => Error::InvalidArgument(s),
@@ -188,7 +218,11 @@ pub(crate) struct LevelSource {
 }
 
 impl LevelSource {
-    pub(crate) fn new(files: Vec<Arc<TableHandle>>, lower: Bound<Vec<u8>>, upper: Bound<Vec<u8>>) -> Self {
+    pub(crate) fn new(
+        files: Vec<Arc<TableHandle>>,
+        lower: Bound<Vec<u8>>,
+        upper: Bound<Vec<u8>>,
+    ) -> Self {
         let n = files.len();
         Self {
             iters: (0..n).map(|_| None).collect(),
@@ -220,9 +254,10 @@ impl Source for LevelSource {
                 Some(r) => return Some(r.map(from_table).map_err(table_error)),
                 None => {
                     if i + 1 < self.back
-                        && let Some(slot) = self.iters.get_mut(i) {
-                            *slot = None;
-                        }
+                        && let Some(slot) = self.iters.get_mut(i)
+                    {
+                        *slot = None;
+                    }
                     self.front += 1;
                 }
             }
@@ -237,9 +272,10 @@ impl Source for LevelSource {
                 Some(r) => return Some(r.map(from_table).map_err(table_error)),
                 None => {
                     if i > self.front
-                        && let Some(slot) = self.iters.get_mut(i) {
-                            *slot = None;
-                        }
+                        && let Some(slot) = self.iters.get_mut(i)
+                    {
+                        *slot = None;
+                    }
                     self.back -= 1;
                 }
             }

@@ -15,22 +15,29 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 fn endpoint() -> Option<String> {
-    let e = std::env::var("SEALDB_TEST_KMS_ENDPOINT").ok().filter(|e| !e.is_empty());
+    let e = std::env::var("SEALDB_TEST_KMS_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty());
     if e.is_none() {
-        eprintln!("SKIPPED: set SEALDB_TEST_KMS_ENDPOINT (scripts/moto.sh start) to run AWS KMS tests");
+        eprintln!(
+            "SKIPPED: set SEALDB_TEST_KMS_ENDPOINT (scripts/moto.sh start) to run AWS KMS tests"
+        );
     }
     e
 }
 
 fn provider(endpoint: &str, key_id: &str) -> AwsKmsProvider {
-    AwsKmsProvider::with_endpoint(key_id, endpoint, "us-east-1", "testing", "testing").expect("provider")
+    AwsKmsProvider::with_endpoint(key_id, endpoint, "us-east-1", "testing", "testing")
+        .expect("provider")
 }
 
 #[test]
 fn switch_owned_local_aws_owned_under_load() {
     let Some(ep) = endpoint() else { return };
     let admin = provider(&ep, "alias/none");
-    let key = admin.admin_create_key("sealdb switch test").expect("create key");
+    let key = admin
+        .admin_create_key("sealdb switch test")
+        .expect("create key");
     let aws: Arc<AwsKmsProvider> = Arc::new(provider(&ep, &key));
     let t = TestDb::new();
     let kms = sealdb_crypto::LocalKms::open(&t.keystore.path().join("kms")).expect("kms");
@@ -49,7 +56,13 @@ fn switch_owned_local_aws_owned_under_load() {
             while !stop.load(Ordering::Relaxed) {
                 let k = format!("k{i}");
                 db.default_keyspace()
-                    .put_opt(k.as_bytes(), b"v", WriteOptions { sync: i.is_multiple_of(7) })
+                    .put_opt(
+                        k.as_bytes(),
+                        b"v",
+                        WriteOptions {
+                            sync: i.is_multiple_of(7),
+                        },
+                    )
                     .expect("put during switch");
                 assert_eq!(db.get(k.as_bytes()).expect("get"), Some(b"v".to_vec()));
                 i += 1;
@@ -65,26 +78,35 @@ fn switch_owned_local_aws_owned_under_load() {
         }
     };
     wait(100);
-    db.switch_master_key(MasterKey::LocalKms("local".into())).expect("to local kms");
+    db.switch_master_key(MasterKey::LocalKms("local".into()))
+        .expect("to local kms");
     wait(100);
-    let d = db.switch_master_key(MasterKey::Provider(aws.clone())).expect("to aws kms");
+    let d = db
+        .switch_master_key(MasterKey::Provider(aws.clone()))
+        .expect("to aws kms");
     assert_eq!(d.provider, "aws-kms");
     wait(100);
-    db.switch_master_key(MasterKey::Owned).expect("back to owned");
+    db.switch_master_key(MasterKey::Owned)
+        .expect("back to owned");
     wait(100);
     stop.store(true, Ordering::Relaxed);
     let written = worker.join().expect("worker");
     assert!(db.verify().errors.is_empty());
     drop(db);
     let db = Db::open(t.path(), opts).expect("reopen");
-    assert_eq!(collect(db.default_keyspace().iter().expect("iter")).len() as u64, written);
+    assert_eq!(
+        collect(db.default_keyspace().iter().expect("iter")).len() as u64,
+        written
+    );
 }
 
 #[test]
 fn a_disabled_aws_key_takes_the_database_offline() {
     let Some(ep) = endpoint() else { return };
     let admin = provider(&ep, "alias/none");
-    let key = admin.admin_create_key("sealdb disable test").expect("create key");
+    let key = admin
+        .admin_create_key("sealdb disable test")
+        .expect("create key");
     let aws: Arc<AwsKmsProvider> = Arc::new(provider(&ep, &key));
     let t = TestDb::new();
     let opts = Options {
@@ -94,11 +116,25 @@ fn a_disabled_aws_key_takes_the_database_offline() {
         ..t.options()
     };
     let db = Db::open(t.path(), opts.clone()).expect("open");
-    db.default_keyspace().put_opt(b"a", b"1", WriteOptions::SYNC).expect("put");
+    db.default_keyspace()
+        .put_opt(b"a", b"1", WriteOptions::SYNC)
+        .expect("put");
     admin.admin_set_enabled(&key, false).expect("disable");
-    assert!(matches!(aws.check(), Err(sealdb_crypto::Error::KeyUnavailable { .. })));
+    assert!(matches!(
+        aws.check(),
+        Err(sealdb_crypto::Error::KeyUnavailable { .. })
+    ));
     let err = db.check_master_key().expect_err("disabled");
-    assert!(matches!(err, Error::KeyUnavailable { state: KeyState::Disabled, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::KeyUnavailable {
+                state: KeyState::Disabled,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(db.get(b"a").is_err());
     admin.admin_set_enabled(&key, true).expect("enable");
     db.check_master_key().expect("enabled");

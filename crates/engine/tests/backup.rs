@@ -30,7 +30,8 @@ fn online_backup_restores_exactly_the_state_at_its_sequence() {
         std::thread::spawn(move || {
             let mut i = 2000u64;
             while !stop.load(Ordering::Relaxed) {
-                db.put(&key(i), &i.to_le_bytes()).expect("put during backup");
+                db.put(&key(i), &i.to_le_bytes())
+                    .expect("put during backup");
                 i += 1;
             }
             i
@@ -42,8 +43,16 @@ fn online_backup_restores_exactly_the_state_at_its_sequence() {
     let written = writer.join().expect("writer");
     assert!(written > 2000);
     let dest = t.dir.path().join("restored");
-    let r = sealdb::restore_backup(bdir.path(), &dest, None, RestorePoint::Backup, None, &t.options(), &mut noop)
-        .expect("restore");
+    let r = sealdb::restore_backup(
+        bdir.path(),
+        &dest,
+        None,
+        RestorePoint::Backup,
+        None,
+        &t.options(),
+        &mut noop,
+    )
+    .expect("restore");
     assert_eq!(r.sequence, info.sequence);
     let restored = Db::open(&dest, t.options()).expect("open restored");
     let rows = collect(restored.default_keyspace().iter().expect("iter"));
@@ -70,7 +79,10 @@ fn backups_are_incremental_verifiable_and_deletable() {
     let second = db.backup(bdir.path(), &mut noop).expect("backup 2");
     let tables_dir = bdir.path().join("tables");
     let files = std::fs::read_dir(&tables_dir).expect("ls").count();
-    assert!(files < first.tables.len() + second.tables.len(), "no sharing: {files}");
+    assert!(
+        files < first.tables.len() + second.tables.len(),
+        "no sharing: {files}"
+    );
     let list = sealdb::list_backups(bdir.path(), &t.options()).expect("list");
     assert_eq!(list.len(), 2);
     let report = sealdb::verify_backup(bdir.path(), None, &t.options()).expect("verify");
@@ -79,10 +91,19 @@ fn backups_are_incremental_verifiable_and_deletable() {
     // Nothing in a backup is in clear.
     for e in walk(bdir.path()) {
         let bytes = std::fs::read(&e).expect("read");
-        assert!(!bytes.windows(11).any(|w| w == b"key00000042"), "{}", e.display());
+        assert!(
+            !bytes.windows(11).any(|w| w == b"key00000042"),
+            "{}",
+            e.display()
+        );
     }
     sealdb::delete_backup(bdir.path(), &first.id, &t.options()).expect("delete");
-    assert_eq!(sealdb::list_backups(bdir.path(), &t.options()).expect("list").len(), 1);
+    assert_eq!(
+        sealdb::list_backups(bdir.path(), &t.options())
+            .expect("list")
+            .len(),
+        1
+    );
     let report = sealdb::verify_backup(bdir.path(), None, &t.options()).expect("verify");
     assert!(report.errors.is_empty());
 }
@@ -103,10 +124,22 @@ fn tampered_missing_or_foreign_backup_files_are_named() {
     std::fs::write(&victim, &bytes).expect("write");
     let report = sealdb::verify_backup(bdir.path(), None, &t.options()).expect("verify");
     let name = victim.file_name().expect("n").to_string_lossy().to_string();
-    assert!(report.errors.iter().any(|e| e.to_string().contains(&name)), "{:?}", report.errors);
+    assert!(
+        report.errors.iter().any(|e| e.to_string().contains(&name)),
+        "{:?}",
+        report.errors
+    );
     // Restore refuses it too, and leaves nothing behind.
     let dest = t.dir.path().join("r1");
-    let err = sealdb::restore_backup(bdir.path(), &dest, None, RestorePoint::Backup, None, &t.options(), &mut noop);
+    let err = sealdb::restore_backup(
+        bdir.path(),
+        &dest,
+        None,
+        RestorePoint::Backup,
+        None,
+        &t.options(),
+        &mut noop,
+    );
     // Opening a table reads only its metadata blocks; the damage may be in a data block, so
     // restore may succeed — but then verify of the restored copy reports it.
     if err.is_ok() {
@@ -117,7 +150,11 @@ fn tampered_missing_or_foreign_backup_files_are_named() {
     }
     std::fs::remove_file(&victim).expect("rm");
     let report = sealdb::verify_backup(bdir.path(), None, &t.options()).expect("verify");
-    assert!(report.errors.iter().any(|e| e.to_string().contains(&name)), "{:?}", report.errors);
+    assert!(
+        report.errors.iter().any(|e| e.to_string().contains(&name)),
+        "{:?}",
+        report.errors
+    );
 }
 
 #[test]
@@ -151,8 +188,16 @@ fn a_backup_restores_under_another_master_key_and_not_without_its_own() {
         keystore_dir: Some(other.path().to_path_buf()),
         ..t.options()
     };
-    let err = sealdb::restore_backup(bdir.path(), &t.dir.path().join("nokey"), None, RestorePoint::Backup, None, &opts, &mut noop)
-        .expect_err("key unavailable");
+    let err = sealdb::restore_backup(
+        bdir.path(),
+        &t.dir.path().join("nokey"),
+        None,
+        RestorePoint::Backup,
+        None,
+        &opts,
+        &mut noop,
+    )
+    .expect_err("key unavailable");
     assert!(matches!(err, Error::KeyUnavailable { .. }), "{err:?}");
     assert!(!t.dir.path().join("nokey").exists());
 }
@@ -168,15 +213,17 @@ fn point_in_time_restore_stops_exactly_at_the_requested_sequence() {
     let db = Db::open(t.path(), opts.clone()).expect("open");
     let mut seqs = Vec::new();
     for i in 0..500 {
-        let s = db.write(
-            {
-                let mut b = sealdb::WriteBatch::new();
-                b.put(&db.default_keyspace(), &key(i), &i.to_le_bytes()).expect("put");
-                b
-            },
-            WriteOptions::default(),
-        )
-        .expect("write");
+        let s = db
+            .write(
+                {
+                    let mut b = sealdb::WriteBatch::new();
+                    b.put(&db.default_keyspace(), &key(i), &i.to_le_bytes())
+                        .expect("put");
+                    b
+                },
+                WriteOptions::default(),
+            )
+            .expect("write");
         seqs.push(s);
     }
     let bdir = tempfile::tempdir().expect("tmp");
@@ -189,14 +236,25 @@ fn point_in_time_restore_stops_exactly_at_the_requested_sequence() {
     }
     let info = db.backup(bdir.path(), &mut noop).expect("backup 2");
     let list = sealdb::list_backups(bdir.path(), &opts).expect("list");
-    assert!(list.iter().all(|b| !b.wal.is_empty() || b.sequence == 0 || b.id == list[0].id || true));
+    assert!(
+        list.iter()
+            .all(|b| !b.wal.is_empty() || b.sequence == 0 || b.id == list[0].id || true)
+    );
     let (latest, _) = info.latest_restorable();
     assert!(latest >= info.sequence);
     // Restore to a point between the backups: batch i has sequence i + 1.
     let target = 1234u64;
     let dest = t.dir.path().join("pitr");
-    let r = sealdb::restore_backup(bdir.path(), &dest, None, RestorePoint::Sequence(target), None, &opts, &mut noop)
-        .expect("pitr");
+    let r = sealdb::restore_backup(
+        bdir.path(),
+        &dest,
+        None,
+        RestorePoint::Sequence(target),
+        None,
+        &opts,
+        &mut noop,
+    )
+    .expect("pitr");
     assert_eq!(r.sequence, target);
     let restored = Db::open(&dest, t.options()).expect("open");
     let rows = collect(restored.default_keyspace().iter().expect("iter"));
@@ -220,24 +278,39 @@ fn a_crash_during_restore_leaves_no_result_that_looks_complete() {
         for i in 0..300 {
             db.put(&key(i), b"v").expect("put");
         }
-        db.backup(Path::new("/d/backups"), &mut noop).expect("backup");
+        db.backup(Path::new("/d/backups"), &mut noop)
+            .expect("backup");
     }
     sealdb_vfs::FileSystem::sync_dir(&fs, Path::new("/d")).expect("sync");
     let mut completed = 0;
     for point in 0..2000u64 {
         fs.fail_after(point, sealdb_vfs::FaultKind::AnyMutation);
         let dest = format!("/d/restore-{point}");
-        let r = sealdb::restore_backup(Path::new("/d/backups"), Path::new(&dest), None, RestorePoint::Backup, None, &opts, &mut noop);
+        let r = sealdb::restore_backup(
+            Path::new("/d/backups"),
+            Path::new(&dest),
+            None,
+            RestorePoint::Backup,
+            None,
+            &opts,
+            &mut noop,
+        );
         let fired = fs.fault_fired();
         fs.crash();
         if sealdb_vfs::FileSystem::exists(&fs, Path::new(&dest)) {
             // Whatever is visible under the name is a complete, openable database.
             let db = Db::open(&dest, opts.clone())
                 .unwrap_or_else(|e| panic!("point {point}: visible but broken restore: {e}"));
-            assert_eq!(collect(db.default_keyspace().iter().expect("iter")).len(), 300);
+            assert_eq!(
+                collect(db.default_keyspace().iter().expect("iter")).len(),
+                300
+            );
             completed += 1;
         } else {
-            assert!(r.is_err(), "point {point}: restore reported success but left nothing");
+            assert!(
+                r.is_err(),
+                "point {point}: restore reported success but left nothing"
+            );
         }
         if !fired {
             assert!(r.is_ok(), "restore without a fault failed: {r:?}");
@@ -282,8 +355,16 @@ fn indexes_survive_backup_and_restore() {
     let bdir = tempfile::tempdir().expect("tmp");
     db.backup(bdir.path(), &mut noop).expect("backup");
     let dest = t.dir.path().join("restored");
-    sealdb::restore_backup(bdir.path(), &dest, None, RestorePoint::Backup, None, &t.options(), &mut noop)
-        .expect("restore");
+    sealdb::restore_backup(
+        bdir.path(),
+        &dest,
+        None,
+        RestorePoint::Backup,
+        None,
+        &t.options(),
+        &mut noop,
+    )
+    .expect("restore");
     let r = Db::open(&dest, t.options()).expect("open");
     let q = sealdb::IndexQuery::new(sealdb::Query::Eq(sealdb::IndexValue::String("Oslo".into())));
     let hits = r.query_index("by_city", &q).expect("query").hits;

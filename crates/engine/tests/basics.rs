@@ -206,7 +206,10 @@ fn memtable_rotation_keeps_everything_readable() {
     let s = db.stats();
     assert!(s.levels.iter().map(|l| l.files).sum::<u64>() > 0, "{s:?}");
     assert_eq!(s.immutable_memtables, 0);
-    assert_eq!(collect(db.default_keyspace().iter().expect("iter")).len(), 2000);
+    assert_eq!(
+        collect(db.default_keyspace().iter().expect("iter")).len(),
+        2000
+    );
 }
 
 #[test]
@@ -269,11 +272,13 @@ fn nothing_is_written_in_clear() {
             ks.put_opt(secret_key, secret_val, WriteOptions::SYNC)
                 .expect("put");
             for i in 0..2000u32 {
-                ks.put(format!("filler-{i}").as_bytes(), &[b'f'; 64]).expect("put");
+                ks.put(format!("filler-{i}").as_bytes(), &[b'f'; 64])
+                    .expect("put");
             }
             // The secret now sits in the WAL, in level-0 tables, then in compacted tables.
             db.flush().expect("flush");
-            ks.put_opt(secret_key, secret_val, WriteOptions::SYNC).expect("put again");
+            ks.put_opt(secret_key, secret_val, WriteOptions::SYNC)
+                .expect("put again");
             db.compact().expect("compact");
             assert!(db.stats().levels.iter().any(|l| l.files > 0));
         }

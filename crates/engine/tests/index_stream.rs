@@ -17,7 +17,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn def(name: &str, ks: &str, pointer: &str, kind: IndexKind, projection: Projection) -> IndexDefinition {
+fn def(
+    name: &str,
+    ks: &str,
+    pointer: &str,
+    kind: IndexKind,
+    projection: Projection,
+) -> IndexDefinition {
     IndexDefinition {
         name: name.into(),
         keyspace: ks.into(),
@@ -39,28 +45,56 @@ fn queries_projections_paging_and_backfill() {
     // Data before the index exists: the backfill must index it.
     for i in 0..300i64 {
         let color = ["red", "green", "blue"][(i % 3) as usize];
-        items.put(format!("item{i:04}").as_bytes(), &item(color, i)).expect("put");
+        items
+            .put(format!("item{i:04}").as_bytes(), &item(color, i))
+            .expect("put");
     }
     items.put(b"not-json", b"plain bytes").expect("put");
     items.put(b"no-color", br#"{"size":5}"#).expect("put");
     let mut seen = 0;
     db.create_index(
-        def("by_color", "items", "/color", IndexKind::Global, Projection::Include(vec!["name".into()])),
+        def(
+            "by_color",
+            "items",
+            "/color",
+            IndexKind::Global,
+            Projection::Include(vec!["name".into()]),
+        ),
         &mut |n| seen = n,
     )
     .expect("create index");
     assert!(seen >= 300);
-    db.create_index(def("by_size", "items", "/size", IndexKind::Global, Projection::KeysOnly), &mut |_| {})
-        .expect("create index");
+    db.create_index(
+        def(
+            "by_size",
+            "items",
+            "/size",
+            IndexKind::Global,
+            Projection::KeysOnly,
+        ),
+        &mut |_| {},
+    )
+    .expect("create index");
     // Maintenance: updates move entries, deletes remove them.
     items.put(b"item0000", &item("green", 0)).expect("put");
     items.delete(b"item0003").expect("delete");
 
     let q = |query: Query| IndexQuery::new(query);
-    let reds = db.query_index("by_color", &q(Query::Eq(IndexValue::String("red".into())))).expect("eq");
+    let reds = db
+        .query_index("by_color", &q(Query::Eq(IndexValue::String("red".into()))))
+        .expect("eq");
     assert_eq!(reds.hits.len(), 98); // 100 reds, minus item0000 (now green) and item0003 (gone)
-    assert!(reds.hits.iter().all(|h| h.item.starts_with(b"{\"name\":\"n-red")));
-    let greens = db.query_index("by_color", &q(Query::Eq(IndexValue::String("green".into())))).expect("eq");
+    assert!(
+        reds.hits
+            .iter()
+            .all(|h| h.item.starts_with(b"{\"name\":\"n-red"))
+    );
+    let greens = db
+        .query_index(
+            "by_color",
+            &q(Query::Eq(IndexValue::String("green".into()))),
+        )
+        .expect("eq");
     assert_eq!(greens.hits.len(), 101);
     let small = db
         .query_index("by_size", &q(Query::Lt(IndexValue::Number(10.0))))
@@ -68,11 +102,20 @@ fn queries_projections_paging_and_backfill() {
     // Sizes 0..9 (item0003 deleted; "no-color" has size 5 too).
     assert_eq!(small.hits.len(), 10);
     let between = db
-        .query_index("by_size", &q(Query::Between(IndexValue::Number(100.0), IndexValue::Number(109.0))))
+        .query_index(
+            "by_size",
+            &q(Query::Between(
+                IndexValue::Number(100.0),
+                IndexValue::Number(109.0),
+            )),
+        )
         .expect("between");
     assert_eq!(between.hits.len(), 10);
     let prefix = db
-        .query_index("by_color", &q(Query::BeginsWith(IndexValue::String("gr".into()))))
+        .query_index(
+            "by_color",
+            &q(Query::BeginsWith(IndexValue::String("gr".into()))),
+        )
         .expect("begins");
     assert_eq!(prefix.hits.len(), 101);
     // Paging with a continuation token, both directions.
@@ -108,11 +151,16 @@ fn queries_projections_paging_and_backfill() {
     let db = t.open();
     assert_eq!(db.list_indexes().len(), 2);
     assert!(db.list_indexes().iter().all(|i| i.ready));
-    let reds = db.query_index("by_color", &q(Query::Eq(IndexValue::String("red".into())))).expect("eq");
+    let reds = db
+        .query_index("by_color", &q(Query::Eq(IndexValue::String("red".into()))))
+        .expect("eq");
     assert_eq!(reds.hits.len(), 98);
     // Dropping removes it.
     db.drop_index("by_color").expect("drop");
-    assert!(db.query_index("by_color", &q(Query::Eq(IndexValue::String("red".into())))).is_err());
+    assert!(
+        db.query_index("by_color", &q(Query::Eq(IndexValue::String("red".into()))))
+            .is_err()
+    );
     assert!(!db.keyspace_names().iter().any(|n| n.contains("by_color")));
 }
 
@@ -122,15 +170,34 @@ fn local_index_is_scoped_to_a_partition() {
     let db = t.open();
     let orders = db.create_keyspace("orders").expect("ks");
     db.create_index(
-        def("by_status", "orders", "/status", IndexKind::Local(PartitionSpec::Delimiter(b'#')), Projection::All),
+        def(
+            "by_status",
+            "orders",
+            "/status",
+            IndexKind::Local(PartitionSpec::Delimiter(b'#')),
+            Projection::All,
+        ),
         &mut |_| {},
     )
     .expect("index");
-    for (k, status) in [("alice#1", "open"), ("alice#2", "shipped"), ("bob#1", "open"), ("bob#2", "open")] {
-        orders.put(k.as_bytes(), format!(r#"{{"status":"{status}"}}"#).as_bytes()).expect("put");
+    for (k, status) in [
+        ("alice#1", "open"),
+        ("alice#2", "shipped"),
+        ("bob#1", "open"),
+        ("bob#2", "open"),
+    ] {
+        orders
+            .put(
+                k.as_bytes(),
+                format!(r#"{{"status":"{status}"}}"#).as_bytes(),
+            )
+            .expect("put");
     }
     let mut query = IndexQuery::new(Query::Eq(IndexValue::String("open".into())));
-    assert!(db.query_index("by_status", &query).is_err(), "local queries need a partition");
+    assert!(
+        db.query_index("by_status", &query).is_err(),
+        "local queries need a partition"
+    );
     query.partition = Some(b"bob".to_vec());
     let page = db.query_index("by_status", &query).expect("query");
     let keys: Vec<_> = page.hits.iter().map(|h| h.primary_key.clone()).collect();
@@ -144,15 +211,29 @@ fn indexed_values_are_not_in_clear_on_disk() {
     {
         let db = t.open();
         let ks = db.create_keyspace("people").expect("ks");
-        db.create_index(def("by_email", "people", "/email", IndexKind::Global, Projection::All), &mut |_| {})
-            .expect("index");
-        ks.put(b"p1", br#"{"email":"zebra-unique@example.org"}"#).expect("put");
+        db.create_index(
+            def(
+                "by_email",
+                "people",
+                "/email",
+                IndexKind::Global,
+                Projection::All,
+            ),
+            &mut |_| {},
+        )
+        .expect("index");
+        ks.put(b"p1", br#"{"email":"zebra-unique@example.org"}"#)
+            .expect("put");
         db.flush().expect("flush");
         db.compact().expect("compact");
     }
     for f in walk(&t.path()) {
         let bytes = std::fs::read(&f).expect("read");
-        assert!(!bytes.windows(12).any(|w| w == b"zebra-unique"), "{}", f.display());
+        assert!(
+            !bytes.windows(12).any(|w| w == b"zebra-unique"),
+            "{}",
+            f.display()
+        );
     }
 }
 
@@ -161,19 +242,31 @@ fn streams_record_inserts_modifies_and_removes_in_commit_order() {
     let t = TestDb::new();
     let db = t.open();
     let ks = db.create_keyspace("feed").expect("ks");
-    db.enable_stream(&ks, StreamView::NewAndOldImages, Duration::from_secs(86400), 0)
-        .expect("enable");
+    db.enable_stream(
+        &ks,
+        StreamView::NewAndOldImages,
+        Duration::from_secs(86400),
+        0,
+    )
+    .expect("enable");
     ks.put(b"a", b"1").expect("put");
     ks.put(b"a", b"2").expect("put");
     ks.put(b"a", b"2").expect("put (no change: no record)");
     ks.delete(b"a").expect("delete");
-    ks.delete(b"missing").expect("delete of an absent key: no record");
+    ks.delete(b"missing")
+        .expect("delete of an absent key: no record");
     let mut b = WriteBatch::new();
     b.put(&ks, b"x", b"1").expect("put");
     b.put(&ks, b"y", b"1").expect("put");
     db.write(b, WriteOptions::SYNC).expect("batch");
-    let batch = db.read_stream(&ks, StreamStart::TrimHorizon, 100, 1 << 20).expect("read");
-    let events: Vec<_> = batch.records.iter().map(|r| (r.event, r.key.clone())).collect();
+    let batch = db
+        .read_stream(&ks, StreamStart::TrimHorizon, 100, 1 << 20)
+        .expect("read");
+    let events: Vec<_> = batch
+        .records
+        .iter()
+        .map(|r| (r.event, r.key.clone()))
+        .collect();
     assert_eq!(
         events,
         vec![
@@ -197,15 +290,24 @@ fn streams_record_inserts_modifies_and_removes_in_commit_order() {
             ks.put(b"late", b"1").expect("put");
         })
     };
-    assert!(db.wait_stream(&ks, last, Duration::from_secs(10)).expect("wait"));
+    assert!(
+        db.wait_stream(&ks, last, Duration::from_secs(10))
+            .expect("wait")
+    );
     writer.join().expect("join");
     // Consumer positions survive reopen.
-    db.commit_stream_position(&ks, "reader-1", last).expect("commit");
+    db.commit_stream_position(&ks, "reader-1", last)
+        .expect("commit");
     drop((ks, db));
     let db = t.open();
     let ks = db.keyspace("feed").expect("ks");
-    assert_eq!(db.stream_position(&ks, "reader-1").expect("pos"), Some(last));
-    let after = db.read_stream(&ks, StreamStart::After(last), 10, 1 << 20).expect("read");
+    assert_eq!(
+        db.stream_position(&ks, "reader-1").expect("pos"),
+        Some(last)
+    );
+    let after = db
+        .read_stream(&ks, StreamStart::After(last), 10, 1 << 20)
+        .expect("read");
     assert_eq!(after.records.len(), 1);
     assert_eq!(after.records[0].key, b"late");
 }
@@ -279,7 +381,13 @@ impl Harness {
         // The index equals the index recomputed from the base data.
         for c in 0..4u8 {
             let q = IndexQuery::new(Query::Eq(IndexValue::String(format!("c{c}"))));
-            let mut got: Vec<Vec<u8>> = db.query_index("by_color", &q).expect("query").hits.into_iter().map(|h| h.primary_key).collect();
+            let mut got: Vec<Vec<u8>> = db
+                .query_index("by_color", &q)
+                .expect("query")
+                .hits
+                .into_iter()
+                .map(|h| h.primary_key)
+                .collect();
             got.sort();
             let want: Vec<Vec<u8>> = self
                 .model
@@ -290,7 +398,10 @@ impl Harness {
             prop_assert_eq!(got, want, "color c{}", c);
         }
         // The stream, from the trim horizon, equals the model's change log.
-        let records = db.read_stream(&ks, StreamStart::TrimHorizon, 100_000, usize::MAX).expect("read").records;
+        let records = db
+            .read_stream(&ks, StreamStart::TrimHorizon, 100_000, usize::MAX)
+            .expect("read")
+            .records;
         // Sequence numbers: strictly increasing, each at or below the write's visible one (a
         // write's index records follow its own records in the same batch).
         for (w, (r, (seq, _, _))) in records.windows(2).zip(records.iter().zip(&self.log)) {
@@ -311,7 +422,11 @@ impl Harness {
         self.db = Some(Db::open("/x/db", self.options()).expect("reopen"));
         let recovered = self.db().last_sequence();
         let last_synced = self.pending.iter().rposition(|(_, s, _, _)| *s);
-        let keep = self.pending.iter().take_while(|(seq, _, _, _)| *seq <= recovered).count();
+        let keep = self
+            .pending
+            .iter()
+            .take_while(|(seq, _, _, _)| *seq <= recovered)
+            .count();
         if let Some(s) = last_synced {
             prop_assert!(keep > s, "synced write lost");
         }
@@ -346,9 +461,19 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
     {
         let db = h.db();
         let ks = db.create_keyspace("items").expect("ks");
-        db.create_index(def("by_color", "items", "/color", IndexKind::Global, Projection::KeysOnly), &mut |_| {})
-            .expect("index");
-        db.enable_stream(&ks, StreamView::KeysOnly, Duration::from_secs(86400), 0).expect("stream");
+        db.create_index(
+            def(
+                "by_color",
+                "items",
+                "/color",
+                IndexKind::Global,
+                Projection::KeysOnly,
+            ),
+            &mut |_| {},
+        )
+        .expect("index");
+        db.enable_stream(&ks, StreamView::KeysOnly, Duration::from_secs(86400), 0)
+            .expect("stream");
     }
     for op in ops {
         match op {
@@ -432,11 +557,17 @@ fn dropping_an_index_removes_its_files() {
     let db = t.open();
     let ks = db.create_keyspace("docs").expect("ks");
     for i in 0..500u32 {
-        ks.put(format!("d{i}").as_bytes(), format!(r#"{{"tag":"t{}"}}"#, i % 7).as_bytes())
-            .expect("put");
+        ks.put(
+            format!("d{i}").as_bytes(),
+            format!(r#"{{"tag":"t{}"}}"#, i % 7).as_bytes(),
+        )
+        .expect("put");
     }
-    db.create_index(def("by_tag", "docs", "/tag", IndexKind::Global, Projection::All), &mut |_| {})
-        .expect("index");
+    db.create_index(
+        def("by_tag", "docs", "/tag", IndexKind::Global, Projection::All),
+        &mut |_| {},
+    )
+    .expect("index");
     db.flush().expect("flush");
     let count = |db: &Db| {
         let mut n = 0;
@@ -450,5 +581,8 @@ fn dropping_an_index_removes_its_files() {
     let before = count(&db);
     db.drop_index("by_tag").expect("drop");
     let after = count(&db);
-    assert!(after < before, "index tables still on disk: {before} -> {after}");
+    assert!(
+        after < before,
+        "index tables still on disk: {before} -> {after}"
+    );
 }

@@ -33,9 +33,18 @@ fn switching_keys_under_a_running_workload_fails_no_operation() {
                 while !stop.load(Ordering::Relaxed) {
                     let k = format!("w{w}-{i}");
                     db.default_keyspace()
-                        .put_opt(k.as_bytes(), b"v", WriteOptions { sync: i.is_multiple_of(10) })
+                        .put_opt(
+                            k.as_bytes(),
+                            b"v",
+                            WriteOptions {
+                                sync: i.is_multiple_of(10),
+                            },
+                        )
                         .expect("put during switch");
-                    assert_eq!(db.get(k.as_bytes()).expect("get during switch"), Some(b"v".to_vec()));
+                    assert_eq!(
+                        db.get(k.as_bytes()).expect("get during switch"),
+                        Some(b"v".to_vec())
+                    );
                     i += 1;
                     ops.fetch_add(1, Ordering::Relaxed);
                 }
@@ -50,11 +59,15 @@ fn switching_keys_under_a_running_workload_fails_no_operation() {
         }
     };
     wait_ops(200);
-    let d = db.switch_master_key(MasterKey::LocalKms("app-key".into())).expect("to kms");
+    let d = db
+        .switch_master_key(MasterKey::LocalKms("app-key".into()))
+        .expect("to kms");
     assert_eq!(d.provider, "local-kms");
     wait_ops(200);
     db.flush().expect("flush");
-    let d = db.switch_master_key(MasterKey::Owned).expect("back to owned");
+    let d = db
+        .switch_master_key(MasterKey::Owned)
+        .expect("back to owned");
     assert_eq!(d.provider, "owned");
     wait_ops(200);
     stop.store(true, Ordering::Relaxed);
@@ -63,7 +76,10 @@ fn switching_keys_under_a_running_workload_fails_no_operation() {
     drop(db);
     let db = t.open();
     assert_eq!(db.master_key().provider, "owned");
-    assert_eq!(collect(db.default_keyspace().iter().expect("iter")).len() as u64, written);
+    assert_eq!(
+        collect(db.default_keyspace().iter().expect("iter")).len() as u64,
+        written
+    );
     // The KMS audit log saw the wraps and unwraps of the switch.
     let audit = kms.audit(Some("app-key")).expect("audit");
     assert!(audit.iter().any(|a| a.operation == "wrap"), "{audit:?}");
@@ -80,13 +96,20 @@ fn a_disabled_key_takes_the_database_offline_until_enabled() {
         ..t.options()
     };
     let db = Db::open(t.path(), opts.clone()).expect("open");
-    db.default_keyspace().put_opt(b"before", b"1", WriteOptions::SYNC).expect("put");
+    db.default_keyspace()
+        .put_opt(b"before", b"1", WriteOptions::SYNC)
+        .expect("put");
     kms.disable("k").expect("disable");
     // Within the re-verify interval, reads and writes are refused with the key's state.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         match db.put(b"during", b"x") {
-            Err(Error::KeyUnavailable { state: KeyState::Disabled, key_id, since, .. }) => {
+            Err(Error::KeyUnavailable {
+                state: KeyState::Disabled,
+                key_id,
+                since,
+                ..
+            }) => {
                 assert_eq!(key_id, "k");
                 assert!(since.is_some());
                 break;
@@ -97,14 +120,20 @@ fn a_disabled_key_takes_the_database_offline_until_enabled() {
         assert!(std::time::Instant::now() < deadline, "never refused");
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(matches!(db.get(b"before"), Err(Error::KeyUnavailable { .. })));
+    assert!(matches!(
+        db.get(b"before"),
+        Err(Error::KeyUnavailable { .. })
+    ));
     let status = db.key_status().expect("status");
     assert_eq!(status.state, KeyState::Disabled);
     // Opening is refused too.
     drop(db);
     assert!(matches!(
         Db::open(t.path(), opts.clone()),
-        Err(Error::KeyUnavailable { state: KeyState::Disabled, .. })
+        Err(Error::KeyUnavailable {
+            state: KeyState::Disabled,
+            ..
+        })
     ));
     kms.enable("k").expect("enable");
     let db = Db::open(t.path(), opts).expect("reopen");
@@ -122,7 +151,8 @@ fn rotation_and_reencryption_retire_the_old_data_key() {
     let t = TestDb::new();
     let db = t.open();
     for i in 0..3000u32 {
-        db.put(format!("k{i:05}").as_bytes(), &[7u8; 64]).expect("put");
+        db.put(format!("k{i:05}").as_bytes(), &[7u8; 64])
+            .expect("put");
     }
     db.flush().expect("flush");
     let v2 = db.rotate_data_key().expect("rotate");
@@ -133,9 +163,16 @@ fn rotation_and_reencryption_retire_the_old_data_key() {
     db.flush().expect("flush");
     let status = db.key_status().expect("status");
     assert_eq!(status.current_data_key, 2);
-    assert!(status.data_keys.iter().any(|d| d.version == 1 && d.tables > 0));
+    assert!(
+        status
+            .data_keys
+            .iter()
+            .any(|d| d.version == 1 && d.tables > 0)
+    );
     let mut calls = Vec::new();
-    let report = db.reencrypt(&mut |done, total| calls.push((done, total))).expect("reencrypt");
+    let report = db
+        .reencrypt(&mut |done, total| calls.push((done, total)))
+        .expect("reencrypt");
     assert!(report.tables_rewritten > 0);
     assert_eq!(report.versions_dropped, vec![1]);
     assert_eq!(calls.last().map(|(d, t)| d == t), Some(true));
@@ -147,7 +184,10 @@ fn rotation_and_reencryption_retire_the_old_data_key() {
     let summary = sealdb_crypto::KeysFile::peek(&sealdb_vfs::RealFs, &t.path()).expect("peek");
     assert_eq!(summary.versions, vec![2]);
     assert_eq!(db.get(b"k00042").expect("get"), Some(vec![7u8; 64]));
-    assert_eq!(collect(db.default_keyspace().iter().expect("iter")).len(), 3100);
+    assert_eq!(
+        collect(db.default_keyspace().iter().expect("iter")).len(),
+        3100
+    );
 }
 
 #[test]
@@ -231,7 +271,16 @@ fn destroying_the_master_key_shreds_the_data() {
     kms.schedule_deletion("doomed", 7).expect("schedule");
     kms.destroy("doomed", true).expect("destroy");
     let err = Db::open(t.path(), opts).expect_err("shredded");
-    assert!(matches!(err, Error::KeyUnavailable { state: KeyState::Destroyed, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::KeyUnavailable {
+                state: KeyState::Destroyed,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

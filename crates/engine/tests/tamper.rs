@@ -20,8 +20,11 @@ fn tables(db: &Path) -> Vec<PathBuf> {
 
 fn load(db: &Db, tag: &str) {
     for i in 0..500u32 {
-        db.put(format!("key{i:05}").as_bytes(), format!("{tag}-{i}").as_bytes())
-            .expect("put");
+        db.put(
+            format!("key{i:05}").as_bytes(),
+            format!("{tag}-{i}").as_bytes(),
+        )
+        .expect("put");
     }
     db.flush().expect("flush");
 }
@@ -29,9 +32,21 @@ fn load(db: &Db, tag: &str) {
 fn expect_integrity_naming(err: Error, file: &Path) {
     match &err {
         Error::Integrity { file: f, .. } => {
-            assert!(f.contains(&file.file_name().expect("name").to_string_lossy().to_string()), "{err}")
+            assert!(
+                f.contains(
+                    &file
+                        .file_name()
+                        .expect("name")
+                        .to_string_lossy()
+                        .to_string()
+                ),
+                "{err}"
+            )
         }
-        other => panic!("expected an integrity error naming {}, got {other:?}", file.display()),
+        other => panic!(
+            "expected an integrity error naming {}, got {other:?}",
+            file.display()
+        ),
     }
 }
 
@@ -83,7 +98,13 @@ fn missing_table_is_refused_at_open() {
     std::fs::remove_file(&table).expect("rm");
     let err = Db::open(t.path(), t.options()).expect_err("missing");
     assert!(
-        matches!(&err, Error::Integrity { reason: sealdb_crypto::IntegrityReason::MissingFile, .. }),
+        matches!(
+            &err,
+            Error::Integrity {
+                reason: sealdb_crypto::IntegrityReason::MissingFile,
+                ..
+            }
+        ),
         "{err:?}"
     );
     expect_integrity_naming(err, &table);
@@ -108,7 +129,13 @@ fn table_replaced_by_an_older_copy_is_refused() {
     std::fs::write(&live, &old_copy).expect("write");
     let err = Db::open(t.path(), t.options()).expect_err("rolled back table");
     assert!(
-        matches!(&err, Error::Integrity { reason: sealdb_crypto::IntegrityReason::ReplacedFile, .. }),
+        matches!(
+            &err,
+            Error::Integrity {
+                reason: sealdb_crypto::IntegrityReason::ReplacedFile,
+                ..
+            }
+        ),
         "{err:?}"
     );
     expect_integrity_naming(err, &live);
@@ -135,7 +162,11 @@ fn tampered_wal_is_an_integrity_error_and_never_wrong_data() {
         let db = t.open();
         for i in 0..200u32 {
             db.default_keyspace()
-                .put_opt(format!("k{i}").as_bytes(), b"value", sealdb::WriteOptions::SYNC)
+                .put_opt(
+                    format!("k{i}").as_bytes(),
+                    b"value",
+                    sealdb::WriteOptions::SYNC,
+                )
                 .expect("put");
         }
     }

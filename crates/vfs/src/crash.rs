@@ -357,10 +357,18 @@ impl FileSystem for CrashFs {
             // Directories are modelled as durable on creation; renaming one moves the whole
             // subtree at once (the model does not tear directory renames).
             if st.dirs.contains_key(to) {
-                return Err(io::Error::new(io::ErrorKind::AlreadyExists, "target directory exists"));
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "target directory exists",
+                ));
             }
             st.mutate(false)?;
-            let moved: Vec<PathBuf> = st.dirs.keys().filter(|d| d.starts_with(from)).cloned().collect();
+            let moved: Vec<PathBuf> = st
+                .dirs
+                .keys()
+                .filter(|d| d.starts_with(from))
+                .cloned()
+                .collect();
             for d in moved {
                 if let (Some(dir), Ok(rest)) = (st.dirs.remove(&d), d.strip_prefix(from)) {
                     st.dirs.insert(to.join(rest), dir);
@@ -421,9 +429,10 @@ impl FileSystem for CrashFs {
         // Subdirectories are entries too.
         for sub in st.dirs.keys() {
             if sub.parent() == Some(path)
-                && let Some(n) = sub.file_name().and_then(|n| n.to_str()) {
-                    names.push(n.to_string());
-                }
+                && let Some(n) = sub.file_name().and_then(|n| n.to_str())
+            {
+                names.push(n.to_string());
+            }
         }
         names.sort();
         Ok(names)

@@ -61,17 +61,18 @@ impl<T, R> GroupCommit<T, R> {
                 return r;
             }
             if !st.leader_active
-                && let Some(work) = work.take() {
-                    st.leader_active = true;
-                    let group = std::mem::take(&mut st.pending);
-                    drop(st);
-                    let results = work(group);
-                    st = self.state.lock();
-                    st.results.extend(results);
-                    st.leader_active = false;
-                    self.done.notify_all();
-                    continue;
-                }
+                && let Some(work) = work.take()
+            {
+                st.leader_active = true;
+                let group = std::mem::take(&mut st.pending);
+                drop(st);
+                let results = work(group);
+                st = self.state.lock();
+                st.results.extend(results);
+                st.leader_active = false;
+                self.done.notify_all();
+                continue;
+            }
             self.done.wait(&mut st);
         }
     }

@@ -387,11 +387,10 @@ impl Wal {
         for (i, number) in numbers.iter().copied().enumerate() {
             let path = dir.join(segment_file_name(number));
             let is_last = Some(i) == last_index;
-            let opened =
-                SealedReader::open(fs.as_ref(), &path, keyring, &expected).map(|r| {
-                    let first = r.blocks_unfinished_ok().next();
-                    (r, first)
-                });
+            let opened = SealedReader::open(fs.as_ref(), &path, keyring, &expected).map(|r| {
+                let first = r.blocks_unfinished_ok().next();
+                (r, first)
+            });
             let (reader, first) = match opened {
                 Ok(x) => x,
                 // A segment created just before a crash may have a torn header.
@@ -448,27 +447,30 @@ impl Wal {
         }
         // A last segment whose start frame never became durable holds nothing: drop it.
         if let Some(last) = segments.last()
-            && last.start.is_none() {
-                let dropped = fs.file_size(&last.path).unwrap_or(0);
-                stats.torn_tail = Some(TornTail {
-                    segment: last.number,
-                    offset: 0,
-                    dropped_bytes: dropped,
-                });
-                if !read_only {
-                    fs.remove_file(&last.path).map_err(|e| io(&last.path, e))?;
-                    fs.sync_dir(dir).map_err(|e| io(dir, e))?;
-                }
-                segments.pop();
+            && last.start.is_none()
+        {
+            let dropped = fs.file_size(&last.path).unwrap_or(0);
+            stats.torn_tail = Some(TornTail {
+                segment: last.number,
+                offset: 0,
+                dropped_bytes: dropped,
+            });
+            if !read_only {
+                fs.remove_file(&last.path).map_err(|e| io(&last.path, e))?;
+                fs.sync_dir(dir).map_err(|e| io(dir, e))?;
             }
+            segments.pop();
+        }
         // The chain: each segment names its predecessor.
         if let Some(first) = segments.first().and_then(|s| s.start)
-            && first.prev_number != 0 && first.prev_number >= min_segment {
-                return Err(Error::MissingSegment(format!(
-                    "segment {} follows segment {}, which is missing",
-                    first.number, first.prev_number
-                )));
-            }
+            && first.prev_number != 0
+            && first.prev_number >= min_segment
+        {
+            return Err(Error::MissingSegment(format!(
+                "segment {} follows segment {}, which is missing",
+                first.number, first.prev_number
+            )));
+        }
         for pair in segments.windows(2) {
             if let [a, b] = pair {
                 let prev = b.start.map(|s| s.prev_number);
@@ -566,12 +568,13 @@ impl Wal {
                 }
             }
             if let Some(stop) = stop_at
-                && valid_end != stop {
-                    return Err(Error::Malformed(format!(
-                        "{}: valid data ends at {valid_end}, but the next segment recorded {stop}",
-                        seg.path.display()
-                    )));
-                }
+                && valid_end != stop
+            {
+                return Err(Error::Malformed(format!(
+                    "{}: valid data ends at {valid_end}, but the next segment recorded {stop}",
+                    seg.path.display()
+                )));
+            }
             if next_start.is_some_and(|ns| ns.prev_finished) && !finished {
                 return Err(Error::Malformed(format!(
                     "{}: segment lacks its end frame",
@@ -620,7 +623,8 @@ impl Wal {
                 inner.active.writer.sync()?;
                 inner.active.unsynced = 0;
             } else if inner.active.unsynced >= BACKGROUND_SYNC_BYTES {
-                if let (Some(s), Some(tx)) = (&inner.active.syncer, self.background.lock().as_ref()) {
+                if let (Some(s), Some(tx)) = (&inner.active.syncer, self.background.lock().as_ref())
+                {
                     if tx.try_send(s.0.clone()).is_ok() {
                         inner.active.unsynced = 0;
                     }
