@@ -9,15 +9,19 @@ mod commands;
 mod demo;
 mod error;
 mod inspect;
+mod master;
 mod output;
 mod progress;
+mod time;
 mod workload;
 
 use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    // `index create ... --json POINTER` (the documented spelling) next to the global --json.
+    let args = cli::rewrite_json_pointer(std::env::args_os().collect());
+    let cli = match cli::Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => return error::clap_failure(&e),
     };

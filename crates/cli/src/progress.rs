@@ -19,3 +19,31 @@ pub fn bar(len: u64, what: &str, json: bool) -> ProgressBar {
     pb.set_message(what.to_string());
     pb
 }
+
+/// A spinner counting `unit` for work of unknown size (an index backfill); hidden like
+/// [`bar`].
+pub fn spinner(what: &str, unit: &str, json: bool) -> ProgressBar {
+    if json || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(&format!(
+        "{{msg:>6}} {{spinner}} {{human_pos}} {unit} {{elapsed_precise}} ({{per_sec}})"
+    )) {
+        pb.set_style(style);
+    }
+    pb.set_message(what.to_string());
+    pb.enable_steady_tick(std::time::Duration::from_millis(120));
+    pb
+}
+
+/// A `(done, total)` callback for the engine that drives `pb`, learning the total from the
+/// engine's first call.
+pub fn counter(pb: &ProgressBar) -> impl FnMut(u64, u64) + '_ {
+    move |done, total| {
+        if pb.length() != Some(total) {
+            pb.set_length(total);
+        }
+        pb.set_position(done);
+    }
+}

@@ -622,13 +622,11 @@ impl Wal {
             if sync {
                 inner.active.writer.sync()?;
                 inner.active.unsynced = 0;
-            } else if inner.active.unsynced >= BACKGROUND_SYNC_BYTES {
-                if let (Some(s), Some(tx)) = (&inner.active.syncer, self.background.lock().as_ref())
-                {
-                    if tx.try_send(s.0.clone()).is_ok() {
-                        inner.active.unsynced = 0;
-                    }
-                }
+            } else if inner.active.unsynced >= BACKGROUND_SYNC_BYTES
+                && let (Some(s), Some(tx)) = (&inner.active.syncer, self.background.lock().as_ref())
+                && tx.try_send(s.0.clone()).is_ok()
+            {
+                inner.active.unsynced = 0;
             }
             Ok(())
         })();

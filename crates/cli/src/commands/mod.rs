@@ -1,14 +1,23 @@
 //! Command dispatch and what commands share: opening the database from the global options.
 
 pub mod admin;
+pub mod backup;
 pub mod data;
+pub mod index;
+pub mod keys;
+pub mod kms;
 pub mod load;
+pub mod stream;
 
 use crate::cli::{Cli, Command, DEFAULT_DB_DIR, GlobalArgs};
 use crate::error::{Result, warn};
 use crate::output::Output;
 use sealdb::{Db, Options};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// How long commands wait for a database another process has open, by default.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// Whether a command may create the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,30 +47,89 @@ impl Ctx {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DB_DIR))
     }
 
-    /// Engine options from the global options (keystore, KMS, cipher).
-    pub fn options(&self, create: Create) -> Options {
+    /// Engine options that need no database: where the keystore and the local KMS are.
+    pub fn base_options(&self) -> Options {
         Options {
-            create_if_missing: create == Create::IfMissing,
             keystore_dir: self.global.keystore.clone(),
             kms_dir: self.global.kms.clone(),
-            cipher: self
-                .global
-                .cipher
-                .map_or_else(|| Options::default().cipher, Into::into),
             ..Options::default()
         }
     }
 
-    /// Opens the database with [`Ctx::options`].
-    pub fn open(&self, create: Create) -> Result<Db> {
-        self.open_with(self.options(create))
+    /// Engine options from the global options (keystore, KMS, cipher, master key of a new
+    /// database), with the provider of an AWS KMS master key the database's KEYS file names.
+    pub fn options(&self, create: Create) -> Result<Options> {
+        let dir = self.db_dir();
+        let exists = dir.join(sealdb_crypto::keysfile::KEYS_FILE_NAME).exists();
+        let master_key = match &self.global.master_key {
+            // Only a database about to be created takes it (like --cipher).
+            Some(target) if !exists && create == Create::IfMissing => {
+                crate::master::master_key(target)?
+            }
+            _ => sealdb::MasterKey::Owned,
+        };
+        let providers = if exists {
+            crate::master::providers_for_db(&dir)?
+        } else {
+            Vec::new()
+        };
+        Ok(Options {
+            create_if_missing: create == Create::IfMissing,
+            cipher: self
+                .global
+                .cipher
+                .map_or_else(|| Options::default().cipher, Into::into),
+            master_key,
+            providers,
+            pitr_window: self.global.pitr_window,
+            ..self.base_options()
+        })
     }
 
-    /// Opens the database with the given options, warning when `--cipher` asks for something
-    /// an existing database does not use (the cipher is chosen once, at creation).
+    /// Opens the database with [`Ctx::options`].
+    pub fn open(&self, create: Create) -> Result<Db> {
+        self.open_with(self.options(create)?)
+    }
+
+    /// How long to wait for a database another process has open (`--lock-wait`).
+    pub fn lock_wait(&self) -> Duration {
+        self.global.lock_wait.unwrap_or(DEFAULT_LOCK_WAIT)
+    }
+
+    /// Opens the database with the given options, waiting up to `wait` while another process
+    /// has it open (`None`: for as long as it takes).
+    pub fn open_waiting(&self, opts: &Options, wait: Option<Duration>) -> Result<Db> {
+        let dir = self.db_dir();
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match Db::open(&dir, opts.clone()) {
+                Err(sealdb::Error::Locked(_)) if wait.is_none_or(|w| start.elapsed() < w) => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
+                other => return Ok(other?),
+            }
+        }
+    }
+
+    /// Opens the database with the given options, warning when `--cipher` or `--master-key`
+    /// asks for something an existing database does not use (both are chosen once, at
+    /// creation).
     pub fn open_with(&self, opts: Options) -> Result<Db> {
         let dir = self.db_dir();
-        let db = Db::open(&dir, opts)?;
+        let db = self.open_waiting(&opts, Some(self.lock_wait()))?;
+        if let Some(wanted) = &self.global.master_key
+            && !db.open_stats().created
+            && !crate::master::same_key(wanted, &db.master_key())
+        {
+            warn(format!(
+                "--master-key {wanted} ignored: the database at {} already uses {} \
+                 (use `sealdb keys switch --to {wanted}` to change it)",
+                dir.display(),
+                db.master_key()
+            ));
+        }
         if let Some(wanted) = self.global.cipher {
             let wanted: sealdb::CipherId = wanted.into();
             if !db.open_stats().created && db.cipher() != wanted {
@@ -98,6 +166,12 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Verify => admin::verify(&mut ctx),
         Command::Inspect(a) => crate::inspect::inspect(&mut ctx, &a),
         Command::Demo(a) => crate::demo::demo(&mut ctx, &a),
+        Command::Keys(c) => keys::run(&mut ctx, &c),
+        Command::Kms(c) => kms::run(&mut ctx, &c),
+        Command::Index(c) => index::run(&mut ctx, &c),
+        Command::Stream(c) => stream::run(&mut ctx, &c),
+        Command::Backup(c) => backup::run(&mut ctx, &c),
+        Command::Restore(a) => backup::restore(&mut ctx, &a),
     };
     // Whatever was printed before a failure still reaches the reader.
     let flushed = ctx.out.flush();
