@@ -129,7 +129,8 @@ fn structured(data: &[u8]) {
     let mut inp = Input::new(data);
     let cipher = cipher_from(inp.u8());
     let kind = ArtifactKind::from_u8(1 + inp.u8() % 8).expect("kind");
-    let ext_len = usize::from(inp.u8() % 48);
+    // Only the KEYS file may carry a header extension.
+    let ext_len = if kind == ArtifactKind::Keys { usize::from(inp.u8() % 48) } else { 0 };
     let nblocks = 1 + usize::from(inp.u8() % 8);
     let finish = inp.u8() & 1 == 1;
     let splits: Vec<usize> = (0..nblocks - 1).map(|_| usize::from(inp.u16() % 300)).collect();

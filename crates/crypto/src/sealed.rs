@@ -349,6 +349,11 @@ impl BlockSealer {
         extension: Vec<u8>,
         label: impl Into<String>,
     ) -> Result<Self> {
+        if !extension.is_empty() && kind != ArtifactKind::Keys {
+            return Err(Error::InvalidArgument(
+                "only the KEYS file carries a header extension".into(),
+            ));
+        }
         let header = FileHeader {
             version: FORMAT_VERSION,
             kind,

@@ -317,7 +317,8 @@ impl Wal {
                     scratch: Vec::new(),
                     keyring,
                 }),
-                background: Mutex::new(start_background_syncer()),
+                // Started on first use: only filesystems with background syncing need it.
+                background: Mutex::new(None),
             },
             r.stats,
         ))
@@ -623,10 +624,18 @@ impl Wal {
                 inner.active.writer.sync()?;
                 inner.active.unsynced = 0;
             } else if inner.active.unsynced >= BACKGROUND_SYNC_BYTES
-                && let (Some(s), Some(tx)) = (&inner.active.syncer, self.background.lock().as_ref())
-                && tx.try_send(s.0.clone()).is_ok()
+                && let Some(sync) = &inner.active.syncer
             {
-                inner.active.unsynced = 0;
+                let mut bg = self.background.lock();
+                if bg.is_none() {
+                    *bg = start_background_syncer();
+                }
+                if bg
+                    .as_ref()
+                    .is_some_and(|tx| tx.try_send(sync.0.clone()).is_ok())
+                {
+                    inner.active.unsynced = 0;
+                }
             }
             Ok(())
         })();
