@@ -415,7 +415,7 @@ impl Db {
                     // A stream that lags the WAL (a crash between the two) gets its missing
                     // records from the replay, with old images read before each insert.
                     if let Some(s) = streams.get(&rec.keyspace)
-                        && seq > s.log.last_seq()
+                        && seq > s.log.last_seq().max(s.start_seq)
                     {
                         let ikey = keyspace_key(rec.keyspace, rec.key);
                         let mut old = None;

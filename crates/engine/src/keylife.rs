@@ -215,7 +215,10 @@ impl Db {
         let keyring = keys.keyring().clone();
         drop(keys);
         *inner.keyring.write() = keyring.clone();
-        inner.wal.set_keyring(keyring);
+        inner.wal.set_keyring(keyring.clone());
+        for st in inner.streams.read().values() {
+            st.log.set_keyring(keyring.clone());
+        }
         inner.wal.rotate()?;
         inner.signal_compaction();
         Ok(v)
@@ -273,7 +276,10 @@ impl Db {
         let keyring = keys.keyring().clone();
         drop(keys);
         *inner.keyring.write() = keyring.clone();
-        inner.wal.set_keyring(keyring);
+        inner.wal.set_keyring(keyring.clone());
+        for st in inner.streams.read().values() {
+            st.log.set_keyring(keyring.clone());
+        }
         Ok(report)
     }
 
@@ -302,6 +308,25 @@ impl Db {
         {
             if name.starts_with("MANIFEST-") || name == crate::manifest::CURRENT_FILE {
                 paths.push(inner.path.join(name));
+            }
+        }
+        // Retained stream segments, consumer positions and the WAL archive keep their data-key
+        // version alive until retention removes them.
+        for st in inner.streams.read().values() {
+            paths.extend(st.log.segment_paths());
+            let consumers = st.dir.join(sealdb_stream::POSITIONS_FILE);
+            if inner.fs.exists(&consumers) {
+                paths.push(consumers);
+            }
+        }
+        let archive = inner.path.join(crate::pitr::ARCHIVE_DIR);
+        if inner.fs.exists(&archive) {
+            for name in inner
+                .fs
+                .list_dir(&archive)
+                .map_err(|e| Error::io(&archive, e))?
+            {
+                paths.push(archive.join(name));
             }
         }
         for p in paths {
@@ -435,7 +460,10 @@ pub(crate) fn maybe_rotate_by_age(inner: &Arc<DbInner>) {
             let keyring = keys.keyring().clone();
             drop(keys);
             *inner.keyring.write() = keyring.clone();
-            inner.wal.set_keyring(keyring);
+            inner.wal.set_keyring(keyring.clone());
+            for st in inner.streams.read().values() {
+                st.log.set_keyring(keyring.clone());
+            }
             let _ = inner.wal.rotate();
         }
     }

@@ -93,6 +93,7 @@ pub(crate) enum Edit {
         view: u8,
         retention_secs: u64,
         max_bytes: u64,
+        start_seq: u64,
     },
     /// The keyspace's change stream is off.
     ClearStream {
@@ -114,6 +115,8 @@ pub(crate) struct StreamRecord {
     pub view: u8,
     pub retention_secs: u64,
     pub max_bytes: u64,
+    /// The last sequence number when the stream was enabled: earlier writes are not its.
+    pub start_seq: u64,
 }
 
 impl Edit {
@@ -176,12 +179,14 @@ impl Edit {
                 view,
                 retention_secs,
                 max_bytes,
+                start_seq,
             } => {
                 w.u8(11)
                     .u32(*keyspace)
                     .u8(*view)
                     .u64(*retention_secs)
-                    .u64(*max_bytes);
+                    .u64(*max_bytes)
+                    .u64(*start_seq);
             }
             Self::ClearStream { keyspace } => {
                 w.u8(12).u32(*keyspace);
@@ -236,6 +241,7 @@ impl Edit {
                 view: r.u8("view type")?,
                 retention_secs: r.u64("retention")?,
                 max_bytes: r.u64("size cap")?,
+                start_seq: r.u64("start sequence")?,
             },
             12 => Self::ClearStream {
                 keyspace: r.u32("keyspace")?,
@@ -326,6 +332,7 @@ impl ManifestState {
                 view,
                 retention_secs,
                 max_bytes,
+                start_seq,
             } => {
                 self.streams.insert(
                     *keyspace,
@@ -333,6 +340,7 @@ impl ManifestState {
                         view: *view,
                         retention_secs: *retention_secs,
                         max_bytes: *max_bytes,
+                        start_seq: *start_seq,
                     },
                 );
             }
@@ -409,6 +417,7 @@ impl ManifestState {
                 view: s.view,
                 retention_secs: s.retention_secs,
                 max_bytes: s.max_bytes,
+                start_seq: s.start_seq,
             });
         }
         for (ks, levels) in &self.levels {

@@ -268,6 +268,10 @@ fn start_background_syncer() -> Option<std::sync::mpsc::SyncSender<sealdb_vfs::B
 
 /// What recovery found, for `open` to continue from.
 struct Recovered {
+    /// The last segment, if it holds no batch and no end frame (a session that wrote
+    /// nothing): its number and its start frame, so `open` can take its place in the chain
+    /// instead of leaving one empty segment per open.
+    last_empty: Option<(u64, StartFrame)>,
     stats: RecoveryStats,
     closed: BTreeMap<u64, u64>,
     prev_info: (u64, u64, bool),
@@ -295,14 +299,31 @@ impl Wal {
         min_segment: u64,
         replay: &mut dyn FnMut(FrameBatch<'_>) -> Result<()>,
     ) -> Result<(Self, RecoveryStats)> {
-        let r = Self::recover(&fs, dir, &keyring, opts, min_segment, replay, false)?;
-        // Never append to a recovered segment: start a new one.
+        let mut r = Self::recover(&fs, dir, &keyring, opts, min_segment, replay, false)?;
+        // Never append to a recovered segment: start a new one. A last segment that holds
+        // nothing is removed first and the new one takes its place in the chain (deleting
+        // first is safe: a crash in between leaves its predecessor as the last segment, whose
+        // recorded end the removed segment only repeated).
+        let mut prev = r.prev_info;
+        if let Some((n, sf)) = r.last_empty {
+            let p = dir.join(segment_file_name(n));
+            fs.remove_file(&p).map_err(|e| Error::Io {
+                path: p.display().to_string(),
+                source: e,
+            })?;
+            fs.sync_dir(dir).map_err(|e| Error::Io {
+                path: dir.display().to_string(),
+                source: e,
+            })?;
+            r.closed.remove(&n);
+            prev = (sf.prev_number, sf.prev_end, sf.prev_finished);
+        }
         let number = r.max_number.max(min_segment.saturating_sub(1)) + 1;
         let start = StartFrame {
             number,
-            prev_number: r.prev_info.0,
-            prev_end: r.prev_info.1,
-            prev_finished: r.prev_info.2,
+            prev_number: prev.0,
+            prev_end: prev.1,
+            prev_finished: prev.2,
         };
         let active = create_segment(fs.as_ref(), dir, &keyring, opts.cipher, start)?;
         Ok((
@@ -487,6 +508,7 @@ impl Wal {
         // Pass 2: replay.
         let mut closed = BTreeMap::new();
         let mut prev_info = (0u64, 0u64, false); // (number, valid end, finished)
+        let mut last_empty: Option<(u64, StartFrame)> = None;
         let mut last_seq = 0u64;
         let count = segments.len();
         for i in 0..count {
@@ -496,6 +518,7 @@ impl Wal {
             };
             let next_start = segments.get(i + 1).and_then(|s| s.start);
             let mut seg_max = 0u64;
+            let mut seg_frames = 0u64;
             let mut iter = match next_start {
                 Some(ns) if ns.prev_finished => reader.blocks(),
                 _ => reader.blocks_unfinished_ok(),
@@ -552,6 +575,7 @@ impl Wal {
                     ))
                 })?;
                 stats.frames += 1;
+                seg_frames += 1;
                 for b in batches {
                     if b.first_seq <= last_seq || b.count == 0 {
                         return Err(Error::Malformed(format!(
@@ -585,6 +609,10 @@ impl Wal {
             stats.segments += 1;
             closed.insert(seg.number, seg_max);
             prev_info = (seg.number, valid_end, finished);
+            last_empty = match (seg_frames, finished, seg.start, next_start) {
+                (0, false, Some(sf), None) => Some((seg.number, sf)),
+                _ => None,
+            };
         }
         stats.last_seq = last_seq;
 
@@ -598,6 +626,7 @@ impl Wal {
             closed,
             prev_info,
             max_number: numbers.last().copied().unwrap_or(0),
+            last_empty,
         })
     }
 

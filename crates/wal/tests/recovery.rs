@@ -303,3 +303,25 @@ fn crash_during_creation_of_a_segment_is_recovered() {
         assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
     }
 }
+
+#[test]
+fn reopening_without_writes_does_not_pile_up_segments() {
+    let (fs, keyring) = setup();
+    let (wal, _, _) = open(&fs, &keyring, opts(1 << 20)).expect("open");
+    append(&wal, 1, true);
+    drop(wal);
+    for _ in 0..10 {
+        let (wal, _, got) = open(&fs, &keyring, opts(1 << 20)).expect("reopen");
+        assert_eq!(got.len(), 1);
+        drop(wal);
+    }
+    // The segment with the write, and the one empty active segment.
+    assert_eq!(fs.list_dir(&dir()).expect("ls").len(), 2);
+    // And a crash right after such a reopen still recovers everything.
+    let (wal, _, _) = open(&fs, &keyring, opts(1 << 20)).expect("reopen");
+    append(&wal, 2, false);
+    drop(wal);
+    fs.crash();
+    let (_, _, got) = open(&fs, &keyring, opts(1 << 20)).expect("after crash");
+    assert_eq!(got.first().map(|(s, _)| *s), Some(1));
+}
