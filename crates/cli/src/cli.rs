@@ -471,7 +471,11 @@ pub struct IndexCreateArgs {
     pub keyspace: String,
     /// The RFC 6901 JSON pointer to index (`/user/email`; `""` is the whole value). Also
     /// accepted as `--json POINTER`.
-    #[arg(long = "json-pointer", value_name = "POINTER", allow_hyphen_values = true)]
+    #[arg(
+        long = "json-pointer",
+        value_name = "POINTER",
+        allow_hyphen_values = true
+    )]
     pub pointer: String,
     /// One index over the whole keyspace (the default).
     #[arg(long, conflicts_with_all = ["local", "partition_prefix", "partition_delimiter"])]
@@ -888,14 +892,27 @@ mod tests {
         assert_eq!(
             r,
             os(&[
-                "sealdb", "--db", "index", "index", "create", "by-email", "--json-pointer",
-                "/email", "--json",
+                "sealdb",
+                "--db",
+                "index",
+                "index",
+                "create",
+                "by-email",
+                "--json-pointer",
+                "/email",
+                "--json",
             ])
         );
         let r = rewrite_json_pointer(os(&["sealdb", "index", "create", "x", "--json=/a"]));
-        assert_eq!(r, os(&["sealdb", "index", "create", "x", "--json-pointer=/a"]));
+        assert_eq!(
+            r,
+            os(&["sealdb", "index", "create", "x", "--json-pointer=/a"])
+        );
         let r = rewrite_json_pointer(os(&["sealdb", "index", "create", "x", "--json", ""]));
-        assert_eq!(r, os(&["sealdb", "index", "create", "x", "--json-pointer", ""]));
+        assert_eq!(
+            r,
+            os(&["sealdb", "index", "create", "x", "--json-pointer", ""])
+        );
         // A key that looks like a pointer after the global flag stays a key.
         let same = os(&["sealdb", "get", "--json", "/k"]);
         assert_eq!(rewrite_json_pointer(same.clone()), same);

@@ -71,9 +71,7 @@ pub fn providers_for_backups(dir: &Path) -> Result<Vec<SharedProvider>> {
         let Ok(scratch) = tempfile::tempdir() else {
             continue;
         };
-        let staged = scratch
-            .path()
-            .join(sealdb_crypto::keysfile::KEYS_FILE_NAME);
+        let staged = scratch.path().join(sealdb_crypto::keysfile::KEYS_FILE_NAME);
         if std::fs::write(&staged, &bytes).is_err() {
             continue;
         }

@@ -140,6 +140,11 @@ impl Env {
 #[test]
 fn kms_create_disable_enable_audit_round_trip() {
     let e = Env::new();
+    // Only `create` makes a KMS; other commands on a missing one create nothing.
+    let r = e.run_nodb(&["kms", "list"]).ok();
+    assert!(r.out().contains("no local KMS"), "{}", r.out());
+    e.run_nodb(&["kms", "disable", "app-key"]).status(3);
+    assert!(!e.path("kms").exists());
     let r = e.run_nodb(&["kms", "create", "app-key"]).ok();
     assert!(r.out().contains("app-key"), "{}", r.out());
     e.run_nodb(&["kms", "create", "other"]).ok();
@@ -150,10 +155,16 @@ fn kms_create_disable_enable_audit_round_trip() {
     assert_eq!(e.kms_state("app-key"), "disabled");
     e.run_nodb(&["kms", "enable", "app-key"]).ok();
     assert_eq!(e.kms_state("app-key"), "enabled");
-    let v = e.run_nodb(&["kms", "rotate", "app-key", "--json"]).ok().json();
+    let v = e
+        .run_nodb(&["kms", "rotate", "app-key", "--json"])
+        .ok()
+        .json();
     assert_eq!(v[0]["version"], 2);
 
-    let audit = e.run_nodb(&["kms", "audit", "app-key", "--json"]).ok().json();
+    let audit = e
+        .run_nodb(&["kms", "audit", "app-key", "--json"])
+        .ok()
+        .json();
     let ops: Vec<&str> = audit
         .iter()
         .filter_map(|a| a["operation"].as_str())
@@ -163,8 +174,12 @@ fn kms_create_disable_enable_audit_round_trip() {
     }
     assert!(audit.iter().all(|a| a["key"] == "app-key"));
     // The refused second create is audited too, and only `audit` without a name shows `other`.
-    assert!(audit.iter().any(|a| a["operation"] == "create"
-        && a["outcome"].as_str().is_some_and(|o| o.starts_with("refused"))));
+    assert!(audit.iter().any(|a| {
+        a["operation"] == "create"
+            && a["outcome"]
+                .as_str()
+                .is_some_and(|o| o.starts_with("refused"))
+    }));
     let all = e.run_nodb(&["kms", "audit"]).ok().out();
     assert!(all.contains("other"), "{all}");
 
@@ -345,10 +360,16 @@ fn index_create_query_page_and_drop() {
     .ok();
     let list = e.run(&["index", "list", "--json"]).ok().json();
     assert_eq!(list.len(), 2);
-    assert!(list.iter().all(|i| i["ready"] == true && i["kind"] == "global"));
+    assert!(
+        list.iter()
+            .all(|i| i["ready"] == true && i["kind"] == "global")
+    );
 
     // eq: both 25-year-olds, in primary-key order; the line is `pk<TAB>item`.
-    let out = e.run(&["index", "query", "by-age", "--eq", "25"]).ok().out();
+    let out = e
+        .run(&["index", "query", "by-age", "--eq", "25"])
+        .ok()
+        .out();
     assert_eq!(
         out,
         "u2\t{\"name\":\"bob\",\"age\":25}\nu4\t{\"name\":\"alfred\",\"age\":25}\n"
@@ -363,7 +384,14 @@ fn index_create_query_page_and_drop() {
     assert_eq!(v[0]["value"], 31);
     // begins-with on a keys-only index, fetching the items.
     let out = e
-        .run(&["index", "query", "by-name", "--begins-with", "al", "--fetch"])
+        .run(&[
+            "index",
+            "query",
+            "by-name",
+            "--begins-with",
+            "al",
+            "--fetch",
+        ])
         .ok()
         .out();
     assert_eq!(
@@ -397,13 +425,17 @@ fn index_create_query_page_and_drop() {
     assert_eq!(seen, ["u2", "u4", "u1", "u5", "u3"]);
     // JSON paging ends with {"next": token} only while there is more.
     let v = e
-        .run(&["index", "query", "by-age", "--ge", "0", "--limit", "4", "--json"])
+        .run(&[
+            "index", "query", "by-age", "--ge", "0", "--limit", "4", "--json",
+        ])
         .ok()
         .json();
     assert_eq!(v.len(), 5);
     assert!(v[4]["next"].is_string());
     let v = e
-        .run(&["index", "query", "by-age", "--ge", "0", "--limit", "5", "--json"])
+        .run(&[
+            "index", "query", "by-age", "--ge", "0", "--limit", "5", "--json",
+        ])
         .ok()
         .json();
     assert_eq!(v.len(), 5);
@@ -425,8 +457,15 @@ fn stream_enable_put_read_json_lines() {
     e.run(&["put", "seed", "0"]).ok();
     // Flushed, so the seed's WAL record is gone before the stream starts.
     e.run(&["flush"]).ok();
-    e.run(&["stream", "enable", "--view", "new-and-old", "--retention", "24h"])
-        .ok();
+    e.run(&[
+        "stream",
+        "enable",
+        "--view",
+        "new-and-old",
+        "--retention",
+        "24h",
+    ])
+    .ok();
     e.run(&["put", "k", "v1"]).ok();
     e.run(&["put", "k", "v2"]).ok();
     e.run(&["delete", "k"]).ok();
@@ -443,7 +482,10 @@ fn stream_enable_put_read_json_lines() {
     assert!(recs[2]["new_image"].is_null());
     assert_eq!(recs[3]["key"]["hex"], "ff00");
     assert_eq!(recs[3]["new_image"]["hex"], "00ff");
-    assert!(recs.iter().all(|r| r["seq"].is_u64() && r["time_ms"].is_u64()));
+    assert!(
+        recs.iter()
+            .all(|r| r["seq"].is_u64() && r["time_ms"].is_u64())
+    );
     let seqs: Vec<u64> = recs.iter().filter_map(|r| r["seq"].as_u64()).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
 
@@ -520,7 +562,10 @@ fn backup_list_verify_restore_then_get() {
     e.run(&["put", "later", "x"]).ok();
     e.run(&["backup", "create", s(&dir)]).ok();
 
-    let list = e.run_nodb(&["backup", "list", s(&dir), "--json"]).ok().json();
+    let list = e
+        .run_nodb(&["backup", "list", s(&dir), "--json"])
+        .ok()
+        .json();
     assert_eq!(list.len(), 3, "{list:?}");
     assert_eq!(list[0]["id"], id.as_str());
     for b in &list[..2] {
@@ -530,8 +575,14 @@ fn backup_list_verify_restore_then_get() {
     }
     let summary = &list[2];
     assert_eq!(summary["backups"], 2);
-    assert_eq!(summary["earliest_restorable"]["sequence"], list[0]["sequence"]);
-    assert_eq!(summary["latest_restorable"]["sequence"], list[1]["sequence"]);
+    assert_eq!(
+        summary["earliest_restorable"]["sequence"],
+        list[0]["sequence"]
+    );
+    assert_eq!(
+        summary["latest_restorable"]["sequence"],
+        list[1]["sequence"]
+    );
     let text = e.run_nodb(&["backup", "list", s(&dir)]).ok().out();
     assert!(text.contains("restorable from sequence"), "{text}");
 
@@ -566,7 +617,10 @@ fn backup_list_verify_restore_then_get() {
     e.run_nodb(&["restore", s(&dir), s(&dest2)]).status(4);
 
     e.run_nodb(&["backup", "delete", s(&dir), "--id", &id]).ok();
-    let list = e.run_nodb(&["backup", "list", s(&dir), "--json"]).ok().json();
+    let list = e
+        .run_nodb(&["backup", "list", s(&dir), "--json"])
+        .ok()
+        .json();
     assert_eq!(list.len(), 2);
     e.run_nodb(&["backup", "delete", s(&dir), "--id", &id])
         .status(4);
@@ -601,7 +655,9 @@ fn tampered_backup_file_fails_verify_with_exit_2_naming_it() {
         .into_owned();
     let r = e.run_nodb(&["backup", "verify", s(&dir)]).status(2);
     assert!(
-        r.out().lines().any(|l| l.starts_with("FAILED") && l.contains(&name)),
+        r.out()
+            .lines()
+            .any(|l| l.starts_with("FAILED") && l.contains(&name)),
         "no failure names {name}: {}",
         r.out()
     );

@@ -108,10 +108,7 @@ fn create(ctx: &mut Ctx, a: &BackupDirArgs) -> Result<()> {
 
 /// The earliest and latest points (sequence, Unix ms) a restore from these backups reaches.
 fn restorable(backups: &[BackupInfo]) -> Option<((u64, u64), (u64, u64))> {
-    let earliest = backups
-        .iter()
-        .map(|b| (b.sequence, b.created_ms))
-        .min()?;
+    let earliest = backups.iter().map(|b| (b.sequence, b.created_ms)).min()?;
     let latest = backups.iter().map(BackupInfo::latest_restorable).max()?;
     Some((earliest, latest))
 }
@@ -170,10 +167,8 @@ fn verify(ctx: &mut Ctx, a: &BackupVerifyArgs) -> Result<()> {
     let report = sealdb::verify_backup(&a.dir, a.id.as_deref(), &opts)?;
     let elapsed = t.elapsed();
     for e in &report.errors {
-        ctx.out.emit(
-            || format!("FAILED {e}"),
-            || super::admin::failure_json(e),
-        )?;
+        ctx.out
+            .emit(|| format!("FAILED {e}"), || super::admin::failure_json(e))?;
     }
     let failures = report.errors.len();
     ctx.out.emit(

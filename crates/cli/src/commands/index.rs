@@ -93,8 +93,7 @@ fn create(ctx: &mut Ctx, a: &IndexCreateArgs) -> Result<()> {
         extractor: Extractor::JsonPointer(a.pointer.clone()),
         projection: a.projection.clone(),
     };
-    def.validate()
-        .map_err(|e| CliError::other(e.to_string()))?;
+    def.validate().map_err(|e| CliError::other(e.to_string()))?;
     let db = ctx.open(Create::Never)?;
     let pb = crate::progress::spinner("index", "items", ctx.out.is_json());
     let t = Instant::now();
@@ -152,10 +151,9 @@ fn info_line(i: &IndexInfo) -> String {
         i.name,
         i.keyspace,
         kind_text(&i.kind),
-        i.json_pointer.as_deref().map_or_else(
-            || "(custom extractor)".to_string(),
-            |p| format!("{p:?}")
-        ),
+        i.json_pointer
+            .as_deref()
+            .map_or_else(|| "(custom extractor)".to_string(), |p| format!("{p:?}")),
         projection_text(&i.projection),
         if i.ready { "ready" } else { "building" }
     )
@@ -250,8 +248,7 @@ fn query(ctx: &mut Ctx, a: &IndexQueryArgs) -> Result<()> {
         .after
         .as_deref()
         .map(|t| {
-            ContinuationToken::parse(t.trim())
-                .map_err(|e| CliError::other(format!("--after: {e}")))
+            ContinuationToken::parse(t.trim()).map_err(|e| CliError::other(format!("--after: {e}")))
         })
         .transpose()?;
     let limit = match a.limit {
@@ -323,7 +320,10 @@ mod tests {
         let q = condition(&cond(|c| c.eq = Some("42".into())));
         assert!(matches!(q, Ok(Query::Eq(IndexValue::Number(n))) if n == 42.0));
         let q = condition(&cond(|c| c.range = Some(vec!["a".into(), "m".into()])));
-        assert!(matches!(q, Ok(Query::Between(IndexValue::String(_), IndexValue::String(_)))));
+        assert!(matches!(
+            q,
+            Ok(Query::Between(IndexValue::String(_), IndexValue::String(_)))
+        ));
         let q = condition(&cond(|c| c.begins_with = Some("12".into())));
         assert!(matches!(q, Ok(Query::BeginsWith(IndexValue::String(s))) if s == "12"));
         let q = condition(&cond(|c| c.ge = Some("true".into())));

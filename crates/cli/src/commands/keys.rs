@@ -149,7 +149,12 @@ fn switch(ctx: &mut Ctx, a: &KeysSwitchArgs) -> Result<()> {
     let to = db.switch_master_key(target)?;
     let elapsed = t.elapsed();
     ctx.out.emit(
-        || format!("master key switched from {from} to {to} in {}", duration(elapsed)),
+        || {
+            format!(
+                "master key switched from {from} to {to} in {}",
+                duration(elapsed)
+            )
+        },
         || {
             json!({
                 "op": "keys-switch",

@@ -13,6 +13,10 @@ use serde_json::{Value, json};
 /// Runs one `kms` subcommand.
 pub fn run(ctx: &mut Ctx, c: &KmsCommand) -> Result<()> {
     let dir = ctx.base_options().resolved_kms_dir();
+    // Only `create` makes a KMS: a mistyped --kms never leaves an empty one behind.
+    if !matches!(c, KmsCommand::Create(_)) && !dir.join("kms.state").exists() {
+        return missing_kms(ctx, c, &dir);
+    }
     let kms = LocalKms::open(&dir)
         .map_err(|e| CliError::from(e).context(format!("local KMS at {}", dir.display())))?;
     match c {
@@ -26,6 +30,34 @@ pub fn run(ctx: &mut Ctx, c: &KmsCommand) -> Result<()> {
         KmsCommand::Destroy(a) => destroy(ctx, &kms, a),
         KmsCommand::Audit(a) => audit(ctx, &kms, a),
     }
+}
+
+/// A command on a KMS that does not exist: `list` and `audit` have nothing to show, and every
+/// key is missing (exit 3, as for a missing key of an existing KMS).
+fn missing_kms(ctx: &mut Ctx, c: &KmsCommand, dir: &std::path::Path) -> Result<()> {
+    let name = match c {
+        KmsCommand::List | KmsCommand::Audit(_) => {
+            return ctx.out.text(format!(
+                "no local KMS at {} (`sealdb kms create NAME` makes one)",
+                dir.display()
+            ));
+        }
+        KmsCommand::Create(a)
+        | KmsCommand::Rotate(a)
+        | KmsCommand::Disable(a)
+        | KmsCommand::Enable(a)
+        | KmsCommand::CancelDeletion(a) => &a.name,
+        KmsCommand::ScheduleDeletion(a) => &a.name,
+        KmsCommand::Destroy(a) => &a.name,
+    };
+    Err(CliError::new(
+        crate::error::Exit::KeyUnavailable,
+        format!(
+            "no local KMS at {} (so no key {name:?}); give --kms or $SEALDB_KMS, or create a \
+             key with `sealdb kms create NAME`",
+            dir.display()
+        ),
+    ))
 }
 
 /// A key's state as one word for text and JSON (`pending-deletion` with its date apart).
@@ -94,9 +126,10 @@ fn create(ctx: &mut Ctx, kms: &LocalKms, a: &KmsNameArgs) -> Result<()> {
 fn list(ctx: &mut Ctx, kms: &LocalKms) -> Result<()> {
     let keys = kms.list()?;
     if !ctx.out.is_json() && keys.is_empty() {
-        return ctx
-            .out
-            .text(format!("no keys in the local KMS at {}", kms.dir().display()));
+        return ctx.out.text(format!(
+            "no keys in the local KMS at {}",
+            kms.dir().display()
+        ));
     }
     for k in &keys {
         ctx.out.emit(|| info_line(k), || info_json(k))?;
