@@ -86,12 +86,26 @@ fn main() {
         "{:<14} {:<34} {:>9} {:>9} {:>9} {:>10} {:>12}",
         "engine", "test", "p50 us", "p99 us", "p99.9 us", "max us", "ops/s"
     );
-    for (name, cipher) in [("sealdb-chacha", CipherId::ChaCha20Poly1305), ("sealdb-none", CipherId::None)] {
+    for (name, cipher) in [
+        ("sealdb-chacha", CipherId::ChaCha20Poly1305),
+        ("sealdb-none", CipherId::None),
+    ] {
         // Indexes: 0, 1, 3.
         for n_idx in [0usize, 1, 3] {
-            let db = open(&root.path().join(format!("{name}-idx{n_idx}")), keystore.path(), cipher);
+            let db = open(
+                &root.path().join(format!("{name}-idx{n_idx}")),
+                keystore.path(),
+                cipher,
+            );
             db.create_keyspace("items").expect("ks");
-            for (i, (nm, p)) in [("by_city", "/city"), ("by_age", "/age"), ("by_team", "/team")].iter().enumerate() {
+            for (i, (nm, p)) in [
+                ("by_city", "/city"),
+                ("by_age", "/age"),
+                ("by_team", "/team"),
+            ]
+            .iter()
+            .enumerate()
+            {
                 if i < n_idx {
                     db.create_index(index(nm, p), &mut |_| {}).expect("index");
                 }
@@ -102,13 +116,21 @@ fn main() {
                 let mut eq = Latency::new();
                 let start = Instant::now();
                 for q in 0..args.queries {
-                    let query = IndexQuery::new(Query::Eq(IndexValue::String(format!("city-{}", q % 1000))));
+                    let query = IndexQuery::new(Query::Eq(IndexValue::String(format!(
+                        "city-{}",
+                        q % 1000
+                    ))));
                     let t = Instant::now();
                     let page = db.query_index("by_city", &query).expect("query");
                     eq.record(t.elapsed());
                     assert!(!page.hits.is_empty());
                 }
-                row(name, "index query exact (~items/1000 hits)", &eq, start.elapsed());
+                row(
+                    name,
+                    "index query exact (~items/1000 hits)",
+                    &eq,
+                    start.elapsed(),
+                );
                 let mut range = Latency::new();
                 let start = Instant::now();
                 for q in 0..args.queries {
@@ -120,26 +142,53 @@ fn main() {
                     range.record(t.elapsed());
                     assert!(!page.hits.is_empty());
                 }
-                row(name, "index query range (limit 100)", &range, start.elapsed());
+                row(
+                    name,
+                    "index query range (limit 100)",
+                    &range,
+                    start.elapsed(),
+                );
             }
         }
         // Streams: off and each view type.
-        for view in [None, Some(StreamView::KeysOnly), Some(StreamView::NewImage), Some(StreamView::OldImage), Some(StreamView::NewAndOldImages)] {
+        for view in [
+            None,
+            Some(StreamView::KeysOnly),
+            Some(StreamView::NewImage),
+            Some(StreamView::OldImage),
+            Some(StreamView::NewAndOldImages),
+        ] {
             let label = view.map_or("off".to_string(), |v| v.as_str().to_string());
-            let db = open(&root.path().join(format!("{name}-stream-{label}")), keystore.path(), cipher);
+            let db = open(
+                &root.path().join(format!("{name}-stream-{label}")),
+                keystore.path(),
+                cipher,
+            );
             let ks = db.create_keyspace("items").expect("ks");
             if let Some(v) = view {
-                db.enable_stream(&ks, v, Duration::from_secs(86400), 0).expect("stream");
+                db.enable_stream(&ks, v, Duration::from_secs(86400), 0)
+                    .expect("stream");
             }
             let (lat, el) = puts(&db, args.items);
             row(name, &format!("put, stream {label}"), &lat, el);
         }
         // Commit-to-delivery latency to a tailing reader.
-        let db = open(&root.path().join(format!("{name}-tail")), keystore.path(), cipher);
+        let db = open(
+            &root.path().join(format!("{name}-tail")),
+            keystore.path(),
+            cipher,
+        );
         let ks = db.create_keyspace("items").expect("ks");
-        db.enable_stream(&ks, StreamView::NewAndOldImages, Duration::from_secs(86400), 0).expect("stream");
+        db.enable_stream(
+            &ks,
+            StreamView::NewAndOldImages,
+            Duration::from_secs(86400),
+            0,
+        )
+        .expect("stream");
         let stop = Arc::new(AtomicBool::new(false));
-        let sent: Arc<std::sync::Mutex<std::collections::HashMap<Vec<u8>, Instant>>> = Arc::default();
+        let sent: Arc<std::sync::Mutex<std::collections::HashMap<Vec<u8>, Instant>>> =
+            Arc::default();
         let reader = {
             let (db, ks, stop, sent) = (db.clone(), ks.clone(), stop.clone(), sent.clone());
             std::thread::spawn(move || {
@@ -147,7 +196,8 @@ fn main() {
                 let mut next = StreamStart::TrimHorizon;
                 let mut after = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    db.wait_stream(&ks, after, Duration::from_millis(100)).expect("wait");
+                    db.wait_stream(&ks, after, Duration::from_millis(100))
+                        .expect("wait");
                     let b = db.read_stream(&ks, next, 1000, 1 << 20).expect("read");
                     let now = Instant::now();
                     for r in &b.records {
@@ -173,6 +223,11 @@ fn main() {
         std::thread::sleep(Duration::from_millis(300));
         stop.store(true, Ordering::Relaxed);
         let lat = reader.join().expect("reader");
-        row(name, "stream commit-to-delivery (tail)", &lat, start.elapsed());
+        row(
+            name,
+            "stream commit-to-delivery (tail)",
+            &lat,
+            start.elapsed(),
+        );
     }
 }
