@@ -2,7 +2,10 @@
 //! the framing's overhead (associated data, prefix, copy) is measured against the cipher alone.
 //! Run: `cargo bench -p sealdb-benches --bench crypto`.
 
-#![allow(missing_docs, reason = "criterion's macros generate undocumented items")]
+#![allow(
+    missing_docs,
+    reason = "criterion's macros generate undocumented items"
+)]
 
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
@@ -90,5 +93,12 @@ fn bench_blocks(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_blocks);
+// Short warm-up and measurement so the whole `cargo bench` suite runs in a few minutes.
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(std::time::Duration::from_secs(1))
+        .measurement_time(std::time::Duration::from_secs(2));
+    targets = bench_blocks
+}
 criterion_main!(benches);

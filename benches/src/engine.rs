@@ -414,7 +414,7 @@ mod peers {
             let files: Vec<String> = (0..7)
                 .map(|l| {
                     self.db
-                        .property_value(format!("rocksdb.num-files-at-level{l}"))
+                        .property_value(format!("rocksdb.num-files-at-level{l}").as_str())
                         .ok()
                         .flatten()
                         .unwrap_or_else(|| "?".into())
@@ -425,7 +425,9 @@ mod peers {
     }
 }
 
-/// Total size of the regular files under `dir` (recursively), in bytes.
+/// Disk space taken by the files under `dir` (recursively), in bytes: allocated blocks on
+/// unix (what `du` reports, so preallocated-but-sparse journals count only what they use),
+/// file lengths elsewhere.
 pub fn dir_size(dir: &Path) -> u64 {
     let mut total = 0;
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -434,11 +436,22 @@ pub fn dir_size(dir: &Path) -> u64 {
     for e in entries.flatten() {
         match e.metadata() {
             Ok(m) if m.is_dir() => total += dir_size(&e.path()),
-            Ok(m) => total += m.len(),
+            Ok(m) => total += file_bytes(&m),
             Err(_) => {}
         }
     }
     total
+}
+
+#[cfg(unix)]
+fn file_bytes(m: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    m.blocks() * 512
+}
+
+#[cfg(not(unix))]
+fn file_bytes(m: &std::fs::Metadata) -> u64 {
+    m.len()
 }
 
 /// Bytes this process has passed to `write`-family system calls so far (`wchar` in

@@ -114,32 +114,17 @@ fn fmt_us(v: f64) -> String {
 }
 
 impl Report {
-    /// The latency table: one line per record, grouped by workload and operation, with the
-    /// p99 and throughput ratios against sealdb-chacha's line for the same cell.
-    pub fn latency_table(&self) -> String {
-        let mut out = String::new();
-        out.push_str(&format!(
-            "{:<22} {:<7} {:<16} {:>3} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>6} {:>6}\n",
-            "workload",
-            "op",
-            "engine",
-            "thr",
-            "p50 us",
-            "p90 us",
-            "p99 us",
-            "p99.9 us",
-            "p99.99",
-            "max us",
-            "ops/s",
-            "p99 x",
-            "tput x"
-        ));
+    /// The cells of the latency table, in order: one row per record, grouped by workload and
+    /// operation, with the p99 and throughput ratios against sealdb-chacha's row for the
+    /// same cell.
+    fn latency_rows(&self) -> Vec<[String; 13]> {
         let mut order: Vec<(String, String, usize)> = Vec::new();
         for r in &self.runs {
             if !order.contains(&r.cell()) {
                 order.push(r.cell());
             }
         }
+        let mut out = Vec::new();
         for cell in order {
             let rows: Vec<&RunRecord> = self.runs.iter().filter(|r| r.cell() == cell).collect();
             let reference = rows.iter().find(|r| r.engine == REFERENCE_ENGINE);
@@ -152,23 +137,42 @@ impl Report {
                     ),
                     None => ("-".into(), "-".into()),
                 };
-                out.push_str(&format!(
-                    "{:<22} {:<7} {:<16} {:>3} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11.0} {:>6} {:>6}\n",
-                    r.workload,
-                    r.op,
-                    r.engine,
-                    r.threads,
+                out.push([
+                    r.workload.clone(),
+                    r.op.clone(),
+                    r.engine.clone(),
+                    r.threads.to_string(),
                     fmt_us(p.p50),
                     fmt_us(p.p90),
                     fmt_us(p.p99),
                     fmt_us(p.p999),
                     fmt_us(p.p9999),
                     fmt_us(p.max),
-                    r.ops_per_sec,
+                    format!("{:.0}", r.ops_per_sec),
                     p99x,
-                    tputx
-                ));
+                    tputx,
+                ]);
             }
+        }
+        out
+    }
+
+    /// The latency table for the terminal.
+    pub fn latency_table(&self) -> String {
+        let line = |c: &[String; 13]| {
+            format!(
+                "{:<22} {:<7} {:<16} {:>3} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>6} {:>6}\n",
+                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12]
+            )
+        };
+        let header = [
+            "workload", "op", "engine", "thr", "p50 us", "p90 us", "p99 us", "p99.9 us", "p99.99",
+            "max us", "ops/s", "p99 x", "tput x",
+        ]
+        .map(String::from);
+        let mut out = line(&header);
+        for row in self.latency_rows() {
+            out.push_str(&line(&row));
         }
         out
     }
@@ -178,9 +182,8 @@ impl Report {
         let mut out = String::from(
             "| workload | op | engine | thr | p50 µs | p90 µs | p99 µs | p99.9 µs | p99.99 µs | max µs | ops/s | p99 ×chacha | ops/s ×chacha |\n|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
         );
-        for line in self.latency_table().lines().skip(1) {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            out.push_str(&format!("| {} |\n", cols.join(" | ")));
+        for row in self.latency_rows() {
+            out.push_str(&format!("| {} |\n", row.join(" | ")));
         }
         out
     }
@@ -442,6 +445,21 @@ mod tests {
         assert!(lines[2].contains("fjall"));
         let md = report.latency_markdown();
         assert_eq!(md.lines().count(), 4);
+        let spaced = Report {
+            runs: vec![RunRecord {
+                workload: "put sync".into(),
+                ..record("sealdb-chacha", 1)
+            }],
+            ..Report::default()
+        };
+        let row = spaced
+            .latency_markdown()
+            .lines()
+            .nth(2)
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(row.matches(" | ").count(), 12, "{row}");
+        assert!(row.starts_with("| put sync | read |"), "{row}");
     }
 
     #[test]
