@@ -8,7 +8,7 @@
 #   plots/        SVGs: latency-percentile curves and throughput over time per workload
 #
 #   scripts/bench.sh                    # --quick preset (100k keys, 2 s per measurement)
-#   scripts/bench.sh --full             # 1M keys, 10 s per measurement (about an hour)
+#   scripts/bench.sh --full             # 1M keys, 10 s per measurement (about 20 minutes)
 #   scripts/setup-rocksdb.sh && scripts/bench.sh --rocksdb
 #   scripts/bench.sh --workloads "put readrandom ycsb" -- --threads 1,2
 #
