@@ -482,9 +482,8 @@ impl Db {
         )?;
         let streams = Arc::new(streams);
         if !regenerated.is_empty() {
-            let shim = StreamShim { streams: &streams };
             for (_, changes, time) in &regenerated {
-                shim.append(std::slice::from_ref(changes), *time)?;
+                crate::streams::append_to(&streams, std::slice::from_ref(changes), *time, false)?;
             }
             for s in streams.values() {
                 s.log.sync().map_err(|e| Error::Corruption(e.to_string()))?;
@@ -1488,32 +1487,5 @@ impl Drop for Snapshot {
                 snaps.remove(&self.seq);
             }
         }
-    }
-}
-
-/// Appends regenerated change records during recovery (before the database is shared).
-struct StreamShim<'a> {
-    streams: &'a Arc<crate::streams::StreamSet>,
-}
-
-impl StreamShim<'_> {
-    fn append(&self, groups: &[Vec<crate::streams::Change>], time_ms: u64) -> Result<()> {
-        let mut per: std::collections::HashMap<u32, Vec<sealdb_stream::ChangeRecord>> =
-            Default::default();
-        for c in groups.iter().flatten() {
-            if let Some(s) = self.streams.get(&c.keyspace)
-                && let Some(r) = crate::streams::to_record(c, s.view, &s.keyspace_name, time_ms)
-            {
-                per.entry(c.keyspace).or_default().push(r);
-            }
-        }
-        for (ks, recs) in per {
-            if let Some(s) = self.streams.get(&ks) {
-                s.log
-                    .append(&recs, false)
-                    .map_err(|e| Error::Corruption(format!("stream recovery: {e}")))?;
-            }
-        }
-        Ok(())
     }
 }

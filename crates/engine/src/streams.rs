@@ -115,9 +115,20 @@ pub(crate) fn append_changes(
     sync: bool,
 ) -> Result<()> {
     let streams = inner.streams.read().clone();
+    append_to(&streams, groups, time_ms, sync)
+}
+
+/// Appends the records of `groups` to the streams of `set` (one sealed block per stream);
+/// also used by recovery before the database is shared.
+pub(crate) fn append_to(
+    set: &StreamSet,
+    groups: &[Vec<Change>],
+    time_ms: u64,
+    sync: bool,
+) -> Result<()> {
     let mut per: HashMap<u32, Vec<ChangeRecord>> = HashMap::new();
     for c in groups.iter().flatten() {
-        let Some(s) = streams.get(&c.keyspace) else {
+        let Some(s) = set.get(&c.keyspace) else {
             continue;
         };
         if let Some(r) = to_record(c, s.view, &s.keyspace_name, time_ms) {
@@ -125,7 +136,7 @@ pub(crate) fn append_changes(
         }
     }
     for (ks, records) in per {
-        if let Some(s) = streams.get(&ks) {
+        if let Some(s) = set.get(&ks) {
             s.log.append(&records, sync).map_err(stream_err)?;
         }
     }
