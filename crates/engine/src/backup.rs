@@ -251,25 +251,9 @@ fn link_or_copy(fs: &SharedFs, from: &Path, to: &Path) -> Result<u64> {
     }
     let tmp = to.with_extension("partial");
     let _ = fs.remove_file(&tmp);
-    let src = fs.open_read(from).map_err(|e| Error::io(from, e))?;
-    let mut dst = fs.create_new(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let mut off = 0u64;
-    let len = src.len();
-    let mut buf = vec![0u8; 1 << 20];
-    while off < len {
-        let n = usize::try_from((len - off).min(buf.len() as u64)).unwrap_or(buf.len());
-        let chunk = buf
-            .get_mut(..n)
-            .ok_or_else(|| Error::InvalidArgument("copy".into()))?;
-        src.read_exact_at(chunk, off)
-            .map_err(|e| Error::io(from, e))?;
-        dst.append(chunk).map_err(|e| Error::io(&tmp, e))?;
-        off += n as u64;
-    }
-    dst.sync_data().map_err(|e| Error::io(&tmp, e))?;
-    drop(dst);
+    copy_file(fs, from, &tmp)?;
     fs.rename(&tmp, to).map_err(|e| Error::io(to, e))?;
-    Ok(len)
+    fs.file_size(to).map_err(|e| Error::io(to, e))
 }
 
 /// Writes a small sealed file atomically (catalogue).
