@@ -701,21 +701,9 @@ impl Manifest {
 
 fn read_current(fs: &dyn sealdb_vfs::FileSystem, dir: &Path, keyring: &Keyring) -> Result<u64> {
     let path = dir.join(CURRENT_FILE);
-    let expected = Expected {
-        kind: ArtifactKind::Meta,
-        database_id: keyring.database_id(),
-        cipher: Some(CipherId::ChaCha20Poly1305),
-    };
-    let reader = SealedReader::open(fs, &path, keyring, &expected)?;
-    let mut blocks = reader.blocks();
-    let (_, block) = blocks
-        .next()
-        .ok_or_else(|| Error::Corruption("CURRENT is empty".into()))??;
-    if !block.is_final {
-        return Err(Error::Corruption("CURRENT has more than one block".into()));
-    }
+    let data = sealdb_crypto::sealed::read_small_sealed_file(fs, &path, keyring, ArtifactKind::Meta)?;
     let label = path.display().to_string();
-    let mut r = Reader::new(&block.data, &label);
+    let mut r = Reader::new(&data, &label);
     if r.take(8, "tag")? != CURRENT_TAG {
         return Err(Error::Corruption(format!("{label}: bad tag")));
     }
@@ -729,22 +717,16 @@ fn write_current(
     number: u64,
 ) -> Result<()> {
     let path = dir.join(CURRENT_FILE);
-    // CURRENT is always sealed with ChaCha20-Poly1305, even in a `none`-cipher database, so a
-    // plaintext-mode database still has an authenticated root.
-    let sealer = BlockSealer::for_new_file(
-        keyring,
-        ArtifactKind::Meta,
-        CipherId::ChaCha20Poly1305,
-        Vec::new(),
-        path.display().to_string(),
-    )?;
-    let mut bytes = sealer.header().encode();
     let mut payload = Vec::with_capacity(16);
     payload.extend_from_slice(CURRENT_TAG);
     payload.extend_from_slice(&number.to_le_bytes());
-    let offset = bytes.len() as u64;
-    sealer.seal_into(offset, true, &payload, &mut bytes)?;
-    sealdb_vfs::write_file_atomic(fs, &path, &bytes).map_err(|e| Error::io(&path, e))
+    Ok(sealdb_crypto::sealed::write_small_sealed_file(
+        fs,
+        &path,
+        keyring,
+        ArtifactKind::Meta,
+        &payload,
+    )?)
 }
 
 /// Reads the header of a file, for tools that inspect without keys.

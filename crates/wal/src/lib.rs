@@ -24,8 +24,8 @@ mod log;
 pub use batch::{BatchBuilder, MAX_KEY_LEN, MAX_VALUE_LEN, Op, RecordIter, RecordRef};
 pub use group::GroupCommit;
 pub use log::{
-    FrameBatch, RecoveryStats, SegmentSummary, TornTail, Wal, WalOptions, decode_frame_for_fuzz,
-    segment_file_name, summarize_segment,
+    FrameBatch, RecoveryStats, RollObserver, SegmentSummary, TornTail, Wal, WalOptions,
+    WalRecovery, decode_frame_for_fuzz, segment_file_name, summarize_segment,
 };
 
 /// Errors of the WAL.
@@ -58,6 +58,9 @@ pub enum Error {
     /// what reached the disk is unknown.
     #[error("the WAL is read-only after an earlier I/O failure: {0}")]
     Poisoned(String),
+    /// The WAL was opened read-only (recovered for reading, never written).
+    #[error("the WAL was opened read-only")]
+    ReadOnly,
 }
 
 /// The WAL's result type.

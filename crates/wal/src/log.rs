@@ -227,7 +227,8 @@ const BACKGROUND_SYNC_BYTES: u64 = 4 << 20;
 
 #[derive(Debug)]
 struct Inner {
-    active: Active,
+    /// The segment new frames go to; `None` in a read-only WAL.
+    active: Option<Active>,
     /// Closed segments still on disk, with the highest sequence number each holds.
     closed: BTreeMap<u64, u64>,
     poisoned: Option<String>,
@@ -236,7 +237,6 @@ struct Inner {
 }
 
 /// The write-ahead log of one database.
-#[derive(Debug)]
 pub struct Wal {
     fs: SharedFs,
     dir: PathBuf,
@@ -244,6 +244,21 @@ pub struct Wal {
     inner: Mutex<Inner>,
     /// Hands sync jobs to the background syncer thread (which ends when this drops).
     background: Mutex<Option<std::sync::mpsc::SyncSender<sealdb_vfs::BackgroundSync>>>,
+    /// Told of every new segment once it is durable (the engine's head record).
+    roll_observer: Mutex<Option<RollObserver>>,
+}
+
+/// Called with `(new segment number, highest sequence number now durable)` after a rollover
+/// made a new segment durable.
+pub type RollObserver = Box<dyn Fn(u64, u64) + Send + Sync>;
+
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal")
+            .field("dir", &self.dir)
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for Wal {
@@ -266,28 +281,72 @@ fn start_background_syncer() -> Option<std::sync::mpsc::SyncSender<sealdb_vfs::B
     Some(tx)
 }
 
-/// What recovery found, for `open` to continue from.
-struct Recovered {
-    /// The last segment, if it holds no batch and no end frame (a session that wrote
-    /// nothing): its number and its start frame, so `open` can take its place in the chain
-    /// instead of leaving one empty segment per open.
-    last_empty: Option<(u64, StartFrame)>,
+/// What recovery found: everything needed to decide whether the log is whole (and to start
+/// writing after it) without having changed a byte on disk.
+#[derive(Debug)]
+pub struct WalRecovery {
+    dir: PathBuf,
     stats: RecoveryStats,
+    /// Replayed segments with the highest sequence number each holds.
     closed: BTreeMap<u64, u64>,
+    /// Where each replayed segment validly ends.
+    ends: BTreeMap<u64, u64>,
+    /// The last replayed segment: (number, valid end, finished).
     prev_info: (u64, u64, bool),
     max_number: u64,
+    min_segment: u64,
+    /// Segments older than `min_segment`: obsolete, deleted when writing starts.
+    obsolete: Vec<u64>,
+    /// A last segment whose start frame never became durable: deleted when writing starts.
+    torn_header: Option<u64>,
 }
 
+impl WalRecovery {
+    /// What was replayed.
+    pub fn stats(&self) -> &RecoveryStats {
+        &self.stats
+    }
+
+    /// The newest segment holding a durable start frame (`None` if there is none).
+    pub fn newest_segment(&self) -> Option<u64> {
+        self.ends.keys().next_back().copied()
+    }
+
+    /// Where segment `number` validly ends (`None` if it was not replayed).
+    pub fn segment_end(&self, number: u64) -> Option<u64> {
+        self.ends.get(&number).copied()
+    }
+
+    /// The number of live segments replayed.
+    pub fn live_segments(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The oldest segment that may hold unflushed data (segments below it are obsolete).
+    pub fn min_segment(&self) -> u64 {
+        self.min_segment
+    }
+}
+
+/// One segment's start frame, read in recovery's first pass (the file is closed again, so
+/// recovery holds one descriptor at a time however many segments there are).
 struct SegmentOnDisk {
     number: u64,
     path: PathBuf,
-    reader: Option<SealedReader>,
     start: Option<StartFrame>,
+}
+
+fn io_error(p: &Path, e: std::io::Error) -> Error {
+    Error::Io {
+        path: p.display().to_string(),
+        source: e,
+    }
 }
 
 impl Wal {
     /// Opens the WAL in `dir` (creating the directory if needed), replays every frame through
-    /// `replay` in commit order, and starts a fresh segment for new writes.
+    /// `replay` in commit order, and starts a fresh segment for new writes:
+    /// [`Wal::recover`] then [`Wal::start`].
     ///
     /// `min_segment` is the oldest segment that may still hold unflushed data (from the
     /// manifest); older ones are deleted.
@@ -299,50 +358,9 @@ impl Wal {
         min_segment: u64,
         replay: &mut dyn FnMut(FrameBatch<'_>) -> Result<()>,
     ) -> Result<(Self, RecoveryStats)> {
-        let mut r = Self::recover(&fs, dir, &keyring, opts, min_segment, replay, false)?;
-        // Never append to a recovered segment: start a new one. A last segment that holds
-        // nothing is removed first and the new one takes its place in the chain (deleting
-        // first is safe: a crash in between leaves its predecessor as the last segment, whose
-        // recorded end the removed segment only repeated).
-        let mut prev = r.prev_info;
-        if let Some((n, sf)) = r.last_empty {
-            let p = dir.join(segment_file_name(n));
-            fs.remove_file(&p).map_err(|e| Error::Io {
-                path: p.display().to_string(),
-                source: e,
-            })?;
-            fs.sync_dir(dir).map_err(|e| Error::Io {
-                path: dir.display().to_string(),
-                source: e,
-            })?;
-            r.closed.remove(&n);
-            prev = (sf.prev_number, sf.prev_end, sf.prev_finished);
-        }
-        let number = r.max_number.max(min_segment.saturating_sub(1)) + 1;
-        let start = StartFrame {
-            number,
-            prev_number: prev.0,
-            prev_end: prev.1,
-            prev_finished: prev.2,
-        };
-        let active = create_segment(fs.as_ref(), dir, &keyring, opts.cipher, start)?;
-        Ok((
-            Self {
-                fs,
-                dir: dir.to_path_buf(),
-                opts,
-                inner: Mutex::new(Inner {
-                    active,
-                    closed: r.closed,
-                    poisoned: None,
-                    scratch: Vec::new(),
-                    keyring,
-                }),
-                // Started on first use: only filesystems with background syncing need it.
-                background: Mutex::new(None),
-            },
-            r.stats,
-        ))
+        let rec = Self::recover(&fs, dir, &keyring, opts, min_segment, replay)?;
+        let stats = rec.stats.clone();
+        Ok((Self::start(fs, keyring, opts, rec)?, stats))
     }
 
     /// Replays the segments of `dir` (an archive, a backup's copy) without changing
@@ -355,32 +373,102 @@ impl Wal {
         min_segment: u64,
         replay: &mut dyn FnMut(FrameBatch<'_>) -> Result<()>,
     ) -> Result<RecoveryStats> {
-        Ok(Self::recover(fs, dir, keyring, opts, min_segment, replay, true)?.stats)
+        Ok(Self::recover(fs, dir, keyring, opts, min_segment, replay)?.stats)
     }
 
-    fn recover(
+    /// Starts writing after a recovery: deletes obsolete segments and a last segment whose
+    /// start frame never became durable, makes the replayed tail durable, and creates a new
+    /// segment whose start frame records where the recovered chain validly ended. Never
+    /// appends to a recovered segment.
+    pub fn start(fs: SharedFs, keyring: Keyring, opts: WalOptions, rec: WalRecovery) -> Result<Self> {
+        let dir = rec.dir.clone();
+        let created = !fs.exists(&dir);
+        fs.create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        if created {
+            let parent = sealdb_vfs::parent_dir(&dir);
+            fs.sync_dir(&parent).map_err(|e| io_error(&parent, e))?;
+        }
+        // Deletions first: on a full disk they are what makes room for the new segment.
+        let doomed: Vec<u64> = rec.obsolete.iter().copied().chain(rec.torn_header).collect();
+        for n in &doomed {
+            let p = dir.join(segment_file_name(*n));
+            fs.remove_file(&p).map_err(|e| io_error(&p, e))?;
+        }
+        if !doomed.is_empty() {
+            fs.sync_dir(&dir).map_err(|e| io_error(&dir, e))?;
+        }
+        // What was replayed may include a previous run's unsynced tail; it is visible from now
+        // on, and the new segment's start frame records where it ends, so make it durable
+        // first.
+        if rec.prev_info.0 != 0 {
+            let p = dir.join(segment_file_name(rec.prev_info.0));
+            fs.sync_file(&p).map_err(|e| io_error(&p, e))?;
+        }
+        let number = rec.max_number.max(rec.min_segment.saturating_sub(1)) + 1;
+        let start = StartFrame {
+            number,
+            prev_number: rec.prev_info.0,
+            prev_end: rec.prev_info.1,
+            prev_finished: rec.prev_info.2,
+        };
+        let active = create_segment(fs.as_ref(), &dir, &keyring, opts.cipher, start)?;
+        Ok(Self {
+            fs,
+            dir,
+            opts,
+            inner: Mutex::new(Inner {
+                active: Some(active),
+                closed: rec.closed,
+                poisoned: None,
+                scratch: Vec::new(),
+                keyring,
+            }),
+            // Started on first use: only filesystems with background syncing need it.
+            background: Mutex::new(None),
+            roll_observer: Mutex::new(None),
+        })
+    }
+
+    /// A WAL that was recovered but is never written: appends, rotations and syncs fail with
+    /// [`Error::ReadOnly`], and nothing on disk changes.
+    pub fn read_only(fs: SharedFs, keyring: Keyring, opts: WalOptions, rec: WalRecovery) -> Self {
+        Self {
+            fs,
+            dir: rec.dir,
+            opts,
+            inner: Mutex::new(Inner {
+                active: None,
+                closed: rec.closed,
+                poisoned: None,
+                scratch: Vec::new(),
+                keyring,
+            }),
+            background: Mutex::new(None),
+            roll_observer: Mutex::new(None),
+        }
+    }
+
+    /// Replays every segment of `dir` at or above `min_segment` through `replay`, in commit
+    /// order, and checks the chain, without changing anything on disk (see [`Wal::start`]).
+    pub fn recover(
         fs: &SharedFs,
         dir: &Path,
         keyring: &Keyring,
         opts: WalOptions,
         min_segment: u64,
         replay: &mut dyn FnMut(FrameBatch<'_>) -> Result<()>,
-        read_only: bool,
-    ) -> Result<Recovered> {
-        let io = |p: &Path, e| Error::Io {
-            path: p.display().to_string(),
-            source: e,
-        };
-        if !read_only {
-            fs.create_dir_all(dir).map_err(|e| io(dir, e))?;
-        }
+    ) -> Result<WalRecovery> {
+        let io = io_error;
         let mut stats = RecoveryStats::default();
-        let mut numbers: Vec<u64> = fs
-            .list_dir(dir)
-            .map_err(|e| io(dir, e))?
-            .iter()
-            .filter_map(|n| parse_segment_name(n))
-            .collect();
+        let mut numbers: Vec<u64> = if fs.exists(dir) {
+            fs.list_dir(dir)
+                .map_err(|e| io(dir, e))?
+                .iter()
+                .filter_map(|n| parse_segment_name(n))
+                .collect()
+        } else {
+            Vec::new()
+        };
         numbers.sort_unstable();
 
         let obsolete: Vec<u64> = numbers
@@ -388,13 +476,6 @@ impl Wal {
             .copied()
             .filter(|n| *n < min_segment)
             .collect();
-        for n in obsolete.iter().filter(|_| !read_only) {
-            let p = dir.join(segment_file_name(*n));
-            fs.remove_file(&p).map_err(|e| io(&p, e))?;
-        }
-        if !obsolete.is_empty() && !read_only {
-            fs.sync_dir(dir).map_err(|e| io(dir, e))?;
-        }
         stats.obsolete_removed = obsolete.len();
         numbers.retain(|n| *n >= min_segment);
 
@@ -403,17 +484,15 @@ impl Wal {
             database_id: keyring.database_id(),
             cipher: Some(opts.cipher),
         };
-        // Pass 1: open every segment and read its start frame.
+        // Pass 1: read every segment's start frame, one file open at a time.
         let mut segments: Vec<SegmentOnDisk> = Vec::with_capacity(numbers.len());
         let last_index = numbers.len().checked_sub(1);
         for (i, number) in numbers.iter().copied().enumerate() {
             let path = dir.join(segment_file_name(number));
             let is_last = Some(i) == last_index;
-            let opened = SealedReader::open(fs.as_ref(), &path, keyring, &expected).map(|r| {
-                let first = r.blocks_unfinished_ok().next();
-                (r, first)
-            });
-            let (reader, first) = match opened {
+            let opened = SealedReader::open(fs.as_ref(), &path, keyring, &expected)
+                .map(|r| r.blocks_unfinished_ok().next());
+            let first = match opened {
                 Ok(x) => x,
                 // A segment created just before a crash may have a torn header.
                 Err(sealdb_crypto::Error::Integrity {
@@ -423,7 +502,6 @@ impl Wal {
                     segments.push(SegmentOnDisk {
                         number,
                         path,
-                        reader: None,
                         start: None,
                     });
                     continue;
@@ -463,11 +541,12 @@ impl Wal {
             segments.push(SegmentOnDisk {
                 number,
                 path,
-                reader: Some(reader),
                 start,
             });
         }
-        // A last segment whose start frame never became durable holds nothing: drop it.
+        // A last segment whose start frame never became durable holds nothing: it is dropped
+        // (deleted by `start`).
+        let mut torn_header = None;
         if let Some(last) = segments.last()
             && last.start.is_none()
         {
@@ -477,10 +556,7 @@ impl Wal {
                 offset: 0,
                 dropped_bytes: dropped,
             });
-            if !read_only {
-                fs.remove_file(&last.path).map_err(|e| io(&last.path, e))?;
-                fs.sync_dir(dir).map_err(|e| io(dir, e))?;
-            }
+            torn_header = Some(last.number);
             segments.pop();
         }
         // The chain: each segment names its predecessor.
@@ -505,20 +581,15 @@ impl Wal {
             }
         }
 
-        // Pass 2: replay.
+        // Pass 2: replay, reopening one segment at a time.
         let mut closed = BTreeMap::new();
+        let mut ends = BTreeMap::new();
         let mut prev_info = (0u64, 0u64, false); // (number, valid end, finished)
-        let mut last_empty: Option<(u64, StartFrame)> = None;
         let mut last_seq = 0u64;
-        let count = segments.len();
-        for i in 0..count {
-            let Some(seg) = segments.get(i) else { break };
-            let Some(reader) = seg.reader.as_ref() else {
-                continue;
-            };
+        for (i, seg) in segments.iter().enumerate() {
+            let reader = SealedReader::open(fs.as_ref(), &seg.path, keyring, &expected)?;
             let next_start = segments.get(i + 1).and_then(|s| s.start);
             let mut seg_max = 0u64;
-            let mut seg_frames = 0u64;
             let mut iter = match next_start {
                 Some(ns) if ns.prev_finished => reader.blocks(),
                 _ => reader.blocks_unfinished_ok(),
@@ -555,7 +626,14 @@ impl Wal {
                 valid_end = handle.end();
                 if first {
                     first = false;
-                    continue; // the start frame, already checked
+                    // The start frame: pass 1 checked it, but the file was reopened since.
+                    if StartFrame::decode(&block.data) != seg.start {
+                        return Err(Error::Malformed(format!(
+                            "{}: start frame changed during recovery",
+                            seg.path.display()
+                        )));
+                    }
+                    continue;
                 }
                 if block.is_final {
                     if block.data != [FRAME_END] {
@@ -575,7 +653,6 @@ impl Wal {
                     ))
                 })?;
                 stats.frames += 1;
-                seg_frames += 1;
                 for b in batches {
                     if b.first_seq <= last_seq || b.count == 0 {
                         return Err(Error::Malformed(format!(
@@ -608,25 +685,20 @@ impl Wal {
             }
             stats.segments += 1;
             closed.insert(seg.number, seg_max);
+            ends.insert(seg.number, valid_end);
             prev_info = (seg.number, valid_end, finished);
-            last_empty = match (seg_frames, finished, seg.start, next_start) {
-                (0, false, Some(sf), None) => Some((seg.number, sf)),
-                _ => None,
-            };
         }
         stats.last_seq = last_seq;
-
-        // What was replayed may include a previous run's unsynced tail; it is visible from now
-        // on, and the new segment's start frame records where it ends, so make it durable first.
-        if let Some(last) = segments.last().filter(|_| !read_only) {
-            fs.sync_file(&last.path).map_err(|e| io(&last.path, e))?;
-        }
-        Ok(Recovered {
+        Ok(WalRecovery {
+            dir: dir.to_path_buf(),
             stats,
             closed,
+            ends,
             prev_info,
             max_number: numbers.last().copied().unwrap_or(0),
-            last_empty,
+            min_segment,
+            obsolete,
+            torn_header,
         })
     }
 
@@ -639,21 +711,25 @@ impl Wal {
         if let Some(why) = &inner.poisoned {
             return Err(Error::Poisoned(why.clone()));
         }
+        if inner.active.is_none() {
+            return Err(Error::ReadOnly);
+        }
         encode_batches(batches, &mut inner.scratch)?;
         let result = (|| -> Result<()> {
-            if inner.active.has_batches
-                && inner.active.writer.offset() + inner.scratch.len() as u64
-                    > self.opts.segment_size
-            {
+            if inner.active.as_ref().is_some_and(|a| {
+                a.has_batches
+                    && a.writer.offset() + inner.scratch.len() as u64 > self.opts.segment_size
+            }) {
                 self.roll_over(inner)?;
             }
-            inner.active.writer.append_block(&inner.scratch)?;
-            inner.active.unsynced += inner.scratch.len() as u64;
+            let active = inner.active.as_mut().ok_or(Error::ReadOnly)?;
+            active.writer.append_block(&inner.scratch)?;
+            active.unsynced += inner.scratch.len() as u64;
             if sync {
-                inner.active.writer.sync()?;
-                inner.active.unsynced = 0;
-            } else if inner.active.unsynced >= BACKGROUND_SYNC_BYTES
-                && let Some(sync) = &inner.active.syncer
+                active.writer.sync()?;
+                active.unsynced = 0;
+            } else if active.unsynced >= BACKGROUND_SYNC_BYTES
+                && let Some(sync) = &active.syncer
             {
                 let mut bg = self.background.lock();
                 if bg.is_none() {
@@ -663,7 +739,7 @@ impl Wal {
                     .as_ref()
                     .is_some_and(|tx| tx.try_send(sync.0.clone()).is_ok())
                 {
-                    inner.active.unsynced = 0;
+                    active.unsynced = 0;
                 }
             }
             Ok(())
@@ -672,9 +748,11 @@ impl Wal {
             inner.poisoned = Some(e.to_string());
             return result;
         }
-        inner.active.has_batches = true;
-        if let Some(last) = batches.last() {
-            inner.active.max_seq = last.first_seq + u64::from(last.count).saturating_sub(1);
+        if let Some(active) = inner.active.as_mut() {
+            active.has_batches = true;
+            if let Some(last) = batches.last() {
+                active.max_seq = last.first_seq + u64::from(last.count).saturating_sub(1);
+            }
         }
         if inner.scratch.capacity() > 4 << 20 {
             inner.scratch = Vec::new();
@@ -683,12 +761,13 @@ impl Wal {
     }
 
     fn roll_over(&self, inner: &mut Inner) -> Result<()> {
-        inner.active.writer.finish(&[FRAME_END])?;
-        inner.active.writer.sync()?;
+        let active = inner.active.as_mut().ok_or(Error::ReadOnly)?;
+        active.writer.finish(&[FRAME_END])?;
+        active.writer.sync()?;
         let start = StartFrame {
-            number: inner.active.number + 1,
-            prev_number: inner.active.number,
-            prev_end: inner.active.writer.offset(),
+            number: active.number + 1,
+            prev_number: active.number,
+            prev_end: active.writer.offset(),
             prev_finished: true,
         };
         let next = create_segment(
@@ -698,9 +777,42 @@ impl Wal {
             self.opts.cipher,
             start,
         )?;
-        let old = std::mem::replace(&mut inner.active, next);
-        inner.closed.insert(old.number, old.max_seq);
+        let number = next.number;
+        if let Some(old) = inner.active.replace(next) {
+            inner.closed.insert(old.number, old.max_seq);
+        }
+        let durable = inner.closed.values().copied().max().unwrap_or(0);
+        if let Some(observe) = self.roll_observer.lock().as_ref() {
+            observe(number, durable);
+        }
         Ok(())
+    }
+
+    /// Registers the function told of every new segment (see [`RollObserver`]).
+    pub fn set_roll_observer(&self, observer: RollObserver) {
+        *self.roll_observer.lock() = Some(observer);
+    }
+
+    /// Syncs the active segment and returns `(its number, where it ends, the highest sequence
+    /// number it holds)`: the anchor a clean close records. Fails if the WAL is poisoned or
+    /// read-only.
+    pub fn sync_for_close(&self) -> Result<(u64, u64, u64)> {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        if let Some(why) = &inner.poisoned {
+            return Err(Error::Poisoned(why.clone()));
+        }
+        let active = inner.active.as_mut().ok_or(Error::ReadOnly)?;
+        active.writer.sync()?;
+        active.unsynced = 0;
+        let durable = inner
+            .closed
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(0)
+            .max(active.max_seq);
+        Ok((active.number, active.writer.offset(), durable))
     }
 
     /// Closes the active segment and starts a new one; returns the new segment's number.
@@ -711,11 +823,14 @@ impl Wal {
         if let Some(why) = &inner.poisoned {
             return Err(Error::Poisoned(why.clone()));
         }
+        if inner.active.is_none() {
+            return Err(Error::ReadOnly);
+        }
         if let Err(e) = self.roll_over(inner) {
             inner.poisoned = Some(e.to_string());
             return Err(e);
         }
-        Ok(inner.active.number)
+        Ok(inner.active.as_ref().map_or(0, |a| a.number))
     }
 
     /// Makes every appended frame durable.
@@ -724,7 +839,10 @@ impl Wal {
         if let Some(why) = &inner.poisoned {
             return Err(Error::Poisoned(why.clone()));
         }
-        let r = inner.active.writer.sync();
+        let Some(active) = inner.active.as_mut() else {
+            return Err(Error::ReadOnly);
+        };
+        let r = active.writer.sync();
         if let Err(e) = &r {
             inner.poisoned = Some(e.to_string());
         }
@@ -796,7 +914,8 @@ impl Wal {
             .iter()
             .find(|(_, max)| **max > flushed_seq)
             .map(|(n, _)| *n)
-            .unwrap_or(inner.active.number)
+            .or_else(|| inner.active.as_ref().map(|a| a.number))
+            .unwrap_or_else(|| inner.closed.keys().next_back().map_or(0, |n| n + 1))
     }
 
     /// Replaces the keyring; new segments use its current data-key version.
@@ -804,16 +923,16 @@ impl Wal {
         self.inner.lock().keyring = keyring;
     }
 
-    /// The number of the segment new frames go to.
+    /// The number of the segment new frames go to (0 in a read-only WAL).
     pub fn active_segment(&self) -> u64 {
-        self.inner.lock().active.number
+        self.inner.lock().active.as_ref().map_or(0, |a| a.number)
     }
 
     /// Numbers of every segment on disk (closed and active), ascending.
     pub fn segment_numbers(&self) -> Vec<u64> {
         let inner = self.inner.lock();
         let mut v: Vec<u64> = inner.closed.keys().copied().collect();
-        v.push(inner.active.number);
+        v.extend(inner.active.as_ref().map(|a| a.number));
         v
     }
 

@@ -304,24 +304,69 @@ fn crash_during_creation_of_a_segment_is_recovered() {
     }
 }
 
+/// Every file in the WAL directory with its contents, to compare before and after.
+fn snapshot(fs: &CrashFs) -> Vec<(String, Vec<u8>)> {
+    let mut names = fs.list_dir(&dir()).expect("ls");
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| {
+            let c = fs.contents(&dir().join(&n)).expect("read");
+            (n, c)
+        })
+        .collect()
+}
+
 #[test]
-fn reopening_without_writes_does_not_pile_up_segments() {
+fn recovery_changes_nothing_before_writing_starts() {
+    let (fs, keyring) = setup();
+    let (wal, _, _) = open(&fs, &keyring, opts(1 << 20)).expect("open");
+    append(&wal, 1, true);
+    append(&wal, 2, false);
+    drop(wal);
+    // A segment whose header never became durable, and an obsolete segment below the minimum.
+    let mut torn = fs
+        .create_new(&dir().join(segment_file_name(9)))
+        .expect("torn segment");
+    torn.append(&[1, 2, 3]).expect("write");
+    drop(torn);
+    let before = snapshot(&fs);
+    let shared: SharedFs = Arc::new(fs.clone());
+    let rec = Wal::recover(&shared, &dir(), &keyring, opts(1 << 20), 1, &mut |_| Ok(()))
+        .expect("recover");
+    assert_eq!(snapshot(&fs), before, "recovery alone must not touch the disk");
+    assert_eq!(rec.newest_segment(), Some(1));
+    assert_eq!(rec.stats().last_seq, 2);
+    // Starting to write removes the torn segment and appends to none of the old ones.
+    let wal = Wal::start(shared, keyring.clone(), opts(1 << 20), rec).expect("start");
+    let after = snapshot(&fs);
+    assert!(!after.iter().any(|(n, _)| *n == segment_file_name(9)));
+    assert_eq!(after.first(), before.first(), "the recovered segment is unchanged");
+    assert_eq!(wal.active_segment(), 10);
+}
+
+#[test]
+fn a_read_only_wal_refuses_writes() {
     let (fs, keyring) = setup();
     let (wal, _, _) = open(&fs, &keyring, opts(1 << 20)).expect("open");
     append(&wal, 1, true);
     drop(wal);
-    for _ in 0..10 {
-        let (wal, _, got) = open(&fs, &keyring, opts(1 << 20)).expect("reopen");
-        assert_eq!(got.len(), 1);
-        drop(wal);
-    }
-    // The segment with the write, and the one empty active segment.
-    assert_eq!(fs.list_dir(&dir()).expect("ls").len(), 2);
-    // And a crash right after such a reopen still recovers everything.
-    let (wal, _, _) = open(&fs, &keyring, opts(1 << 20)).expect("reopen");
-    append(&wal, 2, false);
-    drop(wal);
-    fs.crash();
-    let (_, _, got) = open(&fs, &keyring, opts(1 << 20)).expect("after crash");
-    assert_eq!(got.first().map(|(s, _)| *s), Some(1));
+    let before = snapshot(&fs);
+    let shared: SharedFs = Arc::new(fs.clone());
+    let rec = Wal::recover(&shared, &dir(), &keyring, opts(1 << 20), 0, &mut |_| Ok(()))
+        .expect("recover");
+    let wal = Wal::read_only(shared, keyring.clone(), opts(1 << 20), rec);
+    let rep = batch(2);
+    let r = wal.append(
+        &[FrameBatch {
+            first_seq: 2,
+            count: 1,
+            rep: &rep,
+            commit_time_ms: 0,
+        }],
+        true,
+    );
+    assert!(matches!(r, Err(Error::ReadOnly)), "{r:?}");
+    assert!(matches!(wal.rotate(), Err(Error::ReadOnly)));
+    assert_eq!(snapshot(&fs), before);
 }
