@@ -972,11 +972,7 @@ pub fn read_small_sealed_file(
         .next()
         .ok_or_else(|| Error::integrity(label.clone(), None, IntegrityReason::Truncated))??;
     if !block.is_final {
-        return Err(Error::integrity(
-            label,
-            None,
-            IntegrityReason::Truncated,
-        ));
+        return Err(Error::integrity(label, None, IntegrityReason::Truncated));
     }
     Ok(block.data)
 }

@@ -809,6 +809,9 @@ pub fn restore_backup(
             }
         }
         fs.sync_dir(&staging).map_err(|e| Error::io(&staging, e))?;
+        // A restore starts a new history at `dest`: a head left by an earlier database there
+        // (the same database restored back into its own path) must not call it a rollback.
+        crate::head::forget(&opts.resolved_keystore_dir(), keyring.database_id(), &dest)?;
         fs.rename(&staging, &dest)
             .map_err(|e| Error::io(&dest, e))?;
         fs.sync_dir(parent).map_err(|e| Error::io(parent, e))?;

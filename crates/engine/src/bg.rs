@@ -104,9 +104,8 @@ pub(crate) fn load_version(
     keyring: &Keyring,
     cipher: CipherId,
     cache: &Arc<BlockCache>,
-) -> Result<Version> {
+) -> Result<(Version, Vec<PathBuf>)> {
     let dir = db.join(TABLES_DIR);
-    fs.create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let mut version = Version::default();
     let mut live = std::collections::HashSet::new();
     for (ks, levels) in &state.levels {
@@ -122,16 +121,61 @@ pub(crate) fn load_version(
         version.keyspaces.insert(*ks, out);
     }
     version.normalize();
-    for name in fs.list_dir(&dir).map_err(|e| Error::io(&dir, e))? {
-        let number = name
-            .strip_suffix(".sst")
-            .and_then(|n| n.parse::<u64>().ok());
-        if number.is_none_or(|n| !live.contains(&n)) {
-            let p = dir.join(&name);
-            fs.remove_file(&p).map_err(|e| Error::io(&p, e))?;
+    // Files the manifest does not name: outputs of a flush or compaction that crashed before
+    // its manifest edit. Returned, not deleted: open removes them once everything verified.
+    let mut orphans = Vec::new();
+    if fs.exists(&dir) {
+        for name in fs.list_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let number = name
+                .strip_suffix(".sst")
+                .and_then(|n| n.parse::<u64>().ok());
+            if number.is_none_or(|n| !live.contains(&n)) {
+                orphans.push(dir.join(&name));
+            }
         }
     }
-    Ok(version)
+    Ok((version, orphans))
+}
+
+/// Creates the tables directory if needed (durably) and removes orphan tables.
+pub(crate) fn prepare_tables_dir(fs: &SharedFs, db: &Path, orphans: &[PathBuf]) -> Result<()> {
+    let dir = db.join(TABLES_DIR);
+    if !fs.exists(&dir) {
+        fs.create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        fs.sync_dir(db).map_err(|e| Error::io(db, e))?;
+    }
+    for p in orphans {
+        fs.remove_file(p).map_err(|e| Error::io(p, e))?;
+    }
+    if !orphans.is_empty() {
+        fs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
+    Ok(())
+}
+
+/// Retires WAL segments whose records are all in tables, even when no flush had anything to
+/// write (segments left by sessions that wrote nothing): records the new minimum segment in
+/// the manifest, then deletes (or archives) them.
+pub(crate) fn retire_wal(inner: &Arc<DbInner>) -> Result<()> {
+    let _g = inner.flush_lock.lock();
+    let keyring = inner.keyring.read().clone();
+    let flushed_seq = {
+        let mut manifest = inner.manifest.lock();
+        let flushed_seq = manifest.state().flushed_seq;
+        let first = inner.wal.first_needed_segment(flushed_seq);
+        if first > manifest.state().wal_min_segment {
+            manifest.apply(vec![Edit::WalMinSegment(first)], &keyring)?;
+        }
+        flushed_seq
+    };
+    if inner.opts.pitr_window.is_some() {
+        inner
+            .wal
+            .archive_obsolete(flushed_seq, &inner.path.join(crate::pitr::ARCHIVE_DIR))?;
+    } else {
+        inner.wal.remove_obsolete(flushed_seq)?;
+    }
+    Ok(())
 }
 
 /// Starts the flush and compaction threads.

@@ -27,6 +27,78 @@ const WAL_DIR: &str = "wal";
 const LOCK_FILE: &str = "LOCK";
 const KEYSPACE_PREFIX_LEN: usize = 4;
 const MAX_KEYSPACE_NAME: usize = 255;
+/// WAL segments recovered at open beyond which open flushes what they hold and retires them.
+const MAX_RECOVERED_WAL_SEGMENTS: usize = 8;
+/// How often a read-only open is tried before its error is reported.
+const READ_ONLY_OPEN_ATTEMPTS: u64 = 4;
+
+/// Whether a read-only open may have failed only because a live writer changed the
+/// directory under it (a file gone between listing and reading).
+fn retry_read_only(e: &Error) -> bool {
+    match e {
+        Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+        Error::Corruption(_) | Error::Integrity { .. } | Error::ChainEnd { .. } => true,
+        _ => false,
+    }
+}
+
+/// Checks the recovered WAL against the head: the newest segment it names must be there
+/// (unless obsolete), nothing it knew durable may be missing, and after a clean close the
+/// newest segment must end exactly where the close left it.
+fn check_wal_end(
+    head: &crate::head::HeadState,
+    recovery: &sealdb_wal::WalRecovery,
+    wal_dir: &Path,
+    last_seq: u64,
+) -> Result<()> {
+    let file = |n: u64| {
+        wal_dir
+            .join(sealdb_wal::segment_file_name(n))
+            .display()
+            .to_string()
+    };
+    let newest = recovery.newest_segment().unwrap_or(0);
+    if head.wal_segment >= recovery.min_segment() && newest < head.wal_segment {
+        return Err(Error::ChainEnd {
+            artifact: "WAL segment",
+            file: file(head.wal_segment),
+            detail: format!(
+                "the head names segment {} as written, but the newest segment found is {newest}",
+                head.wal_segment
+            ),
+        });
+    }
+    if last_seq < head.wal_durable_seq {
+        return Err(Error::ChainEnd {
+            artifact: "WAL segment",
+            file: file(newest),
+            detail: format!(
+                "writes up to sequence {} were durable, but recovery found only up to {last_seq}",
+                head.wal_durable_seq
+            ),
+        });
+    }
+    if let Some(end) = head.clean_end
+        && head.wal_segment >= recovery.min_segment()
+    {
+        let found = recovery.segment_end(head.wal_segment);
+        let torn = recovery
+            .stats()
+            .torn_tail
+            .is_some_and(|t| t.segment == head.wal_segment);
+        if found != Some(end) || torn {
+            return Err(Error::ChainEnd {
+                artifact: "WAL segment",
+                file: file(head.wal_segment),
+                detail: format!(
+                    "the database was closed cleanly with this segment ending at byte {end},                      but it ends at {}",
+                    found.map_or_else(|| "(missing)".to_string(), |f| f.to_string())
+                ),
+            });
+        }
+    }
+    Ok(())
+}
 
 /// The memtables readers see, swapped whole on rotation (readers clone the `Arc`).
 #[derive(Debug)]
@@ -199,7 +271,11 @@ pub(crate) struct DbInner {
     pub(crate) indexes: RwLock<Arc<crate::index::IndexSet>>,
     /// Change streams by keyspace.
     pub(crate) streams: RwLock<Arc<crate::streams::StreamSet>>,
-    _lock: Box<dyn FileLock>,
+    /// The record naming every chain's end, outside the data directory (`None` when
+    /// rollback protection is off, or the database was opened read-only).
+    pub(crate) head: Option<Arc<crate::head::Head>>,
+    /// Held by writers; a read-only open takes none.
+    _lock: Option<Box<dyn FileLock>>,
 }
 
 impl std::fmt::Debug for DbInner {
@@ -249,6 +325,7 @@ impl Drop for Background {
         for t in self.threads.lock().drain(..) {
             let _ = t.join();
         }
+        self.inner.close_clean();
     }
 }
 
@@ -285,10 +362,41 @@ pub(crate) fn keyspace_key(id: u32, key: &[u8]) -> Vec<u8> {
 impl Db {
     /// Opens the database at `path`, creating it (with the owned key by default) if it does
     /// not exist, and recovers everything the WAL holds.
+    ///
+    /// Opening reads and verifies everything first — KEYS, the head record, the manifest,
+    /// every live table, the whole WAL chain — and only then writes or deletes anything, so a
+    /// failed open leaves the directory as it found it. With [`Options::read_only`] it writes
+    /// nothing at all.
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Self> {
-        let path = std::path::absolute(path.as_ref()).map_err(|e| Error::io(path.as_ref(), e))?;
+        if !opts.read_only {
+            return Self::open_once(path.as_ref(), opts);
+        }
+        // A read-only opener races a live writer, which may switch manifests, delete a
+        // compacted table or retire a WAL segment between two of our reads: try again a few
+        // times before reporting what failed.
+        let mut attempt = 0;
+        loop {
+            match Self::open_once(path.as_ref(), opts.clone()) {
+                Err(e) if attempt < READ_ONLY_OPEN_ATTEMPTS && retry_read_only(&e) => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(10 * attempt));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path, opts: Options) -> Result<Self> {
+        let path = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
         let fs = opts.fs.clone();
+        let read_only = opts.read_only;
         let exists = fs.exists(&path.join(sealdb_crypto::keysfile::KEYS_FILE_NAME));
+        if !exists && read_only {
+            return Err(Error::InvalidArgument(format!(
+                "no database at {} (a read-only open creates nothing)",
+                path.display()
+            )));
+        }
         if !exists && !opts.create_if_missing {
             return Err(Error::InvalidArgument(format!(
                 "no database at {} (create_if_missing is off)",
@@ -310,59 +418,67 @@ impl Db {
                 )));
             }
         }
-        fs.create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
-        if let Some(parent) = path.parent() {
-            let _ = fs.sync_dir(parent);
+        if !exists {
+            fs.create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+            let parent = sealdb_vfs::parent_dir(&path);
+            fs.sync_dir(&parent).map_err(|e| Error::io(&parent, e))?;
         }
-        let lock = fs.lock(&path.join(LOCK_FILE)).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::WouldBlock {
-                Error::Locked(path.display().to_string())
-            } else {
-                Error::io(&path, e)
-            }
-        })?;
+        // Writers hold the lock; a read-only opener takes none (it changes nothing, and may
+        // run beside the writer).
+        let lock = if read_only {
+            None
+        } else {
+            Some(fs.lock(&path.join(LOCK_FILE)).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::WouldBlock {
+                    Error::Locked(path.display().to_string())
+                } else {
+                    Error::io(&path, e)
+                }
+            })?)
+        };
 
+        // ---- Read and verify: nothing below changes the disk until "Decided". ----
         let (keys, provider, created) = open_or_create_keys(&fs, &path, &opts, exists)?;
         let keyring = keys.keyring().clone();
         let cipher = keys.data_cipher();
-        let current = path.join(crate::manifest::CURRENT_FILE);
-        let rollback = if opts.rollback_protection {
-            let p = crate::keylife::rollback_path(
-                &opts.resolved_keystore_dir(),
-                keyring.database_id(),
-                &path,
-            );
-            let last = crate::keylife::read_rollback(&p)?.unwrap_or((0, 0));
-            Some(Arc::new(crate::keylife::RollbackCounter {
-                path: p,
-                last: Mutex::new(last),
-            }))
+        let head = if opts.rollback_protection {
+            let (h, origin) =
+                crate::head::Head::load(&opts.resolved_keystore_dir(), &keyring, &path)?;
+            Some((Arc::new(h), origin))
         } else {
             None
         };
-        let mut manifest = if fs.exists(&current) {
-            Manifest::open(fs.clone(), &path, &keyring, cipher, |found| {
-                if let Some(rb) = &rollback {
-                    let mut last = rb.last.lock();
-                    if found < *last {
-                        if !opts.allow_rollback {
-                            return Err(Error::RolledBack {
-                                found,
-                                expected: *last,
-                            });
-                        }
-                        // A deliberate restore: the counter follows the data directory.
-                        *last = found;
-                    }
-                }
-                Ok(())
-            })?
+        let anchor = head
+            .as_ref()
+            .filter(|_| !opts.allow_rollback)
+            .map(|(h, _)| h.state());
+        if let Some(a) = &anchor
+            && keys.generation() < a.keys_generation
+        {
+            return Err(Error::ChainEnd {
+                artifact: "KEYS",
+                file: path
+                    .join(sealdb_crypto::keysfile::KEYS_FILE_NAME)
+                    .display()
+                    .to_string(),
+                detail: format!(
+                    "generation {} is older than generation {} named by the head (a stale KEYS \
+                     file was put back)",
+                    keys.generation(),
+                    a.keys_generation
+                ),
+            });
+        }
+        let current = path.join(crate::manifest::CURRENT_FILE);
+        let read_manifest = if fs.exists(&current) {
+            Some(Manifest::read(fs.as_ref(), &path, &keyring, cipher)?)
         } else {
             // A crash between writing KEYS and the first manifest leaves an empty database.
-            if fs.exists(&path.join(WAL_DIR))
+            let wal_dir = path.join(WAL_DIR);
+            if fs.exists(&wal_dir)
                 && !fs
-                    .list_dir(&path.join(WAL_DIR))
-                    .map_err(|e| Error::io(&path, e))?
+                    .list_dir(&wal_dir)
+                    .map_err(|e| Error::io(&wal_dir, e))?
                     .is_empty()
             {
                 return Err(Error::Corruption(format!(
@@ -370,20 +486,32 @@ impl Db {
                     current.display()
                 )));
             }
-            Manifest::create(fs.clone(), &path, &keyring, cipher)?
+            None
         };
-        if let Some(rb) = rollback {
-            manifest.set_rollback(rb)?;
+        let found_position = read_manifest
+            .as_ref()
+            .map_or((0, 0), |m| (m.number, m.groups));
+        if let Some(a) = &anchor
+            && found_position < a.manifest
+        {
+            return Err(Error::RolledBack {
+                found: found_position,
+                expected: a.manifest,
+            });
         }
-        let state = manifest.state().clone();
+        let state = read_manifest
+            .as_ref()
+            .map(|m| m.state.clone())
+            .unwrap_or_default();
 
         let cache = BlockCache::new(opts.block_cache_bytes);
-        let version = crate::bg::load_version(&fs, &path, &state, &keyring, cipher, &cache)?;
-        let streams = crate::streams::open_streams(&fs, &path, &state, &keyring, cipher)?;
+        let (version, orphan_tables) =
+            crate::bg::load_version(&fs, &path, &state, &keyring, cipher, &cache)?;
         let indexes = crate::index::IndexSet::from_manifest(&state, &opts.custom_extractors)?;
-        let mut regenerated: Vec<(u32, Vec<crate::streams::Change>, u64)> = Vec::new();
 
-        // Recovery: replay the WAL into memtables, rotating as they fill.
+        // Recovery: replay the WAL into memtables, rotating as they fill. Records of streamed
+        // keyspaces are kept as change records: a stream that lags the WAL (a crash between
+        // the two) gets its missing records from them once the streams are open.
         let mut memtables: Vec<Arc<Memtable>> = vec![Arc::new(Memtable::new(1))];
         let mut next_id = 2u64;
         let mut replay_err: Option<Error> = None;
@@ -393,10 +521,12 @@ impl Db {
         };
         let memtable_size = opts.memtable_size;
         let flushed_seq = state.flushed_seq;
-        let (wal, wal_stats) = Wal::open(
-            fs.clone(),
-            &path.join(WAL_DIR),
-            keyring.clone(),
+        let mut regenerated: Vec<(Vec<crate::streams::Change>, u64)> = Vec::new();
+        let wal_dir = path.join(WAL_DIR);
+        let recovery = Wal::recover(
+            &fs,
+            &wal_dir,
+            &keyring,
             wal_opts,
             state.wal_min_segment,
             &mut |batch: FrameBatch<'_>| {
@@ -412,10 +542,8 @@ impl Db {
                     .enumerate()
                 {
                     let rec = rec?;
-                    // A stream that lags the WAL (a crash between the two) gets its missing
-                    // records from the replay, with old images read before each insert.
-                    if let Some(s) = streams.get(&rec.keyspace)
-                        && seq > s.log.last_seq().max(s.start_seq)
+                    if let Some(s) = state.streams.get(&rec.keyspace)
+                        && seq > s.start_seq
                     {
                         let ikey = keyspace_key(rec.keyspace, rec.key);
                         let mut old = None;
@@ -459,7 +587,7 @@ impl Db {
                     }
                 }
                 if !changes.is_empty() {
-                    regenerated.push((0, changes, batch.commit_time_ms));
+                    regenerated.push((changes, batch.commit_time_ms));
                 }
                 if mem.approximate_bytes() >= memtable_size {
                     mem.freeze();
@@ -472,24 +600,89 @@ impl Db {
         if let Some(e) = replay_err {
             return Err(e);
         }
-        let mut streams = streams;
-        crate::streams::truncate_phantoms(
-            &fs,
-            &mut streams,
-            &keyring,
-            cipher,
-            wal_stats.last_seq.max(state.flushed_seq),
-        )?;
-        let streams = Arc::new(streams);
-        if !regenerated.is_empty() {
-            for (_, changes, time) in &regenerated {
-                crate::streams::append_to(&streams, std::slice::from_ref(changes), *time, false)?;
-            }
-            for s in streams.values() {
-                s.log.sync().map_err(|e| Error::Corruption(e.to_string()))?;
-            }
-        }
+        let wal_stats = recovery.stats().clone();
         let last_seq = wal_stats.last_seq.max(state.flushed_seq);
+        if let Some(a) = &anchor {
+            check_wal_end(a, &recovery, &wal_dir, last_seq)?;
+        }
+
+        // ---- Decided: everything verified. From here on, a writable open changes the disk:
+        // deletions first (on a full disk they make the room the writes need). ----
+        let mut manifest = match (read_only, read_manifest) {
+            (true, Some(m)) => Manifest::read_only(fs.clone(), &path, cipher, m),
+            (true, None) => {
+                return Err(Error::Corruption(format!(
+                    "{} is missing (a database whose creation never finished cannot be opened \
+                     read-only)",
+                    current.display()
+                )));
+            }
+            (false, m) => {
+                crate::bg::prepare_tables_dir(&fs, &path, &orphan_tables)?;
+                match m {
+                    Some(m) => Manifest::start_after(fs.clone(), &path, &keyring, cipher, m)?,
+                    None => Manifest::create(fs.clone(), &path, &keyring, cipher)?,
+                }
+            }
+        };
+        let wal = if read_only {
+            Wal::read_only(fs.clone(), keyring.clone(), wal_opts, recovery)
+        } else {
+            Wal::start(fs.clone(), keyring.clone(), wal_opts, recovery)?
+        };
+        let streams = if read_only {
+            crate::streams::StreamSet::new()
+        } else {
+            let streams =
+                crate::streams::open_streams(&fs, &path, &state, &keyring, cipher, last_seq)?;
+            let mut lagging = false;
+            for (changes, time) in &mut regenerated {
+                changes.retain(|c| {
+                    streams.get(&c.keyspace).is_some_and(|s| {
+                        c.first_seq + u64::from(c.position) > s.log.last_seq().max(s.start_seq)
+                    })
+                });
+                if !changes.is_empty() {
+                    lagging = true;
+                    crate::streams::append_to(
+                        &streams,
+                        std::slice::from_ref(changes),
+                        *time,
+                        false,
+                    )?;
+                }
+            }
+            if lagging {
+                for s in streams.values() {
+                    s.log.sync().map_err(|e| Error::Corruption(e.to_string()))?;
+                }
+            }
+            streams
+        };
+        let streams = Arc::new(streams);
+        let head = head.map(|(h, _)| h);
+        if let (Some(h), false) = (&head, read_only) {
+            // The new chain ends, now durable: the manifest just written, the new WAL
+            // segment, and not clean until a clean close says so.
+            h.reset(crate::head::HeadState {
+                manifest: manifest.position(),
+                keys_generation: keys.generation(),
+                wal_segment: wal.active_segment(),
+                wal_durable_seq: last_seq,
+                clean_end: None,
+                streams: Default::default(),
+            })?;
+            manifest.set_head(h.clone());
+            let observer = h.clone();
+            wal.set_roll_observer(Box::new(move |segment, durable| {
+                // A head that cannot be written lags: it then names older ends, which weakens
+                // detection but never refuses a healthy database.
+                let _ = observer.update(|s| {
+                    s.wal_segment = s.wal_segment.max(segment);
+                    s.wal_durable_seq = s.wal_durable_seq.max(durable);
+                });
+            }));
+        }
         let active = memtables
             .pop()
             .unwrap_or_else(|| Arc::new(Memtable::new(next_id)));
@@ -499,6 +692,7 @@ impl Db {
             .iter()
             .map(|(id, name)| (name.clone(), *id))
             .collect();
+        let recovered_segments = wal_stats.segments;
 
         let inner = DbInner {
             path,
@@ -542,10 +736,11 @@ impl Db {
             commit_lock: Mutex::new(()),
             indexes: RwLock::new(Arc::new(indexes)),
             streams: RwLock::new(streams),
+            head,
             _lock: lock,
         };
         let inner = Arc::new(inner);
-        let mut threads = if inner.opts.background_work {
+        let mut threads = if inner.opts.background_work && !read_only {
             crate::bg::start(&inner)
         } else {
             Vec::new()
@@ -553,15 +748,25 @@ impl Db {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         *inner.key_stop.lock() = Some(stop_tx);
         threads.extend(crate::keylife::start_key_thread(&inner, stop_rx));
-        crate::keylife::maybe_rotate_by_age(&inner);
+        if !read_only {
+            crate::keylife::maybe_rotate_by_age(&inner);
+        }
         let bg = Arc::new(Background {
             inner: inner.clone(),
             threads: Mutex::new(threads),
         });
         let db = Self { inner, _bg: bg };
-        // Memtables recovered beyond the budget go to tables now.
-        db.inner.signal_flush();
-        db.inner.signal_compaction();
+        if !read_only {
+            if recovered_segments > MAX_RECOVERED_WAL_SEGMENTS {
+                // Every session leaves a segment behind; past a few, move what they hold to
+                // tables so the WAL (and the next open's work) stays bounded.
+                db.flush()?;
+                crate::bg::retire_wal(&db.inner)?;
+            }
+            // Memtables recovered beyond the budget go to tables now.
+            db.inner.signal_flush();
+            db.inner.signal_compaction();
+        }
         Ok(db)
     }
 
@@ -1128,6 +1333,9 @@ impl Db {
     }
 
     fn check_writable(&self) -> Result<()> {
+        if self.inner.opts.read_only {
+            return Err(Error::ReadOnly);
+        }
         if let Some(why) = self.inner.poisoned.lock().as_ref() {
             return Err(Error::Poisoned(why.clone()));
         }
@@ -1280,6 +1488,26 @@ impl Db {
 }
 
 impl DbInner {
+    /// A clean close: makes the WAL durable and pins its exact end in the head, so that a
+    /// newest segment cut short after a clean close is an error rather than a "torn tail".
+    /// Skipped (the head then stays "not clean", which is always safe) when the database is
+    /// poisoned or read-only, or anything fails.
+    fn close_clean(&self) {
+        let Some(head) = &self.head else { return };
+        if self.poisoned.lock().is_some() {
+            return;
+        }
+        let Ok((segment, end, durable)) = self.wal.sync_for_close() else {
+            return;
+        };
+        let last_seq = self.last_seq.load(Ordering::Acquire);
+        let _ = head.update(|s| {
+            s.wal_segment = s.wal_segment.max(segment);
+            s.wal_durable_seq = s.wal_durable_seq.max(durable.max(last_seq));
+            s.clean_end = (s.wal_segment == segment).then_some(end);
+        });
+    }
+
     /// Records a failure that leaves durable state unknown; returns the error for the caller.
     pub(crate) fn poison(&self, e: Error) -> Error {
         let mut p = self.poisoned.lock();

@@ -82,6 +82,22 @@ pub enum Error {
         /// The position recorded outside the data directory.
         expected: (u64, u64),
     },
+    /// The end of a chain is missing or cut short: the newest WAL segment, the manifest's
+    /// last edits, the KEYS file, a stream's newest segment or its consumer positions are
+    /// older than the head record kept outside the data directory says they must be.
+    #[error("{artifact} {file} is missing or cut short: {detail}")]
+    ChainEnd {
+        /// What kind of chain (`WAL`, `KEYS`, `stream`, `consumer positions`).
+        artifact: &'static str,
+        /// The file (or directory) at fault.
+        file: String,
+        /// What was expected and what was found.
+        detail: String,
+    },
+    /// The database was opened read-only: writes, flushes, compactions and key changes are
+    /// refused, and nothing on disk changes.
+    #[error("the database was opened read-only")]
+    ReadOnly,
     /// The index exists but its backfill has not finished.
     #[error("index {0} is still being built")]
     IndexNotReady(String),
@@ -111,7 +127,10 @@ impl Error {
 
     /// Whether this is an integrity (authentication) failure of on-disk data.
     pub fn is_integrity(&self) -> bool {
-        matches!(self, Self::Integrity { .. } | Self::Corruption(_))
+        matches!(
+            self,
+            Self::Integrity { .. } | Self::Corruption(_) | Self::ChainEnd { .. }
+        )
     }
 
     /// Whether the master key could not be used (exit code 3 of the `sealdb` program).
@@ -173,6 +192,7 @@ impl From<sealdb_wal::Error> for Error {
             W::Io { path, source } => Self::Io { path, source },
             W::InvalidArgument(s) => Self::InvalidArgument(s),
             W::Poisoned(s) => Self::Poisoned(s),
+            W::ReadOnly => Self::ReadOnly,
             other => Self::Corruption(other.to_string()),
         }
     }

@@ -6,13 +6,12 @@ use crate::bg;
 use crate::db::{Db, DbInner};
 use crate::options::MasterKey;
 use crate::{Error, Result};
-use parking_lot::Mutex;
 use sealdb_crypto::{
     EncryptionContext, KeyDescriptor, KeyEvent, KeyProvider, KeyState, LocalKms, OwnedKeyProvider,
     SecretKey, SharedProvider,
 };
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -192,6 +191,9 @@ impl Db {
     /// until the switch completes. After a crash the database opens under exactly one of the
     /// two keys.
     pub fn switch_master_key(&self, target: MasterKey) -> Result<KeyDescriptor> {
+        if self.inner.opts.read_only {
+            return Err(Error::ReadOnly);
+        }
         let inner = &self.inner;
         let new = AuditedProvider::wrap(target_provider(inner, &target)?, &inner.opts.key_events);
         // Prove the new key is usable before touching anything.
@@ -199,6 +201,7 @@ impl Db {
         let mut keys = inner.keys.lock();
         keys.switch_master_key(inner.fs.as_ref(), new.as_ref())?;
         *inner.provider.write() = new.clone();
+        install_keys(inner, &keys)?;
         *inner.key_block.lock() = None;
         Ok(new.descriptor())
     }
@@ -207,18 +210,16 @@ impl Db {
     /// manifest) use it at once; existing files keep theirs until compaction or
     /// [`reencrypt`](Self::reencrypt) rewrites them. Returns the new version.
     pub fn rotate_data_key(&self) -> Result<u32> {
+        if self.inner.opts.read_only {
+            return Err(Error::ReadOnly);
+        }
         self.check_key()?;
         let inner = &self.inner;
         let provider = inner.provider.read().clone();
         let mut keys = inner.keys.lock();
         let v = keys.add_data_key_version(inner.fs.as_ref(), provider.as_ref())?;
-        let keyring = keys.keyring().clone();
+        install_keys(inner, &keys)?;
         drop(keys);
-        *inner.keyring.write() = keyring.clone();
-        inner.wal.set_keyring(keyring.clone());
-        for st in inner.streams.read().values() {
-            st.log.set_keyring(keyring.clone());
-        }
         inner.wal.rotate()?;
         inner.signal_compaction();
         Ok(v)
@@ -228,6 +229,9 @@ impl Db {
     /// old versions from the KEYS file. `progress(done, total)` is called as tables are
     /// rewritten.
     pub fn reencrypt(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<ReencryptReport> {
+        if self.inner.opts.read_only {
+            return Err(Error::ReadOnly);
+        }
         self.check_key()?;
         let inner = &self.inner;
         let current = inner.keyring.read().current_version();
@@ -273,13 +277,8 @@ impl Db {
                 report.versions_dropped.push(v);
             }
         }
-        let keyring = keys.keyring().clone();
+        install_keys(inner, &keys)?;
         drop(keys);
-        *inner.keyring.write() = keyring.clone();
-        inner.wal.set_keyring(keyring.clone());
-        for st in inner.streams.read().values() {
-            st.log.set_keyring(keyring.clone());
-        }
         Ok(report)
     }
 
@@ -437,6 +436,22 @@ pub(crate) fn start_key_thread(
 }
 
 /// Rotates the data key when the current version is older than `data_key_max_age`.
+/// Puts the keys of a just-replaced KEYS file in force: new files seal under its current
+/// data-key version, and the head is rewritten under it naming the new KEYS generation (so a
+/// stale KEYS file put back is refused, and old versions can be dropped).
+fn install_keys(inner: &DbInner, keys: &sealdb_crypto::KeysFile) -> Result<()> {
+    let keyring = keys.keyring().clone();
+    *inner.keyring.write() = keyring.clone();
+    inner.wal.set_keyring(keyring.clone());
+    for st in inner.streams.read().values() {
+        st.log.set_keyring(keyring.clone());
+    }
+    if let Some(h) = &inner.head {
+        h.set_keyring(keyring, keys.generation())?;
+    }
+    Ok(())
+}
+
 pub(crate) fn maybe_rotate_by_age(inner: &Arc<DbInner>) {
     let Some(max_age) = inner.opts.data_key_max_age else {
         return;
@@ -457,103 +472,9 @@ pub(crate) fn maybe_rotate_by_age(inner: &Arc<DbInner>) {
             .add_data_key_version(inner.fs.as_ref(), provider.as_ref())
             .is_ok()
         {
-            let keyring = keys.keyring().clone();
+            let _ = install_keys(inner, &keys);
             drop(keys);
-            *inner.keyring.write() = keyring.clone();
-            inner.wal.set_keyring(keyring.clone());
-            for st in inner.streams.read().values() {
-                st.log.set_keyring(keyring.clone());
-            }
             let _ = inner.wal.rotate();
         }
-    }
-}
-
-// ---- rollback protection ----
-
-const ROLLBACK_MAGIC: &[u8; 8] = b"SDBRBCK1";
-
-/// Where the rollback counter of a database lives: in the keystore, outside the data
-/// directory, so replacing the data directory with an older copy does not roll it back too.
-/// Keyed by database id *and* directory, so a restored copy elsewhere (same id) has its own.
-pub(crate) fn rollback_path(keystore: &Path, id: sealdb_crypto::DatabaseId, dir: &Path) -> PathBuf {
-    // FNV-1a of the absolute path: a stable, short name component.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in dir.as_os_str().as_encoded_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    keystore.join(format!("rollback-{}-{h:016x}.ctr", id.to_hex()))
-}
-
-/// The manifest position last recorded (manifest number, edit groups written to it).
-pub(crate) fn read_rollback(path: &Path) -> Result<Option<(u64, u64)>> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(path, e)),
-    };
-    let bad = || Error::Corruption(format!("{}: malformed rollback counter", path.display()));
-    if bytes.len() != 28 || bytes.get(..8) != Some(&ROLLBACK_MAGIC[..]) {
-        return Err(bad());
-    }
-    let n = u64::from_le_bytes(
-        bytes
-            .get(8..16)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(bad)?,
-    );
-    let e = u64::from_le_bytes(
-        bytes
-            .get(16..24)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(bad)?,
-    );
-    let crc = u32::from_le_bytes(
-        bytes
-            .get(24..28)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(bad)?,
-    );
-    if crc32fast::hash(bytes.get(..24).unwrap_or_default()) != crc {
-        return Err(bad());
-    }
-    Ok(Some((n, e)))
-}
-
-/// Records the manifest position (atomically: temporary file, fsync, rename, directory fsync).
-pub(crate) fn write_rollback(path: &Path, pos: (u64, u64)) -> Result<()> {
-    let mut bytes = Vec::with_capacity(28);
-    bytes.extend_from_slice(ROLLBACK_MAGIC);
-    bytes.extend_from_slice(&pos.0.to_le_bytes());
-    bytes.extend_from_slice(&pos.1.to_le_bytes());
-    let crc = crc32fast::hash(&bytes);
-    bytes.extend_from_slice(&crc.to_le_bytes());
-    if let Some(dir) = path.parent() {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| Error::io(dir, e))?;
-    }
-    sealdb_vfs::write_file_atomic(&sealdb_vfs::RealFs, path, &bytes).map_err(|e| Error::io(path, e))
-}
-
-/// Shared handle to the rollback counter, updated after every manifest write.
-#[derive(Debug)]
-pub(crate) struct RollbackCounter {
-    pub path: PathBuf,
-    pub last: Mutex<(u64, u64)>,
-}
-
-impl RollbackCounter {
-    pub(crate) fn record(&self, pos: (u64, u64)) -> Result<()> {
-        let mut last = self.last.lock();
-        if pos > *last {
-            write_rollback(&self.path, pos)?;
-            *last = pos;
-        }
-        Ok(())
     }
 }

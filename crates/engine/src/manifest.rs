@@ -10,8 +10,8 @@
 use crate::codec::{Reader, Writer};
 use crate::{Error, Result};
 use sealdb_crypto::{
-    ArtifactKind, BlockSealer, CipherId, Expected, FileHeader, IntegrityReason, Keyring,
-    SealedReader, SealedWriter,
+    ArtifactKind, CipherId, Expected, FileHeader, IntegrityReason, Keyring, SealedReader,
+    SealedWriter,
 };
 use sealdb_vfs::SharedFs;
 use std::collections::BTreeMap;
@@ -544,12 +544,24 @@ pub(crate) struct Manifest {
     dir: PathBuf,
     cipher: CipherId,
     number: u64,
-    writer: SealedWriter,
+    /// `None` in a read-only database: nothing is ever written.
+    writer: Option<SealedWriter>,
     state: ManifestState,
     /// Edit groups written to the live manifest (its first is the snapshot).
     groups: u64,
-    /// Told of every new position, for rollback protection.
-    rollback: Option<std::sync::Arc<crate::keylife::RollbackCounter>>,
+    /// Told of every new position (the head record pins the manifest's end).
+    head: Option<std::sync::Arc<crate::head::Head>>,
+}
+
+/// A manifest as read at open, before anything is written.
+#[derive(Debug)]
+pub(crate) struct ReadManifest {
+    /// The manifest number `CURRENT` names.
+    pub number: u64,
+    /// The state its edits build.
+    pub state: ManifestState,
+    /// Edit groups it holds.
+    pub groups: u64,
 }
 
 impl Manifest {
@@ -574,15 +586,14 @@ impl Manifest {
         Self::write_new(fs, dir, keyring, cipher, 1, ManifestState::default())
     }
 
-    /// Opens the manifest `CURRENT` names, replays it, and switches to a fresh manifest.
-    pub(crate) fn open(
-        fs: SharedFs,
+    /// Reads the manifest `CURRENT` names and replays it, changing nothing on disk.
+    pub(crate) fn read(
+        fs: &dyn sealdb_vfs::FileSystem,
         dir: &Path,
         keyring: &Keyring,
         cipher: CipherId,
-        check: impl FnOnce((u64, u64)) -> Result<()>,
-    ) -> Result<Self> {
-        let number = read_current(fs.as_ref(), dir, keyring)?;
+    ) -> Result<ReadManifest> {
+        let number = read_current(fs, dir, keyring)?;
         let path = dir.join(manifest_name(number));
         if !fs.exists(&path) {
             return Err(Error::Corruption(format!(
@@ -590,10 +601,43 @@ impl Manifest {
                 path.display()
             )));
         }
-        let (state, groups) = read_manifest_counted(fs.as_ref(), &path, keyring, cipher)?;
-        check((number, groups))?;
-        let m = Self::write_new(fs.clone(), dir, keyring, cipher, number + 1, state)?;
-        Ok(m)
+        let (state, groups) = read_manifest_counted(fs, &path, keyring, cipher)?;
+        Ok(ReadManifest {
+            number,
+            state,
+            groups,
+        })
+    }
+
+    /// Continues after a manifest read at open: writes a fresh manifest holding its state
+    /// (the replayed one is never appended to) and switches `CURRENT` to it.
+    pub(crate) fn start_after(
+        fs: SharedFs,
+        dir: &Path,
+        keyring: &Keyring,
+        cipher: CipherId,
+        read: ReadManifest,
+    ) -> Result<Self> {
+        Self::write_new(fs, dir, keyring, cipher, read.number + 1, read.state)
+    }
+
+    /// A manifest that is only read: edits are refused.
+    pub(crate) fn read_only(
+        fs: SharedFs,
+        dir: &Path,
+        cipher: CipherId,
+        read: ReadManifest,
+    ) -> Self {
+        Self {
+            fs,
+            dir: dir.to_path_buf(),
+            cipher,
+            number: read.number,
+            writer: None,
+            state: read.state,
+            groups: read.groups,
+            head: None,
+        }
     }
 
     fn write_new(
@@ -632,10 +676,10 @@ impl Manifest {
             dir: dir.to_path_buf(),
             cipher,
             number,
-            writer,
+            writer: Some(writer),
             state,
             groups: 1,
-            rollback: None,
+            head: None,
         })
     }
 
@@ -644,20 +688,26 @@ impl Manifest {
         (self.number, self.groups)
     }
 
-    /// Reports every new position to `counter` from now on (and the current one now).
-    pub(crate) fn set_rollback(
-        &mut self,
-        counter: std::sync::Arc<crate::keylife::RollbackCounter>,
-    ) -> Result<()> {
-        counter.record(self.position())?;
-        self.rollback = Some(counter);
+    /// Reports every new position to the head from now on.
+    pub(crate) fn set_head(&mut self, head: std::sync::Arc<crate::head::Head>) {
+        self.head = Some(head);
+    }
+
+    fn record_position(&self) -> Result<()> {
+        if let Some(h) = &self.head {
+            let pos = self.position();
+            h.update(|s| s.manifest = s.manifest.max(pos))?;
+        }
         Ok(())
     }
 
     /// Starts a new manifest holding a snapshot of the state (sealed under the keyring's
     /// current data key) and switches `CURRENT` to it.
     pub(crate) fn roll(&mut self, keyring: &Keyring) -> Result<()> {
-        let rollback = self.rollback.take();
+        if self.writer.is_none() {
+            return Err(Error::ReadOnly);
+        }
+        let head = self.head.take();
         let rolled = Self::write_new(
             self.fs.clone(),
             &self.dir,
@@ -667,10 +717,8 @@ impl Manifest {
             self.state.clone(),
         )?;
         *self = rolled;
-        if let Some(r) = rollback {
-            self.set_rollback(r)?;
-        }
-        Ok(())
+        self.head = head;
+        self.record_position()
     }
 
     pub(crate) fn state(&self) -> &ManifestState {
@@ -680,28 +728,29 @@ impl Manifest {
     /// Durably records `edits`, then applies them. On failure nothing is applied (and the
     /// caller must treat the database as poisoned: the file's tail is unknown).
     pub(crate) fn apply(&mut self, edits: Vec<Edit>, keyring: &Keyring) -> Result<()> {
+        let Some(writer) = self.writer.as_mut() else {
+            return Err(Error::ReadOnly);
+        };
         let mut next = self.state.clone();
         for e in &edits {
             next.apply(e)?;
         }
-        if self.writer.offset() > MANIFEST_ROLL_BYTES {
+        if writer.offset() > MANIFEST_ROLL_BYTES {
             self.state = next;
             return self.roll(keyring);
         }
-        self.writer.append_block(&encode_group(&edits))?;
-        self.writer.sync()?;
+        writer.append_block(&encode_group(&edits))?;
+        writer.sync()?;
         self.state = next;
         self.groups += 1;
-        if let Some(r) = &self.rollback {
-            r.record(self.position())?;
-        }
-        Ok(())
+        self.record_position()
     }
 }
 
 fn read_current(fs: &dyn sealdb_vfs::FileSystem, dir: &Path, keyring: &Keyring) -> Result<u64> {
     let path = dir.join(CURRENT_FILE);
-    let data = sealdb_crypto::sealed::read_small_sealed_file(fs, &path, keyring, ArtifactKind::Meta)?;
+    let data =
+        sealdb_crypto::sealed::read_small_sealed_file(fs, &path, keyring, ArtifactKind::Meta)?;
     let label = path.display().to_string();
     let mut r = Reader::new(&data, &label);
     if r.take(8, "tag")? != CURRENT_TAG {

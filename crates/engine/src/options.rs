@@ -75,12 +75,19 @@ pub struct Options {
     pub key_check_interval: std::time::Duration,
     /// Rotate the data key automatically once the current version is this old.
     pub data_key_max_age: Option<std::time::Duration>,
-    /// Keep a counter of manifest positions outside the data directory (in the keystore) and
-    /// refuse to open a data directory older than it (a rollback). Default on.
+    /// Keep a head record outside the data directory (in the keystore) naming the end of
+    /// every chain — manifest position, KEYS generation, newest WAL segment and durable
+    /// sequence, stream ends, clean shutdown — and refuse to open a data directory whose
+    /// chains end earlier (a rollback, or a deleted or cut newest file). Default on.
     pub rollback_protection: bool,
-    /// Accept a data directory older than the rollback counter (a deliberate restore of an old
-    /// copy); the counter is reset to it.
+    /// Accept a data directory older than its head record (a deliberate restore of an old
+    /// copy); the head is reset to what was found.
     pub allow_rollback: bool,
+    /// Open for reading only (like RocksDB's `OpenForReadOnly`): the WAL is replayed into
+    /// memory, nothing on disk is written, created or deleted (no lock, no new WAL segment
+    /// or manifest, no head update), and any number of read-only openers may run beside one
+    /// writer. Writes, flushes, compactions and key changes fail with `Error::ReadOnly`.
+    pub read_only: bool,
     /// Point-in-time recovery: keep WAL segments made obsolete by flushes (in
     /// `<db>/wal-archive/`) for this long (DynamoDB allows 1 to 35 days), so backups carry them
     /// and a restore can stop at any sequence number or time in the window.
@@ -126,6 +133,7 @@ impl Default for Options {
             data_key_max_age: None,
             rollback_protection: true,
             allow_rollback: false,
+            read_only: false,
             fs: Arc::new(RealFs),
         }
     }

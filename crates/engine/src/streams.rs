@@ -174,6 +174,7 @@ pub(crate) fn open_streams(
     state: &crate::manifest::ManifestState,
     keyring: &sealdb_crypto::Keyring,
     cipher: sealdb_crypto::CipherId,
+    max_seq: u64,
 ) -> Result<StreamSet> {
     let mut set = StreamSet::new();
     for (ks, rec) in &state.streams {
@@ -181,7 +182,10 @@ pub(crate) fn open_streams(
             continue;
         };
         let dir = stream_dir(db, *ks);
-        let (log, _) = StreamLog::open(
+        // Records above the WAL's recovered sequence ("phantoms": after a power cut the OS may
+        // have kept a stream's unsynced tail but not the WAL's) are cut: a record must never
+        // exist for a write the WAL lost.
+        let (log, _) = StreamLog::open_truncating(
             fs.clone(),
             &dir,
             keyring.clone(),
@@ -189,6 +193,7 @@ pub(crate) fn open_streams(
                 cipher,
                 ..StreamOptions::default()
             },
+            max_seq,
         )
         .map_err(stream_err)?;
         let positions = ConsumerPositions::load(fs.as_ref(), &dir, keyring).map_err(stream_err)?;
@@ -207,66 +212,6 @@ pub(crate) fn open_streams(
         );
     }
     Ok(set)
-}
-
-/// Reopens a stream cutting every record above `max_seq`: after a power cut the OS may have
-/// kept a stream's unsynced tail but not the WAL's, and a record must never exist for a write
-/// the WAL lost.
-pub(crate) fn truncate_phantoms(
-    fs: &sealdb_vfs::SharedFs,
-    set: &mut StreamSet,
-    keyring: &sealdb_crypto::Keyring,
-    cipher: sealdb_crypto::CipherId,
-    max_seq: u64,
-) -> Result<u64> {
-    let mut cut = 0;
-    let ahead: Vec<u32> = set
-        .iter()
-        .filter(|(_, s)| s.log.last_seq() > max_seq)
-        .map(|(ks, _)| *ks)
-        .collect();
-    for ks in ahead {
-        let Some(old) = set.remove(&ks) else { continue };
-        let old = Arc::try_unwrap(old)
-            .map_err(|_| Error::Corruption("stream in use during recovery".into()))?;
-        let LiveStream {
-            keyspace_name,
-            view,
-            retention,
-            max_bytes,
-            start_seq,
-            log,
-            positions,
-            dir,
-        } = old;
-        drop(log);
-        let (log, rec) = StreamLog::open_truncating(
-            fs.clone(),
-            &dir,
-            keyring.clone(),
-            StreamOptions {
-                cipher,
-                ..StreamOptions::default()
-            },
-            max_seq,
-        )
-        .map_err(stream_err)?;
-        cut += rec.truncated_records;
-        set.insert(
-            ks,
-            Arc::new(LiveStream {
-                keyspace_name,
-                view,
-                retention,
-                max_bytes,
-                start_seq,
-                log,
-                positions,
-                dir,
-            }),
-        );
-    }
-    Ok(cut)
 }
 
 /// A change record.

@@ -380,7 +380,12 @@ impl Wal {
     /// start frame never became durable, makes the replayed tail durable, and creates a new
     /// segment whose start frame records where the recovered chain validly ended. Never
     /// appends to a recovered segment.
-    pub fn start(fs: SharedFs, keyring: Keyring, opts: WalOptions, rec: WalRecovery) -> Result<Self> {
+    pub fn start(
+        fs: SharedFs,
+        keyring: Keyring,
+        opts: WalOptions,
+        rec: WalRecovery,
+    ) -> Result<Self> {
         let dir = rec.dir.clone();
         let created = !fs.exists(&dir);
         fs.create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
@@ -389,7 +394,12 @@ impl Wal {
             fs.sync_dir(&parent).map_err(|e| io_error(&parent, e))?;
         }
         // Deletions first: on a full disk they are what makes room for the new segment.
-        let doomed: Vec<u64> = rec.obsolete.iter().copied().chain(rec.torn_header).collect();
+        let doomed: Vec<u64> = rec
+            .obsolete
+            .iter()
+            .copied()
+            .chain(rec.torn_header)
+            .collect();
         for n in &doomed {
             let p = dir.join(segment_file_name(*n));
             fs.remove_file(&p).map_err(|e| io_error(&p, e))?;

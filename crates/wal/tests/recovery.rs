@@ -334,14 +334,22 @@ fn recovery_changes_nothing_before_writing_starts() {
     let shared: SharedFs = Arc::new(fs.clone());
     let rec = Wal::recover(&shared, &dir(), &keyring, opts(1 << 20), 1, &mut |_| Ok(()))
         .expect("recover");
-    assert_eq!(snapshot(&fs), before, "recovery alone must not touch the disk");
+    assert_eq!(
+        snapshot(&fs),
+        before,
+        "recovery alone must not touch the disk"
+    );
     assert_eq!(rec.newest_segment(), Some(1));
     assert_eq!(rec.stats().last_seq, 2);
     // Starting to write removes the torn segment and appends to none of the old ones.
     let wal = Wal::start(shared, keyring.clone(), opts(1 << 20), rec).expect("start");
     let after = snapshot(&fs);
     assert!(!after.iter().any(|(n, _)| *n == segment_file_name(9)));
-    assert_eq!(after.first(), before.first(), "the recovered segment is unchanged");
+    assert_eq!(
+        after.first(),
+        before.first(),
+        "the recovered segment is unchanged"
+    );
     assert_eq!(wal.active_segment(), 10);
 }
 
