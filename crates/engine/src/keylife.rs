@@ -239,6 +239,9 @@ impl Db {
         // older WAL segments become obsolete and are deleted.
         inner.wal.rotate()?;
         self.flush()?;
+        // Segments holding nothing unflushed (left by sessions that wrote nothing, or already
+        // flushed) go too, even when the flush had nothing to write.
+        bg::retire_wal(inner)?;
         let mut report = ReencryptReport::default();
         let old: Vec<_> = {
             let v = inner.version.read().version.clone();
