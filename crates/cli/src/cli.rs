@@ -17,7 +17,9 @@ const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0  success
   1  key not found (get)
-  2  integrity or authentication failure of on-disk data (the message names the file and block)
+  2  integrity or authentication failure of on-disk data (the message names the file and block),
+     a data directory rolled back to an older copy of itself (see --allow-rollback), or a
+     missing or stale newest backup catalogue
   3  master key unavailable (missing, disabled, destroyed, wrong, or readable by others)
   4  any other error, bad arguments included
 
