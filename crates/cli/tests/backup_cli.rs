@@ -145,3 +145,68 @@ fn a_rolled_back_directory_exits_2_and_allow_rollback_opens_it() {
     // The record followed the deliberately restored copy.
     e.run(&["get", "b"]).status(1);
 }
+
+#[test]
+fn backup_verify_accepts_wal_segments_closed_by_recovery() {
+    // Each command is a process: every session's WAL segment is closed by the next session's
+    // recovery, without an end frame. Those segments are healthy and so is the backup.
+    let e = Env::new();
+    let dir = e.path("B");
+    e.run(&["--pitr-window", "1h", "put", "a", "1", "--sync"]).ok();
+    e.run(&["--pitr-window", "1h", "backup", "create", s(&dir)]).ok();
+    e.run(&["--pitr-window", "1h", "put", "b", "2", "--sync"]).ok();
+    let v = e
+        .run(&["--pitr-window", "1h", "backup", "create", s(&dir), "--json"])
+        .ok()
+        .json();
+    assert!(v[0]["wal_segments"].as_u64() >= Some(2), "{v:?}");
+    let r = e.run_nodb(&["backup", "verify", s(&dir)]).ok();
+    assert!(r.out().contains("every block authenticated"), "{}", r.out());
+    // The log those backups carry restores to the last write.
+    let dest = e.path("restored");
+    e.run_nodb(&["restore", s(&dir), s(&dest), "--to-seq", "2"])
+        .ok();
+    assert_eq!(
+        Env::finish(e.cmd_on(Some(&dest), &["get", "b"]).output().expect("run")).ok().out(),
+        "2\n"
+    );
+}
+
+#[test]
+fn point_in_time_restore_from_a_cut_segment_exits_2() {
+    let e = Env::new();
+    let dir = e.path("B");
+    e.run(&["--pitr-window", "1h", "put", "a", "1", "--sync"]).ok();
+    e.run(&["--pitr-window", "1h", "backup", "create", s(&dir)]).ok();
+    for k in ["b", "c", "d"] {
+        e.run(&["--pitr-window", "1h", "put", k, "x", "--sync"]).ok();
+    }
+    e.run(&["--pitr-window", "1h", "backup", "create", s(&dir)]).ok();
+    // Cut the newest segment holding a write (the one that holds "d", sequence 4): the
+    // largest file is the session that wrote it.
+    let list = e.run_nodb(&["backup", "list", s(&dir), "--json"]).ok().json();
+    assert_eq!(list[2]["latest_restorable"]["sequence"], 4, "{list:?}");
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    for entry in std::fs::read_dir(dir.join("wal")).expect("wal dir") {
+        let p = entry.expect("entry").path();
+        let bytes = std::fs::read(&p).expect("read");
+        // Only segments holding a batch frame are worth cutting (start frames are small).
+        if bytes.len() > 130 {
+            let m = std::fs::metadata(&p).expect("meta").modified().expect("mtime");
+            if newest.as_ref().is_none_or(|(t, _)| m > *t) {
+                newest = Some((m, p));
+            }
+        }
+    }
+    let (_, seg) = newest.expect("a segment with writes");
+    let bytes = std::fs::read(&seg).expect("read");
+    std::fs::remove_file(&seg).expect("unlink");
+    std::fs::write(&seg, &bytes[..bytes.len() - 5]).expect("cut");
+    let dest = e.path("restored");
+    let r = e
+        .run_nodb(&["restore", s(&dir), s(&dest), "--to-seq", "4"])
+        .status(2);
+    assert!(r.stderr.contains("integrity"), "{}", r.stderr);
+    assert!(!dest.exists());
+    e.run_nodb(&["backup", "verify", s(&dir)]).status(2);
+}
