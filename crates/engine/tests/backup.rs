@@ -473,3 +473,82 @@ fn point_in_time_restore_from_a_cut_newest_segment_is_an_integrity_error() {
     .expect("intact restore");
     assert_eq!(r.sequence, target);
 }
+
+#[test]
+fn deleting_the_newest_backup_catalogue_is_refused_not_silently_older() {
+    let t = TestDb::new();
+    let db = t.open();
+    let bdir = tempfile::tempdir().expect("tmp");
+    db.put(b"a", b"1").expect("put");
+    let b1 = db.backup(bdir.path(), &mut noop).expect("backup 1");
+    db.put(b"b", b"2").expect("put");
+    let b2 = db.backup(bdir.path(), &mut noop).expect("backup 2");
+    assert_eq!(b2.predecessor.as_ref().map(|p| p.0.as_str()), Some(b1.id.as_str()));
+    let opts = t.options();
+    let cat2 = bdir.path().join(format!("{}.catalog", b2.id));
+    let saved = std::fs::read(&cat2).expect("read catalogue");
+    std::fs::remove_file(&cat2).expect("delete the newest catalogue");
+
+    let named = |e: &Error| e.is_integrity() && e.to_string().contains(&cat2.display().to_string());
+    let err = sealdb::list_backups(bdir.path(), &opts).expect_err("list");
+    assert!(named(&err), "{err}");
+    let report = sealdb::verify_backup(bdir.path(), None, &opts).expect("verify runs");
+    assert!(report.errors.iter().any(named), "{:?}", report.errors);
+    let dest = t.dir.path().join("restored");
+    let err = sealdb::restore_backup(
+        bdir.path(),
+        &dest,
+        None,
+        RestorePoint::Backup,
+        None,
+        &opts,
+        &mut noop,
+    )
+    .expect_err("restore");
+    assert!(named(&err), "{err}");
+    assert!(!dest.exists());
+    let err = db.backup(bdir.path(), &mut noop).expect_err("backup 3");
+    assert!(named(&err), "{err}");
+
+    // A catalogue written just before a crash, before the anchor moved, still chains to it.
+    std::fs::write(&cat2, &saved).expect("put it back");
+    let anchor = std::fs::read_dir(t.keystore.path())
+        .expect("keystore")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|x| x == "anchor"))
+        .expect("an anchor in the keystore");
+    let anchored_b2 = std::fs::read(&anchor).expect("anchor");
+    db.put(b"c", b"3").expect("put");
+    let b3 = db.backup(bdir.path(), &mut noop).expect("backup 3");
+    std::fs::write(&anchor, &anchored_b2).expect("roll the anchor back to b2");
+    let list = sealdb::list_backups(bdir.path(), &opts).expect("b3 descends from b2");
+    assert_eq!(list.last().map(|b| b.id.clone()), Some(b3.id.clone()));
+
+    // On purpose: `delete_backup` moves the anchor to the newest remaining backup.
+    sealdb::delete_backup(bdir.path(), &b3.id, &opts).expect("delete newest");
+    let list = sealdb::list_backups(bdir.path(), &opts).expect("list after delete");
+    assert_eq!(list.last().map(|b| b.id.clone()), Some(b2.id.clone()));
+    // A deletion by hand is confirmed the same way.
+    std::fs::remove_file(&cat2).expect("delete by hand");
+    sealdb::list_backups(bdir.path(), &opts).expect_err("unconfirmed");
+    sealdb::delete_backup(bdir.path(), &b2.id, &opts).expect("confirm");
+    let list = sealdb::list_backups(bdir.path(), &opts).expect("list");
+    assert_eq!(list.last().map(|b| b.id.clone()), Some(b1.id.clone()));
+    drop(db);
+
+    // Another machine (a keystore with the key but no anchor) cannot tell: unanchored.
+    let other = tempfile::tempdir().expect("tmp");
+    for e in std::fs::read_dir(t.keystore.path()).expect("keystore") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "key") {
+            std::fs::copy(&p, other.path().join(p.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let elsewhere = Options {
+        keystore_dir: Some(other.path().to_path_buf()),
+        ..t.options()
+    };
+    let cat1 = bdir.path().join(format!("{}.catalog", b1.id));
+    std::fs::remove_file(&cat1).expect("delete");
+    sealdb::list_backups(bdir.path(), &elsewhere).expect("unanchored elsewhere");
+}
