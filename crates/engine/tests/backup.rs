@@ -552,3 +552,134 @@ fn deleting_the_newest_backup_catalogue_is_refused_not_silently_older() {
     std::fs::remove_file(&cat1).expect("delete");
     sealdb::list_backups(bdir.path(), &elsewhere).expect("unanchored elsewhere");
 }
+
+/// The real filesystem, with a hook run once, when armed, as the WAL directory is listed:
+/// lets a test put a WAL rollover exactly between a backup's rotation and its listing.
+#[derive(Debug, Default)]
+struct ListHookFs {
+    armed: AtomicBool,
+    hook: hookcell::Hook,
+}
+
+mod hookcell {
+    use std::sync::Mutex;
+
+    /// A closure behind a mutex (Debug for the FileSystem bound).
+    #[derive(Default)]
+    pub struct Hook(pub Mutex<Option<Box<dyn FnMut() + Send>>>);
+
+    impl std::fmt::Debug for Hook {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Hook")
+        }
+    }
+}
+
+impl sealdb_vfs::FileSystem for ListHookFs {
+    fn create_new(&self, p: &Path) -> std::io::Result<Box<dyn sealdb_vfs::WritableFile>> {
+        sealdb_vfs::RealFs.create_new(p)
+    }
+    fn open_read(&self, p: &Path) -> std::io::Result<Arc<dyn sealdb_vfs::RandomAccessFile>> {
+        sealdb_vfs::RealFs.open_read(p)
+    }
+    fn open_append(&self, p: &Path) -> std::io::Result<Box<dyn sealdb_vfs::WritableFile>> {
+        sealdb_vfs::RealFs.open_append(p)
+    }
+    fn rename(&self, a: &Path, b: &Path) -> std::io::Result<()> {
+        sealdb_vfs::RealFs.rename(a, b)
+    }
+    fn remove_file(&self, p: &Path) -> std::io::Result<()> {
+        sealdb_vfs::RealFs.remove_file(p)
+    }
+    fn create_dir_all(&self, p: &Path) -> std::io::Result<()> {
+        sealdb_vfs::RealFs.create_dir_all(p)
+    }
+    fn remove_dir(&self, p: &Path) -> std::io::Result<()> {
+        sealdb_vfs::RealFs.remove_dir(p)
+    }
+    fn list_dir(&self, p: &Path) -> std::io::Result<Vec<String>> {
+        if p.ends_with("wal") && self.armed.swap(false, Ordering::SeqCst) {
+            let mut hook = self.hook.0.lock().expect("hook");
+            if let Some(h) = hook.as_mut() {
+                h();
+            }
+        }
+        sealdb_vfs::RealFs.list_dir(p)
+    }
+    fn sync_dir(&self, p: &Path) -> std::io::Result<()> {
+        sealdb_vfs::RealFs.sync_dir(p)
+    }
+    fn sync_file(&self, p: &Path) -> std::io::Result<()> {
+        sealdb_vfs::RealFs.sync_file(p)
+    }
+    fn exists(&self, p: &Path) -> bool {
+        sealdb_vfs::RealFs.exists(p)
+    }
+    fn file_size(&self, p: &Path) -> std::io::Result<u64> {
+        sealdb_vfs::RealFs.file_size(p)
+    }
+    fn hard_link(&self, a: &Path, b: &Path) -> std::io::Result<()> {
+        sealdb_vfs::RealFs.hard_link(a, b)
+    }
+    fn lock(&self, p: &Path) -> std::io::Result<Box<dyn sealdb_vfs::FileLock>> {
+        sealdb_vfs::RealFs.lock(p)
+    }
+}
+
+fn file_contents(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| {
+            let p = e.expect("entry").path();
+            let bytes = std::fs::read(&p).expect("read");
+            (p, bytes)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_backup_never_takes_the_live_wal_segment_during_a_rollover() {
+    let t = TestDb::new();
+    let fs = Arc::new(ListHookFs::default());
+    let opts = Options {
+        fs: fs.clone(),
+        pitr_window: Some(std::time::Duration::from_secs(3600)),
+        wal_segment_size: 4 << 10,
+        ..t.options()
+    };
+    let db = Db::open(t.path(), opts.clone()).expect("open");
+    for i in 0..20 {
+        db.put(&key(i), b"v").expect("put");
+    }
+    // Between the backup's rotation and its listing of the WAL, another writer fills the
+    // segment the rotation started, so the log rolls over to a newer (live) segment.
+    let writer = db.clone();
+    *fs.hook.0.lock().expect("hook") = Some(Box::new(move || {
+        for i in 0..3u64 {
+            writer
+                .put(&key(1000 + i), &vec![7u8; 6 << 10])
+                .expect("put during backup");
+        }
+    }));
+    fs.armed.store(true, Ordering::SeqCst);
+    let bdir = tempfile::tempdir().expect("tmp");
+    let info = db.backup(bdir.path(), &mut noop).expect("backup");
+    assert!(!fs.armed.load(Ordering::SeqCst), "the hook ran");
+    let kept = file_contents(&bdir.path().join("wal"));
+    assert_eq!(kept.len(), info.wal.len());
+    // Writes after the backup land in the live segment; the backup must not change.
+    for i in 0..50 {
+        db.put(&key(2000 + i), b"later").expect("put");
+    }
+    db.sync_wal().expect("sync");
+    assert_eq!(
+        file_contents(&bdir.path().join("wal")),
+        kept,
+        "a file of the backup changed after the backup completed"
+    );
+    drop(db);
+    let report = sealdb::verify_backup(bdir.path(), None, &opts).expect("verify");
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+}
