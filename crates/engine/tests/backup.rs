@@ -626,13 +626,17 @@ impl sealdb_vfs::FileSystem for ListHookFs {
     }
 }
 
-fn file_contents(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+/// Each file's name, length and a hash of its bytes (short enough for a failure message).
+fn file_contents(dir: &Path) -> Vec<(std::path::PathBuf, usize, u64)> {
+    use std::hash::{Hash, Hasher};
     let mut out: Vec<_> = std::fs::read_dir(dir)
         .expect("dir")
         .map(|e| {
             let p = e.expect("entry").path();
             let bytes = std::fs::read(&p).expect("read");
-            (p, bytes)
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            bytes.hash(&mut h);
+            (p, bytes.len(), h.finish())
         })
         .collect();
     out.sort();
