@@ -688,6 +688,31 @@ impl Manifest {
         (self.number, self.groups)
     }
 
+    /// Re-reads `CURRENT` and the live manifest from disk (for `verify`): `CURRENT` must name
+    /// this manifest, and the file must authenticate and hold every edit group written to it
+    /// (a cut at a block boundary authenticates, so the count is what shows it). Call with
+    /// the manifest lock held, so that no edit is appended meanwhile.
+    pub(crate) fn verify_on_disk(&self, keyring: &Keyring) -> Result<()> {
+        let named = read_current(self.fs.as_ref(), &self.dir, keyring)?;
+        if named != self.number {
+            return Err(Error::Corruption(format!(
+                "{} names manifest {named}, but the live manifest is {}",
+                self.dir.join(CURRENT_FILE).display(),
+                self.number
+            )));
+        }
+        let path = self.dir.join(manifest_name(self.number));
+        let (_, groups) = read_manifest_counted(self.fs.as_ref(), &path, keyring, self.cipher)?;
+        if groups != self.groups {
+            return Err(Error::Corruption(format!(
+                "{} holds {groups} edit groups, but {} were written to it",
+                path.display(),
+                self.groups
+            )));
+        }
+        Ok(())
+    }
+
     /// Reports every new position to the head from now on.
     pub(crate) fn set_head(&mut self, head: std::sync::Arc<crate::head::Head>) {
         self.head = Some(head);
