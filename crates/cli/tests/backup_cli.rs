@@ -210,3 +210,55 @@ fn point_in_time_restore_from_a_cut_segment_exits_2() {
     assert!(!dest.exists());
     e.run_nodb(&["backup", "verify", s(&dir)]).status(2);
 }
+
+#[test]
+fn verify_reports_how_many_files_of_each_kind_it_checked() {
+    let e = Env::new();
+    e.run(&["--pitr-window", "1h", "load", "--count", "500", "--value-size", "20"])
+        .ok();
+    e.run(&["stream", "enable", "--view", "keys"]).ok();
+    e.run(&["--pitr-window", "1h", "put", "a", "1", "--sync"]).ok();
+    e.run(&["--pitr-window", "1h", "flush"]).ok();
+    let v = e.run(&["--pitr-window", "1h", "verify", "--json"]).ok().json();
+    let summary = v.last().expect("summary");
+    let checked = &summary["checked"];
+    for kind in [
+        "tables",
+        "wal_segments",
+        "archived_wal_segments",
+        "stream_segments",
+        "manifest_files",
+        "keys_files",
+    ] {
+        assert!(checked[kind].as_u64() >= Some(1), "{kind}: {summary}");
+    }
+    assert!(checked["consumer_files"].is_u64(), "{summary}");
+    let text = e.run(&["verify"]).ok().out();
+    for kind in ["table", "WAL segment", "archived WAL segment", "stream segment", "KEYS file"] {
+        assert!(text.contains(kind), "{kind}: {text}");
+    }
+}
+
+#[test]
+fn deleting_the_newest_backup_catalogue_exits_2_naming_it() {
+    let e = Env::new();
+    let dir = e.path("B");
+    e.run(&["put", "a", "1"]).ok();
+    e.run(&["backup", "create", s(&dir)]).ok();
+    e.run(&["put", "b", "2"]).ok();
+    let v = e.run(&["backup", "create", s(&dir), "--json"]).ok().json();
+    let newest = dir.join(format!("{}.catalog", v[0]["id"].as_str().expect("id")));
+    std::fs::remove_file(&newest).expect("delete the newest catalogue");
+    let name = newest.file_name().expect("name").to_string_lossy().into_owned();
+    for args in [
+        vec!["backup", "list", s(&dir)],
+        vec!["backup", "verify", s(&dir)],
+        vec!["restore", s(&dir), s(&e.path("restored"))],
+    ] {
+        let r = e.run_nodb(&args).status(2);
+        assert!(r.stderr.contains(&name), "{args:?}: {}", r.stderr);
+    }
+    let r = e.run(&["backup", "create", s(&dir)]).status(2);
+    assert!(r.stderr.contains(&name), "{}", r.stderr);
+    assert!(!e.path("restored").exists());
+}
