@@ -115,7 +115,8 @@ fn restoring_into_the_original_path_is_not_refused_as_a_rollback() {
     let dir = e.path("backups");
     e.run(&["backup", "create", s(&dir)]).ok();
     // Later writes and flushes move this path's rollback counter past the backup.
-    e.run(&["load", "--count", "300", "--value-size", "10"]).ok();
+    e.run(&["load", "--count", "300", "--value-size", "10"])
+        .ok();
     e.run(&["backup", "create", s(&e.path("other"))]).ok();
     std::fs::remove_dir_all(&e.db).expect("rm db");
     let v = e
@@ -134,7 +135,8 @@ fn a_rolled_back_directory_exits_2_and_allow_rollback_opens_it() {
     e.run(&["put", "a", "1", "--sync"]).ok();
     let old = e.path("old");
     copy_dir(&e.db, &old);
-    e.run(&["load", "--count", "300", "--value-size", "10"]).ok();
+    e.run(&["load", "--count", "300", "--value-size", "10"])
+        .ok();
     e.run(&["put", "b", "2", "--sync"]).ok();
     std::fs::remove_dir_all(&e.db).expect("rm db");
     copy_dir(&old, &e.db);
@@ -152,9 +154,12 @@ fn backup_verify_accepts_wal_segments_closed_by_recovery() {
     // recovery, without an end frame. Those segments are healthy and so is the backup.
     let e = Env::new();
     let dir = e.path("B");
-    e.run(&["--pitr-window", "1h", "put", "a", "1", "--sync"]).ok();
-    e.run(&["--pitr-window", "1h", "backup", "create", s(&dir)]).ok();
-    e.run(&["--pitr-window", "1h", "put", "b", "2", "--sync"]).ok();
+    e.run(&["--pitr-window", "1h", "put", "a", "1", "--sync"])
+        .ok();
+    e.run(&["--pitr-window", "1h", "backup", "create", s(&dir)])
+        .ok();
+    e.run(&["--pitr-window", "1h", "put", "b", "2", "--sync"])
+        .ok();
     let v = e
         .run(&["--pitr-window", "1h", "backup", "create", s(&dir), "--json"])
         .ok()
@@ -167,7 +172,9 @@ fn backup_verify_accepts_wal_segments_closed_by_recovery() {
     e.run_nodb(&["restore", s(&dir), s(&dest), "--to-seq", "2"])
         .ok();
     assert_eq!(
-        Env::finish(e.cmd_on(Some(&dest), &["get", "b"]).output().expect("run")).ok().out(),
+        Env::finish(e.cmd_on(Some(&dest), &["get", "b"]).output().expect("run"))
+            .ok()
+            .out(),
         "2\n"
     );
 }
@@ -176,15 +183,22 @@ fn backup_verify_accepts_wal_segments_closed_by_recovery() {
 fn point_in_time_restore_from_a_cut_segment_exits_2() {
     let e = Env::new();
     let dir = e.path("B");
-    e.run(&["--pitr-window", "1h", "put", "a", "1", "--sync"]).ok();
-    e.run(&["--pitr-window", "1h", "backup", "create", s(&dir)]).ok();
+    e.run(&["--pitr-window", "1h", "put", "a", "1", "--sync"])
+        .ok();
+    e.run(&["--pitr-window", "1h", "backup", "create", s(&dir)])
+        .ok();
     for k in ["b", "c", "d"] {
-        e.run(&["--pitr-window", "1h", "put", k, "x", "--sync"]).ok();
+        e.run(&["--pitr-window", "1h", "put", k, "x", "--sync"])
+            .ok();
     }
-    e.run(&["--pitr-window", "1h", "backup", "create", s(&dir)]).ok();
+    e.run(&["--pitr-window", "1h", "backup", "create", s(&dir)])
+        .ok();
     // Cut the newest segment holding a write (the one that holds "d", sequence 4): the
     // largest file is the session that wrote it.
-    let list = e.run_nodb(&["backup", "list", s(&dir), "--json"]).ok().json();
+    let list = e
+        .run_nodb(&["backup", "list", s(&dir), "--json"])
+        .ok()
+        .json();
     assert_eq!(list[2]["latest_restorable"]["sequence"], 4, "{list:?}");
     let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
     for entry in std::fs::read_dir(dir.join("wal")).expect("wal dir") {
@@ -192,7 +206,10 @@ fn point_in_time_restore_from_a_cut_segment_exits_2() {
         let bytes = std::fs::read(&p).expect("read");
         // Only segments holding a batch frame are worth cutting (start frames are small).
         if bytes.len() > 130 {
-            let m = std::fs::metadata(&p).expect("meta").modified().expect("mtime");
+            let m = std::fs::metadata(&p)
+                .expect("meta")
+                .modified()
+                .expect("mtime");
             if newest.as_ref().is_none_or(|(t, _)| m > *t) {
                 newest = Some((m, p));
             }
@@ -214,12 +231,24 @@ fn point_in_time_restore_from_a_cut_segment_exits_2() {
 #[test]
 fn verify_reports_how_many_files_of_each_kind_it_checked() {
     let e = Env::new();
-    e.run(&["--pitr-window", "1h", "load", "--count", "500", "--value-size", "20"])
-        .ok();
+    e.run(&[
+        "--pitr-window",
+        "1h",
+        "load",
+        "--count",
+        "500",
+        "--value-size",
+        "20",
+    ])
+    .ok();
     e.run(&["stream", "enable", "--view", "keys"]).ok();
-    e.run(&["--pitr-window", "1h", "put", "a", "1", "--sync"]).ok();
+    e.run(&["--pitr-window", "1h", "put", "a", "1", "--sync"])
+        .ok();
     e.run(&["--pitr-window", "1h", "flush"]).ok();
-    let v = e.run(&["--pitr-window", "1h", "verify", "--json"]).ok().json();
+    let v = e
+        .run(&["--pitr-window", "1h", "verify", "--json"])
+        .ok()
+        .json();
     let summary = v.last().expect("summary");
     let checked = &summary["checked"];
     for kind in [
@@ -234,7 +263,13 @@ fn verify_reports_how_many_files_of_each_kind_it_checked() {
     }
     assert!(checked["consumer_files"].is_u64(), "{summary}");
     let text = e.run(&["verify"]).ok().out();
-    for kind in ["table", "WAL segment", "archived WAL segment", "stream segment", "KEYS file"] {
+    for kind in [
+        "table",
+        "WAL segment",
+        "archived WAL segment",
+        "stream segment",
+        "KEYS file",
+    ] {
         assert!(text.contains(kind), "{kind}: {text}");
     }
 }
@@ -249,7 +284,11 @@ fn deleting_the_newest_backup_catalogue_exits_2_naming_it() {
     let v = e.run(&["backup", "create", s(&dir), "--json"]).ok().json();
     let newest = dir.join(format!("{}.catalog", v[0]["id"].as_str().expect("id")));
     std::fs::remove_file(&newest).expect("delete the newest catalogue");
-    let name = newest.file_name().expect("name").to_string_lossy().into_owned();
+    let name = newest
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
     for args in [
         vec!["backup", "list", s(&dir)],
         vec!["backup", "verify", s(&dir)],

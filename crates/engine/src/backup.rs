@@ -243,11 +243,12 @@ fn decode_catalog(bytes: &[u8], label: &str) -> Result<BackupInfo> {
     }
     let predecessor = match (v2, if v2 { r.u8("predecessor flag")? } else { 0 }) {
         (_, 0) => None,
-        (_, 1) => Some((r.string(64, "predecessor id")?, r.array("predecessor digest")?)),
+        (_, 1) => Some((
+            r.string(64, "predecessor id")?,
+            r.array("predecessor digest")?,
+        )),
         _ => {
-            return Err(Error::Corruption(format!(
-                "{label}: bad predecessor flag"
-            )));
+            return Err(Error::Corruption(format!("{label}: bad predecessor flag")));
         }
     };
     if !r.is_empty() {
@@ -619,7 +620,9 @@ fn read_anchor(path: &Path) -> Result<Option<(String, [u8; 32])>> {
     };
     let label = path.display().to_string();
     let bad = || Error::Corruption(format!("{label}: malformed backup anchor"));
-    let (body, crc) = bytes.split_at_checked(bytes.len().saturating_sub(4)).ok_or_else(bad)?;
+    let (body, crc) = bytes
+        .split_at_checked(bytes.len().saturating_sub(4))
+        .ok_or_else(bad)?;
     let crc: [u8; 4] = crc.try_into().map_err(|_| bad())?;
     if crc32fast::hash(body) != u32::from_le_bytes(crc) {
         return Err(bad());
@@ -707,7 +710,11 @@ fn check_anchor(
 
 /// Before a new backup: the directory's anchor holds, and its newest catalogue (id and
 /// digest) becomes the new one's predecessor.
-fn newest_anchored(fs: &SharedFs, dir: &Path, opts: &Options) -> Result<Option<(String, [u8; 32])>> {
+fn newest_anchored(
+    fs: &SharedFs,
+    dir: &Path,
+    opts: &Options,
+) -> Result<Option<(String, [u8; 32])>> {
     let ids = if fs.exists(dir) {
         catalog_ids(fs, dir)?
     } else {
@@ -900,7 +907,10 @@ pub fn delete_backup(dir: &Path, id: &str, opts: &Options) -> Result<()> {
         // The newest remaining backup becomes the anchored one.
         let newest = catalog_ids(fs, dir)?.pop();
         match newest {
-            Some(n) => write_anchor(&anchor, Some((&n, file_digest(fs, &catalog_path(dir, &n))?.1)))?,
+            Some(n) => write_anchor(
+                &anchor,
+                Some((&n, file_digest(fs, &catalog_path(dir, &n))?.1)),
+            )?,
             None => write_anchor(&anchor, None)?,
         }
     }

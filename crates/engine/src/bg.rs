@@ -956,7 +956,11 @@ pub(crate) fn verify(inner: &Arc<DbInner>) -> VerifyReport {
 
 /// `KEYS` authenticates under the data key it names and is the generation this process
 /// wrote or read (not an older copy put back).
-fn verify_keys_file(inner: &DbInner, keyring: &sealdb_crypto::Keyring, generation: u64) -> Result<()> {
+fn verify_keys_file(
+    inner: &DbInner,
+    keyring: &sealdb_crypto::Keyring,
+    generation: u64,
+) -> Result<()> {
     let path = inner.path.join(sealdb_crypto::keysfile::KEYS_FILE_NAME);
     let exp = Expected {
         kind: ArtifactKind::Keys,

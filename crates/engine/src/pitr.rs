@@ -161,7 +161,10 @@ pub(crate) fn replay_backup_wal(
     }
     drop(wal);
     if !stopped
-        && let Some(w) = segs.iter().filter(|w| w.last_seq > last).max_by_key(|w| w.last_seq)
+        && let Some(w) = segs
+            .iter()
+            .filter(|w| w.last_seq > last)
+            .max_by_key(|w| w.last_seq)
     {
         // The log ended before the point asked for, yet the catalogue says it goes on.
         return Err(Error::Corruption(format!(

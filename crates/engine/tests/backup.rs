@@ -447,7 +447,11 @@ fn point_in_time_restore_from_a_cut_newest_segment_is_an_integrity_error() {
         )
         .expect_err(what);
         assert!(err.is_integrity(), "{what}: {err}");
-        assert!(!dest.exists(), "{what}: a short restore appeared at {}", dest.display());
+        assert!(
+            !dest.exists(),
+            "{what}: a short restore appeared at {}",
+            dest.display()
+        );
         let report = sealdb::verify_backup(bdir.path(), None, &opts).expect("verify");
         assert!(
             report
@@ -483,7 +487,10 @@ fn deleting_the_newest_backup_catalogue_is_refused_not_silently_older() {
     let b1 = db.backup(bdir.path(), &mut noop).expect("backup 1");
     db.put(b"b", b"2").expect("put");
     let b2 = db.backup(bdir.path(), &mut noop).expect("backup 2");
-    assert_eq!(b2.predecessor.as_ref().map(|p| p.0.as_str()), Some(b1.id.as_str()));
+    assert_eq!(
+        b2.predecessor.as_ref().map(|p| p.0.as_str()),
+        Some(b1.id.as_str())
+    );
     let opts = t.options();
     let cat2 = bdir.path().join(format!("{}.catalog", b2.id));
     let saved = std::fs::read(&cat2).expect("read catalogue");

@@ -99,11 +99,17 @@ fn verify_covers_every_live_artifact_and_counts_each_kind() {
         .path();
     let manifest = files_in(&db_dir, "")
         .into_iter()
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("MANIFEST-")))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("MANIFEST-"))
+        })
         .expect("manifest");
     let kinds: Vec<(&str, PathBuf)> = vec![
         ("table", files_in(&db_dir.join("tables"), ".sst")[0].clone()),
-        ("WAL segment", files_in(&db_dir.join("wal"), ".wal")[0].clone()),
+        (
+            "WAL segment",
+            files_in(&db_dir.join("wal"), ".wal")[0].clone(),
+        ),
         (
             "archived WAL segment",
             files_in(&db_dir.join("wal-archive"), ".wal")
@@ -126,7 +132,11 @@ fn verify_covers_every_live_artifact_and_counts_each_kind() {
         let at = (len / 2).max(80).min(len - 1);
         let original = flip(&path, at);
         let report = db.verify();
-        let name = path.file_name().expect("name").to_string_lossy().into_owned();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
         assert!(
             report
                 .errors
@@ -138,6 +148,10 @@ fn verify_covers_every_live_artifact_and_counts_each_kind() {
         );
         unflip(&path, at, original);
         let report = db.verify();
-        assert!(report.errors.is_empty(), "{what} restored: {:?}", report.errors);
+        assert!(
+            report.errors.is_empty(),
+            "{what} restored: {:?}",
+            report.errors
+        );
     }
 }

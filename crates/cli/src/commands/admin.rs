@@ -143,7 +143,11 @@ fn checked_text(r: &sealdb::VerifyReport) -> String {
         ),
         (r.stream_segments, "stream segment", "stream segments"),
         (r.consumer_files, "CONSUMERS file", "CONSUMERS files"),
-        (r.manifest_files, "manifest file", "manifest files (MANIFEST, CURRENT)"),
+        (
+            r.manifest_files,
+            "manifest file",
+            "manifest files (MANIFEST, CURRENT)",
+        ),
         (r.keys_files, "KEYS file", "KEYS files"),
     ];
     kinds
