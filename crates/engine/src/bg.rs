@@ -855,41 +855,27 @@ pub(crate) fn verify(inner: &Arc<DbInner>) -> VerifyReport {
         }
     }
     let keyring = inner.keyring.read().clone();
-    let wal_opts = sealdb_wal::WalOptions {
-        segment_size: inner.opts.wal_segment_size,
-        cipher: inner.cipher,
-    };
     {
         // Flushes move segments from the WAL into the archive and trim the archive: hold
-        // them off while the chains are read.
+        // them off while the chains are read. (A read-only handle cannot hold off another
+        // process's writer: it retries instead.)
         let _flush = inner.flush_lock.lock();
-        // The chain as recovery reads it: every frame authenticates, each segment ends where
-        // its successor says it does (a segment closed by a recovery may end unfinished), and
-        // only the active segment may end in a partial block.
-        let first = inner.wal.segment_numbers().first().copied().unwrap_or(0);
-        match sealdb_wal::Wal::replay_read_only(
-            &inner.fs,
-            inner.wal.dir(),
-            &keyring,
-            wal_opts,
-            first,
-            &mut |_| Ok(()),
-        ) {
-            Ok(stats) => report.wal_segments += stats.segments,
-            Err(e) => report.errors.push(e.into()),
+        // Below the oldest segment this process knows of, a segment's absence is expected.
+        let oldest = (!inner.opts.read_only)
+            .then(|| inner.wal.segment_numbers().first().copied())
+            .flatten();
+        match with_retries(inner, || {
+            verify_wal_chain(inner, inner.wal.dir(), &keyring, oldest)
+        }) {
+            Ok(n) => report.wal_segments += n,
+            Err(e) => report.errors.push(e),
         }
         let archive = inner.path.join(crate::pitr::ARCHIVE_DIR);
         if inner.fs.exists(&archive) {
-            match sealdb_wal::Wal::replay_read_only(
-                &inner.fs,
-                &archive,
-                &keyring,
-                wal_opts,
-                0,
-                &mut |_| Ok(()),
-            ) {
-                Ok(stats) => report.archived_wal_segments += stats.segments,
-                Err(e) => report.errors.push(e.into()),
+            // Archive trimming removes its oldest segments: the chain starts at the oldest left.
+            match with_retries(inner, || verify_wal_chain(inner, &archive, &keyring, None)) {
+                Ok(n) => report.archived_wal_segments += n,
+                Err(e) => report.errors.push(e),
             }
         }
     }
@@ -914,35 +900,25 @@ pub(crate) fn verify(inner: &Arc<DbInner>) -> VerifyReport {
                 }
             }
         }
-        // No commit runs while the positions are locked, so the file must hold them.
-        let positions = s.positions.lock();
         let path = s.dir.join(sealdb_stream::POSITIONS_FILE);
         if inner.fs.exists(&path) {
             report.consumer_files += 1;
-            match sealdb_stream::ConsumerPositions::load(inner.fs.as_ref(), &s.dir, &keyring) {
-                Ok(p) if p == *positions => {}
-                Ok(_) => report.errors.push(Error::Corruption(format!(
-                    "{} does not hold the consumer positions last committed",
-                    path.display()
-                ))),
-                Err(e) => report.errors.push(crate::streams::stream_err(e)),
+            if let Err(e) = with_retries(inner, || verify_consumers(inner, s, &keyring)) {
+                report.errors.push(e);
             }
         }
     }
-    {
-        let manifest = inner.manifest.lock();
-        report.manifest_files += 2;
-        if let Err(e) = manifest.verify_on_disk(&keyring) {
-            report.errors.push(e);
-        }
+    report.manifest_files += 2;
+    if let Err(e) = with_retries(inner, || inner.manifest.lock().verify_on_disk(&keyring)) {
+        report.errors.push(e);
     }
-    {
+    report.keys_files += 1;
+    if let Err(e) = with_retries(inner, || {
         // Key operations rewrite KEYS under this lock.
         let keys = inner.keys.lock();
-        report.keys_files += 1;
-        if let Err(e) = verify_keys_file(inner, &keyring, keys.generation()) {
-            report.errors.push(e);
-        }
+        verify_keys_file(inner, &keyring, keys.generation())
+    }) {
+        report.errors.push(e);
     }
     report.files_checked = report.tables
         + report.wal_segments
@@ -954,32 +930,95 @@ pub(crate) fn verify(inner: &Arc<DbInner>) -> VerifyReport {
     report
 }
 
-/// `KEYS` authenticates under the data key it names and is the generation this process
-/// wrote or read (not an older copy put back).
+/// Runs a check of files a writer may be changing: once for a writable handle (this process
+/// is the writer and holds it off), a few times for a read-only one, whose view can be
+/// overtaken by another process's writer between listing and reading.
+fn with_retries<T>(inner: &DbInner, mut check: impl FnMut() -> Result<T>) -> Result<T> {
+    let attempts = if inner.opts.read_only { 4 } else { 1 };
+    let mut attempt = 1;
+    loop {
+        match check() {
+            Err(e) if attempt < attempts && crate::db::retry_read_only(&e) => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Reads the WAL chain in `dir` the way recovery does, from segment `oldest` (or the oldest
+/// present): every frame authenticates, each segment ends where its successor says it does
+/// (a segment closed by a recovery may end without an end frame), and only the newest may
+/// end in a partial block. Returns how many segments it read.
+fn verify_wal_chain(
+    inner: &DbInner,
+    dir: &Path,
+    keyring: &sealdb_crypto::Keyring,
+    oldest: Option<u64>,
+) -> Result<usize> {
+    let oldest = match oldest {
+        Some(n) => n,
+        None => crate::pitr::numbered(&inner.fs, dir)?
+            .first()
+            .map_or(0, |(n, _)| *n),
+    };
+    let opts = sealdb_wal::WalOptions {
+        segment_size: inner.opts.wal_segment_size,
+        cipher: inner.cipher,
+    };
+    let stats =
+        sealdb_wal::Wal::replay_read_only(&inner.fs, dir, keyring, opts, oldest, &mut |_| Ok(()))?;
+    Ok(stats.segments)
+}
+
+/// A stream's `CONSUMERS` file authenticates; for a writable handle it must also hold the
+/// positions last committed (no commit runs while they are locked).
+fn verify_consumers(
+    inner: &DbInner,
+    s: &crate::streams::LiveStream,
+    keyring: &sealdb_crypto::Keyring,
+) -> Result<()> {
+    let path = s.dir.join(sealdb_stream::POSITIONS_FILE);
+    if inner.opts.read_only {
+        // Loading would also remove a writer's in-flight temporary file: only authenticate.
+        sealdb_crypto::sealed::read_small_sealed_file(
+            inner.fs.as_ref(),
+            &path,
+            keyring,
+            ArtifactKind::Meta,
+        )?;
+        return Ok(());
+    }
+    let positions = s.positions.lock();
+    let on_disk = sealdb_stream::ConsumerPositions::load(inner.fs.as_ref(), &s.dir, keyring)
+        .map_err(crate::streams::stream_err)?;
+    if on_disk != *positions {
+        return Err(Error::Corruption(format!(
+            "{} does not hold the consumer positions last committed",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `KEYS` authenticates under the data key it names and is the generation this handle wrote
+/// or read (not an older copy put back; a read-only handle accepts a newer one, written by
+/// the writer since).
 fn verify_keys_file(
     inner: &DbInner,
     keyring: &sealdb_crypto::Keyring,
     generation: u64,
 ) -> Result<()> {
     let path = inner.path.join(sealdb_crypto::keysfile::KEYS_FILE_NAME);
-    let exp = Expected {
-        kind: ArtifactKind::Keys,
-        database_id: keyring.database_id(),
-        cipher: Some(sealdb_crypto::CipherId::ChaCha20Poly1305),
-    };
-    let reader = sealdb_crypto::SealedReader::open(inner.fs.as_ref(), &path, keyring, &exp)?;
-    let mut blocks = reader.blocks();
-    let (_, block) = blocks
-        .next()
-        .ok_or_else(|| Error::Corruption(format!("{} holds no block", path.display())))??;
-    if !block.is_final || blocks.next().is_some() {
-        return Err(Error::Corruption(format!(
-            "{} holds more than one block",
-            path.display()
-        )));
-    }
-    let found = sealdb_crypto::KeysFile::decode_payload_untrusted(&block.data)?;
-    if found != generation {
+    let payload = sealdb_crypto::sealed::read_small_sealed_file(
+        inner.fs.as_ref(),
+        &path,
+        keyring,
+        ArtifactKind::Keys,
+    )?;
+    let found = sealdb_crypto::KeysFile::decode_payload_untrusted(&payload)?;
+    if found < generation || (found > generation && !inner.opts.read_only) {
         return Err(Error::Corruption(format!(
             "{} is at generation {found}, but this database wrote generation {generation}",
             path.display()

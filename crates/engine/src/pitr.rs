@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 /// The archive directory inside the data directory.
 pub(crate) const ARCHIVE_DIR: &str = "wal-archive";
 
-fn numbered(fs: &SharedFs, dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+/// The `.wal` segments of `dir` (none if it does not exist), by number.
+pub(crate) fn numbered(fs: &SharedFs, dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     if !fs.exists(dir) {
         return Ok(Vec::new());
     }
