@@ -201,7 +201,7 @@ fn a_read_only_verify_beside_a_busy_writer_finds_nothing_wrong() {
             let mut i = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 db.put(format!("w{i}").as_bytes(), &[2u8; 64]).expect("put");
-                if i % 40 == 0 {
+                if i.is_multiple_of(40) {
                     db.flush().expect("flush");
                     db.commit_stream_position(&ks, "r", i).expect("consumer");
                 }
