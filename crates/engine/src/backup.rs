@@ -480,18 +480,16 @@ fn keep_wal_segment(
         if !fs.exists(from) {
             continue;
         }
-        // The name in the backup is the file id, so read it before linking.
-        let s = match sealdb_wal::summarize_segment(fs.as_ref(), from, keyring, cipher) {
-            Ok(s) => s,
+        // The name in the backup is the file id, so read it before linking; the size and
+        // digest recorded are the live (closed, immutable) file's.
+        let read = sealdb_wal::summarize_segment(fs.as_ref(), from, keyring, cipher)
+            .map_err(Error::from)
+            .and_then(|s| Ok((s, file_digest(fs, from)?)));
+        let (s, (size, digest)) = match read {
+            Ok(x) => x,
             Err(_) if !fs.exists(from) => continue, // moved into the archive meanwhile
-            Err(e) => return Err(e.into()),
-        };
-        let to = dir.join("wal").join(wal_name(&s.file_id));
-        match link_or_copy(fs, from, &to) {
-            Ok(_) => {}
-            Err(_) if !fs.exists(from) && !fs.exists(&to) => continue,
             Err(e) => return Err(e),
-        }
+        };
         if s.number != number {
             return Err(Error::Corruption(format!(
                 "{}: start frame names segment {}",
@@ -499,7 +497,22 @@ fn keep_wal_segment(
                 s.number
             )));
         }
-        let (size, digest) = file_digest(fs, &to)?;
+        let to = dir.join("wal").join(wal_name(&s.file_id));
+        let shared = fs.exists(&to);
+        match link_or_copy(fs, from, &to) {
+            Ok(_) => {}
+            Err(_) if !fs.exists(from) && !fs.exists(&to) => continue,
+            Err(e) => return Err(e),
+        }
+        // A copy an earlier backup already holds must still be that file, or the new backup
+        // would depend on a damaged one.
+        if shared && file_digest(fs, &to)? != (size, digest) {
+            return Err(Error::Integrity {
+                file: to.display().to_string(),
+                block: None,
+                reason: sealdb_crypto::IntegrityReason::ReplacedFile,
+            });
+        }
         return Ok(Some(WalSegmentInfo {
             file_id: s.file_id,
             number: s.number,
@@ -720,6 +733,12 @@ fn newest_anchored(
     } else {
         Vec::new()
     };
+    // A directory without any catalogue (new, or emptied on purpose) starts a new chain:
+    // there is no older backup a missing newest one could promote. (`backup list`/`verify`
+    // still report the anchored catalogue missing until then.)
+    if ids.is_empty() {
+        return Ok(None);
+    }
     check_anchor(fs, dir, opts, &ids, &mut |id| read_backup(dir, id, opts))?;
     ids.last()
         .map(|id| Ok((id.clone(), file_digest(fs, &catalog_path(dir, id))?.1)))

@@ -694,3 +694,34 @@ fn a_backup_never_takes_the_live_wal_segment_during_a_rollover() {
     let report = sealdb::verify_backup(bdir.path(), None, &opts).expect("verify");
     assert!(report.errors.is_empty(), "{:?}", report.errors);
 }
+
+#[test]
+fn a_backup_does_not_build_on_a_damaged_shared_wal_copy() {
+    let t = TestDb::new();
+    let opts = Options {
+        pitr_window: Some(std::time::Duration::from_secs(3600)),
+        ..t.options()
+    };
+    let db = Db::open(t.path(), opts).expect("open");
+    db.put(b"a", b"1").expect("put");
+    let bdir = tempfile::tempdir().expect("tmp");
+    let b1 = db.backup(bdir.path(), &mut noop).expect("backup 1");
+    let w = b1.wal.first().expect("a WAL segment in backup 1");
+    let seg = bdir.path().join("wal").join(format!(
+        "{}.wal",
+        w.file_id
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    ));
+    // Replace (not write through the link shared with the live archive) with a cut copy.
+    let bytes = std::fs::read(&seg).expect("read");
+    std::fs::remove_file(&seg).expect("unlink");
+    std::fs::write(&seg, &bytes[..bytes.len() - 3]).expect("write");
+    db.put(b"b", b"2").expect("put");
+    let err = db.backup(bdir.path(), &mut noop).expect_err("backup 2");
+    assert!(
+        err.is_integrity() && err.to_string().contains(&seg.display().to_string()),
+        "{err}"
+    );
+}
