@@ -17,7 +17,9 @@ const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0  success
   1  key not found (get)
-  2  integrity or authentication failure of on-disk data (the message names the file and block)
+  2  integrity or authentication failure of on-disk data (the message names the file and block),
+     a data directory rolled back to an older copy of itself (see --allow-rollback), or a
+     missing or stale newest backup catalogue
   3  master key unavailable (missing, disabled, destroyed, wrong, or readable by others)
   4  any other error, bad arguments included
 
@@ -78,6 +80,11 @@ pub struct GlobalArgs {
     /// `stream tail` between polls) before giving up; `0` fails at once [default: 5s].
     #[arg(long, global = true, value_name = "DURATION", value_parser = crate::time::parse_duration)]
     pub lock_wait: Option<Duration>,
+    /// Open a data directory even though it is older than the state this machine last saw
+    /// of it (rollback protection, exit 2 otherwise): for the deliberate case of putting an
+    /// older copy back in place. The record then follows the opened copy.
+    #[arg(long, global = true)]
+    pub allow_rollback: bool,
     /// Machine-readable output: one JSON object per result line on standard output.
     #[arg(long, global = true)]
     pub json: bool,

@@ -213,6 +213,18 @@ mod tests {
     }
 
     #[test]
+    fn rollback_detection_exits_2() {
+        // A rolled-back data directory is stale on-disk data: an integrity failure (exit 2),
+        // not "anything else" (exit 4).
+        let e: CliError = sealdb::Error::RolledBack {
+            found: (1, 1),
+            expected: (2, 3),
+        }
+        .into();
+        assert_eq!(e.exit(), Exit::Integrity);
+    }
+
+    #[test]
     fn broken_pipe_is_silent_success() {
         let e = CliError::stdout(io::Error::from(io::ErrorKind::BrokenPipe));
         assert!(e.is_silent());

@@ -30,7 +30,12 @@ use sealdb_vfs::SharedFs;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const CATALOG_MAGIC: &[u8; 8] = b"SDBCATL1";
+/// The catalogue format written now: v1 plus each WAL segment's size and digest and the
+/// predecessor link.
+const CATALOG_MAGIC: &[u8; 8] = b"SDBCATL2";
+/// The first catalogue format, still read (backups are never rewritten).
+const CATALOG_MAGIC_V1: &[u8; 8] = b"SDBCATL1";
+const ANCHOR_MAGIC: &[u8; 8] = b"SDBBKAN1";
 const CATALOG_SUFFIX: &str = ".catalog";
 const MAX_ITEMS: usize = 1 << 20;
 
@@ -49,6 +54,11 @@ pub struct WalSegmentInfo {
     pub first_time_ms: u64,
     /// Commit time of its last frame.
     pub last_time_ms: u64,
+    /// Its length in bytes as the backup keeps it (`None` in catalogues of format 1).
+    pub size: Option<u64>,
+    /// SHA-256 of the whole file as the backup keeps it (`None` in catalogues of format 1):
+    /// a closed segment never changes, so any cut or changed byte shows.
+    pub digest: Option<[u8; 32]>,
 }
 
 /// What a backup is.
@@ -78,6 +88,9 @@ pub struct BackupInfo {
     pub bytes: u64,
     /// Secondary indexes: (index keyspace, base keyspace, persisted definition, ready).
     pub indexes: Vec<(u32, u32, Vec<u8>, bool)>,
+    /// The newest backup of the directory when this one was taken: its id and the SHA-256 of
+    /// its catalogue file (`None` for the first backup, and in catalogues of format 1).
+    pub predecessor: Option<(String, [u8; 32])>,
 }
 
 impl BackupInfo {
@@ -131,22 +144,36 @@ fn encode_catalog(b: &BackupInfo) -> Vec<u8> {
             .u64(s.first_seq)
             .u64(s.last_seq)
             .u64(s.first_time_ms)
-            .u64(s.last_time_ms);
+            .u64(s.last_time_ms)
+            .u64(s.size.unwrap_or(0))
+            .raw(&s.digest.unwrap_or([0; 32]));
     }
     w.u32(b.indexes.len() as u32);
     for (ks, base, def, ready) in &b.indexes {
         w.u32(*ks).u32(*base).bytes(def).u8(u8::from(*ready));
+    }
+    match &b.predecessor {
+        None => {
+            w.u8(0);
+        }
+        Some((id, digest)) => {
+            w.u8(1).bytes(id.as_bytes()).raw(digest);
+        }
     }
     w.buf
 }
 
 fn decode_catalog(bytes: &[u8], label: &str) -> Result<BackupInfo> {
     let mut r = Reader::new(bytes, label);
-    if r.take(8, "magic")? != CATALOG_MAGIC {
-        return Err(Error::Corruption(format!(
-            "{label}: not a backup catalogue"
-        )));
-    }
+    let v2 = match r.take(8, "magic")? {
+        m if m == CATALOG_MAGIC => true,
+        m if m == CATALOG_MAGIC_V1 => false,
+        _ => {
+            return Err(Error::Corruption(format!(
+                "{label}: not a backup catalogue"
+            )));
+        }
+    };
     let id = r.string(64, "backup id")?;
     let database_id = DatabaseId(r.array("database id")?);
     let created_ms = r.u64("time")?;
@@ -198,7 +225,13 @@ fn decode_catalog(bytes: &[u8], label: &str) -> Result<BackupInfo> {
             last_seq: r.u64("last seq")?,
             first_time_ms: r.u64("first time")?,
             last_time_ms: r.u64("last time")?,
+            size: None,
+            digest: None,
         });
+        if v2 && let Some(w) = wal.last_mut() {
+            w.size = Some(r.u64("segment size")?);
+            w.digest = Some(r.array("segment digest")?);
+        }
     }
     let mut indexes = Vec::new();
     for _ in 0..count(&mut r, "indexes")? {
@@ -208,11 +241,22 @@ fn decode_catalog(bytes: &[u8], label: &str) -> Result<BackupInfo> {
         let ready = r.u8("ready")? != 0;
         indexes.push((ks, base, def, ready));
     }
+    let predecessor = match (v2, if v2 { r.u8("predecessor flag")? } else { 0 }) {
+        (_, 0) => None,
+        (_, 1) => Some((
+            r.string(64, "predecessor id")?,
+            r.array("predecessor digest")?,
+        )),
+        _ => {
+            return Err(Error::Corruption(format!("{label}: bad predecessor flag")));
+        }
+    };
     if !r.is_empty() {
         return Err(Error::Corruption(format!("{label}: trailing bytes")));
     }
     Ok(BackupInfo {
         indexes,
+        predecessor,
         id,
         database_id,
         created_ms,
@@ -312,8 +356,12 @@ impl Db {
         let inner = &self.inner;
         let fs = &inner.fs;
         self.flush()?;
-        // Everything up to S is in tables; closed WAL segments cover what follows.
-        inner.wal.rotate()?;
+        // Everything up to S is in tables; closed WAL segments cover what follows. Segments
+        // numbered below `below` are closed for good: only those are taken.
+        let below = inner.wal.rotate()?;
+        // Refuse before copying anything if the directory's newest backup went missing; the
+        // new catalogue names the newest one as its predecessor.
+        let predecessor = newest_anchored(fs, dir, &inner.opts)?;
         let keyring = inner.keyring.read().clone();
         // Capture the manifest state and pin the matching tables under the manifest lock:
         // flush and compaction install versions while holding it.
@@ -333,7 +381,7 @@ impl Db {
                 }
             }
         }
-        let wal_segments = crate::pitr::wal_segments_for_backup(inner)?;
+        let wal_segments = crate::pitr::closed_segments_for_backup(inner, below)?;
         let total = (tables.len() + wal_segments.len()) as u64;
         let mut done = 0u64;
         progress(0, total);
@@ -343,8 +391,17 @@ impl Db {
             done += 1;
             progress(done, total);
         }
-        for (path, info) in &wal_segments {
-            link_or_copy(fs, path, &dir.join("wal").join(wal_name(&info.file_id)))?;
+        let mut wal = Vec::with_capacity(wal_segments.len());
+        for (number, places) in &wal_segments {
+            if let Some(info) = keep_wal_segment(fs, dir, *number, places, &keyring, inner.cipher)?
+            {
+                wal.push(info);
+            } else if !wal.is_empty() {
+                // Only the oldest archived segments may go meanwhile (archive trimming).
+                return Err(Error::Corruption(format!(
+                    "WAL segment {number} vanished while being backed up"
+                )));
+            }
             done += 1;
             progress(done, total);
         }
@@ -383,7 +440,8 @@ impl Db {
                 .collect(),
             bytes: tables.iter().map(|(_, _, f)| f.size).sum(),
             tables,
-            wal: wal_segments.into_iter().map(|(_, w)| w).collect(),
+            wal,
+            predecessor,
             indexes: state
                 .indexes
                 .iter()
@@ -391,15 +449,300 @@ impl Db {
                 .collect(),
         };
         // The catalogue last: until it exists, the backup does not.
+        let catalog = catalog_path(dir, &id);
         write_sealed_atomic(
             fs,
-            &dir.join(format!("{id}{CATALOG_SUFFIX}")),
+            &catalog,
             &keyring,
             ArtifactKind::BackupCatalog,
             &encode_catalog(&info),
         )?;
+        // Then the anchor: a crash in between leaves a newest catalogue whose predecessor is
+        // the anchored one, which is accepted.
+        let (_, digest) = file_digest(fs, &catalog)?;
+        write_anchor(&anchor_path(&inner.opts, dir)?, Some((&id, digest)))?;
         Ok(info)
     }
+}
+
+/// Hard-links (or copies) closed WAL segment `number` into the backup from wherever it is
+/// now, then summarizes the backup's copy: the catalogue describes exactly the bytes kept.
+/// `None` if the segment is gone from every place (trimmed from the archive meanwhile).
+fn keep_wal_segment(
+    fs: &SharedFs,
+    dir: &Path,
+    number: u64,
+    places: &[PathBuf],
+    keyring: &Keyring,
+    cipher: CipherId,
+) -> Result<Option<WalSegmentInfo>> {
+    for from in places {
+        if !fs.exists(from) {
+            continue;
+        }
+        // The name in the backup is the file id, so read it before linking; the size and
+        // digest recorded are the live (closed, immutable) file's.
+        let read = sealdb_wal::summarize_segment(fs.as_ref(), from, keyring, cipher)
+            .map_err(Error::from)
+            .and_then(|s| Ok((s, file_digest(fs, from)?)));
+        let (s, (size, digest)) = match read {
+            Ok(x) => x,
+            Err(_) if !fs.exists(from) => continue, // moved into the archive meanwhile
+            Err(e) => return Err(e),
+        };
+        if s.number != number {
+            return Err(Error::Corruption(format!(
+                "{}: start frame names segment {}",
+                from.display(),
+                s.number
+            )));
+        }
+        let to = dir.join("wal").join(wal_name(&s.file_id));
+        let shared = fs.exists(&to);
+        match link_or_copy(fs, from, &to) {
+            Ok(_) => {}
+            Err(_) if !fs.exists(from) && !fs.exists(&to) => continue,
+            Err(e) => return Err(e),
+        }
+        // A copy an earlier backup already holds must still be that file, or the new backup
+        // would depend on a damaged one.
+        if shared && file_digest(fs, &to)? != (size, digest) {
+            return Err(Error::Integrity {
+                file: to.display().to_string(),
+                block: None,
+                reason: sealdb_crypto::IntegrityReason::ReplacedFile,
+            });
+        }
+        return Ok(Some(WalSegmentInfo {
+            file_id: s.file_id,
+            number: s.number,
+            first_seq: s.first_seq,
+            last_seq: s.last_seq,
+            first_time_ms: s.first_time_ms,
+            last_time_ms: s.last_time_ms,
+            size: Some(size),
+            digest: Some(digest),
+        }));
+    }
+    Ok(None)
+}
+
+/// Length and SHA-256 of a whole file.
+fn file_digest(fs: &SharedFs, path: &Path) -> Result<(u64, [u8; 32])> {
+    use sha2::{Digest, Sha256};
+    let f = fs.open_read(path).map_err(|e| Error::io(path, e))?;
+    let len = f.len();
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0u64;
+    while off < len {
+        let n = usize::try_from((len - off).min(buf.len() as u64)).unwrap_or(buf.len());
+        let chunk = buf
+            .get_mut(..n)
+            .ok_or_else(|| Error::InvalidArgument("digest".into()))?;
+        f.read_exact_at(chunk, off)
+            .map_err(|e| Error::io(path, e))?;
+        hasher.update(&*chunk);
+        off += n as u64;
+    }
+    Ok((len, hasher.finalize().into()))
+}
+
+/// Checks a backup's WAL segment against its catalogue entry: present, the same file, every
+/// complete frame authentic, the recorded sequence range, and (format 2) exactly the recorded
+/// bytes. A segment closed by a recovery legitimately ends without its final block (its
+/// successor records where it validly ends), so an unfinished end is not itself an error:
+/// the recorded size and digest are what pin its end.
+pub(crate) fn check_backup_segment(
+    fs: &SharedFs,
+    path: &Path,
+    w: &WalSegmentInfo,
+    keyring: &Keyring,
+    cipher: CipherId,
+) -> Result<()> {
+    let integrity = |reason| Error::Integrity {
+        file: path.display().to_string(),
+        block: None,
+        reason,
+    };
+    if !fs.exists(path) {
+        return Err(integrity(sealdb_crypto::IntegrityReason::MissingFile));
+    }
+    if let Some(size) = w.size {
+        let len = fs.file_size(path).map_err(|e| Error::io(path, e))?;
+        if len < size {
+            return Err(integrity(sealdb_crypto::IntegrityReason::Truncated));
+        }
+        if len > size {
+            return Err(integrity(sealdb_crypto::IntegrityReason::TrailingData));
+        }
+    }
+    let s = sealdb_wal::summarize_segment(fs.as_ref(), path, keyring, cipher)?;
+    if s.file_id != w.file_id {
+        return Err(integrity(sealdb_crypto::IntegrityReason::ReplacedFile));
+    }
+    if let Some(digest) = w.digest
+        && file_digest(fs, path)?.1 != digest
+    {
+        return Err(integrity(sealdb_crypto::IntegrityReason::ReplacedFile));
+    }
+    if (s.number, s.first_seq, s.last_seq) != (w.number, w.first_seq, w.last_seq) {
+        return Err(Error::Corruption(format!(
+            "{}: holds WAL segment {} with sequences {}..={}, but the catalogue records \
+             segment {} with sequences {}..={}",
+            path.display(),
+            s.number,
+            s.first_seq,
+            s.last_seq,
+            w.number,
+            w.first_seq,
+            w.last_seq
+        )));
+    }
+    Ok(())
+}
+
+fn catalog_path(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!("{id}{CATALOG_SUFFIX}"))
+}
+
+// ---- the anchor: which catalogue is the newest of a backup directory ----
+//
+// Every file of a backup authenticates on its own, so deleting the newest catalogue would
+// silently make an older backup the latest. The keystore (outside the backup directory, like
+// the rollback counter) keeps a small record per backup directory naming its newest backup
+// and the SHA-256 of that catalogue file; each catalogue names its predecessor the same way,
+// so a newer catalogue written just before a crash (anchor not yet updated) still chains to
+// the anchored one. A machine without the record (a restore elsewhere) cannot tell: the
+// directory is then unanchored, as docs/crypto.md says.
+
+/// Where this machine records the newest backup of `dir`.
+fn anchor_path(opts: &Options, dir: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(dir).map_err(|e| Error::io(dir, e))?;
+    Ok(opts.resolved_keystore_dir().join(format!(
+        "backup-{:016x}.anchor",
+        crate::head::path_hash(&abs)
+    )))
+}
+
+fn read_anchor(path: &Path) -> Result<Option<(String, [u8; 32])>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let label = path.display().to_string();
+    let bad = || Error::Corruption(format!("{label}: malformed backup anchor"));
+    let (body, crc) = bytes
+        .split_at_checked(bytes.len().saturating_sub(4))
+        .ok_or_else(bad)?;
+    let crc: [u8; 4] = crc.try_into().map_err(|_| bad())?;
+    if crc32fast::hash(body) != u32::from_le_bytes(crc) {
+        return Err(bad());
+    }
+    let mut r = Reader::new(body, &label);
+    if r.take(8, "magic")? != ANCHOR_MAGIC {
+        return Err(bad());
+    }
+    let id = r.string(64, "backup id")?;
+    let digest = r.array("catalogue digest")?;
+    if !r.is_empty() {
+        return Err(bad());
+    }
+    Ok(Some((id, digest)))
+}
+
+/// Records (or, with `None`, forgets) the newest backup of a directory.
+fn write_anchor(path: &Path, newest: Option<(&str, [u8; 32])>) -> Result<()> {
+    let Some((id, digest)) = newest else {
+        return match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
+            _ => Ok(()),
+        };
+    };
+    let mut w = Writer::default();
+    w.raw(ANCHOR_MAGIC).bytes(id.as_bytes()).raw(&digest);
+    let crc = crc32fast::hash(&w.buf);
+    w.raw(&crc.to_le_bytes());
+    crate::head::ensure_keystore_dir(path)?;
+    sealdb_vfs::write_file_atomic(&sealdb_vfs::RealFs, path, &w.buf).map_err(|e| Error::io(path, e))
+}
+
+/// Checks `ids` (the directory's catalogues, sorted) against this machine's anchor: the
+/// anchored catalogue is present and unchanged, and the newest one is it or descends from it
+/// through predecessor links. `read` decodes a catalogue (only needed for that walk).
+fn check_anchor(
+    fs: &SharedFs,
+    dir: &Path,
+    opts: &Options,
+    ids: &[String],
+    read: &mut dyn FnMut(&str) -> Result<BackupInfo>,
+) -> Result<()> {
+    let path = anchor_path(opts, dir)?;
+    let Some((anchored, digest)) = read_anchor(&path)? else {
+        return Ok(());
+    };
+    let cat = catalog_path(dir, &anchored);
+    if !ids.contains(&anchored) {
+        return Err(Error::Corruption(format!(
+            "backup catalogue {} is missing: this machine recorded it as the newest backup of \
+             {} ({}), so an older backup would silently become the latest; if it was deleted \
+             on purpose, run `backup delete {} --id {anchored}`",
+            cat.display(),
+            dir.display(),
+            path.display(),
+            dir.display()
+        )));
+    }
+    if file_digest(fs, &cat)?.1 != digest {
+        return Err(Error::Corruption(format!(
+            "backup catalogue {} is not the one this machine recorded in {} (its digest \
+             differs)",
+            cat.display(),
+            path.display()
+        )));
+    }
+    let mut cur = ids.last().cloned().unwrap_or_default();
+    while cur != anchored {
+        let info = read(&cur)?;
+        match info.predecessor {
+            Some((p, d)) if p == anchored && d == digest => break,
+            Some((p, _)) if p < cur && p > anchored && ids.contains(&p) => cur = p,
+            _ => {
+                return Err(Error::Corruption(format!(
+                    "backup {cur} in {} does not descend from {anchored}, the newest backup \
+                     this machine recorded ({})",
+                    dir.display(),
+                    path.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Before a new backup: the directory's anchor holds, and its newest catalogue (id and
+/// digest) becomes the new one's predecessor.
+fn newest_anchored(
+    fs: &SharedFs,
+    dir: &Path,
+    opts: &Options,
+) -> Result<Option<(String, [u8; 32])>> {
+    let ids = if fs.exists(dir) {
+        catalog_ids(fs, dir)?
+    } else {
+        Vec::new()
+    };
+    // A directory without any catalogue (new, or emptied on purpose) starts a new chain:
+    // there is no older backup a missing newest one could promote. (`backup list`/`verify`
+    // still report the anchored catalogue missing until then.)
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    check_anchor(fs, dir, opts, &ids, &mut |id| read_backup(dir, id, opts))?;
+    ids.last()
+        .map(|id| Ok((id.clone(), file_digest(fs, &catalog_path(dir, id))?.1)))
+        .transpose()
 }
 
 /// Opens a backup's KEYS copy with the master key it names (resolved from `opts`).
@@ -462,12 +805,22 @@ pub fn read_backup(dir: &Path, id: &str, opts: &Options) -> Result<BackupInfo> {
     Ok(info)
 }
 
-/// Every backup in `dir`, oldest first.
+/// Every backup in `dir`, oldest first. Fails (an integrity error naming the catalogue) when
+/// this machine recorded a newer backup of `dir` than the newest one present.
 pub fn list_backups(dir: &Path, opts: &Options) -> Result<Vec<BackupInfo>> {
-    catalog_ids(&opts.fs, dir)?
+    let ids = catalog_ids(&opts.fs, dir)?;
+    let backups = ids
         .iter()
         .map(|id| read_backup(dir, id, opts))
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    check_anchor(&opts.fs, dir, opts, &ids, &mut |id| {
+        backups
+            .iter()
+            .find(|b| b.id == id)
+            .cloned()
+            .ok_or_else(|| Error::InvalidArgument(format!("no backup {id}")))
+    })?;
+    Ok(backups)
 }
 
 fn choose<'a>(backups: &'a [BackupInfo], id: Option<&str>) -> Result<&'a BackupInfo> {
@@ -496,15 +849,21 @@ pub struct BackupVerifyReport {
 /// Authenticates every block of every file of one backup (or all), without restoring.
 pub fn verify_backup(dir: &Path, id: Option<&str>, opts: &Options) -> Result<BackupVerifyReport> {
     let fs = &opts.fs;
+    let all = catalog_ids(fs, dir)?;
     let ids = match id {
         Some(i) => vec![i.to_string()],
-        None => catalog_ids(fs, dir)?,
+        None => all.clone(),
     };
     let mut report = BackupVerifyReport {
         backups: 0,
         files_checked: 0,
         errors: Vec::new(),
     };
+    if let Err(e) = check_anchor(fs, dir, opts, &all, &mut |i| read_backup(dir, i, opts)) {
+        report.errors.push(e);
+    }
+    // Backups share files: each is checked once.
+    let mut seen = BTreeSet::new();
     for id in ids {
         let info = match read_backup(dir, &id, opts) {
             Ok(i) => i,
@@ -517,8 +876,11 @@ pub fn verify_backup(dir: &Path, id: Option<&str>, opts: &Options) -> Result<Bac
         let (_, keyring) = backup_keyring(fs, dir, &id, opts)?;
         let cache = sealdb_sstable::BlockCache::new(1 << 20);
         for (_, _, f) in &info.tables {
-            report.files_checked += 1;
             let path = dir.join("tables").join(table_name(&f.file_id));
+            if !seen.insert(path.clone()) {
+                continue;
+            }
+            report.files_checked += 1;
             match crate::bg::open_table_at(fs, &path, f, &keyring, info.cipher, &cache) {
                 Ok(t) => report.errors.extend(
                     t.table
@@ -530,31 +892,13 @@ pub fn verify_backup(dir: &Path, id: Option<&str>, opts: &Options) -> Result<Bac
             }
         }
         for w in &info.wal {
-            report.files_checked += 1;
             let path = dir.join("wal").join(wal_name(&w.file_id));
-            let exp = Expected {
-                kind: ArtifactKind::Wal,
-                database_id: keyring.database_id(),
-                cipher: Some(info.cipher),
-            };
-            match SealedReader::open(fs.as_ref(), &path, &keyring, &exp) {
-                Ok(r) => {
-                    if r.header().file_id.0 != w.file_id {
-                        report.errors.push(Error::Integrity {
-                            file: path.display().to_string(),
-                            block: None,
-                            reason: sealdb_crypto::IntegrityReason::ReplacedFile,
-                        });
-                        continue;
-                    }
-                    for b in r.blocks() {
-                        if let Err(e) = b {
-                            report.errors.push(e.into());
-                            break;
-                        }
-                    }
-                }
-                Err(e) => report.errors.push(e.into()),
+            if !seen.insert(path.clone()) {
+                continue;
+            }
+            report.files_checked += 1;
+            if let Err(e) = check_backup_segment(fs, &path, w, &keyring, info.cipher) {
+                report.errors.push(e);
             }
         }
     }
@@ -564,13 +908,31 @@ pub fn verify_backup(dir: &Path, id: Option<&str>, opts: &Options) -> Result<Bac
 /// Deletes one backup and every file no remaining backup uses.
 pub fn delete_backup(dir: &Path, id: &str, opts: &Options) -> Result<()> {
     let fs = &opts.fs;
-    let cat = dir.join(format!("{id}{CATALOG_SUFFIX}"));
-    if !fs.exists(&cat) {
+    let cat = catalog_path(dir, id);
+    let anchor = anchor_path(opts, dir)?;
+    let anchored = read_anchor(&anchor)?.is_some_and(|(a, _)| a == id);
+    // Deleting an anchored catalogue that is already gone is how an operator confirms a
+    // deletion made by hand (or cut short by a crash).
+    if !fs.exists(&cat) && !anchored {
         return Err(Error::InvalidArgument(format!("no backup {id}")));
     }
-    fs.remove_file(&cat).map_err(|e| Error::io(&cat, e))?;
+    if fs.exists(&cat) {
+        list_backups(dir, opts)?;
+        fs.remove_file(&cat).map_err(|e| Error::io(&cat, e))?;
+    }
     let _ = fs.remove_file(&dir.join(format!("{id}.KEYS")));
     fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    if anchored {
+        // The newest remaining backup becomes the anchored one.
+        let newest = catalog_ids(fs, dir)?.pop();
+        match newest {
+            Some(n) => write_anchor(
+                &anchor,
+                Some((&n, file_digest(fs, &catalog_path(dir, &n))?.1)),
+            )?,
+            None => write_anchor(&anchor, None)?,
+        }
+    }
     garbage_collect(dir, opts)
 }
 
@@ -854,4 +1216,63 @@ fn remove_tree(fs: &SharedFs, dir: &Path) -> Result<()> {
         }
     }
     fs.remove_dir(dir).map_err(|e| Error::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(wal: Vec<WalSegmentInfo>, predecessor: Option<(String, [u8; 32])>) -> BackupInfo {
+        BackupInfo {
+            id: "0000000000001-00".into(),
+            database_id: DatabaseId([7; 16]),
+            created_ms: 1,
+            sequence: 5,
+            cipher: CipherId::ChaCha20Poly1305,
+            master: KeyDescriptor::new("owned", "k"),
+            data_key_versions: vec![1],
+            keyspaces: vec![(0, "default".into())],
+            tables: Vec::new(),
+            wal,
+            bytes: 0,
+            indexes: Vec::new(),
+            predecessor,
+        }
+    }
+
+    #[test]
+    fn catalogues_of_format_1_are_still_read() -> Result<()> {
+        // Format 1 is format 2 without the predecessor flag (and, per segment, without size
+        // and digest): a catalogue with no WAL segment differs only in magic and last byte.
+        let mut v1 = encode_catalog(&sample(Vec::new(), None));
+        v1.splice(..8, CATALOG_MAGIC_V1.iter().copied());
+        v1.pop();
+        let b = decode_catalog(&v1, "v1")?;
+        assert_eq!(b, sample(Vec::new(), None));
+        Ok(())
+    }
+
+    #[test]
+    fn catalogues_round_trip_and_refuse_every_cut() -> Result<()> {
+        let w = WalSegmentInfo {
+            file_id: [3; 16],
+            number: 9,
+            first_seq: 6,
+            last_seq: 8,
+            first_time_ms: 2,
+            last_time_ms: 3,
+            size: Some(4096),
+            digest: Some([5; 32]),
+        };
+        let b = sample(vec![w], Some(("0000000000000-01".into(), [9; 32])));
+        let bytes = encode_catalog(&b);
+        assert_eq!(decode_catalog(&bytes, "v2")?, b);
+        for cut in 0..bytes.len() {
+            assert!(
+                decode_catalog(&bytes[..cut], "cut").is_err(),
+                "cut at {cut}"
+            );
+        }
+        Ok(())
+    }
 }

@@ -34,7 +34,7 @@ const READ_ONLY_OPEN_ATTEMPTS: u64 = 4;
 
 /// Whether a read-only open may have failed only because a live writer changed the
 /// directory under it (a file gone between listing and reading).
-fn retry_read_only(e: &Error) -> bool {
+pub(crate) fn retry_read_only(e: &Error) -> bool {
     match e {
         Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
         Error::Corruption(_) | Error::Integrity { .. } | Error::ChainEnd { .. } => true,
@@ -1369,8 +1369,9 @@ impl Db {
         crate::bg::compact_all(&self.inner).map_err(|e| self.poison(e))
     }
 
-    /// Authenticates every block of every live table and WAL segment; reports each failure
-    /// (each names its file and block).
+    /// Authenticates every live artifact (tables, WAL and archived WAL, stream segments and
+    /// `CONSUMERS`, manifest and `CURRENT`, `KEYS`); reports how many of each kind it checked
+    /// and each failure (each names its file and block).
     pub fn verify(&self) -> crate::VerifyReport {
         crate::bg::verify(&self.inner)
     }

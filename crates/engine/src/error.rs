@@ -74,7 +74,7 @@ pub enum Error {
     /// The data directory is older than the last state this machine saw (rollback
     /// protection): it was replaced by an older copy of itself.
     #[error(
-        "rollback detected: the manifest is at {found:?} but this database was last seen at {expected:?}; open with allow_rollback to accept a deliberate restore"
+        "rollback detected: the manifest is at {found:?} but this database was last seen at {expected:?}; open with allow_rollback (sealdb --allow-rollback) to accept a deliberate restore"
     )]
     RolledBack {
         /// The manifest position found (manifest number, edit groups).
@@ -125,11 +125,17 @@ impl Error {
         }
     }
 
-    /// Whether this is an integrity (authentication) failure of on-disk data.
+    /// Whether this is an integrity failure of on-disk data: a file that failed
+    /// authentication, contents that make no sense, a chain whose end is missing or cut, or a
+    /// data directory rolled back to an older copy of itself (every file genuine, the whole
+    /// stale).
     pub fn is_integrity(&self) -> bool {
         matches!(
             self,
-            Self::Integrity { .. } | Self::Corruption(_) | Self::ChainEnd { .. }
+            Self::Integrity { .. }
+                | Self::Corruption(_)
+                | Self::ChainEnd { .. }
+                | Self::RolledBack { .. }
         )
     }
 

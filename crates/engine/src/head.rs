@@ -137,13 +137,31 @@ pub fn decode_head_for_fuzz(bytes: &[u8]) -> Result<()> {
 /// A name for the database at `dir` in the keystore: keyed by database id *and* directory, so
 /// a restored copy elsewhere (same id) has its own.
 fn anchor_file(keystore: &Path, id: DatabaseId, dir: &Path, suffix: &str) -> PathBuf {
-    // FNV-1a of the absolute path: a stable, short name component.
+    keystore.join(format!("{suffix}-{}-{:016x}", id.to_hex(), path_hash(dir)))
+}
+
+/// FNV-1a 64 of an absolute path: a stable, short name component for the records the
+/// keystore keeps about a directory (the head, a backup directory's anchor).
+pub(crate) fn path_hash(dir: &Path) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in dir.as_os_str().as_encoded_bytes() {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    keystore.join(format!("{suffix}-{}-{h:016x}", id.to_hex()))
+    h
+}
+
+/// Creates the keystore directory holding `path` (mode 0700) if it does not exist.
+pub(crate) fn ensure_keystore_dir(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(())
 }
 
 /// Where the head of the database at `dir` lives.
@@ -299,14 +317,7 @@ impl Head {
     }
 
     fn write(path: &Path, legacy: &Path, inner: &mut HeadInner) -> Result<()> {
-        if let Some(dir) = path.parent() {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| Error::io(dir, e))?;
-        }
+        ensure_keystore_dir(path)?;
         sealdb_crypto::sealed::write_small_sealed_file(
             &RealFs,
             path,

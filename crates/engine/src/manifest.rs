@@ -688,6 +688,34 @@ impl Manifest {
         (self.number, self.groups)
     }
 
+    /// Re-reads `CURRENT` and the manifest it names from disk (for `verify`): `CURRENT` must
+    /// name this manifest, and the file must authenticate and hold every edit group written to
+    /// it (a cut at a block boundary authenticates, so the count is what shows it). Call with
+    /// the manifest lock held, so that no edit is appended meanwhile. A read-only handle
+    /// accepts a newer manifest or more edit groups (another process's writer moved on).
+    pub(crate) fn verify_on_disk(&self, keyring: &Keyring) -> Result<()> {
+        let read_only = self.writer.is_none();
+        let named = read_current(self.fs.as_ref(), &self.dir, keyring)?;
+        if named < self.number || (named > self.number && !read_only) {
+            return Err(Error::Corruption(format!(
+                "{} names manifest {named}, but the live manifest is {}",
+                self.dir.join(CURRENT_FILE).display(),
+                self.number
+            )));
+        }
+        let path = self.dir.join(manifest_name(named));
+        let (_, groups) = read_manifest_counted(self.fs.as_ref(), &path, keyring, self.cipher)?;
+        let short = named == self.number && groups < self.groups;
+        if short || (!read_only && groups != self.groups) {
+            return Err(Error::Corruption(format!(
+                "{} holds {groups} edit groups, but {} were written to it",
+                path.display(),
+                self.groups
+            )));
+        }
+        Ok(())
+    }
+
     /// Reports every new position to the head from now on.
     pub(crate) fn set_head(&mut self, head: std::sync::Arc<crate::head::Head>) {
         self.head = Some(head);

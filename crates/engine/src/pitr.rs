@@ -3,7 +3,7 @@
 //! carry them, and a restore replays them past the backup's sequence number up to exactly the
 //! requested point.
 
-use crate::backup::{BackupInfo, WalSegmentInfo};
+use crate::backup::BackupInfo;
 use crate::db::DbInner;
 use crate::{Error, Result};
 use sealdb_crypto::Keyring;
@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 /// The archive directory inside the data directory.
 pub(crate) const ARCHIVE_DIR: &str = "wal-archive";
 
-fn numbered(fs: &SharedFs, dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+/// The `.wal` segments of `dir` (none if it does not exist), by number.
+pub(crate) fn numbered(fs: &SharedFs, dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     if !fs.exists(dir) {
         return Ok(Vec::new());
     }
@@ -31,37 +32,36 @@ fn numbered(fs: &SharedFs, dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// Archived and closed live WAL segments (with summaries) for a backup; empty when
-/// point-in-time recovery is off.
-pub(crate) fn wal_segments_for_backup(inner: &DbInner) -> Result<Vec<(PathBuf, WalSegmentInfo)>> {
+/// The closed WAL segments a backup carries (none when point-in-time recovery is off): every
+/// archived or live segment numbered below `below`, the segment the backup's own rotation
+/// started. Segments below it are closed for good, so their files never change again; the
+/// active segment and any later one (a concurrent rollover) are never taken. Each comes with
+/// the places it may be: a concurrent flush can move a live segment into the archive.
+pub(crate) fn closed_segments_for_backup(
+    inner: &DbInner,
+    below: u64,
+) -> Result<Vec<(u64, [PathBuf; 2])>> {
     if inner.opts.pitr_window.is_none() {
         return Ok(Vec::new());
     }
-    let keyring = inner.keyring.read().clone();
-    let active = inner.wal.active_segment();
-    let mut out = Vec::new();
-    let mut files = numbered(&inner.fs, &inner.path.join(ARCHIVE_DIR))?;
-    files.extend(
-        numbered(&inner.fs, inner.wal.dir())?
-            .into_iter()
-            .filter(|(n, _)| *n != active),
-    );
-    files.sort();
-    for (_, path) in files {
-        let s = summarize_segment(inner.fs.as_ref(), &path, &keyring, inner.cipher)?;
-        out.push((
-            path,
-            WalSegmentInfo {
-                file_id: s.file_id,
-                number: s.number,
-                first_seq: s.first_seq,
-                last_seq: s.last_seq,
-                first_time_ms: s.first_time_ms,
-                last_time_ms: s.last_time_ms,
-            },
-        ));
-    }
-    Ok(out)
+    let archive = inner.path.join(ARCHIVE_DIR);
+    // The live directory first: segments only move from it into the archive, so listing in
+    // this order sees each one at least once.
+    let mut numbers: Vec<u64> = numbered(&inner.fs, inner.wal.dir())?
+        .into_iter()
+        .chain(numbered(&inner.fs, &archive)?)
+        .map(|(n, _)| n)
+        .filter(|n| *n < below)
+        .collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    Ok(numbers
+        .into_iter()
+        .map(|n| {
+            let name = segment_file_name(n);
+            (n, [inner.wal.dir().join(&name), archive.join(&name)])
+        })
+        .collect())
 }
 
 /// Deletes archived segments whose newest write is older than the window.
@@ -89,6 +89,11 @@ pub(crate) fn trim_archive(inner: &DbInner) -> Result<()> {
 
 /// Replays a backup's WAL segments past its sequence number into a fresh WAL in `dest/wal`,
 /// keeping only whole batches within the limits. Returns (batches replayed, last sequence).
+///
+/// Every segment is checked against its catalogue entry first (size, digest, sequence
+/// range), and when the log ends before the limit, the replayed end must be the catalogue's
+/// last sequence: a cut newest segment is an integrity error, never a silently shorter
+/// restore.
 pub(crate) fn replay_backup_wal(
     fs: &SharedFs,
     dir: &Path,
@@ -111,13 +116,7 @@ pub(crate) fn replay_backup_wal(
         let from = dir
             .join("wal")
             .join(format!("{}.wal", sealdb_crypto::hex::encode(&w.file_id)));
-        if !fs.exists(&from) {
-            return Err(Error::Integrity {
-                file: from.display().to_string(),
-                block: None,
-                reason: sealdb_crypto::IntegrityReason::MissingFile,
-            });
-        }
+        crate::backup::check_backup_segment(fs, &from, w, keyring, backup.cipher)?;
         fs.hard_link(&from, &scratch.join(segment_file_name(w.number)))
             .map_err(|e| Error::io(&from, e))?;
     }
@@ -162,6 +161,23 @@ pub(crate) fn replay_backup_wal(
         return Err(e);
     }
     drop(wal);
+    if !stopped
+        && let Some(w) = segs
+            .iter()
+            .filter(|w| w.last_seq > last)
+            .max_by_key(|w| w.last_seq)
+    {
+        // The log ended before the point asked for, yet the catalogue says it goes on.
+        return Err(Error::Corruption(format!(
+            "point-in-time restore reached sequence {last}, but the backup catalogue records \
+             WAL segment {} ({}) as holding sequences up to {}: its records are missing",
+            w.number,
+            dir.join("wal")
+                .join(format!("{}.wal", sealdb_crypto::hex::encode(&w.file_id)))
+                .display(),
+            w.last_seq
+        )));
+    }
     for name in fs.list_dir(&scratch).map_err(|e| Error::io(&scratch, e))? {
         let p = scratch.join(name);
         fs.remove_file(&p).map_err(|e| Error::io(&p, e))?;

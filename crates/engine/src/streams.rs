@@ -61,7 +61,7 @@ pub(crate) fn view_from_code(c: u8) -> Result<ViewType> {
     })
 }
 
-fn stream_err(e: sealdb_stream::Error) -> Error {
+pub(crate) fn stream_err(e: sealdb_stream::Error) -> Error {
     match e {
         sealdb_stream::Error::Crypto(c) => c.into(),
         sealdb_stream::Error::Trimmed { requested, horizon } => {

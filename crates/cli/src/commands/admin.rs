@@ -88,14 +88,16 @@ pub fn verify(ctx: &mut Ctx) -> Result<()> {
         || {
             if failures == 0 {
                 format!(
-                    "verified {} files in {}: every block authenticated",
+                    "verified {} files ({}) in {}: every block authenticated",
                     report.files_checked,
+                    checked_text(&report),
                     duration(elapsed)
                 )
             } else {
                 format!(
-                    "verified {} files in {}: {failures} failed",
+                    "verified {} files ({}) in {}: {failures} failed",
                     report.files_checked,
+                    checked_text(&report),
                     duration(elapsed)
                 )
             }
@@ -105,6 +107,15 @@ pub fn verify(ctx: &mut Ctx) -> Result<()> {
                 "op": "verify",
                 "ok": failures == 0,
                 "files_checked": report.files_checked,
+                "checked": {
+                    "tables": report.tables,
+                    "wal_segments": report.wal_segments,
+                    "archived_wal_segments": report.archived_wal_segments,
+                    "stream_segments": report.stream_segments,
+                    "consumer_files": report.consumer_files,
+                    "manifest_files": report.manifest_files,
+                    "keys_files": report.keys_files,
+                },
                 "failures": failures,
                 "seconds": elapsed.as_secs_f64(),
             })
@@ -118,6 +129,32 @@ pub fn verify(ctx: &mut Ctx) -> Result<()> {
             report.files_checked
         ))),
     }
+}
+
+/// How many files of each kind `verify` checked, for its summary line.
+fn checked_text(r: &sealdb::VerifyReport) -> String {
+    let kinds = [
+        (r.tables, "table", "tables"),
+        (r.wal_segments, "WAL segment", "WAL segments"),
+        (
+            r.archived_wal_segments,
+            "archived WAL segment",
+            "archived WAL segments",
+        ),
+        (r.stream_segments, "stream segment", "stream segments"),
+        (r.consumer_files, "CONSUMERS file", "CONSUMERS files"),
+        (
+            r.manifest_files,
+            "manifest file",
+            "manifest files (MANIFEST, CURRENT)",
+        ),
+        (r.keys_files, "KEYS file", "KEYS files"),
+    ];
+    kinds
+        .iter()
+        .map(|(n, one, many)| format!("{n} {}", if *n == 1 { one } else { many }))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// One verification failure as JSON, with its file and block when the error names them.

@@ -52,6 +52,7 @@ impl Ctx {
         Options {
             keystore_dir: self.global.keystore.clone(),
             kms_dir: self.global.kms.clone(),
+            allow_rollback: self.global.allow_rollback,
             ..Options::default()
         }
     }

@@ -1,0 +1,303 @@
+//! End-to-end tests of `backup`, `restore`, `verify` and rollback handling of the `sealdb`
+//! binary: each command is its own process, as an operator runs them.
+//!
+//! Every test has its own database, keystore (`--keystore`) and local KMS (`--kms`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+struct Env {
+    dir: tempfile::TempDir,
+    db: PathBuf,
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+impl Run {
+    fn out(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    #[track_caller]
+    fn ok(self) -> Self {
+        self.status(0)
+    }
+
+    #[track_caller]
+    fn status(self, code: i32) -> Self {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "expected exit {code}; stdout: {} stderr: {}",
+            self.out(),
+            self.stderr
+        );
+        self
+    }
+
+    fn json(&self) -> Vec<serde_json::Value> {
+        self.out()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+            .collect()
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+impl Env {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("db");
+        Self { dir, db }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn cmd_on(&self, db: Option<&Path>, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_sealdb"));
+        if let Some(db) = db {
+            c.arg("--db").arg(db);
+        }
+        c.arg("--keystore")
+            .arg(self.path("keystore"))
+            .arg("--kms")
+            .arg(self.path("kms"))
+            .args(args)
+            .env_remove("SEALDB_KEYSTORE")
+            .env_remove("SEALDB_KMS")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn finish(o: Output) -> Run {
+        Run {
+            code: o.status.code(),
+            stdout: o.stdout,
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        Self::finish(self.cmd_on(Some(&self.db), args).output().expect("run"))
+    }
+
+    fn run_nodb(&self, args: &[&str]) -> Run {
+        Self::finish(self.cmd_on(None, args).output().expect("run"))
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&e.path(), &target);
+        } else if e.file_name() != "LOCK" {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn restoring_into_the_original_path_is_not_refused_as_a_rollback() {
+    let e = Env::new();
+    e.run(&["put", "a", "1", "--sync"]).ok();
+    let dir = e.path("backups");
+    e.run(&["backup", "create", s(&dir)]).ok();
+    // Later writes and flushes move this path's rollback counter past the backup.
+    e.run(&["load", "--count", "300", "--value-size", "10"])
+        .ok();
+    e.run(&["backup", "create", s(&e.path("other"))]).ok();
+    std::fs::remove_dir_all(&e.db).expect("rm db");
+    let v = e
+        .run_nodb(&["restore", s(&dir), s(&e.db), "--json"])
+        .ok()
+        .json();
+    assert!(v[0]["sequence"].is_u64(), "{v:?}");
+    assert_eq!(e.run(&["get", "a"]).ok().out(), "1\n");
+    e.run(&["put", "c", "3"]).ok();
+    e.run(&["verify"]).ok();
+}
+
+#[test]
+fn a_rolled_back_directory_exits_2_and_allow_rollback_opens_it() {
+    let e = Env::new();
+    e.run(&["put", "a", "1", "--sync"]).ok();
+    let old = e.path("old");
+    copy_dir(&e.db, &old);
+    e.run(&["load", "--count", "300", "--value-size", "10"])
+        .ok();
+    e.run(&["put", "b", "2", "--sync"]).ok();
+    std::fs::remove_dir_all(&e.db).expect("rm db");
+    copy_dir(&old, &e.db);
+    let r = e.run(&["get", "a"]).status(2);
+    assert!(r.stderr.contains("rollback"), "{}", r.stderr);
+    assert!(r.stderr.contains("--allow-rollback"), "{}", r.stderr);
+    assert_eq!(e.run(&["--allow-rollback", "get", "a"]).ok().out(), "1\n");
+    // The record followed the deliberately restored copy.
+    e.run(&["get", "b"]).status(1);
+}
+
+#[test]
+fn backup_verify_accepts_wal_segments_closed_by_recovery() {
+    // Each command is a process: every session's WAL segment is closed by the next session's
+    // recovery, without an end frame. Those segments are healthy and so is the backup.
+    let e = Env::new();
+    let dir = e.path("B");
+    e.run(&["--pitr-window", "1h", "put", "a", "1", "--sync"])
+        .ok();
+    e.run(&["--pitr-window", "1h", "backup", "create", s(&dir)])
+        .ok();
+    e.run(&["--pitr-window", "1h", "put", "b", "2", "--sync"])
+        .ok();
+    let v = e
+        .run(&["--pitr-window", "1h", "backup", "create", s(&dir), "--json"])
+        .ok()
+        .json();
+    assert!(v[0]["wal_segments"].as_u64() >= Some(2), "{v:?}");
+    let r = e.run_nodb(&["backup", "verify", s(&dir)]).ok();
+    assert!(r.out().contains("every block authenticated"), "{}", r.out());
+    // The log those backups carry restores to the last write.
+    let dest = e.path("restored");
+    e.run_nodb(&["restore", s(&dir), s(&dest), "--to-seq", "2"])
+        .ok();
+    assert_eq!(
+        Env::finish(e.cmd_on(Some(&dest), &["get", "b"]).output().expect("run"))
+            .ok()
+            .out(),
+        "2\n"
+    );
+}
+
+#[test]
+fn point_in_time_restore_from_a_cut_segment_exits_2() {
+    let e = Env::new();
+    let dir = e.path("B");
+    e.run(&["--pitr-window", "1h", "put", "a", "1", "--sync"])
+        .ok();
+    e.run(&["--pitr-window", "1h", "backup", "create", s(&dir)])
+        .ok();
+    for k in ["b", "c", "d"] {
+        e.run(&["--pitr-window", "1h", "put", k, "x", "--sync"])
+            .ok();
+    }
+    e.run(&["--pitr-window", "1h", "backup", "create", s(&dir)])
+        .ok();
+    // Cut the newest segment holding a write (the one that holds "d", sequence 4): the
+    // largest file is the session that wrote it.
+    let list = e
+        .run_nodb(&["backup", "list", s(&dir), "--json"])
+        .ok()
+        .json();
+    assert_eq!(list[2]["latest_restorable"]["sequence"], 4, "{list:?}");
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    for entry in std::fs::read_dir(dir.join("wal")).expect("wal dir") {
+        let p = entry.expect("entry").path();
+        let bytes = std::fs::read(&p).expect("read");
+        // Only segments holding a batch frame are worth cutting (start frames are small).
+        if bytes.len() > 130 {
+            let m = std::fs::metadata(&p)
+                .expect("meta")
+                .modified()
+                .expect("mtime");
+            if newest.as_ref().is_none_or(|(t, _)| m > *t) {
+                newest = Some((m, p));
+            }
+        }
+    }
+    let (_, seg) = newest.expect("a segment with writes");
+    let bytes = std::fs::read(&seg).expect("read");
+    std::fs::remove_file(&seg).expect("unlink");
+    std::fs::write(&seg, &bytes[..bytes.len() - 5]).expect("cut");
+    let dest = e.path("restored");
+    let r = e
+        .run_nodb(&["restore", s(&dir), s(&dest), "--to-seq", "4"])
+        .status(2);
+    assert!(r.stderr.contains("integrity"), "{}", r.stderr);
+    assert!(!dest.exists());
+    e.run_nodb(&["backup", "verify", s(&dir)]).status(2);
+}
+
+#[test]
+fn verify_reports_how_many_files_of_each_kind_it_checked() {
+    let e = Env::new();
+    e.run(&[
+        "--pitr-window",
+        "1h",
+        "load",
+        "--count",
+        "500",
+        "--value-size",
+        "20",
+    ])
+    .ok();
+    e.run(&["stream", "enable", "--view", "keys"]).ok();
+    e.run(&["--pitr-window", "1h", "put", "a", "1", "--sync"])
+        .ok();
+    e.run(&["--pitr-window", "1h", "flush"]).ok();
+    let v = e
+        .run(&["--pitr-window", "1h", "verify", "--json"])
+        .ok()
+        .json();
+    let summary = v.last().expect("summary");
+    let checked = &summary["checked"];
+    for kind in [
+        "tables",
+        "wal_segments",
+        "archived_wal_segments",
+        "stream_segments",
+        "manifest_files",
+        "keys_files",
+    ] {
+        assert!(checked[kind].as_u64() >= Some(1), "{kind}: {summary}");
+    }
+    assert!(checked["consumer_files"].is_u64(), "{summary}");
+    let text = e.run(&["verify"]).ok().out();
+    for kind in [
+        "table",
+        "WAL segment",
+        "archived WAL segment",
+        "stream segment",
+        "KEYS file",
+    ] {
+        assert!(text.contains(kind), "{kind}: {text}");
+    }
+}
+
+#[test]
+fn deleting_the_newest_backup_catalogue_exits_2_naming_it() {
+    let e = Env::new();
+    let dir = e.path("B");
+    e.run(&["put", "a", "1"]).ok();
+    e.run(&["backup", "create", s(&dir)]).ok();
+    e.run(&["put", "b", "2"]).ok();
+    let v = e.run(&["backup", "create", s(&dir), "--json"]).ok().json();
+    let newest = dir.join(format!("{}.catalog", v[0]["id"].as_str().expect("id")));
+    std::fs::remove_file(&newest).expect("delete the newest catalogue");
+    let name = newest
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    for args in [
+        vec!["backup", "list", s(&dir)],
+        vec!["backup", "verify", s(&dir)],
+        vec!["restore", s(&dir), s(&e.path("restored"))],
+    ] {
+        let r = e.run_nodb(&args).status(2);
+        assert!(r.stderr.contains(&name), "{args:?}: {}", r.stderr);
+    }
+    let r = e.run(&["backup", "create", s(&dir)]).status(2);
+    assert!(r.stderr.contains(&name), "{}", r.stderr);
+    assert!(!e.path("restored").exists());
+}
