@@ -15,6 +15,12 @@
 //!   real reader (every block prefix carries a crc32 and every body a tag: without this no
 //!   random mutation gets past the framing).
 //! - anything else: the whole input is raw untrusted bytes.
+//!
+//! A flipped byte anywhere in a sealed file is damage, never a torn tail: the header, every
+//! block prefix (length and flags) and every body are covered by a crc32 or a tag. So the WAL
+//! and manifest targets require, unconditionally, that such a flip is reported rather than
+//! silently cutting acknowledged data (this was an opt-in check, `SEALDB_FUZZ_STRICT_TAMPER`,
+//! before block prefixes carried their crc32).
 
 use sealdb_crypto::keys::{DatabaseId, SecretKey};
 use sealdb_crypto::provider::{
