@@ -5,10 +5,16 @@
 #
 # Builds every target once (`cargo +nightly fuzz build -O`), then runs each built binary (all
 # targets, or the ones named) for SECONDS with its corpus in fuzz/corpus/<target> (created and
-# seeded on first use; gitignored) and prints a summary table. The binaries are run directly,
-# not through `cargo fuzz run`, so edits made to the tree meanwhile never trigger a rebuild. Crash inputs land in
-# fuzz/artifacts/<target>/, logs in fuzz/target/fuzz-logs/<target>.log. Exits non-zero if any
-# target crashed or failed.
+# seeded on first use; gitignored) and prints a summary table with the executions per target
+# (libFuzzer's final `stat::number_of_executed_units`, else its `#N DONE` line). The binaries
+# are run directly, not through `cargo fuzz run`, so edits made to the tree meanwhile never
+# trigger a rebuild. Crash inputs land in fuzz/artifacts/<target>/, logs in
+# fuzz/target/fuzz-logs/<target>.log. Exits non-zero if any target crashed or failed.
+#
+# cargo-fuzz passes its sanitizer flags in RUSTFLAGS, and cargo then ignores `build.rustflags`
+# of .cargo/config.toml; so the workspace's rustflags (`--cfg chacha20_avx512`) are read from
+# there and added to RUSTFLAGS, and the fuzzed code uses the cipher backends the shipped code
+# does.
 #
 # Environment:
 #   FUZZ_BUILD_ARGS  extra `cargo fuzz build` flags (e.g. "-a" for overflow checks; not
@@ -32,10 +38,14 @@ fuzz_dir=$root/fuzz
 cd "$fuzz_dir"
 
 read -r -a build_args <<<"${FUZZ_BUILD_ARGS:-}"
+# `rustflags = ["--cfg", "chacha20_avx512"]` -> `--cfg chacha20_avx512`
+config_flags=$(sed -nE 's/^[[:space:]]*rustflags[[:space:]]*=[[:space:]]*\[(.*)\][[:space:]]*$/\1/p' \
+    "$root/.cargo/config.toml" 2>/dev/null | tr -d '",' || true)
+export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }$config_flags"
 read -r -a extra_args <<<"${FUZZ_ARGS:-}"
 timeout_secs=${FUZZ_TIMEOUT:-30}
 
-echo "==> building fuzz targets (cargo +nightly fuzz build -O ${build_args[*]})"
+echo "==> building fuzz targets (cargo +nightly fuzz build -O ${build_args[*]}; RUSTFLAGS=$RUSTFLAGS)"
 cargo +nightly fuzz build -O "${build_args[@]}"
 
 if [[ $# -gt 0 ]]; then
@@ -45,7 +55,8 @@ else
 fi
 [[ ${#targets[@]} -gt 0 ]] || { echo "no fuzz targets found" >&2; exit 1; }
 
-bin_dir=${CARGO_TARGET_DIR:-$fuzz_dir/target}/x86_64-unknown-linux-gnu/release
+host=$(rustc +nightly -vV | sed -n 's/^host: //p')
+bin_dir=${CARGO_TARGET_DIR:-$fuzz_dir/target}/$host/release
 log_dir=$fuzz_dir/target/fuzz-logs
 mkdir -p "$log_dir"
 for t in "${targets[@]}"; do
@@ -60,12 +71,13 @@ count_artifacts() {
 }
 
 # A fresh corpus gets a few random seeds in each input mode the targets understand:
-# 0xA5 = structure-aware, 0x5A = header-checksum fix-up, anything else = raw bytes.
+# 0xA5 = structure-aware, 0x5A = header-checksum fix-up, 0x3C = re-seal (block bodies are
+# plaintext, sealed by the target), anything else = raw bytes (fuzz/src/lib.rs).
 seed_corpus() {
     local dir=$1 prefix size i=0
     mkdir -p "$dir"
     [[ -z $(find "$dir" -maxdepth 1 -type f -print -quit) ]] || return 0
-    for prefix in '\xa5' '\x5a' '\x00'; do
+    for prefix in '\xa5' '\x5a' '\x3c' '\x00'; do
         for size in 16 64 256 1024; do
             { printf "$prefix"; head -c "$size" /dev/urandom; } >"$dir/seed-$i"
             i=$((i + 1))
@@ -104,11 +116,11 @@ for t in "${targets[@]}"; do
 done
 
 echo
-printf '%-14s %14s %10s %8s %6s\n' TARGET EXECUTIONS EXEC/S CRASHES EXIT
-printf '%-14s %14s %10s %8s %6s\n' -------------- -------------- ---------- -------- ------
+printf '%-16s %14s %10s %8s %6s\n' TARGET EXECUTIONS EXEC/S CRASHES EXIT
+printf '%-16s %14s %10s %8s %6s\n' ---------------- -------------- ---------- -------- ------
 for row in "${rows[@]}"; do
     IFS='|' read -r t execs rate crashes status <<<"$row"
-    printf '%-14s %14s %10s %8s %6s\n' "$t" "$execs" "$rate" "$crashes" "$status"
+    printf '%-16s %14s %10s %8s %6s\n' "$t" "$execs" "$rate" "$crashes" "$status"
 done
 echo "(${secs}s per target)"
 exit "$failed"

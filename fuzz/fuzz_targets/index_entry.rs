@@ -8,7 +8,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(e) = sealdb_index::decode_entry_key(data) {
         if let Ok(v) = e.index_value() {
             // A key that decodes re-encodes to exactly itself.
-            assert_eq!(sealdb_index::entry_key(&e.partition, &v, &e.primary_key), data);
+            assert_eq!(
+                sealdb_index::entry_key(&e.partition, &v, &e.primary_key),
+                data
+            );
         }
     }
     let _ = sealdb_index::IndexValue::decode(data);

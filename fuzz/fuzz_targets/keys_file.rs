@@ -131,7 +131,10 @@ fn structured(data: &[u8]) {
     let path = dir.join("KEYS");
     let mut bytes = fs.contents(&path).expect("contents");
     let full_len = bytes.len();
-    assert_eq!(KeysFile::decode_untrusted(&bytes).expect("intact envelope"), want.versions.len());
+    assert_eq!(
+        KeysFile::decode_untrusted(&bytes).expect("intact envelope"),
+        want.versions.len()
+    );
     let mutation = Mutation::draw(&mut mspec, full_len);
     mutation.apply(&mut bytes);
     fs.set_contents(&path, bytes.clone()).expect("set contents");

@@ -1,20 +1,23 @@
 //! Sealed-file framing: `BlockSealer::open`, `FileHeader::decode`, and `SealedReader` block
-//! iteration over untrusted bytes, for both ciphers. In structure-aware mode (first byte
-//! 0xA5) it seals input-chosen blocks into a valid file, damages it at one input-chosen point
-//! and checks that reading returns exactly the original blocks (a prefix of them) or an
+//! iteration over untrusted bytes, for both ciphers. A raw block is opened as it is and again
+//! with its prefix crc32 recomputed, so the length, flag and tag checks behind the prefix
+//! check are reached; in re-seal mode (first byte 0x3C) the file's blocks are sealed from the
+//! input first, so the reader's success paths are reached too. In structure-aware mode (first
+//! byte 0xA5) it seals input-chosen blocks into a valid file, damages it at one input-chosen
+//! point and checks that reading returns exactly the original blocks (a prefix of them) or an
 //! integrity error — never different plaintext.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sealdb_crypto::sealed::{read_file_header, HEADER_LEN};
+use sealdb_crypto::keys::FileId;
+use sealdb_crypto::sealed::{read_file_header, BLOCK_PREFIX_LEN, HEADER_LEN};
 use sealdb_crypto::{
     ArtifactKind, Block, BlockHandle, BlockSealer, CipherId, Error, Expected, FileHeader,
     SealedReader, SealedWriter,
 };
-use sealdb_crypto::keys::FileId;
 use sealdb_fuzz::{
-    cipher_from, fix_header_crc, keyring, put_file, Input, Mutation, CIPHERS, DB_ID,
-    MODE_FIXUP, MODE_STRUCTURED,
+    cipher_from, fix_header_crc, fix_prefix_crc, keyring, put_file, reseal, Input, Mutation,
+    CIPHERS, DB_ID, MODE_FIXUP, MODE_RESEAL, MODE_STRUCTURED,
 };
 use sealdb_vfs::{CrashFs, FileSystem};
 use std::path::Path;
@@ -27,6 +30,13 @@ fuzz_target!(|data: &[u8]| {
             let mut v = rest.to_vec();
             fix_header_crc(&mut v);
             raw(&v);
+        }
+        Some((&MODE_RESEAL, rest)) => {
+            let kind = rest
+                .get(10)
+                .and_then(|b| ArtifactKind::from_u8(*b))
+                .unwrap_or(ArtifactKind::Table);
+            raw(&reseal(rest, keyring(), kind));
         }
         _ => raw(data),
     }
@@ -56,13 +66,25 @@ fn raw(data: &[u8]) {
     let mut inp = Input::new(data);
     let offset = inp.u64();
     let block = inp.rest();
+    let mut fixed = block.to_vec();
+    fix_prefix_crc(offset, &mut fixed);
     for sealer in sealers() {
-        if let Ok(b) = sealer.open(offset, block.to_vec()) {
-            // Only the `none` cipher can be forged (crc32); its body is the plaintext.
-            let tag = sealer.header().cipher.tag_len();
-            assert_eq!(block.len(), 5 + b.data.len() + tag);
-            if sealer.header().cipher == CipherId::None {
-                assert_eq!(&block[5..5 + b.data.len()], b.data.as_slice());
+        for raw in [block, fixed.as_slice()] {
+            if let Ok(b) = sealer.open(offset, raw.to_vec()) {
+                // Only the `none` cipher can be forged (crc32); its body is the plaintext.
+                let tag = sealer.header().cipher.tag_len();
+                assert_eq!(raw.len(), BLOCK_PREFIX_LEN + b.data.len() + tag);
+                assert_eq!(
+                    u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize,
+                    b.data.len()
+                );
+                assert_eq!(b.is_final, raw[4] == 1);
+                if sealer.header().cipher == CipherId::None {
+                    assert_eq!(
+                        &raw[BLOCK_PREFIX_LEN..BLOCK_PREFIX_LEN + b.data.len()],
+                        b.data.as_slice()
+                    );
+                }
             }
         }
     }
@@ -130,10 +152,16 @@ fn structured(data: &[u8]) {
     let cipher = cipher_from(inp.u8());
     let kind = ArtifactKind::from_u8(1 + inp.u8() % 8).expect("kind");
     // Only the KEYS file may carry a header extension.
-    let ext_len = if kind == ArtifactKind::Keys { usize::from(inp.u8() % 48) } else { 0 };
+    let ext_len = if kind == ArtifactKind::Keys {
+        usize::from(inp.u8() % 48)
+    } else {
+        0
+    };
     let nblocks = 1 + usize::from(inp.u8() % 8);
     let finish = inp.u8() & 1 == 1;
-    let splits: Vec<usize> = (0..nblocks - 1).map(|_| usize::from(inp.u16() % 300)).collect();
+    let splits: Vec<usize> = (0..nblocks - 1)
+        .map(|_| usize::from(inp.u16() % 300))
+        .collect();
     let mut mspec = Input::new(inp.bytes(6));
     let ext = inp.bytes(ext_len).to_vec();
     let mut plain = inp.rest();
@@ -167,7 +195,10 @@ fn structured(data: &[u8]) {
     drop(w);
     let mut bytes = fs.contents(path).expect("contents");
     let full_len = bytes.len();
-    assert_eq!(full_len as u64, written.last().map(|w| w.0.end()).unwrap_or(0));
+    assert_eq!(
+        full_len as u64,
+        written.last().map(|w| w.0.end()).unwrap_or(0)
+    );
     assert!(header_len >= HEADER_LEN);
 
     // Damage it.
@@ -207,7 +238,12 @@ fn structured(data: &[u8]) {
         assert!(ok.len() <= written.len(), "more blocks than written");
         for ((h, b), (wh, wdata, wfinal)) in ok.iter().zip(&written) {
             assert_eq!(h, wh, "block moved");
-            assert_eq!(b.data.as_slice(), *wdata, "different plaintext at {}", h.offset);
+            assert_eq!(
+                b.data.as_slice(),
+                *wdata,
+                "different plaintext at {}",
+                h.offset
+            );
             assert_eq!(b.is_final, *wfinal);
         }
     }
@@ -234,13 +270,21 @@ fn structured(data: &[u8]) {
             if strict {
                 assert!(err.is_some(), "flip at {pos} went unnoticed");
                 for (h, _) in &ok {
-                    assert!(h.end() as usize <= pos, "damaged block at {} returned", h.offset);
+                    assert!(
+                        h.end() as usize <= pos,
+                        "damaged block at {} returned",
+                        h.offset
+                    );
                 }
             }
         }
         Mutation::Append { .. } => {
             assert!(err.is_some(), "trailing garbage accepted");
-            let intact = if finish { written.len() - 1 } else { written.len() };
+            let intact = if finish {
+                written.len() - 1
+            } else {
+                written.len()
+            };
             assert_eq!(ok.len(), intact);
         }
     }

@@ -1,33 +1,38 @@
 //! Change-stream decoders: record frames, and a whole stream segment recovered from arbitrary
-//! bytes (both ciphers) through the real `StreamLog::open`. Must never panic.
+//! bytes (both ciphers) through the real `StreamLog::open`, then read. In re-seal mode (first
+//! byte 0x3C) the segment's blocks are sealed from the input first, so the frame and record
+//! decoders are reached through the real reader. Must never panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sealdb_crypto::{CipherId, DatabaseId, Keyring, SecretKey};
+use sealdb_crypto::ArtifactKind;
+use sealdb_fuzz::{keyring, put_file, reseal, CIPHERS, MODE_RESEAL};
 use sealdb_stream::{StartAt, StreamLog, StreamOptions};
-use sealdb_vfs::{CrashFs, FileSystem};
-use std::collections::BTreeMap;
+use sealdb_vfs::CrashFs;
 use std::path::Path;
 use std::sync::Arc;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = sealdb_stream::decode_records_for_fuzz(data);
-    let mut versions = BTreeMap::new();
-    versions.insert(1, SecretKey::from_bytes([7; 32]));
-    let Ok(keyring) = Keyring::new(DatabaseId([0; 16]), versions, 1) else { return };
-    for cipher in [CipherId::None, CipherId::ChaCha20Poly1305] {
+    let resealed;
+    let file = match data.split_first() {
+        Some((&MODE_RESEAL, rest)) => {
+            resealed = reseal(rest, keyring(), ArtifactKind::Stream);
+            resealed.as_slice()
+        }
+        _ => {
+            let _ = sealdb_stream::decode_records_for_fuzz(data);
+            data
+        }
+    };
+    for cipher in CIPHERS {
         let fs = CrashFs::new();
         let dir = Path::new("/s");
-        if fs.create_dir_all(dir).is_err() {
-            return;
-        }
-        let Ok(mut f) = fs.create_new(&dir.join(sealdb_stream::segment_file_name(1))) else { return };
-        if f.append(data).is_err() {
-            return;
-        }
-        drop(f);
-        let opts = StreamOptions { cipher, ..StreamOptions::default() };
-        if let Ok((log, _)) = StreamLog::open(Arc::new(fs), dir, keyring.clone(), opts) {
+        put_file(&fs, &dir.join(sealdb_stream::segment_file_name(1)), file);
+        let opts = StreamOptions {
+            cipher,
+            ..StreamOptions::default()
+        };
+        if let Ok((log, _)) = StreamLog::open(Arc::new(fs), dir, keyring().clone(), opts) {
             let _ = log.read(StartAt::TrimHorizon, 1000, 1 << 20);
         }
     }

@@ -316,11 +316,7 @@ impl LocalKms {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(Error::io(path, e)),
         };
-        Ok(bytes
-            .split(|&b| b == b'\n')
-            .filter_map(|line| serde_json::from_slice::<AuditEntry>(line).ok())
-            .filter(|entry| name.is_none_or(|n| entry.key == n))
-            .collect())
+        Ok(parse_audit_log(&bytes, name))
     }
 
     /// A provider for key `name`. Does not check that the key exists: that is decided, and
@@ -492,6 +488,16 @@ impl LocalKms {
         (&file).write_all(text.as_bytes()).map_err(io_err)?;
         file.sync_data().map_err(io_err)
     }
+}
+
+/// The entries of an audit log's bytes, oldest first; only those about key `name` if given.
+/// Lines that do not parse (a write torn by a crash) are skipped.
+pub(crate) fn parse_audit_log(bytes: &[u8], name: Option<&str>) -> Vec<AuditEntry> {
+    bytes
+        .split(|&b| b == b'\n')
+        .filter_map(|line| serde_json::from_slice::<AuditEntry>(line).ok())
+        .filter(|entry| name.is_none_or(|n| entry.key == n))
+        .collect()
 }
 
 fn open_audit_log(path: &Path) -> Result<File> {

@@ -11,6 +11,8 @@
 //! argument, and `docs/format.md` for the byte layouts.
 
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod hex;
 pub mod keyring;
 pub mod keys;

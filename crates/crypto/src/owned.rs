@@ -243,7 +243,7 @@ fn not_found(database_id: DatabaseId) -> Error {
     }
 }
 
-fn encode_key_file(database_id: DatabaseId, master: &SecretKey) -> Zeroizing<Vec<u8>> {
+pub(crate) fn encode_key_file(database_id: DatabaseId, master: &SecretKey) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::with_capacity(FILE_LEN));
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&database_id.0);
@@ -268,7 +268,11 @@ fn read_key_file(path: &Path, database_id: DatabaseId) -> Result<SecretKey> {
     decode_key_file(&bytes, path, database_id)
 }
 
-fn decode_key_file(bytes: &[u8], path: &Path, database_id: DatabaseId) -> Result<SecretKey> {
+pub(crate) fn decode_key_file(
+    bytes: &[u8],
+    path: &Path,
+    database_id: DatabaseId,
+) -> Result<SecretKey> {
     let file = path.display().to_string();
     let bad = |reason| Error::integrity(file.clone(), None, reason);
     if bytes.len() != FILE_LEN {

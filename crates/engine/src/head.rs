@@ -62,7 +62,7 @@ pub(crate) struct HeadState {
 }
 
 impl HeadState {
-    fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
         w.raw(HEAD_TAG)
             .u64(self.manifest.0)
@@ -82,7 +82,7 @@ impl HeadState {
         w.buf
     }
 
-    fn decode(bytes: &[u8], label: &str) -> Result<Self> {
+    pub(crate) fn decode(bytes: &[u8], label: &str) -> Result<Self> {
         let mut r = Reader::new(bytes, label);
         if r.take(8, "tag")? != HEAD_TAG {
             return Err(Error::Corruption(format!("{label}: not a head record")));
@@ -178,6 +178,17 @@ fn legacy_counter_path(keystore: &Path, id: DatabaseId, dir: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// Reads and decodes a head file (written by [`Head::write`]).
+pub(crate) fn read_head_file(
+    fs: &dyn FileSystem,
+    path: &Path,
+    keyring: &Keyring,
+) -> Result<HeadState> {
+    let data =
+        sealdb_crypto::sealed::read_small_sealed_file(fs, path, keyring, ArtifactKind::Meta)?;
+    HeadState::decode(&data, &path.display().to_string())
+}
+
 /// Reads the legacy counter: the manifest position it recorded.
 fn read_legacy_counter(path: &Path) -> Result<Option<(u64, u64)>> {
     let bytes = match std::fs::read(path) {
@@ -185,19 +196,24 @@ fn read_legacy_counter(path: &Path) -> Result<Option<(u64, u64)>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(path, e)),
     };
+    decode_legacy_counter(&bytes, path).map(Some)
+}
+
+/// Decodes the legacy counter's bytes (`path` names it in errors).
+pub(crate) fn decode_legacy_counter(bytes: &[u8], path: &Path) -> Result<(u64, u64)> {
     let bad = || Error::Corruption(format!("{}: malformed rollback counter", path.display()));
     if bytes.len() != 28 || bytes.get(..8) != Some(&LEGACY_COUNTER_MAGIC[..]) {
         return Err(bad());
     }
     let label = path.display().to_string();
-    let mut r = Reader::new(&bytes, &label);
+    let mut r = Reader::new(bytes, &label);
     r.take(8, "magic")?;
     let pos = (r.u64("manifest number")?, r.u64("manifest edits")?);
     let crc = r.u32("checksum")?;
     if crc32fast::hash(bytes.get(..24).unwrap_or_default()) != crc {
         return Err(bad());
     }
-    Ok(Some(pos))
+    Ok(pos)
 }
 
 /// Where the head's values came from at open.
@@ -243,16 +259,7 @@ impl Head {
         let legacy = legacy_counter_path(keystore, id, dir);
         let fs = RealFs;
         let (state, origin) = if fs.exists(&path) {
-            let data = sealdb_crypto::sealed::read_small_sealed_file(
-                &fs,
-                &path,
-                keyring,
-                ArtifactKind::Meta,
-            )?;
-            (
-                HeadState::decode(&data, &path.display().to_string())?,
-                HeadOrigin::Head,
-            )
+            (read_head_file(&fs, &path, keyring)?, HeadOrigin::Head)
         } else if let Some(pos) = read_legacy_counter(&legacy)? {
             (
                 HeadState {

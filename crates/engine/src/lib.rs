@@ -12,6 +12,8 @@ mod bg;
 mod codec;
 mod db;
 mod error;
+#[doc(hidden)]
+pub mod fuzz_entry;
 mod head;
 mod index;
 mod iter;

@@ -775,7 +775,11 @@ impl Manifest {
     }
 }
 
-fn read_current(fs: &dyn sealdb_vfs::FileSystem, dir: &Path, keyring: &Keyring) -> Result<u64> {
+pub(crate) fn read_current(
+    fs: &dyn sealdb_vfs::FileSystem,
+    dir: &Path,
+    keyring: &Keyring,
+) -> Result<u64> {
     let path = dir.join(CURRENT_FILE);
     let data =
         sealdb_crypto::sealed::read_small_sealed_file(fs, &path, keyring, ArtifactKind::Meta)?;
@@ -787,7 +791,7 @@ fn read_current(fs: &dyn sealdb_vfs::FileSystem, dir: &Path, keyring: &Keyring) 
     r.u64("manifest number")
 }
 
-fn write_current(
+pub(crate) fn write_current(
     fs: &dyn sealdb_vfs::FileSystem,
     dir: &Path,
     keyring: &Keyring,

@@ -30,6 +30,8 @@
 //!
 //! [`ConsumerPositions`] keeps named, durable consumer positions in a small sealed file.
 
+#[doc(hidden)]
+pub mod fuzz_entry;
 mod log;
 mod positions;
 mod record;

@@ -130,7 +130,7 @@ fn malformed(path: &Path, offset: Option<u64>, why: impl std::fmt::Display) -> E
     }
 }
 
-fn encode(positions: &BTreeMap<String, u64>) -> Result<Vec<u8>> {
+pub(crate) fn encode(positions: &BTreeMap<String, u64>) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(12 + positions.len() * 32);
     out.extend_from_slice(POSITIONS_TAG);
     let count = u32::try_from(positions.len())
@@ -148,7 +148,7 @@ fn encode(positions: &BTreeMap<String, u64>) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-fn decode(b: &[u8]) -> std::result::Result<BTreeMap<String, u64>, String> {
+pub(crate) fn decode(b: &[u8]) -> std::result::Result<BTreeMap<String, u64>, String> {
     let mut c = Cursor::new(b);
     if c.take(POSITIONS_TAG.len(), "tag")? != POSITIONS_TAG {
         return Err("not a consumer positions file (bad tag)".into());

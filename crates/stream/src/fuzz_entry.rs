@@ -1,0 +1,21 @@
+//! Entry points for the fuzz targets in `fuzz/` into decoders that are otherwise private.
+//!
+//! Not part of the supported API: hidden from the docs and kept in this one module so that it
+//! can be put behind a cargo feature without touching the decoders themselves.
+
+use crate::{Error, Result};
+use std::collections::BTreeMap;
+
+/// Decodes the plaintext of a `CONSUMERS` file's block: every consumer and its position, by
+/// name.
+pub fn decode_positions(bytes: &[u8]) -> Result<Vec<(String, u64)>> {
+    crate::positions::decode(bytes)
+        .map(|m| m.into_iter().collect())
+        .map_err(Error::Malformed)
+}
+
+/// Encodes the plaintext of a `CONSUMERS` file's block, exactly as a commit writes it.
+pub fn encode_positions(positions: &[(String, u64)]) -> Result<Vec<u8>> {
+    let map: BTreeMap<String, u64> = positions.iter().cloned().collect();
+    crate::positions::encode(&map)
+}
