@@ -426,3 +426,76 @@ fn demo_refuses_an_existing_database() {
     e.run(&["demo", "--count", "10"]).status(4);
     assert_eq!(e.run(&["get", "k"]).ok().out(), "v\n");
 }
+
+/// Every file under `dir` with its contents.
+fn tree(dir: &std::path::Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.clone(), std::fs::read(&p).expect("read"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn read_commands_change_nothing_and_run_beside_a_writer() {
+    let env = Env::new();
+    env.run(&["put", "a", "1"]).ok();
+    env.run(&["flush"]).ok();
+    env.run(&["put", "b", "2", "--sync"]).ok();
+    let export = env.path("export.tsv");
+    let export_arg = export.to_string_lossy().into_owned();
+    let reads: Vec<Vec<&str>> = vec![
+        vec!["get", "a"],
+        vec!["get", "b"],
+        vec!["scan"],
+        vec!["export", &export_arg],
+        vec!["stats"],
+        vec!["verify"],
+        vec!["index", "list"],
+        vec!["keys", "status"],
+    ];
+    let before = tree(&env.db);
+    let before_keystore = tree(&env.keystore);
+    for args in &reads {
+        env.run(args).ok();
+        assert_eq!(
+            tree(&env.db),
+            before,
+            "`{}` changed the database directory",
+            args.join(" ")
+        );
+        assert_eq!(
+            tree(&env.keystore),
+            before_keystore,
+            "`{}` changed the keystore",
+            args.join(" ")
+        );
+    }
+    // Beside a writer holding the database open (this test process), with no lock wait.
+    let writer = sealdb::Db::open(
+        &env.db,
+        sealdb::Options {
+            keystore_dir: Some(env.keystore.clone()),
+            ..sealdb::Options::default()
+        },
+    )
+    .expect("writer");
+    writer
+        .default_keyspace()
+        .put_opt(b"c", b"3", sealdb::WriteOptions::SYNC)
+        .expect("put");
+    let got = env.run(&["--lock-wait", "0", "get", "c"]).ok();
+    assert_eq!(got.out().trim(), "3");
+    env.run(&["--lock-wait", "0", "verify"]).ok();
+    env.run(&["--lock-wait", "0", "scan"]).ok();
+    // Writers still wait for (and here are refused by) the writer's lock.
+    env.run(&["--lock-wait", "0", "put", "d", "4"]).status(4);
+}

@@ -55,7 +55,7 @@ pub fn compact(ctx: &mut Ctx) -> Result<()> {
 /// `stats`: the engine's statistics. Counters (cache, stalls, flushes, compactions) count
 /// the work of this process since it opened the database; sizes describe the database.
 pub fn stats(ctx: &mut Ctx) -> Result<()> {
-    let db = ctx.open(Create::Never)?;
+    let db = ctx.open(Create::ReadOnly)?;
     let s = db.stats();
     if ctx.out.is_json() {
         ctx.out.json_line(&stats_json(&db, &s))
@@ -76,7 +76,7 @@ pub fn stats(ctx: &mut Ctx) -> Result<()> {
 /// `verify`: authenticates every block of every live file; prints each failure (file and
 /// block) and fails with exit 2 if there is any.
 pub fn verify(ctx: &mut Ctx) -> Result<()> {
-    let db = ctx.open(Create::Never)?;
+    let db = ctx.open(Create::ReadOnly)?;
     let t = Instant::now();
     let report = db.verify();
     let elapsed = t.elapsed();

@@ -41,7 +41,7 @@ pub fn put(ctx: &mut Ctx, a: &PutArgs) -> Result<()> {
 pub fn get(ctx: &mut Ctx, a: &GetArgs) -> Result<()> {
     let enc = Encoding::from_flag(a.encoding.hex);
     let key = enc.decode_arg(&a.key, "key")?;
-    let db = ctx.open(Create::Never)?;
+    let db = ctx.open(Create::ReadOnly)?;
     let Some(value) = db.get(&key)? else {
         if ctx.out.is_json() {
             let k = enc.json_string(&key, "key", &key)?;
@@ -149,7 +149,7 @@ pub fn scan(ctx: &mut Ctx, a: &ScanArgs) -> Result<()> {
     let prefix = decode(&a.prefix, "prefix")?;
     let from = decode(&a.from, "--from key")?;
     let to = decode(&a.to, "--to key")?;
-    let db = ctx.open(Create::Never)?;
+    let db = ctx.open(Create::ReadOnly)?;
     let Some((lo, hi)) = scan_bounds(prefix.as_deref(), from.as_deref(), to.as_deref()) else {
         return Ok(());
     };
@@ -281,7 +281,7 @@ fn write_pairs(
 /// refused or failed export leaves no partial file.
 pub fn export(ctx: &mut Ctx, a: &ExportArgs) -> Result<()> {
     let enc = Encoding::from_flag(a.encoding.hex);
-    let db = ctx.open(Create::Never)?;
+    let db = ctx.open(Create::ReadOnly)?;
     let target = a.file.as_deref().filter(|p| p.as_os_str() != "-");
     let Some(path) = target else {
         // Straight to standard output; the data is the output, so no summary line.

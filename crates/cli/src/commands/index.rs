@@ -161,7 +161,7 @@ fn info_line(i: &IndexInfo) -> String {
 
 /// `index list`.
 fn list(ctx: &mut Ctx) -> Result<()> {
-    let db = ctx.open(Create::Never)?;
+    let db = ctx.open(Create::ReadOnly)?;
     let indexes = db.list_indexes();
     if indexes.is_empty() && !ctx.out.is_json() {
         return ctx.out.text("no indexes");
@@ -255,7 +255,7 @@ fn query(ctx: &mut Ctx, a: &IndexQueryArgs) -> Result<()> {
         Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
         None => 0,
     };
-    let db = ctx.open(Create::Never)?;
+    let db = ctx.open(Create::ReadOnly)?;
     let page = db.query_index(
         &a.name,
         &IndexQuery {

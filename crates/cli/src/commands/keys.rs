@@ -46,7 +46,7 @@ pub fn descriptor_json(d: &KeyDescriptor) -> Value {
 /// unusable, what the KEYS file says in clear (key id, data-key versions) is shown before
 /// failing with exit 3.
 fn status(ctx: &mut Ctx) -> Result<()> {
-    let db = match ctx.open(Create::Never) {
+    let db = match ctx.open(Create::ReadOnly) {
         Ok(db) => db,
         Err(e) if e.exit() == crate::error::Exit::KeyUnavailable => {
             unavailable_status(ctx, &e)?;

@@ -27,6 +27,9 @@ pub enum Create {
     /// Everything else refuses a directory without one, so a typo in `--db` never leaves an
     /// empty database (and a fresh master key) behind.
     Never,
+    /// Read commands (`get`, `scan`, `export`, `stats`, `verify`, `index list/query`,
+    /// `keys status`) open read-only: they change nothing on disk and run beside a writer.
+    ReadOnly,
 }
 
 /// What every command gets: the global options and standard output.
@@ -76,6 +79,9 @@ impl Ctx {
         };
         Ok(Options {
             create_if_missing: create == Create::IfMissing,
+            // Accepting a rolled-back directory re-anchors it, which is a write: with
+            // --allow-rollback even read commands open for writing.
+            read_only: create == Create::ReadOnly && !self.global.allow_rollback,
             cipher: self
                 .global
                 .cipher
