@@ -183,3 +183,43 @@ fn tampered_wal_is_an_integrity_error_and_never_wrong_data() {
     let err = Db::open(t.path(), t.options()).expect_err("tampered wal");
     assert!(err.is_integrity(), "{err:?}");
 }
+
+#[test]
+fn index_and_data_tables_swapped_are_refused() {
+    // Index tables share the data tables' artifact kind; their role (which keyspace) is bound
+    // by the manifest record of each file (file id, footer digest), so a swap is refused.
+    let t = TestDb::new();
+    {
+        let db = t.open();
+        let items = db.create_keyspace("items").expect("keyspace");
+        for i in 0..50u32 {
+            items
+                .put(
+                    format!("k{i:03}").as_bytes(),
+                    format!(r#"{{"color":"c{}"}}"#, i % 5).as_bytes(),
+                )
+                .expect("put");
+        }
+        db.create_index(
+            sealdb::IndexDefinition {
+                name: "by_color".into(),
+                keyspace: "items".into(),
+                kind: sealdb::IndexKind::Global,
+                extractor: sealdb::Extractor::JsonPointer("/color".into()),
+                projection: sealdb::Projection::KeysOnly,
+            },
+            &mut |_| {},
+        )
+        .expect("index");
+        db.flush().expect("flush");
+    }
+    let files = tables(&t.path());
+    assert!(files.len() >= 2, "{files:?}");
+    let (a, b) = (&files[0], &files[files.len() - 1]);
+    let tmp = t.path().join("tables").join("swap.tmp");
+    std::fs::rename(a, &tmp).expect("swap");
+    std::fs::rename(b, a).expect("swap");
+    std::fs::rename(&tmp, b).expect("swap");
+    let err = Db::open(t.path(), t.options()).expect_err("swapped tables");
+    assert!(err.is_integrity(), "{err:?}");
+}
