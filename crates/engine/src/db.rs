@@ -256,6 +256,7 @@ fn copy_refusal(e: &Error) -> Error {
             since: *since,
         },
         Error::Poisoned(why) => Error::Poisoned(why.clone()),
+        Error::ReadOnly => Error::ReadOnly,
         other => Error::Poisoned(other.to_string()),
     }
 }
