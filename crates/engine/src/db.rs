@@ -397,9 +397,10 @@ pub struct Keyspace {
 /// A set of puts and deletes, possibly across keyspaces, committed atomically (one WAL frame).
 ///
 /// A batch must fit in one sealed block: its encoding (each record takes its key, its value
-/// and 9 bytes, 13 for a put) is limited to [`MAX_BATCH_LEN`](crate::MAX_BATCH_LEN) bytes (64 MiB less
-/// 29 bytes of framing). A [`put`](Self::put) or [`delete`](Self::delete) that would take it
-/// past that fails with [`Error::BatchTooLarge`] and leaves the batch unchanged. The limit
+/// and 9 bytes, 13 for a put) is limited to [`MAX_BATCH_LEN`](crate::MAX_BATCH_LEN) bytes
+/// (64 MiB less 29 bytes of framing). A [`put`](Self::put) or [`delete`](Self::delete) that
+/// would take it past that fails with [`Error::BatchTooLarge`] and leaves the batch
+/// unchanged. The limit
 /// also applies after the engine adds the batch's index entries (a `Projection::All` index
 /// copies each value, so an indexed batch is limited to about half) and to the change
 /// records it makes for a keyspace's stream (with `NewAndOldImages`, old values count too):
@@ -1103,8 +1104,9 @@ impl Db {
             .unwrap_or_else(|e| Err(leader_failed(inner, e)))
     }
 
-    /// Runs on the group-commit leader: assigns sequence numbers, writes one WAL frame (one
-    /// sync if any writer asked for it), applies the batches to the memtable, then publishes.
+    /// Runs on the group-commit leader: assigns sequence numbers, writes one WAL frame (more
+    /// only if the group outgrew one sealed block; a sync per frame if any of its writers
+    /// asked for it), applies the batches to the memtable, then publishes.
     fn commit_group(&self, group: Vec<(u64, WriteRequest)>) -> Vec<(u64, Result<u64>)> {
         let _exclusive = self.inner.commit_lock.lock();
         self.commit_locked(group)
