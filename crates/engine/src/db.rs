@@ -16,7 +16,7 @@ use sealdb_vfs::{FileLock, SharedFs};
 use sealdb_wal::{
     BatchBuilder, FrameBatch, GroupCommit, Op, RecordIter, RecoveryStats, Wal, WalOptions,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -222,6 +222,63 @@ struct WriteRequest {
     sync: bool,
 }
 
+/// A write the leader accepted, expanded and is about to log.
+#[derive(Debug)]
+struct Prepared {
+    id: u64,
+    req: WriteRequest,
+    /// The changes its streams record (empty without streams).
+    changes: Vec<crate::streams::Change>,
+    /// Bytes of change records it makes, per stream keyspace.
+    stream_bytes: HashMap<u32, usize>,
+}
+
+/// What a writer waits behind: at most a frame's worth of batches per group.
+const GROUP_BUDGET: usize = sealdb_wal::MAX_FRAME_LEN - sealdb_wal::FRAME_HEADER_LEN;
+
+/// A request's weight against [`GROUP_BUDGET`]: what it adds to a frame.
+fn frame_weight(req: &WriteRequest) -> usize {
+    sealdb_wal::BATCH_HEADER_LEN.saturating_add(req.rep.len())
+}
+
+/// The refusal of `check_writable` again, for another writer of the same group.
+fn copy_refusal(e: &Error) -> Error {
+    match e {
+        Error::KeyUnavailable {
+            provider,
+            key_id,
+            state,
+            since,
+        } => Error::KeyUnavailable {
+            provider: provider.clone(),
+            key_id: key_id.clone(),
+            state: state.clone(),
+            since: *since,
+        },
+        Error::Poisoned(why) => Error::Poisoned(why.clone()),
+        Error::ReadOnly => Error::ReadOnly,
+        other => Error::Poisoned(other.to_string()),
+    }
+}
+
+/// The error for a batch that index maintenance grew past what one WAL frame holds.
+pub(crate) fn grown_batch_error(e: sealdb_wal::Error) -> Error {
+    match e {
+        sealdb_wal::Error::BatchTooLarge { size, limit } => Error::BatchTooLarge {
+            what: "write batch with its index entries".into(),
+            size,
+            limit,
+        },
+        other => other.into(),
+    }
+}
+
+/// A writer whose commit group's leader panicked outside the application's closures: what
+/// reached the log is unknown, so the database is poisoned.
+fn leader_failed(inner: &DbInner, e: sealdb_wal::LeaderFailed) -> Error {
+    inner.poison(Error::Poisoned(e.to_string()))
+}
+
 pub(crate) struct DbInner {
     pub(crate) path: PathBuf,
     pub(crate) fs: SharedFs,
@@ -338,6 +395,17 @@ pub struct Keyspace {
 }
 
 /// A set of puts and deletes, possibly across keyspaces, committed atomically (one WAL frame).
+///
+/// A batch must fit in one sealed block: its encoding (each record takes its key, its value
+/// and 9 bytes, 13 for a put) is limited to [`MAX_BATCH_LEN`](crate::MAX_BATCH_LEN) bytes
+/// (64 MiB less 29 bytes of framing). A [`put`](Self::put) or [`delete`](Self::delete) that
+/// would take it past that fails with [`Error::BatchTooLarge`] and leaves the batch
+/// unchanged. The limit
+/// also applies after the engine adds the batch's index entries (a `Projection::All` index
+/// copies each value, so an indexed batch is limited to about half) and to the change
+/// records it makes for a keyspace's stream (with `NewAndOldImages`, old values count too):
+/// [`Db::write`] refuses such a batch with `BatchTooLarge`, writing nothing of it. Writes
+/// of other writers are never merged past the limit; the database stays writable.
 #[derive(Debug, Clone, Default)]
 pub struct WriteBatch {
     builder: BatchBuilder,
@@ -703,7 +771,7 @@ impl Db {
             keyring: RwLock::new(keyring),
             cipher,
             wal,
-            group: GroupCommit::new(),
+            group: GroupCommit::with_budget(GROUP_BUDGET),
             version: RwLock::new(Arc::new(SuperVersion {
                 active,
                 immutables: memtables,
@@ -1006,6 +1074,10 @@ impl Db {
     }
 
     /// Commits `batch` atomically; returns the sequence number of its last record.
+    ///
+    /// Fails with `BatchTooLarge` (writing nothing) if the batch with its index entries, or
+    /// its change records for a stream, would not fit one sealed block (see [`WriteBatch`]),
+    /// and with `KeyUnavailable` while the master key is unusable.
     pub fn write(&self, batch: WriteBatch, opts: WriteOptions) -> Result<u64> {
         if batch.builder.is_empty() {
             return Ok(self.last_sequence());
@@ -1025,11 +1097,16 @@ impl Db {
             sync: opts.sync,
         };
         let inner = &self.inner;
-        inner.group.submit(req, |group| self.commit_group(group))
+        let weight = frame_weight(&req);
+        inner
+            .group
+            .submit(req, weight, |group| self.commit_group(group))
+            .unwrap_or_else(|e| Err(leader_failed(inner, e)))
     }
 
-    /// Runs on the group-commit leader: assigns sequence numbers, writes one WAL frame (one
-    /// sync if any writer asked for it), applies the batches to the memtable, then publishes.
+    /// Runs on the group-commit leader: assigns sequence numbers, writes one WAL frame (more
+    /// only if the group outgrew one sealed block; a sync per frame if any of its writers
+    /// asked for it), applies the batches to the memtable, then publishes.
     fn commit_group(&self, group: Vec<(u64, WriteRequest)>) -> Vec<(u64, Result<u64>)> {
         let _exclusive = self.inner.commit_lock.lock();
         self.commit_locked(group)
@@ -1057,24 +1134,32 @@ impl Db {
 
     /// Adds the records that keep secondary indexes in step (same batch, so atomic) and
     /// collects the changes streams record. Reads each touched item's current value: only for
-    /// keyspaces that have an index or a stream.
+    /// keyspaces that have an index or a stream. Returns the bytes of change records the batch
+    /// makes per stream keyspace.
+    ///
+    /// Fails with `BatchTooLarge` when the batch with its index entries, or its change
+    /// records for one stream, would not fit in one sealed block; the group's `overlay` then
+    /// holds nothing of this batch, so the batches after it are maintained as if it had never
+    /// been submitted.
     fn expand(
         &self,
         req: &mut WriteRequest,
-        overlay: &mut std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>,
+        overlay: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
         snapshot: u64,
         indexes: &crate::index::IndexSet,
+        streams: &crate::streams::StreamSet,
         changes: &mut Vec<crate::streams::Change>,
-    ) -> Result<()> {
-        let streams = self.inner.streams.read().clone();
+    ) -> Result<HashMap<u32, usize>> {
         let touched = RecordIter::new(&req.rep).any(|r| {
             r.is_ok_and(|r| {
                 indexes.by_base.contains_key(&r.keyspace) || streams.contains_key(&r.keyspace)
             })
         });
         if !touched {
-            return Ok(());
+            return Ok(HashMap::new());
         }
+        // This batch's own writes, merged into the group's overlay only once it is accepted.
+        let mut mine: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
         let mut extra = BatchBuilder::new();
         let mut all = BatchBuilder::new();
         for (pos, rec) in RecordIter::new(&req.rep).enumerate() {
@@ -1083,20 +1168,24 @@ impl Db {
                 Op::Put => all.put(rec.keyspace, rec.key, rec.value),
                 Op::Delete => all.delete(rec.keyspace, rec.key),
             }
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            .map_err(grown_batch_error)?;
             let idx = indexes.by_base.get(&rec.keyspace);
             let stream = streams.get(&rec.keyspace);
             if idx.is_none() && stream.is_none() {
                 continue;
             }
-            let old = crate::index::leader_read(
-                &self.inner,
-                self,
-                overlay,
-                rec.keyspace,
-                rec.key,
-                snapshot,
-            )?;
+            let ikey = keyspace_key(rec.keyspace, rec.key);
+            let old = match mine.get(&ikey) {
+                Some(v) => v.clone(),
+                None => crate::index::leader_read(
+                    &self.inner,
+                    self,
+                    overlay,
+                    rec.keyspace,
+                    rec.key,
+                    snapshot,
+                )?,
+            };
             let new = match rec.op {
                 Op::Put => Some(rec.value.to_vec()),
                 Op::Delete => None,
@@ -1114,7 +1203,7 @@ impl Db {
                     first_seq: 0,
                 });
             }
-            overlay.insert(keyspace_key(rec.keyspace, rec.key), new);
+            mine.insert(ikey, new);
         }
         for rec in RecordIter::new(extra.rep()) {
             let rec = rec.map_err(|e| Error::InvalidArgument(e.to_string()))?;
@@ -1122,108 +1211,236 @@ impl Db {
                 Op::Put => all.put(rec.keyspace, rec.key, rec.value),
                 Op::Delete => all.delete(rec.keyspace, rec.key),
             }
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            .map_err(grown_batch_error)?;
         }
+        let stream_bytes = crate::streams::record_bytes(streams, changes);
+        for (ks, bytes) in &stream_bytes {
+            let size = sealdb_stream::RECORDS_FRAME_HEADER_LEN.saturating_add(*bytes);
+            if size > sealdb_stream::MAX_FRAME_LEN {
+                let name = streams
+                    .get(ks)
+                    .map_or_else(String::new, |s| s.keyspace_name.clone());
+                return Err(Error::BatchTooLarge {
+                    what: format!(
+                        "the change records of a write batch for the stream of keyspace {name:?}"
+                    ),
+                    size: size as u64,
+                    limit: sealdb_stream::MAX_FRAME_LEN as u64,
+                });
+            }
+        }
+        overlay.extend(mine);
         req.count = all.count();
         req.rep = all.rep().to_vec();
-        Ok(())
+        Ok(stream_bytes)
     }
 
     fn commit_locked(&self, group: Vec<(u64, WriteRequest)>) -> Vec<(u64, Result<u64>)> {
         let inner = &self.inner;
         if let Err(e) = self.check_writable() {
-            let msg = e.to_string();
+            // Each writer gets the refusal itself, in its own class: a master key that became
+            // unusable while the writer waited is `KeyUnavailable`, not a poisoned database.
             return group
                 .into_iter()
-                .map(|(id, _)| (id, Err(Error::Poisoned(msg.clone()))))
+                .map(|(id, _)| (id, Err(copy_refusal(&e))))
                 .collect();
         }
         let force_rotate = group.iter().any(|(_, r)| r.count == 0);
         let (rotations, group): (Vec<_>, Vec<_>) =
             group.into_iter().partition(|(_, r)| r.count == 0);
         if let Err(e) = self.maybe_rotate(force_rotate) {
-            let msg = self.poison(e).to_string();
+            self.poison(e);
             return group
                 .into_iter()
                 .chain(rotations)
-                .map(|(id, _)| (id, Err(Error::Poisoned(msg.clone()))))
+                .map(|(id, _)| (id, Err(self.poisoned_error())))
                 .collect();
         }
-        let mut seq = inner.last_seq.load(Ordering::Acquire);
-        let mut results: Vec<(u64, Result<u64>)> =
-            rotations.into_iter().map(|(id, _)| (id, Ok(seq))).collect();
+        let snapshot = inner.last_seq.load(Ordering::Acquire);
+        let mut results: Vec<(u64, Result<u64>)> = rotations
+            .into_iter()
+            .map(|(id, _)| (id, Ok(snapshot)))
+            .collect();
         // Index maintenance and stream capture, when any keyspace has them.
         let indexes = inner.indexes.read().clone();
-        let has_streams = !inner.streams.read().is_empty();
-        let mut changes: Vec<Vec<crate::streams::Change>> = Vec::new();
-        let group = if indexes.is_empty() && !has_streams {
-            group
-        } else {
-            let mut overlay = std::collections::HashMap::new();
-            let mut kept = Vec::with_capacity(group.len());
-            for (id, mut req) in group {
-                let mut c = Vec::new();
-                match self.expand(&mut req, &mut overlay, seq, &indexes, &mut c) {
-                    Ok(()) => {
-                        changes.push(c);
-                        kept.push((id, req));
-                    }
-                    Err(e) => results.push((id, Err(e))),
-                }
+        let streams = inner.streams.read().clone();
+        let mut prepared = Vec::with_capacity(group.len());
+        let mut overlay = HashMap::new();
+        for (id, mut req) in group {
+            let mut changes = Vec::new();
+            if indexes.is_empty() && streams.is_empty() {
+                prepared.push(Prepared {
+                    id,
+                    req,
+                    changes,
+                    stream_bytes: HashMap::new(),
+                });
+                continue;
             }
-            kept
-        };
-        if group.is_empty() {
-            return results;
+            match self.expand(
+                &mut req,
+                &mut overlay,
+                snapshot,
+                &indexes,
+                &streams,
+                &mut changes,
+            ) {
+                Ok(stream_bytes) => prepared.push(Prepared {
+                    id,
+                    req,
+                    changes,
+                    stream_bytes,
+                }),
+                Err(e) => results.push((id, Err(e))),
+            }
         }
-        let mut firsts = Vec::with_capacity(group.len());
+        // Pack the batches, in order, into frames that each fit one sealed block (and whose
+        // change records fit one stream block per stream): a group merged from many writers,
+        // or grown by index entries, becomes several frames rather than an oversized one.
+        let mut seq = snapshot;
+        let mut frame: Vec<Prepared> = Vec::new();
+        let mut wal_len = sealdb_wal::FRAME_HEADER_LEN;
+        let mut stream_len: HashMap<u32, usize> = HashMap::new();
+        for p in prepared {
+            let batch_len = sealdb_wal::BATCH_HEADER_LEN.saturating_add(p.req.rep.len());
+            let fits = wal_len.saturating_add(batch_len) <= sealdb_wal::MAX_FRAME_LEN
+                && p.stream_bytes.iter().all(|(ks, bytes)| {
+                    stream_len
+                        .get(ks)
+                        .copied()
+                        .unwrap_or(sealdb_stream::RECORDS_FRAME_HEADER_LEN)
+                        .saturating_add(*bytes)
+                        <= sealdb_stream::MAX_FRAME_LEN
+                });
+            if !fits && !frame.is_empty() {
+                self.commit_frame(std::mem::take(&mut frame), &mut seq, &mut results);
+                wal_len = sealdb_wal::FRAME_HEADER_LEN;
+                stream_len.clear();
+            }
+            wal_len = wal_len.saturating_add(batch_len);
+            for (ks, bytes) in &p.stream_bytes {
+                let l = stream_len
+                    .entry(*ks)
+                    .or_insert(sealdb_stream::RECORDS_FRAME_HEADER_LEN);
+                *l = l.saturating_add(*bytes);
+            }
+            frame.push(p);
+        }
+        if !frame.is_empty() {
+            self.commit_frame(frame, &mut seq, &mut results);
+        }
+        results
+    }
+
+    /// Logs `frame`'s batches as one WAL frame (and their change records as one block per
+    /// stream), applies them to the memtable and publishes them; `seq` is the last sequence
+    /// number assigned so far and advances past the frame once it is logged.
+    fn commit_frame(
+        &self,
+        frame: Vec<Prepared>,
+        seq: &mut u64,
+        results: &mut Vec<(u64, Result<u64>)>,
+    ) {
+        let inner = &self.inner;
+        // An earlier frame of this group failed: nothing more is logged.
+        if inner.poisoned.lock().is_some() {
+            results.extend(
+                frame
+                    .into_iter()
+                    .map(|p| (p.id, Err(self.poisoned_error()))),
+            );
+            return;
+        }
+        let mut next = *seq;
+        let mut firsts = Vec::with_capacity(frame.len());
         let mut sync = false;
-        for (_, req) in &group {
-            firsts.push(seq + 1);
-            seq += u64::from(req.count);
-            sync |= req.sync;
+        for p in &frame {
+            firsts.push(next + 1);
+            next += u64::from(p.req.count);
+            sync |= p.req.sync;
         }
         let now_ms = crate::now_ms();
-        let frames: Vec<FrameBatch<'_>> = group
+        let batches: Vec<FrameBatch<'_>> = frame
             .iter()
             .zip(&firsts)
-            .map(|((_, req), first)| FrameBatch {
+            .map(|(p, first)| FrameBatch {
                 first_seq: *first,
-                count: req.count,
-                rep: &req.rep,
+                count: p.req.count,
+                rep: &p.req.rep,
                 commit_time_ms: now_ms,
             })
             .collect();
-        if let Err(e) = inner.wal.append(&frames, sync) {
-            let msg = self.poison(e.into()).to_string();
-            return group
-                .into_iter()
-                .map(|(id, _)| (id, Err(Error::Poisoned(msg.clone()))))
-                .collect();
+        match inner.wal.append(&batches, sync) {
+            Ok(()) => {}
+            Err(sealdb_wal::Error::BatchTooLarge { size, limit }) => {
+                // Refused before anything was written (packing makes this unreachable): the
+                // database stays writable.
+                drop(batches);
+                results.extend(frame.into_iter().map(|p| {
+                    let e = Error::BatchTooLarge {
+                        what: "WAL frame".into(),
+                        size,
+                        limit,
+                    };
+                    (p.id, Err(e))
+                }));
+                return;
+            }
+            Err(e) => {
+                self.poison(e.into());
+                drop(batches);
+                results.extend(
+                    frame
+                        .into_iter()
+                        .map(|p| (p.id, Err(self.poisoned_error()))),
+                );
+                return;
+            }
         }
-        drop(frames);
+        drop(batches);
+        *seq = next;
         // Change records go to the streams after the WAL and before the memtable: a flush
         // (which may delete WAL segments) never sees data whose records are not appended.
-        if !changes.is_empty() {
-            for (c, first) in changes.iter_mut().zip(&firsts) {
-                for ch in c.iter_mut() {
+        if frame.iter().any(|p| !p.changes.is_empty()) {
+            let mut changes: Vec<Vec<crate::streams::Change>> = Vec::with_capacity(frame.len());
+            let mut rest = Vec::with_capacity(frame.len());
+            for (mut p, first) in frame.into_iter().zip(&firsts) {
+                let mut c = std::mem::take(&mut p.changes);
+                for ch in &mut c {
                     ch.first_seq = *first;
                 }
+                changes.push(c);
+                rest.push(p);
             }
             if let Err(e) = crate::streams::append_changes(inner, &changes, now_ms, sync) {
-                let msg = self.poison(e).to_string();
-                return group
-                    .into_iter()
-                    .map(|(id, _)| (id, Err(Error::Poisoned(msg.clone()))))
-                    .collect();
+                self.poison(e);
+                results.extend(rest.into_iter().map(|p| (p.id, Err(self.poisoned_error()))));
+                return;
             }
+            self.apply_frame(rest, &firsts, sync, results);
+        } else {
+            self.apply_frame(frame, &firsts, sync, results);
         }
+        inner.last_seq.store(*seq, Ordering::Release);
+        inner.visible_seq.store(*seq, Ordering::Release);
+    }
+
+    /// Inserts a logged frame's batches into the active memtable.
+    fn apply_frame(
+        &self,
+        frame: Vec<Prepared>,
+        firsts: &[u64],
+        sync: bool,
+        results: &mut Vec<(u64, Result<u64>)>,
+    ) {
+        let inner = &self.inner;
         inner.counters.commit_groups.fetch_add(1, Ordering::Relaxed);
         if sync {
             inner.counters.wal_syncs.fetch_add(1, Ordering::Relaxed);
         }
         let active = inner.version.read().active.clone();
-        for ((id, req), first) in group.into_iter().zip(firsts) {
+        for (p, first) in frame.into_iter().zip(firsts.iter().copied()) {
+            let req = p.req;
             let mut ok = true;
             for (s, rec) in (first..).zip(RecordIter::new(&req.rep)) {
                 let Ok(rec) = rec else {
@@ -1252,15 +1469,23 @@ impl Db {
                 .user_bytes
                 .fetch_add(req.rep.len() as u64, Ordering::Relaxed);
             if ok {
-                results.push((id, Ok(first + u64::from(req.count) - 1)));
+                results.push((p.id, Ok(first + u64::from(req.count) - 1)));
             } else {
                 let e = self.poison(Error::Corruption("memtable insert failed".into()));
-                results.push((id, Err(e)));
+                results.push((p.id, Err(e)));
             }
         }
-        inner.last_seq.store(seq, Ordering::Release);
-        inner.visible_seq.store(seq, Ordering::Release);
-        results
+    }
+
+    /// The error a writer gets once the database is poisoned: the first failure, named once.
+    fn poisoned_error(&self) -> Error {
+        Error::Poisoned(
+            self.inner
+                .poisoned
+                .lock()
+                .clone()
+                .unwrap_or_else(|| "an earlier failure".into()),
+        )
     }
 
     /// Freezes the active memtable once it is over budget (called by the commit leader, the
@@ -1357,7 +1582,11 @@ impl Db {
             count: 0,
             sync: false,
         };
-        inner.group.submit(req, |group| self.commit_group(group))?;
+        let weight = frame_weight(&req);
+        inner
+            .group
+            .submit(req, weight, |group| self.commit_group(group))
+            .unwrap_or_else(|e| Err(leader_failed(inner, e)))?;
         while crate::bg::flush_oldest(inner).map_err(|e| self.poison(e))? {}
         Ok(())
     }
@@ -1513,7 +1742,11 @@ impl DbInner {
     pub(crate) fn poison(&self, e: Error) -> Error {
         let mut p = self.poisoned.lock();
         if p.is_none() {
-            *p = Some(e.to_string());
+            // The reason alone: `Error::Poisoned` adds the "read-only" prefix when shown.
+            *p = Some(match &e {
+                Error::Poisoned(why) => why.clone(),
+                other => other.to_string(),
+            });
         }
         drop(p);
         self.notify_room();
@@ -1649,17 +1882,13 @@ impl WriteBatch {
     /// Adds a put to `keyspace`.
     pub fn put(&mut self, keyspace: &Keyspace, key: &[u8], value: &[u8]) -> Result<()> {
         self.bind(keyspace)?;
-        self.builder
-            .put(keyspace.id, key, value)
-            .map_err(|e| Error::InvalidArgument(e.to_string()))
+        Ok(self.builder.put(keyspace.id, key, value)?)
     }
 
     /// Adds a delete to `keyspace`.
     pub fn delete(&mut self, keyspace: &Keyspace, key: &[u8]) -> Result<()> {
         self.bind(keyspace)?;
-        self.builder
-            .delete(keyspace.id, key)
-            .map_err(|e| Error::InvalidArgument(e.to_string()))
+        Ok(self.builder.delete(keyspace.id, key)?)
     }
 
     /// Number of operations.

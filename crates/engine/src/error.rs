@@ -109,6 +109,21 @@ pub enum Error {
         /// The oldest retained one.
         horizon: u64,
     },
+    /// A write batch does not fit in one sealed block (64 MiB, less framing): the batch
+    /// itself, the batch with the index entries it implies, or the change records it makes
+    /// for a stream. Nothing of it was written; split it into smaller batches.
+    #[error(
+        "{what} of {size} bytes exceeds the {limit}-byte limit of one sealed block; split the batch"
+    )]
+    BatchTooLarge {
+        /// What was too large (the batch, or the batch with its index entries, or its
+        /// change records for a named stream).
+        what: String,
+        /// Its size in bytes (for a batch that grew while being built, the size it reached).
+        size: u64,
+        /// The most that fits.
+        limit: u64,
+    },
     /// The database directory is locked by another process or handle.
     #[error("database {0} is in use by another process")]
     Locked(String),
@@ -197,6 +212,11 @@ impl From<sealdb_wal::Error> for Error {
             W::MissingSegment(s) => Self::Corruption(format!("WAL: {s}")),
             W::Io { path, source } => Self::Io { path, source },
             W::InvalidArgument(s) => Self::InvalidArgument(s),
+            W::BatchTooLarge { size, limit } => Self::BatchTooLarge {
+                what: "write batch".into(),
+                size,
+                limit,
+            },
             W::Poisoned(s) => Self::Poisoned(s),
             W::ReadOnly => Self::ReadOnly,
             other => Self::Corruption(other.to_string()),

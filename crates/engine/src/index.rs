@@ -105,17 +105,36 @@ pub(crate) fn maintain(
     out: &mut sealdb_wal::BatchBuilder,
 ) -> Result<()> {
     for idx in indexes {
-        let plan = idx.def.plan(key, old, new);
+        let plan = guarded(idx, key, || idx.def.plan(key, old, new))?;
+        let add = |r: sealdb_wal::Result<()>| {
+            r.map_err(|e| match e {
+                e @ sealdb_wal::Error::BatchTooLarge { .. } => crate::db::grown_batch_error(e),
+                e => Error::InvalidArgument(format!("index {}: {e}", idx.name)),
+            })
+        };
         for k in plan.deletes {
-            out.delete(idx.keyspace, &k)
-                .map_err(|e| Error::InvalidArgument(format!("index {}: {e}", idx.name)))?;
+            add(out.delete(idx.keyspace, &k))?;
         }
         for (k, v) in plan.puts {
-            out.put(idx.keyspace, &k, &v)
-                .map_err(|e| Error::InvalidArgument(format!("index {}: {e}", idx.name)))?;
+            add(out.put(idx.keyspace, &k, &v))?;
         }
     }
     Ok(())
+}
+
+/// Runs index code that calls the application's extractor. A panic there is the
+/// application's failure on this one item: it becomes an error for the write (or backfill)
+/// that needed it, instead of unwinding through the commit leader, which serves every
+/// writer of its group.
+fn guarded<T>(idx: &LiveIndex, key: &[u8], f: impl FnOnce() -> T) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        Error::InvalidArgument(format!(
+            "index {}: the extractor panicked on primary key {}: {}",
+            idx.name,
+            String::from_utf8_lossy(key),
+            sealdb_wal::panic_message(payload.as_ref())
+        ))
+    })
 }
 
 /// An index as [`Db::list_indexes`] describes it.
@@ -253,35 +272,49 @@ impl Db {
         let mut cursor: Bound<Vec<u8>> = Bound::Unbounded;
         let mut done = 0u64;
         loop {
-            let (n, next) = self.run_exclusive(|| {
+            let (n, next, full) = self.run_exclusive(|| {
                 let snapshot = self.last_sequence();
                 let mut it =
                     self.iter_internal(idx.base, cursor.clone(), Bound::Unbounded, snapshot)?;
                 let mut batch = sealdb_wal::BatchBuilder::new();
                 let mut n = 0u64;
                 let mut last = None;
+                let mut full = false;
                 for item in it.by_ref() {
                     let (k, v) = item?;
-                    for (ek, ev) in idx.def.entries(&k, &v) {
+                    let entries = guarded(idx, &k, || idx.def.entries(&k, &v))?;
+                    // A chunk is one batch, so one WAL frame: stop before an item whose
+                    // entries would not fit (the next chunk starts with it).
+                    let need = entries.iter().fold(0usize, |acc, (ek, ev)| {
+                        acc.saturating_add(sealdb_wal::BatchBuilder::put_len(ek.len(), ev.len()))
+                    });
+                    if !batch.is_empty()
+                        && batch.rep().len().saturating_add(need) > sealdb_wal::MAX_BATCH_LEN
+                    {
+                        full = true;
+                        break;
+                    }
+                    for (ek, ev) in entries {
                         batch
                             .put(idx.keyspace, &ek, &ev)
-                            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+                            .map_err(crate::db::grown_batch_error)?;
                     }
                     n += 1;
                     last = Some(k);
                     if n >= 1024 {
+                        full = true;
                         break;
                     }
                 }
                 if !batch.is_empty() {
                     self.commit_internal(batch)?;
                 }
-                Ok((n, last))
+                Ok((n, last, full))
             })?;
             done += n;
             progress(done);
             match next {
-                Some(k) if n >= 1024 => cursor = Bound::Excluded(k),
+                Some(k) if full => cursor = Bound::Excluded(k),
                 _ => break,
             }
         }
@@ -337,8 +370,12 @@ impl Db {
 
     /// Queries an index at the latest snapshot.
     pub fn query_index(&self, name: &str, q: &IndexQuery) -> Result<QueryPage> {
-        let snapshot = self.last_sequence();
-        self.query_index_at(name, q, snapshot)
+        // Registered for the whole query, so a compaction meanwhile keeps every version it
+        // reads (an unregistered sequence number could lose index entries or base items).
+        let snapshot = self.snapshot();
+        #[cfg(test)]
+        tests::QUERY_PAUSE.with(|p| p.borrow_mut().take().map(|f| f()));
+        self.query_index_at(name, q, snapshot.sequence())
     }
 
     pub(crate) fn query_index_at(
@@ -439,4 +476,70 @@ pub(crate) fn leader_read(
 /// Decodes an index entry key; for the fuzz target.
 pub fn decode_index_entry_for_fuzz(bytes: &[u8]) -> bool {
     decode_entry_key(bytes).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{
+        Db, Extractor, IndexDefinition, IndexKind, IndexQuery, IndexValue, Options, Projection,
+        Query,
+    };
+    use std::cell::RefCell;
+
+    thread_local! {
+        /// Run by `query_index` once it has chosen its sequence number, before it reads.
+        pub(super) static QUERY_PAUSE: RefCell<Option<Box<dyn FnOnce()>>> =
+            const { RefCell::new(None) };
+    }
+
+    #[test]
+    fn a_compaction_during_an_index_query_loses_no_hit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keystore = tempfile::tempdir().expect("tempdir");
+        let opts = Options {
+            keystore_dir: Some(keystore.path().to_path_buf()),
+            background_work: false,
+            ..Options::default()
+        };
+        let db = Db::open(dir.path().join("db"), opts).expect("open");
+        let items = db.create_keyspace("items").expect("keyspace");
+        db.create_index(
+            IndexDefinition {
+                name: "by_color".into(),
+                keyspace: "items".into(),
+                kind: IndexKind::Global,
+                extractor: Extractor::JsonPointer("/color".into()),
+                projection: Projection::KeysOnly,
+            },
+            &mut |_| {},
+        )
+        .expect("index");
+        items.put(b"k1", br#"{"color":"red"}"#).expect("put");
+        db.flush().expect("flush");
+        // Between the query choosing its sequence number and reading, the item changes and a
+        // full compaction runs.
+        let d = db.clone();
+        let ks = items.clone();
+        QUERY_PAUSE.with(|p| {
+            *p.borrow_mut() = Some(Box::new(move || {
+                ks.put(b"k1", br#"{"color":"blue"}"#).expect("put");
+                d.compact().expect("compact");
+            }))
+        });
+        let q = IndexQuery {
+            fetch_items: true,
+            ..IndexQuery::new(Query::Eq(IndexValue::String("red".into())))
+        };
+        let page = db.query_index("by_color", &q).expect("query");
+        assert_eq!(
+            page.hits.len(),
+            1,
+            "the hit at the query's snapshot is kept"
+        );
+        assert_eq!(page.hits[0].primary_key, b"k1");
+        assert_eq!(page.hits[0].item, br#"{"color":"red"}"#);
+        // And the compaction did its work for later readers.
+        let page = db.query_index("by_color", &q).expect("query");
+        assert!(page.hits.is_empty());
+    }
 }

@@ -43,6 +43,7 @@ pub use sealdb_index::{
     ContinuationToken, ExtractFn, Extractor, IndexDefinition, IndexKind, IndexValue, PartitionSpec,
     Projection, Query,
 };
+pub use sealdb_wal::MAX_BATCH_LEN;
 pub use streams::{StreamBatch, StreamEvent, StreamInfo, StreamRecord, StreamStart, StreamView};
 
 /// Wall-clock Unix milliseconds (0 before 1970).

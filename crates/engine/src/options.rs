@@ -165,6 +165,11 @@ impl Options {
 }
 
 /// An application's extractor closure for the index of that name.
+///
+/// The closure runs on the commit path (for every write to the indexed keyspace, on the old
+/// and the new value) and during backfill. If it panics, the panic is caught: the write (or
+/// `create_index`) that needed it fails with `InvalidArgument` naming the index, the key and
+/// the panic message, and every other writer goes on.
 #[derive(Clone)]
 pub struct NamedExtractor {
     /// The index name.

@@ -73,21 +73,26 @@ pub(crate) fn stream_err(e: sealdb_stream::Error) -> Error {
     }
 }
 
-/// The record a change makes, if any: a delete of an absent key and a put that changes
-/// nothing make none.
+/// The event a change is, if any: a delete of an absent key and a put that changes nothing
+/// are none.
+fn event_of(c: &Change) -> Option<Event> {
+    Some(match (&c.old, &c.new) {
+        (None, Some(_)) => Event::Insert,
+        (Some(o), Some(n)) if o == n => return None,
+        (Some(_), Some(_)) => Event::Modify,
+        (Some(_), None) => Event::Remove,
+        (None, None) => return None,
+    })
+}
+
+/// The record a change makes, if any (see [`event_of`]).
 pub(crate) fn to_record(
     c: &Change,
     view: ViewType,
     keyspace: &str,
     time_ms: u64,
 ) -> Option<ChangeRecord> {
-    let event = match (&c.old, &c.new) {
-        (None, Some(_)) => Event::Insert,
-        (Some(o), Some(n)) if o == n => return None,
-        (Some(_), Some(_)) => Event::Modify,
-        (Some(_), None) => Event::Remove,
-        (None, None) => return None,
-    };
+    let event = event_of(c)?;
     Some(ChangeRecord {
         seq: c.first_seq + u64::from(c.position),
         commit_time_ms: time_ms,
@@ -105,6 +110,37 @@ pub(crate) fn to_record(
             None
         },
     })
+}
+
+/// The encoded bytes of the records `changes` make, per stream keyspace of `set` (what
+/// [`append_to`] would put in each stream's block, less the frame header), without building
+/// the records.
+pub(crate) fn record_bytes(set: &StreamSet, changes: &[Change]) -> HashMap<u32, usize> {
+    let mut out: HashMap<u32, usize> = HashMap::new();
+    for c in changes {
+        let Some(s) = set.get(&c.keyspace) else {
+            continue;
+        };
+        if event_of(c).is_none() {
+            continue;
+        }
+        let image = |include: bool, v: &Option<Vec<u8>>| {
+            if include {
+                v.as_ref().map(Vec::len)
+            } else {
+                None
+            }
+        };
+        let len = sealdb_stream::record_len(
+            s.keyspace_name.len(),
+            c.key.len(),
+            image(s.view.includes_new_image(), &c.new),
+            image(s.view.includes_old_image(), &c.old),
+        );
+        let total = out.entry(c.keyspace).or_default();
+        *total = total.saturating_add(len);
+    }
+    out
 }
 
 /// Appends a commit group's records to their streams (one sealed block per stream).

@@ -42,8 +42,8 @@ pub use log::{
 };
 pub use positions::{ConsumerPositions, MAX_CONSUMER_NAME_LEN, POSITIONS_FILE};
 pub use record::{
-    ChangeRecord, Event, MAX_IMAGE_LEN, MAX_KEY_LEN, MAX_KEYSPACE_LEN, ViewType,
-    decode_records_for_fuzz, encode_record,
+    ChangeRecord, Event, MAX_FRAME_LEN, MAX_IMAGE_LEN, MAX_KEY_LEN, MAX_KEYSPACE_LEN,
+    RECORDS_FRAME_HEADER_LEN, ViewType, decode_records_for_fuzz, encode_record, record_len,
 };
 
 /// Errors of the change stream.

@@ -7,12 +7,12 @@
 //! `trim_lock` serialises trims; it is never held with `writer`.
 
 use crate::record::{
-    FRAME_END, FRAME_RECORDS, FRAME_START, StartFrame, decode_end_frame, decode_records_frame,
-    encode_end_frame, encode_records_frame,
+    FRAME_END, FRAME_RECORDS, FRAME_START, MAX_FRAME_LEN, StartFrame, decode_end_frame,
+    decode_records_frame, encode_end_frame, encode_records_frame,
 };
 use crate::{ChangeRecord, Error, Result};
 use parking_lot::{Condvar, Mutex, RwLock};
-use sealdb_crypto::sealed::{BLOCK_PREFIX_LEN, MAX_BLOCK_LEN};
+use sealdb_crypto::sealed::BLOCK_PREFIX_LEN;
 use sealdb_crypto::{
     ArtifactKind, BlockHandle, CipherId, Expected, FileId, IntegrityReason, Keyring, SealedReader,
     SealedWriter,
@@ -575,10 +575,10 @@ impl StreamLog {
             prev = r.seq;
         }
         encode_records_frame(records, &mut w.scratch)?;
-        if w.scratch.len() > MAX_BLOCK_LEN as usize {
+        if w.scratch.len() > MAX_FRAME_LEN {
             return Err(Error::InvalidArgument(format!(
                 "the {} change records of one append encode to {} bytes, over the \
-                 {MAX_BLOCK_LEN}-byte block limit",
+                 {MAX_FRAME_LEN}-byte block limit",
                 records.len(),
                 w.scratch.len()
             )));

@@ -15,6 +15,24 @@ pub const MAX_IMAGE_LEN: usize = 32 << 20;
 /// Largest keyspace name a change record may carry (its length is a `u16`).
 pub const MAX_KEYSPACE_LEN: usize = u16::MAX as usize;
 
+/// Largest frame payload: a frame is one sealed block.
+pub const MAX_FRAME_LEN: usize = sealdb_crypto::sealed::MAX_BLOCK_LEN as usize;
+/// Bytes a records frame spends besides its records: frame type, record count.
+pub const RECORDS_FRAME_HEADER_LEN: usize = 1 + 4;
+
+/// The encoded length of a record with a keyspace name, key and images of these lengths
+/// (an absent image is `None`): what [`ChangeRecord::encoded_len`] computes, for callers that
+/// size a frame before building its records.
+pub fn record_len(
+    keyspace_len: usize,
+    key_len: usize,
+    new_image_len: Option<usize>,
+    old_image_len: Option<usize>,
+) -> usize {
+    let image = |i: Option<usize>| 1 + i.map_or(0, |len| 4 + len);
+    8 + 8 + 1 + 2 + keyspace_len + 4 + key_len + image(new_image_len) + image(old_image_len)
+}
+
 pub(crate) const FRAME_START: u8 = 1;
 pub(crate) const FRAME_RECORDS: u8 = 2;
 pub(crate) const FRAME_END: u8 = 3;
@@ -176,15 +194,12 @@ impl ChangeRecord {
 
     /// Bytes the record occupies in the format (what `max_bytes` of a read counts).
     pub fn encoded_len(&self) -> usize {
-        let image = |i: &Option<Vec<u8>>| 1 + i.as_ref().map_or(0, |v| 4 + v.len());
-        8 + 8
-            + 1
-            + 2
-            + self.keyspace.len()
-            + 4
-            + self.key.len()
-            + image(&self.new_image)
-            + image(&self.old_image)
+        record_len(
+            self.keyspace.len(),
+            self.key.len(),
+            self.new_image.as_ref().map(Vec::len),
+            self.old_image.as_ref().map(Vec::len),
+        )
     }
 }
 

@@ -14,6 +14,25 @@ pub const MAX_KEY_LEN: usize = 64 << 10;
 /// Longest value accepted (32 MiB).
 pub const MAX_VALUE_LEN: usize = 32 << 20;
 
+/// Bytes a batch frame spends besides its batches: frame type, commit time, batch count.
+pub const FRAME_HEADER_LEN: usize = 1 + 8 + 4;
+/// Bytes a batch frame spends on each batch besides its records: first sequence number,
+/// record count, length.
+pub const BATCH_HEADER_LEN: usize = 8 + 4 + 4;
+/// Largest frame payload: a frame is one sealed block.
+pub const MAX_FRAME_LEN: usize = sealdb_crypto::sealed::MAX_BLOCK_LEN as usize;
+/// Largest encoded batch: one that fills a frame on its own. [`BatchBuilder`] refuses to grow
+/// past it, so every batch it builds can be logged; the group-commit leader packs batches
+/// into frames of at most [`MAX_FRAME_LEN`].
+pub const MAX_BATCH_LEN: usize = MAX_FRAME_LEN - FRAME_HEADER_LEN - BATCH_HEADER_LEN;
+
+/// The payload length of a batch frame holding batches of these encoded lengths.
+pub fn frame_len(batch_lens: impl IntoIterator<Item = usize>) -> usize {
+    batch_lens.into_iter().fold(FRAME_HEADER_LEN, |acc, len| {
+        acc.saturating_add(BATCH_HEADER_LEN).saturating_add(len)
+    })
+}
+
 /// What a record does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
@@ -49,9 +68,11 @@ impl BatchBuilder {
         Self::default()
     }
 
-    /// Adds a put. Fails if the key or value exceeds its limit.
+    /// Adds a put. Fails if the key or value exceeds its limit, or if the batch would grow
+    /// past [`MAX_BATCH_LEN`] (then the batch is unchanged).
     pub fn put(&mut self, keyspace: u32, key: &[u8], value: &[u8]) -> Result<()> {
         check_lengths(key, value)?;
+        self.check_room(Self::put_len(key.len(), value.len()))?;
         self.rep.push(1);
         self.rep.extend_from_slice(&keyspace.to_le_bytes());
         self.rep
@@ -64,15 +85,39 @@ impl BatchBuilder {
         Ok(())
     }
 
-    /// Adds a delete.
+    /// Adds a delete. Fails like [`put`](Self::put).
     pub fn delete(&mut self, keyspace: u32, key: &[u8]) -> Result<()> {
         check_lengths(key, b"")?;
+        self.check_room(Self::delete_len(key.len()))?;
         self.rep.push(0);
         self.rep.extend_from_slice(&keyspace.to_le_bytes());
         self.rep
             .extend_from_slice(&(key.len() as u32).to_le_bytes());
         self.rep.extend_from_slice(key);
         self.count += 1;
+        Ok(())
+    }
+
+    /// The encoded length of a put record with a key and value of these lengths.
+    pub const fn put_len(key_len: usize, value_len: usize) -> usize {
+        Self::delete_len(key_len)
+            .saturating_add(4)
+            .saturating_add(value_len)
+    }
+
+    /// The encoded length of a delete record with a key of this length.
+    pub const fn delete_len(key_len: usize) -> usize {
+        (1 + 4 + 4usize).saturating_add(key_len)
+    }
+
+    fn check_room(&self, record_len: usize) -> Result<()> {
+        let size = self.rep.len().saturating_add(record_len);
+        if size > MAX_BATCH_LEN {
+            return Err(Error::BatchTooLarge {
+                size: size as u64,
+                limit: MAX_BATCH_LEN as u64,
+            });
+        }
         Ok(())
     }
 
@@ -226,6 +271,25 @@ mod tests {
             }
         );
         assert_eq!(recs[2].keyspace, 7);
+        Ok(())
+    }
+
+    #[test]
+    fn a_batch_cannot_grow_past_one_frame() -> Result<()> {
+        let value = vec![0u8; MAX_VALUE_LEN];
+        let mut b = BatchBuilder::new();
+        b.put(1, b"a", &value)?;
+        let before = b.clone();
+        match b.put(1, b"b", &value) {
+            Err(Error::BatchTooLarge { size, limit }) => {
+                assert_eq!(limit, MAX_BATCH_LEN as u64);
+                assert_eq!(size as usize, 2 * (14 + MAX_VALUE_LEN));
+            }
+            other => panic!("expected BatchTooLarge, got {other:?}"),
+        }
+        assert_eq!(b, before, "a refused put leaves the batch unchanged");
+        // What the builder accepts always fits in a frame alone.
+        assert!(frame_len([MAX_BATCH_LEN]) <= MAX_FRAME_LEN);
         Ok(())
     }
 

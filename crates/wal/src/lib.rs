@@ -21,8 +21,11 @@ mod batch;
 mod group;
 mod log;
 
-pub use batch::{BatchBuilder, MAX_KEY_LEN, MAX_VALUE_LEN, Op, RecordIter, RecordRef};
-pub use group::GroupCommit;
+pub use batch::{
+    BATCH_HEADER_LEN, BatchBuilder, FRAME_HEADER_LEN, MAX_BATCH_LEN, MAX_FRAME_LEN, MAX_KEY_LEN,
+    MAX_VALUE_LEN, Op, RecordIter, RecordRef, frame_len,
+};
+pub use group::{GroupCommit, LeaderFailed, panic_message};
 pub use log::{
     FrameBatch, RecoveryStats, RollObserver, SegmentSummary, TornTail, Wal, WalOptions,
     WalRecovery, decode_frame_for_fuzz, segment_file_name, summarize_segment,
@@ -54,6 +57,15 @@ pub enum Error {
     /// A caller passed something unusable.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A batch (or a frame) would be larger than one sealed block can hold. Nothing was
+    /// written.
+    #[error("write batch of {size} bytes exceeds the {limit}-byte limit of one WAL frame")]
+    BatchTooLarge {
+        /// The size it would have had.
+        size: u64,
+        /// The most that fits.
+        limit: u64,
+    },
     /// An earlier write or sync failed; the log refuses further writes until reopened, since
     /// what reached the disk is unknown.
     #[error("the WAL is read-only after an earlier I/O failure: {0}")]

@@ -725,6 +725,14 @@ impl Wal {
             return Err(Error::ReadOnly);
         }
         encode_batches(batches, &mut inner.scratch)?;
+        // Refused before anything is written, so the log stays writable: callers pack
+        // batches into frames of at most this size (`frame_len`).
+        if inner.scratch.len() > crate::MAX_FRAME_LEN {
+            return Err(Error::BatchTooLarge {
+                size: inner.scratch.len() as u64,
+                limit: crate::MAX_FRAME_LEN as u64,
+            });
+        }
         let result = (|| -> Result<()> {
             if inner.active.as_ref().is_some_and(|a| {
                 a.has_batches
