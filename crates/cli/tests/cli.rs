@@ -499,3 +499,43 @@ fn read_commands_change_nothing_and_run_beside_a_writer() {
     // Writers still wait for (and here are refused by) the writer's lock.
     env.run(&["--lock-wait", "0", "put", "d", "4"]).status(4);
 }
+
+#[test]
+fn many_one_put_sessions_under_a_small_descriptor_limit() {
+    // Every session leaves a WAL segment; recovery must stay bounded in segments and in open
+    // descriptors (it once opened every segment at once: EMFILE after ~1,000 `put`s).
+    // scripts/many-sessions.sh runs the 5,000 sessions under `ulimit -n 256`.
+    let env = Env::new();
+    let limited = |args: &[&str], limit: u32| -> Run {
+        let mut c = env.cmd(args);
+        let program = c.get_program().to_owned();
+        let argv: Vec<std::ffi::OsString> = c.get_args().map(|a| a.to_owned()).collect();
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
+            .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+            .arg(program)
+            .args(argv)
+            .env_remove("SEALDB_KEYSTORE")
+            .env_remove("SEALDB_KMS")
+            .stdin(Stdio::null());
+        c = sh;
+        finish(c.output().expect("run sealdb under ulimit"))
+    };
+    for i in 0..40 {
+        limited(&["put", &format!("k{i}"), &format!("v{i}"), "--sync"], 64).ok();
+    }
+    let segments = std::fs::read_dir(env.db.join("wal"))
+        .expect("wal")
+        .filter(|e| {
+            e.as_ref()
+                .expect("entry")
+                .path()
+                .extension()
+                .is_some_and(|x| x == "wal")
+        })
+        .count();
+    assert!(segments <= 10, "{segments} WAL segments after 40 sessions");
+    assert_eq!(limited(&["get", "k0"], 32).ok().out().trim(), "v0");
+    assert_eq!(limited(&["get", "k39"], 32).ok().out().trim(), "v39");
+    limited(&["verify"], 32).ok();
+}
