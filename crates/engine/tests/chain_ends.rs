@@ -7,32 +7,11 @@
 
 mod common;
 
-use common::TestDb;
+use common::{TestDb, tree};
 use sealdb::{Db, Error, Options, WriteOptions};
 use sealdb_vfs::{CrashFs, FaultKind, FileSystem, SharedFs};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// Every file under `dir` (recursively) with its contents.
-fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries {
-            let p = e.expect("entry").path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.clone(), std::fs::read(&p).expect("read"));
-            }
-        }
-    }
-    out
-}
 
 fn wal_segments(db: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(db.join("wal"))

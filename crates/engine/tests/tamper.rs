@@ -86,7 +86,7 @@ fn truncated_table_is_refused_at_open() {
     let table = tables(&t.path()).pop().expect("a table");
     let bytes = std::fs::read(&table).expect("read");
     std::fs::write(&table, &bytes[..bytes.len() - 10]).expect("write");
-    let err = Db::open(t.path(), t.options()).expect_err("truncated");
+    let err = common::failed_open(&t, "truncated");
     expect_integrity_naming(err, &table);
 }
 
@@ -96,7 +96,7 @@ fn missing_table_is_refused_at_open() {
     load(&t.open(), "v");
     let table = tables(&t.path()).pop().expect("a table");
     std::fs::remove_file(&table).expect("rm");
-    let err = Db::open(t.path(), t.options()).expect_err("missing");
+    let err = common::failed_open(&t, "missing");
     assert!(
         matches!(
             &err,
@@ -127,7 +127,7 @@ fn table_replaced_by_an_older_copy_is_refused() {
     // Put the old table back under the name of a live one.
     let live = tables(&t.path()).pop().expect("live table");
     std::fs::write(&live, &old_copy).expect("write");
-    let err = Db::open(t.path(), t.options()).expect_err("rolled back table");
+    let err = common::failed_open(&t, "rolled back table");
     assert!(
         matches!(
             &err,
@@ -151,7 +151,7 @@ fn table_from_another_database_is_refused() {
     let ta = tables(&a.path()).pop().expect("table a");
     let tb = tables(&b.path()).pop().expect("table b");
     std::fs::copy(&ta, &tb).expect("copy");
-    let err = Db::open(b.path(), b.options()).expect_err("foreign table");
+    let err = common::failed_open(&b, "foreign table");
     expect_integrity_naming(err, &tb);
 }
 
@@ -180,7 +180,7 @@ fn tampered_wal_is_an_integrity_error_and_never_wrong_data() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 1;
     std::fs::write(&seg, &bytes).expect("write");
-    let err = Db::open(t.path(), t.options()).expect_err("tampered wal");
+    let err = common::failed_open(&t, "tampered wal");
     assert!(err.is_integrity(), "{err:?}");
 }
 
@@ -220,6 +220,6 @@ fn index_and_data_tables_swapped_are_refused() {
     std::fs::rename(a, &tmp).expect("swap");
     std::fs::rename(b, a).expect("swap");
     std::fs::rename(&tmp, b).expect("swap");
-    let err = Db::open(t.path(), t.options()).expect_err("swapped tables");
+    let err = common::failed_open(&t, "swapped tables");
     assert!(err.is_integrity(), "{err:?}");
 }
