@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use sealdb_crypto::ArtifactKind;
 use sealdb_fuzz::{keyring, put_file, reseal, Input, Mutation, MODE_RESEAL, MODE_STRUCTURED};
 use sealdb_stream::fuzz_entry::{decode_positions, encode_positions};
-use sealdb_stream::{ConsumerPositions, POSITIONS_FILE};
+use sealdb_stream::{ConsumerPositions, StreamId, POSITIONS_FILE};
 use sealdb_vfs::CrashFs;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,8 +22,9 @@ fuzz_target!(|data: &[u8]| {
         Some((&MODE_STRUCTURED, rest)) => structured(rest),
         Some((&MODE_RESEAL, rest)) => load(&reseal(rest, keyring(), ArtifactKind::Meta)),
         _ => {
-            if let Ok(list) = decode_positions(data) {
-                let again = encode_positions(&list).expect("a decoded list encodes");
+            if let Ok((stream, generation, list)) = decode_positions(data) {
+                let again =
+                    encode_positions(stream, generation, &list).expect("a decoded list encodes");
                 assert_eq!(
                     again, data,
                     "consumer positions do not re-encode to themselves"
@@ -38,7 +39,7 @@ fn load(file: &[u8]) {
     let fs = CrashFs::new();
     let dir = Path::new("/s");
     put_file(&fs, &dir.join(POSITIONS_FILE), file);
-    let _ = ConsumerPositions::load(&fs, dir, keyring());
+    let _ = ConsumerPositions::load(&fs, dir, keyring(), StreamId::default(), None);
 }
 
 fn structured(data: &[u8]) {
@@ -47,7 +48,8 @@ fn structured(data: &[u8]) {
     let mut mspec = Input::new(inp.bytes(6));
     let fs = CrashFs::new();
     let dir = Path::new("/s");
-    let mut positions = ConsumerPositions::load(&fs, dir, keyring()).expect("load nothing");
+    let mut positions =
+        ConsumerPositions::load(&fs, dir, keyring(), StreamId::default(), None).expect("load nothing");
     let mut model: BTreeMap<String, u64> = BTreeMap::new();
     for _ in 0..nops {
         let op = inp.u8();
@@ -82,7 +84,7 @@ fn structured(data: &[u8]) {
     let mutation = Mutation::draw(&mut mspec, full_len);
     mutation.apply(&mut bytes);
     fs.set_contents(&path, bytes).expect("set contents");
-    let got = ConsumerPositions::load(&fs, dir, keyring());
+    let got = ConsumerPositions::load(&fs, dir, keyring(), StreamId::default(), None);
     let intact = match mutation {
         Mutation::None => true,
         Mutation::Truncate { len } => len == full_len,

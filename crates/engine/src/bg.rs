@@ -991,8 +991,14 @@ fn verify_consumers(
         return Ok(());
     }
     let positions = s.positions.lock();
-    let on_disk = sealdb_stream::ConsumerPositions::load(inner.fs.as_ref(), &s.dir, keyring)
-        .map_err(crate::streams::stream_err)?;
+    let on_disk = sealdb_stream::ConsumerPositions::load(
+        inner.fs.as_ref(),
+        &s.dir,
+        keyring,
+        positions.stream(),
+        Some(positions.generation()),
+    )
+    .map_err(crate::streams::stream_err)?;
     if on_disk != *positions {
         return Err(Error::Corruption(format!(
             "{} does not hold the consumer positions last committed",

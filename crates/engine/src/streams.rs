@@ -6,10 +6,11 @@ use crate::db::{Db, DbInner};
 use crate::manifest::Edit;
 use crate::{Error, Result};
 use sealdb_stream::{
-    ChangeRecord, ConsumerPositions, Event, StartAt, StreamLog, StreamOptions, ViewType,
+    ChangeRecord, ConsumerPositions, Event, StartAt, StreamId, StreamLog, StreamOptions, ViewType,
 };
+use sealdb_vfs::FileSystem;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -199,28 +200,98 @@ pub(crate) fn trim_all(inner: &DbInner) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn stream_dir(db: &std::path::Path, keyspace: u32) -> PathBuf {
-    db.join("streams").join(format!("{keyspace:08}"))
+/// The directory holding every stream.
+const STREAMS_DIR: &str = "streams";
+
+pub(crate) fn stream_dir(db: &Path, keyspace: u32) -> PathBuf {
+    db.join(STREAMS_DIR).join(format!("{keyspace:08}"))
 }
 
-/// Opens the streams the manifest lists.
+fn parse_stream_dir(name: &str) -> Option<u32> {
+    (name.len() == 8 && name.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| name.parse().ok())
+        .flatten()
+}
+
+/// The identity bound into every segment and `CONSUMERS` file of a stream: its keyspace (the
+/// role) and the sequence number at which it was enabled (the incarnation), so a directory
+/// moved from another keyspace, or left over from an earlier incarnation of this keyspace's
+/// stream, is refused instead of served.
+pub(crate) fn stream_id(keyspace: u32, start_seq: u64) -> StreamId {
+    StreamId {
+        owner: u64::from(keyspace),
+        epoch: start_seq,
+    }
+}
+
+/// Removes a stream directory and everything in it, durably: files, then (after a directory
+/// sync) the directory, then a sync of `streams/`. Any failure is returned, naming the path:
+/// a stream whose records were meant to go must never quietly keep them.
+pub(crate) fn remove_stream_dir(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    if !fs.exists(dir) {
+        return Ok(());
+    }
+    for name in fs.list_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let p = dir.join(&name);
+        match fs.remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&p, e)),
+        }
+    }
+    fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    fs.remove_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let parent = sealdb_vfs::parent_dir(dir);
+    fs.sync_dir(&parent).map_err(|e| Error::io(&parent, e))
+}
+
+/// Removes every stream directory the manifest does not name: what a crash between a
+/// disable's manifest edit and its directory removal (or between an enable's directory
+/// creation and its manifest edit) leaves behind. Names that are not stream directories are
+/// left alone.
+pub(crate) fn remove_orphan_streams(
+    fs: &dyn FileSystem,
+    db: &Path,
+    state: &crate::manifest::ManifestState,
+) -> Result<()> {
+    let root = db.join(STREAMS_DIR);
+    if !fs.exists(&root) {
+        return Ok(());
+    }
+    for name in fs.list_dir(&root).map_err(|e| Error::io(&root, e))? {
+        if let Some(ks) = parse_stream_dir(&name)
+            && !state.streams.contains_key(&ks)
+        {
+            remove_stream_dir(fs, &root.join(&name))?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens the streams the manifest lists, after removing stream directories it does not list.
 pub(crate) fn open_streams(
     fs: &sealdb_vfs::SharedFs,
-    db: &std::path::Path,
+    db: &Path,
     state: &crate::manifest::ManifestState,
     keyring: &sealdb_crypto::Keyring,
     cipher: sealdb_crypto::CipherId,
     max_seq: u64,
 ) -> Result<StreamSet> {
+    remove_orphan_streams(fs.as_ref(), db, state)?;
     let mut set = StreamSet::new();
     for (ks, rec) in &state.streams {
         let Some(name) = state.keyspaces.get(ks) else {
             continue;
         };
         let dir = stream_dir(db, *ks);
+        let id = stream_id(*ks, rec.start_seq);
         // Records above the WAL's recovered sequence ("phantoms": after a power cut the OS may
         // have kept a stream's unsynced tail but not the WAL's) are cut: a record must never
         // exist for a write the WAL lost.
+        // HEAD: pass the head's anchor for this keyspace instead of `None` (`StreamAnchor {
+        // segment, last_seq }` from `StreamHead`): the open then refuses deleted newest
+        // segments and records cut off the end up to `min(last_seq, max_seq)`, before it
+        // changes anything.
         let (log, _) = StreamLog::open_truncating(
             fs.clone(),
             &dir,
@@ -229,10 +300,14 @@ pub(crate) fn open_streams(
                 cipher,
                 ..StreamOptions::default()
             },
+            id,
+            None,
             max_seq,
         )
         .map_err(stream_err)?;
-        let positions = ConsumerPositions::load(fs.as_ref(), &dir, keyring).map_err(stream_err)?;
+        // HEAD: pass the head's CONSUMERS generation for this keyspace instead of `None`.
+        let positions =
+            ConsumerPositions::load(fs.as_ref(), &dir, keyring, id, None).map_err(stream_err)?;
         set.insert(
             *ks,
             Arc::new(LiveStream {
@@ -300,7 +375,9 @@ impl Db {
     }
 
     /// Enables the change stream of `keyspace` with a view type and retention (by age, and by
-    /// total size when `max_bytes > 0`). Changes committed from now on are recorded.
+    /// total size when `max_bytes > 0`). Changes committed from now on are recorded. The
+    /// stream is always a new one: whatever an earlier stream of the keyspace left on disk is
+    /// removed first, and its segments could not be read anyway (they name another epoch).
     pub fn enable_stream(
         &self,
         keyspace: &crate::Keyspace,
@@ -318,6 +395,11 @@ impl Db {
             }
             let keyring = inner.keyring.read().clone();
             let dir = stream_dir(&inner.path, keyspace.id());
+            let start_seq = self.last_sequence();
+            let id = stream_id(keyspace.id(), start_seq);
+            // A crash between this and the manifest edit leaves an orphan directory, which
+            // the next open removes.
+            remove_stream_dir(inner.fs.as_ref(), &dir)?;
             let (log, _) = StreamLog::open(
                 inner.fs.clone(),
                 &dir,
@@ -326,10 +408,12 @@ impl Db {
                     cipher: inner.cipher,
                     ..StreamOptions::default()
                 },
+                id,
+                None,
             )
             .map_err(stream_err)?;
-            let positions =
-                ConsumerPositions::load(inner.fs.as_ref(), &dir, &keyring).map_err(stream_err)?;
+            let positions = ConsumerPositions::load(inner.fs.as_ref(), &dir, &keyring, id, None)
+                .map_err(stream_err)?;
             inner
                 .manifest
                 .lock()
@@ -339,7 +423,7 @@ impl Db {
                         view: view_code(view),
                         retention_secs: retention.as_secs(),
                         max_bytes,
-                        start_seq: self.last_sequence(),
+                        start_seq,
                     }],
                     &keyring,
                 )
@@ -352,7 +436,7 @@ impl Db {
                     view,
                     retention,
                     max_bytes,
-                    start_seq: self.last_sequence(),
+                    start_seq,
                     log,
                     positions: parking_lot::Mutex::new(positions),
                     dir,
@@ -363,10 +447,15 @@ impl Db {
         })
     }
 
-    /// Disables the stream of `keyspace` and deletes its records.
+    /// Disables the stream of `keyspace` and deletes its records. The manifest edit comes
+    /// first: once it is durable the stream is off, and a crash before its directory is gone
+    /// leaves an orphan the next open removes. A failure to remove the directory is returned
+    /// (the stream stays off; the next open or enable removes what is left).
     pub fn disable_stream(&self, keyspace: &crate::Keyspace) -> Result<()> {
         let inner = &self.inner;
-        let removed = self.run_exclusive(|| {
+        // Under the commit lock: no commit is appending to the stream while its files go,
+        // and no concurrent enable can create the new stream's files before they are gone.
+        self.run_exclusive(|| {
             let keyring = inner.keyring.read().clone();
             inner
                 .manifest
@@ -381,19 +470,12 @@ impl Db {
             let mut next = (**inner.streams.read()).clone();
             let removed = next.remove(&keyspace.id());
             *inner.streams.write() = Arc::new(next);
-            Ok(removed)
-        })?;
-        if let Some(s) = removed {
-            let dir = s.dir.clone();
-            drop(s);
-            if let Ok(names) = inner.fs.list_dir(&dir) {
-                for n in names {
-                    let _ = inner.fs.remove_file(&dir.join(n));
-                }
-                let _ = inner.fs.remove_dir(&dir);
-            }
-        }
-        Ok(())
+            let dir = match removed {
+                Some(s) => s.dir.clone(),
+                None => stream_dir(&inner.path, keyspace.id()),
+            };
+            remove_stream_dir(inner.fs.as_ref(), &dir)
+        })
     }
 
     /// Reads up to `max_records` records (and about `max_bytes`) of `keyspace`'s stream.

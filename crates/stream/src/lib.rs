@@ -37,13 +37,14 @@ mod positions;
 mod record;
 
 pub use log::{
-    ReadBatch, SEGMENT_SUFFIX, StartAt, StreamLog, StreamOptions, StreamRecovery, TornTail,
-    TrimReport, segment_file_name,
+    ReadBatch, RollObserver, SEGMENT_SUFFIX, StartAt, StreamAnchor, StreamLog, StreamOptions,
+    StreamRecovery, TornTail, TrimReport, segment_file_name,
 };
 pub use positions::{ConsumerPositions, MAX_CONSUMER_NAME_LEN, POSITIONS_FILE};
 pub use record::{
     ChangeRecord, Event, MAX_FRAME_LEN, MAX_IMAGE_LEN, MAX_KEY_LEN, MAX_KEYSPACE_LEN,
-    RECORDS_FRAME_HEADER_LEN, ViewType, decode_records_for_fuzz, encode_record, record_len,
+    RECORDS_FRAME_HEADER_LEN, StreamId, ViewType, decode_records_for_fuzz, encode_record,
+    record_len,
 };
 
 /// Errors of the change stream.
@@ -76,6 +77,28 @@ pub enum Error {
     /// A segment in the middle of the chain is missing, or segments do not link up.
     #[error("change stream segment chain broken: {0}")]
     MissingSegment(String),
+    /// A file that authenticated belongs to another stream (or to an earlier incarnation of
+    /// this one): it was moved or copied from another stream's directory.
+    #[error("{file} belongs to change stream {found}, not to stream {expected}")]
+    WrongStream {
+        /// The segment or `CONSUMERS` file.
+        file: String,
+        /// The stream being opened.
+        expected: StreamId,
+        /// The stream the file names.
+        found: StreamId,
+    },
+    /// The stream's end is short of what the caller's anchor (the engine's head record,
+    /// kept outside the data directory) says was durable: the newest segments, records at the
+    /// end of the chain, or the `CONSUMERS` file were deleted, cut, or replaced by an older
+    /// copy. Names the file that is missing or behind.
+    #[error("change stream file {file} is missing or older than its anchor: {detail}")]
+    MissingFile {
+        /// The missing (or stale) file.
+        file: String,
+        /// What the anchor required and what was found.
+        detail: String,
+    },
     /// An I/O error.
     #[error("change stream I/O error on {path}: {source}")]
     Io {

@@ -10,7 +10,7 @@ use crate::record::{
     FRAME_END, FRAME_RECORDS, FRAME_START, MAX_FRAME_LEN, StartFrame, decode_end_frame,
     decode_records_frame, encode_end_frame, encode_records_frame,
 };
-use crate::{ChangeRecord, Error, Result};
+use crate::{ChangeRecord, Error, Result, StreamId};
 use parking_lot::{Condvar, Mutex, RwLock};
 use sealdb_crypto::sealed::BLOCK_PREFIX_LEN;
 use sealdb_crypto::{
@@ -20,6 +20,7 @@ use sealdb_crypto::{
 use sealdb_vfs::{FileSystem, SharedFs};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The file-name suffix of stream segments.
@@ -37,6 +38,23 @@ fn parse_segment_name(name: &str) -> Option<u64> {
     }
     digits.parse().ok()
 }
+
+/// Where a stream's chain ends: what the engine pins in its head record, outside the data
+/// directory, so that deleting the newest segments (or cutting records off the end) is
+/// detected at the next open instead of silently dropping records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct StreamAnchor {
+    /// The newest segment's number (the active one).
+    pub segment: u64,
+    /// The highest sequence number known durable in the stream (0: none).
+    pub last_seq: u64,
+}
+
+/// Called by [`StreamLog`] each time a rollover has made a new segment durable (and closed the
+/// previous one durably), with the new anchor. It runs under the stream's writer lock, so
+/// anchors arrive in order; it must not call back into the same [`StreamLog`]. An error fails
+/// the append that rolled over and poisons the stream.
+pub type RollObserver = Arc<dyn Fn(StreamAnchor) -> Result<()> + Send + Sync>;
 
 /// How the stream writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,16 +214,34 @@ struct Writer {
 
 /// The change stream of one database: a chain of sealed segments in one directory, an
 /// in-memory index of their blocks, and a condition variable for live tailing.
-#[derive(Debug)]
 pub struct StreamLog {
     fs: SharedFs,
     dir: PathBuf,
     opts: StreamOptions,
+    id: StreamId,
     keyring: RwLock<Keyring>,
     writer: Mutex<Writer>,
     index: Mutex<Index>,
     appended: Condvar,
     trim_lock: Mutex<()>,
+    /// The current anchor (updated by the writer; read without taking the writer lock).
+    anchor: Mutex<StreamAnchor>,
+    /// What this open found on disk before it wrote anything: the newest segment with a start
+    /// frame and the highest sequence number before any truncation (for
+    /// [`check_anchor`](Self::check_anchor)).
+    found: StreamAnchor,
+    observer: RwLock<Option<RollObserver>>,
+}
+
+impl std::fmt::Debug for StreamLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamLog")
+            .field("dir", &self.dir)
+            .field("id", &self.id)
+            .field("opts", &self.opts)
+            .field("anchor", &*self.anchor.lock())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A segment found on disk whose start frame authenticated.
@@ -233,7 +269,46 @@ fn is_truncated(e: &sealdb_crypto::Error) -> bool {
     )
 }
 
-fn expected(keyring: &Keyring, cipher: CipherId) -> Expected {
+/// The anchor check shared by the opens and [`StreamLog::check_anchor`]: `found` is what the
+/// directory held (newest segment with a start frame, highest sequence number before any
+/// truncation). Records above `max_seq` may legitimately have been cut as phantoms, so only
+/// those up to `min(expected.last_seq, max_seq)` are required.
+fn check_against(
+    dir: &Path,
+    found: StreamAnchor,
+    expected: StreamAnchor,
+    max_seq: u64,
+) -> Result<()> {
+    if found.segment < expected.segment {
+        return Err(Error::MissingFile {
+            file: dir
+                .join(segment_file_name(expected.segment))
+                .display()
+                .to_string(),
+            detail: format!(
+                "the stream's newest segment is {}, but segment {} was created durably",
+                found.segment, expected.segment
+            ),
+        });
+    }
+    let required = expected.last_seq.min(max_seq);
+    if found.last_seq < required {
+        return Err(Error::MissingFile {
+            file: dir
+                .join(segment_file_name(found.segment))
+                .display()
+                .to_string(),
+            detail: format!(
+                "the stream ends at sequence {}, but records up to {required} were durable \
+                 (records at the end of the chain were deleted or cut)",
+                found.last_seq
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn expected_header(keyring: &Keyring, cipher: CipherId) -> Expected {
     Expected {
         kind: ArtifactKind::Stream,
         database_id: keyring.database_id(),
@@ -252,8 +327,10 @@ impl StreamLog {
         dir: &Path,
         keyring: Keyring,
         opts: StreamOptions,
+        id: StreamId,
+        expected: Option<StreamAnchor>,
     ) -> Result<(Self, StreamRecovery)> {
-        Self::open_truncating(fs, dir, keyring, opts, u64::MAX)
+        Self::open_truncating(fs, dir, keyring, opts, id, expected, u64::MAX)
     }
 
     /// Like [`open`](Self::open), but also cuts every record with a sequence number above
@@ -275,11 +352,27 @@ impl StreamLog {
     ///
     /// [`StreamRecovery::truncated_records`] counts the records this call cut (not those in
     /// segments a crashed earlier call had already superseded).
+    ///
+    /// Every segment's start frame must name `id`, or the open fails with
+    /// [`Error::WrongStream`] (a segment moved in from another stream's directory).
+    ///
+    /// `expected` is the anchor the caller pinned outside the data directory (the engine's
+    /// head record; `None`: no check, for a stream that has none yet). Before anything is
+    /// changed on disk, the newest segment with a start frame must be at least
+    /// `expected.segment`, and the stream must hold every record up to
+    /// `min(expected.last_seq, max_seq)` before truncation; otherwise the open fails with
+    /// [`Error::MissingFile`] naming the missing segment (deleted newest segments, or records
+    /// cut off the end). Records above `max_seq` are not required: they are phantoms this
+    /// very call cuts (or an earlier, crashed call already cut), so a crash between a
+    /// truncating open and the caller's next anchor update is not mistaken for tampering.
+    #[allow(clippy::too_many_arguments)]
     pub fn open_truncating(
         fs: SharedFs,
         dir: &Path,
         keyring: Keyring,
         opts: StreamOptions,
+        id: StreamId,
+        expected: Option<StreamAnchor>,
         max_seq: u64,
     ) -> Result<(Self, StreamRecovery)> {
         fs.create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -291,11 +384,13 @@ impl StreamLog {
             .filter_map(|n| parse_segment_name(n))
             .collect();
         numbers.sort_unstable();
-        let exp = expected(&keyring, opts.cipher);
+        let exp = expected_header(&keyring, opts.cipher);
 
         // Pass 1: open every segment and read its start frame. Only the last segment may lack
         // one (created just before a crash): it holds nothing and is removed.
         let mut found: Vec<Found> = Vec::with_capacity(numbers.len());
+        // Files removed only once everything is verified: a failed open changes nothing.
+        let mut dead: Vec<PathBuf> = Vec::new();
         for (i, number) in numbers.iter().copied().enumerate() {
             let path = dir.join(segment_file_name(number));
             let is_last = i + 1 == numbers.len();
@@ -310,6 +405,13 @@ impl StreamLog {
                                 Some(handle.offset),
                                 format!("start frame names segment {}", s.number),
                             ));
+                        }
+                        if s.stream != id {
+                            return Err(Error::WrongStream {
+                                file: path.display().to_string(),
+                                expected: id,
+                                found: s.stream,
+                            });
                         }
                         Some((reader, s))
                     }
@@ -335,11 +437,13 @@ impl StreamLog {
                         offset: 0,
                         dropped_bytes: dropped,
                     });
-                    fs.remove_file(&path).map_err(|e| Error::io(&path, e))?;
-                    fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+                    dead.push(path);
                 }
             }
         }
+        // The newest segment whose creation was durable (a torn start never was, so no anchor
+        // can name it).
+        let newest = found.last().map_or(0, |f| f.number);
         // The chain, resolved from the newest segment back: each segment names its
         // predecessor. Segments numbered between a segment and the predecessor it names were
         // superseded: a recovery cut them off (phantoms above a truncation point, or an empty
@@ -365,13 +469,7 @@ impl StreamLog {
         }
         chain.reverse();
         let mut found = chain;
-        if !superseded.is_empty() {
-            for seg in &superseded {
-                fs.remove_file(&seg.path)
-                    .map_err(|e| Error::io(&seg.path, e))?;
-            }
-            fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
-        }
+        dead.extend(superseded.into_iter().map(|s| s.path));
 
         // Pass 2: verify every block and rebuild the index. Records above `max_seq` are
         // verified like the rest but neither counted as recovered nor in commit-time ranges.
@@ -418,6 +516,20 @@ impl StreamLog {
             );
             last_finished = r.finished;
             last_end = r.valid_end;
+        }
+        let found_anchor = StreamAnchor {
+            segment: newest,
+            last_seq,
+        };
+        if let Some(exp) = expected {
+            check_against(dir, found_anchor, exp, max_seq)?;
+        }
+        // Verified: only now remove a torn last segment and superseded ones (unread).
+        if !dead.is_empty() {
+            for path in &dead {
+                fs.remove_file(path).map_err(|e| Error::io(path, e))?;
+            }
+            fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
         }
 
         // Truncation to `max_seq`. The cut segment is the first holding a record above it (or
@@ -471,6 +583,7 @@ impl StreamLog {
             prev_end: last_end,
             prev_finished: last_finished,
             base_seq: last_seq,
+            stream: id,
         };
         if !last_finished
             && found.last().is_some_and(|last| {
@@ -527,6 +640,13 @@ impl StreamLog {
             fs,
             dir: dir.to_path_buf(),
             opts,
+            id,
+            anchor: Mutex::new(StreamAnchor {
+                segment: start.number,
+                last_seq,
+            }),
+            found: found_anchor,
+            observer: RwLock::new(None),
             keyring: RwLock::new(keyring),
             writer: Mutex::new(Writer {
                 file,
@@ -603,6 +723,9 @@ impl StreamLog {
         };
         w.has_records = true;
         w.last_seq = last.seq;
+        if sync {
+            self.anchor.lock().last_seq = last.seq;
+        }
         if w.scratch.capacity() > 4 << 20 {
             w.scratch = Vec::new();
         }
@@ -639,6 +762,7 @@ impl StreamLog {
             prev_end: old_end,
             prev_finished: true,
             base_seq: w.last_seq,
+            stream: self.id,
         };
         let keyring = self.keyring.read().clone();
         let file = create_segment(
@@ -662,12 +786,25 @@ impl StreamLog {
         w.file = file;
         w.number = start.number;
         w.has_records = false;
-        let mut idx = self.index.lock();
-        if let Some(old) = idx.segments.get_mut(&old_number) {
-            old.closed = true;
-            old.bytes = old_end;
+        {
+            let mut idx = self.index.lock();
+            if let Some(old) = idx.segments.get_mut(&old_number) {
+                old.closed = true;
+                old.bytes = old_end;
+            }
+            idx.segments.insert(start.number, segment);
         }
-        idx.segments.insert(start.number, segment);
+        // The old segment's end frame and the new start frame are both durable: every record
+        // so far is, too.
+        let anchor = StreamAnchor {
+            segment: start.number,
+            last_seq: w.last_seq,
+        };
+        *self.anchor.lock() = anchor;
+        let observer = self.observer.read().clone();
+        if let Some(f) = observer {
+            f(anchor)?;
+        }
         Ok(())
     }
 
@@ -678,10 +815,39 @@ impl StreamLog {
             return Err(Error::Poisoned(why.clone()));
         }
         let r = w.file.sync();
-        if let Err(e) = &r {
-            w.poisoned = Some(e.to_string());
+        match &r {
+            Ok(()) => self.anchor.lock().last_seq = w.last_seq,
+            Err(e) => w.poisoned = Some(e.to_string()),
         }
         Ok(r?)
+    }
+
+    /// Where the chain ends now: the active segment and the highest sequence number known
+    /// durable (recovered at open, synced by an append with `sync`, [`sync`](Self::sync) or a
+    /// rollover). What the engine pins in its head record at open, on rollover (see
+    /// [`set_roll_observer`](Self::set_roll_observer)) and at clean close (after a `sync`).
+    pub fn anchor(&self) -> StreamAnchor {
+        *self.anchor.lock()
+    }
+
+    /// Registers `f` to be told the new anchor after each rollover, once the new segment (and
+    /// the old one's end) is durable: the engine records it in its head record, so the
+    /// segment can never be deleted unnoticed. Replaces any earlier observer.
+    pub fn set_roll_observer(&self, f: RollObserver) {
+        *self.observer.write() = Some(f);
+    }
+
+    /// Checks what this open found on disk (before it wrote anything) against an anchor, the
+    /// same check as `expected` in [`open_truncating`](Self::open_truncating): for a caller
+    /// that learns `max_seq` (the WAL's recovered sequence number) only after opening the
+    /// stream. [`Error::MissingFile`] names the missing segment.
+    pub fn check_anchor(&self, expected: StreamAnchor, max_seq: u64) -> Result<()> {
+        check_against(&self.dir, self.found, expected, max_seq)
+    }
+
+    /// The stream this log belongs to (bound into every segment's start frame).
+    pub fn id(&self) -> StreamId {
+        self.id
     }
 
     /// The highest sequence number appended (0 if the stream never held a record).
@@ -836,10 +1002,13 @@ impl StreamLog {
     }
 
     /// Opens a fresh reader on a segment (the cached one is missing or shorter than the
-    /// block), checks that the file is still the one written, and caches it.
+    /// block), checks that the file is still the one written, and caches it. The file-id
+    /// check also keeps out a segment moved in from another stream: file ids are random and
+    /// never reused, and this one was bound to this stream when its start frame was verified
+    /// (at open) or written (at creation).
     fn reopen(&self, seg_no: u64, path: &Path, file_id: FileId) -> Result<SealedReader> {
         let keyring = self.keyring.read().clone();
-        let exp = expected(&keyring, self.opts.cipher);
+        let exp = expected_header(&keyring, self.opts.cipher);
         let reader = SealedReader::open(self.fs.as_ref(), path, &keyring, &exp)?;
         if reader.header().file_id != file_id {
             return Err(sealdb_crypto::Error::integrity(

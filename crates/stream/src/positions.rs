@@ -5,10 +5,14 @@
 //! names are never in clear, even in a `none`-cipher database) under the stream directory,
 //! replaced atomically on every commit: a new file with a new file id each time, never an
 //! append. Its single final block opens with a tag that no other `meta` file uses, so a
-//! `CURRENT` file copied over it is refused.
+//! `CURRENT` file copied over it is refused; it names the stream it belongs to, so a
+//! `CONSUMERS` file moved in from another stream's directory is refused too; and it carries a
+//! generation, incremented on every write, that the engine pins outside the data directory, so
+//! a deleted file or an older copy put back is refused rather than silently resetting
+//! consumers.
 
 use crate::record::Cursor;
-use crate::{Error, Result};
+use crate::{Error, Result, StreamId};
 use sealdb_crypto::{ArtifactKind, BlockSealer, CipherId, Expected, Keyring, SealedReader};
 use sealdb_vfs::FileSystem;
 use std::collections::BTreeMap;
@@ -19,22 +23,40 @@ pub const POSITIONS_FILE: &str = "CONSUMERS";
 /// Longest consumer name accepted (bytes of UTF-8).
 pub const MAX_CONSUMER_NAME_LEN: usize = 256;
 
-const POSITIONS_TAG: &[u8; 8] = b"SDBSCP01";
+const POSITIONS_TAG: &[u8; 8] = b"SDBSCP02";
+/// The first format's tag (no stream, no generation): refused by name.
+const UNBOUND_POSITIONS_TAG: &[u8; 8] = b"SDBSCP01";
 /// Tag, count, then per entry at least a `u16` length, one name byte and a `u64`.
 const MIN_ENTRY_LEN: usize = 2 + 1 + 8;
 
 /// The committed position of every named consumer: the sequence number it should resume at
 /// (pass it as `StartAt::At`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerPositions {
+    stream: StreamId,
+    /// The generation of the file on disk (0: never written).
+    generation: u64,
     positions: BTreeMap<String, u64>,
 }
 
 impl ConsumerPositions {
-    /// Loads the positions from `dir` (none if the file does not exist yet). Verifies the
-    /// file's seal, kind, database and tag. Also removes temporary files a crashed commit
-    /// left behind, so call it at open, before any commit.
-    pub fn load(fs: &dyn FileSystem, dir: &Path, keyring: &Keyring) -> Result<Self> {
+    /// Loads the positions of stream `stream` from `dir` (none if the file does not exist
+    /// yet). Verifies the file's seal, kind, database, tag and stream ([`Error::WrongStream`]
+    /// for a file moved in from another stream's directory). Also removes temporary files a
+    /// crashed commit left behind, so call it at open, before any commit.
+    ///
+    /// `expected_generation` is the generation the caller pinned outside the data directory
+    /// (`None`: no check). A missing file when a generation above 0 is expected, or a file of
+    /// an older generation (an older copy put back), is [`Error::MissingFile`] naming the
+    /// file. A newer generation is fine: the pin may lag the file (it is not updated on every
+    /// commit).
+    pub fn load(
+        fs: &dyn FileSystem,
+        dir: &Path,
+        keyring: &Keyring,
+        stream: StreamId,
+        expected_generation: Option<u64>,
+    ) -> Result<Self> {
         if let Ok(names) = fs.list_dir(dir) {
             for name in names {
                 if name.starts_with(&format!("{POSITIONS_FILE}.tmp-")) {
@@ -44,8 +66,22 @@ impl ConsumerPositions {
             }
         }
         let path = dir.join(POSITIONS_FILE);
+        let behind = |found: u64, expected: u64, what: &str| Error::MissingFile {
+            file: path.display().to_string(),
+            detail: format!(
+                "{what}, but generation {expected} of it was written (consumer positions \
+                 would silently go back; found generation {found})"
+            ),
+        };
         if !fs.exists(&path) {
-            return Ok(Self::default());
+            if let Some(g) = expected_generation.filter(|g| *g > 0) {
+                return Err(behind(0, g, "the file is missing"));
+            }
+            return Ok(Self {
+                stream,
+                generation: 0,
+                positions: BTreeMap::new(),
+            });
         }
         let exp = Expected {
             kind: ArtifactKind::Meta,
@@ -64,9 +100,35 @@ impl ConsumerPositions {
                 "expected exactly one (final) block",
             ));
         }
-        let positions =
+        let (found, generation, positions) =
             decode(&block.data).map_err(|why| malformed(&path, Some(handle.offset), why))?;
-        Ok(Self { positions })
+        if found != stream {
+            return Err(Error::WrongStream {
+                file: path.display().to_string(),
+                expected: stream,
+                found,
+            });
+        }
+        if let Some(g) = expected_generation.filter(|g| generation < *g) {
+            return Err(behind(generation, g, "the file is an older copy"));
+        }
+        Ok(Self {
+            stream,
+            generation,
+            positions,
+        })
+    }
+
+    /// The generation of the file on disk: incremented by every [`commit`](Self::commit) and
+    /// [`remove`](Self::remove) that wrote it (0: never written). What the engine pins in its
+    /// head record and passes back to [`load`](Self::load).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The stream these positions belong to.
+    pub fn stream(&self) -> StreamId {
+        self.stream
     }
 
     /// The committed position of `name`.
@@ -99,9 +161,7 @@ impl ConsumerPositions {
         }
         let mut next = self.positions.clone();
         next.insert(name.to_string(), seq);
-        write(fs, dir, keyring, &next)?;
-        self.positions = next;
-        Ok(())
+        self.replace(fs, dir, keyring, next)
     }
 
     /// Forgets `name` and replaces the file atomically; returns whether it was known.
@@ -117,9 +177,25 @@ impl ConsumerPositions {
         }
         let mut next = self.positions.clone();
         next.remove(name);
-        write(fs, dir, keyring, &next)?;
-        self.positions = next;
+        self.replace(fs, dir, keyring, next)?;
         Ok(true)
+    }
+
+    /// Writes `next` as the next generation; adopts it only once it is durable.
+    fn replace(
+        &mut self,
+        fs: &dyn FileSystem,
+        dir: &Path,
+        keyring: &Keyring,
+        next: BTreeMap<String, u64>,
+    ) -> Result<()> {
+        let generation = self.generation.checked_add(1).ok_or_else(|| {
+            Error::InvalidArgument("consumer positions generation overflow".into())
+        })?;
+        write(fs, dir, keyring, self.stream, generation, &next)?;
+        self.positions = next;
+        self.generation = generation;
+        Ok(())
     }
 }
 
@@ -130,9 +206,15 @@ fn malformed(path: &Path, offset: Option<u64>, why: impl std::fmt::Display) -> E
     }
 }
 
-pub(crate) fn encode(positions: &BTreeMap<String, u64>) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(12 + positions.len() * 32);
+pub(crate) fn encode(
+    stream: StreamId,
+    generation: u64,
+    positions: &BTreeMap<String, u64>,
+) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(36 + positions.len() * 32);
     out.extend_from_slice(POSITIONS_TAG);
+    stream.encode_into(&mut out);
+    out.extend_from_slice(&generation.to_le_bytes());
     let count = u32::try_from(positions.len())
         .map_err(|_| Error::InvalidArgument("too many consumers".into()))?;
     out.extend_from_slice(&count.to_le_bytes());
@@ -148,11 +230,23 @@ pub(crate) fn encode(positions: &BTreeMap<String, u64>) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-pub(crate) fn decode(b: &[u8]) -> std::result::Result<BTreeMap<String, u64>, String> {
+pub(crate) type Decoded = (StreamId, u64, BTreeMap<String, u64>);
+
+pub(crate) fn decode(b: &[u8]) -> std::result::Result<Decoded, String> {
     let mut c = Cursor::new(b);
-    if c.take(POSITIONS_TAG.len(), "tag")? != POSITIONS_TAG {
+    let tag = c.take(POSITIONS_TAG.len(), "tag")?;
+    if tag == UNBOUND_POSITIONS_TAG {
+        return Err(
+            "consumer positions file of an earlier format (names no stream and no \
+                    generation)"
+                .into(),
+        );
+    }
+    if tag != POSITIONS_TAG {
         return Err("not a consumer positions file (bad tag)".into());
     }
+    let stream = StreamId::decode(&mut c)?;
+    let generation = c.u64("generation")?;
     let count = c.u32("consumer count")? as usize;
     if count
         .checked_mul(MIN_ENTRY_LEN)
@@ -178,17 +272,19 @@ pub(crate) fn decode(b: &[u8]) -> std::result::Result<BTreeMap<String, u64>, Str
         out.insert(name, seq);
     }
     c.finish("consumer positions")?;
-    Ok(out)
+    Ok((stream, generation, out))
 }
 
 fn write(
     fs: &dyn FileSystem,
     dir: &Path,
     keyring: &Keyring,
+    stream: StreamId,
+    generation: u64,
     positions: &BTreeMap<String, u64>,
 ) -> Result<()> {
     let path = dir.join(POSITIONS_FILE);
-    let payload = encode(positions)?;
+    let payload = encode(stream, generation, positions)?;
     let sealer = BlockSealer::for_new_file(
         keyring,
         ArtifactKind::Meta,
@@ -212,16 +308,23 @@ mod tests {
         let mut m = BTreeMap::new();
         m.insert("a".to_string(), 5);
         m.insert("billing".to_string(), u64::MAX);
-        let b = encode(&m)?;
-        assert_eq!(decode(&b).map_err(Error::Malformed)?, m);
+        let id = StreamId { owner: 3, epoch: 9 };
+        let b = encode(id, 5, &m)?;
+        assert_eq!(decode(&b).map_err(Error::Malformed)?, (id, 5, m));
         for cut in 0..b.len() {
             assert!(decode(b.get(..cut).unwrap_or_default()).is_err());
         }
         let mut bad = b.clone();
-        if let Some(x) = bad.get_mut(8) {
+        if let Some(x) = bad.get_mut(8 + 16 + 8) {
             *x = 0xff;
         }
         assert!(decode(&bad).is_err());
+        // The first format's tag is refused by name.
+        let mut old = b.clone();
+        if let Some(t) = old.get_mut(..8) {
+            t.copy_from_slice(UNBOUND_POSITIONS_TAG);
+        }
+        assert!(decode(&old).is_err_and(|e| e.contains("earlier format")));
         Ok(())
     }
 }

@@ -385,8 +385,44 @@ pub(crate) fn decode_records_frame(b: &[u8]) -> std::result::Result<Vec<ChangeRe
     Ok(out)
 }
 
-/// The first block of every segment: names the segment, how its predecessor ended, and the
-/// stream's last sequence number when it was created (every record in it is greater).
+/// Which stream a segment or `CONSUMERS` file belongs to: its *role*. Bound into every
+/// segment's (authenticated) start frame and into `CONSUMERS`, so a file moved or copied from
+/// another stream's directory — or from an earlier incarnation of the same stream — is refused
+/// ([`Error::WrongStream`]) instead of served. The engine uses the keyspace id as the owner and
+/// the sequence number at which the stream was enabled as the epoch, so disabling and
+/// re-enabling a stream makes a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct StreamId {
+    /// What the stream belongs to (the engine: its keyspace id).
+    pub owner: u64,
+    /// Which incarnation of the owner's stream (the engine: the last sequence number when the
+    /// stream was enabled).
+    pub epoch: u64,
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.owner, self.epoch)
+    }
+}
+
+impl StreamId {
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.owner.to_le_bytes());
+        out.extend_from_slice(&self.epoch.to_le_bytes());
+    }
+
+    pub(crate) fn decode(c: &mut Cursor<'_>) -> std::result::Result<Self, String> {
+        Ok(Self {
+            owner: c.u64("stream owner")?,
+            epoch: c.u64("stream epoch")?,
+        })
+    }
+}
+
+/// The first block of every segment: names the segment, the stream it belongs to, how its
+/// predecessor ended, and the stream's last sequence number when it was created (every record
+/// in it is greater).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct StartFrame {
     pub(crate) number: u64,
@@ -394,9 +430,12 @@ pub(crate) struct StartFrame {
     pub(crate) prev_end: u64,
     pub(crate) prev_finished: bool,
     pub(crate) base_seq: u64,
+    pub(crate) stream: StreamId,
 }
 
-pub(crate) const START_FRAME_LEN: usize = 1 + 8 + 8 + 8 + 1 + 8;
+pub(crate) const START_FRAME_LEN: usize = 1 + 8 + 8 + 8 + 1 + 8 + 16;
+/// The start frame of the first format, which did not bind the stream: refused by name.
+const UNBOUND_START_FRAME_LEN: usize = 1 + 8 + 8 + 8 + 1 + 8;
 
 impl StartFrame {
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -407,10 +446,18 @@ impl StartFrame {
         out.extend_from_slice(&self.prev_end.to_le_bytes());
         out.push(u8::from(self.prev_finished));
         out.extend_from_slice(&self.base_seq.to_le_bytes());
+        self.stream.encode_into(&mut out);
         out
     }
 
     pub(crate) fn decode(b: &[u8]) -> std::result::Result<Self, String> {
+        if b.len() == UNBOUND_START_FRAME_LEN && b.first() == Some(&FRAME_START) {
+            return Err(
+                "start frame does not name its stream (an earlier format, which \
+                        could not tell one stream's segments from another's)"
+                    .into(),
+            );
+        }
         let mut c = Cursor::new(b);
         let t = c.u8("frame type")?;
         if t != FRAME_START {
@@ -425,6 +472,7 @@ impl StartFrame {
             f => return Err(format!("previous finished flag {f} is not 0 or 1")),
         };
         let base_seq = c.u64("base sequence number")?;
+        let stream = StreamId::decode(&mut c)?;
         c.finish("start frame")?;
         Ok(Self {
             number,
@@ -432,6 +480,7 @@ impl StartFrame {
             prev_end,
             prev_finished,
             base_seq,
+            stream,
         })
     }
 }
@@ -517,8 +566,20 @@ mod tests {
             prev_end: 999,
             prev_finished: true,
             base_seq: 41,
+            stream: StreamId {
+                owner: 7,
+                epoch: 99,
+            },
         };
+        assert_eq!(s.encode().len(), START_FRAME_LEN);
         assert_eq!(StartFrame::decode(&s.encode())?, s);
+        // A start frame of the first format (no stream named) is refused, not misread.
+        let old = s
+            .encode()
+            .get(..UNBOUND_START_FRAME_LEN)
+            .unwrap_or_default()
+            .to_vec();
+        assert!(StartFrame::decode(&old).is_err_and(|e| e.contains("does not name its stream")));
         assert_eq!(decode_end_frame(&encode_end_frame(77))?, 77);
         Ok(())
     }

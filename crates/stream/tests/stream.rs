@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{contains, dir, open, opts, read_all, rec, segment_files, setup};
+use common::{ID, contains, dir, open, opts, read_all, rec, segment_files, setup};
 use sealdb_crypto::{CipherId, SecretKey};
 use sealdb_stream::{
     ChangeRecord, ConsumerPositions, Error, POSITIONS_FILE, StartAt, StreamLog, StreamOptions,
@@ -402,7 +402,7 @@ fn segment_files_hold_no_key_or_value_in_clear_with_chacha_and_do_with_none() {
         };
         let (log, _) = open(&fs, &keyring, o).expect("open");
         append_groups(&log, &(1..=30).collect::<Vec<_>>(), |s| s);
-        let mut positions = ConsumerPositions::load(&fs, &dir(), &keyring).expect("load");
+        let mut positions = ConsumerPositions::load(&fs, &dir(), &keyring, ID, None).expect("load");
         positions
             .commit(&fs, &dir(), &keyring, "consumer-name-xyz", 7)
             .expect("commit");
@@ -434,7 +434,7 @@ fn segment_files_hold_no_key_or_value_in_clear_with_chacha_and_do_with_none() {
 fn consumer_positions_persist_across_reopen() {
     let (fs, keyring) = setup();
     let (_log, _) = open(&fs, &keyring, opts(1 << 20)).expect("open");
-    let mut p = ConsumerPositions::load(&fs, &dir(), &keyring).expect("load");
+    let mut p = ConsumerPositions::load(&fs, &dir(), &keyring, ID, None).expect("load");
     assert!(p.list().is_empty());
     p.commit(&fs, &dir(), &keyring, "billing", 42)
         .expect("commit");
@@ -446,7 +446,7 @@ fn consumer_positions_persist_across_reopen() {
         Err(Error::InvalidArgument(_))
     ));
     fs.crash();
-    let mut q = ConsumerPositions::load(&fs, &dir(), &keyring).expect("reload");
+    let mut q = ConsumerPositions::load(&fs, &dir(), &keyring, ID, None).expect("reload");
     assert_eq!(q.get("billing"), Some(43));
     assert_eq!(q.get("audit"), Some(7));
     assert_eq!(q.get("nobody"), None);
@@ -456,12 +456,12 @@ fn consumer_positions_persist_across_reopen() {
     );
     assert!(q.remove(&fs, &dir(), &keyring, "audit").expect("remove"));
     assert!(!q.remove(&fs, &dir(), &keyring, "audit").expect("remove"));
-    let r = ConsumerPositions::load(&fs, &dir(), &keyring).expect("reload");
+    let r = ConsumerPositions::load(&fs, &dir(), &keyring, ID, None).expect("reload");
     assert_eq!(r.list(), vec![("billing".to_string(), 43)]);
     // Under another database's keys, or tampered, the file is refused.
     let other =
         sealdb_crypto::Keyring::generate(sealdb_crypto::DatabaseId([2; 16])).expect("keyring");
-    assert!(ConsumerPositions::load(&fs, &dir(), &other).is_err());
+    assert!(ConsumerPositions::load(&fs, &dir(), &other, ID, None).is_err());
     let path = dir().join(POSITIONS_FILE);
     let mut bytes = fs.contents(&path).expect("contents");
     let last = bytes.len() - 1;
@@ -470,7 +470,7 @@ fn consumer_positions_persist_across_reopen() {
     }
     fs.set_contents(&path, bytes).expect("tamper");
     assert!(matches!(
-        ConsumerPositions::load(&fs, &dir(), &keyring),
+        ConsumerPositions::load(&fs, &dir(), &keyring, ID, None),
         Err(Error::Crypto(sealdb_crypto::Error::Integrity { .. }))
     ));
 }
@@ -509,7 +509,7 @@ fn works_on_the_real_filesystem_while_reading_the_active_segment() {
     let keyring =
         sealdb_crypto::Keyring::generate(sealdb_crypto::DatabaseId([1; 16])).expect("keyring");
     let (log, _) =
-        StreamLog::open(RealFs::shared(), &d, keyring.clone(), opts(4096)).expect("open");
+        StreamLog::open(RealFs::shared(), &d, keyring.clone(), opts(4096), ID, None).expect("open");
     let mut all = Vec::new();
     for s in 1..=100 {
         let r = rec(s, s);
@@ -522,7 +522,8 @@ fn works_on_the_real_filesystem_while_reading_the_active_segment() {
     }
     assert_eq!(read_all(&log, 13), all);
     drop(log);
-    let (log, r) = StreamLog::open(RealFs::shared(), &d, keyring, opts(4096)).expect("reopen");
+    let (log, r) =
+        StreamLog::open(RealFs::shared(), &d, keyring, opts(4096), ID, None).expect("reopen");
     assert_eq!(r.last_seq, 100);
     assert_eq!(read_all(&log, 100), all);
 }

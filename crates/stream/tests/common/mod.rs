@@ -4,11 +4,15 @@
 
 use sealdb_crypto::{CipherId, DatabaseId, Keyring};
 use sealdb_stream::{
-    ChangeRecord, Error, Event, ReadBatch, StartAt, StreamLog, StreamOptions, StreamRecovery,
+    ChangeRecord, Error, Event, ReadBatch, StartAt, StreamAnchor, StreamId, StreamLog,
+    StreamOptions, StreamRecovery,
 };
 use sealdb_vfs::{CrashFs, FileSystem, SharedFs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// The stream the tests open (unless a test is about another one).
+pub const ID: StreamId = StreamId { owner: 1, epoch: 0 };
 
 pub fn dir() -> PathBuf {
     PathBuf::from("/db/stream")
@@ -33,8 +37,17 @@ pub fn open(
     keyring: &Keyring,
     o: StreamOptions,
 ) -> Result<(StreamLog, StreamRecovery), Error> {
+    open_anchored(fs, keyring, o, None)
+}
+
+pub fn open_anchored(
+    fs: &CrashFs,
+    keyring: &Keyring,
+    o: StreamOptions,
+    expected: Option<StreamAnchor>,
+) -> Result<(StreamLog, StreamRecovery), Error> {
     let shared: SharedFs = Arc::new(fs.clone());
-    StreamLog::open(shared, &dir(), keyring.clone(), o)
+    StreamLog::open(shared, &dir(), keyring.clone(), o, ID, expected)
 }
 
 pub fn open_truncating(
@@ -44,7 +57,7 @@ pub fn open_truncating(
     max_seq: u64,
 ) -> Result<(StreamLog, StreamRecovery), Error> {
     let shared: SharedFs = Arc::new(fs.clone());
-    StreamLog::open_truncating(shared, &dir(), keyring.clone(), o, max_seq)
+    StreamLog::open_truncating(shared, &dir(), keyring.clone(), o, ID, None, max_seq)
 }
 
 /// A record whose key, keyspace and images are recognisable in a byte dump.
