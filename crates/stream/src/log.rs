@@ -226,10 +226,6 @@ pub struct StreamLog {
     trim_lock: Mutex<()>,
     /// The current anchor (updated by the writer; read without taking the writer lock).
     anchor: Mutex<StreamAnchor>,
-    /// What this open found on disk before it wrote anything: the newest segment with a start
-    /// frame and the highest sequence number before any truncation (for
-    /// [`check_anchor`](Self::check_anchor)).
-    found: StreamAnchor,
     observer: RwLock<Option<RollObserver>>,
 }
 
@@ -269,8 +265,7 @@ fn is_truncated(e: &sealdb_crypto::Error) -> bool {
     )
 }
 
-/// The anchor check shared by the opens and [`StreamLog::check_anchor`]: `found` is what the
-/// directory held (newest segment with a start frame, highest sequence number before any
+/// The anchor check of an open: `found` is what the directory held (newest segment with a start frame, highest sequence number before any
 /// truncation). Records above `max_seq` may legitimately have been cut as phantoms, so only
 /// those up to `min(expected.last_seq, max_seq)` are required.
 fn check_against(
@@ -517,12 +512,12 @@ impl StreamLog {
             last_finished = r.finished;
             last_end = r.valid_end;
         }
-        let found_anchor = StreamAnchor {
-            segment: newest,
-            last_seq,
-        };
         if let Some(exp) = expected {
-            check_against(dir, found_anchor, exp, max_seq)?;
+            let found = StreamAnchor {
+                segment: newest,
+                last_seq,
+            };
+            check_against(dir, found, exp, max_seq)?;
         }
         // Verified: only now remove a torn last segment and superseded ones (unread).
         if !dead.is_empty() {
@@ -645,7 +640,6 @@ impl StreamLog {
                 segment: start.number,
                 last_seq,
             }),
-            found: found_anchor,
             observer: RwLock::new(None),
             keyring: RwLock::new(keyring),
             writer: Mutex::new(Writer {
@@ -835,14 +829,6 @@ impl StreamLog {
     /// segment can never be deleted unnoticed. Replaces any earlier observer.
     pub fn set_roll_observer(&self, f: RollObserver) {
         *self.observer.write() = Some(f);
-    }
-
-    /// Checks what this open found on disk (before it wrote anything) against an anchor, the
-    /// same check as `expected` in [`open_truncating`](Self::open_truncating): for a caller
-    /// that learns `max_seq` (the WAL's recovered sequence number) only after opening the
-    /// stream. [`Error::MissingFile`] names the missing segment.
-    pub fn check_anchor(&self, expected: StreamAnchor, max_seq: u64) -> Result<()> {
-        check_against(&self.dir, self.found, expected, max_seq)
     }
 
     /// The stream this log belongs to (bound into every segment's start frame).
