@@ -24,6 +24,12 @@
 //!   `none` cipher mode): not keys, not images, not keyspace names, not sequence numbers.
 //! - Trimming removes only whole closed segments, oldest first; a read below the trim
 //!   horizon fails with [`Error::Trimmed`] rather than silently skipping records.
+//! - Every segment's start frame and the `CONSUMERS` file name their stream ([`StreamId`]):
+//!   files moved in from another stream's directory are refused ([`Error::WrongStream`]).
+//! - The ends of the chain can be pinned outside the directory: [`StreamLog::anchor`] and the
+//!   roll observer hand out [`StreamAnchor`]s, opening with one refuses deleted newest
+//!   segments or records cut off the end, and [`ConsumerPositions::generation`] pins
+//!   `CONSUMERS` the same way ([`Error::MissingFile`] names the missing file).
 //!
 //! Readers see a record as soon as it is appended, before it is synced; a crash may take
 //! unsynced records away again (as it takes them from the WAL).
