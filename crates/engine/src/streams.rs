@@ -70,6 +70,15 @@ pub(crate) fn stream_err(e: sealdb_stream::Error) -> Error {
         }
         sealdb_stream::Error::Io { path, source } => Error::Io { path, source },
         sealdb_stream::Error::InvalidArgument(s) => Error::InvalidArgument(s),
+        sealdb_stream::Error::MissingFile { file, detail } => Error::ChainEnd {
+            artifact: if file.ends_with(sealdb_stream::POSITIONS_FILE) {
+                "consumer positions"
+            } else {
+                "stream"
+            },
+            file,
+            detail,
+        },
         other => Error::Corruption(other.to_string()),
     }
 }

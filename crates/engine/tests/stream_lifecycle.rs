@@ -215,8 +215,7 @@ fn disabled_stream_records_do_not_come_back() {
     assert_eq!(keys(&db, "feed"), vec![b"new-2".to_vec()]);
 }
 
-/// A database with a stream holding two synced records; returns the mutation count before
-/// the stream is disabled.
+/// A database with a stream holding two synced records.
 fn with_stream(fs: &CrashFs, keystore: &Path) -> Db {
     let db = Db::open(DB, crash_options(Arc::new(fs.clone()), keystore)).expect("open");
     let ks = db.create_keyspace("feed").expect("ks");
@@ -276,5 +275,56 @@ fn a_crash_while_disabling_a_stream_never_brings_its_records_back() {
         assert_eq!(keys(&db, "feed"), vec![b"new".to_vec()], "fault {n}");
         // And the interrupted disable said it failed.
         assert_eq!(disabled.is_err(), n < total, "fault {n}: {disabled:?}");
+    }
+}
+
+#[test]
+fn a_crash_while_enabling_a_stream_again_never_brings_old_records_back() {
+    // Old records on disk, the stream disabled, then enabled again with a crash at every
+    // mutation: after reopening, the stream is off (and its directory gone) or on and empty.
+    let setup = |keystore: &Path| {
+        let fs = new_crash_fs();
+        let db = with_stream(&fs, keystore);
+        let ks = db.keyspace("feed").expect("ks");
+        db.disable_stream(&ks).expect("disable");
+        (fs, db)
+    };
+    let total = {
+        let keystore = tempfile::tempdir().expect("tmp");
+        let (fs, db) = setup(keystore.path());
+        let base = fs.mutation_count();
+        let ks = db.keyspace("feed").expect("ks");
+        db.enable_stream(&ks, StreamView::KeysOnly, DAY, 0)
+            .expect("enable");
+        fs.mutation_count() - base
+    };
+    assert!(total > 0);
+    for n in 0..=total {
+        let keystore = tempfile::tempdir().expect("tmp");
+        let (fs, db) = setup(keystore.path());
+        let ks = db.keyspace("feed").expect("ks");
+        fs.fail_after(n, FaultKind::AnyMutation);
+        let enabled = db.enable_stream(&ks, StreamView::KeysOnly, DAY, 0);
+        assert_eq!(enabled.is_err(), n < total, "fault {n}: {enabled:?}");
+        drop(ks);
+        drop(db);
+        fs.crash();
+        let db = Db::open(DB, crash_options(Arc::new(fs.clone()), keystore.path()))
+            .unwrap_or_else(|e| panic!("fault {n}: reopen: {e}"));
+        let ks = db.keyspace("feed").expect("ks");
+        if db.stream_info(&ks).is_ok() {
+            assert!(keys(&db, "feed").is_empty(), "fault {n}");
+        } else {
+            assert!(
+                fs.list_dir(&streams_dir(Path::new(DB)))
+                    .unwrap_or_default()
+                    .is_empty(),
+                "fault {n}: orphan stream directory left after open"
+            );
+            db.enable_stream(&ks, StreamView::KeysOnly, DAY, 0)
+                .expect("enable");
+        }
+        ks.put_opt(b"new", b"1", WriteOptions::SYNC).expect("put");
+        assert_eq!(keys(&db, "feed"), vec![b"new".to_vec()], "fault {n}");
     }
 }
