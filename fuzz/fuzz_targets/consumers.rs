@@ -48,8 +48,8 @@ fn structured(data: &[u8]) {
     let mut mspec = Input::new(inp.bytes(6));
     let fs = CrashFs::new();
     let dir = Path::new("/s");
-    let mut positions =
-        ConsumerPositions::load(&fs, dir, keyring(), StreamId::default(), None).expect("load nothing");
+    let mut positions = ConsumerPositions::load(&fs, dir, keyring(), StreamId::default(), None)
+        .expect("load nothing");
     let mut model: BTreeMap<String, u64> = BTreeMap::new();
     for _ in 0..nops {
         let op = inp.u8();
