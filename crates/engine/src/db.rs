@@ -673,6 +673,21 @@ impl Db {
         if let Some(a) = &anchor {
             check_wal_end(a, &recovery, &wal_dir, last_seq)?;
         }
+        if !read_only && !state.streams.is_empty() {
+            // Streams are verified (against the head too) before anything changes: a writable
+            // stream open starts a new segment, so it comes after the decision below. This
+            // reads each retained stream segment twice at open.
+            crate::streams::open_streams(
+                &fs,
+                &path,
+                &state,
+                &keyring,
+                cipher,
+                last_seq,
+                anchor.as_ref().map(|a| &a.streams),
+                true,
+            )?;
+        }
 
         // ---- Decided: everything verified. From here on, a writable open changes the disk:
         // deletions first (on a full disk they make the room the writes need). ----
@@ -698,11 +713,19 @@ impl Db {
         } else {
             Wal::start(fs.clone(), keyring.clone(), wal_opts, recovery)?
         };
+        let streams = crate::streams::open_streams(
+            &fs,
+            &path,
+            &state,
+            &keyring,
+            cipher,
+            last_seq,
+            anchor.as_ref().map(|a| &a.streams),
+            read_only,
+        )?;
         let streams = if read_only {
-            crate::streams::StreamSet::new()
+            streams
         } else {
-            let streams =
-                crate::streams::open_streams(&fs, &path, &state, &keyring, cipher, last_seq)?;
             let mut lagging = false;
             for (changes, time) in &mut regenerated {
                 changes.retain(|c| {
@@ -738,8 +761,14 @@ impl Db {
                 wal_segment: wal.active_segment(),
                 wal_durable_seq: last_seq,
                 clean_end: None,
-                streams: Default::default(),
+                streams: streams
+                    .iter()
+                    .map(|(ks, s)| (*ks, crate::streams::stream_head(s)))
+                    .collect(),
             })?;
+            for (ks, s) in streams.iter() {
+                crate::streams::observe_stream_head(h, *ks, s);
+            }
             manifest.set_head(h.clone());
             let observer = h.clone();
             wal.set_roll_observer(Box::new(move |segment, durable| {
@@ -1731,10 +1760,20 @@ impl DbInner {
             return;
         };
         let last_seq = self.last_seq.load(Ordering::Acquire);
+        let mut stream_ends = Vec::new();
+        for (ks, s) in self.streams.read().iter() {
+            if s.log.sync().is_err() {
+                return;
+            }
+            stream_ends.push((*ks, crate::streams::stream_head(s)));
+        }
         let _ = head.update(|s| {
             s.wal_segment = s.wal_segment.max(segment);
             s.wal_durable_seq = s.wal_durable_seq.max(durable.max(last_seq));
             s.clean_end = (s.wal_segment == segment).then_some(end);
+            for (ks, e) in stream_ends {
+                s.streams.insert(ks, e);
+            }
         });
     }
 

@@ -258,6 +258,50 @@ pub(crate) fn remove_stream_dir(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
 /// disable's manifest edit and its directory removal (or between an enable's directory
 /// creation and its manifest edit) leaves behind. Names that are not stream directories are
 /// left alone.
+/// The head entry of a live stream: its chain end and its consumer positions' generation.
+pub(crate) fn stream_head(s: &LiveStream) -> crate::head::StreamHead {
+    let a = s.log.anchor();
+    crate::head::StreamHead {
+        segment: a.segment,
+        last_seq: a.last_seq,
+        consumers_generation: s.positions.lock().generation(),
+    }
+}
+
+/// Tells the head of every new segment of `s` from now on (each rollover), so deleting a
+/// stream's newest segments is refused at open. A head that cannot be written lags (older
+/// ends: weaker detection, never a false alarm), like the WAL's.
+pub(crate) fn observe_stream(inner: &DbInner, keyspace: u32, s: &LiveStream) {
+    if let Some(head) = &inner.head {
+        observe_stream_head(head, keyspace, s);
+    }
+}
+
+/// [`observe_stream`] with the head at hand (at open, before the database exists).
+pub(crate) fn observe_stream_head(head: &Arc<crate::head::Head>, keyspace: u32, s: &LiveStream) {
+    let head = head.clone();
+    s.log
+        .set_roll_observer(Arc::new(move |a: sealdb_stream::StreamAnchor| {
+            let _ = head.update(|st| {
+                let e = st.streams.entry(keyspace).or_default();
+                e.segment = e.segment.max(a.segment);
+                e.last_seq = e.last_seq.max(a.last_seq);
+            });
+            Ok(())
+        }));
+}
+
+/// Pins a just-enabled stream in the head and observes its rollovers.
+fn anchor_stream(inner: &DbInner, keyspace: u32, s: &LiveStream) {
+    observe_stream(inner, keyspace, s);
+    if let Some(h) = &inner.head {
+        let entry = stream_head(s);
+        let _ = h.update(|st| {
+            st.streams.insert(keyspace, entry);
+        });
+    }
+}
+
 pub(crate) fn remove_orphan_streams(
     fs: &dyn FileSystem,
     db: &Path,
@@ -278,6 +322,7 @@ pub(crate) fn remove_orphan_streams(
 }
 
 /// Opens the streams the manifest lists, after removing stream directories it does not list.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn open_streams(
     fs: &sealdb_vfs::SharedFs,
     db: &Path,
@@ -285,8 +330,12 @@ pub(crate) fn open_streams(
     keyring: &sealdb_crypto::Keyring,
     cipher: sealdb_crypto::CipherId,
     max_seq: u64,
+    anchors: Option<&std::collections::BTreeMap<u32, crate::head::StreamHead>>,
+    read_only: bool,
 ) -> Result<StreamSet> {
-    remove_orphan_streams(fs.as_ref(), db, state)?;
+    if !read_only {
+        remove_orphan_streams(fs.as_ref(), db, state)?;
+    }
     let mut set = StreamSet::new();
     for (ks, rec) in &state.streams {
         let Some(name) = state.keyspaces.get(ks) else {
@@ -296,27 +345,48 @@ pub(crate) fn open_streams(
         let id = stream_id(*ks, rec.start_seq);
         // Records above the WAL's recovered sequence ("phantoms": after a power cut the OS may
         // have kept a stream's unsynced tail but not the WAL's) are cut: a record must never
-        // exist for a write the WAL lost.
-        // HEAD: pass the head's anchor for this keyspace instead of `None` (`StreamAnchor {
-        // segment, last_seq }` from `StreamHead`): the open then refuses deleted newest
-        // segments and records cut off the end up to `min(last_seq, max_seq)`, before it
-        // changes anything.
-        let (log, _) = StreamLog::open_truncating(
-            fs.clone(),
+        // exist for a write the WAL lost. The head pins the stream's newest segment, its last
+        // durable record and its consumer positions' generation; all are checked before the
+        // open changes anything.
+        let anchor = anchors.and_then(|a| a.get(ks));
+        let expected = anchor.map(|a| sealdb_stream::StreamAnchor {
+            segment: a.segment,
+            last_seq: a.last_seq,
+        });
+        let stream_opts = StreamOptions {
+            cipher,
+            ..StreamOptions::default()
+        };
+        let (log, _) = if read_only {
+            StreamLog::open_read_only(
+                fs.clone(),
+                &dir,
+                keyring.clone(),
+                stream_opts,
+                id,
+                expected,
+                max_seq,
+            )
+        } else {
+            StreamLog::open_truncating(
+                fs.clone(),
+                &dir,
+                keyring.clone(),
+                stream_opts,
+                id,
+                expected,
+                max_seq,
+            )
+        }
+        .map_err(stream_err)?;
+        let positions = ConsumerPositions::load(
+            fs.as_ref(),
             &dir,
-            keyring.clone(),
-            StreamOptions {
-                cipher,
-                ..StreamOptions::default()
-            },
+            keyring,
             id,
-            None,
-            max_seq,
+            anchor.map(|a| a.consumers_generation),
         )
         .map_err(stream_err)?;
-        // HEAD: pass the head's CONSUMERS generation for this keyspace instead of `None`.
-        let positions =
-            ConsumerPositions::load(fs.as_ref(), &dir, keyring, id, None).map_err(stream_err)?;
         set.insert(
             *ks,
             Arc::new(LiveStream {
@@ -394,6 +464,7 @@ impl Db {
         retention: Duration,
         max_bytes: u64,
     ) -> Result<()> {
+        self.check_writable_pub()?;
         let inner = &self.inner;
         self.run_exclusive(|| {
             if inner.streams.read().contains_key(&keyspace.id()) {
@@ -452,6 +523,9 @@ impl Db {
                 }),
             );
             *inner.streams.write() = Arc::new(next);
+            if let Some(s) = inner.streams.read().get(&keyspace.id()) {
+                anchor_stream(inner, keyspace.id(), s);
+            }
             Ok(())
         })
     }
@@ -461,6 +535,7 @@ impl Db {
     /// leaves an orphan the next open removes. A failure to remove the directory is returned
     /// (the stream stays off; the next open or enable removes what is left).
     pub fn disable_stream(&self, keyspace: &crate::Keyspace) -> Result<()> {
+        self.check_writable_pub()?;
         let inner = &self.inner;
         // Under the commit lock: no commit is appending to the stream while its files go,
         // and no concurrent enable can create the new stream's files before they are gone.
@@ -483,6 +558,14 @@ impl Db {
                 Some(s) => s.dir.clone(),
                 None => stream_dir(&inner.path, keyspace.id()),
             };
+            if let Some(h) = &inner.head {
+                // The stream is off (manifest): its end is no longer pinned. A head left
+                // naming it by a crash here is dropped by the next open, which checks only
+                // the streams the manifest names.
+                let _ = h.update(|st| {
+                    st.streams.remove(&keyspace.id());
+                });
+            }
             remove_stream_dir(inner.fs.as_ref(), &dir)
         })
     }
@@ -527,12 +610,26 @@ impl Db {
         name: &str,
         seq: u64,
     ) -> Result<()> {
+        self.check_writable_pub()?;
         let s = self.live_stream(keyspace)?;
         let keyring = self.inner.keyring.read().clone();
-        s.positions
-            .lock()
+        let mut positions = s.positions.lock();
+        positions
             .commit(self.inner.fs.as_ref(), &s.dir, &keyring, name, seq)
-            .map_err(stream_err)
+            .map_err(stream_err)?;
+        if let Some(h) = &self.inner.head {
+            // Consumer commits are not on the write path: pinning each one is affordable, and
+            // a deleted or older CONSUMERS file is then refused instead of silently resetting
+            // every consumer.
+            let generation = positions.generation();
+            h.update(|st| {
+                st.streams
+                    .entry(keyspace.id())
+                    .or_default()
+                    .consumers_generation = generation;
+            })?;
+        }
+        Ok(())
     }
 
     /// Consumer `name`'s committed position, if any.

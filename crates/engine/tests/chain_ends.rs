@@ -499,3 +499,109 @@ fn reencrypt_leaves_no_wal_segment_under_the_old_data_key() {
     assert_eq!(report.versions_dropped, vec![1]);
     assert_eq!(db.get(b"a").expect("get"), Some(b"1".to_vec()));
 }
+
+fn stream_segments(db: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for d in std::fs::read_dir(db.join("streams")).expect("streams") {
+        for e in std::fs::read_dir(d.expect("dir").path()).expect("stream dir") {
+            let p = e.expect("entry").path();
+            if p.extension().is_some_and(|x| x == "stream") {
+                v.push(p);
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
+/// A stream with records over several sessions (each session's records in its own segment),
+/// its WAL flushed away, and a committed consumer position.
+fn streamed(t: &TestDb) {
+    {
+        let db = t.open();
+        let ks = db.create_keyspace("orders").expect("keyspace");
+        db.enable_stream(
+            &ks,
+            sealdb::StreamView::NewImage,
+            std::time::Duration::from_secs(86400),
+            0,
+        )
+        .expect("enable");
+    }
+    for i in 0..3u32 {
+        let db = t.open();
+        let ks = db.keyspace("orders").expect("keyspace");
+        ks.put_opt(&i.to_be_bytes(), b"v", WriteOptions::SYNC)
+            .expect("put");
+        db.commit_stream_position(&ks, "billing", u64::from(i) + 1)
+            .expect("commit position");
+        db.flush().expect("flush");
+    }
+}
+
+#[test]
+fn deleting_the_newest_stream_segments_is_refused() {
+    let t = TestDb::new();
+    streamed(&t);
+    let segs = stream_segments(&t.path());
+    assert!(segs.len() >= 3, "{segs:?}");
+    for s in segs.iter().rev().take(2) {
+        std::fs::remove_file(s).expect("rm");
+    }
+    let err = common::failed_open(&t, "newest two stream segments deleted");
+    assert!(matches!(err, Error::ChainEnd { .. }), "{err:?}");
+}
+
+#[test]
+fn deleting_the_consumer_positions_is_refused() {
+    let t = TestDb::new();
+    streamed(&t);
+    let consumers: Vec<PathBuf> = std::fs::read_dir(t.path().join("streams"))
+        .expect("streams")
+        .map(|d| d.expect("dir").path().join("CONSUMERS"))
+        .filter(|p| p.exists())
+        .collect();
+    assert_eq!(consumers.len(), 1);
+    let old = std::fs::read(&consumers[0]).expect("read");
+    std::fs::remove_file(&consumers[0]).expect("rm");
+    let err = common::failed_open(&t, "CONSUMERS deleted");
+    assert!(matches!(err, Error::ChainEnd { .. }), "{err:?}");
+    // An older copy (generation behind the head) is refused too.
+    {
+        std::fs::write(&consumers[0], &old).expect("restore");
+        let db = t.open();
+        let ks = db.keyspace("orders").expect("keyspace");
+        db.commit_stream_position(&ks, "billing", 3)
+            .expect("commit");
+    }
+    std::fs::write(&consumers[0], &old).expect("put back an older copy");
+    let err = common::failed_open(&t, "older CONSUMERS");
+    assert!(err.is_integrity(), "{err:?}");
+}
+
+#[test]
+fn a_read_only_open_serves_streams_and_verifies_them() {
+    let t = TestDb::new();
+    streamed(&t);
+    let before = tree(&t.path());
+    let db = Db::open(
+        t.path(),
+        Options {
+            read_only: true,
+            ..t.options()
+        },
+    )
+    .expect("read-only");
+    let ks = db.keyspace("orders").expect("keyspace");
+    let got = db
+        .read_stream(&ks, sealdb::StreamStart::TrimHorizon, 100, usize::MAX)
+        .expect("read");
+    assert_eq!(got.records.len(), 3);
+    assert_eq!(db.stream_position(&ks, "billing").expect("pos"), Some(3));
+    let report = db.verify();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert!(report.stream_segments >= 3);
+    assert!(db.commit_stream_position(&ks, "billing", 4).is_err());
+    drop(db);
+    assert_eq!(tree(&t.path()), before);
+}

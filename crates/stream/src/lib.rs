@@ -105,6 +105,9 @@ pub enum Error {
         /// What the anchor required and what was found.
         detail: String,
     },
+    /// The stream was opened read-only (a database opened read-only): appends are refused.
+    #[error("the change stream was opened read-only")]
+    ReadOnly,
     /// An I/O error.
     #[error("change stream I/O error on {path}: {source}")]
     Io {

@@ -220,7 +220,8 @@ pub struct StreamLog {
     opts: StreamOptions,
     id: StreamId,
     keyring: RwLock<Keyring>,
-    writer: Mutex<Writer>,
+    /// `None` when opened read-only.
+    writer: Mutex<Option<Writer>>,
     index: Mutex<Index>,
     appended: Condvar,
     trim_lock: Mutex<()>,
@@ -370,11 +371,47 @@ impl StreamLog {
         expected: Option<StreamAnchor>,
         max_seq: u64,
     ) -> Result<(Self, StreamRecovery)> {
-        fs.create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        Self::open_inner(fs, dir, keyring, opts, id, expected, max_seq, false)
+    }
+
+    /// Opens the stream for reading only: the same verification as
+    /// [`open_truncating`](Self::open_truncating), records above `max_seq` hidden from
+    /// readers, but nothing on disk is created, removed, synced or written (a database opened
+    /// read-only beside a writer). [`append`](Self::append) fails with [`Error::ReadOnly`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn open_read_only(
+        fs: SharedFs,
+        dir: &Path,
+        keyring: Keyring,
+        opts: StreamOptions,
+        id: StreamId,
+        expected: Option<StreamAnchor>,
+        max_seq: u64,
+    ) -> Result<(Self, StreamRecovery)> {
+        Self::open_inner(fs, dir, keyring, opts, id, expected, max_seq, true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open_inner(
+        fs: SharedFs,
+        dir: &Path,
+        keyring: Keyring,
+        opts: StreamOptions,
+        id: StreamId,
+        expected: Option<StreamAnchor>,
+        max_seq: u64,
+        read_only: bool,
+    ) -> Result<(Self, StreamRecovery)> {
+        if !read_only {
+            fs.create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
         let mut stats = StreamRecovery::default();
-        let mut numbers: Vec<u64> = fs
-            .list_dir(dir)
-            .map_err(|e| Error::io(dir, e))?
+        let listed = if fs.exists(dir) {
+            fs.list_dir(dir).map_err(|e| Error::io(dir, e))?
+        } else {
+            Vec::new()
+        };
+        let mut numbers: Vec<u64> = listed
             .iter()
             .filter_map(|n| parse_segment_name(n))
             .collect();
@@ -520,7 +557,7 @@ impl StreamLog {
             check_against(dir, found, exp, max_seq)?;
         }
         // Verified: only now remove a torn last segment and superseded ones (unread).
-        if !dead.is_empty() {
+        if !dead.is_empty() && !read_only {
             for path in &dead {
                 fs.remove_file(path).map_err(|e| Error::io(path, e))?;
             }
@@ -597,6 +634,30 @@ impl StreamLog {
             segments.remove(&seg.number);
         }
         stats.segments = segments.len();
+        if read_only {
+            let newest = segments.keys().next_back().copied().unwrap_or(0);
+            let log = Self {
+                fs,
+                dir: dir.to_path_buf(),
+                opts,
+                id,
+                anchor: Mutex::new(StreamAnchor {
+                    segment: newest,
+                    last_seq,
+                }),
+                observer: RwLock::new(None),
+                keyring: RwLock::new(keyring),
+                writer: Mutex::new(None),
+                index: Mutex::new(Index {
+                    segments,
+                    last_seq,
+                    trimmed_through,
+                }),
+                appended: Condvar::new(),
+                trim_lock: Mutex::new(()),
+            };
+            return Ok((log, stats));
+        }
         // What was recovered may include a previous run's unsynced tail; it is readable from
         // now on and the new start frame records where it ends, so make it durable first.
         if let Some(last) = segments.values().next_back() {
@@ -642,14 +703,14 @@ impl StreamLog {
             }),
             observer: RwLock::new(None),
             keyring: RwLock::new(keyring),
-            writer: Mutex::new(Writer {
+            writer: Mutex::new(Some(Writer {
                 file,
                 number: start.number,
                 has_records: false,
                 last_seq,
                 poisoned: None,
                 scratch: Vec::new(),
-            }),
+            })),
             index: Mutex::new(Index {
                 segments,
                 last_seq,
@@ -674,7 +735,9 @@ impl StreamLog {
             r.validate()?;
         }
         let mut guard = self.writer.lock();
-        let w = &mut *guard;
+        let Some(w) = guard.as_mut() else {
+            return Err(Error::ReadOnly);
+        };
         if let Some(why) = &w.poisoned {
             return Err(Error::Poisoned(why.clone()));
         }
@@ -804,7 +867,11 @@ impl StreamLog {
 
     /// Makes every appended record durable.
     pub fn sync(&self) -> Result<()> {
-        let mut w = self.writer.lock();
+        let mut guard = self.writer.lock();
+        // Read-only: nothing was written, so nothing needs syncing.
+        let Some(w) = guard.as_mut() else {
+            return Ok(());
+        };
         if let Some(why) = &w.poisoned {
             return Err(Error::Poisoned(why.clone()));
         }

@@ -28,7 +28,7 @@ pub enum Create {
     /// empty database (and a fresh master key) behind.
     Never,
     /// Read commands (`get`, `scan`, `export`, `stats`, `verify`, `index list/query`,
-    /// `keys status`) open read-only: they change nothing on disk and run beside a writer.
+    /// `keys status`, `stream read/info`) open read-only: they change nothing on disk and run beside a writer.
     ReadOnly,
 }
 

@@ -144,7 +144,7 @@ fn drain(
 
 /// `stream read [--keyspace KS] [--from POS] [--limit N]`.
 fn read(ctx: &mut Ctx, a: &StreamReadArgs) -> Result<()> {
-    let db = ctx.open(Create::Never)?;
+    let db = ctx.open(Create::ReadOnly)?;
     drain(ctx, &db, &a.keyspace, a.from, a.limit)?;
     Ok(())
 }
@@ -237,7 +237,7 @@ fn info_line(i: &StreamInfo) -> String {
 
 /// `stream info [--keyspace KS]`: one keyspace's stream, or every keyspace's that has one.
 fn info(ctx: &mut Ctx, a: &StreamInfoArgs) -> Result<()> {
-    let db = ctx.open(Create::Never)?;
+    let db = ctx.open(Create::ReadOnly)?;
     let infos = match &a.keyspace {
         Some(name) => vec![db.stream_info(&db.keyspace(name)?)?],
         None => {
