@@ -605,3 +605,22 @@ fn a_read_only_open_serves_streams_and_verifies_them() {
     drop(db);
     assert_eq!(tree(&t.path()), before);
 }
+
+#[test]
+fn cutting_the_newest_stream_segment_after_a_clean_close_is_refused() {
+    let t = TestDb::new();
+    streamed(&t);
+    let newest = stream_segments(&t.path())
+        .into_iter()
+        .filter(|p| file_len(p) > 200)
+        .next_back()
+        .expect("a stream segment holding records");
+    let original = std::fs::read(&newest).expect("read");
+    for (cut, what) in [(original.len() as u64 - 3, "mid-block"), (0, "to zero")] {
+        truncate(&newest, cut);
+        let err = common::failed_open(&t, what);
+        assert!(err.is_integrity(), "stream segment cut {what}: {err:?}");
+        std::fs::write(&newest, &original).expect("restore");
+    }
+    t.open();
+}
