@@ -117,6 +117,9 @@ pub struct OpenStats {
     pub created: bool,
     /// WAL recovery: segments, batches and records replayed, and any torn tail cut off.
     pub wal: RecoveryStats,
+    /// What the chain ends were checked against: a head record, a legacy rollback counter,
+    /// or nothing (trusted as found — a new database, or a first open at this path).
+    pub head: crate::head::HeadOrigin,
 }
 
 /// Counters of the engine's work since open.
@@ -751,6 +754,7 @@ impl Db {
             streams
         };
         let streams = Arc::new(streams);
+        let head_origin = head.as_ref().map_or_else(Default::default, |(_, o)| *o);
         let head = head.map(|(h, _)| h);
         if let (Some(h), false) = (&head, read_only) {
             // The new chain ends, now durable: the manifest just written, the new WAL
@@ -818,6 +822,7 @@ impl Db {
             open_stats: OpenStats {
                 created,
                 wal: wal_stats,
+                head: head_origin,
             },
             next_memtable_id: AtomicU64::new(next_id + 1),
             cache,

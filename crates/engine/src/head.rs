@@ -216,16 +216,17 @@ pub(crate) fn decode_legacy_counter(bytes: &[u8], path: &Path) -> Result<(u64, u
     Ok(pos)
 }
 
-/// Where the head's values came from at open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where the head's values came from at open (reported in `OpenStats::head`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum HeadOrigin {
     /// A head record: every chain end is checked.
     Head,
     /// Only the rollback counter of an earlier version: the manifest position is checked.
     LegacyCounter,
-    /// Nothing: a new database, or one opened at this path for the first time (moved,
-    /// copied, or restored by hand). Its chain ends are trusted as found, and anchored from
-    /// now on.
+    /// Nothing: a new database, one opened at this path for the first time (moved, copied,
+    /// or restored by hand), or rollback protection off. Its chain ends are trusted as found,
+    /// and anchored from now on.
+    #[default]
     None,
 }
 

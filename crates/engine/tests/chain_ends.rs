@@ -624,3 +624,16 @@ fn cutting_the_newest_stream_segment_after_a_clean_close_is_refused() {
     }
     t.open();
 }
+
+#[test]
+fn open_stats_say_what_the_chain_ends_were_checked_against() {
+    let t = TestDb::new();
+    assert_eq!(t.open().open_stats().head, sealdb::HeadOrigin::None);
+    assert_eq!(t.open().open_stats().head, sealdb::HeadOrigin::Head);
+    // Moved to another path: no head there yet; trusted as found, then anchored.
+    let moved = t.dir.path().join("moved");
+    std::fs::rename(t.path(), &moved).expect("move");
+    let open_moved = || Db::open(&moved, t.options()).expect("open moved");
+    assert_eq!(open_moved().open_stats().head, sealdb::HeadOrigin::None);
+    assert_eq!(open_moved().open_stats().head, sealdb::HeadOrigin::Head);
+}
