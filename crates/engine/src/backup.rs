@@ -22,10 +22,7 @@ use crate::keylife::target_provider_for;
 use crate::manifest::{FileMeta, ManifestState, NUM_LEVELS};
 use crate::options::{MasterKey, Options};
 use crate::{Error, Result};
-use sealdb_crypto::{
-    ArtifactKind, BlockSealer, CipherId, DatabaseId, Expected, KeyDescriptor, Keyring, KeysFile,
-    SealedReader,
-};
+use sealdb_crypto::{ArtifactKind, CipherId, DatabaseId, KeyDescriptor, Keyring, KeysFile};
 use sealdb_vfs::SharedFs;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -300,52 +297,6 @@ fn link_or_copy(fs: &SharedFs, from: &Path, to: &Path) -> Result<u64> {
     fs.file_size(to).map_err(|e| Error::io(to, e))
 }
 
-/// Writes a small sealed file atomically (catalogue).
-fn write_sealed_atomic(
-    fs: &SharedFs,
-    path: &Path,
-    keyring: &Keyring,
-    kind: ArtifactKind,
-    payload: &[u8],
-) -> Result<()> {
-    let sealer = BlockSealer::for_new_file(
-        keyring,
-        kind,
-        CipherId::ChaCha20Poly1305,
-        Vec::new(),
-        path.display().to_string(),
-    )?;
-    let mut bytes = sealer.header().encode();
-    let off = bytes.len() as u64;
-    sealer.seal_into(off, true, payload, &mut bytes)?;
-    sealdb_vfs::write_file_atomic(fs.as_ref(), path, &bytes).map_err(|e| Error::io(path, e))
-}
-
-fn read_sealed(
-    fs: &SharedFs,
-    path: &Path,
-    keyring: &Keyring,
-    kind: ArtifactKind,
-) -> Result<Vec<u8>> {
-    let exp = Expected {
-        kind,
-        database_id: keyring.database_id(),
-        cipher: Some(CipherId::ChaCha20Poly1305),
-    };
-    let r = SealedReader::open(fs.as_ref(), path, keyring, &exp)?;
-    let mut blocks = r.blocks();
-    let (_, b) = blocks
-        .next()
-        .ok_or_else(|| Error::Corruption(format!("{} is empty", path.display())))??;
-    if !b.is_final {
-        return Err(Error::Corruption(format!(
-            "{} has extra blocks",
-            path.display()
-        )));
-    }
-    Ok(b.data)
-}
-
 impl Db {
     /// Takes a consistent online backup into `dir` (created if needed): the live tables at
     /// the last flush's sequence number (memtables are flushed first), the WAL segments that
@@ -450,8 +401,8 @@ impl Db {
         };
         // The catalogue last: until it exists, the backup does not.
         let catalog = catalog_path(dir, &id);
-        write_sealed_atomic(
-            fs,
+        sealdb_crypto::sealed::write_small_sealed_file(
+            fs.as_ref(),
             &catalog,
             &keyring,
             ArtifactKind::BackupCatalog,
@@ -793,7 +744,12 @@ pub fn read_backup(dir: &Path, id: &str, opts: &Options) -> Result<BackupInfo> {
     let fs = &opts.fs;
     let (_, keyring) = backup_keyring(fs, dir, id, opts)?;
     let path = dir.join(format!("{id}{CATALOG_SUFFIX}"));
-    let bytes = read_sealed(fs, &path, &keyring, ArtifactKind::BackupCatalog)?;
+    let bytes = sealdb_crypto::sealed::read_small_sealed_file(
+        fs.as_ref(),
+        &path,
+        &keyring,
+        ArtifactKind::BackupCatalog,
+    )?;
     let info = decode_catalog(&bytes, &path.display().to_string())?;
     if info.id != id {
         return Err(Error::Corruption(format!(
