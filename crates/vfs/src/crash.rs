@@ -128,7 +128,8 @@ impl Fault {
     }
 
     fn matches(&self, op: Op, path: &Path) -> bool {
-        (self.ops.is_empty() || self.ops.contains(&op)) && self.path.as_ref().is_none_or(|p| p(path))
+        (self.ops.is_empty() || self.ops.contains(&op))
+            && self.path.as_ref().is_none_or(|p| p(path))
     }
 }
 
@@ -446,7 +447,10 @@ impl WritableFile for CrashWritable {
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
         let mut st = self.state.lock();
         let half = data.get(..data.len() / 2).unwrap_or_default();
-        if let Err(e) = st.mutate(false).and_then(|()| st.inject(Op::Write, &self.path)) {
+        if let Err(e) = st
+            .mutate(false)
+            .and_then(|()| st.inject(Op::Write, &self.path))
+        {
             // A write that dies midway may leave part of its bytes in the page cache.
             if let Some(inode) = st.inodes.get_mut(&self.inode) {
                 inode.data.extend_from_slice(half);

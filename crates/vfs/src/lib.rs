@@ -146,6 +146,13 @@ pub fn write_file_atomic(fs: &dyn FileSystem, path: &Path, contents: &[u8]) -> i
     result
 }
 
+/// Whether an I/O error means the disk (or the quota) is full: `ENOSPC` or `EDQUOT`.
+pub fn is_no_space(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull
+        || e.kind() == io::ErrorKind::QuotaExceeded
+        || matches!(e.raw_os_error(), Some(28 | 122))
+}
+
 /// The directory containing `path` (`.` for a bare file name).
 pub fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
@@ -228,7 +235,9 @@ mod tests {
 
     #[test]
     fn temp_file_names_are_recognised_and_others_are_not() {
-        assert!(is_temp_file_name("KEYS.tmp-0123456789abcdef0123456789abcdef"));
+        assert!(is_temp_file_name(
+            "KEYS.tmp-0123456789abcdef0123456789abcdef"
+        ));
         assert!(is_temp_file_name("CURRENT.tmp-1-0"));
         assert!(!is_temp_file_name("CURRENT"));
         assert!(!is_temp_file_name(".tmp-1-0"));
