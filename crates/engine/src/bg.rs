@@ -424,6 +424,8 @@ pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
     edits.push(Edit::WalMinSegment(
         inner.wal.first_needed_segment(flushed_seq),
     ));
+    // What the manifest durably says the WAL chain starts at: segments below it may go.
+    let wal_min_segment;
     {
         let mut manifest = inner.manifest.lock();
         // Keyspaces dropped while we flushed: skip their files (removed as orphans at open).
@@ -436,6 +438,7 @@ pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
             manifest.doubtful_outputs(created);
             return Err(e);
         }
+        wal_min_segment = manifest.state().wal_min_segment;
         let mut v = inner.version.write();
         let mut next = (*v.version).clone();
         for (ks, h) in handles {
@@ -468,10 +471,10 @@ pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
     if inner.opts.pitr_window.is_some() {
         inner
             .wal
-            .archive_obsolete(flushed_seq, &inner.path.join(crate::pitr::ARCHIVE_DIR))?;
+            .archive_obsolete(wal_min_segment, &inner.path.join(crate::pitr::ARCHIVE_DIR))?;
         crate::pitr::trim_archive(inner)?;
     } else {
-        inner.wal.remove_obsolete(flushed_seq)?;
+        inner.wal.remove_obsolete(wal_min_segment)?;
     }
     crate::streams::trim_all(inner)?;
     inner.resume_after_space(BgJob::Flush);
