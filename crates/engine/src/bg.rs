@@ -159,21 +159,22 @@ pub(crate) fn prepare_tables_dir(fs: &SharedFs, db: &Path, orphans: &[PathBuf]) 
 pub(crate) fn retire_wal(inner: &Arc<DbInner>) -> Result<()> {
     let _g = inner.flush_lock.lock();
     let keyring = inner.keyring.read().clone();
-    let flushed_seq = {
+    // Segments go only below what the manifest durably records as the chain's start.
+    let min_segment = {
         let mut manifest = inner.manifest.lock();
         let flushed_seq = manifest.state().flushed_seq;
         let first = inner.wal.first_needed_segment(flushed_seq);
         if first > manifest.state().wal_min_segment {
             manifest.apply(vec![Edit::WalMinSegment(first)], &keyring)?;
         }
-        flushed_seq
+        manifest.state().wal_min_segment
     };
     if inner.opts.pitr_window.is_some() {
         inner
             .wal
-            .archive_obsolete(flushed_seq, &inner.path.join(crate::pitr::ARCHIVE_DIR))?;
+            .archive_obsolete(min_segment, &inner.path.join(crate::pitr::ARCHIVE_DIR))?;
     } else {
-        inner.wal.remove_obsolete(flushed_seq)?;
+        inner.wal.remove_obsolete(min_segment)?;
     }
     Ok(())
 }

@@ -428,7 +428,6 @@ fn full_disk_pauses_background_work_and_resumes_when_space_is_freed() {
 /// Reopening a database whose disk is full because of orphans (tables of a flush cut by a
 /// crash) must remove the orphans before writing anything (a new manifest, a WAL segment).
 #[test]
-#[ignore = "fails until Db::open removes orphans before it writes (issue 13 §2-3, the open reordering)"]
 fn reopen_on_a_full_disk_removes_orphans_before_writing() {
     let keystore = tempfile::tempdir().expect("tmp");
     let fs = new_fs();

@@ -860,14 +860,14 @@ impl Wal {
             Err(e) => {
                 let p = self.dir.join(segment_file_name(start.number));
                 match self.fs.remove_file(&p) {
-                    Ok(()) => Ok(()),
-                    Err(r) if r.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    Err(r) => Err(io_error(&p, r)),
+                    Ok(()) => {}
+                    Err(r) if r.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(r) => {
+                        let r = io_error(&p, r);
+                        inner.poisoned = Some(r.to_string());
+                        return Err(r);
+                    }
                 }
-                .map_err(|r| {
-                    inner.poisoned = Some(r.to_string());
-                    r
-                })?;
                 Err(e)
             }
         }
@@ -912,12 +912,13 @@ impl Wal {
         if let Some(why) = &inner.poisoned {
             return Err(Error::Poisoned(why.clone()));
         }
-        let broken_at = inner.broken_at;
+        // A segment a failed write left a partial frame in does not end cleanly: a clean
+        // close needs the new segment (or, if the disk is still full, is not clean).
+        self.replace_broken(inner)?;
         let active = inner.active.as_mut().ok_or(Error::ReadOnly)?;
         active.writer.sync()?;
         active.unsynced = 0;
-        // After a failed write the segment validly ends where that write began.
-        let end = broken_at.unwrap_or_else(|| active.writer.offset());
+        let end = active.writer.offset();
         let durable = inner
             .closed
             .values()

@@ -487,3 +487,25 @@ fn failed_sync_still_poisons_the_log() {
     assert!(wal.is_poisoned());
     assert!(matches!(try_append(&wal, 3, true), Err(Error::Poisoned(_))));
 }
+
+/// A clean close never vouches for a segment a failed write left a partial frame in: it
+/// starts the next segment first, or fails (an unclean close) while the disk is still full.
+#[test]
+fn close_anchor_after_a_failed_write_is_a_new_segment_or_none() {
+    let (fs, keyring) = setup();
+    let (wal, _, _) = open(&fs, &keyring, opts(1 << 20)).expect("open");
+    append(&wal, 1, true);
+    fs.set_space_limit(Some(fs.used_bytes() + 10));
+    assert!(try_append(&wal, 2, true).expect_err("full").is_no_space());
+    let broken = wal.active_segment();
+    assert!(wal.sync_for_close().expect_err("still full").is_no_space());
+    fs.set_space_limit(None);
+    let (segment, end, durable) = wal.sync_for_close().expect("close");
+    assert_eq!(segment, broken + 1);
+    assert_eq!(durable, 1);
+    assert_eq!(
+        end,
+        fs.file_size(&dir().join(segment_file_name(segment)))
+            .expect("size")
+    );
+}
