@@ -3,6 +3,9 @@
 //! The model follows what POSIX promises and no more:
 //! - bytes appended to a file are durable only once the file is synced;
 //! - a new directory entry (create, rename, remove) is durable only once its directory is synced;
+//! - a new directory is durable only once its parent directory is synced: a crash forgets a
+//!   directory created since its parent's last sync, and everything in it (removing and
+//!   renaming directories is modelled as immediately durable);
 //! - a crash may keep any prefix of a file's unsynced tail ([`CrashFs::crash_keeping_prefix`]),
 //!   which is how torn writes reach the disk.
 //!
@@ -153,6 +156,9 @@ struct Inode {
 struct Dir {
     entries: BTreeMap<String, u64>,
     durable_entries: BTreeMap<String, u64>,
+    /// Whether the directory's own entry in its parent is durable (its parent was synced
+    /// since it was created).
+    durable: bool,
 }
 
 #[derive(Debug, Default)]
@@ -299,10 +305,13 @@ impl CrashFs {
     /// An empty filesystem with a root directory `/`.
     pub fn new() -> Self {
         let fs = Self::default();
-        fs.state
-            .lock()
-            .dirs
-            .insert(PathBuf::from("/"), Dir::default());
+        fs.state.lock().dirs.insert(
+            PathBuf::from("/"),
+            Dir {
+                durable: true,
+                ..Dir::default()
+            },
+        );
         fs
     }
 
@@ -402,6 +411,15 @@ impl CrashFs {
                 inode.durable = survived;
             }
         }
+        // Directories whose entry never became durable vanish with their whole subtree.
+        let lost: Vec<PathBuf> = st
+            .dirs
+            .iter()
+            .filter(|(_, d)| !d.durable)
+            .map(|(p, _)| p.clone())
+            .collect();
+        st.dirs
+            .retain(|p, _| !lost.iter().any(|l| p.starts_with(l)));
         for dir in st.dirs.values_mut() {
             dir.entries = dir.durable_entries.clone();
         }
@@ -644,7 +662,12 @@ impl FileSystem for CrashFs {
         let mut cur = PathBuf::new();
         for comp in path.components() {
             cur.push(comp);
-            st.dirs.entry(cur.clone()).or_default();
+            // The root (or a relative path's first component) has no parent to sync.
+            let durable = cur.parent().is_none_or(|p| p.as_os_str().is_empty());
+            st.dirs.entry(cur.clone()).or_insert_with(|| Dir {
+                durable,
+                ..Dir::default()
+            });
         }
         Ok(())
     }
@@ -689,6 +712,11 @@ impl FileSystem for CrashFs {
         st.inject(Op::SyncDir, path)?;
         let dir = st.dir_mut(path)?;
         dir.durable_entries = dir.entries.clone();
+        for (sub, d) in st.dirs.iter_mut() {
+            if sub.parent() == Some(path) {
+                d.durable = true;
+            }
+        }
         Ok(())
     }
 
@@ -754,6 +782,7 @@ mod tests {
     fn unsynced_data_is_lost_on_crash() -> io::Result<()> {
         let fs = CrashFs::new();
         fs.create_dir_all(&p("/db"))?;
+        fs.sync_dir(&p("/"))?;
         let mut f = fs.create_new(&p("/db/a"))?;
         f.append(b"hello")?;
         f.sync_data()?;
@@ -768,6 +797,7 @@ mod tests {
     fn unsynced_directory_entry_is_lost_on_crash() -> io::Result<()> {
         let fs = CrashFs::new();
         fs.create_dir_all(&p("/db"))?;
+        fs.sync_dir(&p("/"))?;
         let mut f = fs.create_new(&p("/db/a"))?;
         f.append(b"x")?;
         f.sync_data()?;
@@ -780,6 +810,7 @@ mod tests {
     fn rename_is_durable_only_after_dir_sync() -> io::Result<()> {
         let fs = CrashFs::new();
         fs.create_dir_all(&p("/d"))?;
+        fs.sync_dir(&p("/"))?;
         crate::write_file_atomic(&fs, &p("/d/k"), b"v1")?;
         let mut tmp = fs.create_new(&p("/d/t"))?;
         tmp.append(b"v2")?;
@@ -794,6 +825,7 @@ mod tests {
     fn fault_fires_and_kills_later_mutations() -> io::Result<()> {
         let fs = CrashFs::new();
         fs.create_dir_all(&p("/d"))?;
+        fs.sync_dir(&p("/"))?;
         fs.fail_after(1, FaultKind::AnyMutation);
         let mut f = fs.create_new(&p("/d/a"))?;
         assert!(f.append(b"abcd").is_err());
@@ -809,6 +841,7 @@ mod tests {
     fn torn_tail_keeps_a_prefix() -> io::Result<()> {
         let fs = CrashFs::new();
         fs.create_dir_all(&p("/d"))?;
+        fs.sync_dir(&p("/"))?;
         let mut f = fs.create_new(&p("/d/a"))?;
         f.append(b"sync")?;
         f.sync_data()?;
@@ -824,6 +857,7 @@ mod tests {
     fn full_disk_writes_what_fits_then_fails_and_deleting_makes_room() -> io::Result<()> {
         let fs = CrashFs::new();
         fs.create_dir_all(&p("/d"))?;
+        fs.sync_dir(&p("/"))?;
         fs.set_space_limit(Some(10));
         let mut a = fs.create_new(&p("/d/a"))?;
         a.append(b"123456")?;
@@ -844,6 +878,7 @@ mod tests {
     fn injected_fault_hits_matching_ops_after_skipping_and_disarms() -> io::Result<()> {
         let fs = CrashFs::new();
         fs.create_dir_all(&p("/d"))?;
+        fs.sync_dir(&p("/"))?;
         fs.inject(
             Fault::eio()
                 .on(&[Op::Write])
@@ -868,6 +903,30 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::StorageFull);
         fs.remove_fault(id);
         fs.rename(&p("/d/x.log"), &p("/d/y.log"))?;
+        Ok(())
+    }
+
+    #[test]
+    fn new_directory_is_lost_on_crash_until_its_parent_is_synced() -> io::Result<()> {
+        let fs = CrashFs::new();
+        fs.create_dir_all(&p("/a/b"))?;
+        let mut f = fs.create_new(&p("/a/b/f"))?;
+        f.append(b"x")?;
+        f.sync_data()?;
+        fs.sync_dir(&p("/a/b"))?;
+        fs.sync_dir(&p("/a"))?; // makes b durable, but a itself is not
+        fs.crash();
+        assert!(!fs.exists(&p("/a")));
+        assert!(!fs.exists(&p("/a/b/f")));
+        fs.create_dir_all(&p("/a/b"))?;
+        fs.sync_dir(&p("/"))?;
+        fs.sync_dir(&p("/a"))?;
+        let mut f = fs.create_new(&p("/a/b/f"))?;
+        f.append(b"x")?;
+        f.sync_data()?;
+        fs.sync_dir(&p("/a/b"))?;
+        fs.crash();
+        assert_eq!(fs.contents(&p("/a/b/f"))?, b"x");
         Ok(())
     }
 }

@@ -1001,7 +1001,7 @@ impl Wal {
             .take_while(|n| *n < min_segment)
             .collect();
         if let Some(a) = archive {
-            self.fs.create_dir_all(a).map_err(|e| Error::Io {
+            sealdb_vfs::create_dir_all_durable(self.fs.as_ref(), a).map_err(|e| Error::Io {
                 path: a.display().to_string(),
                 source: e,
             })?;
