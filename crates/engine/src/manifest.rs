@@ -736,10 +736,18 @@ impl Manifest {
         self.head = Some(head);
     }
 
+    /// Tells the head the new position. Runs after the edit is durable and applied, so a
+    /// head that cannot be written for lack of space is not an error of the edit: reporting
+    /// one would make the caller redo a change that already happened (a flush would write its
+    /// tables twice). A lagging head only checks less (it still names an older, smaller
+    /// position) and catches up at the next edit.
     fn record_position(&self) -> Result<()> {
         if let Some(h) = &self.head {
             let pos = self.position();
-            h.update(|s| s.manifest = s.manifest.max(pos))?;
+            match h.update(|s| s.manifest = s.manifest.max(pos)) {
+                Err(e) if !e.is_no_space() => return Err(e),
+                _ => {}
+            }
         }
         Ok(())
     }
