@@ -404,8 +404,7 @@ impl StreamLog {
     ) -> Result<(Self, StreamRecovery)> {
         if !read_only {
             // Durably: a stream whose directory a power cut forgets would reopen empty.
-            sealdb_vfs::create_dir_all_durable(fs.as_ref(), dir)
-                .map_err(|e| Error::io(dir, e))?;
+            sealdb_vfs::create_dir_all_durable(fs.as_ref(), dir).map_err(|e| Error::io(dir, e))?;
         }
         let mut stats = StreamRecovery::default();
         let listed = if fs.exists(dir) {
