@@ -197,10 +197,19 @@ fn run_job(
     loop {
         let woke = match backoff {
             None => signals.recv().is_ok(),
-            Some(d) => !matches!(
-                signals.recv_timeout(d),
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected)
-            ),
+            // The whole interval, whatever signals come meanwhile: every refused write signals,
+            // and retrying on each would turn a write storm into a retry storm.
+            Some(d) => {
+                let until = Instant::now() + d;
+                loop {
+                    let left = until.saturating_duration_since(Instant::now());
+                    match signals.recv_timeout(left) {
+                        Ok(()) if !left.is_zero() => continue,
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break false,
+                        _ => break true,
+                    }
+                }
+            }
         };
         // Ends when the database's last handle drops the sender.
         if !woke {
