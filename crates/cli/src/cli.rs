@@ -21,7 +21,8 @@ Exit status:
      a data directory rolled back to an older copy of itself (see --allow-rollback), or a
      missing or stale newest backup catalogue
   3  master key unavailable (missing, disabled, destroyed, wrong, or readable by others)
-  4  any other error, bad arguments included
+  4  any other error, bad arguments included; also a full disk (\"no space left on the device
+     holding <path>\": free space and run the command again; nothing acknowledged is lost)
 
 Errors are printed on standard error as `sealdb: error: <message>`.";
 

@@ -225,6 +225,17 @@ mod tests {
     }
 
     #[test]
+    fn full_disk_is_exit_4_with_a_message_naming_the_path() {
+        let e: CliError = sealdb::Error::NoSpace {
+            path: "/db/wal/0000000000000002.wal".into(),
+        }
+        .into();
+        assert_eq!(e.exit(), Exit::Other);
+        assert!(e.message().contains("no space left"), "{}", e.message());
+        assert!(e.message().contains("/db/wal/0000000000000002.wal"));
+    }
+
+    #[test]
     fn broken_pipe_is_silent_success() {
         let e = CliError::stdout(io::Error::from(io::ErrorKind::BrokenPipe));
         assert!(e.is_silent());

@@ -320,9 +320,10 @@ impl Db {
             let m = inner.manifest.lock();
             (m.state().clone(), inner.version.read().version.clone())
         };
-        fs.create_dir_all(&dir.join("tables"))
+        // Durably: the catalog entry written at the end must not outlive the directories.
+        sealdb_vfs::create_dir_all_durable(fs.as_ref(), &dir.join("tables"))
             .map_err(|e| Error::io(dir, e))?;
-        fs.create_dir_all(&dir.join("wal"))
+        sealdb_vfs::create_dir_all_durable(fs.as_ref(), &dir.join("wal"))
             .map_err(|e| Error::io(dir, e))?;
         let mut tables = Vec::new();
         for (ks, levels) in &state.levels {

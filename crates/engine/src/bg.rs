@@ -2,7 +2,7 @@
 //! loading the live tables at open. Each change is made durable in the manifest *before* the
 //! new version is installed; replaced tables are deleted only when nothing reads them.
 
-use crate::db::{DbInner, SuperVersion};
+use crate::db::{BgJob, DbInner, SuperVersion};
 use crate::manifest::{Edit, FileMeta, ManifestState, NUM_LEVELS};
 use crate::version::{TableHandle, Version, overlaps, table_error};
 use crate::{Error, Result};
@@ -159,23 +159,89 @@ pub(crate) fn prepare_tables_dir(fs: &SharedFs, db: &Path, orphans: &[PathBuf]) 
 pub(crate) fn retire_wal(inner: &Arc<DbInner>) -> Result<()> {
     let _g = inner.flush_lock.lock();
     let keyring = inner.keyring.read().clone();
-    let flushed_seq = {
+    // Segments go only below what the manifest durably records as the chain's start.
+    let min_segment = {
         let mut manifest = inner.manifest.lock();
         let flushed_seq = manifest.state().flushed_seq;
         let first = inner.wal.first_needed_segment(flushed_seq);
         if first > manifest.state().wal_min_segment {
             manifest.apply(vec![Edit::WalMinSegment(first)], &keyring)?;
         }
-        flushed_seq
+        manifest.state().wal_min_segment
     };
     if inner.opts.pitr_window.is_some() {
         inner
             .wal
-            .archive_obsolete(flushed_seq, &inner.path.join(crate::pitr::ARCHIVE_DIR))?;
+            .archive_obsolete(min_segment, &inner.path.join(crate::pitr::ARCHIVE_DIR))?;
     } else {
-        inner.wal.remove_obsolete(flushed_seq)?;
+        inner.wal.remove_obsolete(min_segment)?;
     }
     Ok(())
+}
+
+/// First and longest wait between retries of a background job that failed for lack of space.
+const NO_SPACE_RETRY_FIRST: Duration = Duration::from_millis(20);
+const NO_SPACE_RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// Runs one background job until it has nothing left to do, on every signal. A failure for
+/// lack of space pauses the job (see `NoSpacePause`) and retries it with exponential backoff
+/// (the job left nothing behind, so a retry starts clean) until space is freed; any other
+/// failure poisons the database.
+fn run_job(
+    inner: &DbInner,
+    job: BgJob,
+    signals: &crossbeam_channel::Receiver<()>,
+    mut step: impl FnMut() -> Result<bool>,
+) {
+    let mut backoff: Option<Duration> = None;
+    loop {
+        let woke = match backoff {
+            None => signals.recv().is_ok(),
+            // The whole interval, whatever signals come meanwhile: every refused write signals,
+            // and retrying on each would turn a write storm into a retry storm.
+            Some(d) => {
+                let until = Instant::now() + d;
+                loop {
+                    let left = until.saturating_duration_since(Instant::now());
+                    match signals.recv_timeout(left) {
+                        Ok(()) if !left.is_zero() => continue,
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break false,
+                        _ => break true,
+                    }
+                }
+            }
+        };
+        // Ends when the database's last handle drops the sender.
+        if !woke {
+            return;
+        }
+        loop {
+            if inner.poisoned.lock().is_some() {
+                backoff = None;
+                break;
+            }
+            match step() {
+                Ok(true) => continue,
+                Ok(false) => {
+                    inner.resume_after_space(job);
+                    backoff = None;
+                    break;
+                }
+                Err(Error::NoSpace { path }) => {
+                    inner.pause_for_space(job, path);
+                    backoff = Some(
+                        backoff.map_or(NO_SPACE_RETRY_FIRST, |d| (d * 2).min(NO_SPACE_RETRY_MAX)),
+                    );
+                    break;
+                }
+                Err(e) => {
+                    inner.poison(e);
+                    backoff = None;
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// Starts the flush and compaction threads.
@@ -189,44 +255,14 @@ pub(crate) fn start(inner: &Arc<DbInner>) -> Vec<std::thread::JoinHandle<()>> {
     threads.push(
         std::thread::Builder::new()
             .name("sealdb-flush".into())
-            .spawn(move || {
-                // Ends when the database's last handle drops the sender.
-                while frx.recv().is_ok() {
-                    loop {
-                        match flush_oldest(&f) {
-                            Ok(true) => continue,
-                            Ok(false) => break,
-                            Err(e) => {
-                                f.poison(e);
-                                break;
-                            }
-                        }
-                    }
-                }
-            })
+            .spawn(move || run_job(&f, BgJob::Flush, &frx, || flush_oldest(&f)))
             .unwrap_or_else(|_| std::thread::spawn(|| {})),
     );
     let c = inner.clone();
     threads.push(
         std::thread::Builder::new()
             .name("sealdb-compact".into())
-            .spawn(move || {
-                while crx.recv().is_ok() {
-                    loop {
-                        if c.poisoned.lock().is_some() {
-                            break;
-                        }
-                        match compact_once(&c) {
-                            Ok(true) => continue,
-                            Ok(false) => break,
-                            Err(e) => {
-                                c.poison(e);
-                                break;
-                            }
-                        }
-                    }
-                }
-            })
+            .spawn(move || run_job(&c, BgJob::Compaction, &crx, || compact_once(&c)))
             .unwrap_or_else(|_| std::thread::spawn(|| {})),
     );
     threads
@@ -266,8 +302,48 @@ fn next_file_number(inner: &DbInner, reserved: &mut u64) -> u64 {
     n
 }
 
+/// Deletes the table files a failed flush or compaction wrote (best effort: whatever stays
+/// is an orphan, removed at the next open). Only for files no manifest edit may have named.
+fn discard_outputs(inner: &DbInner, created: &[(u64, PathBuf)]) {
+    for (_, path) in created {
+        let _ = inner.fs.remove_file(path);
+    }
+}
+
+/// Creates table `number` for a flush or compaction, remembering it in `created` first so a
+/// failure anywhere later deletes it.
+fn create_output(
+    inner: &DbInner,
+    number: u64,
+    keyring: &Keyring,
+    opts: &TableOptions,
+    created: &mut Vec<(u64, PathBuf)>,
+) -> Result<TableBuilder> {
+    let path = table_path(&inner.path, number);
+    created.push((number, path.clone()));
+    TableBuilder::create(inner.fs.as_ref(), &path, keyring, opts).map_err(table_error)
+}
+
+/// Runs the part of a flush or compaction that only writes its own new files; on failure
+/// they are deleted (nothing refers to them), so the job can simply be retried.
+fn with_outputs<T>(
+    inner: &DbInner,
+    created: &mut Vec<(u64, PathBuf)>,
+    f: impl FnOnce(&mut Vec<(u64, PathBuf)>) -> Result<T>,
+) -> Result<T> {
+    let r = f(created);
+    if r.is_err() {
+        discard_outputs(inner, created);
+    }
+    r
+}
+
 /// Flushes the oldest frozen memtable into one level-0 table per keyspace. Returns whether
 /// there was one.
+///
+/// A failure leaves nothing behind: the memtable stays frozen (and its WAL segments stay),
+/// the tables written so far are deleted, and a retry starts over. Only a failed manifest
+/// write leaves them, to [`Manifest::doubtful_outputs`](crate::manifest::Manifest).
 pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
     let _g = inner.flush_lock.lock();
     let sv = inner.version.read().clone();
@@ -279,56 +355,70 @@ pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
         inner.keyspaces.read().values().copied().collect();
     let opts = table_options(inner);
     let mut reserved = 0u64;
-    let mut outputs: Vec<(u32, FileMeta)> = Vec::new();
-    let mut current: Option<(u32, u64, TableBuilder)> = None;
-    let mut written = 0u64;
-    let finish = |cur: Option<(u32, u64, TableBuilder)>,
-                  outputs: &mut Vec<(u32, FileMeta)>,
-                  written: &mut u64|
-     -> Result<()> {
-        if let Some((ks, number, b)) = cur {
-            let meta = b.finish().map_err(table_error)?;
-            *written += meta.file_size;
-            outputs.push((ks, to_file_meta(number, &meta)));
-        }
-        Ok(())
-    };
-    for e in mem.iter(Bound::Unbounded, Bound::Unbounded) {
-        let Some(ks) = e
-            .key
-            .get(..4)
-            .and_then(|p| p.try_into().ok())
-            .map(u32::from_be_bytes)
-        else {
-            continue;
+    let mut created: Vec<(u64, PathBuf)> = Vec::new();
+    let (outputs, written, handles) = with_outputs(inner, &mut created, |created| {
+        let mut outputs: Vec<(u32, FileMeta)> = Vec::new();
+        let mut current: Option<(u32, u64, TableBuilder)> = None;
+        let mut written = 0u64;
+        let finish = |cur: Option<(u32, u64, TableBuilder)>,
+                      outputs: &mut Vec<(u32, FileMeta)>,
+                      written: &mut u64|
+         -> Result<()> {
+            if let Some((ks, number, b)) = cur {
+                let meta = b.finish().map_err(table_error)?;
+                *written += meta.file_size;
+                outputs.push((ks, to_file_meta(number, &meta)));
+            }
+            Ok(())
         };
-        if !live_keyspaces.contains(&ks) {
-            continue; // dropped keyspace
-        }
-        let user = e.key.get(4..).unwrap_or_default();
-        if current.as_ref().is_none_or(|(c, _, _)| *c != ks) {
-            finish(current.take(), &mut outputs, &mut written)?;
-            let number = next_file_number(inner, &mut reserved);
-            let b = TableBuilder::create(
-                inner.fs.as_ref(),
-                &table_path(&inner.path, number),
-                &keyring,
-                &opts,
-            )
-            .map_err(table_error)?;
-            current = Some((ks, number, b));
-        }
-        if let Some((_, _, b)) = current.as_mut() {
-            let kind = match e.kind {
-                sealdb_memtable::ValueKind::Put => ValueKind::Put,
-                sealdb_memtable::ValueKind::Delete => ValueKind::Delete,
+        for e in mem.iter(Bound::Unbounded, Bound::Unbounded) {
+            let Some(ks) = e
+                .key
+                .get(..4)
+                .and_then(|p| p.try_into().ok())
+                .map(u32::from_be_bytes)
+            else {
+                continue;
             };
-            b.add(user, e.seq, kind, &e.value).map_err(table_error)?;
+            if !live_keyspaces.contains(&ks) {
+                continue; // dropped keyspace
+            }
+            let user = e.key.get(4..).unwrap_or_default();
+            if current.as_ref().is_none_or(|(c, _, _)| *c != ks) {
+                finish(current.take(), &mut outputs, &mut written)?;
+                let number = next_file_number(inner, &mut reserved);
+                let b = create_output(inner, number, &keyring, &opts, created)?;
+                current = Some((ks, number, b));
+            }
+            if let Some((_, _, b)) = current.as_mut() {
+                let kind = match e.kind {
+                    sealdb_memtable::ValueKind::Put => ValueKind::Put,
+                    sealdb_memtable::ValueKind::Delete => ValueKind::Delete,
+                };
+                b.add(user, e.seq, kind, &e.value).map_err(table_error)?;
+            }
         }
-    }
-    finish(current.take(), &mut outputs, &mut written)?;
-    let dir = inner.path.join(TABLES_DIR);
-    inner.fs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        finish(current.take(), &mut outputs, &mut written)?;
+        let dir = inner.path.join(TABLES_DIR);
+        inner.fs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        // Streams durable before the manifest says this data left the WAL.
+        crate::streams::sync_all(inner)?;
+        let mut handles = Vec::new();
+        for (ks, meta) in &outputs {
+            handles.push((
+                *ks,
+                open_table(
+                    &inner.fs,
+                    &inner.path,
+                    meta,
+                    &keyring,
+                    inner.cipher,
+                    &inner.cache,
+                )?,
+            ));
+        }
+        Ok((outputs, written, handles))
+    })?;
 
     let flushed_seq = mem.max_seq().unwrap_or(0);
     let mut edits: Vec<Edit> = outputs
@@ -344,22 +434,8 @@ pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
     edits.push(Edit::WalMinSegment(
         inner.wal.first_needed_segment(flushed_seq),
     ));
-    // Streams durable before the manifest says this data left the WAL.
-    crate::streams::sync_all(inner)?;
-    let mut handles = Vec::new();
-    for (ks, meta) in &outputs {
-        handles.push((
-            *ks,
-            open_table(
-                &inner.fs,
-                &inner.path,
-                meta,
-                &keyring,
-                inner.cipher,
-                &inner.cache,
-            )?,
-        ));
-    }
+    // What the manifest durably says the WAL chain starts at: segments below it may go.
+    let wal_min_segment;
     {
         let mut manifest = inner.manifest.lock();
         // Keyspaces dropped while we flushed: skip their files (removed as orphans at open).
@@ -367,7 +443,12 @@ pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
         edits.retain(
             |e| !matches!(e, Edit::AddFile { keyspace, .. } if !alive.contains_key(keyspace)),
         );
-        manifest.apply(edits, &keyring)?;
+        if let Err(e) = manifest.apply(edits, &keyring) {
+            drop(handles);
+            manifest.doubtful_outputs(created);
+            return Err(e);
+        }
+        wal_min_segment = manifest.state().wal_min_segment;
         let mut v = inner.version.write();
         let mut next = (*v.version).clone();
         for (ks, h) in handles {
@@ -400,12 +481,13 @@ pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
     if inner.opts.pitr_window.is_some() {
         inner
             .wal
-            .archive_obsolete(flushed_seq, &inner.path.join(crate::pitr::ARCHIVE_DIR))?;
+            .archive_obsolete(wal_min_segment, &inner.path.join(crate::pitr::ARCHIVE_DIR))?;
         crate::pitr::trim_archive(inner)?;
     } else {
-        inner.wal.remove_obsolete(flushed_seq)?;
+        inner.wal.remove_obsolete(wal_min_segment)?;
     }
     crate::streams::trim_all(inner)?;
+    inner.resume_after_space(BgJob::Flush);
     inner.counters.flushes.fetch_add(1, Ordering::Relaxed);
     inner
         .counters
@@ -662,84 +744,82 @@ fn run(inner: &Arc<DbInner>, job: Job) -> Result<()> {
     let opts = table_options(inner);
     let read_bytes: u64 = all.iter().map(|t| t.meta.size).sum();
 
-    let mut merge = Merge::new(&all)?;
     let mut reserved = 0u64;
-    let mut outputs: Vec<FileMeta> = Vec::new();
-    let mut builder: Option<(u64, TableBuilder)> = None;
-    let mut last_key: Option<Vec<u8>> = None;
-    let mut last_seq_for_key = u64::MAX;
-    let mut written = 0u64;
-    let rate = inner.opts.compaction_rate_bytes_per_sec;
-    let mut paced_bytes = 0u64;
-    while let Some(e) = merge.next()? {
-        let new_key = last_key.as_deref() != Some(e.key.as_slice());
-        if new_key {
-            // Cut output files only between user keys, so a level never splits one key.
-            if builder
-                .as_ref()
-                .is_some_and(|(_, b)| b.estimated_size() >= inner.opts.target_file_size)
-                && let Some((n, b)) = builder.take()
-            {
-                let meta = b.finish().map_err(table_error)?;
-                written += meta.file_size;
-                outputs.push(to_file_meta(n, &meta));
+    let mut created: Vec<(u64, PathBuf)> = Vec::new();
+    let (outputs, written, handles) = with_outputs(inner, &mut created, |created| {
+        let mut merge = Merge::new(&all)?;
+        let mut outputs: Vec<FileMeta> = Vec::new();
+        let mut builder: Option<(u64, TableBuilder)> = None;
+        let mut last_key: Option<Vec<u8>> = None;
+        let mut last_seq_for_key = u64::MAX;
+        let mut written = 0u64;
+        let rate = inner.opts.compaction_rate_bytes_per_sec;
+        let mut paced_bytes = 0u64;
+        while let Some(e) = merge.next()? {
+            let new_key = last_key.as_deref() != Some(e.key.as_slice());
+            if new_key {
+                // Cut output files only between user keys, so a level never splits one key.
+                if builder
+                    .as_ref()
+                    .is_some_and(|(_, b)| b.estimated_size() >= inner.opts.target_file_size)
+                    && let Some((n, b)) = builder.take()
+                {
+                    let meta = b.finish().map_err(table_error)?;
+                    written += meta.file_size;
+                    outputs.push(to_file_meta(n, &meta));
+                }
+                last_key = Some(e.key.clone());
+                last_seq_for_key = u64::MAX;
             }
-            last_key = Some(e.key.clone());
-            last_seq_for_key = u64::MAX;
+            // A newer version of this key is visible to every reader: this one is shadowed.
+            let drop = if last_seq_for_key <= smallest_snapshot {
+                true
+            } else {
+                e.kind == ValueKind::Delete && bottommost && e.seq <= smallest_snapshot
+            };
+            last_seq_for_key = e.seq;
+            if drop {
+                continue;
+            }
+            if builder.is_none() {
+                let number = next_file_number(inner, &mut reserved);
+                let b = create_output(inner, number, &keyring, &opts, created)?;
+                builder = Some((number, b));
+            }
+            if let Some((_, b)) = builder.as_mut() {
+                b.add(&e.key, e.seq, e.kind, &e.value)
+                    .map_err(table_error)?;
+            }
+            // Pacing: hold the write rate under the limit so foreground work keeps the CPU.
+            if rate > 0 {
+                paced_bytes += (e.key.len() + e.value.len()) as u64;
+                let due = Duration::from_secs_f64(paced_bytes as f64 / rate as f64);
+                let spent = started.elapsed();
+                if due > spent {
+                    std::thread::sleep(due - spent);
+                }
+            }
         }
-        // A newer version of this key is visible to every reader: this one is shadowed.
-        let drop = if last_seq_for_key <= smallest_snapshot {
-            true
-        } else {
-            e.kind == ValueKind::Delete && bottommost && e.seq <= smallest_snapshot
-        };
-        last_seq_for_key = e.seq;
-        if drop {
-            continue;
+        if let Some((n, b)) = builder.take() {
+            let meta = b.finish().map_err(table_error)?;
+            written += meta.file_size;
+            outputs.push(to_file_meta(n, &meta));
         }
-        if builder.is_none() {
-            let number = next_file_number(inner, &mut reserved);
-            let b = TableBuilder::create(
-                inner.fs.as_ref(),
-                &table_path(&inner.path, number),
+        let dir = inner.path.join(TABLES_DIR);
+        inner.fs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        let mut handles = Vec::new();
+        for meta in &outputs {
+            handles.push(open_table(
+                &inner.fs,
+                &inner.path,
+                meta,
                 &keyring,
-                &opts,
-            )
-            .map_err(table_error)?;
-            builder = Some((number, b));
+                inner.cipher,
+                &inner.cache,
+            )?);
         }
-        if let Some((_, b)) = builder.as_mut() {
-            b.add(&e.key, e.seq, e.kind, &e.value)
-                .map_err(table_error)?;
-        }
-        // Pacing: hold the write rate under the limit so foreground work keeps the CPU.
-        if rate > 0 {
-            paced_bytes += (e.key.len() + e.value.len()) as u64;
-            let due = Duration::from_secs_f64(paced_bytes as f64 / rate as f64);
-            let spent = started.elapsed();
-            if due > spent {
-                std::thread::sleep(due - spent);
-            }
-        }
-    }
-    if let Some((n, b)) = builder.take() {
-        let meta = b.finish().map_err(table_error)?;
-        written += meta.file_size;
-        outputs.push(to_file_meta(n, &meta));
-    }
-    let dir = inner.path.join(TABLES_DIR);
-    inner.fs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
-    let mut handles = Vec::new();
-    for meta in &outputs {
-        handles.push(open_table(
-            &inner.fs,
-            &inner.path,
-            meta,
-            &keyring,
-            inner.cipher,
-            &inner.cache,
-        )?);
-    }
+        Ok((outputs, written, handles))
+    })?;
 
     let mut edits = Vec::new();
     // Each input leaves the level it is in now (a full compaction takes several levels).
@@ -775,7 +855,11 @@ fn run(inner: &Arc<DbInner>, job: Job) -> Result<()> {
             }
             return Ok(());
         }
-        manifest.apply(edits, &keyring)?;
+        if let Err(e) = manifest.apply(edits, &keyring) {
+            drop(handles);
+            manifest.doubtful_outputs(created);
+            return Err(e);
+        }
         let mut v = inner.version.write();
         let mut next = (*v.version).clone();
         if let Some(levels) = next.keyspaces.get_mut(&job.keyspace) {
@@ -801,6 +885,7 @@ fn run(inner: &Arc<DbInner>, job: Job) -> Result<()> {
         .compact_pointers
         .lock()
         .insert((job.keyspace, job.level), hi);
+    inner.resume_after_space(BgJob::Compaction);
     inner.counters.compactions.fetch_add(1, Ordering::Relaxed);
     inner
         .counters

@@ -215,6 +215,23 @@ pub(crate) struct Counters {
     pub compaction_write_bytes: AtomicU64,
 }
 
+/// Background jobs waiting for disk space: each holds the path that could not be written.
+/// While a flush waits, writes are refused with [`Error::NoSpace`] (memtables cannot drain,
+/// and each write would eat into what little space is left); while only compaction waits,
+/// writes go on until level 0 fills up. Reads are never affected.
+#[derive(Debug, Default)]
+pub(crate) struct NoSpacePause {
+    pub flush: Option<String>,
+    pub compaction: Option<String>,
+}
+
+/// Which background job a [`NoSpacePause`] entry belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BgJob {
+    Flush,
+    Compaction,
+}
+
 /// A write waiting in the group-commit queue.
 #[derive(Debug)]
 struct WriteRequest {
@@ -260,6 +277,7 @@ fn copy_refusal(e: &Error) -> Error {
         },
         Error::Poisoned(why) => Error::Poisoned(why.clone()),
         Error::ReadOnly => Error::ReadOnly,
+        Error::NoSpace { path } => Error::NoSpace { path: path.clone() },
         other => Error::Poisoned(other.to_string()),
     }
 }
@@ -304,6 +322,8 @@ pub(crate) struct DbInner {
     stall_cv: Condvar,
     pub(crate) counters: Counters,
     pub(crate) poisoned: Mutex<Option<String>>,
+    /// Background work paused because the disk is full (retried with backoff).
+    pub(crate) no_space: Mutex<NoSpacePause>,
     open_stats: OpenStats,
     next_memtable_id: AtomicU64,
     pub(crate) cache: Arc<BlockCache>,
@@ -819,6 +839,7 @@ impl Db {
             stall_cv: Condvar::new(),
             counters: Counters::default(),
             poisoned: Mutex::new(None),
+            no_space: Mutex::new(NoSpacePause::default()),
             open_stats: OpenStats {
                 created,
                 wal: wal_stats,
@@ -967,7 +988,7 @@ impl Db {
                 }],
                 &keyring,
             )
-            .map_err(|e| self.poison(e))?;
+            .map_err(|e| self.inner.fail(e))?;
         self.inner.keyspaces.write().insert(name.to_string(), id);
         Ok(Keyspace {
             db: self.clone(),
@@ -1010,7 +1031,7 @@ impl Db {
         let keyring = self.inner.keyring.read().clone();
         manifest
             .apply(vec![Edit::DropKeyspace { id: ks.id }], &keyring)
-            .map_err(|e| self.poison(e))?;
+            .map_err(|e| self.inner.fail(e))?;
         self.inner.keyspaces.write().remove(name);
         // Its tables leave the live version now; each file is deleted once the last reader
         // holding it (an iterator, an older version) is gone.
@@ -1124,7 +1145,7 @@ impl Db {
             ));
         }
         self.check_writable()?;
-        self.wait_for_room();
+        self.wait_for_room()?;
         let req = WriteRequest {
             count: batch.builder.count(),
             rep: batch.builder.rep().to_vec(),
@@ -1420,6 +1441,14 @@ impl Db {
                 }));
                 return;
             }
+            Err(e) if e.is_no_space() && !inner.wal.is_poisoned() => {
+                // A full disk: nothing was acknowledged, and the WAL goes on in a new segment
+                // at the next write; every writer of the frame gets the typed error.
+                let e = Error::from(e);
+                drop(batches);
+                results.extend(frame.into_iter().map(|p| (p.id, Err(copy_refusal(&e)))));
+                return;
+            }
             Err(e) => {
                 self.poison(e.into());
                 drop(batches);
@@ -1559,7 +1588,7 @@ impl Db {
 
     /// Back-pressure: while too many frozen memtables wait for flush, writers wait (counted in
     /// [`Stats::write_stalls`]).
-    fn wait_for_room(&self) {
+    fn wait_for_room(&self) -> Result<()> {
         let inner = &self.inner;
         let limit = inner.opts.max_immutable_memtables.max(1);
         let l0_limit = inner.opts.l0_stop_writes.max(1);
@@ -1572,14 +1601,24 @@ impl Db {
                     .any(|l| l.first().is_some_and(|l0| l0.len() >= l0_limit))
         };
         if !over() {
-            return;
+            return Ok(());
         }
         let start = Instant::now();
         inner.counters.stalls.fetch_add(1, Ordering::Relaxed);
         inner.signal_flush();
         inner.signal_compaction();
         let mut guard = inner.stall_lock.lock();
-        while over() && self.check_writable().is_ok() {
+        let mut result = Ok(());
+        while over() {
+            if let Err(e) = self.check_writable() {
+                result = Err(e);
+                break;
+            }
+            // Compaction cannot make room until space is freed: say so rather than hang.
+            if let Some(path) = inner.no_space.lock().compaction.clone() {
+                result = Err(Error::NoSpace { path });
+                break;
+            }
             inner
                 .stall_cv
                 .wait_for(&mut guard, Duration::from_millis(50));
@@ -1589,9 +1628,20 @@ impl Db {
             .counters
             .stall_nanos
             .fetch_add(nanos, Ordering::Relaxed);
+        result
     }
 
     fn check_writable(&self) -> Result<()> {
+        self.check_not_poisoned()?;
+        if let Some(path) = self.inner.no_space.lock().flush.clone() {
+            return Err(Error::NoSpace { path });
+        }
+        Ok(())
+    }
+
+    /// [`check_writable`](Self::check_writable) without the disk-full pause: for `flush`,
+    /// which is how a caller without background threads retries.
+    fn check_not_poisoned(&self) -> Result<()> {
         if self.inner.opts.read_only {
             return Err(Error::ReadOnly);
         }
@@ -1608,7 +1658,7 @@ impl Db {
 
     /// Writes every memtable to level-0 tables now (and waits for it).
     pub fn flush(&self) -> Result<()> {
-        self.check_writable()?;
+        self.check_not_poisoned()?;
         // Rotation is the commit leader's job: go through the queue with an empty request.
         let inner = &self.inner;
         let req = WriteRequest {
@@ -1621,7 +1671,7 @@ impl Db {
             .group
             .submit(req, weight, |group| self.commit_group(group))
             .unwrap_or_else(|e| Err(leader_failed(inner, e)))?;
-        while crate::bg::flush_oldest(inner).map_err(|e| self.poison(e))? {}
+        while crate::bg::flush_oldest(inner).map_err(|e| inner.fail(e))? {}
         Ok(())
     }
 
@@ -1629,7 +1679,7 @@ impl Db {
     /// overwritten data no snapshot needs).
     pub fn compact(&self) -> Result<()> {
         self.flush()?;
-        crate::bg::compact_all(&self.inner).map_err(|e| self.poison(e))
+        crate::bg::compact_all(&self.inner).map_err(|e| self.inner.fail(e))
     }
 
     /// Authenticates every live artifact (tables, WAL and archived WAL, stream segments and
@@ -1795,6 +1845,37 @@ impl DbInner {
         drop(p);
         self.notify_room();
         e
+    }
+
+    /// Handles a failure of an operation that leaves nothing unknown behind when the cause is
+    /// a full disk (the manifest rolls, the WAL starts a new segment, a flush or compaction
+    /// deletes its outputs): [`Error::NoSpace`] is returned as is, anything else poisons.
+    pub(crate) fn fail(&self, e: Error) -> Error {
+        if e.is_no_space() { e } else { self.poison(e) }
+    }
+
+    /// Marks a background job as waiting for disk space (see [`NoSpacePause`]).
+    pub(crate) fn pause_for_space(&self, job: BgJob, path: String) {
+        let mut p = self.no_space.lock();
+        match job {
+            BgJob::Flush => p.flush = Some(path),
+            BgJob::Compaction => p.compaction = Some(path),
+        }
+        drop(p);
+        self.notify_room();
+    }
+
+    /// A background job succeeded: it no longer waits for space.
+    pub(crate) fn resume_after_space(&self, job: BgJob) {
+        let mut p = self.no_space.lock();
+        let slot = match job {
+            BgJob::Flush => &mut p.flush,
+            BgJob::Compaction => &mut p.compaction,
+        };
+        if slot.take().is_some() {
+            drop(p);
+            self.notify_room();
+        }
     }
 
     /// Wakes stalled writers (after a flush or compaction freed room, or on failure).

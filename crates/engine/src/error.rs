@@ -127,6 +127,16 @@ pub enum Error {
     /// The database directory is locked by another process or handle.
     #[error("database {0} is in use by another process")]
     Locked(String),
+    /// The disk (or the quota) is full. Nothing that failed was acknowledged; the database
+    /// stays open: reads work, writes are refused (or fail) until space is freed, and
+    /// background work retries by itself. No reopen is needed.
+    #[error(
+        "no space left on the device holding {path}: free some space; the database resumes by itself"
+    )]
+    NoSpace {
+        /// The file or directory that could not be written.
+        path: String,
+    },
 }
 
 /// The engine's result type.
@@ -134,10 +144,21 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.as_ref().display().to_string(),
-            source,
+        Self::from_io(path.as_ref().display().to_string(), source)
+    }
+
+    /// An I/O error on `path`; a full disk becomes [`Error::NoSpace`].
+    pub(crate) fn from_io(path: String, source: std::io::Error) -> Self {
+        if sealdb_vfs::is_no_space(&source) {
+            Self::NoSpace { path }
+        } else {
+            Self::Io { path, source }
         }
+    }
+
+    /// Whether the disk was full ([`Error::NoSpace`]).
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, Self::NoSpace { .. })
     }
 
     /// Whether this is an integrity failure of on-disk data: a file that failed
@@ -193,10 +214,7 @@ impl From<sealdb_crypto::Error> for Error {
             C::UnknownDataKeyVersion(v) => Self::Corruption(format!(
                 "a file needs data-key version {v}, which the KEYS file lacks"
             )),
-            C::Io { path, source } => Self::Io {
-                path: path.display().to_string(),
-                source,
-            },
+            C::Io { path, source } => Self::from_io(path.display().to_string(), source),
             C::InvalidArgument(s) => Self::InvalidArgument(s),
             other => Self::Corruption(other.to_string()),
         }
@@ -210,7 +228,7 @@ impl From<sealdb_wal::Error> for Error {
             W::Crypto(c) => c.into(),
             W::Malformed(s) => Self::Corruption(format!("WAL: {s}")),
             W::MissingSegment(s) => Self::Corruption(format!("WAL: {s}")),
-            W::Io { path, source } => Self::Io { path, source },
+            W::Io { path, source } => Self::from_io(path, source),
             W::InvalidArgument(s) => Self::InvalidArgument(s),
             W::BatchTooLarge { size, limit } => Self::BatchTooLarge {
                 what: "write batch".into(),

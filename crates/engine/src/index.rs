@@ -245,7 +245,7 @@ impl Db {
                     }],
                     &keyring,
                 )
-                .map_err(|e| inner.poison(e))?;
+                .map_err(|e| inner.fail(e))?;
             let next = inner.indexes.read().with(live.clone());
             *inner.indexes.write() = Arc::new(next);
             Ok(())
@@ -261,7 +261,7 @@ impl Db {
                 }],
                 &keyring,
             )
-            .map_err(|e| inner.poison(e))?;
+            .map_err(|e| inner.fail(e))?;
         live.ready.store(true, Ordering::Release);
         Ok(())
     }

@@ -551,6 +551,14 @@ pub(crate) struct Manifest {
     groups: u64,
     /// Told of every new position (the head record pins the manifest's end).
     head: Option<std::sync::Arc<crate::head::Head>>,
+    /// Set when a write to the live manifest failed: its tail is unknown (a partial or even a
+    /// whole edit group may be on disk), so it is never appended to again; the next edit
+    /// starts a new manifest instead.
+    needs_roll: bool,
+    /// Table files (number, path) an edit that failed may have named: the unknown tail could
+    /// make them live on reopen, so they are deleted only once a new manifest replaced that
+    /// tail, and only if the state does not hold them.
+    doubtful: Vec<(u64, PathBuf)>,
 }
 
 /// A manifest as read at open, before anything is written.
@@ -637,6 +645,8 @@ impl Manifest {
             state: read.state,
             groups: read.groups,
             head: None,
+            needs_roll: false,
+            doubtful: Vec::new(),
         }
     }
 
@@ -659,18 +669,21 @@ impl Manifest {
         writer.sync()?;
         fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
         write_current(fs.as_ref(), dir, keyring, number)?;
-        // Older manifests (and orphans of crashed switches) are now garbage.
-        for name in fs.list_dir(dir).map_err(|e| Error::io(dir, e))? {
-            if let Some(n) = name
-                .strip_prefix(MANIFEST_PREFIX)
-                .and_then(|d| d.parse::<u64>().ok())
-                && n != number
-            {
-                let p = dir.join(&name);
-                fs.remove_file(&p).map_err(|e| Error::io(&p, e))?;
+        // Older manifests (and orphans of crashed switches) are now garbage. Best effort: the
+        // switch is done, so a failure here must not make the caller retry it (a retry would
+        // remove the manifest CURRENT now names); leftovers go at the next switch.
+        if let Ok(names) = fs.list_dir(dir) {
+            for name in names {
+                if let Some(n) = name
+                    .strip_prefix(MANIFEST_PREFIX)
+                    .and_then(|d| d.parse::<u64>().ok())
+                    && n != number
+                {
+                    let _ = fs.remove_file(&dir.join(&name));
+                }
             }
+            let _ = fs.sync_dir(dir);
         }
-        fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
         Ok(Self {
             fs,
             dir: dir.to_path_buf(),
@@ -680,6 +693,8 @@ impl Manifest {
             state,
             groups: 1,
             head: None,
+            needs_roll: false,
+            doubtful: Vec::new(),
         })
     }
 
@@ -721,10 +736,18 @@ impl Manifest {
         self.head = Some(head);
     }
 
+    /// Tells the head the new position. Runs after the edit is durable and applied, so a
+    /// head that cannot be written for lack of space is not an error of the edit: reporting
+    /// one would make the caller redo a change that already happened (a flush would write its
+    /// tables twice). A lagging head only checks less (it still names an older, smaller
+    /// position) and catches up at the next edit.
     fn record_position(&self) -> Result<()> {
         if let Some(h) = &self.head {
             let pos = self.position();
-            h.update(|s| s.manifest = s.manifest.max(pos))?;
+            match h.update(|s| s.manifest = s.manifest.max(pos)) {
+                Err(e) if !e.is_no_space() => return Err(e),
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -732,29 +755,59 @@ impl Manifest {
     /// Starts a new manifest holding a snapshot of the state (sealed under the keyring's
     /// current data key) and switches `CURRENT` to it.
     pub(crate) fn roll(&mut self, keyring: &Keyring) -> Result<()> {
+        self.roll_to(keyring, self.state.clone())
+    }
+
+    /// Starts a new manifest holding `state` and switches to it. On failure nothing changes
+    /// (the half-written new manifest is replaced by the next attempt).
+    fn roll_to(&mut self, keyring: &Keyring, state: ManifestState) -> Result<()> {
         if self.writer.is_none() {
             return Err(Error::ReadOnly);
         }
-        let head = self.head.take();
-        let rolled = Self::write_new(
+        let mut rolled = Self::write_new(
             self.fs.clone(),
             &self.dir,
             keyring,
             self.cipher,
             self.number + 1,
-            self.state.clone(),
+            state,
         )?;
+        rolled.head = self.head.take();
+        let doubtful = std::mem::take(&mut self.doubtful);
         *self = rolled;
-        self.head = head;
+        // The unknown tail is gone with the old manifest: files only it may have named are
+        // orphans now.
+        for (number, path) in doubtful {
+            if !self.holds_table(number) {
+                let _ = self.fs.remove_file(&path);
+            }
+        }
         self.record_position()
+    }
+
+    fn holds_table(&self, number: u64) -> bool {
+        self.state
+            .levels
+            .values()
+            .flatten()
+            .any(|files| files.contains_key(&number))
     }
 
     pub(crate) fn state(&self) -> &ManifestState {
         &self.state
     }
 
-    /// Durably records `edits`, then applies them. On failure nothing is applied (and the
-    /// caller must treat the database as poisoned: the file's tail is unknown).
+    /// Notes table files a failed edit named (see [`apply`](Self::apply)): they are deleted
+    /// when it is safe, or else found as orphans at the next open.
+    pub(crate) fn doubtful_outputs(&mut self, files: impl IntoIterator<Item = (u64, PathBuf)>) {
+        self.doubtful.extend(files);
+    }
+
+    /// Durably records `edits`, then applies them. On failure nothing is applied, and the
+    /// live manifest is not written again: the next edit goes to a new manifest. A failure
+    /// for lack of space ([`Error::NoSpace`]) is therefore safe to retry; the caller must
+    /// still treat the edit as possibly durable until then (see
+    /// [`doubtful_outputs`](Self::doubtful_outputs)).
     pub(crate) fn apply(&mut self, edits: Vec<Edit>, keyring: &Keyring) -> Result<()> {
         let Some(writer) = self.writer.as_mut() else {
             return Err(Error::ReadOnly);
@@ -763,12 +816,16 @@ impl Manifest {
         for e in &edits {
             next.apply(e)?;
         }
-        if writer.offset() > MANIFEST_ROLL_BYTES {
-            self.state = next;
-            return self.roll(keyring);
+        if self.needs_roll || writer.offset() > MANIFEST_ROLL_BYTES {
+            return self.roll_to(keyring, next);
         }
-        writer.append_block(&encode_group(&edits))?;
-        writer.sync()?;
+        let written = writer
+            .append_block(&encode_group(&edits))
+            .and_then(|_| writer.sync());
+        if let Err(e) = written {
+            self.needs_roll = true;
+            return Err(e.into());
+        }
         self.state = next;
         self.groups += 1;
         self.record_position()

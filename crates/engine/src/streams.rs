@@ -68,7 +68,7 @@ pub(crate) fn stream_err(e: sealdb_stream::Error) -> Error {
         sealdb_stream::Error::Trimmed { requested, horizon } => {
             Error::Trimmed { requested, horizon }
         }
-        sealdb_stream::Error::Io { path, source } => Error::Io { path, source },
+        sealdb_stream::Error::Io { path, source } => Error::from_io(path, source),
         sealdb_stream::Error::InvalidArgument(s) => Error::InvalidArgument(s),
         sealdb_stream::Error::MissingFile { file, detail } => Error::ChainEnd {
             artifact: if file.ends_with(sealdb_stream::POSITIONS_FILE) {
@@ -507,7 +507,7 @@ impl Db {
                     }],
                     &keyring,
                 )
-                .map_err(|e| inner.poison(e))?;
+                .map_err(|e| inner.fail(e))?;
             let mut next = (**inner.streams.read()).clone();
             next.insert(
                 keyspace.id(),
@@ -550,7 +550,7 @@ impl Db {
                     }],
                     &keyring,
                 )
-                .map_err(|e| inner.poison(e))?;
+                .map_err(|e| inner.fail(e))?;
             let mut next = (**inner.streams.read()).clone();
             let removed = next.remove(&keyspace.id());
             *inner.streams.write() = Arc::new(next);

@@ -190,7 +190,7 @@ pub(crate) fn table_error(e: sealdb_sstable::Error) -> Error {
                 .map(|b| format!(" at block offset {b}"))
                 .unwrap_or_default()
         )),
-        sealdb_sstable::Error::Io { path, source } => Error::Io { path, source },
+        sealdb_sstable::Error::Io { path, source } => Error::from_io(path, source),
         sealdb_sstable::Error::InvalidArgument(s) => Error::InvalidArgument(s),
         other => Error::Corruption(other.to_string()),
     }

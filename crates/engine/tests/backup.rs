@@ -270,6 +270,7 @@ fn a_crash_during_restore_leaves_no_result_that_looks_complete() {
     let keystore = tempfile::tempdir().expect("tmp");
     let fs = sealdb_vfs::CrashFs::new();
     sealdb_vfs::FileSystem::create_dir_all(&fs, Path::new("/d")).expect("mkdir");
+    sealdb_vfs::FileSystem::sync_dir(&fs, Path::new("/")).expect("sync");
     let opts = Options {
         fs: Arc::new(fs.clone()),
         keystore_dir: Some(keystore.path().to_path_buf()),

@@ -403,7 +403,8 @@ impl StreamLog {
         read_only: bool,
     ) -> Result<(Self, StreamRecovery)> {
         if !read_only {
-            fs.create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            // Durably: a stream whose directory a power cut forgets would reopen empty.
+            sealdb_vfs::create_dir_all_durable(fs.as_ref(), dir).map_err(|e| Error::io(dir, e))?;
         }
         let mut stats = StreamRecovery::default();
         let listed = if fs.exists(dir) {

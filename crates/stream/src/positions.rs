@@ -295,7 +295,7 @@ fn write(
     let mut bytes = sealer.header().encode();
     let offset = bytes.len() as u64;
     sealer.seal_into(offset, true, &payload, &mut bytes)?;
-    fs.create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    sealdb_vfs::create_dir_all_durable(fs, dir).map_err(|e| Error::io(dir, e))?;
     sealdb_vfs::write_file_atomic(fs, &path, &bytes).map_err(|e| Error::io(&path, e))
 }
 

@@ -15,7 +15,7 @@
 mod crash;
 mod real;
 
-pub use crash::{CrashFs, FaultKind};
+pub use crash::{CrashFs, Fault, FaultId, FaultKind, Op, PathPredicate};
 pub use real::RealFs;
 
 use std::fmt::Debug;
@@ -130,7 +130,7 @@ pub fn write_file_atomic(fs: &dyn FileSystem, path: &Path, contents: &[u8]) -> i
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
     let mut tmp_name = file_name.to_os_string();
-    tmp_name.push(format!(".tmp-{}", unique_suffix()));
+    tmp_name.push(format!("{TEMP_MARKER}{}", unique_suffix()?));
     let tmp = dir.join(tmp_name);
     let result = (|| {
         let mut file = fs.create_new(&tmp)?;
@@ -146,6 +146,36 @@ pub fn write_file_atomic(fs: &dyn FileSystem, path: &Path, contents: &[u8]) -> i
     result
 }
 
+/// Whether an I/O error means the disk (or the quota) is full: `ENOSPC` or `EDQUOT`.
+pub fn is_no_space(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull
+        || e.kind() == io::ErrorKind::QuotaExceeded
+        || matches!(e.raw_os_error(), Some(28 | 122))
+}
+
+/// Creates `path` and any missing parents, and makes every directory it created durable by
+/// syncing its parent: a new directory's entry is like a new file's, lost in a power cut until
+/// its parent directory is synced. Existing directories cost nothing (no sync).
+pub fn create_dir_all_durable(fs: &dyn FileSystem, path: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut cur = Some(path);
+    while let Some(p) = cur {
+        if p.as_os_str().is_empty() || fs.exists(p) {
+            break;
+        }
+        missing.push(p.to_path_buf());
+        cur = p.parent();
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    fs.create_dir_all(path)?;
+    for dir in &missing {
+        fs.sync_dir(&parent_dir(dir))?;
+    }
+    Ok(())
+}
+
 /// The directory containing `path` (`.` for a bare file name).
 pub fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
@@ -154,9 +184,99 @@ pub fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
-fn unique_suffix() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{}-{n}", std::process::id())
+/// What separates a file's name from the suffix of its temporary copies.
+const TEMP_MARKER: &str = ".tmp-";
+
+/// A random suffix for a temporary file name. Random rather than pid-and-counter: a stale
+/// temporary file left by a crashed process with the same pid (PID 1 in every container) would
+/// otherwise collide with the next run's first name and fail its `create_new`.
+fn unique_suffix() -> io::Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| io::Error::other(format!("getrandom: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Whether `name` is a temporary file [`write_file_atomic`] creates (random suffix) or
+/// created before it used random suffixes (`<pid>-<counter>`).
+pub fn is_temp_file_name(name: &str) -> bool {
+    let Some((base, suffix)) = name.rsplit_once(TEMP_MARKER) else {
+        return false;
+    };
+    let random = suffix.len() == 32 && suffix.bytes().all(|b| b.is_ascii_hexdigit());
+    let legacy = suffix.split_once('-').is_some_and(|(pid, n)| {
+        !pid.is_empty()
+            && !n.is_empty()
+            && pid.bytes().all(|b| b.is_ascii_digit())
+            && n.bytes().all(|b| b.is_ascii_digit())
+    });
+    !base.is_empty() && (random || legacy)
+}
+
+/// Removes the temporary files [`write_file_atomic`] left in `dir` when a process died
+/// between creating and renaming one; returns how many. Call it only while nothing else writes
+/// into `dir` (at open, under the database lock): a live writer's temporary file looks the
+/// same. A temporary file never holds the only copy of anything: the rename had not happened.
+pub fn remove_stale_temp_files(fs: &dyn FileSystem, dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    for name in fs.list_dir(dir)? {
+        if !is_temp_file_name(&name) {
+            continue;
+        }
+        let path = dir.join(&name);
+        match fs.remove_file(&path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if removed > 0 {
+        fs.sync_dir(dir)?;
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_temp_file_with_same_pid_does_not_block_write_file_atomic() -> io::Result<()> {
+        let fs = CrashFs::new();
+        let dir = Path::new("/d");
+        fs.create_dir_all(dir)?;
+        // What a crashed earlier process with our pid left, for the first names it would use.
+        for n in 0..64 {
+            let stale = dir.join(format!("CURRENT.tmp-{}-{n}", std::process::id()));
+            fs.create_new(&stale)?.append(b"stale")?;
+        }
+        write_file_atomic(&fs, &dir.join("CURRENT"), b"new")?;
+        assert_eq!(fs.contents(&dir.join("CURRENT"))?, b"new");
+        assert_eq!(remove_stale_temp_files(&fs, dir)?, 64);
+        assert_eq!(fs.list_dir(dir)?, vec!["CURRENT".to_string()]);
+        Ok(())
+    }
+
+    #[test]
+    fn create_dir_all_durable_survives_a_crash() -> io::Result<()> {
+        let fs = CrashFs::new();
+        create_dir_all_durable(&fs, Path::new("/a/b/c"))?;
+        create_dir_all_durable(&fs, Path::new("/a/b/c"))?;
+        fs.create_dir_all(Path::new("/a/x"))?;
+        fs.crash();
+        assert!(fs.exists(Path::new("/a/b/c")));
+        assert!(!fs.exists(Path::new("/a/x")));
+        Ok(())
+    }
+
+    #[test]
+    fn temp_file_names_are_recognised_and_others_are_not() {
+        assert!(is_temp_file_name(
+            "KEYS.tmp-0123456789abcdef0123456789abcdef"
+        ));
+        assert!(is_temp_file_name("CURRENT.tmp-1-0"));
+        assert!(!is_temp_file_name("CURRENT"));
+        assert!(!is_temp_file_name(".tmp-1-0"));
+        assert!(!is_temp_file_name("data.tmp-notes"));
+        assert!(!is_temp_file_name("0000000000000001.sst"));
+    }
 }

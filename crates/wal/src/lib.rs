@@ -77,3 +77,16 @@ pub enum Error {
 
 /// The WAL's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Whether the disk was full (`ENOSPC`). A failed append for this reason leaves the log
+    /// writable: the next append starts a new segment (see [`Wal::append`]).
+    pub fn is_no_space(&self) -> bool {
+        let io = match self {
+            Self::Io { source, .. } => Some(source),
+            Self::Crypto(sealdb_crypto::Error::Io { source, .. }) => Some(source),
+            _ => None,
+        };
+        io.is_some_and(sealdb_vfs::is_no_space)
+    }
+}

@@ -232,6 +232,11 @@ struct Inner {
     /// Closed segments still on disk, with the highest sequence number each holds.
     closed: BTreeMap<u64, u64>,
     poisoned: Option<String>,
+    /// Set when a write into the active segment failed for lack of space: where the
+    /// segment's valid data ends (the failed write may have left a partial frame after it).
+    /// Nothing is appended to that segment again; the next append first starts a new
+    /// segment whose start frame records this end, so recovery stops there.
+    broken_at: Option<u64>,
     scratch: Vec<u8>,
     keyring: Keyring,
 }
@@ -430,6 +435,7 @@ impl Wal {
                 active: Some(active),
                 closed: rec.closed,
                 poisoned: None,
+                broken_at: None,
                 scratch: Vec::new(),
                 keyring,
             }),
@@ -450,6 +456,7 @@ impl Wal {
                 active: None,
                 closed: rec.closed,
                 poisoned: None,
+                broken_at: None,
                 scratch: Vec::new(),
                 keyring,
             }),
@@ -713,8 +720,13 @@ impl Wal {
     }
 
     /// Appends one frame holding `batches`; with `sync`, returns only once it is durable.
-    /// Rolls over to a new segment first if the active one is full. After any I/O failure the
-    /// WAL is poisoned and refuses further writes.
+    /// Rolls over to a new segment first if the active one is full.
+    ///
+    /// A write that fails because the disk is full ([`Error::is_no_space`]) is not
+    /// acknowledged and leaves the log usable: the failed segment is never appended to again
+    /// (its tail is unknown, and a sealed file is never written twice at one offset), and the
+    /// next append starts a new segment that records where the old one validly ends. Any other
+    /// failure, and any failed sync, poisons the log until it is reopened.
     pub fn append(&self, batches: &[FrameBatch<'_>], sync: bool) -> Result<()> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
@@ -733,6 +745,7 @@ impl Wal {
                 limit: crate::MAX_FRAME_LEN as u64,
             });
         }
+        self.replace_broken(inner)?;
         let result = (|| -> Result<()> {
             if inner.active.as_ref().is_some_and(|a| {
                 a.has_batches
@@ -741,7 +754,14 @@ impl Wal {
                 self.roll_over(inner)?;
             }
             let active = inner.active.as_mut().ok_or(Error::ReadOnly)?;
-            active.writer.append_block(&inner.scratch)?;
+            let before = active.writer.offset();
+            if let Err(e) = active.writer.append_block(&inner.scratch) {
+                let e = Error::from(e);
+                if e.is_no_space() {
+                    inner.broken_at = Some(before);
+                }
+                return Err(e);
+            }
             active.unsynced += inner.scratch.len() as u64;
             if sync {
                 active.writer.sync()?;
@@ -763,7 +783,9 @@ impl Wal {
             Ok(())
         })();
         if let Err(e) = &result {
-            inner.poisoned = Some(e.to_string());
+            if inner.broken_at.is_none() {
+                inner.poisoned = Some(e.to_string());
+            }
             return result;
         }
         if let Some(active) = inner.active.as_mut() {
@@ -778,9 +800,89 @@ impl Wal {
         Ok(())
     }
 
+    /// After a failed write (disk full): makes the old segment's valid prefix durable and
+    /// starts a new segment recording where it ends. A new segment that cannot be created
+    /// (still no space) is removed again and the log stays broken, to retry on the next append.
+    fn replace_broken(&self, inner: &mut Inner) -> Result<()> {
+        let Some(valid_end) = inner.broken_at else {
+            return Ok(());
+        };
+        let active = inner.active.as_mut().ok_or(Error::ReadOnly)?;
+        // Acknowledged unsynced frames before the failure must be durable before a start
+        // frame vouches for them; a failed sync leaves them unknown.
+        if let Err(e) = active.writer.sync() {
+            let e = Error::from(e);
+            inner.poisoned = Some(e.to_string());
+            return Err(e);
+        }
+        let start = StartFrame {
+            number: active.number + 1,
+            prev_number: active.number,
+            prev_end: valid_end,
+            prev_finished: false,
+        };
+        match self.create_next(inner, start) {
+            Ok(()) => {
+                inner.broken_at = None;
+                Ok(())
+            }
+            Err(e) => {
+                if !e.is_no_space() {
+                    inner.poisoned = Some(e.to_string());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates the segment `start` describes and makes it the active one (the old one
+    /// closed). If that fails, the half-made segment is removed again so a retry can create
+    /// it afresh; a failure to remove it poisons the log.
+    fn create_next(&self, inner: &mut Inner, start: StartFrame) -> Result<()> {
+        match create_segment(
+            self.fs.as_ref(),
+            &self.dir,
+            &inner.keyring,
+            self.opts.cipher,
+            start,
+        ) {
+            Ok(next) => {
+                let number = next.number;
+                if let Some(old) = inner.active.replace(next) {
+                    inner.closed.insert(old.number, old.max_seq);
+                }
+                let durable = inner.closed.values().copied().max().unwrap_or(0);
+                if let Some(observe) = self.roll_observer.lock().as_ref() {
+                    observe(number, durable);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let p = self.dir.join(segment_file_name(start.number));
+                match self.fs.remove_file(&p) {
+                    Ok(()) => {}
+                    Err(r) if r.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(r) => {
+                        let r = io_error(&p, r);
+                        inner.poisoned = Some(r.to_string());
+                        return Err(r);
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
     fn roll_over(&self, inner: &mut Inner) -> Result<()> {
         let active = inner.active.as_mut().ok_or(Error::ReadOnly)?;
-        active.writer.finish(&[FRAME_END])?;
+        let before = active.writer.offset();
+        if let Err(e) = active.writer.finish(&[FRAME_END]) {
+            let e = Error::from(e);
+            if e.is_no_space() {
+                inner.broken_at = Some(before);
+            }
+            return Err(e);
+        }
         active.writer.sync()?;
         let start = StartFrame {
             number: active.number + 1,
@@ -788,22 +890,12 @@ impl Wal {
             prev_end: active.writer.offset(),
             prev_finished: true,
         };
-        let next = create_segment(
-            self.fs.as_ref(),
-            &self.dir,
-            &inner.keyring,
-            self.opts.cipher,
-            start,
-        )?;
-        let number = next.number;
-        if let Some(old) = inner.active.replace(next) {
-            inner.closed.insert(old.number, old.max_seq);
-        }
-        let durable = inner.closed.values().copied().max().unwrap_or(0);
-        if let Some(observe) = self.roll_observer.lock().as_ref() {
-            observe(number, durable);
-        }
-        Ok(())
+        self.create_next(inner, start).inspect_err(|e| {
+            // The old segment is finished and durable; the next append retries from its end.
+            if e.is_no_space() && inner.poisoned.is_none() {
+                inner.broken_at = Some(start.prev_end);
+            }
+        })
     }
 
     /// Registers the function told of every new segment (see [`RollObserver`]).
@@ -820,9 +912,13 @@ impl Wal {
         if let Some(why) = &inner.poisoned {
             return Err(Error::Poisoned(why.clone()));
         }
+        // A segment a failed write left a partial frame in does not end cleanly: a clean
+        // close needs the new segment (or, if the disk is still full, is not clean).
+        self.replace_broken(inner)?;
         let active = inner.active.as_mut().ok_or(Error::ReadOnly)?;
         active.writer.sync()?;
         active.unsynced = 0;
+        let end = active.writer.offset();
         let durable = inner
             .closed
             .values()
@@ -830,7 +926,7 @@ impl Wal {
             .max()
             .unwrap_or(0)
             .max(active.max_seq);
-        Ok((active.number, active.writer.offset(), durable))
+        Ok((active.number, end, durable))
     }
 
     /// Closes the active segment and starts a new one; returns the new segment's number.
@@ -844,11 +940,21 @@ impl Wal {
         if inner.active.is_none() {
             return Err(Error::ReadOnly);
         }
-        if let Err(e) = self.roll_over(inner) {
-            inner.poisoned = Some(e.to_string());
+        if inner.broken_at.is_some() {
+            // Replacing the broken segment is itself the rotation.
+            self.replace_broken(inner)?;
+        } else if let Err(e) = self.roll_over(inner) {
+            if inner.broken_at.is_none() {
+                inner.poisoned = Some(e.to_string());
+            }
             return Err(e);
         }
         Ok(inner.active.as_ref().map_or(0, |a| a.number))
+    }
+
+    /// Whether an earlier failure poisoned the log (writes refused until reopened).
+    pub fn is_poisoned(&self) -> bool {
+        self.inner.lock().poisoned.is_some()
     }
 
     /// Makes every appended frame durable.
@@ -867,31 +973,35 @@ impl Wal {
         Ok(r?)
     }
 
-    /// Deletes closed segments all of whose records have sequence numbers `<= flushed_seq`
-    /// (their data is in tables now). Returns how many were deleted.
-    pub fn remove_obsolete(&self, flushed_seq: u64) -> Result<usize> {
-        self.retire_obsolete(flushed_seq, None)
+    /// Deletes the closed segments numbered below `min_segment`: the oldest segment still
+    /// needed, as the manifest durably records it (from
+    /// [`first_needed_segment`](Self::first_needed_segment)). Bounded by that record rather
+    /// than by a sequence number, so a segment closed after the record was computed (a
+    /// rollover racing with the flush) is never deleted while the manifest still says the
+    /// chain starts at or before it. Returns how many were deleted.
+    pub fn remove_obsolete(&self, min_segment: u64) -> Result<usize> {
+        self.retire_obsolete(min_segment, None)
     }
 
     /// Like [`remove_obsolete`](Self::remove_obsolete), but moves the segments into
     /// `archive` (same filesystem) instead of deleting them: point-in-time recovery replays
     /// them later. Their chain continues there.
-    pub fn archive_obsolete(&self, flushed_seq: u64, archive: &Path) -> Result<usize> {
-        self.retire_obsolete(flushed_seq, Some(archive))
+    pub fn archive_obsolete(&self, min_segment: u64, archive: &Path) -> Result<usize> {
+        self.retire_obsolete(min_segment, Some(archive))
     }
 
-    fn retire_obsolete(&self, flushed_seq: u64, archive: Option<&Path>) -> Result<usize> {
+    fn retire_obsolete(&self, min_segment: u64, archive: Option<&Path>) -> Result<usize> {
         let mut inner = self.inner.lock();
         // Only a prefix of the chain may go: each segment names its predecessor, so a hole
         // in the middle would read as a lost segment.
         let doomed: Vec<u64> = inner
             .closed
-            .iter()
-            .take_while(|(_, max)| **max <= flushed_seq)
-            .map(|(n, _)| *n)
+            .keys()
+            .copied()
+            .take_while(|n| *n < min_segment)
             .collect();
         if let Some(a) = archive {
-            self.fs.create_dir_all(a).map_err(|e| Error::Io {
+            sealdb_vfs::create_dir_all_durable(self.fs.as_ref(), a).map_err(|e| Error::Io {
                 path: a.display().to_string(),
                 source: e,
             })?;

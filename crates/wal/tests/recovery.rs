@@ -172,7 +172,9 @@ fn rollover_and_obsolete_segments() {
     let (wal, stats, got) = open(&fs, &keyring, opts(600)).expect("reopen");
     assert_eq!(got.len(), 50);
     assert_eq!(stats.last_seq, 50);
-    let removed = wal.remove_obsolete(25).expect("remove");
+    let removed = wal
+        .remove_obsolete(wal.first_needed_segment(25))
+        .expect("remove");
     assert!(removed > 0);
     drop(wal);
     // With the old segments gone, recovery needs min_segment to know it is not data loss.
@@ -377,4 +379,133 @@ fn a_read_only_wal_refuses_writes() {
     assert!(matches!(r, Err(Error::ReadOnly)), "{r:?}");
     assert!(matches!(wal.rotate(), Err(Error::ReadOnly)));
     assert_eq!(snapshot(&fs), before);
+}
+
+fn try_append(wal: &Wal, seq: u64, sync: bool) -> Result<(), Error> {
+    let rep = batch(seq);
+    wal.append(
+        &[FrameBatch {
+            first_seq: seq,
+            count: 1,
+            rep: &rep,
+            commit_time_ms: 0,
+        }],
+        sync,
+    )
+}
+
+/// Disk full mid-frame, then space freed: the failed frame is not acknowledged and never
+/// replayed, the log goes on in a new segment (not after the partial frame), and everything
+/// acknowledged survives both a reopen and a crash.
+#[test]
+fn append_failing_for_lack_of_space_is_retried_in_a_new_segment() {
+    for crash in [false, true] {
+        let (fs, keyring) = setup();
+        let (wal, _, _) = open(&fs, &keyring, opts(1 << 20)).expect("open");
+        append(&wal, 1, true);
+        append(&wal, 2, false);
+        let first = wal.active_segment();
+        fs.set_space_limit(Some(fs.used_bytes() + 10));
+        let e = try_append(&wal, 3, true).expect_err("disk is full");
+        assert!(e.is_no_space(), "{e}");
+        assert!(!wal.is_poisoned());
+        // Still full: the new segment cannot be made; the log stays usable.
+        let e = try_append(&wal, 3, true).expect_err("still full");
+        assert!(e.is_no_space(), "{e}");
+        fs.set_space_limit(None);
+        append(&wal, 3, true);
+        assert_eq!(wal.active_segment(), first + 1);
+        append(&wal, 4, false);
+        wal.sync().expect("sync");
+        drop(wal);
+        if crash {
+            fs.crash();
+        }
+        let (_, stats, got) = open(&fs, &keyring, opts(1 << 20)).expect("reopen");
+        let seqs: Vec<u64> = got.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, vec![1, 2, 3, 4], "crash {crash}");
+        assert_eq!(stats.torn_tail, None);
+        assert_eq!(got[2].1, batch(3));
+    }
+}
+
+/// A rollover that runs out of space (end frame or new segment) leaves the log usable too.
+#[test]
+fn rollover_failing_for_lack_of_space_is_retried() {
+    for extra in [0u64, 3, 40, 200] {
+        let (fs, keyring) = setup();
+        let (wal, _, _) = open(&fs, &keyring, opts(200)).expect("open");
+        let mut acked = Vec::new();
+        let mut seq = 1;
+        while seq < 4 {
+            append(&wal, seq, true);
+            acked.push(seq);
+            seq += 1;
+        }
+        fs.set_space_limit(Some(fs.used_bytes() + extra));
+        let mut failures = 0;
+        for _ in 0..6 {
+            match try_append(&wal, seq, true) {
+                Ok(()) => {
+                    acked.push(seq);
+                    seq += 1;
+                }
+                Err(e) => {
+                    assert!(e.is_no_space(), "{e}");
+                    failures += 1;
+                }
+            }
+        }
+        assert!(failures > 0, "extra {extra}: the limit never bit");
+        assert!(!wal.is_poisoned());
+        fs.set_space_limit(None);
+        for _ in 0..6 {
+            append(&wal, seq, true);
+            acked.push(seq);
+            seq += 1;
+        }
+        drop(wal);
+        fs.crash();
+        let (_, _, got) = open(&fs, &keyring, opts(200)).expect("reopen");
+        let seqs: Vec<u64> = got.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, acked, "extra {extra}");
+    }
+}
+
+/// A failed sync is not retried: the log is poisoned (what reached the disk is unknown).
+#[test]
+fn failed_sync_still_poisons_the_log() {
+    let (fs, keyring) = setup();
+    let (wal, _, _) = open(&fs, &keyring, opts(1 << 20)).expect("open");
+    append(&wal, 1, true);
+    fs.inject(
+        sealdb_vfs::Fault::no_space()
+            .on(&[sealdb_vfs::Op::Sync])
+            .times(1),
+    );
+    assert!(try_append(&wal, 2, true).is_err());
+    assert!(wal.is_poisoned());
+    assert!(matches!(try_append(&wal, 3, true), Err(Error::Poisoned(_))));
+}
+
+/// A clean close never vouches for a segment a failed write left a partial frame in: it
+/// starts the next segment first, or fails (an unclean close) while the disk is still full.
+#[test]
+fn close_anchor_after_a_failed_write_is_a_new_segment_or_none() {
+    let (fs, keyring) = setup();
+    let (wal, _, _) = open(&fs, &keyring, opts(1 << 20)).expect("open");
+    append(&wal, 1, true);
+    fs.set_space_limit(Some(fs.used_bytes() + 10));
+    assert!(try_append(&wal, 2, true).expect_err("full").is_no_space());
+    let broken = wal.active_segment();
+    assert!(wal.sync_for_close().expect_err("still full").is_no_space());
+    fs.set_space_limit(None);
+    let (segment, end, durable) = wal.sync_for_close().expect("close");
+    assert_eq!(segment, broken + 1);
+    assert_eq!(durable, 1);
+    assert_eq!(
+        end,
+        fs.file_size(&dir().join(segment_file_name(segment)))
+            .expect("size")
+    );
 }
