@@ -724,6 +724,9 @@ impl Db {
                 )));
             }
             (false, m) => {
+                // Temporary files of an atomic replace (CURRENT, KEYS) a crashed process left.
+                sealdb_vfs::remove_stale_temp_files(fs.as_ref(), &path)
+                    .map_err(|e| Error::io(&path, e))?;
                 crate::bg::prepare_tables_dir(&fs, &path, &orphan_tables)?;
                 match m {
                     Some(m) => Manifest::start_after(fs.clone(), &path, &keyring, cipher, m)?,

@@ -636,3 +636,31 @@ fn open_stats_say_what_the_chain_ends_were_checked_against() {
     assert_eq!(open_moved().open_stats().head, sealdb::HeadOrigin::None);
     assert_eq!(open_moved().open_stats().head, sealdb::HeadOrigin::Head);
 }
+
+#[test]
+fn stale_temporary_files_are_removed_by_a_writable_open_only() {
+    let t = TestDb::new();
+    drop(t.open());
+    let stale = t
+        .path()
+        .join("CURRENT.tmp-0123456789abcdef0123456789abcdef");
+    let legacy = t.path().join("KEYS.tmp-1-0");
+    std::fs::write(&stale, b"half-written").expect("stale");
+    std::fs::write(&legacy, b"half-written").expect("legacy");
+    drop(
+        Db::open(
+            t.path(),
+            Options {
+                read_only: true,
+                ..t.options()
+            },
+        )
+        .expect("read-only"),
+    );
+    assert!(
+        stale.exists() && legacy.exists(),
+        "a read-only open removed files"
+    );
+    drop(t.open());
+    assert!(!stale.exists() && !legacy.exists());
+}
