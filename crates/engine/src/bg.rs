@@ -140,10 +140,7 @@ pub(crate) fn load_version(
 /// Creates the tables directory if needed (durably) and removes orphan tables.
 pub(crate) fn prepare_tables_dir(fs: &SharedFs, db: &Path, orphans: &[PathBuf]) -> Result<()> {
     let dir = db.join(TABLES_DIR);
-    if !fs.exists(&dir) {
-        fs.create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        fs.sync_dir(db).map_err(|e| Error::io(db, e))?;
-    }
+    sealdb_vfs::create_dir_all_durable(fs.as_ref(), &dir).map_err(|e| Error::io(&dir, e))?;
     for p in orphans {
         fs.remove_file(p).map_err(|e| Error::io(p, e))?;
     }

@@ -510,9 +510,8 @@ impl Db {
             }
         }
         if !exists {
-            fs.create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
-            let parent = sealdb_vfs::parent_dir(&path);
-            fs.sync_dir(&parent).map_err(|e| Error::io(&parent, e))?;
+            sealdb_vfs::create_dir_all_durable(fs.as_ref(), &path)
+                .map_err(|e| Error::io(&path, e))?;
         }
         // Writers hold the lock; a read-only opener takes none (it changes nothing, and may
         // run beside the writer).

@@ -392,12 +392,8 @@ impl Wal {
         rec: WalRecovery,
     ) -> Result<Self> {
         let dir = rec.dir.clone();
-        let created = !fs.exists(&dir);
-        fs.create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
-        if created {
-            let parent = sealdb_vfs::parent_dir(&dir);
-            fs.sync_dir(&parent).map_err(|e| io_error(&parent, e))?;
-        }
+        // Every directory created here durable in its parent, up the tree.
+        sealdb_vfs::create_dir_all_durable(fs.as_ref(), &dir).map_err(|e| io_error(&dir, e))?;
         // Deletions first: on a full disk they are what makes room for the new segment.
         let doomed: Vec<u64> = rec
             .obsolete

@@ -509,3 +509,18 @@ fn close_anchor_after_a_failed_write_is_a_new_segment_or_none() {
             .expect("size")
     );
 }
+
+#[test]
+fn a_new_wal_directory_survives_a_crash_with_its_missing_parents() {
+    // Found by the wal_segment fuzz target once CrashFs modelled directory durability: the
+    // WAL created `/db/wal` *and* `/db` but synced only `/db`, so a power cut forgot `/db`,
+    // and with it a synced write.
+    let fs = CrashFs::new();
+    let keyring = Keyring::generate(DatabaseId([1; 16])).expect("keyring");
+    let (wal, _, _) = open(&fs, &keyring, opts(1 << 20)).expect("open");
+    append(&wal, 1, true);
+    drop(wal);
+    fs.crash();
+    let (_, _, got) = open(&fs, &keyring, opts(1 << 20)).expect("reopen");
+    assert_eq!(got.len(), 1, "the synced write was lost with its directory");
+}
