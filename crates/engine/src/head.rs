@@ -128,12 +128,6 @@ impl HeadState {
     }
 }
 
-/// Decodes a head record's plaintext (the sealed block's contents), for the fuzz targets.
-#[doc(hidden)]
-pub fn decode_head_for_fuzz(bytes: &[u8]) -> Result<()> {
-    HeadState::decode(bytes, "head").map(|_| ())
-}
-
 /// A name for the database at `dir` in the keystore: keyed by database id *and* directory, so
 /// a restored copy elsewhere (same id) has its own.
 fn anchor_file(keystore: &Path, id: DatabaseId, dir: &Path, suffix: &str) -> PathBuf {

@@ -33,7 +33,7 @@ pub use backup::{
 pub use bg::VerifyReport;
 pub use db::{Db, Keyspace, LevelStats, OpenStats, Snapshot, Stats, WriteBatch};
 pub use error::{Error, Result};
-pub use head::{HeadOrigin, decode_head_for_fuzz};
+pub use head::HeadOrigin;
 pub use index::{IndexHit, IndexInfo, IndexQuery, QueryPage, decode_index_entry_for_fuzz};
 pub use iter::DbIter;
 pub use keylife::{DataKeyInfo, KeyEventHook, KeyStatus, ReencryptReport};
