@@ -343,6 +343,12 @@ pub(crate) fn open_streams(
         };
         let dir = stream_dir(db, *ks);
         let id = stream_id(*ks, rec.start_seq);
+        if !read_only && fs.exists(&dir) {
+            // Temporary files of a CONSUMERS replace a crashed process left (a writable open
+            // only: reading never changes the directory).
+            sealdb_vfs::remove_stale_temp_files(fs.as_ref(), &dir)
+                .map_err(|e| Error::io(&dir, e))?;
+        }
         // Records above the WAL's recovered sequence ("phantoms": after a power cut the OS may
         // have kept a stream's unsynced tail but not the WAL's) are cut: a record must never
         // exist for a write the WAL lost. The head pins the stream's newest segment, its last

@@ -583,6 +583,14 @@ fn deleting_the_consumer_positions_is_refused() {
 fn a_read_only_open_serves_streams_and_verifies_them() {
     let t = TestDb::new();
     streamed(&t);
+    // A CONSUMERS replace a crashed process left half done: reading must leave it alone.
+    let stream_dir = std::fs::read_dir(t.path().join("streams"))
+        .expect("streams")
+        .map(|d| d.expect("dir").path())
+        .next()
+        .expect("a stream directory");
+    let stale = stream_dir.join("CONSUMERS.tmp-0123456789abcdef0123456789abcdef");
+    std::fs::write(&stale, b"half").expect("stale");
     let before = tree(&t.path());
     let db = Db::open(
         t.path(),
@@ -604,6 +612,9 @@ fn a_read_only_open_serves_streams_and_verifies_them() {
     assert!(db.commit_stream_position(&ks, "billing", 4).is_err());
     drop(db);
     assert_eq!(tree(&t.path()), before);
+    // A writable open clears it.
+    drop(t.open());
+    assert!(!stale.exists());
 }
 
 #[test]

@@ -13,7 +13,7 @@
 
 use crate::record::Cursor;
 use crate::{Error, Result, StreamId};
-use sealdb_crypto::{ArtifactKind, BlockSealer, CipherId, Expected, Keyring, SealedReader};
+use sealdb_crypto::{ArtifactKind, Keyring};
 use sealdb_vfs::FileSystem;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -57,14 +57,6 @@ impl ConsumerPositions {
         stream: StreamId,
         expected_generation: Option<u64>,
     ) -> Result<Self> {
-        if let Ok(names) = fs.list_dir(dir) {
-            for name in names {
-                if name.starts_with(&format!("{POSITIONS_FILE}.tmp-")) {
-                    let p = dir.join(&name);
-                    fs.remove_file(&p).map_err(|e| Error::io(&p, e))?;
-                }
-            }
-        }
         let path = dir.join(POSITIONS_FILE);
         let behind = |found: u64, expected: u64, what: &str| Error::MissingFile {
             file: path.display().to_string(),
@@ -83,25 +75,10 @@ impl ConsumerPositions {
                 positions: BTreeMap::new(),
             });
         }
-        let exp = Expected {
-            kind: ArtifactKind::Meta,
-            database_id: keyring.database_id(),
-            cipher: Some(CipherId::ChaCha20Poly1305),
-        };
-        let reader = SealedReader::open(fs, &path, keyring, &exp)?;
-        let (handle, block) = reader
-            .blocks()
-            .next()
-            .ok_or_else(|| malformed(&path, None, "no block"))??;
-        if !block.is_final {
-            return Err(malformed(
-                &path,
-                Some(handle.offset),
-                "expected exactly one (final) block",
-            ));
-        }
+        let data =
+            sealdb_crypto::sealed::read_small_sealed_file(fs, &path, keyring, ArtifactKind::Meta)?;
         let (found, generation, positions) =
-            decode(&block.data).map_err(|why| malformed(&path, Some(handle.offset), why))?;
+            decode(&data).map_err(|why| malformed(&path, None, why))?;
         if found != stream {
             return Err(Error::WrongStream {
                 file: path.display().to_string(),
@@ -285,18 +262,14 @@ fn write(
 ) -> Result<()> {
     let path = dir.join(POSITIONS_FILE);
     let payload = encode(stream, generation, positions)?;
-    let sealer = BlockSealer::for_new_file(
+    sealdb_vfs::create_dir_all_durable(fs, dir).map_err(|e| Error::io(dir, e))?;
+    Ok(sealdb_crypto::sealed::write_small_sealed_file(
+        fs,
+        &path,
         keyring,
         ArtifactKind::Meta,
-        CipherId::ChaCha20Poly1305,
-        Vec::new(),
-        path.display().to_string(),
-    )?;
-    let mut bytes = sealer.header().encode();
-    let offset = bytes.len() as u64;
-    sealer.seal_into(offset, true, &payload, &mut bytes)?;
-    sealdb_vfs::create_dir_all_durable(fs, dir).map_err(|e| Error::io(dir, e))?;
-    sealdb_vfs::write_file_atomic(fs, &path, &bytes).map_err(|e| Error::io(&path, e))
+        &payload,
+    )?)
 }
 
 #[cfg(test)]
