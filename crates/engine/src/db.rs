@@ -167,7 +167,7 @@ pub struct Stats {
     pub user_bytes: u64,
 }
 
-/// One level's size.
+/// The tables of one level (or of one keyspace, from [`Keyspace::table_stats`]): count and size.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LevelStats {
     /// Tables.
@@ -1971,6 +1971,51 @@ impl Keyspace {
         let (lo, hi) = prefix_bounds(prefix);
         self.range(lo, hi)
     }
+
+    /// An estimate of how many keys the keyspace holds, without reading any table: the entry
+    /// counts of its live tables (from the manifest) plus the entries of the memtables.
+    ///
+    /// Like RocksDB's `rocksdb.estimate-num-keys` it counts entries, not live keys: an
+    /// overwritten key counts once per version not yet compacted away, and a delete counts as
+    /// an entry too. So it is exact for a keyspace that was only ever inserted into with
+    /// distinct keys, and an over-estimate otherwise (never below the true count once
+    /// compaction has run). It costs a walk over the memtables' entries of this keyspace.
+    pub fn approximate_len(&self) -> u64 {
+        let sv = self.db.inner.version.read().clone();
+        let (lo, hi) = keyspace_bounds(self.id);
+        let memtables: u64 = std::iter::once(&sv.active)
+            .chain(sv.immutables.iter())
+            .map(|m| m.iter(lo.clone(), hi.clone()).count() as u64)
+            .sum();
+        let tables: u64 = sv
+            .version
+            .levels(self.id)
+            .map(|levels| levels.iter().flatten().map(|t| t.meta.entries).sum())
+            .unwrap_or(0);
+        memtables + tables
+    }
+
+    /// The keyspace's live tables: how many, and their total size in bytes (the memtables
+    /// are not counted; see [`Db::stats`]).
+    pub fn table_stats(&self) -> LevelStats {
+        let sv = self.db.inner.version.read().clone();
+        let mut s = LevelStats::default();
+        for t in sv.version.levels(self.id).into_iter().flatten().flatten() {
+            s.files += 1;
+            s.bytes += t.meta.size;
+        }
+        s
+    }
+}
+
+/// The internal-key range holding exactly the keyspace `id`'s keys.
+fn keyspace_bounds(id: u32) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let lo = Bound::Included(keyspace_key(id, b""));
+    let hi = match id.checked_add(1) {
+        Some(next) => Bound::Excluded(next.to_be_bytes().to_vec()),
+        None => Bound::Unbounded,
+    };
+    (lo, hi)
 }
 
 /// The bounds covering exactly the keys that start with `prefix`.
