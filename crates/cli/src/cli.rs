@@ -16,7 +16,7 @@ pub const DEFAULT_DB_DIR: &str = "./sealdb-data";
 const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0  success
-  1  key not found (get)
+  1  not found: the key (get), or the keyspace given with --keyspace (or to `keyspace drop`)
   2  integrity or authentication failure of on-disk data (the message names the file and block),
      a data directory rolled back to an older copy of itself (see --allow-rollback), or a
      missing or stale newest backup catalogue
@@ -24,7 +24,15 @@ Exit status:
   4  any other error, bad arguments included; also a full disk (\"no space left on the device
      holding <path>\": free space and run the command again; nothing acknowledged is lost)
 
-Errors are printed on standard error as `sealdb: error: <message>`.";
+Errors are printed on standard error as `sealdb: error: <message>`; with --json as one JSON
+object on one line: {\"error\": {\"class\": C, \"exit\": N, \"message\": \"...\"}} where C is
+not_found, integrity, key_unavailable or other (exit 1, 2, 3, 4).
+
+Creating a database:
+  Commands that add data or schema create a missing database (taking --cipher and
+  --master-key): put, import, load, keyspace create, index create, stream enable. Every other
+  command refuses a missing database with exit 4 (\"no database at DIR\"), so a typo in --db
+  never leaves an empty database behind.";
 
 /// sealdb: an embedded key-value store whose every durable byte is sealed.
 #[derive(Debug, Parser)]
@@ -190,8 +198,9 @@ pub enum Command {
     Flush,
     /// Flush, then compact every keyspace fully.
     Compact,
-    /// Print per-level files and bytes, cache, stall, flush and compaction statistics.
-    Stats,
+    /// Print per-level files and bytes, per-keyspace estimated key counts, cache, stall,
+    /// flush and compaction statistics (cumulative over the database's life, and this run's).
+    Stats(StatsArgs),
     /// Authenticate every block of every live file; exit 2 if any fails.
     Verify,
     /// Show the header and block layout of any sealed file; with --db, also open its blocks.
@@ -215,23 +224,58 @@ pub enum Command {
     Backup(BackupCommand),
     /// Restore a backup (or a point in time) into a new database directory DEST.
     Restore(RestoreArgs),
+    /// Keyspaces (independent sorted key spaces of one database): list, create, drop.
+    #[command(subcommand)]
+    Keyspace(KeyspaceCommand),
+}
+
+/// `stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Only this keyspace's figures [default: the whole database, every keyspace listed].
+    #[arg(long, value_name = "NAME")]
+    pub keyspace: Option<String>,
+}
+
+/// `keyspace` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeyspaceCommand {
+    /// List every keyspace with its estimated key count, tables and bytes.
+    List,
+    /// Create a keyspace (and the database, if missing); creating an existing one succeeds.
+    Create(KeyspaceNameArgs),
+    /// Drop a keyspace with everything in it (its indexes and stream too). The default
+    /// keyspace cannot be dropped; an unknown one exits 1.
+    Drop(KeyspaceNameArgs),
+}
+
+/// A command on one keyspace.
+#[derive(Debug, Args)]
+pub struct KeyspaceNameArgs {
+    /// The keyspace's name (1 to 255 bytes).
+    pub name: String,
 }
 
 const TEXT_FORMAT_HELP: &str = "\
 Line format:
-  One pair per line: the key, a TAB, the value, a newline (`\\n`). Without --hex the bytes are
-  written and read as they are, so a key or value containing a TAB or a newline cannot be
-  represented: `scan` and `export` refuse it (exit 4) and suggest --hex, and `import` reads
-  everything after the first TAB up to the newline as the value (a second TAB is an error).
-  No escaping is done, so backslashes and carriage returns are ordinary bytes. Empty lines are
-  skipped on import.
+  One pair per line: the key, a TAB, the value, a newline. Without --hex, keys and values are
+  escaped text: valid UTF-8 is written as it is except
+      \\t  TAB        \\n  newline        \\r  carriage return        \\\\  backslash
+      \\xHH  any other control character (each of its bytes) and any byte that is not
+            valid UTF-8
+  so any bytes can be written, and `import` reads exactly what `export` writes. On import a
+  backslash must start one of those escapes (anything else is an error naming the line), a
+  second TAB on a line is an error, other bytes (a carriage return included) are taken as
+  they are, and empty lines are skipped.
 
   With --hex, key and value are lower-case hexadecimal (import accepts either case and a
-  trailing carriage return): any bytes round-trip.
+  trailing carriage return).
 
-  With --json, `scan` prints each pair as an object {\"key\": ..., \"value\": ...}; without
-  --hex both must be valid UTF-8 (otherwise it fails with exit 4 and suggests --hex).
-  `import` and `export` always use the line format; --json only changes their summary line.";
+  With --json, `scan` prints each pair as an object {\"key\": ..., \"value\": ...} where each is
+  a JSON string when the bytes are valid UTF-8, else {\"hex\": \"...\"} (with --hex: always a
+  hexadecimal string). `get --json`, `index query --json` and `stream read` use the same
+  rule. `import` and `export` always use the line format; --json only changes their summary
+  line. `get` without --json prints the value's bytes as they are.";
 
 /// How keys and values on the command line and in output are written.
 #[derive(Debug, Clone, Copy, Args)]
@@ -247,7 +291,9 @@ pub struct PutArgs {
     /// The key.
     #[arg(allow_hyphen_values = true)]
     pub key: String,
-    /// The value.
+    /// The value; `-` reads it from standard input and `@FILE` from FILE, byte for byte (with
+    /// --hex, as hexadecimal text). A value that really starts with `@` is written `@@...`
+    /// (one `@` is dropped), or give --literal to take VALUE exactly as typed (`-` included).
     #[arg(allow_hyphen_values = true)]
     pub value: String,
     /// Return only once the write is on durable media.
@@ -256,6 +302,22 @@ pub struct PutArgs {
     /// Encoding of KEY and VALUE.
     #[command(flatten)]
     pub encoding: EncodingArgs,
+    /// The keyspace (created if missing).
+    #[command(flatten)]
+    pub keyspace: KeyspaceArg,
+    /// Take VALUE exactly as typed: no `-` (standard input) or `@FILE` reading.
+    #[arg(long)]
+    pub literal: bool,
+}
+
+/// The keyspace a data command works on.
+#[derive(Debug, Clone, Args)]
+pub struct KeyspaceArg {
+    /// The keyspace [default: the default keyspace, `default`]. Commands that read, and
+    /// `delete`, exit 1 ("no keyspace NAME") if it does not exist; `put` and `import` create
+    /// it. See `sealdb keyspace`.
+    #[arg(long, value_name = "NAME")]
+    pub keyspace: Option<String>,
 }
 
 /// `get`.
@@ -267,6 +329,9 @@ pub struct GetArgs {
     /// Encoding of KEY and of the printed value.
     #[command(flatten)]
     pub encoding: EncodingArgs,
+    /// The keyspace.
+    #[command(flatten)]
+    pub keyspace: KeyspaceArg,
 }
 
 /// `delete`.
@@ -281,6 +346,9 @@ pub struct DeleteArgs {
     /// Encoding of KEY.
     #[command(flatten)]
     pub encoding: EncodingArgs,
+    /// The keyspace.
+    #[command(flatten)]
+    pub keyspace: KeyspaceArg,
 }
 
 /// `scan`.
@@ -304,6 +372,9 @@ pub struct ScanArgs {
     /// Encoding of the bounds and the output.
     #[command(flatten)]
     pub encoding: EncodingArgs,
+    /// The keyspace.
+    #[command(flatten)]
+    pub keyspace: KeyspaceArg,
 }
 
 /// `import`.
@@ -319,6 +390,9 @@ pub struct ImportArgs {
     /// Encoding of the lines.
     #[command(flatten)]
     pub encoding: EncodingArgs,
+    /// The keyspace.
+    #[command(flatten)]
+    pub keyspace: KeyspaceArg,
 }
 
 /// `export`.
@@ -331,6 +405,9 @@ pub struct ExportArgs {
     /// Encoding of the lines.
     #[command(flatten)]
     pub encoding: EncodingArgs,
+    /// The keyspace.
+    #[command(flatten)]
+    pub keyspace: KeyspaceArg,
 }
 
 /// `load`.

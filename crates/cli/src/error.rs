@@ -27,6 +27,24 @@ impl Exit {
     pub fn code(self) -> ExitCode {
         ExitCode::from(self as u8)
     }
+
+    /// The class name JSON errors carry (`{"error": {"class": ...}}`), documented in `--help`.
+    pub fn class(self) -> &'static str {
+        match self {
+            Self::Success => "ok",
+            Self::NotFound => "not_found",
+            Self::Integrity => "integrity",
+            Self::KeyUnavailable => "key_unavailable",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// The JSON form of a failure: `{"error": {"class": ..., "exit": N, "message": ...}}`.
+pub fn error_json(exit: Exit, message: &str) -> serde_json::Value {
+    serde_json::json!({
+        "error": {"class": exit.class(), "exit": exit as u8, "message": message}
+    })
 }
 
 /// A failure of one command: the status to exit with and the message to print.
@@ -153,7 +171,7 @@ impl From<sealdb_sstable::Error> for CliError {
 
 /// Handles a command line clap refused. `--help` and `--version` are successes (exit 0);
 /// every usage error exits 4, not clap's default 2, because 2 means an integrity failure here.
-pub fn clap_failure(e: &clap::Error) -> ExitCode {
+pub fn clap_failure(e: &clap::Error, json: bool) -> ExitCode {
     use clap::error::ErrorKind;
     use std::io::Write;
     match e.kind() {
@@ -161,6 +179,14 @@ pub fn clap_failure(e: &clap::Error) -> ExitCode {
             // Help goes to stdout; a failure to write it (closed pipe) changes nothing.
             let _ = e.print();
             Exit::Success.code()
+        }
+        _ if json => {
+            // The first line is the error itself; the usage lines after it are for people.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or_default();
+            let message = first.strip_prefix("error: ").unwrap_or(first);
+            let _ = writeln!(io::stderr(), "{}", error_json(Exit::Other, message));
+            Exit::Other.code()
         }
         _ => {
             // clap renders "error: ..." plus usage; prefixing the program name gives the same
@@ -178,12 +204,17 @@ pub fn clap_failure(e: &clap::Error) -> ExitCode {
     }
 }
 
-/// Prints `sealdb: error: <message>` on standard error and returns the exit status.
-pub fn report(e: &CliError) -> ExitCode {
+/// Prints `sealdb: error: <message>` on standard error (under `--json`, the object of
+/// [`error_json`], so scripts need not parse text) and returns the exit status.
+pub fn report(e: &CliError, json: bool) -> ExitCode {
     use std::io::Write;
     if !e.is_silent() {
         // Nothing more can be done if standard error itself is gone.
-        let _ = writeln!(io::stderr(), "sealdb: error: {}", e.message());
+        let _ = if json {
+            writeln!(io::stderr(), "{}", error_json(e.exit(), e.message()))
+        } else {
+            writeln!(io::stderr(), "sealdb: error: {}", e.message())
+        };
     }
     e.exit().code()
 }
@@ -233,6 +264,16 @@ mod tests {
         assert_eq!(e.exit(), Exit::Other);
         assert!(e.message().contains("no space left"), "{}", e.message());
         assert!(e.message().contains("/db/wal/0000000000000002.wal"));
+    }
+
+    #[test]
+    fn json_errors_carry_class_and_exit() {
+        let v = error_json(Exit::Integrity, "bad block");
+        assert_eq!(v["error"]["class"], "integrity");
+        assert_eq!(v["error"]["exit"], 2);
+        assert_eq!(v["error"]["message"], "bad block");
+        assert_eq!(Exit::NotFound.class(), "not_found");
+        assert_eq!(Exit::KeyUnavailable.class(), "key_unavailable");
     }
 
     #[test]

@@ -21,13 +21,17 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // `index create ... --json POINTER` (the documented spelling) next to the global --json.
     let args = cli::rewrite_json_pointer(std::env::args_os().collect());
+    // Only for reporting a command line clap refused (so it can be JSON too); once parsed,
+    // the parsed flag decides.
+    let json_arg = args.iter().skip(1).any(|a| a == "--json");
     let cli = match cli::Cli::try_parse_from(args) {
         Ok(c) => c,
-        Err(e) => return error::clap_failure(&e),
+        Err(e) => return error::clap_failure(&e, json_arg),
     };
+    let json = cli.global.json;
     // `run` closes the database before returning, so exiting here loses nothing.
     match commands::run(cli) {
         Ok(()) => error::Exit::Success.code(),
-        Err(e) => error::report(&e),
+        Err(e) => error::report(&e, json),
     }
 }

@@ -97,58 +97,112 @@ impl Encoding {
         }
     }
 
-    /// Decodes one field of an imported line.
+    /// Decodes one field of an imported line (`None`: not in the encoding's syntax).
     pub fn decode_field(self, field: &[u8]) -> Option<Vec<u8>> {
         match self {
-            Self::Text => Some(field.to_vec()),
+            Self::Text => unescape(field),
             Self::Hex => std::str::from_utf8(field)
                 .ok()
                 .and_then(|s| sealdb_crypto::hex::decode(s.trim())),
         }
     }
 
-    /// Appends `bytes` as one field of a tab-separated line, refusing (in text mode) bytes
-    /// that would break the line format. `what` and `key` name the record in the error.
-    pub fn push_tsv_field(
-        self,
-        out: &mut Vec<u8>,
-        bytes: &[u8],
-        what: &str,
-        key: &[u8],
-    ) -> Result<()> {
+    /// Appends `bytes` as one field of a tab-separated line: escaped text ([`escape_into`]) or
+    /// hexadecimal. Any bytes can be written, and [`Encoding::decode_field`] reads them back.
+    pub fn push_tsv_field(self, out: &mut Vec<u8>, bytes: &[u8]) {
         match self {
-            Self::Hex => {
-                out.extend_from_slice(sealdb_crypto::hex::encode(bytes).as_bytes());
-                Ok(())
-            }
-            Self::Text => {
-                if bytes.iter().any(|b| *b == b'\t' || *b == b'\n') {
-                    return Err(CliError::other(format!(
-                        "the {what} of key {} contains a tab or newline, which the \
-                         tab-separated format cannot represent; use --hex",
-                        display_key(key)
-                    )));
-                }
-                out.extend_from_slice(bytes);
-                Ok(())
-            }
+            Self::Hex => out.extend_from_slice(sealdb_crypto::hex::encode(bytes).as_bytes()),
+            Self::Text => escape_into(bytes, out),
         }
     }
 
-    /// `bytes` as a JSON string: hexadecimal, or the UTF-8 text (refused if not UTF-8).
-    pub fn json_string(self, bytes: &[u8], what: &str, key: &[u8]) -> Result<Value> {
+    /// `bytes` as JSON: with `--hex` a hexadecimal string, else [`json_bytes`].
+    pub fn json_value(self, bytes: &[u8]) -> Value {
         match self {
-            Self::Hex => Ok(Value::String(sealdb_crypto::hex::encode(bytes))),
-            Self::Text => match std::str::from_utf8(bytes) {
-                Ok(s) => Ok(Value::String(s.to_string())),
-                Err(_) => Err(CliError::other(format!(
-                    "the {what} of key {} is not valid UTF-8, which JSON text cannot carry \
-                     as is; use --hex",
-                    display_key(key)
-                ))),
-            },
+            Self::Hex => Value::String(sealdb_crypto::hex::encode(bytes)),
+            Self::Text => json_bytes(bytes),
         }
     }
+}
+
+/// The one JSON rule for keys and values (`scan`, `get`, `index query`, `stream read/tail`):
+/// a JSON string when the bytes are valid UTF-8, else `{"hex": "<lower-case hex>"}`.
+pub fn json_bytes(bytes: &[u8]) -> Value {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Value::String(s.to_string()),
+        Err(_) => serde_json::json!({"hex": sealdb_crypto::hex::encode(bytes)}),
+    }
+}
+
+/// The one text rule for keys and values in line output (`scan`, `export`, `index query`):
+/// valid UTF-8 is written as it is, except `\t` `\n` `\r` `\\` for TAB, newline,
+/// carriage return and backslash, and `\xHH` for every other control character (each of its
+/// bytes) and every byte that is not part of valid UTF-8. The result never holds a TAB or a
+/// newline, so it fits in one field of a line; [`unescape`] reverses it exactly.
+pub fn escape_into(bytes: &[u8], out: &mut Vec<u8>) {
+    fn hex_byte(b: u8, out: &mut Vec<u8>) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        out.extend_from_slice(b"\\x");
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0x0f)]);
+    }
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\t' => out.extend_from_slice(b"\\t"),
+                '\n' => out.extend_from_slice(b"\\n"),
+                '\r' => out.extend_from_slice(b"\\r"),
+                '\\' => out.extend_from_slice(b"\\\\"),
+                c if c.is_control() => {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        hex_byte(b, out);
+                    }
+                }
+                c => {
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+            }
+        }
+        for b in chunk.invalid() {
+            hex_byte(*b, out);
+        }
+    }
+}
+
+/// [`escape_into`] as a string (always valid UTF-8: everything else is escaped).
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = Vec::with_capacity(bytes.len());
+    escape_into(bytes, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reverses [`escape_into`]. Bytes other than a backslash are taken as they are (a carriage
+/// return included); a backslash must start one of `\t` `\n` `\r` `\\` `\xHH`, anything else
+/// is refused (`None`) rather than guessed at.
+pub fn unescape(field: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut it = field.iter().copied();
+    while let Some(b) = it.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match it.next()? {
+            b't' => out.push(b'\t'),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b'\\' => out.push(b'\\'),
+            b'x' => {
+                let hi = char::from(it.next()?).to_digit(16)?;
+                let lo = char::from(it.next()?).to_digit(16)?;
+                out.push(u8::try_from(hi * 16 + lo).ok()?);
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
 }
 
 /// A key for messages: quoted text if it is printable UTF-8, else hexadecimal.
@@ -218,29 +272,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tsv_fields_refuse_separators_in_text_mode_only() {
+    fn text_fields_escape_separators_and_binary_and_round_trip() {
         let mut out = Vec::new();
-        assert!(
-            Encoding::Text
-                .push_tsv_field(&mut out, b"a\tb", "value", b"k")
-                .is_err()
+        Encoding::Text.push_tsv_field(&mut out, b"a\tb\nc\rd\\e\x00\xff\x7f\xc2\x85 \xc3\xa9");
+        assert_eq!(out, b"a\\tb\\nc\\rd\\\\e\\x00\\xff\\x7f\\xc2\\x85 \xc3\xa9");
+        assert_eq!(
+            Encoding::Text.decode_field(&out).as_deref(),
+            Some(&b"a\tb\nc\rd\\e\x00\xff\x7f\xc2\x85 \xc3\xa9"[..])
         );
-        assert!(
-            Encoding::Text
-                .push_tsv_field(&mut out, b"a\nb", "value", b"k")
-                .is_err()
-        );
-        assert!(
-            Encoding::Text
-                .push_tsv_field(&mut out, b"a\\b\r", "value", b"k")
-                .is_ok()
-        );
-        assert!(
-            Encoding::Hex
-                .push_tsv_field(&mut out, b"\t\n", "value", b"k")
-                .is_ok()
-        );
-        assert!(out.ends_with(b"090a"));
+        // Every single byte and every pair round-trips.
+        for a in 0..=255u8 {
+            for b in [0u8, b'\\', b'x', 0x80, 0xc3, 0xff] {
+                let bytes = [a, b];
+                let mut e = Vec::new();
+                escape_into(&bytes, &mut e);
+                assert!(!e.contains(&b'\t') && !e.contains(&b'\n'));
+                assert_eq!(unescape(&e).as_deref(), Some(&bytes[..]));
+            }
+        }
+        let mut hex = Vec::new();
+        Encoding::Hex.push_tsv_field(&mut hex, b"\t\n");
+        assert_eq!(hex, b"090a");
+    }
+
+    #[test]
+    fn unknown_or_cut_escapes_are_refused() {
+        assert_eq!(unescape(b"a\\q"), None);
+        assert_eq!(unescape(b"a\\"), None);
+        assert_eq!(unescape(b"\\x4"), None);
+        assert_eq!(unescape(b"\\xg0"), None);
+        assert_eq!(unescape(b"cr\r"), Some(b"cr\r".to_vec()));
     }
 
     #[test]
@@ -251,10 +312,10 @@ mod tests {
     }
 
     #[test]
-    fn json_refuses_non_utf8_without_hex() {
-        assert!(Encoding::Text.json_string(&[0xff], "value", b"k").is_err());
-        let v = Encoding::Hex.json_string(&[0xff], "value", b"k");
-        assert!(matches!(v, Ok(Value::String(s)) if s == "ff"));
+    fn json_is_a_string_when_utf8_else_hex() {
+        assert_eq!(json_bytes(b"caf\xc3\xa9"), Value::String("café".into()));
+        assert_eq!(json_bytes(&[0xff, 0]), serde_json::json!({"hex": "ff00"}));
+        assert_eq!(Encoding::Hex.json_value(&[0xff]), Value::String("ff".into()));
     }
 
     #[test]

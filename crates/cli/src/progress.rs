@@ -47,3 +47,33 @@ pub fn counter(pb: &ProgressBar) -> impl FnMut(u64, u64) + '_ {
         pb.set_position(done);
     }
 }
+
+/// A bar for `len` bytes of input (an import from a file); hidden like [`bar`].
+pub fn bytes_bar(len: u64, what: &str, json: bool) -> ProgressBar {
+    if json || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg:>6} [{bar:32}] {bytes}/{total_bytes} {elapsed_precise} (eta {eta})",
+    ) {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// A spinner with the elapsed time, for work the engine reports no steps of (`compact`,
+/// `verify`, `backup verify`): it shows the command is alive. Hidden like [`bar`].
+pub fn busy(what: &str, json: bool) -> ProgressBar {
+    if json || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{msg:>6} {spinner} {elapsed_precise}") {
+        pb.set_style(style);
+    }
+    pb.set_message(what.to_string());
+    pb.enable_steady_tick(std::time::Duration::from_millis(120));
+    pb
+}

@@ -2,6 +2,7 @@
 //! rendering that `demo` shares.
 
 use super::{Create, Ctx};
+use crate::cli::StatsArgs;
 use crate::error::{CliError, Result};
 use crate::output::{Output, bytes, count, duration};
 use sealdb::{Db, Stats};
@@ -24,8 +25,11 @@ pub fn flush(ctx: &mut Ctx) -> Result<()> {
 /// `compact`: flush, then compact every keyspace fully.
 pub fn compact(ctx: &mut Ctx) -> Result<()> {
     let db = ctx.open(Create::Never)?;
+    let pb = crate::progress::busy("compact", ctx.out.is_json());
     let t = Instant::now();
-    db.compact()?;
+    let done = db.compact();
+    pb.finish_and_clear();
+    done?;
     let elapsed = t.elapsed();
     let s = db.stats();
     ctx.out.emit(
@@ -52,17 +56,40 @@ pub fn compact(ctx: &mut Ctx) -> Result<()> {
     )
 }
 
-/// `stats`: the engine's statistics. Counters (cache, stalls, flushes, compactions) count
-/// the work of this process since it opened the database; sizes describe the database.
-pub fn stats(ctx: &mut Ctx) -> Result<()> {
+/// `stats [--keyspace NAME]`: the engine's statistics. Counters (cache, stalls, flushes,
+/// compactions) count the work of this process since it opened the database; sizes and the
+/// per-keyspace estimates describe the database.
+pub fn stats(ctx: &mut Ctx, a: &StatsArgs) -> Result<()> {
     let db = ctx.open(Create::ReadOnly)?;
     let s = db.stats();
+    let keyspaces = match &a.keyspace {
+        Some(name) => vec![super::data::keyspace(
+            &db,
+            &crate::cli::KeyspaceArg {
+                keyspace: Some(name.clone()),
+            },
+            false,
+        )?],
+        None => super::keyspace::all(&db)?,
+    };
     if ctx.out.is_json() {
-        ctx.out.json_line(&stats_json(&db, &s))
+        let mut v = stats_json(&db, &s);
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert(
+                "keyspaces".into(),
+                keyspaces.iter().map(super::keyspace::keyspace_json).collect(),
+            );
+        }
+        ctx.out.json_line(&v)
     } else {
         for line in identity_lines(&db) {
             ctx.out.text(line)?;
         }
+        ctx.out.text(super::keyspace::table_header())?;
+        for ks in &keyspaces {
+            ctx.out.text(super::keyspace::table_row(ks))?;
+        }
+        ctx.out.text(super::keyspace::ESTIMATE_NOTE)?;
         print_levels(&mut ctx.out, &s, false)?;
         for line in stats_lines(&s) {
             ctx.out.text(line)?;
@@ -77,8 +104,10 @@ pub fn stats(ctx: &mut Ctx) -> Result<()> {
 /// block) and fails with exit 2 if there is any.
 pub fn verify(ctx: &mut Ctx) -> Result<()> {
     let db = ctx.open(Create::ReadOnly)?;
+    let pb = crate::progress::busy("verify", ctx.out.is_json());
     let t = Instant::now();
     let report = db.verify();
+    pb.finish_and_clear();
     let elapsed = t.elapsed();
     for e in &report.errors {
         ctx.out.emit(|| format!("FAILED {e}"), || failure_json(e))?;

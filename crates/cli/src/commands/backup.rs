@@ -163,8 +163,11 @@ fn delete(ctx: &mut Ctx, a: &BackupDeleteArgs) -> Result<()> {
 fn verify(ctx: &mut Ctx, a: &BackupVerifyArgs) -> Result<()> {
     existing_dir(&a.dir)?;
     let opts = backup_options(ctx, &a.dir)?;
+    let pb = crate::progress::busy("verify", ctx.out.is_json());
     let t = Instant::now();
-    let report = sealdb::verify_backup(&a.dir, a.id.as_deref(), &opts)?;
+    let report = sealdb::verify_backup(&a.dir, a.id.as_deref(), &opts);
+    pb.finish_and_clear();
+    let report = report?;
     let elapsed = t.elapsed();
     for e in &report.errors {
         ctx.out

@@ -1,14 +1,15 @@
 //! Data commands: `put`, `get`, `delete`, `scan`, `import`, `export`.
 //!
-//! They work on the default keyspace. Keys and values are text by default and hexadecimal
-//! with `--hex`; the tab-separated line format and its refusals are described in `--help`
-//! (`TEXT_FORMAT_HELP` in `cli.rs`) and implemented by [`Encoding`].
+//! They work on the keyspace given with `--keyspace` (the default keyspace otherwise). Keys
+//! and values are text by default and hexadecimal with `--hex`; the tab-separated line format
+//! and its escapes are described in `--help` (`TEXT_FORMAT_HELP` in `cli.rs`) and
+//! implemented by [`Encoding`].
 
 use super::{Create, Ctx};
-use crate::cli::{DeleteArgs, ExportArgs, GetArgs, ImportArgs, PutArgs, ScanArgs};
+use crate::cli::{DeleteArgs, ExportArgs, GetArgs, ImportArgs, KeyspaceArg, PutArgs, ScanArgs};
 use crate::error::{CliError, Result};
 use crate::output::{Encoding, display_key};
-use sealdb::{Db, WriteBatch, WriteOptions};
+use sealdb::{Db, Keyspace, WriteBatch, WriteOptions};
 use serde_json::json;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::ops::Bound;
@@ -22,14 +23,94 @@ fn write_opts(sync: bool) -> WriteOptions {
     }
 }
 
-/// `put KEY VALUE [--sync] [--hex]`: silent on success in text mode.
+/// The keyspace `--keyspace` names (the default keyspace without it). `create`: made if
+/// missing (the writers `put` and `import`); otherwise a missing keyspace is "not found"
+/// (exit 1), like a missing key.
+pub fn keyspace(db: &Db, arg: &KeyspaceArg, create: bool) -> Result<Keyspace> {
+    let Some(name) = arg.keyspace.as_deref() else {
+        return Ok(db.default_keyspace());
+    };
+    if create {
+        return Ok(db.create_keyspace(name)?);
+    }
+    match db.keyspace(name) {
+        Ok(ks) => Ok(ks),
+        Err(sealdb::Error::KeyspaceNotFound(_)) => Err(CliError::not_found(format!(
+            "no keyspace {name:?} (`sealdb keyspace list` shows them)"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Where `put` takes its value from, by the rule documented on `PutArgs::value`.
+#[derive(Debug, PartialEq, Eq)]
+enum ValueSource<'a> {
+    /// The argument itself (after dropping the first `@` of `@@...`).
+    Inline(&'a str),
+    /// Standard input (`-`).
+    Stdin,
+    /// A file (`@FILE`).
+    File(&'a str),
+}
+
+fn value_source(value: &str, literal: bool) -> ValueSource<'_> {
+    if literal {
+        return ValueSource::Inline(value);
+    }
+    if value == "-" {
+        return ValueSource::Stdin;
+    }
+    match value.strip_prefix('@') {
+        Some(rest) if rest.starts_with('@') => ValueSource::Inline(rest),
+        Some(path) => ValueSource::File(path),
+        None => ValueSource::Inline(value),
+    }
+}
+
+/// The value of `put`: inline, from standard input or from a file; read bytes are the value
+/// as they are (with `--hex`, hexadecimal text, surrounding whitespace ignored).
+fn put_value(a: &PutArgs, enc: Encoding) -> Result<Vec<u8>> {
+    let (bytes, what) = match value_source(&a.value, a.literal) {
+        ValueSource::Inline(s) => return enc.decode_arg(s, "value"),
+        ValueSource::Stdin => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .lock()
+                .read_to_end(&mut buf)
+                .map_err(|e| CliError::io("reading the value from standard input", e))?;
+            (buf, "standard input".to_string())
+        }
+        ValueSource::File("") => {
+            return Err(CliError::other(
+                "value \"@\" names no file: write @FILE to read FILE, @@... for a value \
+                 starting with @, or use --literal",
+            ));
+        }
+        ValueSource::File(path) => {
+            let buf = std::fs::read(path)
+                .map_err(|e| CliError::io(format!("reading the value from {path}"), e))?;
+            (buf, path.to_string())
+        }
+    };
+    match enc {
+        Encoding::Text => Ok(bytes),
+        Encoding::Hex => std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|s| sealdb_crypto::hex::decode(s.trim()))
+            .ok_or_else(|| {
+                CliError::other(format!("the value read from {what} is not hexadecimal"))
+            }),
+    }
+}
+
+/// `put KEY VALUE|-|@FILE [--sync] [--hex] [--literal] [--keyspace NAME]`: silent on success
+/// in text mode.
 pub fn put(ctx: &mut Ctx, a: &PutArgs) -> Result<()> {
     let enc = Encoding::from_flag(a.encoding.hex);
     let key = enc.decode_arg(&a.key, "key")?;
-    let value = enc.decode_arg(&a.value, "value")?;
+    let value = put_value(a, enc)?;
     let db = ctx.open(Create::IfMissing)?;
-    db.default_keyspace()
-        .put_opt(&key, &value, write_opts(a.sync))?;
+    keyspace(&db, &a.keyspace, true)?.put_opt(&key, &value, write_opts(a.sync))?;
     if ctx.out.is_json() {
         ctx.out
             .json_line(&json!({"op": "put", "ok": true, "sync": a.sync}))?;
@@ -42,9 +123,10 @@ pub fn get(ctx: &mut Ctx, a: &GetArgs) -> Result<()> {
     let enc = Encoding::from_flag(a.encoding.hex);
     let key = enc.decode_arg(&a.key, "key")?;
     let db = ctx.open(Create::ReadOnly)?;
-    let Some(value) = db.get(&key)? else {
+    let ks = keyspace(&db, &a.keyspace, false)?;
+    let Some(value) = ks.get(&key)? else {
         if ctx.out.is_json() {
-            let k = enc.json_string(&key, "key", &key)?;
+            let k = enc.json_value(&key);
             ctx.out.json_line(&json!({"key": k, "found": false}))?;
         }
         return Err(CliError::not_found(format!(
@@ -54,8 +136,8 @@ pub fn get(ctx: &mut Ctx, a: &GetArgs) -> Result<()> {
     };
     if ctx.out.is_json() {
         let v = json!({
-            "key": enc.json_string(&key, "key", &key)?,
-            "value": enc.json_string(&value, "value", &key)?,
+            "key": enc.json_value(&key),
+            "value": enc.json_value(&value),
         });
         ctx.out.json_line(&v)
     } else {
@@ -73,7 +155,7 @@ pub fn delete(ctx: &mut Ctx, a: &DeleteArgs) -> Result<()> {
     let enc = Encoding::from_flag(a.encoding.hex);
     let key = enc.decode_arg(&a.key, "key")?;
     let db = ctx.open(Create::Never)?;
-    db.default_keyspace().delete_opt(&key, write_opts(a.sync))?;
+    keyspace(&db, &a.keyspace, false)?.delete_opt(&key, write_opts(a.sync))?;
     if ctx.out.is_json() {
         ctx.out
             .json_line(&json!({"op": "delete", "ok": true, "sync": a.sync}))?;
@@ -132,13 +214,12 @@ pub fn scan_bounds(
 }
 
 /// Appends `key<TAB>value<NL>` in the encoding.
-fn tsv_line(enc: Encoding, key: &[u8], value: &[u8], line: &mut Vec<u8>) -> Result<()> {
+fn tsv_line(enc: Encoding, key: &[u8], value: &[u8], line: &mut Vec<u8>) {
     line.clear();
-    enc.push_tsv_field(line, key, "key", key)?;
+    enc.push_tsv_field(line, key);
     line.push(b'\t');
-    enc.push_tsv_field(line, value, "value", key)?;
+    enc.push_tsv_field(line, value);
     line.push(b'\n');
-    Ok(())
 }
 
 /// `scan [--prefix P] [--from K] [--to K] [--limit N] [--reverse] [--hex]`.
@@ -150,10 +231,11 @@ pub fn scan(ctx: &mut Ctx, a: &ScanArgs) -> Result<()> {
     let from = decode(&a.from, "--from key")?;
     let to = decode(&a.to, "--to key")?;
     let db = ctx.open(Create::ReadOnly)?;
+    let ks = keyspace(&db, &a.keyspace, false)?;
     let Some((lo, hi)) = scan_bounds(prefix.as_deref(), from.as_deref(), to.as_deref()) else {
         return Ok(());
     };
-    let iter = db.range(lo, hi)?;
+    let iter = ks.range(lo, hi)?;
     let limit = a.limit.unwrap_or(u64::MAX);
     let iter: Pairs = if a.reverse {
         Box::new(iter.rev())
@@ -165,12 +247,12 @@ pub fn scan(ctx: &mut Ctx, a: &ScanArgs) -> Result<()> {
         let (k, v) = item?;
         if ctx.out.is_json() {
             let obj = json!({
-                "key": enc.json_string(&k, "key", &k)?,
-                "value": enc.json_string(&v, "value", &k)?,
+                "key": enc.json_value(&k),
+                "value": enc.json_value(&v),
             });
             ctx.out.json_line(&obj)?;
         } else {
-            tsv_line(enc, &k, &v, &mut line)?;
+            tsv_line(enc, &k, &v, &mut line);
             ctx.out.raw(&line)?;
         }
     }
@@ -187,16 +269,19 @@ fn parse_line(enc: Encoding, line: &[u8], n: u64) -> Result<(Vec<u8>, Vec<u8>)> 
     let v = rest.get(1..).unwrap_or_default();
     if enc == Encoding::Text && v.contains(&b'\t') {
         return Err(bad(
-            "more than one TAB (the tab-separated format cannot carry a TAB in a value; \
-             export with --hex and import with --hex)",
+            "more than one TAB (a TAB inside a value is written \\t)",
         ));
     }
+    let syntax = match enc {
+        Encoding::Text => "a valid escaped field (a backslash starts \\t \\n \\r \\\\ or \\xHH)",
+        Encoding::Hex => "hexadecimal",
+    };
     let key = enc
         .decode_field(k)
-        .ok_or_else(|| bad("the key is not hexadecimal"))?;
+        .ok_or_else(|| bad(&format!("the key is not {syntax}")))?;
     let value = enc
         .decode_field(v)
-        .ok_or_else(|| bad("the value is not hexadecimal"))?;
+        .ok_or_else(|| bad(&format!("the value is not {syntax}")))?;
     Ok((key, value))
 }
 
@@ -204,13 +289,16 @@ fn parse_line(enc: Encoding, line: &[u8], n: u64) -> Result<(Vec<u8>, Vec<u8>)> 
 pub fn import(ctx: &mut Ctx, a: &ImportArgs) -> Result<()> {
     let enc = Encoding::from_flag(a.encoding.hex);
     let from_stdin = a.file.as_os_str() == "-";
-    let source: Box<dyn Read> = if from_stdin {
-        Box::new(std::io::stdin().lock())
+    // A file's size gives the bar its length; standard input gets a spinner.
+    let (source, pb): (Box<dyn Read>, _) = if from_stdin {
+        let pb = crate::progress::spinner("import", "pairs", ctx.out.is_json());
+        (Box::new(std::io::stdin().lock()), pb)
     } else {
-        Box::new(
-            std::fs::File::open(&a.file)
-                .map_err(|e| CliError::io(format!("opening {}", a.file.display()), e))?,
-        )
+        let f = std::fs::File::open(&a.file)
+            .map_err(|e| CliError::io(format!("opening {}", a.file.display()), e))?;
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let pb = crate::progress::bytes_bar(len, "import", ctx.out.is_json());
+        (Box::new(f), pb)
     };
     let label = if from_stdin {
         "standard input".to_string()
@@ -219,10 +307,10 @@ pub fn import(ctx: &mut Ctx, a: &ImportArgs) -> Result<()> {
     };
     let mut reader = BufReader::with_capacity(1 << 16, source);
     let db = ctx.open(Create::IfMissing)?;
-    let ks = db.default_keyspace();
+    let ks = keyspace(&db, &a.keyspace, true)?;
     let mut batch = WriteBatch::new();
     let mut line = Vec::new();
-    let (mut n, mut imported) = (0u64, 0u64);
+    let (mut n, mut imported, mut bytes_read) = (0u64, 0u64, 0u64);
     loop {
         line.clear();
         let read = reader
@@ -232,6 +320,12 @@ pub fn import(ctx: &mut Ctx, a: &ImportArgs) -> Result<()> {
             break;
         }
         n += 1;
+        bytes_read += read as u64;
+        if from_stdin {
+            pb.set_position(imported + batch.len() as u64);
+        } else {
+            pb.set_position(bytes_read);
+        }
         if line.last() == Some(&b'\n') {
             line.pop();
         }
@@ -251,6 +345,7 @@ pub fn import(ctx: &mut Ctx, a: &ImportArgs) -> Result<()> {
     db.write(batch, WriteOptions::NO_SYNC)?;
     // One sync for the whole import: a reported import is a durable import.
     db.sync_wal()?;
+    pb.finish_and_clear();
     ctx.out.emit(
         || format!("imported {imported} pairs from {label}"),
         || json!({"op": "import", "imported": imported, "source": label}),
@@ -260,19 +355,26 @@ pub fn import(ctx: &mut Ctx, a: &ImportArgs) -> Result<()> {
 /// Writes every pair of `db` as tab-separated lines to `w`; returns how many. `on_err` names
 /// the destination in write errors.
 fn write_pairs(
-    db: &Db,
+    ks: &Keyspace,
     enc: Encoding,
     w: &mut dyn Write,
     on_err: &dyn Fn(std::io::Error) -> CliError,
+    json: bool,
 ) -> Result<u64> {
+    // The estimate is the bar's length: close enough for an ETA, and it costs no table read.
+    let pb = crate::progress::bar(ks.approximate_len(), "export", json);
     let mut line = Vec::new();
     let mut n = 0u64;
-    for item in db.range(Bound::Unbounded, Bound::Unbounded)? {
+    for item in ks.iter()? {
         let (k, v) = item?;
-        tsv_line(enc, &k, &v, &mut line)?;
+        tsv_line(enc, &k, &v, &mut line);
         w.write_all(&line).map_err(on_err)?;
         n += 1;
+        if n.is_multiple_of(1024) {
+            pb.set_position(n);
+        }
     }
+    pb.finish_and_clear();
     Ok(n)
 }
 
@@ -282,22 +384,24 @@ fn write_pairs(
 pub fn export(ctx: &mut Ctx, a: &ExportArgs) -> Result<()> {
     let enc = Encoding::from_flag(a.encoding.hex);
     let db = ctx.open(Create::ReadOnly)?;
+    let ks = keyspace(&db, &a.keyspace, false)?;
+    let json = ctx.out.is_json();
     let target = a.file.as_deref().filter(|p| p.as_os_str() != "-");
     let Some(path) = target else {
         // Straight to standard output; the data is the output, so no summary line.
         let stdout = std::io::stdout();
         let mut w = std::io::BufWriter::new(stdout.lock());
-        write_pairs(&db, enc, &mut w, &CliError::stdout)?;
+        write_pairs(&ks, enc, &mut w, &CliError::stdout, json)?;
         return w.flush().map_err(CliError::stdout);
     };
-    let n = export_to_file(&db, enc, path)?;
+    let n = export_to_file(&ks, enc, path, json)?;
     ctx.out.emit(
         || format!("exported {n} pairs to {}", path.display()),
         || json!({"op": "export", "exported": n, "file": path.display().to_string()}),
     )
 }
 
-fn export_to_file(db: &Db, enc: Encoding, path: &Path) -> Result<u64> {
+fn export_to_file(ks: &Keyspace, enc: Encoding, path: &Path, json: bool) -> Result<u64> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -308,7 +412,7 @@ fn export_to_file(db: &Db, enc: Encoding, path: &Path) -> Result<u64> {
         .tempfile_in(dir)
         .map_err(|e| CliError::io(what(), e))?;
     let mut w = std::io::BufWriter::new(tmp);
-    let n = write_pairs(db, enc, &mut w, &|e| CliError::io(what(), e))?;
+    let n = write_pairs(ks, enc, &mut w, &|e| CliError::io(what(), e), json)?;
     let tmp = w
         .into_inner()
         .map_err(|e| CliError::io(what(), e.into_error()))?;
@@ -367,8 +471,9 @@ mod tests {
 
     #[test]
     fn import_lines_parse_strictly() {
-        let ok = parse_line(Encoding::Text, b"k\tv a\\lue\r", 1);
-        assert!(matches!(ok, Ok((k, v)) if k == b"k" && v == b"v a\\lue\r"));
+        let ok = parse_line(Encoding::Text, b"k\tv a\\\\lue\\t\r", 1);
+        assert!(matches!(ok, Ok((k, v)) if k == b"k" && v == b"v a\\lue\t\r"));
+        assert!(parse_line(Encoding::Text, b"k\tv a\\lue", 1).is_err());
         let empty_value = parse_line(Encoding::Text, b"k\t", 1);
         assert!(matches!(empty_value, Ok((_, v)) if v.is_empty()));
         assert!(parse_line(Encoding::Text, b"no tab", 3).is_err());
@@ -382,12 +487,22 @@ mod tests {
     fn tsv_lines_round_trip_through_the_parser() {
         let mut line = Vec::new();
         for enc in [Encoding::Text, Encoding::Hex] {
-            assert!(tsv_line(enc, b"key", b"va\\lue", &mut line).is_ok());
-            line.pop();
-            let parsed = parse_line(enc, &line, 1);
-            assert!(matches!(parsed, Ok((k, v)) if k == b"key" && v == b"va\\lue"));
+            for (key, value) in [(&b"key"[..], &b"va\\lue"[..]), (b"k\tey\n", b"a\tb\xff\r")] {
+                tsv_line(enc, key, value, &mut line);
+                line.pop();
+                let parsed = parse_line(enc, &line, 1);
+                assert!(matches!(parsed, Ok((k, v)) if k == key && v == value));
+            }
         }
-        assert!(tsv_line(Encoding::Text, b"k", b"a\tb", &mut line).is_err());
-        assert!(tsv_line(Encoding::Hex, b"k", b"a\tb", &mut line).is_ok());
+    }
+
+    #[test]
+    fn put_values_come_from_stdin_files_or_the_argument() {
+        assert_eq!(value_source("-", false), ValueSource::Stdin);
+        assert_eq!(value_source("@v.bin", false), ValueSource::File("v.bin"));
+        assert_eq!(value_source("@@home", false), ValueSource::Inline("@home"));
+        assert_eq!(value_source("plain", false), ValueSource::Inline("plain"));
+        assert_eq!(value_source("-", true), ValueSource::Inline("-"));
+        assert_eq!(value_source("@x", true), ValueSource::Inline("@x"));
     }
 }

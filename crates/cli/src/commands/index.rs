@@ -94,7 +94,7 @@ fn create(ctx: &mut Ctx, a: &IndexCreateArgs) -> Result<()> {
         projection: a.projection.clone(),
     };
     def.validate().map_err(|e| CliError::other(e.to_string()))?;
-    let db = ctx.open(Create::Never)?;
+    let db = ctx.open(Create::IfMissing)?;
     let pb = crate::progress::spinner("index", "items", ctx.out.is_json());
     let t = Instant::now();
     let mut items = 0u64;
@@ -272,15 +272,15 @@ fn query(ctx: &mut Ctx, a: &IndexQueryArgs) -> Result<()> {
         let pk = &hit.primary_key;
         if ctx.out.is_json() {
             ctx.out.json_line(&json!({
-                "primary_key": enc.json_string(pk, "primary key", pk)?,
+                "primary_key": enc.json_value(pk),
                 "value": index_value_json(&hit.value),
-                "item": enc.json_string(&hit.item, "item", pk)?,
+                "item": enc.json_value(&hit.item),
             }))?;
         } else {
             line.clear();
-            enc.push_tsv_field(&mut line, pk, "primary key", pk)?;
+            enc.push_tsv_field(&mut line, pk);
             line.push(b'\t');
-            enc.push_tsv_field(&mut line, &hit.item, "item", pk)?;
+            enc.push_tsv_field(&mut line, &hit.item);
             line.push(b'\n');
             ctx.out.raw(&line)?;
         }

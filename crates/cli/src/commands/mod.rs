@@ -5,12 +5,13 @@ pub mod backup;
 pub mod data;
 pub mod index;
 pub mod keys;
+pub mod keyspace;
 pub mod kms;
 pub mod load;
 pub mod stream;
 
 use crate::cli::{Cli, Command, DEFAULT_DB_DIR, GlobalArgs};
-use crate::error::{Result, warn};
+use crate::error::{CliError, Result, warn};
 use crate::output::Output;
 use sealdb::{Db, Options};
 use std::path::PathBuf;
@@ -22,7 +23,8 @@ pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(5);
 /// Whether a command may create the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Create {
-    /// Writers (`put`, `import`, `load`) create a missing database.
+    /// Commands that add data or schema (`put`, `import`, `load`, `keyspace create`,
+    /// `index create`, `stream enable`) create a missing database.
     IfMissing,
     /// Everything else refuses a directory without one, so a typo in `--db` never leaves an
     /// empty database (and a fresh master key) behind.
@@ -65,6 +67,14 @@ impl Ctx {
     pub fn options(&self, create: Create) -> Result<Options> {
         let dir = self.db_dir();
         let exists = dir.join(sealdb_crypto::keysfile::KEYS_FILE_NAME).exists();
+        if !exists && create != Create::IfMissing {
+            // The one rule, stated where it bites (documented in `--help`).
+            return Err(CliError::other(format!(
+                "no database at {} (only put, import, load, keyspace create, index create \
+                 and stream enable create one)",
+                dir.display()
+            )));
+        }
         let master_key = match &self.global.master_key {
             // Only a database about to be created takes it (like --cipher).
             Some(target) if !exists && create == Create::IfMissing => {
@@ -169,7 +179,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Load(a) => load::load(&mut ctx, &a),
         Command::Flush => admin::flush(&mut ctx),
         Command::Compact => admin::compact(&mut ctx),
-        Command::Stats => admin::stats(&mut ctx),
+        Command::Stats(a) => admin::stats(&mut ctx, &a),
         Command::Verify => admin::verify(&mut ctx),
         Command::Inspect(a) => crate::inspect::inspect(&mut ctx, &a),
         Command::Demo(a) => crate::demo::demo(&mut ctx, &a),
@@ -179,6 +189,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Stream(c) => stream::run(&mut ctx, &c),
         Command::Backup(c) => backup::run(&mut ctx, &c),
         Command::Restore(a) => backup::restore(&mut ctx, &a),
+        Command::Keyspace(c) => keyspace::run(&mut ctx, &c),
     };
     // Whatever was printed before a failure still reaches the reader.
     let flushed = ctx.out.flush();

@@ -37,12 +37,9 @@ pub fn run(ctx: &mut Ctx, c: &StreamCommand) -> Result<()> {
     }
 }
 
-/// Bytes as a JSON string when they are UTF-8, else `{"hex": "..."}`.
+/// Bytes as JSON by the program's one rule ([`crate::output::json_bytes`]).
 pub fn bytes_json(b: &[u8]) -> Value {
-    match std::str::from_utf8(b) {
-        Ok(s) => Value::String(s.to_string()),
-        Err(_) => json!({"hex": sealdb_crypto::hex::encode(b)}),
-    }
+    crate::output::json_bytes(b)
 }
 
 /// One change record as a JSON object.
@@ -64,7 +61,7 @@ pub fn record_json(r: &StreamRecord) -> Value {
 
 /// `stream enable [--keyspace KS] --view V [--retention D] [--max-bytes N]`.
 fn enable(ctx: &mut Ctx, a: &StreamEnableArgs) -> Result<()> {
-    let db = ctx.open(Create::Never)?;
+    let db = ctx.open(Create::IfMissing)?;
     let ks = db.keyspace(&a.keyspace)?;
     let view: sealdb::StreamView = a.view.into();
     db.enable_stream(&ks, view, a.retention, a.max_bytes)?;
