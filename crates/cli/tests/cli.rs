@@ -193,27 +193,32 @@ fn scan_prefix_limit_reverse_and_bounds() {
 #[test]
 fn import_export_round_trip_text_and_hex() {
     let e = Env::new();
-    let text = "k1\tplain value\nk2\twith \\ backslash\r\n\nk3\t\n";
+    // An escaped backslash, a raw carriage return (taken as it is), an empty line (skipped).
+    let text = "k1\tplain value\nk2\twith \\\\ backslash\r\n\nk3\t\n";
     let r = e.run_with_stdin(&["import", "-"], text.as_bytes()).ok();
     assert!(r.out().contains("imported 3 pairs"), "{}", r.out());
+    assert_eq!(e.run(&["get", "k2"]).ok().out(), "with \\ backslash\r\n");
     let out = e.path("out.tsv");
     e.run(&["export", out.to_str().expect("utf8")]).ok();
-    // Empty lines are skipped; everything else comes back byte for byte.
+    // Export writes the one escaping rule: the carriage return comes back escaped.
     assert_eq!(
         std::fs::read_to_string(&out).expect("read export"),
-        "k1\tplain value\nk2\twith \\ backslash\r\nk3\t\n"
+        "k1\tplain value\nk2\twith \\\\ backslash\\r\nk3\t\n"
     );
     assert_eq!(
         e.run(&["export"]).ok().out(),
         std::fs::read_to_string(&out).expect("read")
     );
 
-    // A value with a TAB and a newline: text export refuses and points at --hex.
+    // A value with a TAB and a newline is escaped, no longer refused.
     e.run(&["put", "--hex", "6b34", "61096220630a"]).ok();
-    let bad = e.path("bad.tsv");
-    let r = e.run(&["export", bad.to_str().expect("utf8")]).status(4);
-    assert!(r.stderr.contains("--hex"), "{}", r.stderr);
-    assert!(!bad.exists(), "a refused export leaves no partial file");
+    let escaped = e.path("escaped.tsv");
+    e.run(&["export", escaped.to_str().expect("utf8")]).ok();
+    assert!(
+        std::fs::read_to_string(&escaped)
+            .expect("read")
+            .contains("k4\ta\\tb c\\n\n")
+    );
 
     // Hex export imports into a fresh database identically.
     let hex = e.run(&["export", "--hex"]).ok().stdout;

@@ -147,6 +147,9 @@ pub struct Stats {
     pub immutable_memtable_bytes: u64,
     /// The newest visible sequence number.
     pub last_sequence: u64,
+    /// The counters over the database's whole life (earlier sessions' from the sealed
+    /// `STATS` file, plus this process's), where the fields above count since open.
+    pub cumulative: crate::CumulativeStats,
     /// Per level (summed over keyspaces): table count and bytes.
     pub levels: Vec<LevelStats>,
     /// Block cache hits and misses.
@@ -321,6 +324,8 @@ pub(crate) struct DbInner {
     stall_lock: Mutex<()>,
     stall_cv: Condvar,
     pub(crate) counters: Counters,
+    /// The counters of earlier sessions, from `STATS` (see `lifestats`).
+    pub(crate) lifetime_base: crate::lifestats::Lifetime,
     pub(crate) poisoned: Mutex<Option<String>>,
     /// Background work paused because the disk is full (retried with backoff).
     pub(crate) no_space: Mutex<NoSpacePause>,
@@ -817,7 +822,9 @@ impl Db {
             .collect();
         let recovered_segments = wal_stats.segments;
 
+        let lifetime_base = crate::lifestats::load(fs.as_ref(), &path, &keyring);
         let inner = DbInner {
+            lifetime_base,
             path,
             fs,
             opts,
@@ -1741,6 +1748,7 @@ impl Db {
                 .map(|m| m.approximate_bytes() as u64)
                 .sum(),
             last_sequence: self.last_sequence(),
+            cumulative: self.inner.lifetime().to_stats(),
         }
     }
 
@@ -1804,6 +1812,18 @@ impl Db {
 }
 
 impl DbInner {
+    /// Every session's counters: `STATS`'s plus this process's.
+    pub(crate) fn lifetime(&self) -> crate::lifestats::Lifetime {
+        self.lifetime_base
+            .plus(crate::lifestats::Lifetime::of(&self.counters))
+    }
+
+    /// Rewrites `STATS` with [`DbInner::lifetime`], under the current data key.
+    pub(crate) fn store_lifetime(&self) -> Result<()> {
+        let keyring = self.keyring.read().clone();
+        crate::lifestats::store(self.fs.as_ref(), &self.path, &keyring, self.lifetime())
+    }
+
     /// A clean close: makes the WAL durable and pins its exact end in the head, so that a
     /// newest segment cut short after a clean close is an error rather than a "torn tail".
     /// Skipped (the head then stays "not clean", which is always safe) when the database is
@@ -1816,6 +1836,8 @@ impl DbInner {
         let Ok((segment, end, durable)) = self.wal.sync_for_close() else {
             return;
         };
+        // Best effort: counters are statistics, and a close must not fail over them.
+        let _ = self.store_lifetime();
         let last_seq = self.last_seq.load(Ordering::Acquire);
         let mut stream_ends = Vec::new();
         for (ks, s) in self.streams.read().iter() {

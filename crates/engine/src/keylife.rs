@@ -270,6 +270,8 @@ impl Db {
             let keyring = inner.keyring.read().clone();
             inner.manifest.lock().roll(&keyring)?;
         }
+        // STATS too (it is otherwise rewritten only at close).
+        inner.store_lifetime()?;
         // Drop every version no live file uses any more.
         let in_use = self.data_key_versions_in_use()?;
         let provider = inner.provider.read().clone();
@@ -308,7 +310,10 @@ impl Db {
             .list_dir(&inner.path)
             .map_err(|e| Error::io(&inner.path, e))?
         {
-            if name.starts_with("MANIFEST-") || name == crate::manifest::CURRENT_FILE {
+            if name.starts_with("MANIFEST-")
+                || name == crate::manifest::CURRENT_FILE
+                || name == crate::lifestats::STATS_FILE
+            {
                 paths.push(inner.path.join(name));
             }
         }

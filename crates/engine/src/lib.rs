@@ -19,6 +19,7 @@ mod index;
 mod iter;
 mod keylife;
 mod keys;
+mod lifestats;
 pub mod manifest;
 mod options;
 mod pitr;
@@ -37,6 +38,7 @@ pub use head::HeadOrigin;
 pub use index::{IndexHit, IndexInfo, IndexQuery, QueryPage, decode_index_entry_for_fuzz};
 pub use iter::DbIter;
 pub use keylife::{DataKeyInfo, KeyEventHook, KeyStatus, ReencryptReport};
+pub use lifestats::CumulativeStats;
 pub use options::{Compression, MasterKey, NamedExtractor, Options, WriteOptions};
 pub use sealdb_crypto::{CipherId, DatabaseId, KeyDescriptor, KeyEvent, KeyProvider, KeyState};
 pub use sealdb_index::{
