@@ -315,7 +315,10 @@ mod tests {
     fn json_is_a_string_when_utf8_else_hex() {
         assert_eq!(json_bytes(b"caf\xc3\xa9"), Value::String("café".into()));
         assert_eq!(json_bytes(&[0xff, 0]), serde_json::json!({"hex": "ff00"}));
-        assert_eq!(Encoding::Hex.json_value(&[0xff]), Value::String("ff".into()));
+        assert_eq!(
+            Encoding::Hex.json_value(&[0xff]),
+            Value::String("ff".into())
+        );
     }
 
     #[test]

@@ -77,7 +77,10 @@ pub fn stats(ctx: &mut Ctx, a: &StatsArgs) -> Result<()> {
         if let Some(obj) = v.as_object_mut() {
             obj.insert(
                 "keyspaces".into(),
-                keyspaces.iter().map(super::keyspace::keyspace_json).collect(),
+                keyspaces
+                    .iter()
+                    .map(super::keyspace::keyspace_json)
+                    .collect(),
             );
         }
         ctx.out.json_line(&v)
@@ -94,10 +97,60 @@ pub fn stats(ctx: &mut Ctx, a: &StatsArgs) -> Result<()> {
         for line in stats_lines(&s) {
             ctx.out.text(line)?;
         }
+        for line in cumulative_lines(&s.cumulative) {
+            ctx.out.text(line)?;
+        }
         ctx.out.text(recovery_line(&db))?;
-        ctx.out
-            .text("(counters count this process's work since it opened the database)")
+        ctx.out.text(
+            "(the counters above count this process's work since it opened the database; \
+             `lifetime` counts every session's, kept in the database's sealed STATS file and \
+             updated when a writer closes)",
+        )
     }
+}
+
+/// The counters over the database's life, as text lines.
+pub fn cumulative_lines(c: &sealdb::CumulativeStats) -> Vec<String> {
+    vec![
+        format!(
+            "lifetime       {} batches, {} records ({} of keys and values), {} commit groups, \
+             {} WAL syncs",
+            count(c.batches),
+            count(c.records),
+            bytes(c.user_bytes),
+            count(c.commit_groups),
+            count(c.wal_syncs)
+        ),
+        format!(
+            "               {} flushes ({}), {} compactions (read {}, wrote {}), {} stalls ({})",
+            count(c.flushes),
+            bytes(c.flush_bytes),
+            count(c.compactions),
+            bytes(c.compaction_read_bytes),
+            bytes(c.compaction_write_bytes),
+            count(c.write_stalls),
+            duration(c.write_stall_time)
+        ),
+    ]
+}
+
+/// The counters over the database's life as JSON.
+pub fn cumulative_json(c: &sealdb::CumulativeStats) -> Value {
+    json!({
+        "batches": c.batches,
+        "records": c.records,
+        "user_bytes": c.user_bytes,
+        "commit_groups": c.commit_groups,
+        "wal_syncs": c.wal_syncs,
+        "memtable_rotations": c.memtable_rotations,
+        "write_stalls": c.write_stalls,
+        "write_stall_seconds": c.write_stall_time.as_secs_f64(),
+        "flushes": c.flushes,
+        "flush_bytes": c.flush_bytes,
+        "compactions": c.compactions,
+        "compaction_read_bytes": c.compaction_read_bytes,
+        "compaction_write_bytes": c.compaction_write_bytes,
+    })
 }
 
 /// `verify`: authenticates every block of every live file; prints each failure (file and
@@ -354,6 +407,7 @@ pub fn stats_json(db: &Db, s: &Stats) -> Value {
         "immutable_memtables": s.immutable_memtables,
         "immutable_memtable_bytes": s.immutable_memtable_bytes,
         "last_sequence": s.last_sequence,
+        "cumulative": cumulative_json(&s.cumulative),
         "recovery": {
             "created": db.open_stats().created,
             "wal_segments": w.segments,
