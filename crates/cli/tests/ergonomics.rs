@@ -233,7 +233,7 @@ impl Rng {
         (0..n)
             .map(|_| {
                 let r = self.next();
-                if r % 2 == 0 {
+                if r.is_multiple_of(2) {
                     NASTY[(r / 2 % NASTY.len() as u64) as usize]
                 } else {
                     (r >> 8) as u8
