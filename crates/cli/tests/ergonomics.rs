@@ -133,8 +133,13 @@ fn keyspaces_made_by_the_library_are_reachable_from_every_data_command() {
         let users = db.create_keyspace("users").expect("keyspace");
         users.put(b"alice", b"admin").expect("put");
         users.put(b"bob", b"user").expect("put");
-        db.put(b"in-default", b"x").expect("put");
     }
+    // The issue as reported: the default keyspace is empty, and now the command says where
+    // the data is.
+    let r = e.run(&["export", Env::s(&e.path("x.tsv"))]).ok();
+    assert!(r.out().contains("exported 0 pairs"), "{}", r.out());
+    assert!(r.stderr.contains("other keyspaces: users"), "{}", r.stderr);
+    e.open_lib().put(b"in-default", b"x").expect("put");
     let out = e.path("users.tsv");
     let r = e.run(&["export", "--keyspace", "users", Env::s(&out)]).ok();
     assert!(r.out().contains("exported 2 pairs"), "{}", r.out());

@@ -42,6 +42,26 @@ pub fn keyspace(db: &Db, arg: &KeyspaceArg, create: bool) -> Result<Keyspace> {
     }
 }
 
+/// After reading nothing from the default keyspace (no `--keyspace` given), names the other
+/// keyspaces on standard error: data written with `db.create_keyspace(...)` lives there, and
+/// an empty result alone does not say so.
+fn hint_other_keyspaces(db: &Db, arg: &KeyspaceArg) {
+    if arg.keyspace.is_some() {
+        return;
+    }
+    let others: Vec<String> = db
+        .keyspace_names()
+        .into_iter()
+        .filter(|n| n != "default")
+        .collect();
+    if !others.is_empty() {
+        crate::error::warn(format!(
+            "the default keyspace is empty; other keyspaces: {} (use --keyspace NAME)",
+            others.join(", ")
+        ));
+    }
+}
+
 /// Where `put` takes its value from, by the rule documented on `PutArgs::value`.
 #[derive(Debug, PartialEq, Eq)]
 enum ValueSource<'a> {
@@ -243,7 +263,9 @@ pub fn scan(ctx: &mut Ctx, a: &ScanArgs) -> Result<()> {
         Box::new(iter)
     };
     let mut line = Vec::new();
+    let mut printed = 0u64;
     for item in iter.take(usize::try_from(limit).unwrap_or(usize::MAX)) {
+        printed += 1;
         let (k, v) = item?;
         if ctx.out.is_json() {
             let obj = json!({
@@ -255,6 +277,10 @@ pub fn scan(ctx: &mut Ctx, a: &ScanArgs) -> Result<()> {
             tsv_line(enc, &k, &v, &mut line);
             ctx.out.raw(&line)?;
         }
+    }
+    let unbounded = prefix.is_none() && from.is_none() && to.is_none();
+    if printed == 0 && unbounded && ks.approximate_len() == 0 {
+        hint_other_keyspaces(&db, &a.keyspace);
     }
     Ok(())
 }
@@ -391,10 +417,17 @@ pub fn export(ctx: &mut Ctx, a: &ExportArgs) -> Result<()> {
         // Straight to standard output; the data is the output, so no summary line.
         let stdout = std::io::stdout();
         let mut w = std::io::BufWriter::new(stdout.lock());
-        write_pairs(&ks, enc, &mut w, &CliError::stdout, json)?;
-        return w.flush().map_err(CliError::stdout);
+        let n = write_pairs(&ks, enc, &mut w, &CliError::stdout, json)?;
+        w.flush().map_err(CliError::stdout)?;
+        if n == 0 {
+            hint_other_keyspaces(&db, &a.keyspace);
+        }
+        return Ok(());
     };
     let n = export_to_file(&ks, enc, path, json)?;
+    if n == 0 {
+        hint_other_keyspaces(&db, &a.keyspace);
+    }
     ctx.out.emit(
         || format!("exported {n} pairs to {}", path.display()),
         || json!({"op": "export", "exported": n, "file": path.display().to_string()}),
