@@ -915,6 +915,8 @@ pub struct VerifyReport {
     pub manifest_files: usize,
     /// The `KEYS` file.
     pub keys_files: usize,
+    /// The lifetime statistics file (`STATS`), when there is one.
+    pub stats_files: usize,
     /// Every failure found (each names its file and block).
     pub errors: Vec<Error>,
 }
@@ -1002,13 +1004,26 @@ pub(crate) fn verify(inner: &Arc<DbInner>) -> VerifyReport {
     }) {
         report.errors.push(e);
     }
+    // Opening tolerates a bad STATS (it is only counters); verify still names it.
+    if inner
+        .fs
+        .exists(&inner.path.join(crate::lifestats::STATS_FILE))
+    {
+        report.stats_files += 1;
+        if let Err(e) = with_retries(inner, || {
+            crate::lifestats::verify(inner.fs.as_ref(), &inner.path, &keyring)
+        }) {
+            report.errors.push(e);
+        }
+    }
     report.files_checked = report.tables
         + report.wal_segments
         + report.archived_wal_segments
         + report.stream_segments
         + report.consumer_files
         + report.manifest_files
-        + report.keys_files;
+        + report.keys_files
+        + report.stats_files;
     report
 }
 

@@ -8,8 +8,8 @@
 //!
 //! They are statistics, not data: a missing `STATS` (a new, restored or older database) counts
 //! from zero, and so does one that does not authenticate or parse — nothing else depends on
-//! it, and refusing to open a database over its counters would help nobody. A crash loses
-//! the counts since the last clean close.
+//! it, and refusing to open a database over its counters would help nobody; `verify` reports
+//! such a file as an integrity failure. A crash loses the counts since the last clean close.
 
 use crate::db::Counters;
 use sealdb_crypto::Keyring;
@@ -178,6 +178,21 @@ pub(crate) fn load(fs: &dyn FileSystem, dir: &Path, keyring: &Keyring) -> Lifeti
         .ok()
         .and_then(|p| Lifetime::decode(&p))
         .unwrap_or_default()
+}
+
+/// Authenticates `STATS` and checks its payload (for `verify`): an integrity error naming the
+/// file when either fails.
+pub(crate) fn verify(fs: &dyn FileSystem, dir: &Path, keyring: &Keyring) -> crate::Result<()> {
+    let path = dir.join(STATS_FILE);
+    let payload =
+        sealdb_crypto::sealed::read_small_sealed_file(fs, &path, keyring, ArtifactKind::Meta)?;
+    match Lifetime::decode(&payload) {
+        Some(_) => Ok(()),
+        None => Err(crate::Error::Corruption(format!(
+            "{}: not a statistics payload",
+            path.display()
+        ))),
+    }
 }
 
 /// Replaces `STATS` atomically with `total`, sealed under the current data key.

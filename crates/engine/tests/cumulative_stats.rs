@@ -65,6 +65,26 @@ fn a_damaged_or_missing_stats_file_counts_from_zero() {
     bytes[last] ^= 1;
     std::fs::write(&stats, &bytes).expect("write");
     {
+        // verify names it: opening tolerates it, but it is a damaged sealed file.
+        let db = Db::open(
+            t.path(),
+            Options {
+                read_only: true,
+                ..t.options()
+            },
+        )
+        .expect("open read-only");
+        let report = db.verify();
+        assert_eq!(report.stats_files, 1);
+        assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+        assert!(
+            report.errors[0].to_string().contains("STATS"),
+            "{:?}",
+            report.errors
+        );
+        assert!(report.errors[0].is_integrity());
+    }
+    {
         let db = t.open();
         // The database opens and reads; the counters restart.
         assert_eq!(db.get(b"a").expect("get"), Some(b"1".to_vec()));
@@ -74,6 +94,9 @@ fn a_damaged_or_missing_stats_file_counts_from_zero() {
     std::fs::remove_file(&stats).expect("remove");
     let db = t.open();
     assert_eq!(db.stats().cumulative.batches, 0);
+    let report = db.verify();
+    assert_eq!(report.stats_files, 0);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
 }
 
 #[test]

@@ -88,6 +88,7 @@ fn verify_covers_every_live_artifact_and_counts_each_kind() {
             + report.consumer_files
             + report.manifest_files
             + report.keys_files
+            + report.stats_files
     );
 
     let db_dir = t.path();

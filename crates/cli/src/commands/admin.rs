@@ -197,6 +197,7 @@ pub fn verify(ctx: &mut Ctx) -> Result<()> {
                     "consumer_files": report.consumer_files,
                     "manifest_files": report.manifest_files,
                     "keys_files": report.keys_files,
+                    "stats_files": report.stats_files,
                 },
                 "failures": failures,
                 "seconds": elapsed.as_secs_f64(),
@@ -231,6 +232,7 @@ fn checked_text(r: &sealdb::VerifyReport) -> String {
             "manifest files (MANIFEST, CURRENT)",
         ),
         (r.keys_files, "KEYS file", "KEYS files"),
+        (r.stats_files, "STATS file", "STATS files"),
     ];
     kinds
         .iter()
