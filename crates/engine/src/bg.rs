@@ -925,9 +925,18 @@ pub struct VerifyReport {
 /// chains, every retained stream record and each `CONSUMERS` file, the manifest and
 /// `CURRENT`, and `KEYS`; and checks that what is on disk is what this process wrote (the
 /// manifest's edit count, `KEYS`' generation, the consumer positions).
-pub(crate) fn verify(inner: &Arc<DbInner>) -> VerifyReport {
+pub(crate) fn verify(inner: &Arc<DbInner>, progress: &mut dyn FnMut(u64, u64)) -> VerifyReport {
     let mut report = VerifyReport::default();
     let version = inner.version.read().version.clone();
+    // One step per table, and a last one for everything else.
+    let total = version
+        .keyspaces
+        .values()
+        .flatten()
+        .map(|level| level.len() as u64)
+        .sum::<u64>()
+        + 1;
+    progress(0, total);
     for levels in version.keyspaces.values() {
         for level in levels {
             for t in level {
@@ -935,6 +944,7 @@ pub(crate) fn verify(inner: &Arc<DbInner>) -> VerifyReport {
                 report
                     .errors
                     .extend(t.table.verify().into_iter().map(table_error));
+                progress(report.tables as u64, total);
             }
         }
     }
@@ -1024,6 +1034,7 @@ pub(crate) fn verify(inner: &Arc<DbInner>) -> VerifyReport {
         + report.manifest_files
         + report.keys_files
         + report.stats_files;
+    progress(total, total);
     report
 }
 

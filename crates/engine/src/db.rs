@@ -1692,10 +1692,16 @@ impl Db {
     }
 
     /// Authenticates every live artifact (tables, WAL and archived WAL, stream segments and
-    /// `CONSUMERS`, manifest and `CURRENT`, `KEYS`); reports how many of each kind it checked
-    /// and each failure (each names its file and block).
+    /// `CONSUMERS`, manifest and `CURRENT`, `KEYS`, `STATS`); reports how many of each kind it
+    /// checked and each failure (each names its file and block).
     pub fn verify(&self) -> crate::VerifyReport {
-        crate::bg::verify(&self.inner)
+        crate::bg::verify(&self.inner, &mut |_, _| {})
+    }
+
+    /// [`Db::verify`], calling `progress(done, total)` as tables (the bulk of the work) are
+    /// checked, and once more with `done == total` when everything is.
+    pub fn verify_with_progress(&self, progress: &mut dyn FnMut(u64, u64)) -> crate::VerifyReport {
+        crate::bg::verify(&self.inner, progress)
     }
 
     /// Makes every write so far durable (one WAL sync).

@@ -1,5 +1,6 @@
-//! `Keyspace::approximate_len` and `Keyspace::table_stats`: per-keyspace estimates that read
-//! no table, in the memtable, after a flush and across a reopen.
+//! `Keyspace::approximate_len` and `Keyspace::table_stats` (per-keyspace estimates that read
+//! no table, in the memtable, after a flush and across a reopen), and
+//! `Db::verify_with_progress`.
 
 mod common;
 
@@ -61,4 +62,25 @@ fn approximate_len_is_an_over_estimate_with_deletes_until_compaction() {
     db.compact().expect("compact");
     // A full compaction drops the deleted keys and their tombstones.
     assert_eq!(ks.approximate_len(), 10);
+}
+
+#[test]
+fn verify_reports_progress_per_table_and_ends_complete() {
+    let t = TestDb::new();
+    let db = t.open();
+    for round in 0..3u32 {
+        for i in 0..10u32 {
+            db.put(format!("r{round}k{i}").as_bytes(), b"v")
+                .expect("put");
+        }
+        db.flush().expect("flush");
+    }
+    let mut calls = Vec::new();
+    let report = db.verify_with_progress(&mut |done, total| calls.push((done, total)));
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let total = report.tables as u64 + 1;
+    assert_eq!(calls.first(), Some(&(0, total)));
+    assert_eq!(calls.last(), Some(&(total, total)));
+    assert_eq!(calls.len() as u64, total + 1, "{calls:?}");
+    assert!(calls.windows(2).all(|w| w[0].0 < w[1].0));
 }

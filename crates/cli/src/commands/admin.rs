@@ -157,9 +157,9 @@ pub fn cumulative_json(c: &sealdb::CumulativeStats) -> Value {
 /// block) and fails with exit 2 if there is any.
 pub fn verify(ctx: &mut Ctx) -> Result<()> {
     let db = ctx.open(Create::ReadOnly)?;
-    let pb = crate::progress::busy("verify", ctx.out.is_json());
+    let pb = crate::progress::bar(0, "verify", ctx.out.is_json());
     let t = Instant::now();
-    let report = db.verify();
+    let report = db.verify_with_progress(&mut crate::progress::counter(&pb));
     pb.finish_and_clear();
     let elapsed = t.elapsed();
     for e in &report.errors {
