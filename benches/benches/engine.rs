@@ -76,7 +76,7 @@ fn bench_engine(c: &mut Criterion) {
             b.iter(|| {
                 i = next(i);
                 let it = ks
-                    .range(Bound::Included(key(i)), Bound::Unbounded)
+                    .range((Bound::Included(key(i)), Bound::Unbounded))
                     .expect("range");
                 let mut n = 0;
                 for kv in it.take(100) {

@@ -108,10 +108,10 @@ fn scans_forward_reverse_prefix_and_mixed() {
         vec![kv("ab", "v-ab"), kv("abc", "v-abc")]
     );
     let r = collect(
-        ks.range(
+        ks.range((
             Bound::Excluded(b"a".to_vec()),
             Bound::Included(b"ba".to_vec()),
-        )
+        ))
         .expect("range"),
     );
     assert_eq!(
@@ -248,7 +248,7 @@ fn the_directory_is_locked_while_open() {
     let t = TestDb::new();
     let db = t.open();
     let err = Db::open(t.path(), t.options()).expect_err("second open");
-    assert!(matches!(err, Error::Locked(_)), "{err:?}");
+    assert!(matches!(err, Error::InUseHere(_)), "{err:?}");
     drop(db);
     t.open();
 }

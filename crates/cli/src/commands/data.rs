@@ -153,7 +153,7 @@ pub fn scan(ctx: &mut Ctx, a: &ScanArgs) -> Result<()> {
     let Some((lo, hi)) = scan_bounds(prefix.as_deref(), from.as_deref(), to.as_deref()) else {
         return Ok(());
     };
-    let iter = db.range(lo, hi)?;
+    let iter = db.range((lo, hi))?;
     let limit = a.limit.unwrap_or(u64::MAX);
     let iter: Pairs = if a.reverse {
         Box::new(iter.rev())
@@ -267,7 +267,7 @@ fn write_pairs(
 ) -> Result<u64> {
     let mut line = Vec::new();
     let mut n = 0u64;
-    for item in db.range(Bound::Unbounded, Bound::Unbounded)? {
+    for item in db.range::<&[u8], _>(..)? {
         let (k, v) = item?;
         tsv_line(enc, &k, &v, &mut line)?;
         w.write_all(&line).map_err(on_err)?;
