@@ -410,6 +410,25 @@ impl Drop for Background {
 }
 
 /// A handle on one keyspace (an independent sorted tree sharing the database's WAL).
+///
+/// A handle keeps its database open (see [`Db::close`]).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let opts = sealdb::Options { keystore_dir: Some(dir.path().join("keystore")), ..Default::default() };
+/// let db = sealdb::Db::open(dir.path().join("db"), opts)?;
+/// let users = db.create_keyspace("users")?;
+/// users.put("u1", "ada")?;
+/// users.put("u2", "grace")?;
+/// assert!(users.contains_key("u1")?);
+/// assert_eq!(users.first_key_value()?, Some((b"u1".to_vec(), b"ada".to_vec())));
+/// assert_eq!(users.last_key_value()?, Some((b"u2".to_vec(), b"grace".to_vec())));
+/// let names: Vec<_> = users.range("u2"..)?.collect::<sealdb::Result<_>>()?;
+/// assert_eq!(names, [(b"u2".to_vec(), b"grace".to_vec())]);
+/// assert_eq!(users.prefix("u")?.rev().count(), 2);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Keyspace {
     db: Db,
@@ -429,6 +448,21 @@ pub struct Keyspace {
 /// records it makes for a keyspace's stream (with `NewAndOldImages`, old values count too):
 /// [`Db::write`] refuses such a batch with `BatchTooLarge`, writing nothing of it. Writes
 /// of other writers are never merged past the limit; the database stays writable.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let opts = sealdb::Options { keystore_dir: Some(dir.path().join("keystore")), ..Default::default() };
+/// let db = sealdb::Db::open(dir.path().join("db"), opts)?;
+/// let (a, b) = (db.create_keyspace("a")?, db.create_keyspace("b")?);
+/// let mut batch = sealdb::WriteBatch::new();
+/// batch.put(&a, "moved", "here")?;
+/// batch.delete(&b, "moved")?;
+/// assert_eq!(batch.len(), 2);
+/// db.write(batch, sealdb::WriteOptions::SYNC)?; // both or neither, durable on return
+/// assert_eq!(a.get("moved")?, Some(b"here".to_vec()));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct WriteBatch {
     builder: BatchBuilder,
@@ -436,7 +470,24 @@ pub struct WriteBatch {
 }
 
 /// A consistent read view at one sequence number. Writes after it was taken are invisible to
-/// it. Holding one keeps the versions it needs alive.
+/// it. Holding one keeps the versions it needs alive (and the database open).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let opts = sealdb::Options { keystore_dir: Some(dir.path().join("keystore")), ..Default::default() };
+/// let db = sealdb::Db::open(dir.path().join("db"), opts)?;
+/// let ks = db.default_keyspace();
+/// ks.put("k", "old")?;
+/// let snap = db.snapshot();
+/// ks.put("k", "new")?;
+/// ks.put("later", "x")?;
+/// assert_eq!(snap.get(&ks, "k")?, Some(b"old".to_vec()));
+/// assert!(!snap.contains_key(&ks, "later")?);
+/// assert_eq!(snap.last_key_value(&ks)?, Some((b"k".to_vec(), b"old".to_vec())));
+/// assert_eq!(ks.get("k")?, Some(b"new".to_vec()));
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Snapshot {
     db: Db,

@@ -60,6 +60,12 @@ pub use sealdb_index::{
 pub use sealdb_wal::MAX_BATCH_LEN;
 pub use streams::{StreamBatch, StreamEvent, StreamInfo, StreamRecord, StreamStart, StreamView};
 
+/// The repository's README, whose "Using it" example runs as a doctest (so it cannot drift
+/// from the API).
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 /// Wall-clock Unix milliseconds (0 before 1970).
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
