@@ -24,7 +24,15 @@ Exit status:
   4  any other error, bad arguments included; also a full disk (\"no space left on the device
      holding <path>\": free space and run the command again; nothing acknowledged is lost)
 
-Errors are printed on standard error as `sealdb: error: <message>`.";
+Errors are printed on standard error as `sealdb: error: <message>`.
+
+Environment:
+  SEALDB_DB        database directory when --db is not given
+  SEALDB_KEYSTORE  keystore directory when --keystore is not given
+  SEALDB_KMS       local KMS directory when --kms is not given
+  RUST_LOG         diagnostics on standard error (flushes, compactions, recovery, key
+                   checks, with durations; never key material or data), e.g. RUST_LOG=info
+                   or RUST_LOG=sealdb=debug";
 
 /// sealdb: an embedded key-value store whose every durable byte is sealed.
 #[derive(Debug, Parser)]
@@ -51,8 +59,8 @@ pub struct Cli {
 /// Options every command accepts, before or after the command name.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// Database directory [default: ./sealdb-data].
-    #[arg(long, global = true, value_name = "DIR")]
+    /// Database directory [default: $SEALDB_DB, else ./sealdb-data].
+    #[arg(long, global = true, value_name = "DIR", env = "SEALDB_DB")]
     pub db: Option<PathBuf>,
     /// Keystore directory holding owned master keys [default: $SEALDB_KEYSTORE, else the
     /// user's data directory]. Must be outside the database directory.
@@ -215,6 +223,29 @@ pub enum Command {
     Backup(BackupCommand),
     /// Restore a backup (or a point in time) into a new database directory DEST.
     Restore(RestoreArgs),
+    /// Print a shell completion script (install: `sealdb completion bash >
+    /// /etc/bash_completion.d/sealdb`, or source it from your shell's startup file).
+    Completion(CompletionArgs),
+    /// Print the manual page (roff; view with `sealdb man | man -l -`), or with --dir write
+    /// one page per command into a directory.
+    Man(ManArgs),
+}
+
+/// `completion`.
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write `sealdb.1` and a `sealdb-<command>.1` page for every command into DIR (created
+    /// if missing) instead of printing the main page.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 const TEXT_FORMAT_HELP: &str = "\

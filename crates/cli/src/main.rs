@@ -10,6 +10,7 @@ mod demo;
 mod error;
 mod inspect;
 mod master;
+mod operator;
 mod output;
 mod progress;
 mod time;
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return error::clap_failure(&e),
     };
+    operator::init_logging();
     // `run` closes the database before returning, so exiting here loses nothing.
     match commands::run(cli) {
         Ok(()) => error::Exit::Success.code(),

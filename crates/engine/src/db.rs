@@ -529,6 +529,7 @@ impl Db {
     }
 
     fn open_once(path: &Path, opts: Options) -> Result<Self> {
+        let started = Instant::now();
         let path = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
         let fs = opts.fs.clone();
         let read_only = opts.read_only;
@@ -948,6 +949,19 @@ impl Db {
             db.inner.signal_flush();
             db.inner.signal_compaction();
         }
+        let wal = &db.inner.open_stats.wal;
+        tracing::info!(
+            path = %db.inner.path.display(),
+            created = db.inner.open_stats.created,
+            read_only,
+            wal_segments = wal.segments,
+            wal_batches = wal.batches,
+            wal_records = wal.records,
+            last_seq = wal.last_seq,
+            torn_tail = wal.torn_tail.is_some(),
+            duration_ms = started.elapsed().as_secs_f64() * 1e3,
+            "database opened and recovered"
+        );
         Ok(db)
     }
 

@@ -1,0 +1,178 @@
+//! Operator comforts and inspection: shell completions, the manual page, `SEALDB_DB`,
+//! `RUST_LOG` diagnostics, and `inspect --entries/--manifest/--wal` (with "not a sealdb
+//! file" as exit 4).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A temporary directory holding a database and a keystore.
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+/// What a run produced.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    fn status(self, code: i32) -> Self {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "expected exit {code}; stdout: {} stderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    fn ok(self) -> Self {
+        self.status(0)
+    }
+}
+
+fn finish(o: Output) -> Run {
+    Run {
+        code: o.status.code(),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+impl Env {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("db")
+    }
+
+    fn keystore(&self) -> PathBuf {
+        self.dir.path().join("keystore")
+    }
+
+    /// The binary with the keystore set and no inherited SEALDB_DB or RUST_LOG.
+    fn bare(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_sealdb"));
+        c.env_remove("SEALDB_DB")
+            .env_remove("RUST_LOG")
+            .env("SEALDB_KEYSTORE", self.keystore());
+        c
+    }
+
+    /// `sealdb --db <db> ARGS`.
+    fn run(&self, args: &[&str]) -> Run {
+        let mut c = self.bare();
+        c.arg("--db").arg(self.db()).args(args);
+        finish(c.output().expect("run sealdb"))
+    }
+}
+
+#[test]
+fn completion_scripts_for_bash_zsh_and_fish() {
+    let e = Env::new();
+    for (shell, marker) in [
+        ("bash", "complete -F _sealdb"),
+        ("zsh", "#compdef sealdb"),
+        ("fish", "complete -c sealdb"),
+    ] {
+        let r = e.run(&["completion", shell]).ok();
+        assert!(r.stdout.contains(marker), "{shell}: {}", r.stdout);
+        // Commands and global options are completed.
+        assert!(r.stdout.contains("inspect"), "{shell}");
+        assert!(r.stdout.contains("lock-wait"), "{shell}");
+    }
+    e.run(&["completion", "tcsh"]).status(4);
+}
+
+#[test]
+fn man_prints_roff_or_writes_a_page_per_command() {
+    let e = Env::new();
+    let r = e.run(&["man"]).ok();
+    assert!(r.stdout.contains(".TH sealdb 1"), "{}", r.stdout);
+    assert!(r.stdout.contains("pitr\\-window"), "{}", r.stdout);
+    assert!(r.stdout.contains("SEALDB_DB"), "{}", r.stdout);
+
+    let pages = e.dir.path().join("man");
+    e.run(&["man", "--dir", pages.to_str().expect("utf-8")]).ok();
+    for page in ["sealdb.1", "sealdb-inspect.1", "sealdb-backup-create.1"] {
+        let text = std::fs::read_to_string(pages.join(page)).expect(page);
+        assert!(text.starts_with(".ie") || text.contains(".TH"), "{page}");
+    }
+}
+
+#[test]
+fn sealdb_db_names_the_database_when_db_is_not_given() {
+    let e = Env::new();
+    let put = e
+        .bare()
+        .env("SEALDB_DB", e.db())
+        .args(["put", "k", "from-env"])
+        .output()
+        .expect("run");
+    finish(put).ok();
+    assert!(e.db().join("KEYS").exists(), "created where SEALDB_DB points");
+    let get = e
+        .bare()
+        .env("SEALDB_DB", e.db())
+        .args(["get", "k"])
+        .output()
+        .expect("run");
+    assert_eq!(finish(get).ok().stdout, "from-env\n");
+    // --db wins over the environment.
+    let other = e.dir.path().join("other");
+    let get = e
+        .bare()
+        .env("SEALDB_DB", e.db())
+        .arg("--db")
+        .arg(&other)
+        .args(["get", "k"])
+        .output()
+        .expect("run");
+    let r = finish(get);
+    assert_ne!(r.code, Some(0), "{}", r.stdout);
+    assert!(r.stderr.contains("other"), "{}", r.stderr);
+}
+
+#[test]
+fn rust_log_shows_engine_events_with_durations_and_no_user_data() {
+    let e = Env::new();
+    // Without RUST_LOG nothing but errors reaches standard error.
+    let quiet = e.run(&["put", "secret-key-q", "secret-value-q"]).ok();
+    assert_eq!(quiet.stderr, "");
+
+    let mut c = e.bare();
+    c.env("RUST_LOG", "sealdb=debug")
+        .arg("--db")
+        .arg(e.db())
+        .args(["put", "secret-key-1", "secret-value-1"]);
+    finish(c.output().expect("run")).ok();
+    let mut c = e.bare();
+    c.env("RUST_LOG", "info").arg("--db").arg(e.db()).arg("compact");
+    let r = finish(c.output().expect("run")).ok();
+    assert!(r.stderr.contains("database opened and recovered"), "{}", r.stderr);
+    assert!(r.stderr.contains("flush"), "{}", r.stderr);
+    assert!(r.stderr.contains("compaction"), "{}", r.stderr);
+    assert!(r.stderr.contains("duration_ms="), "{}", r.stderr);
+    assert!(r.stderr.contains("wal_records=2"), "{}", r.stderr);
+    assert!(!r.stderr.contains("secret"), "user data logged: {}", r.stderr);
+}
+
+/// The first file in `dir` whose name ends with `suffix`.
+fn file_ending(dir: &Path, suffix: &str) -> PathBuf {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect();
+    names.sort();
+    names.into_iter().next().expect(suffix)
+}
