@@ -389,6 +389,33 @@ pub struct LoadArgs {
 pub struct InspectArgs {
     /// Any sealed file: a table, WAL segment, manifest or KEYS file.
     pub file: PathBuf,
+    /// Dump a table's entries (sequence number, put or delete, key, value) instead of its
+    /// block list; needs --db for the keys. Prints user data.
+    #[arg(long, conflicts_with_all = ["manifest", "wal"])]
+    pub entries: bool,
+    /// Dump a manifest's edits (keyspaces, files added and removed, sequence numbers);
+    /// needs --db. A table's smallest and largest keys are user data.
+    #[arg(long, conflicts_with = "wal")]
+    pub manifest: bool,
+    /// Dump a WAL segment's frames and every record in them; needs --db. Prints user data.
+    #[arg(long)]
+    pub wal: bool,
+}
+
+impl InspectArgs {
+    /// The dump asked for, if any: its flag and the file kind it applies to.
+    pub fn dump(&self) -> Option<(&'static str, sealdb_crypto::ArtifactKind)> {
+        use sealdb_crypto::ArtifactKind;
+        if self.entries {
+            Some(("--entries", ArtifactKind::Table))
+        } else if self.manifest {
+            Some(("--manifest", ArtifactKind::Manifest))
+        } else if self.wal {
+            Some(("--wal", ArtifactKind::Wal))
+        } else {
+            None
+        }
+    }
 }
 
 /// `demo`.

@@ -176,3 +176,126 @@ fn file_ending(dir: &Path, suffix: &str) -> PathBuf {
     names.sort();
     names.into_iter().next().expect(suffix)
 }
+
+/// A database with two puts and a delete in its WAL, then flushed into one table.
+fn small_db(e: &Env) {
+    e.run(&["put", "alpha", "one"]).ok();
+    e.run(&["put", "--hex", "62696e01", "74776f"]).ok();
+    e.run(&["delete", "alpha"]).ok();
+}
+
+#[test]
+fn inspect_entries_dumps_a_tables_entries_with_escaping() {
+    let e = Env::new();
+    small_db(&e);
+    e.run(&["flush"]).ok();
+    let table = file_ending(&e.db().join("tables"), ".sst");
+    let t = table.to_str().expect("utf-8");
+    let r = e.run(&["inspect", "--entries", t]).ok();
+    assert!(r.stdout.contains("3 delete \"alpha\""), "{}", r.stdout);
+    assert!(r.stdout.contains("1 put    \"alpha\" = \"one\""), "{}", r.stdout);
+    // A key with a control byte is printed escaped, never raw.
+    assert!(r.stdout.contains("2 put    0x62696e01 = \"two\""), "{}", r.stdout);
+    assert!(!r.stdout.contains("bin\u{1}"), "{}", r.stdout);
+    // The block list is replaced by the dump.
+    assert!(!r.stdout.contains("final  contents"), "{}", r.stdout);
+
+    let r = e.run(&["--json", "inspect", "--entries", t]).ok();
+    let entries: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("op").is_some())
+        .collect();
+    assert_eq!(entries.len(), 3, "{}", r.stdout);
+    assert_eq!(entries[0]["op"], "delete");
+    assert_eq!(entries[1]["value"], "one");
+    assert_eq!(entries[2]["seq"], 2);
+
+    // Without the database's keys there is nothing to decrypt with.
+    let bare = e.bare().args(["inspect", "--entries", t]).output().expect("run");
+    let r = finish(bare).status(4);
+    assert!(r.stderr.contains("needs --db"), "{}", r.stderr);
+}
+
+#[test]
+fn inspect_wal_dumps_frames_and_records() {
+    let e = Env::new();
+    small_db(&e);
+    let wal_dir = e.db().join("wal");
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(&wal_dir)
+        .expect("wal dir")
+        .map(|x| x.expect("entry").path())
+        .collect();
+    segments.sort();
+    let mut all = String::new();
+    for s in &segments {
+        let r = e.run(&["inspect", "--wal", s.to_str().expect("utf-8")]).ok();
+        assert!(r.stdout.contains("start: segment"), "{}", r.stdout);
+        all.push_str(&r.stdout);
+    }
+    assert!(all.contains("1 put    keyspace 0 \"alpha\" = \"one\""), "{all}");
+    assert!(all.contains("2 put    keyspace 0 0x62696e01 = \"two\""), "{all}");
+    assert!(all.contains("3 delete keyspace 0 \"alpha\""), "{all}");
+    assert!(all.contains("commit at 20"), "{all}");
+
+    // A dump of the wrong kind of file is refused as bad usage.
+    let r = e
+        .run(&["inspect", "--manifest", segments[0].to_str().expect("utf-8")])
+        .status(4);
+    assert!(r.stderr.contains("is a wal file"), "{}", r.stderr);
+}
+
+#[test]
+fn inspect_manifest_dumps_the_edits_of_the_live_manifest() {
+    let e = Env::new();
+    small_db(&e);
+    e.run(&["flush"]).ok();
+    let manifest = file_ending(&e.db(), "");
+    let manifest = std::fs::read_dir(e.db())
+        .expect("db dir")
+        .map(|x| x.expect("entry").path())
+        .filter(|p| p.to_string_lossy().contains("MANIFEST-"))
+        .max()
+        .unwrap_or(manifest);
+    let m = manifest.to_str().expect("utf-8");
+    // The live manifest has no final block yet: that is its normal state, not damage.
+    let r = e.run(&["inspect", "--manifest", m]).ok();
+    assert!(r.stdout.contains("create-keyspace   id=0 name=\"default\""), "{}", r.stdout);
+    assert!(r.stdout.contains("add-file"), "{}", r.stdout);
+    assert!(r.stdout.contains("smallest=\"alpha\" largest=0x62696e01"), "{}", r.stdout);
+    assert!(r.stdout.contains("flushed-seq       seq=3"), "{}", r.stdout);
+    let r = e.run(&["--json", "inspect", "--manifest", m]).ok();
+    assert!(
+        r.stdout.lines().any(|l| l.contains("\"edit\":\"add-file\"")
+            && l.contains("\"smallest\":\"alpha\"")),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn inspecting_a_file_that_is_not_a_sealdb_file_exits_4_not_2() {
+    let e = Env::new();
+    small_db(&e);
+    let plain = e.dir.path().join("notes.txt");
+    std::fs::write(&plain, "just some text, longer than a sealed-file header would be .....")
+        .expect("write");
+    let empty = e.dir.path().join("empty");
+    std::fs::write(&empty, "").expect("write");
+    for f in [&plain, &empty] {
+        let r = e.run(&["inspect", f.to_str().expect("utf-8")]).status(4);
+        assert!(r.stderr.contains("not a sealdb file"), "{}", r.stderr);
+    }
+    // A sealdb file that fails authentication is still an integrity failure.
+    let wal = file_ending(&e.db().join("wal"), ".wal");
+    let mut bytes = std::fs::read(&wal).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&wal, bytes).expect("write");
+    let w = wal.to_str().expect("utf-8");
+    e.run(&["inspect", w]).status(2);
+    e.run(&["inspect", "--wal", w]).status(2);
+    // Without keys only the layout is read, and that is intact.
+    finish(e.bare().args(["inspect", w]).output().expect("run")).ok();
+}
