@@ -299,3 +299,39 @@ fn inspecting_a_file_that_is_not_a_sealdb_file_exits_4_not_2() {
     // Without keys only the layout is read, and that is intact.
     finish(e.bare().args(["inspect", w]).output().expect("run")).ok();
 }
+
+#[test]
+fn the_readme_lists_every_global_option() {
+    let e = Env::new();
+    let help = e.run(&["--help"]).ok().stdout;
+    let options = help
+        .split("Options:")
+        .nth(1)
+        .expect("an Options section")
+        .split("Exit status:")
+        .next()
+        .unwrap_or_default();
+    let readme = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+    )
+    .expect("README.md");
+    let mut checked = 0;
+    for line in options.lines() {
+        let Some(flag) = line.trim_start().strip_prefix("--") else {
+            continue;
+        };
+        let name: String = flag
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        if name == "help" || name == "version" {
+            continue;
+        }
+        checked += 1;
+        assert!(
+            readme.contains(&format!("`--{name}")),
+            "README.md does not document --{name}"
+        );
+    }
+    assert!(checked >= 9, "only {checked} global options found in: {options}");
+}
