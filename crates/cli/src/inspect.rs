@@ -639,7 +639,12 @@ fn dump_entries(ctx: &mut Ctx, path: &Path, h: &FileHeader, k: &Keyring) -> Resu
         ctx.out.emit(
             || {
                 if put {
-                    format!("{:>10} put    {} = {}", e.seq, shown(&e.key), shown(&e.value))
+                    format!(
+                        "{:>10} put    {} = {}",
+                        e.seq,
+                        shown(&e.key),
+                        shown(&e.value)
+                    )
                 } else {
                     format!("{:>10} delete {}", e.seq, shown(&e.key))
                 }
@@ -672,7 +677,12 @@ fn dump_manifest(ctx: &mut Ctx, path: &Path, k: &Keyring) -> Result<()> {
                         _ => format!("{name}=?"),
                     })
                     .collect();
-                format!("group {:>4}  {:<17} {}", edit.group, edit.kind, fields.join(" "))
+                format!(
+                    "group {:>4}  {:<17} {}",
+                    edit.group,
+                    edit.kind,
+                    fields.join(" ")
+                )
             },
             || {
                 let mut obj = serde_json::Map::new();

@@ -51,8 +51,9 @@ pub fn man(ctx: &mut Ctx, a: &ManArgs) -> Result<()> {
         Some(dir) => {
             std::fs::create_dir_all(dir)
                 .map_err(|e| CliError::io(format!("creating {}", dir.display()), e))?;
-            clap_mangen::generate_to(cmd, dir)
-                .map_err(|e| CliError::io(format!("writing manual pages to {}", dir.display()), e))?;
+            clap_mangen::generate_to(cmd, dir).map_err(|e| {
+                CliError::io(format!("writing manual pages to {}", dir.display()), e)
+            })?;
             ctx.out.emit(
                 || format!("manual pages written to {}", dir.display()),
                 || serde_json::json!({"man_dir": dir.display().to_string()}),

@@ -102,7 +102,8 @@ fn man_prints_roff_or_writes_a_page_per_command() {
     assert!(r.stdout.contains("SEALDB_DB"), "{}", r.stdout);
 
     let pages = e.dir.path().join("man");
-    e.run(&["man", "--dir", pages.to_str().expect("utf-8")]).ok();
+    e.run(&["man", "--dir", pages.to_str().expect("utf-8")])
+        .ok();
     for page in ["sealdb.1", "sealdb-inspect.1", "sealdb-backup-create.1"] {
         let text = std::fs::read_to_string(pages.join(page)).expect(page);
         assert!(text.starts_with(".ie") || text.contains(".TH"), "{page}");
@@ -119,7 +120,10 @@ fn sealdb_db_names_the_database_when_db_is_not_given() {
         .output()
         .expect("run");
     finish(put).ok();
-    assert!(e.db().join("KEYS").exists(), "created where SEALDB_DB points");
+    assert!(
+        e.db().join("KEYS").exists(),
+        "created where SEALDB_DB points"
+    );
     let get = e
         .bare()
         .env("SEALDB_DB", e.db())
@@ -156,14 +160,25 @@ fn rust_log_shows_engine_events_with_durations_and_no_user_data() {
         .args(["put", "secret-key-1", "secret-value-1"]);
     finish(c.output().expect("run")).ok();
     let mut c = e.bare();
-    c.env("RUST_LOG", "info").arg("--db").arg(e.db()).arg("compact");
+    c.env("RUST_LOG", "info")
+        .arg("--db")
+        .arg(e.db())
+        .arg("compact");
     let r = finish(c.output().expect("run")).ok();
-    assert!(r.stderr.contains("database opened and recovered"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("database opened and recovered"),
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains("flush"), "{}", r.stderr);
     assert!(r.stderr.contains("compaction"), "{}", r.stderr);
     assert!(r.stderr.contains("duration_ms="), "{}", r.stderr);
     assert!(r.stderr.contains("wal_records=2"), "{}", r.stderr);
-    assert!(!r.stderr.contains("secret"), "user data logged: {}", r.stderr);
+    assert!(
+        !r.stderr.contains("secret"),
+        "user data logged: {}",
+        r.stderr
+    );
 }
 
 /// The first file in `dir` whose name ends with `suffix`.
@@ -193,9 +208,17 @@ fn inspect_entries_dumps_a_tables_entries_with_escaping() {
     let t = table.to_str().expect("utf-8");
     let r = e.run(&["inspect", "--entries", t]).ok();
     assert!(r.stdout.contains("3 delete \"alpha\""), "{}", r.stdout);
-    assert!(r.stdout.contains("1 put    \"alpha\" = \"one\""), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("1 put    \"alpha\" = \"one\""),
+        "{}",
+        r.stdout
+    );
     // A key with a control byte is printed escaped, never raw.
-    assert!(r.stdout.contains("2 put    0x62696e01 = \"two\""), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("2 put    0x62696e01 = \"two\""),
+        "{}",
+        r.stdout
+    );
     assert!(!r.stdout.contains("bin\u{1}"), "{}", r.stdout);
     // The block list is replaced by the dump.
     assert!(!r.stdout.contains("final  contents"), "{}", r.stdout);
@@ -213,7 +236,11 @@ fn inspect_entries_dumps_a_tables_entries_with_escaping() {
     assert_eq!(entries[2]["seq"], 2);
 
     // Without the database's keys there is nothing to decrypt with.
-    let bare = e.bare().args(["inspect", "--entries", t]).output().expect("run");
+    let bare = e
+        .bare()
+        .args(["inspect", "--entries", t])
+        .output()
+        .expect("run");
     let r = finish(bare).status(4);
     assert!(r.stderr.contains("needs --db"), "{}", r.stderr);
 }
@@ -230,18 +257,30 @@ fn inspect_wal_dumps_frames_and_records() {
     segments.sort();
     let mut all = String::new();
     for s in &segments {
-        let r = e.run(&["inspect", "--wal", s.to_str().expect("utf-8")]).ok();
+        let r = e
+            .run(&["inspect", "--wal", s.to_str().expect("utf-8")])
+            .ok();
         assert!(r.stdout.contains("start: segment"), "{}", r.stdout);
         all.push_str(&r.stdout);
     }
-    assert!(all.contains("1 put    keyspace 0 \"alpha\" = \"one\""), "{all}");
-    assert!(all.contains("2 put    keyspace 0 0x62696e01 = \"two\""), "{all}");
+    assert!(
+        all.contains("1 put    keyspace 0 \"alpha\" = \"one\""),
+        "{all}"
+    );
+    assert!(
+        all.contains("2 put    keyspace 0 0x62696e01 = \"two\""),
+        "{all}"
+    );
     assert!(all.contains("3 delete keyspace 0 \"alpha\""), "{all}");
     assert!(all.contains("commit at 20"), "{all}");
 
     // A dump of the wrong kind of file is refused as bad usage.
     let r = e
-        .run(&["inspect", "--manifest", segments[0].to_str().expect("utf-8")])
+        .run(&[
+            "inspect",
+            "--manifest",
+            segments[0].to_str().expect("utf-8"),
+        ])
         .status(4);
     assert!(r.stderr.contains("is a wal file"), "{}", r.stderr);
 }
@@ -261,14 +300,23 @@ fn inspect_manifest_dumps_the_edits_of_the_live_manifest() {
     let m = manifest.to_str().expect("utf-8");
     // The live manifest has no final block yet: that is its normal state, not damage.
     let r = e.run(&["inspect", "--manifest", m]).ok();
-    assert!(r.stdout.contains("create-keyspace   id=0 name=\"default\""), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("create-keyspace   id=0 name=\"default\""),
+        "{}",
+        r.stdout
+    );
     assert!(r.stdout.contains("add-file"), "{}", r.stdout);
-    assert!(r.stdout.contains("smallest=\"alpha\" largest=0x62696e01"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("smallest=\"alpha\" largest=0x62696e01"),
+        "{}",
+        r.stdout
+    );
     assert!(r.stdout.contains("flushed-seq       seq=3"), "{}", r.stdout);
     let r = e.run(&["--json", "inspect", "--manifest", m]).ok();
     assert!(
-        r.stdout.lines().any(|l| l.contains("\"edit\":\"add-file\"")
-            && l.contains("\"smallest\":\"alpha\"")),
+        r.stdout
+            .lines()
+            .any(|l| l.contains("\"edit\":\"add-file\"") && l.contains("\"smallest\":\"alpha\"")),
         "{}",
         r.stdout
     );
@@ -279,8 +327,11 @@ fn inspecting_a_file_that_is_not_a_sealdb_file_exits_4_not_2() {
     let e = Env::new();
     small_db(&e);
     let plain = e.dir.path().join("notes.txt");
-    std::fs::write(&plain, "just some text, longer than a sealed-file header would be .....")
-        .expect("write");
+    std::fs::write(
+        &plain,
+        "just some text, longer than a sealed-file header would be .....",
+    )
+    .expect("write");
     let empty = e.dir.path().join("empty");
     std::fs::write(&empty, "").expect("write");
     for f in [&plain, &empty] {
@@ -311,10 +362,9 @@ fn the_readme_lists_every_global_option() {
         .split("Exit status:")
         .next()
         .unwrap_or_default();
-    let readme = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
-    )
-    .expect("README.md");
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .expect("README.md");
     let mut checked = 0;
     for line in options.lines() {
         let Some(flag) = line.trim_start().strip_prefix("--") else {
@@ -333,5 +383,8 @@ fn the_readme_lists_every_global_option() {
             "README.md does not document --{name}"
         );
     }
-    assert!(checked >= 9, "only {checked} global options found in: {options}");
+    assert!(
+        checked >= 9,
+        "only {checked} global options found in: {options}"
+    );
 }

@@ -31,10 +31,7 @@ fn main() -> sealdb::Result<()> {
         "at the snapshot: {:?}",
         snapshot.get(&users, b"u2")?.map(String::from_utf8)
     );
-    for item in users
-        .range(b"u1".as_slice()..)?
-        .rev()
-    {
+    for item in users.range(b"u1".as_slice()..)?.rev() {
         let (k, v) = item?;
         println!(
             "{} = {}",

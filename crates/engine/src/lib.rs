@@ -33,20 +33,20 @@ mod pitr;
 mod streams;
 mod version;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use backup::decode_catalog_for_fuzz;
 pub use backup::{
     BackupInfo, BackupVerifyReport, RestoreInfo, RestorePoint, WalSegmentInfo, delete_backup,
     list_backups, read_backup, restore_backup, verify_backup,
 };
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-pub use backup::decode_catalog_for_fuzz;
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-pub use index::decode_index_entry_for_fuzz;
 pub use bg::VerifyReport;
 pub use db::{Db, Keyspace, LevelStats, OpenStats, Snapshot, Stats, WriteBatch};
 pub use error::{Error, Result};
 pub use head::HeadOrigin;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use index::decode_index_entry_for_fuzz;
 pub use index::{IndexHit, IndexInfo, IndexQuery, QueryPage};
 pub use iter::DbIter;
 pub use keylife::{DataKeyInfo, KeyEventHook, KeyStatus, ReencryptReport};

@@ -10,8 +10,7 @@
 use crate::codec::{Reader, Writer};
 use crate::{Error, Result};
 use sealdb_crypto::{
-    ArtifactKind, CipherId, Expected, IntegrityReason, Keyring, SealedReader,
-    SealedWriter,
+    ArtifactKind, CipherId, Expected, IntegrityReason, Keyring, SealedReader, SealedWriter,
 };
 use sealdb_vfs::SharedFs;
 use std::collections::BTreeMap;

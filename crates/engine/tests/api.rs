@@ -31,13 +31,18 @@ fn keys_and_values_may_be_any_byte_like_type() {
         ks.get(String::from("string-key")).expect("get"),
         Some(b"string-value".to_vec())
     );
-    assert_eq!(ks.get(b"array-key".to_vec()).expect("get"), Some(b"array-value".to_vec()));
+    assert_eq!(
+        ks.get(b"array-key".to_vec()).expect("get"),
+        Some(b"array-value".to_vec())
+    );
     assert_eq!(ks.get([1u8, 2]).expect("get"), Some(vec![3u8]));
     assert_eq!(db.get("via-db").expect("get"), Some(b"x".to_vec()));
 
     let mut batch = WriteBatch::new();
     batch.put(&ks, "batched", "yes").expect("batch put");
-    batch.delete(&ks, String::from("str-key")).expect("batch delete");
+    batch
+        .delete(&ks, String::from("str-key"))
+        .expect("batch delete");
     db.write(batch, WriteOptions::default()).expect("write");
     assert_eq!(ks.get("batched").expect("get"), Some(b"yes".to_vec()));
     ks.delete("array-key").expect("delete");
@@ -140,13 +145,19 @@ fn snapshots_answer_point_and_end_queries_as_of_their_sequence() {
     assert!(snap.contains_key(&ks, "b").expect("contains"));
     assert!(!snap.contains_key(&ks, "a").expect("contains"));
     assert_eq!(snap.get(&ks, "d").expect("get"), Some(b"1".to_vec()));
-    assert_eq!(snap.first_key_value(&ks).expect("first"), Some(kv("b", "1")));
+    assert_eq!(
+        snap.first_key_value(&ks).expect("first"),
+        Some(kv("b", "1"))
+    );
     assert_eq!(snap.last_key_value(&ks).expect("last"), Some(kv("d", "1")));
     assert_eq!(
         collect(snap.range(&ks, "a".."c").expect("range")),
         vec![kv("b", "1")]
     );
-    assert_eq!(collect(snap.prefix(&ks, "d").expect("prefix")), vec![kv("d", "1")]);
+    assert_eq!(
+        collect(snap.prefix(&ks, "d").expect("prefix")),
+        vec![kv("d", "1")]
+    );
     assert_eq!(collect(snap.iter(&ks).expect("iter")).len(), 2);
     // The live view moved on.
     assert_eq!(ks.first_key_value().expect("first"), Some(kv("a", "2")));

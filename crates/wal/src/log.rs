@@ -1239,7 +1239,10 @@ mod frame_tests {
         };
         let mut payload = Vec::new();
         assert!(encode_batches(&[batch], &mut payload).is_ok());
-        assert_eq!(decode_frame(&payload).ok(), Some(Frame::Batches(vec![batch])));
+        assert_eq!(
+            decode_frame(&payload).ok(),
+            Some(Frame::Batches(vec![batch]))
+        );
         assert!(decode_frame(&[9, 9, 9]).is_err());
         payload.pop();
         assert!(decode_frame(&payload).is_err());

@@ -5,8 +5,8 @@ use crate::cli::LoadArgs;
 use crate::error::Result;
 use crate::output::{bytes, count, nanos, per_sec};
 use crate::workload::Workload;
-use sealdb_latency::Latency;
 use sealdb::{WriteBatch, WriteOptions};
+use sealdb_latency::Latency;
 use serde_json::json;
 use std::time::Instant;
 
