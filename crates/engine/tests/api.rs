@@ -32,7 +32,7 @@ fn keys_and_values_may_be_any_byte_like_type() {
         Some(b"string-value".to_vec())
     );
     assert_eq!(
-        ks.get(b"array-key".to_vec()).expect("get"),
+        ks.get(b"array-key").expect("get"),
         Some(b"array-value".to_vec())
     );
     assert_eq!(ks.get([1u8, 2]).expect("get"), Some(vec![3u8]));

@@ -185,7 +185,7 @@ fn memtable_rotation_keeps_everything_readable() {
     {
         let db = Db::open(t.path(), opts.clone()).expect("open");
         for i in 0..2000u32 {
-            db.put(format!("key{i:05}").as_bytes(), &[b'x'; 50])
+            db.put(format!("key{i:05}").as_bytes(), [b'x'; 50])
                 .expect("put");
         }
         let s = db.stats();
@@ -272,7 +272,7 @@ fn nothing_is_written_in_clear() {
             ks.put_opt(secret_key, secret_val, WriteOptions::SYNC)
                 .expect("put");
             for i in 0..2000u32 {
-                ks.put(format!("filler-{i}").as_bytes(), &[b'f'; 64])
+                ks.put(format!("filler-{i}").as_bytes(), [b'f'; 64])
                     .expect("put");
             }
             // The secret now sits in the WAL, in level-0 tables, then in compacted tables.

@@ -203,7 +203,7 @@ impl Harness {
                 self.write(ops, *sync)
             }
             Op::Get { ks, key } => {
-                let got = self.ks(*ks).get(&key_bytes(*key)).expect("get");
+                let got = self.ks(*ks).get(key_bytes(*key)).expect("get");
                 prop_assert_eq!(got, self.model().get(&(*ks, key_bytes(*key))).cloned());
             }
             Op::Scan {
@@ -252,7 +252,7 @@ impl Harness {
             }
             Op::ReadSnapshot { idx, ks, key } => {
                 if let Some((snap, model)) = self.snapshots.get(*idx) {
-                    let got = snap.get(&self.ks(*ks), &key_bytes(*key)).expect("get");
+                    let got = snap.get(&self.ks(*ks), key_bytes(*key)).expect("get");
                     prop_assert_eq!(got, model.get(&(*ks, key_bytes(*key))).cloned());
                     let all: Vec<_> = snap
                         .iter(&self.ks(*ks))
