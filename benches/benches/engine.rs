@@ -46,7 +46,7 @@ fn bench_engine(c: &mut Criterion) {
         for chunk in (0..KEYS).collect::<Vec<_>>().chunks(1000) {
             let mut batch = sealdb::WriteBatch::new();
             for &i in chunk {
-                batch.put(&ks, &key(i), &VALUE).expect("batch put");
+                batch.put(&ks, key(i), VALUE).expect("batch put");
             }
             db.write(batch, WriteOptions::NO_SYNC).expect("write");
         }
@@ -60,7 +60,7 @@ fn bench_engine(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("get_present", name), |b| {
             b.iter(|| {
                 i = next(i);
-                black_box(ks.get(&key(i)).expect("get"))
+                black_box(ks.get(key(i)).expect("get"))
             })
         });
         group.bench_function(BenchmarkId::new("get_absent", name), |b| {
@@ -76,7 +76,7 @@ fn bench_engine(c: &mut Criterion) {
             b.iter(|| {
                 i = next(i);
                 let it = ks
-                    .range(Bound::Included(key(i)), Bound::Unbounded)
+                    .range((Bound::Included(key(i)), Bound::Unbounded))
                     .expect("range");
                 let mut n = 0;
                 for kv in it.take(100) {
@@ -91,7 +91,7 @@ fn bench_engine(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("put_nosync", name), |b| {
             b.iter(|| {
                 w = next(w);
-                ks.put_opt(&key(w), &VALUE, WriteOptions::NO_SYNC)
+                ks.put_opt(key(w), VALUE, WriteOptions::NO_SYNC)
                     .expect("put")
             })
         });

@@ -187,10 +187,7 @@ impl Engine for SealEngine {
     }
 
     fn scan(&self, start: &[u8], n: usize) -> Result<usize> {
-        let iter = self.ks.range(
-            std::ops::Bound::Included(start.to_vec()),
-            std::ops::Bound::Unbounded,
-        )?;
+        let iter = self.ks.range(start..)?;
         let mut count = 0;
         for kv in iter.take(n) {
             let (k, v) = kv?;

@@ -137,8 +137,8 @@ fn child(
     for b in start.. {
         let mut batch = WriteBatch::new();
         for i in 0..batch_keys {
-            batch.put(&ks, &batch_key(b, i), &value(b, i))?;
-            batch.put(&ks, &shared_key(i), &value(b, i))?;
+            batch.put(&ks, batch_key(b, i), value(b, i))?;
+            batch.put(&ks, shared_key(i), value(b, i))?;
         }
         let sync = rng.below(4) == 0;
         db.write(batch, WriteOptions { sync })?;
@@ -216,7 +216,7 @@ fn check(db_dir: &Path, keystore: &Path, acked_path: &Path, batch_keys: u32) -> 
     // Shared keys: every one written by the newest batch.
     if c.max_batch > 0 {
         for i in 0..batch_keys {
-            let got = ks.get(&shared_key(i))?.and_then(|v| parse_value(&v));
+            let got = ks.get(shared_key(i))?.and_then(|v| parse_value(&v));
             if got != Some((c.max_batch, i)) {
                 c.failures.push(format!(
                     "shared key {i} holds {got:?}, expected batch {} (atomicity across batches)",

@@ -215,7 +215,7 @@ fn main() {
         for i in 0..20_000u64 {
             let k = key(i);
             sent.lock().expect("lock").insert(k.clone(), Instant::now());
-            ks.put(&k, &value(i)).expect("put");
+            ks.put(&k, value(i)).expect("put");
             if i % 100 == 0 {
                 std::thread::sleep(Duration::from_micros(200));
             }

@@ -32,7 +32,15 @@ Creating a database:
   Commands that add data or schema create a missing database (taking --cipher and
   --master-key): put, import, load, keyspace create, index create, stream enable. Every other
   command refuses a missing database with exit 4 (\"no database at DIR\"), so a typo in --db
-  never leaves an empty database behind.";
+  never leaves an empty database behind.
+
+Environment:
+  SEALDB_DB        database directory when --db is not given
+  SEALDB_KEYSTORE  keystore directory when --keystore is not given
+  SEALDB_KMS       local KMS directory when --kms is not given
+  RUST_LOG         diagnostics on standard error (flushes, compactions, recovery, key
+                   checks, with durations; never key material or data), e.g. RUST_LOG=info
+                   or RUST_LOG=sealdb=debug";
 
 /// sealdb: an embedded key-value store whose every durable byte is sealed.
 #[derive(Debug, Parser)]
@@ -59,8 +67,8 @@ pub struct Cli {
 /// Options every command accepts, before or after the command name.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// Database directory [default: ./sealdb-data].
-    #[arg(long, global = true, value_name = "DIR")]
+    /// Database directory [default: $SEALDB_DB, else ./sealdb-data].
+    #[arg(long, global = true, value_name = "DIR", env = "SEALDB_DB")]
     pub db: Option<PathBuf>,
     /// Keystore directory holding owned master keys [default: $SEALDB_KEYSTORE, else the
     /// user's data directory]. Must be outside the database directory.
@@ -227,6 +235,12 @@ pub enum Command {
     /// Keyspaces (independent sorted key spaces of one database): list, create, drop.
     #[command(subcommand)]
     Keyspace(KeyspaceCommand),
+    /// Print a shell completion script (install: `sealdb completion bash >
+    /// /etc/bash_completion.d/sealdb`, or source it from your shell's startup file).
+    Completion(CompletionArgs),
+    /// Print the manual page (roff; view with `sealdb man | man -l -`), or with --dir write
+    /// one page per command into a directory.
+    Man(ManArgs),
 }
 
 /// `stats`.
@@ -254,6 +268,23 @@ pub enum KeyspaceCommand {
 pub struct KeyspaceNameArgs {
     /// The keyspace's name (1 to 255 bytes).
     pub name: String,
+}
+
+/// `completion`.
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write `sealdb.1` and a `sealdb-<command>.1` page for every command into DIR (created
+    /// if missing) instead of printing the main page.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 const TEXT_FORMAT_HELP: &str = "\
@@ -435,6 +466,33 @@ pub struct LoadArgs {
 pub struct InspectArgs {
     /// Any sealed file: a table, WAL segment, manifest or KEYS file.
     pub file: PathBuf,
+    /// Dump a table's entries (sequence number, put or delete, key, value) instead of its
+    /// block list; needs --db for the keys. Prints user data.
+    #[arg(long, conflicts_with_all = ["manifest", "wal"])]
+    pub entries: bool,
+    /// Dump a manifest's edits (keyspaces, files added and removed, sequence numbers);
+    /// needs --db. A table's smallest and largest keys are user data.
+    #[arg(long, conflicts_with = "wal")]
+    pub manifest: bool,
+    /// Dump a WAL segment's frames and every record in them; needs --db. Prints user data.
+    #[arg(long)]
+    pub wal: bool,
+}
+
+impl InspectArgs {
+    /// The dump asked for, if any: its flag and the file kind it applies to.
+    pub fn dump(&self) -> Option<(&'static str, sealdb_crypto::ArtifactKind)> {
+        use sealdb_crypto::ArtifactKind;
+        if self.entries {
+            Some(("--entries", ArtifactKind::Table))
+        } else if self.manifest {
+            Some(("--manifest", ArtifactKind::Manifest))
+        } else if self.wal {
+            Some(("--wal", ArtifactKind::Wal))
+        } else {
+            None
+        }
+    }
 }
 
 /// `demo`.

@@ -13,9 +13,9 @@ use crate::commands::Ctx;
 use crate::commands::admin;
 use crate::error::{CliError, Result};
 use crate::output::{bytes, count, display_key, duration, nanos, per_sec};
-use crate::workload::{Latency, Workload, histogram};
-use hdrhistogram::Histogram;
+use crate::workload::Workload;
 use sealdb::{Db, Options};
+use sealdb_latency::Latency;
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -28,11 +28,6 @@ const VALUE_SIZE: u64 = 100;
 const DEMO_MEMTABLE_BYTES: usize = 4 << 20;
 /// Keys per scanned prefix (the last two digits vary).
 const SCAN_SPAN: u64 = 100;
-
-/// Nanoseconds of an elapsed time, saturating.
-fn ns(since: Instant) -> u64 {
-    since.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64
-}
 
 fn tempdir(what: &str) -> Result<tempfile::TempDir> {
     tempfile::Builder::new()
@@ -110,7 +105,7 @@ pub fn demo(ctx: &mut Ctx, a: &DemoArgs) -> Result<()> {
     )?;
 
     // 1. Load, one unsynced put at a time so each put's latency is measured.
-    let mut put_hist = histogram()?;
+    let mut put_hist = Latency::new();
     let (mut key, mut value) = (Vec::new(), Vec::new());
     let pb = crate::progress::bar(n, "put", json);
     let t = Instant::now();
@@ -119,7 +114,7 @@ pub fn demo(ctx: &mut Ctx, a: &DemoArgs) -> Result<()> {
         w.value(i, &mut value);
         let t = Instant::now();
         db.put(&key, &value)?;
-        put_hist.saturating_record(ns(t));
+        put_hist.record(t.elapsed());
         pb.inc(1);
     }
     let load_time = t.elapsed();
@@ -139,7 +134,7 @@ pub fn demo(ctx: &mut Ctx, a: &DemoArgs) -> Result<()> {
     )?;
 
     // 2. Read everything back and check every value.
-    let mut get_hist = histogram()?;
+    let mut get_hist = Latency::new();
     let mut expected = Vec::new();
     let pb = crate::progress::bar(n, "get", json);
     let t = Instant::now();
@@ -148,7 +143,7 @@ pub fn demo(ctx: &mut Ctx, a: &DemoArgs) -> Result<()> {
         w.value(i, &mut expected);
         let t = Instant::now();
         let got = db.get(&key)?;
-        get_hist.saturating_record(ns(t));
+        get_hist.record(t.elapsed());
         if got.as_deref() != Some(expected.as_slice()) {
             return Err(CliError::other(format!(
                 "demo: key {} read back {}",
@@ -290,8 +285,8 @@ pub fn demo(ctx: &mut Ctx, a: &DemoArgs) -> Result<()> {
     )
 }
 
-fn print_latency(ctx: &mut Ctx, put: &Histogram<u64>, get: &Histogram<u64>) -> Result<()> {
-    let (p, g) = (Latency::of(put), Latency::of(get));
+fn print_latency(ctx: &mut Ctx, put: &Latency, get: &Latency) -> Result<()> {
+    let (p, g) = (put.nanos_summary(), get.nanos_summary());
     if ctx.out.is_json() {
         return ctx
             .out

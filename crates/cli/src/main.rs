@@ -10,6 +10,7 @@ mod demo;
 mod error;
 mod inspect;
 mod master;
+mod operator;
 mod output;
 mod progress;
 mod time;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return error::clap_failure(&e, json_arg),
     };
+    operator::init_logging();
     let json = cli.global.json;
     // `run` closes the database before returning, so exiting here loses nothing.
     match commands::run(cli) {

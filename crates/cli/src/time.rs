@@ -1,46 +1,20 @@
 //! Wall-clock times on the command line: UTC rendering of Unix times, RFC 3339 and Unix-second
-//! parsing, and durations such as `30s`, `15m`, `24h`, `7d`. No time-zone database: output is
-//! always UTC, and input offsets are applied arithmetically.
+//! parsing (calendar arithmetic by `jiff`), and durations such as `30s`, `15m`, `24h`, `7d`.
+//! No time-zone database: output is always UTC, and input offsets are applied as given.
 
+use jiff::Timestamp;
 use std::time::Duration;
 
-const SECS_PER_DAY: i64 = 86_400;
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day number (inverse of [`days_from_civil`]).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// Unix seconds as `2024-05-01T12:34:56Z`.
+/// Unix seconds as `2024-05-01T12:34:56Z` (a time past the year 9999, which no clock of
+/// this program produces, is shown as `unix:<seconds>`).
 pub fn utc(secs: u64) -> String {
-    let secs = i64::try_from(secs).unwrap_or(i64::MAX / 2);
-    let (days, rem) = (secs.div_euclid(SECS_PER_DAY), secs.rem_euclid(SECS_PER_DAY));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| Timestamp::from_second(s).ok())
+        .map_or_else(
+            || format!("unix:{secs}"),
+            |t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        )
 }
 
 /// Unix milliseconds as `2024-05-01T12:34:56.789Z`.
@@ -55,7 +29,8 @@ pub fn utc_ms(ms: u64) -> String {
 
 /// Reads a point in time as Unix milliseconds: Unix seconds (`1714566896`, fractions allowed:
 /// `1714566896.5`) or RFC 3339 (`2024-05-01T12:34:56Z`, `2024-05-01T14:34:56.250+02:00`; a
-/// space may stand for the `T`).
+/// space may stand for the `T`). The offset is required: a time without one names no
+/// instant.
 pub fn parse_time_ms(s: &str) -> Result<u64, String> {
     let s = s.trim();
     if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') && !s.is_empty() {
@@ -69,9 +44,12 @@ pub fn parse_time_ms(s: &str) -> Result<u64, String> {
             .and_then(|v| v.checked_add(ms))
             .ok_or_else(|| format!("{s:?} is out of range"));
     }
-    parse_rfc3339_ms(s).ok_or_else(|| {
-        format!("{s:?} is neither Unix seconds nor an RFC 3339 time such as 2024-05-01T12:34:56Z")
-    })
+    let t: Timestamp = s.parse().map_err(|e| {
+        format!(
+            "{s:?} is neither Unix seconds nor an RFC 3339 time such as 2024-05-01T12:34:56Z ({e})"
+        )
+    })?;
+    u64::try_from(t.as_millisecond()).map_err(|_| format!("{s:?} is before 1970"))
 }
 
 /// Milliseconds of a fraction's digits (`"5"` is 500, `"25"` 250, extra digits truncated).
@@ -85,65 +63,6 @@ fn frac_ms(frac: &str) -> Option<u64> {
         ms = ms * 10 + digit;
     }
     Some(ms)
-}
-
-fn parse_rfc3339_ms(s: &str) -> Option<u64> {
-    let b = s.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = s.get(r)?;
-        if part.bytes().all(|c| c.is_ascii_digit()) {
-            part.parse().ok()
-        } else {
-            None
-        }
-    };
-    if b.len() < 20 || b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
-        return None;
-    }
-    if !matches!(b.get(10), Some(b'T' | b't' | b' ')) || b.get(13) != Some(&b':') {
-        return None;
-    }
-    if b.get(16) != Some(&b':') {
-        return None;
-    }
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let mut rest = s.get(19..)?;
-    let mut ms = 0u64;
-    if let Some(r) = rest.strip_prefix('.') {
-        let end = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
-        if end == 0 {
-            return None;
-        }
-        ms = frac_ms(r.get(..end)?)?;
-        rest = r.get(end..)?;
-    }
-    let offset_secs = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes().first() {
-                Some(b'+') => 1,
-                Some(b'-') => -1,
-                _ => return None,
-            };
-            let tz = rest.get(1..)?;
-            let (oh, om) = tz.split_once(':')?;
-            if oh.len() != 2 || om.len() != 2 {
-                return None;
-            }
-            let (oh, om): (i64, i64) = (oh.parse().ok()?, om.parse().ok()?);
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            sign * (oh * 3600 + om * 60)
-        }
-    };
-    let secs = days_from_civil(y, mo, d) * SECS_PER_DAY + h * 3600 + mi * 60 + sec - offset_secs;
-    let secs = u64::try_from(secs).ok()?;
-    secs.checked_mul(1000)?.checked_add(ms)
 }
 
 /// Reads a duration: a number with a unit `ms`, `s`, `m`, `h` or `d` (`30s`, `15m`, `24h`,
@@ -216,6 +135,8 @@ mod tests {
             "2024-13-01T00:00:00Z",
             "1.2.3",
             "2024-05-01T00:00:00",
+            "1969-12-31T23:59:59Z",
+            "2024-02-30T00:00:00Z",
         ] {
             assert!(parse_time_ms(bad).is_err(), "{bad}");
         }

@@ -1,4 +1,4 @@
-//! Synthetic keys and values for `load` and `demo`, and latency histograms.
+//! Synthetic keys and values for `load` and `demo`.
 //!
 //! Keys are decimal indexes zero-padded to the key size, so they sort in index order and a
 //! prefix of them selects a predictable range. Values are printable pseudo-random characters
@@ -6,7 +6,6 @@
 //! `scan`/`export` can show them without `--hex`.
 
 use crate::error::{CliError, Result};
-use hdrhistogram::Histogram;
 use std::io::Write;
 
 /// Characters values are drawn from (64 of them: six random bits each).
@@ -101,46 +100,6 @@ fn splitmix64(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Largest latency a histogram tracks exactly: one hour, in nanoseconds. Longer samples
-/// are clamped to it (`saturating_record`), which no realistic operation reaches.
-const MAX_TRACKED_NS: u64 = 3_600 * 1_000_000_000;
-
-/// A latency histogram in nanoseconds (1 ns to one hour, three significant digits).
-pub fn histogram() -> Result<Histogram<u64>> {
-    // Fixed bounds rather than auto-resizing: `saturating_record` clamps to the current
-    // bounds instead of growing them, so an auto-resizing histogram would record nonsense.
-    Histogram::new_with_bounds(1, MAX_TRACKED_NS, 3)
-        .map_err(|e| CliError::other(format!("latency histogram: {e}")))
-}
-
-/// The usual latency percentiles of a histogram, in nanoseconds.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
-pub struct Latency {
-    /// Samples.
-    pub count: u64,
-    /// Median.
-    pub p50: u64,
-    /// 99th percentile.
-    pub p99: u64,
-    /// 99.9th percentile.
-    pub p999: u64,
-    /// Largest sample.
-    pub max: u64,
-}
-
-impl Latency {
-    /// Summarizes `h`.
-    pub fn of(h: &Histogram<u64>) -> Self {
-        Self {
-            count: h.len(),
-            p50: h.value_at_quantile(0.5),
-            p99: h.value_at_quantile(0.99),
-            p999: h.value_at_quantile(0.999),
-            max: h.max(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,18 +134,6 @@ mod tests {
         w.key(42, &mut k);
         assert_eq!(k, b"demo:00000000042");
         assert!(Workload::with_prefix("demo:", 100, 6, 1).is_err());
-    }
-
-    #[test]
-    fn histograms_record_realistic_latencies() {
-        let mut h = histogram().expect("histogram");
-        for v in [1_000u64, 2_000, 50_000, 10_000_000] {
-            h.saturating_record(v);
-        }
-        let l = Latency::of(&h);
-        assert_eq!(l.count, 4);
-        assert!(l.p50 >= 1_990 && l.p50 <= 2_010, "{l:?}");
-        assert!(l.max >= 9_990_000, "{l:?}");
     }
 
     #[test]

@@ -360,14 +360,15 @@ fn inspect_a_table_file_with_and_without_keys() {
             .any(|o| o["role"] == "footer" && o["final"] == true)
     );
 
-    // Not a sealed file at all: an integrity failure, exit 2.
+    // Not a sealed file at all: "not a sealdb file", exit 4 (2 is for sealdb files that fail
+    // authentication).
     let junk = e.path("junk");
     std::fs::write(
         &junk,
         b"definitely not sealed, but long enough to hold a header..........",
     )
     .expect("write");
-    e.run(&["inspect", junk.to_str().expect("utf8")]).status(2);
+    e.run(&["inspect", junk.to_str().expect("utf8")]).status(4);
     e.run(&["inspect", e.path("missing").to_str().expect("utf8")])
         .status(4);
 }

@@ -3,7 +3,6 @@
 //! `cargo run -p sealdb --example quickstart`
 
 use sealdb::{Db, Options, WriteBatch, WriteOptions};
-use std::ops::Bound;
 
 fn main() -> sealdb::Result<()> {
     let dir = tempfile::tempdir().map_err(|e| sealdb::Error::InvalidArgument(e.to_string()))?;
@@ -32,10 +31,7 @@ fn main() -> sealdb::Result<()> {
         "at the snapshot: {:?}",
         snapshot.get(&users, b"u2")?.map(String::from_utf8)
     );
-    for item in users
-        .range(Bound::Included(b"u1".to_vec()), Bound::Unbounded)?
-        .rev()
-    {
+    for item in users.range(b"u1".as_slice()..)?.rev() {
         let (k, v) = item?;
         println!(
             "{} = {}",

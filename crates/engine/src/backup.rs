@@ -269,6 +269,7 @@ fn decode_catalog(bytes: &[u8], label: &str) -> Result<BackupInfo> {
 }
 
 /// Decodes a catalogue's plaintext; for the fuzz target.
+#[cfg(feature = "fuzzing")]
 pub fn decode_catalog_for_fuzz(bytes: &[u8]) -> Result<usize> {
     decode_catalog(bytes, "fuzz").map(|b| b.tables.len())
 }
@@ -302,6 +303,25 @@ impl Db {
     /// the last flush's sequence number (memtables are flushed first), the WAL segments that
     /// point-in-time recovery needs, the KEYS file, and a sealed catalogue. Reads and writes
     /// continue meanwhile. `progress(done, total)` counts files.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let opts = sealdb::Options { keystore_dir: Some(dir.path().join("keystore")), ..Default::default() };
+    /// let db = sealdb::Db::open(dir.path().join("db"), opts.clone())?;
+    /// db.put("k", "v")?;
+    /// let backups = dir.path().join("backups");
+    /// let info = db.backup(&backups, &mut |_done, _total| {})?;
+    /// assert_eq!(sealdb::list_backups(&backups, &opts)?.len(), 1);
+    /// let restored = dir.path().join("restored");
+    /// sealdb::restore_backup(
+    ///     &backups, &restored, Some(info.id.as_str()), sealdb::RestorePoint::Backup, None, &opts,
+    ///     &mut |_, _| {},
+    /// )?;
+    /// drop(db);
+    /// assert_eq!(sealdb::Db::open(&restored, opts)?.get("k")?, Some(b"v".to_vec()));
+    /// # Ok(()) }
+    /// ```
     pub fn backup(&self, dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<BackupInfo> {
         self.check_key()?;
         let inner = &self.inner;

@@ -343,6 +343,7 @@ fn with_outputs<T>(
 /// write leaves them, to [`Manifest::doubtful_outputs`](crate::manifest::Manifest).
 pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
     let _g = inner.flush_lock.lock();
+    let started = Instant::now();
     let sv = inner.version.read().clone();
     let Some(mem) = sv.immutables.last().cloned() else {
         return Ok(false);
@@ -492,6 +493,13 @@ pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
         .fetch_add(written, Ordering::Relaxed);
     inner.notify_room();
     inner.signal_compaction();
+    tracing::info!(
+        tables = outputs.len(),
+        bytes = written,
+        flushed_seq,
+        duration_ms = started.elapsed().as_secs_f64() * 1e3,
+        "flush"
+    );
     Ok(true)
 }
 
@@ -893,6 +901,16 @@ fn run(inner: &Arc<DbInner>, job: Job) -> Result<()> {
         .compaction_write_bytes
         .fetch_add(written, Ordering::Relaxed);
     inner.notify_room();
+    tracing::info!(
+        keyspace = job.keyspace,
+        level = job.level,
+        output_level = out_level,
+        inputs = all.len(),
+        read_bytes,
+        written_bytes = written,
+        duration_ms = started.elapsed().as_secs_f64() * 1e3,
+        "compaction"
+    );
     Ok(())
 }
 

@@ -17,7 +17,7 @@ use sealdb_wal::{
     BatchBuilder, FrameBatch, GroupCommit, Op, RecordIter, RecoveryStats, Wal, WalOptions,
 };
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
+use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -415,6 +415,25 @@ impl Drop for Background {
 }
 
 /// A handle on one keyspace (an independent sorted tree sharing the database's WAL).
+///
+/// A handle keeps its database open (see [`Db::close`]).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let opts = sealdb::Options { keystore_dir: Some(dir.path().join("keystore")), ..Default::default() };
+/// let db = sealdb::Db::open(dir.path().join("db"), opts)?;
+/// let users = db.create_keyspace("users")?;
+/// users.put("u1", "ada")?;
+/// users.put("u2", "grace")?;
+/// assert!(users.contains_key("u1")?);
+/// assert_eq!(users.first_key_value()?, Some((b"u1".to_vec(), b"ada".to_vec())));
+/// assert_eq!(users.last_key_value()?, Some((b"u2".to_vec(), b"grace".to_vec())));
+/// let names: Vec<_> = users.range("u2"..)?.collect::<sealdb::Result<_>>()?;
+/// assert_eq!(names, [(b"u2".to_vec(), b"grace".to_vec())]);
+/// assert_eq!(users.prefix("u")?.rev().count(), 2);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Keyspace {
     db: Db,
@@ -434,6 +453,21 @@ pub struct Keyspace {
 /// records it makes for a keyspace's stream (with `NewAndOldImages`, old values count too):
 /// [`Db::write`] refuses such a batch with `BatchTooLarge`, writing nothing of it. Writes
 /// of other writers are never merged past the limit; the database stays writable.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let opts = sealdb::Options { keystore_dir: Some(dir.path().join("keystore")), ..Default::default() };
+/// let db = sealdb::Db::open(dir.path().join("db"), opts)?;
+/// let (a, b) = (db.create_keyspace("a")?, db.create_keyspace("b")?);
+/// let mut batch = sealdb::WriteBatch::new();
+/// batch.put(&a, "moved", "here")?;
+/// batch.delete(&b, "moved")?;
+/// assert_eq!(batch.len(), 2);
+/// db.write(batch, sealdb::WriteOptions::SYNC)?; // both or neither, durable on return
+/// assert_eq!(a.get("moved")?, Some(b"here".to_vec()));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct WriteBatch {
     builder: BatchBuilder,
@@ -441,7 +475,24 @@ pub struct WriteBatch {
 }
 
 /// A consistent read view at one sequence number. Writes after it was taken are invisible to
-/// it. Holding one keeps the versions it needs alive.
+/// it. Holding one keeps the versions it needs alive (and the database open).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let opts = sealdb::Options { keystore_dir: Some(dir.path().join("keystore")), ..Default::default() };
+/// let db = sealdb::Db::open(dir.path().join("db"), opts)?;
+/// let ks = db.default_keyspace();
+/// ks.put("k", "old")?;
+/// let snap = db.snapshot();
+/// ks.put("k", "new")?;
+/// ks.put("later", "x")?;
+/// assert_eq!(snap.get(&ks, "k")?, Some(b"old".to_vec()));
+/// assert!(!snap.contains_key(&ks, "later")?);
+/// assert_eq!(snap.last_key_value(&ks)?, Some((b"k".to_vec(), b"old".to_vec())));
+/// assert_eq!(ks.get("k")?, Some(b"new".to_vec()));
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Snapshot {
     db: Db,
@@ -483,6 +534,7 @@ impl Db {
     }
 
     fn open_once(path: &Path, opts: Options) -> Result<Self> {
+        let started = Instant::now();
         let path = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
         let fs = opts.fs.clone();
         let read_only = opts.read_only;
@@ -525,11 +577,16 @@ impl Db {
         } else {
             Some(fs.lock(&path.join(LOCK_FILE)).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::WouldBlock {
-                    Error::Locked(path.display().to_string())
+                    if crate::inuse::held_here(&path) {
+                        Error::InUseHere(path.display().to_string())
+                    } else {
+                        Error::Locked(path.display().to_string())
+                    }
                 } else {
                     Error::io(&path, e)
                 }
             })?)
+            .map(|l| crate::inuse::HeldHere::wrap(l, &path))
         };
 
         // ---- Read and verify: nothing below changes the disk until "Decided". ----
@@ -899,6 +956,19 @@ impl Db {
             db.inner.signal_flush();
             db.inner.signal_compaction();
         }
+        let wal = &db.inner.open_stats.wal;
+        tracing::info!(
+            path = %db.inner.path.display(),
+            created = db.inner.open_stats.created,
+            read_only,
+            wal_segments = wal.segments,
+            wal_batches = wal.batches,
+            wal_records = wal.records,
+            last_seq = wal.last_seq,
+            torn_tail = wal.torn_tail.is_some(),
+            duration_ms = started.elapsed().as_secs_f64() * 1e3,
+            "database opened and recovered"
+        );
         Ok(db)
     }
 
@@ -1097,23 +1167,37 @@ impl Db {
     }
 
     /// Sets `key` to `value` in the default keyspace (not synced).
-    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+    pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
         self.default_keyspace().put(key, value)
     }
 
     /// Reads `key` from the default keyspace.
-    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
         self.default_keyspace().get(key)
     }
 
     /// Deletes `key` from the default keyspace (not synced).
-    pub fn delete(&self, key: &[u8]) -> Result<()> {
+    pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<()> {
         self.default_keyspace().delete(key)
     }
 
-    /// Scans the default keyspace over `range` at the latest snapshot.
-    pub fn range(&self, lower: Bound<Vec<u8>>, upper: Bound<Vec<u8>>) -> Result<DbIter> {
-        self.default_keyspace().range(lower, upper)
+    /// Scans the default keyspace over `range` at the latest snapshot (see
+    /// [`Keyspace::range`]).
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Result<DbIter> {
+        self.default_keyspace().range(range)
+    }
+
+    /// Closes this handle. The database itself closes (background threads joined, files and
+    /// lock released) when the last handle on it goes: every clone of the `Db` and every
+    /// [`Keyspace`] and [`Snapshot`] taken from it, since each keeps the database open.
+    ///
+    /// Returns whether this was the last handle, i.e. whether the directory may be opened
+    /// again now; `false` names the case where a reopen in this process would fail with
+    /// [`Error::InUseHere`] until the other handles are dropped.
+    pub fn close(self) -> bool {
+        let last = Arc::strong_count(&self._bg) == 1;
+        drop(self);
+        last
     }
 
     /// Takes a snapshot of the current state.
@@ -1955,49 +2039,62 @@ impl Keyspace {
     }
 
     /// Sets `key` to `value` (not synced).
-    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+    pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
         self.put_opt(key, value, WriteOptions::default())
     }
 
     /// Sets `key` to `value` with the given durability.
-    pub fn put_opt(&self, key: &[u8], value: &[u8], opts: WriteOptions) -> Result<()> {
+    pub fn put_opt(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        opts: WriteOptions,
+    ) -> Result<()> {
         let mut b = WriteBatch::new();
         b.put(self, key, value)?;
         self.db.write(b, opts).map(|_| ())
     }
 
     /// Deletes `key` (not synced).
-    pub fn delete(&self, key: &[u8]) -> Result<()> {
+    pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<()> {
         self.delete_opt(key, WriteOptions::default())
     }
 
     /// Deletes `key` with the given durability.
-    pub fn delete_opt(&self, key: &[u8], opts: WriteOptions) -> Result<()> {
+    pub fn delete_opt(&self, key: impl AsRef<[u8]>, opts: WriteOptions) -> Result<()> {
         let mut b = WriteBatch::new();
         b.delete(self, key)?;
         self.db.write(b, opts).map(|_| ())
     }
 
     /// Reads the newest value of `key`.
-    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.db.get_at(self.id, key, self.db.last_sequence())
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
+        self.db
+            .get_at(self.id, key.as_ref(), self.db.last_sequence())
     }
 
-    /// Iterates keys in `[lower, upper]` (per the bounds) at the latest snapshot.
-    pub fn range(&self, lower: Bound<Vec<u8>>, upper: Bound<Vec<u8>>) -> Result<DbIter> {
+    /// Whether `key` has a value.
+    pub fn contains_key(&self, key: impl AsRef<[u8]>) -> Result<bool> {
+        self.get(key).map(|v| v.is_some())
+    }
+
+    /// Iterates the keys in `range` at the latest snapshot, in key order (reverse it with
+    /// `.rev()`). Any range of byte-like keys works: `b"a".as_slice()..b"m".as_slice()`,
+    /// `"a".."m"`, `(Bound::Excluded(k), Bound::Unbounded)`; for every key use [`iter`](Self::iter).
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Result<DbIter> {
+        let (lower, upper) = owned_bounds(&range);
         self.db
             .iter_at(self.id, lower, upper, self.db.last_sequence())
     }
 
     /// Iterates every key.
     pub fn iter(&self) -> Result<DbIter> {
-        self.range(Bound::Unbounded, Bound::Unbounded)
+        self.range::<&[u8], _>(..)
     }
 
     /// Iterates the keys starting with `prefix`.
-    pub fn prefix(&self, prefix: &[u8]) -> Result<DbIter> {
-        let (lo, hi) = prefix_bounds(prefix);
-        self.range(lo, hi)
+    pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Result<DbIter> {
+        self.range(prefix_bounds(prefix.as_ref()))
     }
 
     /// An estimate of how many keys the keyspace holds, without reading any table: the entry
@@ -2034,6 +2131,15 @@ impl Keyspace {
         }
         s
     }
+    /// The smallest key and its value, if the keyspace holds any.
+    pub fn first_key_value(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        self.iter()?.next().transpose()
+    }
+
+    /// The largest key and its value, if the keyspace holds any.
+    pub fn last_key_value(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        self.iter()?.next_back().transpose()
+    }
 }
 
 /// The internal-key range holding exactly the keyspace `id`'s keys.
@@ -2044,6 +2150,12 @@ fn keyspace_bounds(id: u32) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
         None => Bound::Unbounded,
     };
     (lo, hi)
+}
+
+/// Owned copies of a range's bounds, the form the merging iterator takes.
+fn owned_bounds<K: AsRef<[u8]>, R: RangeBounds<K>>(range: &R) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let own = |b: Bound<&K>| b.map(|k| k.as_ref().to_vec());
+    (own(range.start_bound()), own(range.end_bound()))
 }
 
 /// The bounds covering exactly the keys that start with `prefix`.
@@ -2080,15 +2192,22 @@ impl WriteBatch {
     }
 
     /// Adds a put to `keyspace`.
-    pub fn put(&mut self, keyspace: &Keyspace, key: &[u8], value: &[u8]) -> Result<()> {
+    pub fn put(
+        &mut self,
+        keyspace: &Keyspace,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<()> {
         self.bind(keyspace)?;
-        Ok(self.builder.put(keyspace.id, key, value)?)
+        Ok(self
+            .builder
+            .put(keyspace.id, key.as_ref(), value.as_ref())?)
     }
 
     /// Adds a delete to `keyspace`.
-    pub fn delete(&mut self, keyspace: &Keyspace, key: &[u8]) -> Result<()> {
+    pub fn delete(&mut self, keyspace: &Keyspace, key: impl AsRef<[u8]>) -> Result<()> {
         self.bind(keyspace)?;
-        Ok(self.builder.delete(keyspace.id, key)?)
+        Ok(self.builder.delete(keyspace.id, key.as_ref())?)
     }
 
     /// Number of operations.
@@ -2109,18 +2228,39 @@ impl Snapshot {
     }
 
     /// Reads `key` from `keyspace` as of the snapshot.
-    pub fn get(&self, keyspace: &Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.db.get_at(keyspace.id, key, self.seq)
+    pub fn get(&self, keyspace: &Keyspace, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
+        self.db.get_at(keyspace.id, key.as_ref(), self.seq)
     }
 
-    /// Iterates `keyspace` over the bounds as of the snapshot.
-    pub fn range(
+    /// Whether `key` had a value in `keyspace` as of the snapshot.
+    pub fn contains_key(&self, keyspace: &Keyspace, key: impl AsRef<[u8]>) -> Result<bool> {
+        self.get(keyspace, key).map(|v| v.is_some())
+    }
+
+    /// Iterates the keys of `keyspace` in `range` as of the snapshot (see
+    /// [`Keyspace::range`]).
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(
         &self,
         keyspace: &Keyspace,
-        lower: Bound<Vec<u8>>,
-        upper: Bound<Vec<u8>>,
+        range: R,
     ) -> Result<DbIter> {
+        let (lower, upper) = owned_bounds(&range);
         self.db.iter_at(keyspace.id, lower, upper, self.seq)
+    }
+
+    /// Iterates every key of `keyspace` as of the snapshot.
+    pub fn iter(&self, keyspace: &Keyspace) -> Result<DbIter> {
+        self.range::<&[u8], _>(keyspace, ..)
+    }
+
+    /// The smallest key of `keyspace` and its value as of the snapshot.
+    pub fn first_key_value(&self, keyspace: &Keyspace) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        self.iter(keyspace)?.next().transpose()
+    }
+
+    /// The largest key of `keyspace` and its value as of the snapshot.
+    pub fn last_key_value(&self, keyspace: &Keyspace) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        self.iter(keyspace)?.next_back().transpose()
     }
 
     /// Queries a secondary index as of the snapshot (consistent with the base data read
@@ -2130,9 +2270,8 @@ impl Snapshot {
     }
 
     /// Iterates the keys of `keyspace` starting with `prefix`, as of the snapshot.
-    pub fn prefix(&self, keyspace: &Keyspace, prefix: &[u8]) -> Result<DbIter> {
-        let (lo, hi) = prefix_bounds(prefix);
-        self.range(keyspace, lo, hi)
+    pub fn prefix(&self, keyspace: &Keyspace, prefix: impl AsRef<[u8]>) -> Result<DbIter> {
+        self.range(keyspace, prefix_bounds(prefix.as_ref()))
     }
 }
 

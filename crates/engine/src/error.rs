@@ -127,6 +127,14 @@ pub enum Error {
     /// The database directory is locked by another process or handle.
     #[error("database {0} is in use by another process")]
     Locked(String),
+    /// The database directory is open in this very process: a [`Db`](crate::Db) handle, or
+    /// a [`Keyspace`](crate::Keyspace) or [`Snapshot`](crate::Snapshot) taken from one, is
+    /// still alive (each keeps the database open; see [`Db::close`](crate::Db::close)).
+    #[error(
+        "database {0} is in use by this process: a Db, Keyspace or Snapshot handle on it is \
+         still alive (each keeps the database open until dropped)"
+    )]
+    InUseHere(String),
     /// The disk (or the quota) is full. Nothing that failed was acknowledged; the database
     /// stays open: reads work, writes are refused (or fail) until space is freed, and
     /// background work retries by itself. No reopen is needed.

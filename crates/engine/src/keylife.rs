@@ -397,7 +397,24 @@ impl Db {
 pub(crate) fn check_key_now(inner: &DbInner) {
     let provider = inner.provider.read().clone();
     let desc = provider.descriptor();
+    let started = std::time::Instant::now();
     let result = provider.check();
+    // The provider kind and key name identify the key; nothing of the key itself is logged.
+    match &result {
+        Ok(_) => tracing::debug!(
+            provider = %desc.provider,
+            key_id = %desc.key_id,
+            duration_ms = started.elapsed().as_secs_f64() * 1e3,
+            "master key check: available"
+        ),
+        Err(e) => tracing::warn!(
+            provider = %desc.provider,
+            key_id = %desc.key_id,
+            duration_ms = started.elapsed().as_secs_f64() * 1e3,
+            error = %e,
+            "master key check: unavailable"
+        ),
+    }
     *inner.last_key_check.lock() = sealdb_crypto::unix_now();
     let mut block = inner.key_block.lock();
     match result {

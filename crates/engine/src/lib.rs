@@ -12,33 +12,47 @@ mod bg;
 mod codec;
 mod db;
 mod error;
+// Entry points for the fuzz targets into decoders that are otherwise private: compiled only
+// for them (the `fuzzing` feature), so they are no part of the library's API.
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzz_entry;
 mod head;
 mod index;
+mod inuse;
 mod iter;
 mod keylife;
 mod keys;
 mod lifestats;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
 pub mod manifest;
+#[cfg(not(feature = "fuzzing"))]
+mod manifest;
 mod options;
 mod pitr;
 mod streams;
 mod version;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use backup::decode_catalog_for_fuzz;
 pub use backup::{
-    BackupInfo, BackupVerifyReport, RestoreInfo, RestorePoint, WalSegmentInfo,
-    decode_catalog_for_fuzz, delete_backup, list_backups, read_backup, restore_backup,
-    verify_backup,
+    BackupInfo, BackupVerifyReport, RestoreInfo, RestorePoint, WalSegmentInfo, delete_backup,
+    list_backups, read_backup, restore_backup, verify_backup,
 };
 pub use bg::VerifyReport;
 pub use db::{Db, Keyspace, LevelStats, OpenStats, Snapshot, Stats, WriteBatch};
 pub use error::{Error, Result};
 pub use head::HeadOrigin;
-pub use index::{IndexHit, IndexInfo, IndexQuery, QueryPage, decode_index_entry_for_fuzz};
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use index::decode_index_entry_for_fuzz;
+pub use index::{IndexHit, IndexInfo, IndexQuery, QueryPage};
 pub use iter::DbIter;
 pub use keylife::{DataKeyInfo, KeyEventHook, KeyStatus, ReencryptReport};
 pub use lifestats::CumulativeStats;
+pub use manifest::{EditField, ManifestEdit, read_manifest_edits};
 pub use options::{Compression, MasterKey, NamedExtractor, Options, WriteOptions};
 pub use sealdb_crypto::{CipherId, DatabaseId, KeyDescriptor, KeyEvent, KeyProvider, KeyState};
 pub use sealdb_index::{
@@ -47,6 +61,12 @@ pub use sealdb_index::{
 };
 pub use sealdb_wal::MAX_BATCH_LEN;
 pub use streams::{StreamBatch, StreamEvent, StreamInfo, StreamRecord, StreamStart, StreamView};
+
+/// The repository's README, whose "Using it" example runs as a doctest (so it cannot drift
+/// from the API).
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
 
 /// Wall-clock Unix milliseconds (0 before 1970).
 pub(crate) fn now_ms() -> u64 {

@@ -463,6 +463,23 @@ impl Db {
     /// total size when `max_bytes > 0`). Changes committed from now on are recorded. The
     /// stream is always a new one: whatever an earlier stream of the keyspace left on disk is
     /// removed first, and its segments could not be read anyway (they name another epoch).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let opts = sealdb::Options { keystore_dir: Some(dir.path().join("keystore")), ..Default::default() };
+    /// use sealdb::{StreamStart, StreamView};
+    /// let db = sealdb::Db::open(dir.path().join("db"), opts)?;
+    /// let accounts = db.create_keyspace("accounts")?;
+    /// let day = std::time::Duration::from_secs(24 * 3600);
+    /// db.enable_stream(&accounts, StreamView::NewAndOldImages, day, 0)?;
+    /// accounts.put("a1", "100")?;
+    /// accounts.put("a1", "75")?;
+    /// let batch = db.read_stream(&accounts, StreamStart::TrimHorizon, 100, 1 << 20)?;
+    /// assert_eq!(batch.records.len(), 2);
+    /// // Continue later from `StreamStart::At(batch.next)`.
+    /// # Ok(()) }
+    /// ```
     pub fn enable_stream(
         &self,
         keyspace: &crate::Keyspace,

@@ -20,7 +20,7 @@ fn online_backup_restores_exactly_the_state_at_its_sequence() {
     let t = TestDb::new();
     let db = t.open();
     for i in 0..2000 {
-        db.put(&key(i), &i.to_le_bytes()).expect("put");
+        db.put(key(i), i.to_le_bytes()).expect("put");
     }
     // Writers keep inserting (each key once, in order) while the backup runs.
     let stop = Arc::new(AtomicBool::new(false));
@@ -30,8 +30,7 @@ fn online_backup_restores_exactly_the_state_at_its_sequence() {
         std::thread::spawn(move || {
             let mut i = 2000u64;
             while !stop.load(Ordering::Relaxed) {
-                db.put(&key(i), &i.to_le_bytes())
-                    .expect("put during backup");
+                db.put(key(i), i.to_le_bytes()).expect("put during backup");
                 i += 1;
             }
             i
@@ -71,7 +70,7 @@ fn backups_are_incremental_verifiable_and_deletable() {
     let t = TestDb::new();
     let db = t.open();
     for i in 0..3000 {
-        db.put(&key(i), b"v1").expect("put");
+        db.put(key(i), b"v1").expect("put");
     }
     let bdir = tempfile::tempdir().expect("tmp");
     let first = db.backup(bdir.path(), &mut noop).expect("backup 1");
@@ -113,7 +112,7 @@ fn tampered_missing_or_foreign_backup_files_are_named() {
     let t = TestDb::new();
     let db = t.open();
     for i in 0..2000 {
-        db.put(&key(i), b"value").expect("put");
+        db.put(key(i), b"value").expect("put");
     }
     let bdir = tempfile::tempdir().expect("tmp");
     db.backup(bdir.path(), &mut noop).expect("backup");
@@ -217,7 +216,7 @@ fn point_in_time_restore_stops_exactly_at_the_requested_sequence() {
             .write(
                 {
                     let mut b = sealdb::WriteBatch::new();
-                    b.put(&db.default_keyspace(), &key(i), &i.to_le_bytes())
+                    b.put(&db.default_keyspace(), key(i), i.to_le_bytes())
                         .expect("put");
                     b
                 },
@@ -229,7 +228,7 @@ fn point_in_time_restore_stops_exactly_at_the_requested_sequence() {
     let bdir = tempfile::tempdir().expect("tmp");
     db.backup(bdir.path(), &mut noop).expect("backup 1");
     for i in 500..3000 {
-        db.put(&key(i), &i.to_le_bytes()).expect("put");
+        db.put(key(i), i.to_le_bytes()).expect("put");
         if i % 700 == 0 {
             db.flush().expect("flush");
         }
@@ -280,7 +279,7 @@ fn a_crash_during_restore_leaves_no_result_that_looks_complete() {
     {
         let db = Db::open("/d/db", opts.clone()).expect("open");
         for i in 0..300 {
-            db.put(&key(i), b"v").expect("put");
+            db.put(key(i), b"v").expect("put");
         }
         db.backup(Path::new("/d/backups"), &mut noop)
             .expect("backup");
@@ -398,12 +397,12 @@ fn point_in_time_restore_from_a_cut_newest_segment_is_an_integrity_error() {
     };
     let db = Db::open(t.path(), opts.clone()).expect("open");
     for i in 0..200 {
-        db.put(&key(i), &i.to_le_bytes()).expect("put");
+        db.put(key(i), i.to_le_bytes()).expect("put");
     }
     let bdir = tempfile::tempdir().expect("tmp");
     db.backup(bdir.path(), &mut noop).expect("backup 1");
     for i in 200..400 {
-        db.put(&key(i), &i.to_le_bytes()).expect("put");
+        db.put(key(i), i.to_le_bytes()).expect("put");
     }
     db.backup(bdir.path(), &mut noop).expect("backup 2");
     drop(db);
@@ -663,7 +662,7 @@ fn a_backup_never_takes_the_live_wal_segment_during_a_rollover() {
     };
     let db = Db::open(t.path(), opts.clone()).expect("open");
     for i in 0..20 {
-        db.put(&key(i), b"v").expect("put");
+        db.put(key(i), b"v").expect("put");
     }
     // Between the backup's rotation and its listing of the WAL, another writer fills the
     // segment the rotation started, so the log rolls over to a newer (live) segment.
@@ -671,7 +670,7 @@ fn a_backup_never_takes_the_live_wal_segment_during_a_rollover() {
     *fs.hook.0.lock().expect("hook") = Some(Box::new(move || {
         for i in 0..3u64 {
             writer
-                .put(&key(1000 + i), &vec![7u8; 6 << 10])
+                .put(key(1000 + i), vec![7u8; 6 << 10])
                 .expect("put during backup");
         }
     }));
@@ -683,7 +682,7 @@ fn a_backup_never_takes_the_live_wal_segment_during_a_rollover() {
     assert_eq!(kept.len(), info.wal.len());
     // Writes after the backup land in the live segment; the backup must not change.
     for i in 0..50 {
-        db.put(&key(2000 + i), b"later").expect("put");
+        db.put(key(2000 + i), b"later").expect("put");
     }
     db.sync_wal().expect("sync");
     assert_eq!(

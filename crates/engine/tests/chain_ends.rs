@@ -358,7 +358,7 @@ fn a_failed_open_changes_nothing_on_disk() {
     {
         let db = t.open();
         for i in 0..50u32 {
-            db.put(&i.to_be_bytes(), b"value").expect("put");
+            db.put(i.to_be_bytes(), b"value").expect("put");
         }
         db.flush().expect("flush");
         db.put(b"unflushed", b"1").expect("put");
@@ -468,14 +468,14 @@ fn many_short_sessions_keep_the_wal_bounded() {
     for i in 0..60u32 {
         let db = t.open();
         db.default_keyspace()
-            .put_opt(&i.to_be_bytes(), b"v", WriteOptions::SYNC)
+            .put_opt(i.to_be_bytes(), b"v", WriteOptions::SYNC)
             .expect("put");
     }
     let segments = wal_segments(&t.path()).len();
     assert!(segments <= 10, "{segments} WAL segments after 60 sessions");
     let db = t.open();
     for i in 0..60u32 {
-        assert_eq!(db.get(&i.to_be_bytes()).expect("get"), Some(b"v".to_vec()));
+        assert_eq!(db.get(i.to_be_bytes()).expect("get"), Some(b"v".to_vec()));
     }
 }
 
@@ -531,7 +531,7 @@ fn streamed(t: &TestDb) {
     for i in 0..3u32 {
         let db = t.open();
         let ks = db.keyspace("orders").expect("keyspace");
-        ks.put_opt(&i.to_be_bytes(), b"v", WriteOptions::SYNC)
+        ks.put_opt(i.to_be_bytes(), b"v", WriteOptions::SYNC)
             .expect("put");
         db.commit_stream_position(&ks, "billing", u64::from(i) + 1)
             .expect("commit position");

@@ -44,7 +44,7 @@ fn workload(db: &Db) -> (Vec<u32>, u32) {
             } else {
                 other.clone()
             };
-            batch.put(&ks, &key(b, i), &[b as u8; 40]).expect("put");
+            batch.put(&ks, key(b, i), [b as u8; 40]).expect("put");
         }
         let sync = b % 3 == 0;
         match db.write(batch, WriteOptions { sync }) {
@@ -74,10 +74,10 @@ fn check(db: &Db, acked: &[u32], point: u64) {
         let mut parts = 0;
         for i in 0..4 {
             let v = if i % 2 == 0 {
-                db.get(&key(b, i)).expect("get")
+                db.get(key(b, i)).expect("get")
             } else {
                 match &other {
-                    Ok(ks) => ks.get(&key(b, i)).expect("get"),
+                    Ok(ks) => ks.get(key(b, i)).expect("get"),
                     Err(_) => None,
                 }
             };
@@ -202,12 +202,12 @@ fn new_subdirectories_survive_a_crash() {
     )
     .expect("stream");
     for i in 0..60u32 {
-        ks.put_opt(&key(i, 0), &[7u8; 40], WriteOptions { sync: true })
+        ks.put_opt(key(i, 0), [7u8; 40], WriteOptions { sync: true })
             .expect("put");
     }
     db.flush().expect("flush");
     for i in 60..80u32 {
-        ks.put_opt(&key(i, 0), &[7u8; 40], WriteOptions { sync: true })
+        ks.put_opt(key(i, 0), [7u8; 40], WriteOptions { sync: true })
             .expect("put");
     }
     db.flush().expect("flush");
@@ -226,7 +226,7 @@ fn new_subdirectories_survive_a_crash() {
     let db = Db::open("/data/db", opts.clone()).expect("reopen after crash");
     let ks = db.keyspace("events").expect("keyspace");
     for i in 0..80u32 {
-        assert!(ks.get(&key(i, 0)).expect("get").is_some(), "key {i} lost");
+        assert!(ks.get(key(i, 0)).expect("get").is_some(), "key {i} lost");
     }
     let batch = db
         .read_stream(&ks, sealdb::StreamStart::TrimHorizon, 1000, usize::MAX)

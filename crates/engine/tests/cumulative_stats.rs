@@ -11,7 +11,7 @@ fn counters_add_up_across_sessions_and_stay_sealed() {
     {
         let db = t.open();
         for i in 0..3u8 {
-            db.put(&[i], b"first session").expect("put");
+            db.put([i], b"first session").expect("put");
         }
         assert_eq!(db.stats().cumulative.batches, 3);
     }

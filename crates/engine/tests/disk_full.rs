@@ -70,7 +70,7 @@ fn write_range(
     for i in range {
         match db
             .default_keyspace()
-            .put_opt(&key(i), &value(i), WriteOptions::SYNC)
+            .put_opt(key(i), value(i), WriteOptions::SYNC)
         {
             Ok(()) => {
                 acked.insert(i, value(i));
@@ -84,7 +84,7 @@ fn write_range(
 fn check_all(db: &Db, acked: &BTreeMap<u32, Vec<u8>>, context: &str) {
     for (i, v) in acked {
         assert_eq!(
-            db.get(&key(*i))
+            db.get(key(*i))
                 .unwrap_or_else(|e| panic!("{context}: get failed: {e}")),
             Some(v.clone()),
             "{context}: acknowledged key {i} lost"
@@ -131,7 +131,7 @@ fn failed_flush_leaves_no_partial_tables() {
         let mut acked = BTreeMap::new();
         assert!(write_range(&db, 0..40, &mut acked).is_none());
         for i in 0..40 {
-            other.put(&key(i), &value(i)).expect("put");
+            other.put(key(i), value(i)).expect("put");
         }
         // The second table of the flush fails on its third write.
         fs.inject(
@@ -311,7 +311,7 @@ fn wal_rollover_out_of_space_is_retried_without_reopen() {
         // Failed writes were never acknowledged, and none is resurrected.
         for i in 0..120 {
             if !acked.contains_key(&i) {
-                assert_eq!(db.get(&key(i)).expect("get"), None, "{name}: key {i}");
+                assert_eq!(db.get(key(i)).expect("get"), None, "{name}: key {i}");
             }
         }
     }

@@ -46,7 +46,7 @@ fn queries_projections_paging_and_backfill() {
     for i in 0..300i64 {
         let color = ["red", "green", "blue"][(i % 3) as usize];
         items
-            .put(format!("item{i:04}").as_bytes(), &item(color, i))
+            .put(format!("item{i:04}").as_bytes(), item(color, i))
             .expect("put");
     }
     items.put(b"not-json", b"plain bytes").expect("put");
@@ -76,7 +76,7 @@ fn queries_projections_paging_and_backfill() {
     )
     .expect("create index");
     // Maintenance: updates move entries, deletes remove them.
-    items.put(b"item0000", &item("green", 0)).expect("put");
+    items.put(b"item0000", item("green", 0)).expect("put");
     items.delete(b"item0003").expect("delete");
 
     let q = |query: Query| IndexQuery::new(query);

@@ -151,7 +151,7 @@ fn rotation_and_reencryption_retire_the_old_data_key() {
     let t = TestDb::new();
     let db = t.open();
     for i in 0..3000u32 {
-        db.put(format!("k{i:05}").as_bytes(), &[7u8; 64])
+        db.put(format!("k{i:05}").as_bytes(), [7u8; 64])
             .expect("put");
     }
     db.flush().expect("flush");

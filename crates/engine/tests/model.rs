@@ -203,7 +203,7 @@ impl Harness {
                 self.write(ops, *sync)
             }
             Op::Get { ks, key } => {
-                let got = self.ks(*ks).get(&key_bytes(*key)).expect("get");
+                let got = self.ks(*ks).get(key_bytes(*key)).expect("get");
                 prop_assert_eq!(got, self.model().get(&(*ks, key_bytes(*key))).cloned());
             }
             Op::Scan {
@@ -216,7 +216,7 @@ impl Harness {
                 let hi_b = hi.map_or(Bound::Unbounded, |k| Bound::Excluded(key_bytes(k)));
                 let it = self
                     .ks(*ks)
-                    .range(lo_b.clone(), hi_b.clone())
+                    .range((lo_b.clone(), hi_b.clone()))
                     .expect("range");
                 let got: Vec<_> = if *reverse {
                     it.rev().collect::<sealdb::Result<_>>().expect("scan")
@@ -252,10 +252,10 @@ impl Harness {
             }
             Op::ReadSnapshot { idx, ks, key } => {
                 if let Some((snap, model)) = self.snapshots.get(*idx) {
-                    let got = snap.get(&self.ks(*ks), &key_bytes(*key)).expect("get");
+                    let got = snap.get(&self.ks(*ks), key_bytes(*key)).expect("get");
                     prop_assert_eq!(got, model.get(&(*ks, key_bytes(*key))).cloned());
                     let all: Vec<_> = snap
-                        .range(&self.ks(*ks), Bound::Unbounded, Bound::Unbounded)
+                        .iter(&self.ks(*ks))
                         .expect("range")
                         .collect::<sealdb::Result<_>>()
                         .expect("scan");

@@ -60,7 +60,7 @@ fn verify_covers_every_live_artifact_and_counts_each_kind() {
         .expect("stream");
     for round in 0..3u64 {
         for i in 0..50u64 {
-            db.put(format!("k{round}-{i}").as_bytes(), &[7u8; 100])
+            db.put(format!("k{round}-{i}").as_bytes(), [7u8; 100])
                 .expect("put");
         }
         db.flush().expect("flush");
@@ -181,7 +181,7 @@ fn a_read_only_verify_beside_a_busy_writer_finds_nothing_wrong() {
     db.enable_stream(&ks, StreamView::KeysOnly, Duration::from_secs(3600), 0)
         .expect("stream");
     for i in 0..200u64 {
-        db.put(format!("k{i}").as_bytes(), &[1u8; 64]).expect("put");
+        db.put(format!("k{i}").as_bytes(), [1u8; 64]).expect("put");
     }
     db.flush().expect("flush");
     db.commit_stream_position(&ks, "r", 5).expect("consumer");
@@ -201,7 +201,7 @@ fn a_read_only_verify_beside_a_busy_writer_finds_nothing_wrong() {
         std::thread::spawn(move || {
             let mut i = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                db.put(format!("w{i}").as_bytes(), &[2u8; 64]).expect("put");
+                db.put(format!("w{i}").as_bytes(), [2u8; 64]).expect("put");
                 if i.is_multiple_of(40) {
                     db.flush().expect("flush");
                     db.commit_stream_position(&ks, "r", i).expect("consumer");

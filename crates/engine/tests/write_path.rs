@@ -236,7 +236,7 @@ fn a_commit_group_merged_past_the_limit_is_split_not_poisoning() {
     for k in 0..3u8 {
         let mut batch = WriteBatch::new();
         batch
-            .put(&db.default_keyspace(), &[b'k', k], &vec![k; 30 * MIB])
+            .put(&db.default_keyspace(), [b'k', k], vec![k; 30 * MIB])
             .expect("put");
         let db = db.clone();
         waiting.push(spawn(move || db.write(batch, WriteOptions::SYNC)));
@@ -248,7 +248,7 @@ fn a_commit_group_merged_past_the_limit_is_split_not_poisoning() {
         wait(rx, "queued writer").unwrap_or_else(|e| panic!("writer {k}: {e}"));
     }
     for k in 0..3u8 {
-        let v = db.get(&[b'k', k]).expect("get").expect("present");
+        let v = db.get([b'k', k]).expect("get").expect("present");
         assert_eq!(v.len(), 30 * MIB);
         assert!(v.iter().all(|b| *b == k));
     }
@@ -263,7 +263,7 @@ fn a_commit_group_merged_past_the_limit_is_split_not_poisoning() {
     };
     let db = Db::open(t.path(), opts).expect("reopen");
     assert_eq!(
-        db.get(&[b'k', 2]).expect("get").map(|v| v.len()),
+        db.get([b'k', 2]).expect("get").map(|v| v.len()),
         Some(30 * MIB)
     );
 }
@@ -286,7 +286,7 @@ fn a_commit_group_grown_by_index_entries_and_stream_records_is_split_not_poisoni
     // 40 MiB in the stream (new and old image): it fits. Two in one group do not.
     for key in [&b"big1"[..], b"big2"] {
         hooks
-            .put_opt(key, &vec![1u8; 20 * MIB], WriteOptions::SYNC)
+            .put_opt(key, vec![1u8; 20 * MIB], WriteOptions::SYNC)
             .expect("put");
     }
     let before = db.stats().commit_groups;
@@ -295,7 +295,7 @@ fn a_commit_group_grown_by_index_entries_and_stream_records_is_split_not_poisoni
     for key in [&b"big1"[..], b"big2"] {
         let h = hooks.clone();
         writers.push(spawn(move || {
-            h.put_opt(key, &vec![2u8; 20 * MIB], WriteOptions::SYNC)
+            h.put_opt(key, vec![2u8; 20 * MIB], WriteOptions::SYNC)
         }));
     }
     let_writers_queue();
@@ -360,10 +360,10 @@ fn a_stream_record_over_the_block_limit_is_refused_not_poisoning() {
     // Largest values (32 MiB): the batch fits a WAL frame, but an overwrite's record
     // carries both images, over 64 MiB.
     let max = 32 * MIB;
-    feed.put_opt(b"v", &vec![1u8; max], WriteOptions::SYNC)
+    feed.put_opt(b"v", vec![1u8; max], WriteOptions::SYNC)
         .expect("an insert records one image");
     let e = feed
-        .put_opt(b"v", &vec![2u8; max], WriteOptions::SYNC)
+        .put_opt(b"v", vec![2u8; max], WriteOptions::SYNC)
         .expect_err("the change record cannot be one block");
     match &e {
         Error::BatchTooLarge { what, size, limit } => {

@@ -27,8 +27,8 @@ pub use batch::{
 };
 pub use group::{GroupCommit, LeaderFailed, panic_message};
 pub use log::{
-    FrameBatch, RecoveryStats, RollObserver, SegmentSummary, TornTail, Wal, WalOptions,
-    WalRecovery, decode_frame_for_fuzz, segment_file_name, summarize_segment,
+    Frame, FrameBatch, RecoveryStats, RollObserver, SegmentSummary, TornTail, Wal, WalOptions,
+    WalRecovery, decode_frame, decode_frame_for_fuzz, segment_file_name, summarize_segment,
 };
 
 /// Errors of the WAL.

@@ -183,6 +183,46 @@ fn encode_batches(batches: &[FrameBatch<'_>], out: &mut Vec<u8>) -> Result<()> {
     Ok(())
 }
 
+/// One decoded WAL frame (the plaintext of one block of a segment), for inspection tools.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Frame<'a> {
+    /// The segment's first frame: its number and how its predecessor ended.
+    Start {
+        /// This segment's number.
+        number: u64,
+        /// The previous segment's number (0 for the first segment of a WAL).
+        prev_number: u64,
+        /// Where the previous segment validly ended (its length).
+        prev_end: u64,
+        /// Whether the previous segment was finished with an end frame.
+        prev_finished: bool,
+    },
+    /// One commit group: its batches (decode their records with [`crate::RecordIter`]).
+    Batches(Vec<FrameBatch<'a>>),
+    /// The frame that finishes a rolled-over segment.
+    End,
+}
+
+/// Decodes one frame payload (checking every length; the records are decoded lazily by
+/// [`crate::RecordIter`]). Untrusted input is fine: malformed bytes are an error.
+pub fn decode_frame(payload: &[u8]) -> Result<Frame<'_>> {
+    if let Some(s) = StartFrame::decode(payload) {
+        return Ok(Frame::Start {
+            number: s.number,
+            prev_number: s.prev_number,
+            prev_end: s.prev_end,
+            prev_finished: s.prev_finished,
+        });
+    }
+    if payload == [FRAME_END] {
+        return Ok(Frame::End);
+    }
+    decode_batches(payload)
+        .map(Frame::Batches)
+        .ok_or_else(|| Error::Malformed("a frame that is neither start, batches nor end".into()))
+}
+
 /// Decodes one frame payload and every record in it; for the fuzz target. Returns the number
 /// of records.
 pub fn decode_frame_for_fuzz(payload: &[u8]) -> Result<u64> {
@@ -1165,4 +1205,46 @@ fn create_segment(
         unsynced: 0,
         syncer,
     })
+}
+
+#[cfg(test)]
+mod frame_tests {
+    use super::*;
+
+    #[test]
+    fn frames_decode_by_kind_and_garbage_is_an_error() {
+        let start = StartFrame {
+            number: 7,
+            prev_number: 6,
+            prev_end: 4096,
+            prev_finished: true,
+        };
+        assert_eq!(
+            decode_frame(&start.encode()).ok(),
+            Some(Frame::Start {
+                number: 7,
+                prev_number: 6,
+                prev_end: 4096,
+                prev_finished: true
+            })
+        );
+        assert_eq!(decode_frame(&[FRAME_END]).ok(), Some(Frame::End));
+        let mut b = crate::BatchBuilder::new();
+        assert!(b.put(1, b"k", b"v").is_ok());
+        let batch = FrameBatch {
+            first_seq: 42,
+            count: 1,
+            rep: b.rep(),
+            commit_time_ms: 5,
+        };
+        let mut payload = Vec::new();
+        assert!(encode_batches(&[batch], &mut payload).is_ok());
+        assert_eq!(
+            decode_frame(&payload).ok(),
+            Some(Frame::Batches(vec![batch]))
+        );
+        assert!(decode_frame(&[9, 9, 9]).is_err());
+        payload.pop();
+        assert!(decode_frame(&payload).is_err());
+    }
 }

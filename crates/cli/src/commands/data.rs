@@ -255,7 +255,7 @@ pub fn scan(ctx: &mut Ctx, a: &ScanArgs) -> Result<()> {
     let Some((lo, hi)) = scan_bounds(prefix.as_deref(), from.as_deref(), to.as_deref()) else {
         return Ok(());
     };
-    let iter = ks.range(lo, hi)?;
+    let iter = ks.range((lo, hi))?;
     let limit = a.limit.unwrap_or(u64::MAX);
     let iter: Pairs = if a.reverse {
         Box::new(iter.rev())

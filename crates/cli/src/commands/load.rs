@@ -4,8 +4,9 @@ use super::{Create, Ctx};
 use crate::cli::LoadArgs;
 use crate::error::Result;
 use crate::output::{bytes, count, nanos, per_sec};
-use crate::workload::{Latency, Workload, histogram};
+use crate::workload::Workload;
 use sealdb::{WriteBatch, WriteOptions};
+use sealdb_latency::Latency;
 use serde_json::json;
 use std::time::Instant;
 
@@ -20,7 +21,7 @@ pub fn load(ctx: &mut Ctx, a: &LoadArgs) -> Result<()> {
         WriteOptions::NO_SYNC
     };
     let pb = crate::progress::bar(a.count, "load", ctx.out.is_json());
-    let mut hist = histogram()?;
+    let mut hist = Latency::new();
     let (mut key, mut value) = (Vec::new(), Vec::new());
     let start = Instant::now();
     let mut i = 0u64;
@@ -34,7 +35,7 @@ pub fn load(ctx: &mut Ctx, a: &LoadArgs) -> Result<()> {
         }
         let t = Instant::now();
         db.write(batch, opts)?;
-        hist.saturating_record(t.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64);
+        hist.record(t.elapsed());
         pb.inc(end - i);
         i = end;
     }
@@ -43,7 +44,7 @@ pub fn load(ctx: &mut Ctx, a: &LoadArgs) -> Result<()> {
     let total_bytes = a
         .count
         .saturating_mul((w.key_size() + w.value_size()) as u64);
-    let lat = Latency::of(&hist);
+    let lat = hist.nanos_summary();
     let ops = per_sec(a.count, elapsed);
     let mib = per_sec(total_bytes, elapsed) / f64::from(1u32 << 20);
     ctx.out.emit(

@@ -190,6 +190,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Backup(c) => backup::run(&mut ctx, &c),
         Command::Restore(a) => backup::restore(&mut ctx, &a),
         Command::Keyspace(c) => keyspace::run(&mut ctx, &c),
+        Command::Completion(a) => crate::operator::completion(&mut ctx, &a),
+        Command::Man(a) => crate::operator::man(&mut ctx, &a),
     };
     // Whatever was printed before a failure still reaches the reader.
     let flushed = ctx.out.flush();
