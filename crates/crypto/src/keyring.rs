@@ -239,7 +239,7 @@ pub enum FileCipher {
     ChaCha(Box<ChaCha20Poly1305>),
     /// ChaCha20-Poly1305 or AES-256-GCM through ring.
     #[cfg(feature = "ring")]
-    Ring(RingKey),
+    Ring(Box<RingKey>),
     /// No encryption; a crc32 detects accidental corruption only.
     None,
 }
@@ -267,10 +267,12 @@ impl FileCipher {
             ))),
             #[cfg(feature = "ring")]
             (CipherId::ChaCha20Poly1305, SealBackend::Fast) => {
-                RingKey::new(&ring::aead::CHACHA20_POLY1305, key).map(Self::Ring)
+                RingKey::new(&ring::aead::CHACHA20_POLY1305, key).map(|k| Self::Ring(Box::new(k)))
             }
             #[cfg(feature = "ring")]
-            (CipherId::Aes256Gcm, _) => RingKey::new(&ring::aead::AES_256_GCM, key).map(Self::Ring),
+            (CipherId::Aes256Gcm, _) => {
+                RingKey::new(&ring::aead::AES_256_GCM, key).map(|k| Self::Ring(Box::new(k)))
+            }
             #[cfg(not(feature = "ring"))]
             (CipherId::ChaCha20Poly1305, SealBackend::Fast) | (CipherId::Aes256Gcm, _) => {
                 Err(Error::CipherUnavailable {
@@ -300,9 +302,9 @@ impl FileCipher {
                 Ok(tag.into())
             }
             #[cfg(feature = "ring")]
-            Self::Ring(RingKey(key)) => {
-                let tag = key
-                    .seal_in_place_separate_tag(
+            Self::Ring(k) => {
+                let tag =
+                    k.0.seal_in_place_separate_tag(
                         ring::aead::Nonce::assume_unique_for_key(*nonce),
                         ring::aead::Aad::from(ad),
                         buf,
@@ -334,9 +336,9 @@ impl FileCipher {
                 .decrypt_inout_detached(&Nonce::from(*nonce), ad, buf.into(), &Tag::from(*tag))
                 .map_err(|_| failed()),
             #[cfg(feature = "ring")]
-            Self::Ring(RingKey(key)) => {
+            Self::Ring(k) => {
                 let tag = ring::aead::Tag::try_from(&tag[..]).map_err(|_| failed())?;
-                key.open_in_place_separate_tag(
+                k.0.open_in_place_separate_tag(
                     ring::aead::Nonce::assume_unique_for_key(*nonce),
                     ring::aead::Aad::from(ad),
                     tag,
@@ -365,7 +367,9 @@ impl fmt::Debug for FileCipher {
         match self {
             Self::ChaCha(_) => f.write_str("FileCipher::ChaCha20Poly1305(reference, <redacted>)"),
             #[cfg(feature = "ring")]
-            Self::Ring(RingKey(k)) => write!(f, "FileCipher::Ring({:?}, <redacted>)", k.algorithm()),
+            Self::Ring(k) => {
+                write!(f, "FileCipher::Ring({:?}, <redacted>)", k.0.algorithm())
+            }
             Self::None => f.write_str("FileCipher::None"),
         }
     }

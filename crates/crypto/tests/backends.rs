@@ -6,8 +6,8 @@
 
 use proptest::prelude::*;
 use sealdb_crypto::{
-    ArtifactKind, BlockSealer, CipherId, DatabaseId, Error, Expected, FileCipher,
-    IntegrityReason, Keyring, SealBackend, SealedReader, SealedWriter, SecretKey,
+    ArtifactKind, BlockSealer, CipherId, DatabaseId, Error, Expected, FileCipher, IntegrityReason,
+    Keyring, SealBackend, SealedReader, SealedWriter, SecretKey,
 };
 use sealdb_vfs::{CrashFs, FileSystem};
 use std::path::{Path, PathBuf};
@@ -248,7 +248,12 @@ fn an_aes256gcm_file_reopens_and_tampering_is_caught() {
     // A bit flipped in the body of each block, and in each tag, is refused.
     let first = header.encoded_len() as usize;
     let second = first + 9 + blocks[0].len() + 16;
-    for at in [first + 9, first + 9 + blocks[0].len(), second + 9 + 100, bytes.len() - 1] {
+    for at in [
+        first + 9,
+        first + 9 + blocks[0].len(),
+        second + 9 + 100,
+        bytes.len() - 1,
+    ] {
         let mut bad = bytes.clone();
         bad[at] ^= 0x01;
         rewrite(&fs, &path, &bad);
