@@ -323,3 +323,85 @@ fn crc32(bytes: &[u8]) -> u32 {
     h.update(bytes);
     h.finalize()
 }
+
+/// A block is exactly what `docs/format.md` describes, recomputed here from the primitives:
+/// the HKDF file key (ChaCha20-Poly1305's info unchanged since before cipher agility, so old
+/// files keep their keys; AES-256-GCM's info ends in its cipher byte), the prefix, the 109-byte
+/// AD, the offset nonce, then ciphertext and tag.
+#[test]
+fn blocks_follow_the_documented_construction() {
+    use chacha20poly1305::aead::{AeadInOut, KeyInit};
+    use hkdf::Hkdf;
+    use sha2::{Digest, Sha256};
+
+    let dek = [0x11u8; 32];
+    let database_id = DatabaseId([0x22; 16]);
+    let mut versions = std::collections::BTreeMap::new();
+    versions.insert(1, SecretKey::from_bytes(dek));
+    let keyring = Keyring::new(database_id, versions, 1).expect("keyring");
+    let plain = b"a commit frame of a few dozen bytes, sealed by the book".to_vec();
+
+    for cipher in [CipherId::ChaCha20Poly1305, CipherId::Aes256Gcm] {
+        for backend in [SealBackend::Reference, SealBackend::Fast] {
+            let mut keyring = keyring.clone();
+            keyring.set_seal_backend(backend);
+            let sealer =
+                BlockSealer::for_new_file(&keyring, ArtifactKind::Wal, cipher, Vec::new(), "x")
+                    .expect("sealer");
+            let header = sealer.header().encode();
+            assert_eq!(header.len(), 64);
+            let offset = header.len() as u64;
+            let mut out = Vec::new();
+            sealer
+                .seal_into(offset, true, &plain, &mut out)
+                .expect("seal");
+
+            let mut info = b"sealdb file key v1\0".to_vec();
+            info.push(ArtifactKind::Wal as u8);
+            info.extend_from_slice(&database_id.0);
+            if cipher == CipherId::Aes256Gcm {
+                info.push(2);
+            }
+            let mut file_key = [0u8; 32];
+            Hkdf::<Sha256>::new(Some(&header[16..32]), &dek)
+                .expand(&info, &mut file_key)
+                .expect("hkdf");
+
+            let mut prefix = (plain.len() as u32).to_le_bytes().to_vec();
+            prefix.push(1); // final
+            prefix.extend_from_slice(
+                &crc32(&[&offset.to_le_bytes()[..], &prefix[..5]].concat()).to_le_bytes(),
+            );
+            let mut ad = header[..60].to_vec();
+            ad.extend_from_slice(&Sha256::digest(b""));
+            ad.extend_from_slice(&offset.to_le_bytes());
+            ad.extend_from_slice(&prefix);
+            assert_eq!(ad.len(), 109);
+            let mut nonce = [0u8; 12];
+            nonce[..8].copy_from_slice(&offset.to_le_bytes());
+
+            let mut body = plain.clone();
+            let tag: Vec<u8> = match cipher {
+                CipherId::ChaCha20Poly1305 => {
+                    chacha20poly1305::ChaCha20Poly1305::new(&file_key.into())
+                        .encrypt_inout_detached(&nonce.into(), &ad, body.as_mut_slice().into())
+                        .expect("chacha")
+                        .to_vec()
+                }
+                _ => ring::aead::LessSafeKey::new(
+                    ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &file_key).expect("key"),
+                )
+                .seal_in_place_separate_tag(
+                    ring::aead::Nonce::assume_unique_for_key(nonce),
+                    ring::aead::Aad::from(&ad),
+                    &mut body,
+                )
+                .expect("gcm")
+                .as_ref()
+                .to_vec(),
+            };
+            let expected = [prefix, body, tag].concat();
+            assert_eq!(out, expected, "{cipher:?} via {backend:?}");
+        }
+    }
+}
