@@ -51,6 +51,8 @@ pub trait Engine: Send + Sync {
 pub enum EngineKind {
     /// sealdb with ChaCha20-Poly1305 (the product).
     SealdbChacha,
+    /// sealdb with AES-256-GCM (cipher id 2): the cipher-agility alternative on AES-NI CPUs.
+    SealdbAes,
     /// sealdb with the `none` cipher: identical framing, crc32 instead of the tag.
     SealdbNone,
     /// fjall 3 (feature `fjall`).
@@ -70,8 +72,9 @@ pub struct EngineConfig {
 
 impl EngineKind {
     /// Every engine, compiled in or not, in table order.
-    pub const ALL: [EngineKind; 4] = [
+    pub const ALL: [EngineKind; 5] = [
         EngineKind::SealdbChacha,
+        EngineKind::SealdbAes,
         EngineKind::SealdbNone,
         EngineKind::Fjall,
         EngineKind::Rocksdb,
@@ -81,6 +84,7 @@ impl EngineKind {
     pub fn name(self) -> &'static str {
         match self {
             Self::SealdbChacha => "sealdb-chacha",
+            Self::SealdbAes => "sealdb-aes",
             Self::SealdbNone => "sealdb-none",
             Self::Fjall => "fjall",
             Self::Rocksdb => "rocksdb",
@@ -95,7 +99,7 @@ impl EngineKind {
     /// Whether this build includes the engine (peers need their cargo feature).
     pub fn compiled_in(self) -> bool {
         match self {
-            Self::SealdbChacha | Self::SealdbNone => true,
+            Self::SealdbChacha | Self::SealdbAes | Self::SealdbNone => true,
             Self::Fjall => cfg!(feature = "fjall"),
             Self::Rocksdb => cfg!(feature = "rocksdb"),
         }
@@ -104,7 +108,7 @@ impl EngineKind {
     /// The cargo feature that compiles the engine in, if one is needed.
     pub fn feature(self) -> Option<&'static str> {
         match self {
-            Self::SealdbChacha | Self::SealdbNone => None,
+            Self::SealdbChacha | Self::SealdbAes | Self::SealdbNone => None,
             Self::Fjall => Some("fjall"),
             Self::Rocksdb => Some("rocksdb"),
         }
@@ -117,6 +121,11 @@ impl EngineKind {
                 dir,
                 cfg,
                 sealdb::CipherId::ChaCha20Poly1305,
+            )?)),
+            Self::SealdbAes => Ok(Box::new(SealEngine::open(
+                dir,
+                cfg,
+                sealdb::CipherId::Aes256Gcm,
             )?)),
             Self::SealdbNone => Ok(Box::new(SealEngine::open(
                 dir,

@@ -262,6 +262,7 @@ fn engine_color(i: usize, engine: &str) -> plotters::style::RGBColor {
     match engine {
         "sealdb-chacha" => RGBColor(200, 30, 30),
         "sealdb-none" => RGBColor(240, 140, 20),
+        "sealdb-aes" => RGBColor(200, 40, 160),
         "fjall" => RGBColor(30, 90, 200),
         "rocksdb" => RGBColor(30, 150, 60),
         _ => [RGBColor(120, 60, 160), RGBColor(90, 90, 90)][i % 2],

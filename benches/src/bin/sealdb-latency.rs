@@ -172,8 +172,9 @@ struct Args {
     /// Operations per thread instead of a duration.
     #[arg(long)]
     ops: Option<u64>,
-    /// Engines, comma-separated: sealdb-chacha,sealdb-none,fjall,rocksdb [default: all
-    /// compiled in].
+    /// Engines, comma-separated: sealdb-chacha,sealdb-aes,sealdb-none,fjall,rocksdb [default:
+    /// all compiled in]. `SEALDB_SEAL_BACKEND=reference` runs sealdb-chacha on the reference
+    /// ChaCha20-Poly1305 crate instead of ring.
     #[arg(long, value_delimiter = ',')]
     engines: Option<Vec<String>>,
     /// Block cache budget of every engine, MiB.

@@ -154,6 +154,13 @@ pub enum Error {
     /// A caller passed something unusable.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The file or option names a cipher (or backend) this build was compiled without: the
+    /// `ring` feature of sealdb-crypto provides AES-256-GCM and the fast ChaCha20-Poly1305.
+    #[error("{what} is not available in this build (sealdb-crypto feature `ring` is off)")]
+    CipherUnavailable {
+        /// The cipher or backend asked for.
+        what: &'static str,
+    },
 }
 
 impl Error {

@@ -152,13 +152,16 @@ impl KeysFile {
             for (v, w) in &env.wrapped {
                 versions.insert(*v, provider.unwrap(w, &ctx)?);
             }
+            // Only a missing current version is the file's fault; a bad
+            // `SEALDB_SEAL_BACKEND` is the caller's and keeps its own error.
             let keyring = Keyring::new(header.database_id, versions, header.data_key_version)
-                .map_err(|_| {
-                    Error::integrity(
+                .map_err(|e| match e {
+                    Error::UnknownDataKeyVersion(_) => Error::integrity(
                         &label,
                         None,
                         IntegrityReason::Malformed("current version not in envelope".into()),
-                    )
+                    ),
+                    other => other,
                 })?;
             let data_start = header.encoded_len() as usize;
             let sealer = BlockSealer::for_header(&keyring, header, label.clone())?;

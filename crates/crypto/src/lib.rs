@@ -28,7 +28,7 @@ pub mod owned;
 #[cfg(feature = "aws-kms")]
 pub use aws::AwsKmsProvider;
 pub use error::{Error, IntegrityReason, KeyState, Result};
-pub use keyring::{FileCipher, Keyring};
+pub use keyring::{FileCipher, Keyring, SealBackend};
 pub use keys::{DatabaseId, FileId, KEY_LEN, SecretKey};
 pub use keysfile::KeysFile;
 pub use kms::{AuditEntry, KmsKeyInfo, LocalKms, LocalKmsProvider};

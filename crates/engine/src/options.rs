@@ -36,7 +36,10 @@ pub struct Options {
     /// Extra providers the KEYS file may name (for example an AWS KMS key): consulted by
     /// descriptor when the database is opened.
     pub providers: Vec<SharedProvider>,
-    /// The block cipher for a new database (`chacha20poly1305`, or `none` for baselines).
+    /// The block cipher for a new database (`chacha20poly1305`, `aes256gcm` for CPUs with
+    /// AES-NI, or `none` for baselines). An existing database keeps the cipher its KEYS file
+    /// records. Which ChaCha20-Poly1305 implementation runs is `SEALDB_SEAL_BACKEND`
+    /// (`fast`, the default with sealdb-crypto's `ring` feature, or `reference`).
     pub cipher: CipherId,
     /// Bytes of memtable after which it is frozen and a new one started.
     pub memtable_size: usize,
