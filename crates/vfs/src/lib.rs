@@ -13,9 +13,11 @@
 //! This crate never interprets file contents: sealing is the job of `sealdb-crypto`.
 
 mod crash;
+mod priority;
 mod real;
 
 pub use crash::{CrashFs, Fault, FaultId, FaultKind, Op, PathPredicate};
+pub use priority::{BACKGROUND_NICE, lower_thread_priority};
 pub use real::RealFs;
 
 use std::fmt::Debug;

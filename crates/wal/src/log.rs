@@ -277,6 +277,7 @@ fn start_background_syncer() -> Option<std::sync::mpsc::SyncSender<sealdb_vfs::B
     std::thread::Builder::new()
         .name("sealdb-wal-sync".into())
         .spawn(move || {
+            sealdb_vfs::lower_thread_priority(sealdb_vfs::BACKGROUND_NICE);
             // A failed background sync changes nothing promised: synced writes sync themselves.
             while let Ok(sync) = rx.recv() {
                 let _ = sync();
