@@ -131,6 +131,9 @@ pub struct Stats {
     pub records: u64,
     /// Commit groups (WAL frames) written: `batches / groups` is the group-commit factor.
     pub commit_groups: u64,
+    /// Writers queued for commit right now, behind the group being written (a gauge, not a
+    /// counter).
+    pub commit_queue: u64,
     /// WAL syncs (`fdatasync`) performed.
     pub wal_syncs: u64,
     /// Memtable rotations.
@@ -1709,6 +1712,7 @@ impl Db {
             batches: c.batches.load(Ordering::Relaxed),
             records: c.records.load(Ordering::Relaxed),
             commit_groups: c.commit_groups.load(Ordering::Relaxed),
+            commit_queue: self.inner.group.queued() as u64,
             wal_syncs: c.wal_syncs.load(Ordering::Relaxed),
             memtable_rotations: c.rotations.load(Ordering::Relaxed),
             write_stalls: c.stalls.load(Ordering::Relaxed),
