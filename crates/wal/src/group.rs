@@ -296,7 +296,8 @@ mod tests {
         const FOLLOWERS: usize = 5;
         let gc: Arc<GroupCommit<u64, u64>> = Arc::new(GroupCommit::new());
         // (thread that ran the work, items of the group)
-        let groups: Arc<std::sync::Mutex<Vec<(std::thread::ThreadId, Vec<u64>)>>> = Arc::default();
+        type Groups = Vec<(std::thread::ThreadId, Vec<u64>)>;
+        let groups: Arc<std::sync::Mutex<Groups>> = Arc::default();
         let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
         let work = {
             let gc = gc.clone();
