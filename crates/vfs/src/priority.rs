@@ -1,9 +1,10 @@
 //! Scheduling priority of background threads.
 //!
-//! Flushes, compactions and background syncs must not take the core a committing writer
-//! needs: on a machine with few cores, a background thread at the writer's priority preempts
-//! it for a whole scheduler tick. A lowered priority keeps them running whenever a core is
-//! otherwise idle and yields to foreground threads when it is not.
+//! Flushes and compactions must not take the core a committing writer needs: on a machine
+//! with few cores, a background thread at the writer's priority preempts it for a whole
+//! scheduler tick. A lowered priority keeps them running whenever a core is otherwise idle
+//! and yields to foreground threads when it is not. Threads a writer may wait on directly
+//! (creating the next WAL segment) keep the normal priority: load could starve them.
 
 /// The nice value background threads run at: well below the default (0), far from the
 /// lowest (19) so they still make progress on a busy machine (a flush that never runs stalls

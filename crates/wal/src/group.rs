@@ -31,7 +31,7 @@ pub const MAX_DRAINED_GROUPS: usize = 4;
 
 /// Bounds of the followers' adaptive spin, in `spin_loop` iterations.
 const MIN_SPIN: u32 = 64;
-const MAX_SPIN: u32 = 1 << 14;
+const MAX_SPIN: u32 = 1 << 12;
 
 #[derive(Debug)]
 struct State<T, R> {

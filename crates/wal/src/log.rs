@@ -332,7 +332,6 @@ fn start_background_syncer() -> Option<std::sync::mpsc::SyncSender<sealdb_vfs::B
     std::thread::Builder::new()
         .name("sealdb-wal-sync".into())
         .spawn(move || {
-            sealdb_vfs::lower_thread_priority(sealdb_vfs::BACKGROUND_NICE);
             // A failed background sync changes nothing promised: synced writes sync themselves.
             while let Ok(sync) = rx.recv() {
                 let _ = sync();
@@ -993,7 +992,8 @@ impl Wal {
         let spawned = std::thread::Builder::new()
             .name("sealdb-wal-spare".into())
             .spawn(move || {
-                sealdb_vfs::lower_thread_priority(sealdb_vfs::BACKGROUND_NICE);
+                // At normal priority: a rollover may wait for this thread, and a committing
+                // writer must never wait on a thread that load can starve.
                 let made = create_spare(fs.as_ref(), &dir, &keyring, cipher, number);
                 let mut st = slot.state.lock();
                 st.made = Some(made);
