@@ -1158,9 +1158,12 @@ impl Db {
         };
         let inner = &self.inner;
         let weight = frame_weight(&req);
+        // A synced write's leader waits briefly for the other writers to join its group: the
+        // `fdatasync` they share costs far more than the wait.
+        let gather = req.sync;
         inner
             .group
-            .submit(req, weight, |group| self.commit_group(group))
+            .submit_gathering(req, weight, gather, |group| self.commit_group(group))
             .unwrap_or_else(|e| Err(leader_failed(inner, e)))
     }
 

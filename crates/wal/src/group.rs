@@ -3,11 +3,16 @@
 //! Writers queue their item; the first writer to find no leader active becomes the leader,
 //! takes queued items (its own and the followers', in arrival order, up to the queue's weight
 //! budget), and runs the commit work once for all of them — one frame, one `fdatasync`.
-//! While a leader works, new writers queue up and form the next group. When the leader's
-//! group is done it posts the results and, if writers queued meanwhile, takes them as the next
-//! group itself (up to [`MAX_DRAINED_GROUPS`] times) instead of handing leadership to a
-//! follower that first has to be woken: a hand-off costs a wake-up, and with few writers
-//! the woken follower would then lead a group of one.
+//! While a leader works, new writers queue up and form the next group.
+//!
+//! With closed-loop writers (each submits its next item only after its last one is done)
+//! that alone groups poorly: while one group is written, at most the writers outside it can
+//! queue, and the writers of the finished group come back just after the next leader took
+//! its group — with two writers every group has one item. So a leader whose own item asks
+//! for it (a synced write: the `fdatasync` it shares costs far more than a short wait)
+//! *gathers* first: while fewer items are queued than writers were seen at the end of the
+//! last group, it waits up to [`GATHER_WINDOW`] (spinning, the lock released) for them.
+//! The width it waits for follows the workload: a group that came up short lowers it.
 //!
 //! Followers wait for their result with a short bounded spin (`std::hint::spin_loop`, no
 //! `sched_yield`, which under CPU oversubscription gives the core away for a whole scheduler
@@ -21,13 +26,16 @@
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
-/// How many groups a leader whose own item is done takes on for writers that queued while
-/// it worked, before handing leadership away (so one caller is not kept leading forever
-/// under sustained load).
-pub const MAX_DRAINED_GROUPS: usize = 4;
+/// The longest a gathering leader waits for the writers it expects (see the module docs):
+/// well under one `fdatasync` of a fast disk, so a writer that does not come costs little.
+pub const GATHER_WINDOW: Duration = Duration::from_micros(100);
+
+/// The most writers a leader waits for.
+const MAX_WIDTH: usize = 64;
 
 /// Bounds of the followers' adaptive spin, in `spin_loop` iterations.
 const MIN_SPIN: u32 = 64;
@@ -72,6 +80,11 @@ pub struct GroupCommit<T, R> {
     spin: AtomicU32,
     /// Items queued and not yet taken into a group (readable without the lock).
     queued: AtomicU64,
+    /// Writers seen at the end of the last group (its items plus those queued by then): how
+    /// many a gathering leader waits for.
+    width: AtomicUsize,
+    /// How long a gathering leader waits at most.
+    gather_window: Duration,
 }
 
 impl<T, R> Default for GroupCommit<T, R> {
@@ -90,6 +103,12 @@ impl<T, R> GroupCommit<T, R> {
     /// `budget` (always at least one item, whatever its weight); the rest wait for the next
     /// group.
     pub fn with_budget(budget: usize) -> Self {
+        Self::with_budget_and_window(budget, GATHER_WINDOW)
+    }
+
+    /// Like [`with_budget`](Self::with_budget), with a gathering leader waiting at most
+    /// `gather_window` (instead of [`GATHER_WINDOW`]) for the writers it expects.
+    pub fn with_budget_and_window(budget: usize, gather_window: Duration) -> Self {
         Self {
             state: Mutex::new(State {
                 pending: Vec::new(),
@@ -102,6 +121,8 @@ impl<T, R> GroupCommit<T, R> {
             epoch: AtomicU64::new(0),
             spin: AtomicU32::new(MIN_SPIN * 4),
             queued: AtomicU64::new(0),
+            width: AtomicUsize::new(1),
+            gather_window,
         }
     }
 
@@ -121,13 +142,27 @@ impl<T, R> GroupCommit<T, R> {
     /// this writer finds no leader active while its result is pending, it leads: it calls
     /// `work` with the next group (ids and items, in arrival order), which need not hold its
     /// own item (then it may lead again). `work` must return one result per id. Every writer
-    /// passes an equivalent `work`: only the leaders' run. A leader whose own item is done
-    /// goes on leading the writers that queued meanwhile (at most [`MAX_DRAINED_GROUPS`]
-    /// groups) before it returns.
+    /// passes an equivalent `work`: only the leaders' run.
     ///
     /// Fails with [`LeaderFailed`] if the work of this item's group panicked or gave it no
     /// result.
-    pub fn submit<F>(&self, item: T, weight: usize, mut work: F) -> Result<R, LeaderFailed>
+    pub fn submit<F>(&self, item: T, weight: usize, work: F) -> Result<R, LeaderFailed>
+    where
+        F: FnMut(Vec<(u64, T)>) -> Vec<(u64, R)>,
+    {
+        self.submit_gathering(item, weight, false, work)
+    }
+
+    /// Like [`submit`](Self::submit); with `gather`, this writer, if it leads, first waits
+    /// briefly for the writers it expects to join its group (see the module docs). For items
+    /// whose work is dominated by a cost the group shares, such as a synced write.
+    pub fn submit_gathering<F>(
+        &self,
+        item: T,
+        weight: usize,
+        gather: bool,
+        mut work: F,
+    ) -> Result<R, LeaderFailed>
     where
         F: FnMut(Vec<(u64, T)>) -> Vec<(u64, R)>,
     {
@@ -141,7 +176,7 @@ impl<T, R> GroupCommit<T, R> {
                 return r;
             }
             if !st.leader_active {
-                return self.lead(st, my_id, &mut work);
+                return self.lead(st, my_id, gather, &mut work);
             }
             let seen = self.epoch.load(Ordering::Acquire);
             drop(st);
@@ -180,20 +215,39 @@ impl<T, R> GroupCommit<T, R> {
         false
     }
 
-    /// Leads groups until this writer's own result is posted and either nobody is queued or
-    /// it has drained [`MAX_DRAINED_GROUPS`] groups for others; then steps down.
+    /// Waits (lock released, bounded by the gather window) until the writers seen at the end
+    /// of the last group are queued.
+    fn gather<'a>(&'a self, st: MutexGuard<'a, State<T, R>>) -> MutexGuard<'a, State<T, R>> {
+        let width = self.width.load(Ordering::Relaxed).min(MAX_WIDTH);
+        if st.pending.len() >= width {
+            return st;
+        }
+        drop(st);
+        let deadline = Instant::now() + self.gather_window;
+        while self.queued() < width && Instant::now() < deadline {
+            for _ in 0..32 {
+                std::hint::spin_loop();
+            }
+        }
+        self.lock()
+    }
+
+    /// Leads groups until this writer's own result is posted; then steps down.
     fn lead<'a, F>(
         &'a self,
         mut st: MutexGuard<'a, State<T, R>>,
         my_id: u64,
+        gather: bool,
         work: &mut F,
     ) -> Result<R, LeaderFailed>
     where
         F: FnMut(Vec<(u64, T)>) -> Vec<(u64, R)>,
     {
         st.leader_active = true;
-        let mut drained = 0usize;
         loop {
+            if gather {
+                st = self.gather(st);
+            }
             let group = self.take_group(&mut st);
             let ids: Vec<u64> = group.iter().map(|(id, _)| *id).collect();
             drop(st);
@@ -211,18 +265,18 @@ impl<T, R> GroupCommit<T, R> {
                     }
                 }
             }
+            // How many writers are about: those of this group and those that queued while it
+            // was written.
+            self.width
+                .store((ids.len() + st.pending.len()).max(1), Ordering::Relaxed);
             // An item the work forgot would wait forever.
             for id in ids {
                 st.results
                     .entry(id)
                     .or_insert_with(|| Err(LeaderFailed("no result for the item".into())));
             }
-            let mine_done = st.results.contains_key(&my_id);
-            if mine_done {
-                if st.pending.is_empty() || drained >= MAX_DRAINED_GROUPS {
-                    break;
-                }
-                drained += 1;
+            if st.results.contains_key(&my_id) {
+                break;
             }
             // Writers of the finished group go on while this thread takes the next group.
             self.epoch.fetch_add(1, Ordering::AcqRel);
@@ -291,69 +345,109 @@ mod tests {
         assert!(groups.load(Ordering::Relaxed) < 1600);
     }
 
+    /// Collects the items of every group the work runs.
+    fn recording(
+        groups: &Arc<std::sync::Mutex<Vec<Vec<u64>>>>,
+    ) -> impl FnMut(Vec<(u64, u64)>) -> Vec<(u64, u64)> + Clone + Send + 'static {
+        let groups = groups.clone();
+        move |group: Vec<(u64, u64)>| {
+            let mut items: Vec<u64> = group.iter().map(|(_, x)| *x).collect();
+            items.sort_unstable();
+            groups.lock().expect("lock").push(items);
+            group.into_iter().map(|(id, x)| (id, x + 100)).collect()
+        }
+    }
+
+    /// Holds the first group's work until `n` items are queued behind it.
+    fn held_until_queued(
+        gc: &Arc<GroupCommit<u64, u64>>,
+        n: usize,
+        entered: std::sync::mpsc::Sender<()>,
+        mut then: impl FnMut(Vec<(u64, u64)>) -> Vec<(u64, u64)> + Clone + Send + 'static,
+    ) -> impl FnMut(Vec<(u64, u64)>) -> Vec<(u64, u64)> + Clone + Send + 'static {
+        let gc = gc.clone();
+        move |group: Vec<(u64, u64)>| {
+            if group.iter().any(|(_, x)| *x == 0) {
+                let _ = entered.send(());
+                while gc.queued() < n {
+                    std::thread::yield_now();
+                }
+            }
+            then(group)
+        }
+    }
+
     #[test]
-    fn writers_queued_behind_a_leader_are_drained_by_it_as_one_group() {
+    fn writers_queued_behind_a_leader_form_the_next_group() {
         const FOLLOWERS: usize = 5;
         let gc: Arc<GroupCommit<u64, u64>> = Arc::new(GroupCommit::new());
-        // (thread that ran the work, items of the group)
-        type Groups = Vec<(std::thread::ThreadId, Vec<u64>)>;
-        let groups: Arc<std::sync::Mutex<Groups>> = Arc::default();
+        let groups = Arc::default();
         let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
-        let work = {
-            let gc = gc.clone();
-            let groups = groups.clone();
-            move |group: Vec<(u64, u64)>| -> Vec<(u64, u64)> {
-                let items: Vec<u64> = group.iter().map(|(_, x)| *x).collect();
-                if items == [0] {
-                    // The test hook: the first leader stays inside its write until every
-                    // follower has queued behind it.
-                    let _ = entered_tx.send(());
-                    while gc.queued() < FOLLOWERS {
-                        std::thread::yield_now();
-                    }
-                }
-                groups
-                    .lock()
-                    .expect("lock")
-                    .push((std::thread::current().id(), items));
-                group.into_iter().map(|(id, x)| (id, x + 100)).collect()
-            }
-        };
+        let work = held_until_queued(&gc, FOLLOWERS, entered_tx, recording(&groups));
         let leader = {
-            let gc = gc.clone();
-            let work = work.clone();
-            std::thread::spawn(move || {
-                let r = gc.submit(0, 1, work);
-                (std::thread::current().id(), r)
-            })
+            let (gc, work) = (gc.clone(), work.clone());
+            std::thread::spawn(move || gc.submit(0, 1, work))
         };
         entered_rx.recv().expect("the leader enters its work");
-        let start = Arc::new(std::sync::Barrier::new(FOLLOWERS));
         let followers: Vec<_> = (1..=FOLLOWERS as u64)
             .map(|x| {
-                let gc = gc.clone();
-                let work = work.clone();
-                let start = start.clone();
-                std::thread::spawn(move || {
-                    start.wait();
-                    assert_eq!(gc.submit(x, 1, work), Ok(x + 100));
-                })
+                let (gc, work) = (gc.clone(), work.clone());
+                std::thread::spawn(move || assert_eq!(gc.submit(x, 1, work), Ok(x + 100)))
             })
             .collect();
         for f in followers {
             f.join().expect("follower");
         }
-        let (leader_thread, r) = leader.join().expect("leader");
-        assert_eq!(r, Ok(100));
+        assert_eq!(leader.join().expect("leader"), Ok(100));
         let groups = groups.lock().expect("lock").clone();
-        assert_eq!(groups.len(), 2, "{groups:?}");
-        assert_eq!(groups[0], (leader_thread, vec![0]));
-        let (second_thread, mut second) = groups[1].clone();
-        second.sort_unstable();
-        assert_eq!(second, (1..=FOLLOWERS as u64).collect::<Vec<_>>());
-        // Not handed to a follower that had to be woken first: the leader drained them.
-        assert_eq!(second_thread, leader_thread);
+        assert_eq!(
+            groups,
+            vec![vec![0], (1..=FOLLOWERS as u64).collect::<Vec<_>>()]
+        );
         assert_eq!(gc.queued(), 0);
+    }
+
+    #[test]
+    fn a_gathering_leader_waits_for_the_writers_it_expects() {
+        // A window far longer than the test needs: the leader must be seen to wait for the
+        // writer, not to happen to meet it.
+        let gc: Arc<GroupCommit<u64, u64>> = Arc::new(GroupCommit::with_budget_and_window(
+            usize::MAX,
+            std::time::Duration::from_secs(600),
+        ));
+        let groups = Arc::default();
+        // Prime: item 0 is held until items 1 and 2 queue, then 1 and 2 form a group of two,
+        // so two writers are what the queue has seen at the end of its last group.
+        let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
+        let work = held_until_queued(&gc, 2, entered_tx, recording(&groups));
+        let first = {
+            let (gc, work) = (gc.clone(), work.clone());
+            std::thread::spawn(move || gc.submit(0, 1, work))
+        };
+        entered_rx.recv().expect("the leader enters its work");
+        let primers: Vec<_> = (1..=2u64)
+            .map(|x| {
+                let (gc, work) = (gc.clone(), work.clone());
+                std::thread::spawn(move || gc.submit(x, 1, work))
+            })
+            .collect();
+        for p in primers {
+            assert!(p.join().expect("primer").is_ok());
+        }
+        assert_eq!(first.join().expect("first"), Ok(100));
+        // Now a lone synced writer leads: it waits for a second writer instead of writing a
+        // group of one.
+        let gathering = {
+            let (gc, work) = (gc.clone(), work.clone());
+            std::thread::spawn(move || gc.submit_gathering(3, 1, true, work))
+        };
+        while gc.queued() < 1 {
+            std::thread::yield_now();
+        }
+        assert_eq!(gc.submit(4, 1, work.clone()), Ok(104));
+        assert_eq!(gathering.join().expect("gathering"), Ok(103));
+        let groups = groups.lock().expect("lock").clone();
+        assert_eq!(groups, vec![vec![0], vec![1, 2], vec![3, 4]]);
     }
 
     #[test]

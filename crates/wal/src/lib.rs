@@ -31,7 +31,7 @@ pub use batch::{
     BATCH_HEADER_LEN, BatchBuilder, FRAME_HEADER_LEN, MAX_BATCH_LEN, MAX_FRAME_LEN, MAX_KEY_LEN,
     MAX_VALUE_LEN, Op, RecordIter, RecordRef, frame_len,
 };
-pub use group::{GroupCommit, LeaderFailed, MAX_DRAINED_GROUPS, panic_message};
+pub use group::{GATHER_WINDOW, GroupCommit, LeaderFailed, panic_message};
 pub use log::{
     FrameBatch, RecoveryStats, RollObserver, SegmentSummary, TornTail, Wal, WalOptions,
     WalRecovery, decode_frame_for_fuzz, segment_file_name, summarize_segment,
