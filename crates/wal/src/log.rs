@@ -210,6 +210,10 @@ struct Active {
     /// Bytes appended since the last sync (foreground or background).
     unsynced: u64,
     syncer: Option<Syncer>,
+    /// Set while the start frame is not yet known durable (a rollover by a synced append
+    /// leaves its sync to that append's): the highest durable sequence number to tell the
+    /// roll observer once it is.
+    announce: Option<u64>,
 }
 
 /// A background sync handle with a `Debug` that says only whether it exists.
@@ -806,7 +810,9 @@ impl Wal {
                 a.has_batches
                     && a.writer.offset() + inner.scratch.len() as u64 > self.opts.segment_size
             }) {
-                self.roll_over(inner)?;
+                // A synced append syncs the new segment right after its frame: one sync
+                // covers the start frame and the frame.
+                self.roll_over(inner, sync)?;
             }
             let active = inner.active.as_mut().ok_or(Error::ReadOnly)?;
             let before = active.writer.offset();
@@ -821,6 +827,7 @@ impl Wal {
             if sync {
                 active.writer.sync()?;
                 active.unsynced = 0;
+                self.announce_if_due(active);
             } else if active.unsynced >= BACKGROUND_SYNC_BYTES
                 && let Some(sync) = &active.syncer
             {
@@ -871,13 +878,14 @@ impl Wal {
             inner.poisoned = Some(e.to_string());
             return Err(e);
         }
+        self.announce_if_due(active);
         let start = StartFrame {
             number: active.number + 1,
             prev_number: active.number,
             prev_end: valid_end,
             prev_finished: false,
         };
-        match self.create_next(inner, start) {
+        match self.create_next(inner, start, false) {
             Ok(()) => {
                 inner.broken_at = None;
                 Ok(())
@@ -898,9 +906,17 @@ impl Wal {
     /// Uses the segment created ahead in the background when there is one (then only the
     /// start frame is written and synced here: no file creation, no directory sync); a
     /// failure of that background creation is this rollover's failure.
-    fn create_next(&self, inner: &mut Inner, start: StartFrame) -> Result<()> {
+    ///
+    /// With `defer_sync`, a start frame written into a spare is not synced here: the caller
+    /// syncs the new segment next (a synced append, whose sync then covers the start frame
+    /// and its own frame), and the segment is announced to the roll observer after that.
+    /// The old segment is already durable, so the start frame never vouches for bytes that
+    /// could still be lost.
+    fn create_next(&self, inner: &mut Inner, start: StartFrame, defer_sync: bool) -> Result<()> {
         let made = match self.spare.take() {
-            Some(Ok(spare)) if spare.number == start.number => start_spare(spare, start),
+            Some(Ok(spare)) if spare.number == start.number => {
+                start_spare(spare, start, !defer_sync)
+            }
             Some(Ok(spare)) => self
                 .remove_spare(spare)
                 .and_then(|()| self.create_segment_now(inner, start)),
@@ -909,13 +925,15 @@ impl Wal {
         };
         match made {
             Ok(next) => {
-                let number = next.number;
                 if let Some(old) = inner.active.replace(next) {
                     inner.closed.insert(old.number, old.max_seq);
                 }
                 let durable = inner.closed.values().copied().max().unwrap_or(0);
-                if let Some(observe) = self.roll_observer.lock().as_ref() {
-                    observe(number, durable);
+                if let Some(active) = inner.active.as_mut() {
+                    active.announce = Some(durable);
+                    if !defer_sync {
+                        self.announce_if_due(active);
+                    }
                 }
                 Ok(())
             }
@@ -1006,7 +1024,19 @@ impl Wal {
         }
     }
 
-    fn roll_over(&self, inner: &mut Inner) -> Result<()> {
+    /// Tells the roll observer of the active segment once its start frame is durable (call
+    /// right after a successful sync of it).
+    fn announce_if_due(&self, active: &mut Active) {
+        if let Some(durable) = active.announce.take()
+            && let Some(observe) = self.roll_observer.lock().as_ref()
+        {
+            observe(active.number, durable);
+        }
+    }
+
+    /// Finishes the active segment, makes it durable and starts the next one; with
+    /// `defer_sync`, the caller syncs the new segment (see [`Wal::create_next`]).
+    fn roll_over(&self, inner: &mut Inner, defer_sync: bool) -> Result<()> {
         let active = inner.active.as_mut().ok_or(Error::ReadOnly)?;
         let before = active.writer.offset();
         if let Err(e) = active.writer.finish(&[FRAME_END]) {
@@ -1023,7 +1053,7 @@ impl Wal {
             prev_end: active.writer.offset(),
             prev_finished: true,
         };
-        self.create_next(inner, start).inspect_err(|e| {
+        self.create_next(inner, start, defer_sync).inspect_err(|e| {
             // The old segment is finished and durable; the next append retries from its end.
             if e.is_no_space() && inner.poisoned.is_none() {
                 inner.broken_at = Some(start.prev_end);
@@ -1051,6 +1081,7 @@ impl Wal {
         let active = inner.active.as_mut().ok_or(Error::ReadOnly)?;
         active.writer.sync()?;
         active.unsynced = 0;
+        self.announce_if_due(active);
         let end = active.writer.offset();
         let durable = inner
             .closed
@@ -1076,7 +1107,7 @@ impl Wal {
         if inner.broken_at.is_some() {
             // Replacing the broken segment is itself the rotation.
             self.replace_broken(inner)?;
-        } else if let Err(e) = self.roll_over(inner) {
+        } else if let Err(e) = self.roll_over(inner, false) {
             if inner.broken_at.is_none() {
                 inner.poisoned = Some(e.to_string());
             }
@@ -1100,8 +1131,9 @@ impl Wal {
             return Err(Error::ReadOnly);
         };
         let r = active.writer.sync();
-        if let Err(e) = &r {
-            inner.poisoned = Some(e.to_string());
+        match &r {
+            Ok(()) => self.announce_if_due(active),
+            Err(e) => inner.poisoned = Some(e.to_string()),
         }
         Ok(r?)
     }
@@ -1321,11 +1353,15 @@ fn create_spare(
     made
 }
 
-/// Makes a spare the segment `start` describes: its start frame, durable.
-fn start_spare(spare: Spare, start: StartFrame) -> Result<Active> {
+/// Makes a spare the segment `start` describes: its start frame, durable unless `sync` is
+/// false (then the caller's next sync makes it durable, and it must announce the segment
+/// only after that).
+fn start_spare(spare: Spare, start: StartFrame, sync: bool) -> Result<Active> {
     let mut writer = spare.writer;
     writer.append_block(&start.encode())?;
-    writer.sync()?;
+    if sync {
+        writer.sync()?;
+    }
     let syncer = writer.background_syncer().map(Syncer);
     Ok(Active {
         writer,
@@ -1334,6 +1370,7 @@ fn start_spare(spare: Spare, start: StartFrame) -> Result<Active> {
         has_batches: false,
         unsynced: 0,
         syncer,
+        announce: None,
     })
 }
 
@@ -1360,5 +1397,6 @@ fn create_segment(
         has_batches: false,
         unsynced: 0,
         syncer,
+        announce: None,
     })
 }
