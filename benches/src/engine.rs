@@ -222,8 +222,11 @@ impl Engine for SealEngine {
         let s = self.db.stats();
         let levels: Vec<String> = s.levels.iter().map(|l| l.files.to_string()).collect();
         format!(
-            "files per level [{}], stalls {} ({:?}), flushes {}, compactions {}, cache hit ratio {:.3}, write amp {:.2}",
+            "files per level [{}], batches {} in {} commit groups ({:.2} per group), stalls {} ({:?}), flushes {}, compactions {}, cache hit ratio {:.3}, write amp {:.2}",
             levels.join(","),
+            s.batches,
+            s.commit_groups,
+            s.batches as f64 / s.commit_groups.max(1) as f64,
             s.write_stalls,
             s.write_stall_time,
             s.flushes,

@@ -252,14 +252,20 @@ pub(crate) fn start(inner: &Arc<DbInner>) -> Vec<std::thread::JoinHandle<()>> {
     threads.push(
         std::thread::Builder::new()
             .name("sealdb-flush".into())
-            .spawn(move || run_job(&f, BgJob::Flush, &frx, || flush_oldest(&f)))
+            .spawn(move || {
+                sealdb_vfs::lower_thread_priority(sealdb_vfs::BACKGROUND_NICE);
+                run_job(&f, BgJob::Flush, &frx, || flush_oldest(&f))
+            })
             .unwrap_or_else(|_| std::thread::spawn(|| {})),
     );
     let c = inner.clone();
     threads.push(
         std::thread::Builder::new()
             .name("sealdb-compact".into())
-            .spawn(move || run_job(&c, BgJob::Compaction, &crx, || compact_once(&c)))
+            .spawn(move || {
+                sealdb_vfs::lower_thread_priority(sealdb_vfs::BACKGROUND_NICE);
+                run_job(&c, BgJob::Compaction, &crx, || compact_once(&c))
+            })
             .unwrap_or_else(|_| std::thread::spawn(|| {})),
     );
     threads
@@ -369,17 +375,19 @@ pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
             }
             Ok(())
         };
-        for e in mem.iter(Bound::Unbounded, Bound::Unbounded) {
+        // Borrowed in place: the memtable is frozen, and copying every key and value out
+        // (as its owned cursor does) was a large share of a flush's CPU.
+        mem.try_for_each(|e| -> Result<()> {
             let Some(ks) = e
                 .key
                 .get(..4)
                 .and_then(|p| p.try_into().ok())
                 .map(u32::from_be_bytes)
             else {
-                continue;
+                return Ok(());
             };
             if !live_keyspaces.contains(&ks) {
-                continue; // dropped keyspace
+                return Ok(()); // dropped keyspace
             }
             let user = e.key.get(4..).unwrap_or_default();
             if current.as_ref().is_none_or(|(c, _, _)| *c != ks) {
@@ -393,9 +401,10 @@ pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
                     sealdb_memtable::ValueKind::Put => ValueKind::Put,
                     sealdb_memtable::ValueKind::Delete => ValueKind::Delete,
                 };
-                b.add(user, e.seq, kind, &e.value).map_err(table_error)?;
+                b.add(user, e.seq, kind, e.value).map_err(table_error)?;
             }
-        }
+            Ok(())
+        })?;
         finish(current.take(), &mut outputs, &mut written)?;
         let dir = inner.path.join(TABLES_DIR);
         inner.fs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -493,6 +502,9 @@ pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
         .fetch_add(written, Ordering::Relaxed);
     inner.notify_room();
     inner.signal_compaction();
+    // Freeing a memtable is one deallocation per key, value and node: off this thread, so
+    // the flush is done (and the next one may start) without paying for it.
+    reclaim_later(mem);
     tracing::info!(
         tables = outputs.len(),
         bytes = written,
@@ -501,6 +513,37 @@ pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
         "flush"
     );
     Ok(true)
+}
+
+/// Memory waiting for the reclaimer: at most this many items, so what is freed late stays
+/// bounded (a memtable already left the write-buffer accounting when it is handed over).
+const RECLAIM_QUEUE: usize = 1;
+
+/// Drops `item` on the process's reclaimer thread, which runs at the lowest priority; drops it
+/// here instead if the reclaimer is busy or cannot be started.
+pub(crate) fn reclaim_later<T: Send + 'static>(item: T) {
+    type Reclaim = Box<dyn Send>;
+    static RECLAIMER: std::sync::OnceLock<Option<crossbeam_channel::Sender<Reclaim>>> =
+        std::sync::OnceLock::new();
+    let tx = RECLAIMER.get_or_init(|| {
+        let (tx, rx) = crossbeam_channel::bounded::<Reclaim>(RECLAIM_QUEUE);
+        std::thread::Builder::new()
+            .name("sealdb-reclaim".into())
+            .spawn(move || {
+                sealdb_vfs::lower_thread_priority(19);
+                for item in rx {
+                    drop(item);
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    });
+    let item: Reclaim = Box::new(item);
+    if let Some(tx) = tx
+        && let Err(e) = tx.try_send(item)
+    {
+        drop(e.into_inner());
+    }
 }
 
 /// One compaction: input tables of `level` (and the overlapping ones of `level + 1`) merged
@@ -1157,4 +1200,45 @@ fn verify_keys_file(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reports the thread it is dropped on.
+    struct Tell(std::sync::mpsc::Sender<Option<String>>);
+
+    impl Drop for Tell {
+        fn drop(&mut self) {
+            let _ = self
+                .0
+                .send(std::thread::current().name().map(str::to_string));
+        }
+    }
+
+    #[test]
+    fn reclaimed_items_are_dropped_on_the_reclaimer_or_at_once() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let here = std::thread::current().name().map(str::to_string);
+        for _ in 0..8 {
+            reclaim_later(Tell(tx.clone()));
+        }
+        drop(tx);
+        let threads: Vec<Option<String>> = rx.iter().collect();
+        // Every item is dropped exactly once, by the reclaimer or (queue full) right here.
+        assert_eq!(threads.len(), 8);
+        assert!(
+            threads
+                .iter()
+                .all(|t| t.as_deref() == Some("sealdb-reclaim") || *t == here),
+            "{threads:?}"
+        );
+        assert!(
+            threads
+                .iter()
+                .any(|t| t.as_deref() == Some("sealdb-reclaim")),
+            "{threads:?}"
+        );
+    }
 }

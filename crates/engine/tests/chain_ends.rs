@@ -675,3 +675,87 @@ fn stale_temporary_files_are_removed_by_a_writable_open_only() {
     drop(t.open());
     assert!(!stale.exists() && !legacy.exists());
 }
+
+/// Opens `c` with small WAL segments, writes synced puts until the next segment has been
+/// created ahead (a spare: a sealed header, no frame), and crashes. Returns the keys
+/// acknowledged, the size of a started segment holding nothing yet, and the WAL files left.
+fn crash_with_a_spare_segment(c: &Crashy) -> (Vec<Vec<u8>>, u64, Vec<(PathBuf, u64)>) {
+    let opts = || Options {
+        wal_segment_size: 4 << 10,
+        ..c.options()
+    };
+    drop(Db::open(c.path(), opts()).expect("create"));
+    let db = Db::open(c.path(), opts()).expect("open");
+    let dir = c.path().join("wal");
+    let sizes = || -> Vec<(PathBuf, u64)> {
+        let mut names = c.fs.list_dir(&dir).expect("ls");
+        names.sort();
+        names
+            .into_iter()
+            .map(|n| {
+                let p = dir.join(n);
+                let len = c.fs.file_size(&p).expect("size");
+                (p, len)
+            })
+            .collect()
+    };
+    // The segment this open started: header and start frame, nothing else.
+    let started = sizes().last().expect("a segment").1;
+    let mut acked = Vec::new();
+    for i in 0..2000u32 {
+        let key = format!("k{i:05}").into_bytes();
+        db.default_keyspace()
+            .put_opt(&key, [7u8; 100], WriteOptions::SYNC)
+            .expect("put");
+        acked.push(key);
+        let files = sizes();
+        if files.len() >= 2 && files.last().is_some_and(|(_, len)| *len < started) {
+            break;
+        }
+    }
+    let files = sizes();
+    assert!(
+        files.last().is_some_and(|(_, len)| *len < started),
+        "no spare segment was created: {files:?}"
+    );
+    c.crash(db);
+    (acked, started, sizes())
+}
+
+#[test]
+fn after_a_crash_a_spare_wal_segment_is_removed_and_every_synced_write_survives() {
+    let c = Crashy::new();
+    let (acked, started, _) = crash_with_a_spare_segment(&c);
+    let db = Db::open(
+        c.path(),
+        Options {
+            wal_segment_size: 4 << 10,
+            ..c.options()
+        },
+    )
+    .expect("a spare segment left by a crash is not damage");
+    for k in &acked {
+        assert_eq!(db.get(k).expect("get"), Some(vec![7u8; 100]), "{k:?}");
+    }
+    // No file that holds nothing is left in the WAL directory.
+    let dir = c.path().join("wal");
+    for n in c.fs.list_dir(&dir).expect("ls") {
+        let len = c.fs.file_size(&dir.join(&n)).expect("size");
+        assert!(len >= started, "{n} ({len} bytes) was left behind");
+    }
+}
+
+#[test]
+fn after_a_crash_a_spare_wal_segment_does_not_stand_in_for_a_deleted_newest_segment() {
+    let c = Crashy::new();
+    let (_, started, files) = crash_with_a_spare_segment(&c);
+    // The newest segment that holds a start frame: the one before a surviving spare.
+    let newest_real = files
+        .iter()
+        .rev()
+        .find(|(_, len)| *len >= started)
+        .map(|(p, _)| p.clone())
+        .expect("a started segment");
+    c.fs.remove_file(&newest_real).expect("rm");
+    assert_chain_end(c.open(), "newest started segment deleted, spare left");
+}

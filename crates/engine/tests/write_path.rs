@@ -511,3 +511,49 @@ fn a_refusal_after_poisoning_names_the_failure_once() {
         assert!(msg.contains("injected fault"), "names the cause: {msg}");
     }
 }
+
+/// Waits until `n` writers are queued behind the commit leader (no sleeping and hoping).
+fn wait_for_queue(db: &Db, n: u64) {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while db.stats().commit_queue < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writers never queued behind the leader"
+        );
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn writers_queued_behind_the_leader_commit_as_one_group_with_one_sync() {
+    let t = TestDb::new();
+    let db = t.open();
+    let gate = Arc::new(Gate::default());
+    hooked_index(&db, &gate, Projection::KeysOnly);
+    let before = db.stats();
+    let leader = hold_leader(&db, &gate);
+    let writers: Vec<_> = (0..5)
+        .map(|i| {
+            let ks = db.default_keyspace();
+            spawn(move || ks.put_opt(format!("w{i}").as_bytes(), b"v", WriteOptions::SYNC))
+        })
+        .collect();
+    wait_for_queue(&db, 5);
+    gate.release();
+    wait(&leader, "leader").expect("the leader's put");
+    for w in writers {
+        wait(&w, "writer").expect("a queued put");
+    }
+    let after = db.stats();
+    assert_eq!(after.batches - before.batches, 6);
+    // The leader's own frame, then one frame and one sync for the five that queued.
+    assert_eq!(after.commit_groups - before.commit_groups, 2, "{after:?}");
+    assert_eq!(after.wal_syncs - before.wal_syncs, 1, "{after:?}");
+    assert_eq!(after.commit_queue, 0);
+    for i in 0..5 {
+        assert_eq!(
+            db.get(format!("w{i}").as_bytes()).expect("get"),
+            Some(b"v".to_vec())
+        );
+    }
+}

@@ -203,6 +203,43 @@ impl Memtable {
     pub fn iter(self: &Arc<Self>, lower: Bound<Vec<u8>>, upper: Bound<Vec<u8>>) -> MemtableIter {
         MemtableIter::new(Arc::clone(self), lower, upper)
     }
+
+    /// Calls `f` with every entry (all versions, tombstones included) in internal order,
+    /// lending the key and value in place instead of copying them: for a flush, which reads a
+    /// frozen table once front to back and writes each entry straight into a table builder,
+    /// the copies [`Memtable::iter`] makes are most of its cost. Stops at the first error `f`
+    /// returns and passes it on.
+    ///
+    /// Entries inserted while it runs may or may not be seen (after [`Memtable::freeze`],
+    /// none are).
+    pub fn try_for_each<E>(
+        &self,
+        mut f: impl FnMut(EntryRef<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for e in self.map.iter() {
+            let (k, slot) = (e.key(), e.value());
+            f(EntryRef {
+                key: &k.user_key,
+                seq: k.seq.0,
+                kind: slot.kind,
+                value: &slot.value,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// One entry lent by [`Memtable::try_for_each`]: the key and value stay in the memtable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    /// The user key.
+    pub key: &'a [u8],
+    /// The sequence number this version was written at.
+    pub seq: SeqNo,
+    /// Whether this version is a value or a tombstone.
+    pub kind: ValueKind,
+    /// The value; always empty for [`ValueKind::Delete`].
+    pub value: &'a [u8],
 }
 
 impl fmt::Debug for Memtable {
@@ -224,6 +261,47 @@ mod tests {
     use super::*;
 
     fn assert_send_sync<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn try_for_each_lends_every_entry_in_the_order_iter_yields() {
+        let m = Arc::new(Memtable::new(1));
+        for (i, k) in [b"b".as_slice(), b"a", b"c", b"a", b"b"].iter().enumerate() {
+            let seq = i as u64 + 1;
+            let kind = if seq == 4 {
+                ValueKind::Delete
+            } else {
+                ValueKind::Put
+            };
+            m.insert(k, seq, kind, format!("v{seq}").as_bytes())
+                .expect("insert");
+        }
+        let mut lent = Vec::new();
+        m.try_for_each(|e| {
+            lent.push(Entry {
+                key: e.key.to_vec(),
+                seq: e.seq,
+                kind: e.kind,
+                value: e.value.to_vec(),
+            });
+            Ok::<(), ()>(())
+        })
+        .expect("no error");
+        let owned: Vec<Entry> = m.iter(Bound::Unbounded, Bound::Unbounded).collect();
+        assert_eq!(lent, owned);
+        assert_eq!(lent.len(), 5);
+        assert_eq!((lent[0].key.as_slice(), lent[0].seq), (b"a".as_slice(), 4));
+        assert_eq!(lent[0].kind, ValueKind::Delete);
+        assert!(lent[0].value.is_empty());
+
+        // The first error stops the walk and comes back.
+        let mut seen = 0;
+        let r = m.try_for_each(|e| {
+            seen += 1;
+            if e.key == b"b" { Err(e.seq) } else { Ok(()) }
+        });
+        assert_eq!(r, Err(5));
+        assert_eq!(seen, 3);
+    }
 
     #[test]
     fn memtable_and_iterator_are_send_sync_and_static() {

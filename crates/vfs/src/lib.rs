@@ -13,9 +13,13 @@
 //! This crate never interprets file contents: sealing is the job of `sealdb-crypto`.
 
 mod crash;
+mod hook;
+mod priority;
 mod real;
 
 pub use crash::{CrashFs, Fault, FaultId, FaultKind, Op, PathPredicate};
+pub use hook::{Hook, HookFs};
+pub use priority::{BACKGROUND_NICE, lower_thread_priority};
 pub use real::RealFs;
 
 use std::fmt::Debug;

@@ -3,16 +3,43 @@
 //! Writers queue their item; the first writer to find no leader active becomes the leader,
 //! takes queued items (its own and the followers', in arrival order, up to the queue's weight
 //! budget), and runs the commit work once for all of them — one frame, one `fdatasync`.
-//! Followers sleep until their result is posted. While a leader works, new writers queue up
-//! and form the next group, so under load groups grow and syncs are shared.
+//! While a leader works, new writers queue up and form the next group.
+//!
+//! With closed-loop writers (each submits its next item only after its last one is done)
+//! that alone groups poorly: while one group is written, at most the writers outside it can
+//! queue, and the writers of the finished group come back just after the next leader took
+//! its group — with two writers every group has one item. So a leader whose own item asks
+//! for it (a synced write: the `fdatasync` it shares costs far more than a short wait)
+//! *gathers* first: while fewer items are queued than writers were seen at the end of the
+//! last group, it waits up to [`GATHER_WINDOW`] (spinning, the lock released) for them.
+//! The width it waits for follows the workload: a group that came up short lowers it.
+//!
+//! Followers wait for their result with a short bounded spin (`std::hint::spin_loop`, no
+//! `sched_yield`, which under CPU oversubscription gives the core away for a whole scheduler
+//! tick) and then park on a condition variable. The spin adapts: it grows while spinning
+//! pays off and shrinks when followers end up parking anyway. The lock is `std`'s futex
+//! mutex rather than `parking_lot`'s, whose contended path also yields.
 //!
 //! A panic in the leader's work (it may run application code, such as an index extractor)
 //! is contained: every writer of that group gets [`LeaderFailed`] and the queue goes on with
 //! the next leader, instead of every writer waiting forever for a leader that is gone.
 
-use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// The longest a gathering leader waits for the writers it expects (see the module docs):
+/// well under one `fdatasync` of a fast disk, so a writer that does not come costs little.
+pub const GATHER_WINDOW: Duration = Duration::from_micros(100);
+
+/// The most writers a leader waits for.
+const MAX_WIDTH: usize = 64;
+
+/// Bounds of the followers' adaptive spin, in `spin_loop` iterations.
+const MIN_SPIN: u32 = 64;
+const MAX_SPIN: u32 = 1 << 12;
 
 #[derive(Debug)]
 struct State<T, R> {
@@ -46,6 +73,18 @@ pub struct GroupCommit<T, R> {
     state: Mutex<State<T, R>>,
     done: Condvar,
     budget: usize,
+    /// Bumped (under the lock) whenever results are posted or leadership is released: what a
+    /// spinning follower watches without taking the lock.
+    epoch: AtomicU64,
+    /// The current spin bound of a waiting follower.
+    spin: AtomicU32,
+    /// Items queued and not yet taken into a group (readable without the lock).
+    queued: AtomicU64,
+    /// Writers seen at the end of the last group (its items plus those queued by then): how
+    /// many a gathering leader waits for.
+    width: AtomicUsize,
+    /// How long a gathering leader waits at most.
+    gather_window: Duration,
 }
 
 impl<T, R> Default for GroupCommit<T, R> {
@@ -64,6 +103,12 @@ impl<T, R> GroupCommit<T, R> {
     /// `budget` (always at least one item, whatever its weight); the rest wait for the next
     /// group.
     pub fn with_budget(budget: usize) -> Self {
+        Self::with_budget_and_window(budget, GATHER_WINDOW)
+    }
+
+    /// Like [`with_budget`](Self::with_budget), with a gathering leader waiting at most
+    /// `gather_window` (instead of [`GATHER_WINDOW`]) for the writers it expects.
+    pub fn with_budget_and_window(budget: usize, gather_window: Duration) -> Self {
         Self {
             state: Mutex::new(State {
                 pending: Vec::new(),
@@ -73,7 +118,24 @@ impl<T, R> GroupCommit<T, R> {
             }),
             done: Condvar::new(),
             budget,
+            epoch: AtomicU64::new(0),
+            spin: AtomicU32::new(MIN_SPIN * 4),
+            queued: AtomicU64::new(0),
+            width: AtomicUsize::new(1),
+            gather_window,
         }
+    }
+
+    /// How many submitted items wait to be taken into a group. Lets a caller (or a test)
+    /// see that writers have queued behind a working leader.
+    pub fn queued(&self) -> usize {
+        usize::try_from(self.queued.load(Ordering::Acquire)).unwrap_or(usize::MAX)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<T, R>> {
+        // The work runs outside the lock and its panics are caught, so a poisoned lock only
+        // means a panic between two consistent states (an allocation failure): go on.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Submits `item` (of `weight` against the budget) and waits for its result. Whenever
@@ -84,49 +146,148 @@ impl<T, R> GroupCommit<T, R> {
     ///
     /// Fails with [`LeaderFailed`] if the work of this item's group panicked or gave it no
     /// result.
-    pub fn submit<F>(&self, item: T, weight: usize, mut work: F) -> Result<R, LeaderFailed>
+    pub fn submit<F>(&self, item: T, weight: usize, work: F) -> Result<R, LeaderFailed>
     where
         F: FnMut(Vec<(u64, T)>) -> Vec<(u64, R)>,
     {
-        let mut st = self.state.lock();
+        self.submit_gathering(item, weight, false, work)
+    }
+
+    /// Like [`submit`](Self::submit); with `gather`, this writer, if it leads, first waits
+    /// briefly for the writers it expects to join its group (see the module docs). For items
+    /// whose work is dominated by a cost the group shares, such as a synced write.
+    pub fn submit_gathering<F>(
+        &self,
+        item: T,
+        weight: usize,
+        gather: bool,
+        mut work: F,
+    ) -> Result<R, LeaderFailed>
+    where
+        F: FnMut(Vec<(u64, T)>) -> Vec<(u64, R)>,
+    {
+        let mut st = self.lock();
         let my_id = st.next_id;
         st.next_id += 1;
         st.pending.push((my_id, item, weight));
+        self.queued.fetch_add(1, Ordering::AcqRel);
         loop {
             if let Some(r) = st.results.remove(&my_id) {
                 return r;
             }
             if !st.leader_active {
-                st.leader_active = true;
-                let group = self.take_group(&mut st);
-                let ids: Vec<u64> = group.iter().map(|(id, _)| *id).collect();
-                drop(st);
-                let outcome = catch_unwind(AssertUnwindSafe(|| work(group)));
-                st = self.state.lock();
-                match outcome {
-                    Ok(results) => {
-                        st.results
-                            .extend(results.into_iter().map(|(id, r)| (id, Ok(r))));
-                    }
-                    Err(payload) => {
-                        let why = format!("panicked: {}", panic_message(payload.as_ref()));
-                        for id in &ids {
-                            st.results.insert(*id, Err(LeaderFailed(why.clone())));
-                        }
-                    }
-                }
-                // An item the work forgot would wait forever.
-                for id in ids {
-                    st.results
-                        .entry(id)
-                        .or_insert_with(|| Err(LeaderFailed("no result for the item".into())));
-                }
-                st.leader_active = false;
-                self.done.notify_all();
-                continue;
+                return self.lead(st, my_id, gather, &mut work);
             }
-            self.done.wait(&mut st);
+            let seen = self.epoch.load(Ordering::Acquire);
+            drop(st);
+            let spun = self.spin_until_changed(seen);
+            st = self.lock();
+            if !spun {
+                // Parks until a leader posts results or steps down (both bump the epoch
+                // under the lock, so no wake-up is missed).
+                while self.epoch.load(Ordering::Acquire) == seen {
+                    st = self.done.wait(st).unwrap_or_else(PoisonError::into_inner);
+                }
+            }
         }
+    }
+
+    /// Spins (bounded, adaptively) until the epoch moves past `seen`. Returns whether it did.
+    fn spin_until_changed(&self, seen: u64) -> bool {
+        let limit = self.spin.load(Ordering::Relaxed);
+        for _ in 0..limit {
+            if self.epoch.load(Ordering::Acquire) != seen {
+                // Spinning paid off: allow a little more next time.
+                let _ = self
+                    .spin
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                        Some(s.saturating_add(s / 8 + 1).min(MAX_SPIN))
+                    });
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        let _ = self
+            .spin
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                Some((s / 2).max(MIN_SPIN))
+            });
+        false
+    }
+
+    /// Waits (lock released, bounded by the gather window) until the writers seen at the end
+    /// of the last group are queued.
+    fn gather<'a>(&'a self, st: MutexGuard<'a, State<T, R>>) -> MutexGuard<'a, State<T, R>> {
+        let width = self.width.load(Ordering::Relaxed).min(MAX_WIDTH);
+        if st.pending.len() >= width {
+            return st;
+        }
+        drop(st);
+        let deadline = Instant::now() + self.gather_window;
+        while self.queued() < width && Instant::now() < deadline {
+            for _ in 0..32 {
+                std::hint::spin_loop();
+            }
+        }
+        self.lock()
+    }
+
+    /// Leads groups until this writer's own result is posted; then steps down.
+    fn lead<'a, F>(
+        &'a self,
+        mut st: MutexGuard<'a, State<T, R>>,
+        my_id: u64,
+        gather: bool,
+        work: &mut F,
+    ) -> Result<R, LeaderFailed>
+    where
+        F: FnMut(Vec<(u64, T)>) -> Vec<(u64, R)>,
+    {
+        st.leader_active = true;
+        loop {
+            if gather {
+                st = self.gather(st);
+            }
+            let group = self.take_group(&mut st);
+            let ids: Vec<u64> = group.iter().map(|(id, _)| *id).collect();
+            drop(st);
+            let outcome = catch_unwind(AssertUnwindSafe(|| work(group)));
+            st = self.lock();
+            match outcome {
+                Ok(results) => {
+                    st.results
+                        .extend(results.into_iter().map(|(id, r)| (id, Ok(r))));
+                }
+                Err(payload) => {
+                    let why = format!("panicked: {}", panic_message(payload.as_ref()));
+                    for id in &ids {
+                        st.results.insert(*id, Err(LeaderFailed(why.clone())));
+                    }
+                }
+            }
+            // How many writers are about: those of this group and those that queued while it
+            // was written.
+            self.width
+                .store((ids.len() + st.pending.len()).max(1), Ordering::Relaxed);
+            // An item the work forgot would wait forever.
+            for id in ids {
+                st.results
+                    .entry(id)
+                    .or_insert_with(|| Err(LeaderFailed("no result for the item".into())));
+            }
+            if st.results.contains_key(&my_id) {
+                break;
+            }
+            // Writers of the finished group go on while this thread takes the next group.
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+            self.done.notify_all();
+        }
+        st.leader_active = false;
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.done.notify_all();
+        st.results
+            .remove(&my_id)
+            .unwrap_or_else(|| Err(LeaderFailed("no result for the item".into())))
     }
 
     /// Removes the next group from the queue: the longest prefix within the budget, and at
@@ -142,6 +303,7 @@ impl<T, R> GroupCommit<T, R> {
             total = next;
             n += 1;
         }
+        self.queued.fetch_sub(n as u64, Ordering::AcqRel);
         st.pending
             .drain(..n)
             .map(|(id, item, _)| (id, item))
@@ -181,6 +343,111 @@ mod tests {
         }
         // 1600 items; with 8 writers and a slow leader, groups must have formed.
         assert!(groups.load(Ordering::Relaxed) < 1600);
+    }
+
+    /// Collects the items of every group the work runs.
+    fn recording(
+        groups: &Arc<std::sync::Mutex<Vec<Vec<u64>>>>,
+    ) -> impl FnMut(Vec<(u64, u64)>) -> Vec<(u64, u64)> + Clone + Send + 'static {
+        let groups = groups.clone();
+        move |group: Vec<(u64, u64)>| {
+            let mut items: Vec<u64> = group.iter().map(|(_, x)| *x).collect();
+            items.sort_unstable();
+            groups.lock().expect("lock").push(items);
+            group.into_iter().map(|(id, x)| (id, x + 100)).collect()
+        }
+    }
+
+    /// Holds the first group's work until `n` items are queued behind it.
+    fn held_until_queued(
+        gc: &Arc<GroupCommit<u64, u64>>,
+        n: usize,
+        entered: std::sync::mpsc::Sender<()>,
+        mut then: impl FnMut(Vec<(u64, u64)>) -> Vec<(u64, u64)> + Clone + Send + 'static,
+    ) -> impl FnMut(Vec<(u64, u64)>) -> Vec<(u64, u64)> + Clone + Send + 'static {
+        let gc = gc.clone();
+        move |group: Vec<(u64, u64)>| {
+            if group.iter().any(|(_, x)| *x == 0) {
+                let _ = entered.send(());
+                while gc.queued() < n {
+                    std::thread::yield_now();
+                }
+            }
+            then(group)
+        }
+    }
+
+    #[test]
+    fn writers_queued_behind_a_leader_form_the_next_group() {
+        const FOLLOWERS: usize = 5;
+        let gc: Arc<GroupCommit<u64, u64>> = Arc::new(GroupCommit::new());
+        let groups = Arc::default();
+        let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
+        let work = held_until_queued(&gc, FOLLOWERS, entered_tx, recording(&groups));
+        let leader = {
+            let (gc, work) = (gc.clone(), work.clone());
+            std::thread::spawn(move || gc.submit(0, 1, work))
+        };
+        entered_rx.recv().expect("the leader enters its work");
+        let followers: Vec<_> = (1..=FOLLOWERS as u64)
+            .map(|x| {
+                let (gc, work) = (gc.clone(), work.clone());
+                std::thread::spawn(move || assert_eq!(gc.submit(x, 1, work), Ok(x + 100)))
+            })
+            .collect();
+        for f in followers {
+            f.join().expect("follower");
+        }
+        assert_eq!(leader.join().expect("leader"), Ok(100));
+        let groups = groups.lock().expect("lock").clone();
+        assert_eq!(
+            groups,
+            vec![vec![0], (1..=FOLLOWERS as u64).collect::<Vec<_>>()]
+        );
+        assert_eq!(gc.queued(), 0);
+    }
+
+    #[test]
+    fn a_gathering_leader_waits_for_the_writers_it_expects() {
+        // A window far longer than the test needs: the leader must be seen to wait for the
+        // writer, not to happen to meet it.
+        let gc: Arc<GroupCommit<u64, u64>> = Arc::new(GroupCommit::with_budget_and_window(
+            usize::MAX,
+            std::time::Duration::from_secs(600),
+        ));
+        let groups = Arc::default();
+        // Prime: item 0 is held until items 1 and 2 queue, then 1 and 2 form a group of two,
+        // so two writers are what the queue has seen at the end of its last group.
+        let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
+        let work = held_until_queued(&gc, 2, entered_tx, recording(&groups));
+        let first = {
+            let (gc, work) = (gc.clone(), work.clone());
+            std::thread::spawn(move || gc.submit(0, 1, work))
+        };
+        entered_rx.recv().expect("the leader enters its work");
+        let primers: Vec<_> = (1..=2u64)
+            .map(|x| {
+                let (gc, work) = (gc.clone(), work.clone());
+                std::thread::spawn(move || gc.submit(x, 1, work))
+            })
+            .collect();
+        for p in primers {
+            assert!(p.join().expect("primer").is_ok());
+        }
+        assert_eq!(first.join().expect("first"), Ok(100));
+        // Now a lone synced writer leads: it waits for a second writer instead of writing a
+        // group of one.
+        let gathering = {
+            let (gc, work) = (gc.clone(), work.clone());
+            std::thread::spawn(move || gc.submit_gathering(3, 1, true, work))
+        };
+        while gc.queued() < 1 {
+            std::thread::yield_now();
+        }
+        assert_eq!(gc.submit(4, 1, work.clone()), Ok(104));
+        assert_eq!(gathering.join().expect("gathering"), Ok(103));
+        let groups = groups.lock().expect("lock").clone();
+        assert_eq!(groups, vec![vec![0], vec![1, 2], vec![3, 4]]);
     }
 
     #[test]

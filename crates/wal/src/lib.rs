@@ -15,6 +15,12 @@
 //!   silently; it is reported in [`RecoveryStats`]. Anything else that fails to verify is an
 //!   integrity error.
 //!
+//! Rollover stays cheap on the committing thread: the next segment is created (header, file
+//! and directory sync) in the background once the active one is half full, so a rollover
+//! only writes the end and start frames and syncs them; retiring obsolete segments does its
+//! file I/O without the lock appends take. A segment created ahead but never started (a
+//! crash) is a last segment without a start frame, deleted at open.
+//!
 //! [`GroupCommit`] coalesces concurrent writers into one frame and one `fdatasync`.
 
 mod batch;
@@ -25,7 +31,7 @@ pub use batch::{
     BATCH_HEADER_LEN, BatchBuilder, FRAME_HEADER_LEN, MAX_BATCH_LEN, MAX_FRAME_LEN, MAX_KEY_LEN,
     MAX_VALUE_LEN, Op, RecordIter, RecordRef, frame_len,
 };
-pub use group::{GroupCommit, LeaderFailed, panic_message};
+pub use group::{GATHER_WINDOW, GroupCommit, LeaderFailed, panic_message};
 pub use log::{
     Frame, FrameBatch, RecoveryStats, RollObserver, SegmentSummary, TornTail, Wal, WalOptions,
     WalRecovery, decode_frame, decode_frame_for_fuzz, segment_file_name, summarize_segment,

@@ -2,13 +2,14 @@
 
 use crate::batch::RecordIter;
 use crate::{Error, Result};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use sealdb_crypto::{
     ArtifactKind, CipherId, Expected, IntegrityReason, Keyring, SealedReader, SealedWriter,
 };
 use sealdb_vfs::SharedFs;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const FRAME_START: u8 = 1;
 const FRAME_BATCHES: u8 = 2;
@@ -249,6 +250,10 @@ struct Active {
     /// Bytes appended since the last sync (foreground or background).
     unsynced: u64,
     syncer: Option<Syncer>,
+    /// Set while the start frame is not yet known durable (a rollover by a synced append
+    /// leaves its sync to that append's): the highest durable sequence number to tell the
+    /// roll observer once it is.
+    announce: Option<u64>,
 }
 
 /// A background sync handle with a `Debug` that says only whether it exists.
@@ -291,7 +296,58 @@ pub struct Wal {
     background: Mutex<Option<std::sync::mpsc::SyncSender<sealdb_vfs::BackgroundSync>>>,
     /// Told of every new segment once it is durable (the engine's head record).
     roll_observer: Mutex<Option<RollObserver>>,
+    /// The next segment, created ahead of need off the commit path.
+    spare: Arc<SpareSlot>,
+    /// Serializes retirements, which do their file I/O outside `inner`.
+    retiring: Mutex<()>,
 }
+
+/// A segment created ahead of need: its sealed header is written and durable and its
+/// directory entry is durable, but it holds no frame yet. To recovery it is a last segment
+/// without a start frame, which holds nothing and is deleted when writing starts.
+struct Spare {
+    number: u64,
+    writer: SealedWriter,
+}
+
+/// Where the background creation of the next segment leaves its outcome.
+#[derive(Default)]
+struct SpareState {
+    /// A creation is under way (its file may exist half-made).
+    pending: bool,
+    /// The outcome of the last creation, until a rollover takes it. A failure is kept too:
+    /// it is the rollover's failure to create its segment, reported when the rollover
+    /// happens (a full disk retries later; anything else poisons).
+    made: Option<Result<Spare>>,
+}
+
+struct SpareSlot {
+    state: Mutex<SpareState>,
+    ready: Condvar,
+}
+
+impl SpareSlot {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(SpareState::default()),
+            ready: Condvar::new(),
+        })
+    }
+
+    /// Waits for a creation under way, then takes its outcome.
+    fn take(&self) -> Option<Result<Spare>> {
+        let mut st = self.state.lock();
+        while st.pending {
+            self.ready.wait(&mut st);
+        }
+        st.made.take()
+    }
+}
+
+/// Once the active segment holds `segment_size / SPARE_AT_FRACTION` bytes, the next one is
+/// created in the background, so that the rollover finds it ready. Not at once: a log that
+/// is closed before it fills a segment never pays for (or leaves) a spare.
+const SPARE_AT_FRACTION: u64 = 2;
 
 /// Called with `(new segment number, highest sequence number now durable)` after a rollover
 /// made a new segment durable.
@@ -309,6 +365,9 @@ impl std::fmt::Debug for Wal {
 impl Drop for Wal {
     fn drop(&mut self) {
         self.background.lock().take();
+        // A spare left behind is harmless (recovery deletes it), but a clean close leaves
+        // only the segments that hold the log.
+        let _ = self.discard_spare();
     }
 }
 
@@ -478,6 +537,8 @@ impl Wal {
             // Started on first use: only filesystems with background syncing need it.
             background: Mutex::new(None),
             roll_observer: Mutex::new(None),
+            spare: SpareSlot::new(),
+            retiring: Mutex::new(()),
         })
     }
 
@@ -498,6 +559,8 @@ impl Wal {
             }),
             background: Mutex::new(None),
             roll_observer: Mutex::new(None),
+            spare: SpareSlot::new(),
+            retiring: Mutex::new(()),
         }
     }
 
@@ -787,7 +850,9 @@ impl Wal {
                 a.has_batches
                     && a.writer.offset() + inner.scratch.len() as u64 > self.opts.segment_size
             }) {
-                self.roll_over(inner)?;
+                // A synced append syncs the new segment right after its frame: one sync
+                // covers the start frame and the frame.
+                self.roll_over(inner, sync)?;
             }
             let active = inner.active.as_mut().ok_or(Error::ReadOnly)?;
             let before = active.writer.offset();
@@ -802,6 +867,7 @@ impl Wal {
             if sync {
                 active.writer.sync()?;
                 active.unsynced = 0;
+                self.announce_if_due(active);
             } else if active.unsynced >= BACKGROUND_SYNC_BYTES
                 && let Some(sync) = &active.syncer
             {
@@ -833,6 +899,7 @@ impl Wal {
         if inner.scratch.capacity() > 4 << 20 {
             inner.scratch = Vec::new();
         }
+        self.maybe_prepare_spare(inner);
         Ok(())
     }
 
@@ -851,13 +918,14 @@ impl Wal {
             inner.poisoned = Some(e.to_string());
             return Err(e);
         }
+        self.announce_if_due(active);
         let start = StartFrame {
             number: active.number + 1,
             prev_number: active.number,
             prev_end: valid_end,
             prev_finished: false,
         };
-        match self.create_next(inner, start) {
+        match self.create_next(inner, start, false) {
             Ok(()) => {
                 inner.broken_at = None;
                 Ok(())
@@ -874,22 +942,38 @@ impl Wal {
     /// Creates the segment `start` describes and makes it the active one (the old one
     /// closed). If that fails, the half-made segment is removed again so a retry can create
     /// it afresh; a failure to remove it poisons the log.
-    fn create_next(&self, inner: &mut Inner, start: StartFrame) -> Result<()> {
-        match create_segment(
-            self.fs.as_ref(),
-            &self.dir,
-            &inner.keyring,
-            self.opts.cipher,
-            start,
-        ) {
+    ///
+    /// Uses the segment created ahead in the background when there is one (then only the
+    /// start frame is written and synced here: no file creation, no directory sync); a
+    /// failure of that background creation is this rollover's failure.
+    ///
+    /// With `defer_sync`, a start frame written into a spare is not synced here: the caller
+    /// syncs the new segment next (a synced append, whose sync then covers the start frame
+    /// and its own frame), and the segment is announced to the roll observer after that.
+    /// The old segment is already durable, so the start frame never vouches for bytes that
+    /// could still be lost.
+    fn create_next(&self, inner: &mut Inner, start: StartFrame, defer_sync: bool) -> Result<()> {
+        let made = match self.spare.take() {
+            Some(Ok(spare)) if spare.number == start.number => {
+                start_spare(spare, start, !defer_sync)
+            }
+            Some(Ok(spare)) => self
+                .remove_spare(spare)
+                .and_then(|()| self.create_segment_now(inner, start)),
+            Some(Err(e)) => Err(e),
+            None => self.create_segment_now(inner, start),
+        };
+        match made {
             Ok(next) => {
-                let number = next.number;
                 if let Some(old) = inner.active.replace(next) {
                     inner.closed.insert(old.number, old.max_seq);
                 }
                 let durable = inner.closed.values().copied().max().unwrap_or(0);
-                if let Some(observe) = self.roll_observer.lock().as_ref() {
-                    observe(number, durable);
+                if let Some(active) = inner.active.as_mut() {
+                    active.announce = Some(durable);
+                    if !defer_sync {
+                        self.announce_if_due(active);
+                    }
                 }
                 Ok(())
             }
@@ -909,7 +993,90 @@ impl Wal {
         }
     }
 
-    fn roll_over(&self, inner: &mut Inner) -> Result<()> {
+    fn create_segment_now(&self, inner: &Inner, start: StartFrame) -> Result<Active> {
+        create_segment(
+            self.fs.as_ref(),
+            &self.dir,
+            &inner.keyring,
+            self.opts.cipher,
+            start,
+        )
+    }
+
+    /// Deletes an unused spare segment, durably: left behind, it would sit in the middle of
+    /// the chain as a segment without a start frame.
+    fn remove_spare(&self, spare: Spare) -> Result<()> {
+        let p = self.dir.join(segment_file_name(spare.number));
+        drop(spare.writer);
+        self.fs.remove_file(&p).map_err(|e| io_error(&p, e))?;
+        self.fs
+            .sync_dir(&self.dir)
+            .map_err(|e| io_error(&self.dir, e))
+    }
+
+    /// Deletes the spare segment, if any (waiting for one being created).
+    fn discard_spare(&self) -> Result<()> {
+        match self.spare.take() {
+            Some(Ok(spare)) => self.remove_spare(spare),
+            // The failed creation removed what it made.
+            Some(Err(_)) | None => Ok(()),
+        }
+    }
+
+    /// Starts creating the next segment in the background once the active one is
+    /// half full ([`SPARE_AT_FRACTION`]), so the rollover does not create a file, sync it and sync
+    /// the directory on the committing thread.
+    fn maybe_prepare_spare(&self, inner: &Inner) {
+        let Some(active) = inner.active.as_ref() else {
+            return;
+        };
+        let due = self.opts.segment_size / SPARE_AT_FRACTION;
+        if !active.has_batches || active.writer.offset() < due || inner.broken_at.is_some() {
+            return;
+        }
+        {
+            let mut st = self.spare.state.lock();
+            if st.pending || st.made.is_some() {
+                return;
+            }
+            st.pending = true;
+        }
+        let number = active.number + 1;
+        let fs = self.fs.clone();
+        let dir = self.dir.clone();
+        let keyring = inner.keyring.clone();
+        let cipher = self.opts.cipher;
+        let slot = self.spare.clone();
+        let spawned = std::thread::Builder::new()
+            .name("sealdb-wal-spare".into())
+            .spawn(move || {
+                // At normal priority: a rollover may wait for this thread, and a committing
+                // writer must never wait on a thread that load can starve.
+                let made = create_spare(fs.as_ref(), &dir, &keyring, cipher, number);
+                let mut st = slot.state.lock();
+                st.made = Some(made);
+                st.pending = false;
+                slot.ready.notify_all();
+            });
+        if spawned.is_err() {
+            // No thread: the rollover creates the segment itself, as without a spare.
+            self.spare.state.lock().pending = false;
+        }
+    }
+
+    /// Tells the roll observer of the active segment once its start frame is durable (call
+    /// right after a successful sync of it).
+    fn announce_if_due(&self, active: &mut Active) {
+        if let Some(durable) = active.announce.take()
+            && let Some(observe) = self.roll_observer.lock().as_ref()
+        {
+            observe(active.number, durable);
+        }
+    }
+
+    /// Finishes the active segment, makes it durable and starts the next one; with
+    /// `defer_sync`, the caller syncs the new segment (see [`Wal::create_next`]).
+    fn roll_over(&self, inner: &mut Inner, defer_sync: bool) -> Result<()> {
         let active = inner.active.as_mut().ok_or(Error::ReadOnly)?;
         let before = active.writer.offset();
         if let Err(e) = active.writer.finish(&[FRAME_END]) {
@@ -926,7 +1093,7 @@ impl Wal {
             prev_end: active.writer.offset(),
             prev_finished: true,
         };
-        self.create_next(inner, start).inspect_err(|e| {
+        self.create_next(inner, start, defer_sync).inspect_err(|e| {
             // The old segment is finished and durable; the next append retries from its end.
             if e.is_no_space() && inner.poisoned.is_none() {
                 inner.broken_at = Some(start.prev_end);
@@ -954,6 +1121,7 @@ impl Wal {
         let active = inner.active.as_mut().ok_or(Error::ReadOnly)?;
         active.writer.sync()?;
         active.unsynced = 0;
+        self.announce_if_due(active);
         let end = active.writer.offset();
         let durable = inner
             .closed
@@ -979,7 +1147,7 @@ impl Wal {
         if inner.broken_at.is_some() {
             // Replacing the broken segment is itself the rotation.
             self.replace_broken(inner)?;
-        } else if let Err(e) = self.roll_over(inner) {
+        } else if let Err(e) = self.roll_over(inner, false) {
             if inner.broken_at.is_none() {
                 inner.poisoned = Some(e.to_string());
             }
@@ -1003,8 +1171,9 @@ impl Wal {
             return Err(Error::ReadOnly);
         };
         let r = active.writer.sync();
-        if let Err(e) = &r {
-            inner.poisoned = Some(e.to_string());
+        match &r {
+            Ok(()) => self.announce_if_due(active),
+            Err(e) => inner.poisoned = Some(e.to_string()),
         }
         Ok(r?)
     }
@@ -1027,20 +1196,21 @@ impl Wal {
     }
 
     fn retire_obsolete(&self, min_segment: u64, archive: Option<&Path>) -> Result<usize> {
-        let mut inner = self.inner.lock();
+        let _one_at_a_time = self.retiring.lock();
         // Only a prefix of the chain may go: each segment names its predecessor, so a hole
-        // in the middle would read as a lost segment.
-        let doomed: Vec<u64> = inner
+        // in the middle would read as a lost segment. Closed segments are never written
+        // again, so the deletions and directory syncs (tens of milliseconds for a large
+        // segment) run without the lock every append needs.
+        let doomed: Vec<u64> = self
+            .inner
+            .lock()
             .closed
             .keys()
             .copied()
             .take_while(|n| *n < min_segment)
             .collect();
         if let Some(a) = archive {
-            sealdb_vfs::create_dir_all_durable(self.fs.as_ref(), a).map_err(|e| Error::Io {
-                path: a.display().to_string(),
-                source: e,
-            })?;
+            sealdb_vfs::create_dir_all_durable(self.fs.as_ref(), a).map_err(|e| io_error(a, e))?;
         }
         for n in &doomed {
             let p = self.dir.join(segment_file_name(*n));
@@ -1048,23 +1218,16 @@ impl Wal {
                 Some(a) => self.fs.rename(&p, &a.join(segment_file_name(*n))),
                 None => self.fs.remove_file(&p),
             };
-            r.map_err(|e| Error::Io {
-                path: p.display().to_string(),
-                source: e,
-            })?;
-            inner.closed.remove(n);
+            r.map_err(|e| io_error(&p, e))?;
+            self.inner.lock().closed.remove(n);
         }
         if let (Some(a), false) = (archive, doomed.is_empty()) {
-            self.fs.sync_dir(a).map_err(|e| Error::Io {
-                path: a.display().to_string(),
-                source: e,
-            })?;
+            self.fs.sync_dir(a).map_err(|e| io_error(a, e))?;
         }
         if !doomed.is_empty() {
-            self.fs.sync_dir(&self.dir).map_err(|e| Error::Io {
-                path: self.dir.display().to_string(),
-                source: e,
-            })?;
+            self.fs
+                .sync_dir(&self.dir)
+                .map_err(|e| io_error(&self.dir, e))?;
         }
         Ok(doomed.len())
     }
@@ -1084,7 +1247,15 @@ impl Wal {
 
     /// Replaces the keyring; new segments use its current data-key version.
     pub fn set_keyring(&self, keyring: Keyring) {
-        self.inner.lock().keyring = keyring;
+        let mut inner = self.inner.lock();
+        inner.keyring = keyring;
+        // A spare was sealed under the old keyring's data key: it must not become a segment
+        // (nor stay on disk under a key that may be retired).
+        if let Err(e) = self.discard_spare()
+            && inner.poisoned.is_none()
+        {
+            inner.poisoned = Some(e.to_string());
+        }
     }
 
     /// The number of the segment new frames go to (0 in a read-only WAL).
@@ -1098,6 +1269,20 @@ impl Wal {
         let mut v: Vec<u64> = inner.closed.keys().copied().collect();
         v.extend(inner.active.as_ref().map(|a| a.number));
         v
+    }
+
+    /// The number of the segment created ahead for the next rollover, if there is one
+    /// (waits for one being created). It is on disk but not part of the log: it holds no
+    /// frame until the rollover makes it the active segment.
+    pub fn spare_segment(&self) -> Option<u64> {
+        let mut st = self.spare.state.lock();
+        while st.pending {
+            self.spare.ready.wait(&mut st);
+        }
+        st.made
+            .as_ref()
+            .and_then(|m| m.as_ref().ok())
+            .map(|s| s.number)
     }
 
     /// The WAL directory.
@@ -1181,6 +1366,54 @@ pub fn summarize_segment(
     Ok(out)
 }
 
+/// Creates segment `number` ahead of need: the sealed header, durable, with a durable
+/// directory entry, and no frame. A failure removes what was made (or reports why it could
+/// not).
+fn create_spare(
+    fs: &dyn sealdb_vfs::FileSystem,
+    dir: &Path,
+    keyring: &Keyring,
+    cipher: CipherId,
+    number: u64,
+) -> Result<Spare> {
+    let path = dir.join(segment_file_name(number));
+    let made = (|| -> Result<Spare> {
+        let mut writer = SealedWriter::create(fs, &path, keyring, ArtifactKind::Wal, cipher)?;
+        writer.sync()?;
+        fs.sync_dir(dir).map_err(|e| io_error(dir, e))?;
+        Ok(Spare { number, writer })
+    })();
+    if made.is_err() {
+        match fs.remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(&path, e)),
+        }
+    }
+    made
+}
+
+/// Makes a spare the segment `start` describes: its start frame, durable unless `sync` is
+/// false (then the caller's next sync makes it durable, and it must announce the segment
+/// only after that).
+fn start_spare(spare: Spare, start: StartFrame, sync: bool) -> Result<Active> {
+    let mut writer = spare.writer;
+    writer.append_block(&start.encode())?;
+    if sync {
+        writer.sync()?;
+    }
+    let syncer = writer.background_syncer().map(Syncer);
+    Ok(Active {
+        writer,
+        number: start.number,
+        max_seq: 0,
+        has_batches: false,
+        unsynced: 0,
+        syncer,
+        announce: None,
+    })
+}
+
 fn create_segment(
     fs: &dyn sealdb_vfs::FileSystem,
     dir: &Path,
@@ -1204,6 +1437,7 @@ fn create_segment(
         has_batches: false,
         unsynced: 0,
         syncer,
+        announce: None,
     })
 }
 
