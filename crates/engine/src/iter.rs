@@ -1,18 +1,25 @@
 //! The merged read path for scans: every source (memtables, then tables) yields internal
 //! entries in internal order; [`DbIter`] merges them, keeps for each user key the newest
 //! version visible at its snapshot, and hides tombstones.
+//!
+//! Keys and values travel as [`Bytes`]: from a table they are shared slices of the cached
+//! decoded block (no copy), from a memtable the buffers it handed out (the keyspace prefix is
+//! cut off without copying). The merge never clones a key: it tracks how far each end got in
+//! a reused buffer. [`DbIter`] yields owned `Vec`s as it always did; [`SliceIter`] yields the
+//! `Bytes` themselves, so a scan over tables allocates nothing per entry.
 
 use crate::Result;
+use bytes::Bytes;
 use sealdb_memtable::{MemtableIter, ValueKind};
 use std::sync::Arc;
 
 /// One version of one user key, from any source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct InternalEntry {
-    pub key: Vec<u8>,
+    pub key: Bytes,
     pub seq: u64,
     pub is_put: bool,
-    pub value: Vec<u8>,
+    pub value: Bytes,
 }
 
 /// A double-ended source of internal entries in internal order (user key ascending, sequence
@@ -28,11 +35,15 @@ pub(crate) struct MemSource {
 }
 
 fn from_mem(e: sealdb_memtable::Entry) -> InternalEntry {
+    let mut key = Bytes::from(e.key);
+    // Every key of a keyspace scan carries the 4-byte prefix; `advance` never panics.
+    let prefix = 4.min(key.len());
+    bytes::Buf::advance(&mut key, prefix);
     InternalEntry {
-        key: e.key.get(4..).map(<[u8]>::to_vec).unwrap_or_default(),
+        key,
         seq: e.seq,
         is_put: e.kind == ValueKind::Put,
-        value: e.value,
+        value: Bytes::from(e.value),
     }
 }
 
@@ -58,6 +69,7 @@ pub struct DbIter {
     front_primed: bool,
     back_primed: bool,
     snapshot: u64,
+    /// The last user key the front (back) passed, in a buffer reused from key to key.
     last_front: Option<Vec<u8>>,
     last_back: Option<Vec<u8>>,
     done: bool,
@@ -152,7 +164,7 @@ impl DbIter {
                 .fronts
                 .get(i)
                 .and_then(|f| f.as_ref())
-                .is_some_and(|e| e.key == key)
+                .is_some_and(|e| e.key.as_ref() == key)
             {
                 if let Some(e) = self.fronts.get_mut(i).and_then(Option::take) {
                     consider(e);
@@ -163,7 +175,7 @@ impl DbIter {
                 .backs
                 .get(i)
                 .and_then(|f| f.as_ref())
-                .is_some_and(|e| e.key == key)
+                .is_some_and(|e| e.key.as_ref() == key)
             {
                 if let Some(e) = self.backs.get_mut(i).and_then(Option::take) {
                     consider(e);
@@ -176,19 +188,38 @@ impl DbIter {
         Ok(best)
     }
 
-    fn step_front(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    /// The next visible pair from the front, keys and values as shared slices.
+    fn step_front(&mut self) -> Result<Option<(Bytes, Bytes)>> {
         self.prime_front()?;
         loop {
-            // The smallest user key at any source's front.
-            let Some(key) = self.fronts.iter().flatten().map(|e| &e.key).min().cloned() else {
-                return Ok(None);
+            // The smallest user key at any source's front, copied into the reused buffer
+            // (the sources' entries are about to be taken).
+            let key = {
+                // A source whose front is exhausted may still hold one entry peeked by the
+                // back that the back has not consumed: it is the source's last entry.
+                let peeked = self
+                    .fronts
+                    .iter()
+                    .zip(&self.backs)
+                    .map(|(f, b)| f.as_ref().or(b.as_ref()));
+                let Some(min) = peeked.flatten().map(|e| &e.key).min() else {
+                    return Ok(None);
+                };
+                if self
+                    .last_back
+                    .as_ref()
+                    .is_some_and(|b| min.as_ref() >= b.as_slice())
+                {
+                    return Ok(None);
+                }
+                let mut key = self.last_front.take().unwrap_or_default();
+                key.clear();
+                key.extend_from_slice(min);
+                key
             };
-            if self.last_back.as_ref().is_some_and(|b| key >= *b) {
-                return Ok(None);
-            }
-            let best = self.take_versions(&key)?;
+            let best = self.take_versions(&key);
             self.last_front = Some(key);
-            if let Some(e) = best
+            if let Some(e) = best?
                 && e.is_put
             {
                 return Ok(Some((e.key, e.value)));
@@ -196,62 +227,111 @@ impl DbIter {
         }
     }
 
-    fn step_back(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    /// The next visible pair from the back; the mirror of [`step_front`](Self::step_front).
+    fn step_back(&mut self) -> Result<Option<(Bytes, Bytes)>> {
         self.prime_back()?;
         loop {
-            let Some(key) = self.backs.iter().flatten().map(|e| &e.key).max().cloned() else {
-                return Ok(None);
+            let key = {
+                // The mirror: an entry the front peeked is the last one of a source whose
+                // back is exhausted (the source's two ends never cross).
+                let peeked = self
+                    .backs
+                    .iter()
+                    .zip(&self.fronts)
+                    .map(|(b, f)| b.as_ref().or(f.as_ref()));
+                let Some(max) = peeked.flatten().map(|e| &e.key).max() else {
+                    return Ok(None);
+                };
+                if self
+                    .last_front
+                    .as_ref()
+                    .is_some_and(|f| max.as_ref() <= f.as_slice())
+                {
+                    return Ok(None);
+                }
+                let mut key = self.last_back.take().unwrap_or_default();
+                key.clear();
+                key.extend_from_slice(max);
+                key
             };
-            if self.last_front.as_ref().is_some_and(|f| key <= *f) {
-                return Ok(None);
-            }
-            let best = self.take_versions(&key)?;
+            let best = self.take_versions(&key);
             self.last_back = Some(key);
-            if let Some(e) = best
+            if let Some(e) = best?
                 && e.is_put
             {
                 return Ok(Some((e.key, e.value)));
             }
         }
     }
+
+    /// One step from either end, ending the iterator on exhaustion or an error.
+    fn step(&mut self, front: bool) -> Option<Result<(Bytes, Bytes)>> {
+        if self.done {
+            return None;
+        }
+        let r = if front {
+            self.step_front()
+        } else {
+            self.step_back()
+        };
+        match r {
+            Ok(Some(kv)) => Some(Ok(kv)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+
+    /// This iterator yielding keys and values as [`Bytes`]: slices of the decoded blocks and
+    /// memtable entries it read, not copies (a pair from a table costs no allocation). A
+    /// `Bytes` derefs to `[u8]`; holding one keeps its block in memory.
+    pub fn slices(self) -> SliceIter {
+        SliceIter { inner: self }
+    }
+}
+
+/// Turns a shared slice into an owned `Vec` (copying only when the buffer is shared, e.g. a
+/// slice of a cached block).
+fn owned((k, v): (Bytes, Bytes)) -> (Vec<u8>, Vec<u8>) {
+    (Vec::from(k), Vec::from(v))
 }
 
 impl Iterator for DbIter {
     type Item = Result<(Vec<u8>, Vec<u8>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        match self.step_front() {
-            Ok(Some(kv)) => Some(Ok(kv)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+        self.step(true).map(|r| r.map(owned))
     }
 }
 
 impl DoubleEndedIterator for DbIter {
     fn next_back(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        match self.step_back() {
-            Ok(Some(kv)) => Some(Ok(kv)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+        self.step(false).map(|r| r.map(owned))
+    }
+}
+
+/// A [`DbIter`] yielding `(key, value)` as [`Bytes`] without copying them; see
+/// [`DbIter::slices`]. Same order, snapshot and double-ended behaviour.
+#[derive(Debug)]
+pub struct SliceIter {
+    inner: DbIter,
+}
+
+impl Iterator for SliceIter {
+    type Item = Result<(Bytes, Bytes)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.inner.step(true)
+    }
+}
+
+impl DoubleEndedIterator for SliceIter {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.inner.step(false)
     }
 }

@@ -196,7 +196,7 @@ pub(crate) fn table_error(e: sealdb_sstable::Error) -> Error {
     }
 }
 
-fn from_table(e: sealdb_sstable::Entry) -> InternalEntry {
+fn from_table(e: sealdb_sstable::SharedEntry) -> InternalEntry {
     InternalEntry {
         key: e.key,
         seq: e.seq,
@@ -250,7 +250,7 @@ impl Source for LevelSource {
     fn next_front(&mut self) -> Option<Result<InternalEntry>> {
         while self.front < self.back {
             let i = self.front;
-            match self.iter_at(i)?.next() {
+            match self.iter_at(i)?.next_shared() {
                 Some(r) => return Some(r.map(from_table).map_err(table_error)),
                 None => {
                     if i + 1 < self.back
@@ -268,7 +268,7 @@ impl Source for LevelSource {
     fn next_back(&mut self) -> Option<Result<InternalEntry>> {
         while self.back > self.front {
             let i = self.back - 1;
-            match self.iter_at(i)?.next_back() {
+            match self.iter_at(i)?.next_back_shared() {
                 Some(r) => return Some(r.map(from_table).map_err(table_error)),
                 None => {
                     if i > self.front

@@ -160,7 +160,12 @@ mod tests {
     fn tagged(tag: u64, n: usize) -> Arc<DataBlock> {
         let mut b = BlockBuilder::default();
         for i in 0..n {
-            b.add(format!("{tag:016}/{i:08}").as_bytes(), 1, ValueKind::Put, b"v");
+            b.add(
+                format!("{tag:016}/{i:08}").as_bytes(),
+                1,
+                ValueKind::Put,
+                b"v",
+            );
         }
         let mut out = Vec::new();
         encode_block_payload(b.finish(), false, &mut out);
@@ -182,7 +187,7 @@ mod tests {
         }
         assert!(cache.usage_bytes() >= charge, "recent blocks are kept");
         let present = (0..200u64).filter(|k| cache.get(1, *k).is_some()).count();
-        assert!(present >= 1 && present <= 4, "{present} blocks held");
+        assert!((1..=4).contains(&present), "{present} blocks held");
         // A block over the whole budget is refused; what was held stays within budget.
         let big = tagged(999, 2000);
         assert!(big.charge() > budget);
