@@ -1481,7 +1481,7 @@ impl Db {
                 changes.push(c);
                 rest.push(p);
             }
-            if let Err(e) = crate::streams::append_changes(inner, &changes, now_ms, sync) {
+            if let Err(e) = crate::streams::append_changes(inner, changes, now_ms, sync) {
                 self.poison(e);
                 results.extend(rest.into_iter().map(|p| (p.id, Err(self.poisoned_error()))));
                 return;

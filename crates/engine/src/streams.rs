@@ -100,6 +100,20 @@ fn event_of(c: &Change) -> Option<Event> {
     })
 }
 
+/// [`to_record`] for a change that is no longer needed: moves instead of copying.
+fn into_record(c: Change, view: ViewType, keyspace: &str, time_ms: u64) -> Option<ChangeRecord> {
+    let event = event_of(&c)?;
+    Some(ChangeRecord {
+        seq: c.first_seq + u64::from(c.position),
+        commit_time_ms: time_ms,
+        event,
+        keyspace: keyspace.to_string(),
+        key: c.key,
+        new_image: c.new.filter(|_| view.includes_new_image()),
+        old_image: c.old.filter(|_| view.includes_old_image()),
+    })
+}
+
 /// The record a change makes, if any (see [`event_of`]).
 pub(crate) fn to_record(
     c: &Change,
@@ -166,16 +180,27 @@ pub(crate) fn record_bytes(set: &StreamSet, changes: &[Change]) -> HashMap<u32, 
 /// synced ([`sync_all`]).
 pub(crate) fn append_changes(
     inner: &DbInner,
-    groups: &[Vec<Change>],
+    groups: Vec<Vec<Change>>,
     time_ms: u64,
     sync: bool,
 ) -> Result<()> {
     let streams = inner.streams.read().clone();
     if sync {
-        return append_to(&streams, groups, time_ms, true);
+        return append_to(&streams, &groups, time_ms, true);
     }
     let memtable = inner.version.read().active.id();
-    for (ks, records) in records_by_stream(&streams, groups, time_ms) {
+    // The changes are consumed: their keys and images move into the records.
+    let mut per: HashMap<u32, Vec<ChangeRecord>> = HashMap::new();
+    for c in groups.into_iter().flatten() {
+        let Some(s) = streams.get(&c.keyspace) else {
+            continue;
+        };
+        let ks = c.keyspace;
+        if let Some(r) = into_record(c, s.view, &s.keyspace_name, time_ms) {
+            per.entry(ks).or_default().push(r);
+        }
+    }
+    for (ks, records) in per {
         if let Some(s) = streams.get(&ks) {
             use std::sync::atomic::Ordering;
             if s.deferred_memtable.swap(memtable, Ordering::Relaxed) != memtable {
