@@ -353,7 +353,19 @@ impl DataBlock {
 
     /// The user key of entry `i` (empty if `i` is out of range).
     pub(crate) fn key(&self, i: usize) -> &[u8] {
-        self.keys.get(self.key_range(i)).unwrap_or_default()
+        // The hot path of seeks and scans: as direct as the `Vec` it used to be.
+        let start = match i.checked_sub(1) {
+            None => 0,
+            Some(p) => self.metas.get(p).map_or(0, |m| m.key_end as usize),
+        };
+        match self.metas.get(i) {
+            Some(m) => self
+                .keys
+                .as_ref()
+                .get(start..m.key_end as usize)
+                .unwrap_or_default(),
+            None => &[],
+        }
     }
 
     /// The user key of entry `i` as a shared slice of this block (no copy).
@@ -381,7 +393,16 @@ impl DataBlock {
 
     /// The value of entry `i`.
     pub(crate) fn value(&self, i: usize) -> &[u8] {
-        self.data.get(self.value_range(i)).unwrap_or_default()
+        match self.metas.get(i) {
+            Some(m) => {
+                let start = m.value_off as usize;
+                self.data
+                    .as_ref()
+                    .get(start..start + m.value_len as usize)
+                    .unwrap_or_default()
+            }
+            None => &[],
+        }
     }
 
     /// The first index in `0..len` for which `pred` is false, given that `pred` is true for a

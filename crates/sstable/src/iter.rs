@@ -262,7 +262,7 @@ impl TableIter {
     }
 
     /// Moves the front one entry on and builds what it passed over with `make`.
-    fn advance_front<T>(&mut self, make: fn(&DataBlock, usize) -> T) -> Option<Result<T>> {
+    fn advance_front<T>(&mut self, make: impl Fn(&DataBlock, usize) -> T) -> Option<Result<T>> {
         if self.failed {
             return None;
         }
@@ -295,7 +295,7 @@ impl TableIter {
     }
 
     /// Moves the back one entry down and builds what it passed over with `make`.
-    fn advance_back<T>(&mut self, make: fn(&DataBlock, usize) -> T) -> Option<Result<T>> {
+    fn advance_back<T>(&mut self, make: impl Fn(&DataBlock, usize) -> T) -> Option<Result<T>> {
         if self.failed {
             return None;
         }
