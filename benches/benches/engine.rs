@@ -86,22 +86,6 @@ fn bench_engine(c: &mut Criterion) {
                 n
             })
         });
-        // The same scan yielding shared slices of the cached blocks instead of owned copies.
-        group.bench_function(BenchmarkId::new("scan_100_slices", name), |b| {
-            b.iter(|| {
-                i = next(i);
-                let it = ks
-                    .range(Bound::Included(key(i)), Bound::Unbounded)
-                    .expect("range")
-                    .slices();
-                let mut n = 0;
-                for kv in it.take(100) {
-                    black_box(kv.expect("entry"));
-                    n += 1;
-                }
-                n
-            })
-        });
         group.throughput(Throughput::Elements(1));
         let mut w = 0u64;
         group.bench_function(BenchmarkId::new("put_nosync", name), |b| {

@@ -31,12 +31,11 @@ pub use backup::{
     verify_backup,
 };
 pub use bg::VerifyReport;
-pub use bytes::Bytes;
 pub use db::{Db, Keyspace, LevelStats, OpenStats, Snapshot, Stats, WriteBatch};
 pub use error::{Error, Result};
 pub use head::HeadOrigin;
 pub use index::{IndexHit, IndexInfo, IndexQuery, QueryPage, decode_index_entry_for_fuzz};
-pub use iter::{DbIter, SliceIter};
+pub use iter::DbIter;
 pub use keylife::{DataKeyInfo, KeyEventHook, KeyStatus, ReencryptReport};
 pub use options::{Compression, MasterKey, NamedExtractor, Options, WriteOptions};
 pub use sealdb_crypto::{CipherId, DatabaseId, KeyDescriptor, KeyEvent, KeyProvider, KeyState};

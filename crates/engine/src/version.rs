@@ -2,11 +2,10 @@
 //! clone an `Arc<Version>`; a table file is deleted only when it has left the live version
 //! *and* the last version or iterator holding it is gone.
 
-use crate::iter::{InternalEntry, Payload, Source};
+use crate::iter::{InternalEntry, Source};
 use crate::manifest::{FileMeta, NUM_LEVELS};
 use crate::{Error, Result};
-use bytes::Bytes;
-use sealdb_sstable::{Table, TableIter};
+use sealdb_sstable::{Table, TableIter, ValueKind};
 use sealdb_vfs::SharedFs;
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -197,9 +196,18 @@ pub(crate) fn table_error(e: sealdb_sstable::Error) -> Error {
     }
 }
 
+fn from_table(e: sealdb_sstable::Entry) -> InternalEntry {
+    InternalEntry {
+        key: e.key,
+        seq: e.seq,
+        is_put: e.kind == ValueKind::Put,
+        value: e.value,
+    }
+}
+
 /// A level's tables in key order, read lazily from either end. When both ends reach the same
 /// table they share its iterator, whose ends never cross.
-pub(crate) struct LevelSource<P = Vec<u8>> {
+pub(crate) struct LevelSource {
     files: Vec<Arc<TableHandle>>,
     iters: Vec<Option<TableIter>>,
     front: usize,
@@ -207,8 +215,6 @@ pub(crate) struct LevelSource<P = Vec<u8>> {
     back: usize,
     lower: Bound<Vec<u8>>,
     upper: Bound<Vec<u8>>,
-    /// What the entries are read as (owned copies or shared slices of cached blocks).
-    payload: std::marker::PhantomData<fn() -> P>,
 }
 
 impl LevelSource {
@@ -225,12 +231,9 @@ impl LevelSource {
             back: n,
             lower,
             upper,
-            payload: std::marker::PhantomData,
         }
     }
-}
 
-impl<P> LevelSource<P> {
     fn iter_at(&mut self, i: usize) -> Option<&mut TableIter> {
         if self.iters.get(i).is_some_and(Option::is_none) {
             let file = self.files.get(i)?;
@@ -243,25 +246,12 @@ impl<P> LevelSource<P> {
     }
 }
 
-impl<P: Payload> Source<P> for LevelSource<P> {
-    fn into_shared(self: Box<Self>) -> Box<dyn Source<Bytes>> {
-        let s = *self;
-        Box::new(LevelSource::<Bytes> {
-            files: s.files,
-            iters: s.iters,
-            front: s.front,
-            back: s.back,
-            lower: s.lower,
-            upper: s.upper,
-            payload: std::marker::PhantomData,
-        })
-    }
-
-    fn next_front(&mut self) -> Option<Result<InternalEntry<P>>> {
+impl Source for LevelSource {
+    fn next_front(&mut self) -> Option<Result<InternalEntry>> {
         while self.front < self.back {
             let i = self.front;
-            match P::next_table(self.iter_at(i)?, true) {
-                Some(r) => return Some(r.map_err(table_error)),
+            match self.iter_at(i)?.next() {
+                Some(r) => return Some(r.map(from_table).map_err(table_error)),
                 None => {
                     if i + 1 < self.back
                         && let Some(slot) = self.iters.get_mut(i)
@@ -275,11 +265,11 @@ impl<P: Payload> Source<P> for LevelSource<P> {
         None
     }
 
-    fn next_back(&mut self) -> Option<Result<InternalEntry<P>>> {
+    fn next_back(&mut self) -> Option<Result<InternalEntry>> {
         while self.back > self.front {
             let i = self.back - 1;
-            match P::next_table(self.iter_at(i)?, false) {
-                Some(r) => return Some(r.map_err(table_error)),
+            match self.iter_at(i)?.next_back() {
+                Some(r) => return Some(r.map(from_table).map_err(table_error)),
                 None => {
                     if i > self.front
                         && let Some(slot) = self.iters.get_mut(i)

@@ -9,7 +9,6 @@
 
 use crate::coding::{Cursor, internal_cmp, le_u32_at, put_varint};
 use crate::{MAX_KEY_LEN, MAX_SEQ, ValueKind};
-use bytes::Bytes;
 use std::cmp::Ordering;
 
 /// Entries between restart points (the first entry of each interval stores its whole key).
@@ -183,18 +182,11 @@ struct EntryMeta {
 
 /// A decoded data block: the decompressed bytes (values are read from them in place), every
 /// user key expanded once, and one fixed-size record per entry.
-///
-/// The two byte buffers are [`Bytes`], so a scan can hand out a key or value as a cheap
-/// reference-counted slice of the cached block ([`key_bytes`](Self::key_bytes),
-/// [`value_bytes`](Self::value_bytes)) instead of copying it.
 #[derive(Debug)]
 pub(crate) struct DataBlock {
-    data: Bytes,
-    keys: Bytes,
+    data: Vec<u8>,
+    keys: Vec<u8>,
     metas: Vec<EntryMeta>,
-    /// Bytes held in memory, fixed at decode (the buffers' capacities are not visible once
-    /// they are `Bytes`).
-    charge: usize,
 }
 
 impl DataBlock {
@@ -299,16 +291,7 @@ impl DataBlock {
         }
         keys.shrink_to_fit();
         metas.shrink_to_fit();
-        let charge = data.capacity()
-            + keys.capacity()
-            + metas.capacity() * std::mem::size_of::<EntryMeta>()
-            + std::mem::size_of::<Self>();
-        Ok(Self {
-            data: Bytes::from(data),
-            keys: Bytes::from(keys),
-            metas,
-            charge,
-        })
+        Ok(Self { data, keys, metas })
     }
 
     /// Number of entries (at least one).
@@ -318,64 +301,22 @@ impl DataBlock {
 
     /// Bytes this block holds in memory, for the cache's budget.
     pub(crate) fn charge(&self) -> usize {
-        self.charge
-    }
-
-    /// Where entry `i`'s user key lies in `keys` (empty if `i` is out of range).
-    fn key_range(&self, i: usize) -> std::ops::Range<usize> {
-        let start = match i.checked_sub(1) {
-            None => 0,
-            Some(p) => self.metas.get(p).map_or(0, |m| m.key_end as usize),
-        };
-        match self.metas.get(i) {
-            Some(m) if start <= m.key_end as usize && m.key_end as usize <= self.keys.len() => {
-                start..m.key_end as usize
-            }
-            _ => 0..0,
-        }
-    }
-
-    /// Where entry `i`'s value lies in `data` (empty if `i` is out of range).
-    fn value_range(&self, i: usize) -> std::ops::Range<usize> {
-        match self.metas.get(i) {
-            Some(m) => {
-                let start = m.value_off as usize;
-                let end = start.saturating_add(m.value_len as usize);
-                if end <= self.data.len() {
-                    start..end
-                } else {
-                    0..0
-                }
-            }
-            None => 0..0,
-        }
+        self.data.capacity()
+            + self.keys.capacity()
+            + self.metas.capacity() * std::mem::size_of::<EntryMeta>()
+            + std::mem::size_of::<Self>()
     }
 
     /// The user key of entry `i` (empty if `i` is out of range).
     pub(crate) fn key(&self, i: usize) -> &[u8] {
-        // The hot path of seeks and scans: as direct as the `Vec` it used to be.
         let start = match i.checked_sub(1) {
             None => 0,
             Some(p) => self.metas.get(p).map_or(0, |m| m.key_end as usize),
         };
         match self.metas.get(i) {
-            Some(m) => self
-                .keys
-                .as_ref()
-                .get(start..m.key_end as usize)
-                .unwrap_or_default(),
+            Some(m) => self.keys.get(start..m.key_end as usize).unwrap_or_default(),
             None => &[],
         }
-    }
-
-    /// The user key of entry `i` as a shared slice of this block (no copy).
-    pub(crate) fn key_bytes(&self, i: usize) -> Bytes {
-        self.keys.slice(self.key_range(i))
-    }
-
-    /// The value of entry `i` as a shared slice of this block (no copy).
-    pub(crate) fn value_bytes(&self, i: usize) -> Bytes {
-        self.data.slice(self.value_range(i))
     }
 
     /// The sequence number of entry `i`.
@@ -397,7 +338,6 @@ impl DataBlock {
             Some(m) => {
                 let start = m.value_off as usize;
                 self.data
-                    .as_ref()
                     .get(start..start + m.value_len as usize)
                     .unwrap_or_default()
             }
@@ -485,8 +425,6 @@ mod tests {
                 assert_eq!(block.seq(i), *s);
                 assert_eq!(block.kind(i), *kind);
                 assert_eq!(block.value(i), *v);
-                assert_eq!(block.key_bytes(i), *k);
-                assert_eq!(block.value_bytes(i), *v);
             }
             assert_eq!(block.lower_bound(b"user/00003/name"), 6);
             assert_eq!(block.upper_bound(b"user/00003/name"), 8);

@@ -9,7 +9,7 @@
 
 use crate::block::DataBlock;
 use crate::table::Table;
-use crate::{Entry, Error, Result, SharedEntry};
+use crate::{Entry, Error, Result};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -202,7 +202,7 @@ impl TableIter {
         Ok(())
     }
 
-    fn fail<T>(&mut self, e: Error) -> Option<Result<T>> {
+    fn fail(&mut self, e: Error) -> Option<Result<Entry>> {
         self.failed = true;
         Some(Err(e))
     }
@@ -238,31 +238,10 @@ fn make_entry(block: &DataBlock, e: usize) -> Entry {
     }
 }
 
-fn make_shared(block: &DataBlock, e: usize) -> SharedEntry {
-    SharedEntry {
-        key: block.key_bytes(e),
-        seq: block.seq(e),
-        kind: block.kind(e),
-        value: block.value_bytes(e),
-    }
-}
+impl Iterator for TableIter {
+    type Item = Result<Entry>;
 
-impl TableIter {
-    /// Like [`Iterator::next`], but the key and value are shared slices of the cached block
-    /// rather than copies: what the engine's scans use, so a scan allocates nothing per entry
-    /// it reads from a table.
-    pub fn next_shared(&mut self) -> Option<Result<SharedEntry>> {
-        self.advance_front(make_shared)
-    }
-
-    /// Like [`DoubleEndedIterator::next_back`], with shared slices as in
-    /// [`next_shared`](Self::next_shared).
-    pub fn next_back_shared(&mut self) -> Option<Result<SharedEntry>> {
-        self.advance_back(make_shared)
-    }
-
-    /// Moves the front one entry on and builds what it passed over with `make`.
-    fn advance_front<T>(&mut self, make: impl Fn(&DataBlock, usize) -> T) -> Option<Result<T>> {
+    fn next(&mut self) -> Option<Self::Item> {
         if self.failed {
             return None;
         }
@@ -289,13 +268,21 @@ impl TableIter {
         if !cur.in_bounds && !within_upper(&self.upper, key) {
             return None;
         }
-        let entry = make(&cur.block, e);
+        let entry = make_entry(&cur.block, e);
         self.front = Some(ordinal + 1);
         Some(Ok(entry))
     }
 
-    /// Moves the back one entry down and builds what it passed over with `make`.
-    fn advance_back<T>(&mut self, make: impl Fn(&DataBlock, usize) -> T) -> Option<Result<T>> {
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let total = self.table.index().total_entries();
+        let lo = self.front.unwrap_or(0);
+        let hi = self.back.unwrap_or(total);
+        (0, usize::try_from(hi.saturating_sub(lo)).ok())
+    }
+}
+
+impl DoubleEndedIterator for TableIter {
+    fn next_back(&mut self) -> Option<Self::Item> {
         if self.failed {
             return None;
         }
@@ -322,29 +309,8 @@ impl TableIter {
         if !cur.in_bounds && !within_lower(&self.lower, key) {
             return None;
         }
-        let entry = make(&cur.block, e);
+        let entry = make_entry(&cur.block, e);
         self.back = Some(ordinal);
         Some(Ok(entry))
-    }
-}
-
-impl Iterator for TableIter {
-    type Item = Result<Entry>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        self.advance_front(make_entry)
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let total = self.table.index().total_entries();
-        let lo = self.front.unwrap_or(0);
-        let hi = self.back.unwrap_or(total);
-        (0, usize::try_from(hi.saturating_sub(lo)).ok())
-    }
-}
-
-impl DoubleEndedIterator for TableIter {
-    fn next_back(&mut self) -> Option<Self::Item> {
-        self.advance_back(make_entry)
     }
 }

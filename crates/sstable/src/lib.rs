@@ -25,7 +25,6 @@ mod meta;
 mod table;
 
 pub use builder::TableBuilder;
-pub use bytes::Bytes;
 pub use cache::BlockCache;
 pub use iter::TableIter;
 pub use meta::{TABLE_FORMAT_VERSION, TABLE_MAGIC, TableProperties};
@@ -74,31 +73,6 @@ pub struct Entry {
     pub kind: ValueKind,
     /// The value (empty for a tombstone).
     pub value: Vec<u8>,
-}
-
-/// One internal entry whose key and value are shared slices of a cached decoded block (see
-/// [`TableIter::next_shared`]): yielding it copies nothing, and it keeps only its block alive.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SharedEntry {
-    /// The user key.
-    pub key: bytes::Bytes,
-    /// Its sequence number.
-    pub seq: u64,
-    /// Put or tombstone.
-    pub kind: ValueKind,
-    /// The value (empty for a tombstone).
-    pub value: bytes::Bytes,
-}
-
-impl From<SharedEntry> for Entry {
-    fn from(e: SharedEntry) -> Self {
-        Self {
-            key: e.key.to_vec(),
-            seq: e.seq,
-            kind: e.kind,
-            value: e.value.to_vec(),
-        }
-    }
 }
 
 /// Per-table compression of data blocks (metadata blocks are never compressed).

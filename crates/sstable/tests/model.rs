@@ -180,27 +180,6 @@ proptest! {
         in_range_rev.reverse();
         prop_assert_eq!(&bwd, &in_range_rev);
 
-        // Zero-copy scans: the same entries as the copying ones, with the four kinds of step
-        // (shared or copied, front or back) mixed on one iterator.
-        let mut it = table.iter(lower.clone(), upper.clone());
-        let (mut front, mut back) = (Vec::new(), Vec::new());
-        for turn in 0usize.. {
-            let step = match turn % 4 {
-                0 => it.next_shared().map(|r| r.map(Entry::from)),
-                1 => it.next_back_shared().map(|r| r.map(Entry::from)),
-                2 => it.next(),
-                _ => it.next_back(),
-            };
-            match step.transpose().expect("shared scan") {
-                Some(e) if turn % 2 == 0 => front.push(e),
-                Some(e) => back.push(e),
-                None => break,
-            }
-        }
-        back.reverse();
-        front.extend(back);
-        prop_assert_eq!(&front, &in_range);
-
         // Interleaved ends and seeks against a model of the remaining range `f..b`.
         let mut it = table.iter(lower.clone(), upper.clone());
         let (mut f, mut b) = (0usize, in_range.len());
