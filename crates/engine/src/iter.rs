@@ -28,8 +28,12 @@ pub(crate) struct MemSource {
 }
 
 fn from_mem(e: sealdb_memtable::Entry) -> InternalEntry {
+    let mut key = e.key;
+    // Every key of a keyspace scan carries the 4-byte prefix: cut it off in place rather
+    // than copying the rest into a new allocation.
+    key.drain(..4.min(key.len()));
     InternalEntry {
-        key: e.key.get(4..).map(<[u8]>::to_vec).unwrap_or_default(),
+        key,
         seq: e.seq,
         is_put: e.kind == ValueKind::Put,
         value: e.value,
