@@ -24,6 +24,13 @@ struct Args {
     /// Index queries per query kind.
     #[arg(long, default_value_t = 20_000)]
     queries: u64,
+    /// Run only the put-cost rows with the stream off and with each view type (skips the
+    /// index rows and the tailing reader), to compare stream on vs off quickly.
+    #[arg(long)]
+    streams_only: bool,
+    /// Ciphers to run: `chacha`, `none` or both (comma-separated) [default: both].
+    #[arg(long, value_delimiter = ',')]
+    ciphers: Vec<String>,
 }
 
 fn value(i: u64) -> Vec<u8> {
@@ -90,8 +97,15 @@ fn main() {
         ("sealdb-chacha", CipherId::ChaCha20Poly1305),
         ("sealdb-none", CipherId::None),
     ] {
+        let short = name.trim_start_matches("sealdb-");
+        if !args.ciphers.is_empty() && !args.ciphers.iter().any(|c| c == short) {
+            continue;
+        }
         // Indexes: 0, 1, 3.
         for n_idx in [0usize, 1, 3] {
+            if args.streams_only {
+                break;
+            }
             let db = open(
                 &root.path().join(format!("{name}-idx{n_idx}")),
                 keystore.path(),
@@ -171,6 +185,9 @@ fn main() {
             }
             let (lat, el) = puts(&db, args.items);
             row(name, &format!("put, stream {label}"), &lat, el);
+        }
+        if args.streams_only {
+            continue;
         }
         // Commit-to-delivery latency to a tailing reader.
         let db = open(

@@ -1315,14 +1315,8 @@ impl Db {
         // This batch's own writes, merged into the group's overlay only once it is accepted.
         let mut mine: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
         let mut extra = BatchBuilder::new();
-        let mut all = BatchBuilder::new();
         for (pos, rec) in RecordIter::new(&req.rep).enumerate() {
             let rec = rec.map_err(|e| Error::InvalidArgument(e.to_string()))?;
-            match rec.op {
-                Op::Put => all.put(rec.keyspace, rec.key, rec.value),
-                Op::Delete => all.delete(rec.keyspace, rec.key),
-            }
-            .map_err(grown_batch_error)?;
             let idx = indexes.by_base.get(&rec.keyspace);
             let stream = streams.get(&rec.keyspace);
             if idx.is_none() && stream.is_none() {
@@ -1359,14 +1353,22 @@ impl Db {
             }
             mine.insert(ikey, new);
         }
-        for rec in RecordIter::new(extra.rep()) {
-            let rec = rec.map_err(|e| Error::InvalidArgument(e.to_string()))?;
-            match rec.op {
-                Op::Put => all.put(rec.keyspace, rec.key, rec.value),
-                Op::Delete => all.delete(rec.keyspace, rec.key),
+        // The batch is rebuilt only when index maintenance added records to it (a stream
+        // alone leaves it as submitted).
+        let grown = if extra.count() > 0 {
+            let mut all = BatchBuilder::new();
+            for rec in RecordIter::new(&req.rep).chain(RecordIter::new(extra.rep())) {
+                let rec = rec.map_err(|e| Error::InvalidArgument(e.to_string()))?;
+                match rec.op {
+                    Op::Put => all.put(rec.keyspace, rec.key, rec.value),
+                    Op::Delete => all.delete(rec.keyspace, rec.key),
+                }
+                .map_err(grown_batch_error)?;
             }
-            .map_err(grown_batch_error)?;
-        }
+            Some(all)
+        } else {
+            None
+        };
         let stream_bytes = crate::streams::record_bytes(streams, changes);
         for (ks, bytes) in &stream_bytes {
             let size = sealdb_stream::RECORDS_FRAME_HEADER_LEN.saturating_add(*bytes);
@@ -1384,8 +1386,10 @@ impl Db {
             }
         }
         overlay.extend(mine);
-        req.count = all.count();
-        req.rep = all.rep().to_vec();
+        if let Some(all) = grown {
+            req.count = all.count();
+            req.rep = all.rep().to_vec();
+        }
         Ok(stream_bytes)
     }
 
@@ -1574,7 +1578,7 @@ impl Db {
                 changes.push(c);
                 rest.push(p);
             }
-            if let Err(e) = crate::streams::append_changes(inner, &changes, now_ms, sync) {
+            if let Err(e) = crate::streams::append_changes(inner, changes, now_ms, sync) {
                 self.poison(e);
                 results.extend(rest.into_iter().map(|p| (p.id, Err(self.poisoned_error()))));
                 return;

@@ -28,8 +28,12 @@ pub(crate) struct MemSource {
 }
 
 fn from_mem(e: sealdb_memtable::Entry) -> InternalEntry {
+    let mut key = e.key;
+    // Every key of a keyspace scan carries the 4-byte prefix: cut it off in place rather
+    // than copying the rest into a new allocation.
+    key.drain(..4.min(key.len()));
     InternalEntry {
-        key: e.key.get(4..).map(<[u8]>::to_vec).unwrap_or_default(),
+        key,
         seq: e.seq,
         is_put: e.kind == ValueKind::Put,
         value: e.value,
@@ -58,6 +62,8 @@ pub struct DbIter {
     front_primed: bool,
     back_primed: bool,
     snapshot: u64,
+    /// The last user key the front (back) passed, in a buffer reused from key to key (the
+    /// merge copies each key into it instead of allocating a clone).
     last_front: Option<Vec<u8>>,
     last_back: Option<Vec<u8>>,
     done: bool,
@@ -179,16 +185,30 @@ impl DbIter {
     fn step_front(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         self.prime_front()?;
         loop {
-            // The smallest user key at any source's front.
-            let Some(key) = self.fronts.iter().flatten().map(|e| &e.key).min().cloned() else {
-                return Ok(None);
+            // The smallest user key at any source's front, copied into the reused buffer
+            // (the sources' entries are about to be taken). A source whose front is exhausted
+            // may still hold one entry peeked by the back that the back has not consumed: it
+            // is the source's last entry.
+            let key = {
+                let peeked = self
+                    .fronts
+                    .iter()
+                    .zip(&self.backs)
+                    .map(|(f, b)| f.as_ref().or(b.as_ref()));
+                let Some(min) = peeked.flatten().map(|e| e.key.as_slice()).min() else {
+                    return Ok(None);
+                };
+                if self.last_back.as_ref().is_some_and(|b| min >= b.as_slice()) {
+                    return Ok(None);
+                }
+                let mut key = self.last_front.take().unwrap_or_default();
+                key.clear();
+                key.extend_from_slice(min);
+                key
             };
-            if self.last_back.as_ref().is_some_and(|b| key >= *b) {
-                return Ok(None);
-            }
-            let best = self.take_versions(&key)?;
+            let best = self.take_versions(&key);
             self.last_front = Some(key);
-            if let Some(e) = best
+            if let Some(e) = best?
                 && e.is_put
             {
                 return Ok(Some((e.key, e.value)));
@@ -196,18 +216,35 @@ impl DbIter {
         }
     }
 
+    /// The mirror of [`step_front`](Self::step_front): an entry the front peeked is the last
+    /// one of a source whose back is exhausted (the source's two ends never cross).
     fn step_back(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         self.prime_back()?;
         loop {
-            let Some(key) = self.backs.iter().flatten().map(|e| &e.key).max().cloned() else {
-                return Ok(None);
+            let key = {
+                let peeked = self
+                    .backs
+                    .iter()
+                    .zip(&self.fronts)
+                    .map(|(b, f)| b.as_ref().or(f.as_ref()));
+                let Some(max) = peeked.flatten().map(|e| e.key.as_slice()).max() else {
+                    return Ok(None);
+                };
+                if self
+                    .last_front
+                    .as_ref()
+                    .is_some_and(|f| max <= f.as_slice())
+                {
+                    return Ok(None);
+                }
+                let mut key = self.last_back.take().unwrap_or_default();
+                key.clear();
+                key.extend_from_slice(max);
+                key
             };
-            if self.last_front.as_ref().is_some_and(|f| key <= *f) {
-                return Ok(None);
-            }
-            let best = self.take_versions(&key)?;
+            let best = self.take_versions(&key);
             self.last_back = Some(key);
-            if let Some(e) = best
+            if let Some(e) = best?
                 && e.is_put
             {
                 return Ok(Some((e.key, e.value)));

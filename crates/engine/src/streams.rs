@@ -38,6 +38,11 @@ pub(crate) struct LiveStream {
     pub log: StreamLog,
     pub positions: parking_lot::Mutex<ConsumerPositions>,
     pub dir: PathBuf,
+    /// Id of the memtable the records deferred last belong to: deferred records are written
+    /// before the first record of a newer memtable is accepted, so a stream block never mixes
+    /// commits on both sides of a memtable boundary (a flushed memtable's commits are not in
+    /// the WAL any more, so their records must never be in a block recovery may cut).
+    pub deferred_memtable: std::sync::atomic::AtomicU64,
 }
 
 /// Streams by keyspace id.
@@ -92,6 +97,20 @@ fn event_of(c: &Change) -> Option<Event> {
         (Some(_), Some(_)) => Event::Modify,
         (Some(_), None) => Event::Remove,
         (None, None) => return None,
+    })
+}
+
+/// [`to_record`] for a change that is no longer needed: moves instead of copying.
+fn into_record(c: Change, view: ViewType, keyspace: &str, time_ms: u64) -> Option<ChangeRecord> {
+    let event = event_of(&c)?;
+    Some(ChangeRecord {
+        seq: c.first_seq + u64::from(c.position),
+        commit_time_ms: time_ms,
+        event,
+        keyspace: keyspace.to_string(),
+        key: c.key,
+        new_image: c.new.filter(|_| view.includes_new_image()),
+        old_image: c.old.filter(|_| view.includes_old_image()),
     })
 }
 
@@ -153,15 +172,62 @@ pub(crate) fn record_bytes(set: &StreamSet, changes: &[Change]) -> HashMap<u32, 
     out
 }
 
-/// Appends a commit group's records to their streams (one sealed block per stream).
+/// Hands a commit group's records to their streams. A synced commit appends them (with any
+/// deferred before them) and syncs; an unsynced one defers them
+/// ([`StreamLog::append_deferred`]), so that many commits share one sealed block and one
+/// write. Deferred records that a crash takes away are regenerated from the WAL at the next
+/// open, like a stream that lagged the WAL; the WAL is never trimmed before the streams are
+/// synced ([`sync_all`]).
 pub(crate) fn append_changes(
     inner: &DbInner,
-    groups: &[Vec<Change>],
+    groups: Vec<Vec<Change>>,
     time_ms: u64,
     sync: bool,
 ) -> Result<()> {
     let streams = inner.streams.read().clone();
-    append_to(&streams, groups, time_ms, sync)
+    if sync {
+        return append_to(&streams, &groups, time_ms, true);
+    }
+    let memtable = inner.version.read().active.id();
+    // The changes are consumed: their keys and images move into the records.
+    let mut per: HashMap<u32, Vec<ChangeRecord>> = HashMap::new();
+    for c in groups.into_iter().flatten() {
+        let Some(s) = streams.get(&c.keyspace) else {
+            continue;
+        };
+        let ks = c.keyspace;
+        if let Some(r) = into_record(c, s.view, &s.keyspace_name, time_ms) {
+            per.entry(ks).or_default().push(r);
+        }
+    }
+    for (ks, records) in per {
+        if let Some(s) = streams.get(&ks) {
+            use std::sync::atomic::Ordering;
+            if s.deferred_memtable.swap(memtable, Ordering::Relaxed) != memtable {
+                s.log.flush_pending().map_err(stream_err)?;
+            }
+            s.log.append_deferred(records).map_err(stream_err)?;
+        }
+    }
+    Ok(())
+}
+
+/// The records `groups` make, per stream keyspace of `set`, in commit order.
+fn records_by_stream(
+    set: &StreamSet,
+    groups: &[Vec<Change>],
+    time_ms: u64,
+) -> HashMap<u32, Vec<ChangeRecord>> {
+    let mut per: HashMap<u32, Vec<ChangeRecord>> = HashMap::new();
+    for c in groups.iter().flatten() {
+        let Some(s) = set.get(&c.keyspace) else {
+            continue;
+        };
+        if let Some(r) = to_record(c, s.view, &s.keyspace_name, time_ms) {
+            per.entry(c.keyspace).or_default().push(r);
+        }
+    }
+    per
 }
 
 /// Appends the records of `groups` to the streams of `set` (one sealed block per stream);
@@ -172,16 +238,7 @@ pub(crate) fn append_to(
     time_ms: u64,
     sync: bool,
 ) -> Result<()> {
-    let mut per: HashMap<u32, Vec<ChangeRecord>> = HashMap::new();
-    for c in groups.iter().flatten() {
-        let Some(s) = set.get(&c.keyspace) else {
-            continue;
-        };
-        if let Some(r) = to_record(c, s.view, &s.keyspace_name, time_ms) {
-            per.entry(c.keyspace).or_default().push(r);
-        }
-    }
-    for (ks, records) in per {
+    for (ks, records) in records_by_stream(set, groups, time_ms) {
         if let Some(s) = set.get(&ks) {
             s.log.append(&records, sync).map_err(stream_err)?;
         }
@@ -363,27 +420,23 @@ pub(crate) fn open_streams(
             cipher,
             ..StreamOptions::default()
         };
-        let (log, _) = if read_only {
-            StreamLog::open_read_only(
-                fs.clone(),
-                &dir,
-                keyring.clone(),
-                stream_opts,
-                id,
-                expected,
-                max_seq,
-            )
-        } else {
-            StreamLog::open_truncating(
-                fs.clone(),
-                &dir,
-                keyring.clone(),
-                stream_opts,
-                id,
-                expected,
-                max_seq,
-            )
-        }
+        // A block merging several deferred commit groups may straddle `max_seq` (the WAL
+        // kept the earlier groups, lost the later ones): it is cut whole when every record in
+        // it is above the flushed sequence number, and the WAL replay regenerates the earlier
+        // groups' records. Deferred records are written before a newer memtable's, and
+        // streams are synced before a flush trims the WAL, so a legitimate straddling block
+        // never reaches down to flushed commits.
+        let (log, _) = StreamLog::open_recovering(
+            fs.clone(),
+            &dir,
+            keyring.clone(),
+            stream_opts,
+            id,
+            expected,
+            max_seq,
+            state.flushed_seq,
+            read_only,
+        )
         .map_err(stream_err)?;
         let positions = ConsumerPositions::load(
             fs.as_ref(),
@@ -404,6 +457,7 @@ pub(crate) fn open_streams(
                 log,
                 positions: parking_lot::Mutex::new(positions),
                 dir,
+                deferred_memtable: std::sync::atomic::AtomicU64::new(0),
             }),
         );
     }
@@ -543,6 +597,7 @@ impl Db {
                     log,
                     positions: parking_lot::Mutex::new(positions),
                     dir,
+                    deferred_memtable: std::sync::atomic::AtomicU64::new(0),
                 }),
             );
             *inner.streams.write() = Arc::new(next);

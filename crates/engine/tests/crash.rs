@@ -246,3 +246,64 @@ fn new_subdirectories_survive_a_crash() {
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert!(report.files_checked > 0);
 }
+
+/// Unsynced commits defer their change records (many commits share one stream block). When
+/// the process ends before they are written, the WAL still has the commits: the next open
+/// regenerates the records, with the same events and images, in order.
+#[test]
+fn deferred_stream_records_the_stream_never_got_are_regenerated_from_the_wal() {
+    use sealdb::StreamEvent;
+    use sealdb_vfs::{Fault, Op};
+    let keystore = tempfile::tempdir().expect("tmp");
+    let fs = new_fs();
+    // Memtables rotate and flush inside the workload: deferred records are written at each
+    // memtable boundary and synced before each flush.
+    let db = Db::open("/data/db", options(&fs, keystore.path())).expect("open");
+    let ks = db.create_keyspace("events").expect("keyspace");
+    db.enable_stream(
+        &ks,
+        sealdb::StreamView::NewAndOldImages,
+        std::time::Duration::from_secs(86400),
+        0,
+    )
+    .expect("stream");
+    type Want = (Vec<u8>, StreamEvent, Option<Vec<u8>>, Option<Vec<u8>>);
+    let mut want: Vec<Want> = Vec::new();
+    for i in 0..40u32 {
+        let v = format!("v1-{i}").into_bytes();
+        ks.put(key(i, 0), &v).expect("put");
+        want.push((key(i, 0), StreamEvent::Insert, Some(v), None));
+    }
+    for i in 0..10u32 {
+        let v = format!("v2-{i}").into_bytes();
+        ks.put(key(i, 0), &v).expect("put");
+        let old = format!("v1-{i}").into_bytes();
+        want.push((key(i, 0), StreamEvent::Modify, Some(v), Some(old)));
+    }
+    for i in 30..35u32 {
+        ks.delete(key(i, 0)).expect("delete");
+        let old = format!("v1-{i}").into_bytes();
+        want.push((key(i, 0), StreamEvent::Remove, None, Some(old)));
+    }
+    // From here the stream's files refuse every write: whatever was still deferred never
+    // reaches them (the clean close syncs the WAL first, then fails on the stream).
+    fs.inject(
+        Fault::eio()
+            .on(&[Op::Write, Op::Sync, Op::Create])
+            .when_path(|p| p.starts_with("/data/db/streams")),
+    );
+    drop(ks);
+    drop(db);
+    fs.clear_faults();
+    let db = Db::open("/data/db", options(&fs, keystore.path())).expect("reopen");
+    let ks = db.keyspace("events").expect("keyspace");
+    let got = db
+        .read_stream(&ks, sealdb::StreamStart::TrimHorizon, 1000, usize::MAX)
+        .expect("read");
+    let got: Vec<Want> = got
+        .records
+        .into_iter()
+        .map(|r| (r.key, r.event, r.new_image, r.old_image))
+        .collect();
+    assert_eq!(got, want);
+}

@@ -329,7 +329,25 @@ impl Harness {
                 .filter(|((k, _), _)| *k == ks)
                 .map(|((_, key), v)| (key.clone(), v.clone()))
                 .collect();
-            prop_assert_eq!(got, want);
+            prop_assert_eq!(&got, &want);
+            // The ends mixed meet in the middle without repeating or losing a key.
+            let mut it = self.ks(ks).iter().expect("iter");
+            let (mut front, mut back) = (Vec::new(), Vec::new());
+            for turn in 0usize.. {
+                let step = if turn % 2 == 0 {
+                    it.next()
+                } else {
+                    it.next_back()
+                };
+                match step.transpose().expect("mixed scan") {
+                    Some(kv) if turn % 2 == 0 => front.push(kv),
+                    Some(kv) => back.push(kv),
+                    None => break,
+                }
+            }
+            back.reverse();
+            front.extend(back);
+            prop_assert_eq!(&front, &want);
         }
         Ok(())
     }

@@ -1,25 +1,48 @@
-//! A sharded LRU cache of decrypted, decompressed and decoded data blocks.
+//! A byte-budgeted cache of decrypted, decompressed and decoded data blocks.
 //!
 //! It lives in memory only: caching plaintext is the point (encryption protects durable media,
 //! like an in-memory cache tier). Keys are `(cache id, block offset)`, where every open
 //! [`Table`](crate::Table) draws a fresh cache id from its cache, so two tables never share an
 //! entry even if their files were to collide on id or offset.
+//!
+//! The policy is `quick_cache`'s S3-FIFO: a hit takes its shard's lock for reading and sets a
+//! reference bit, instead of relinking an LRU list under an exclusive lock, so concurrent
+//! scans and point reads of hot blocks do not serialize on the cache. Keys hash with foldhash
+//! (two integers need no DoS-resistant SipHash: ids and offsets are not attacker-chosen).
 
 use crate::block::DataBlock;
-use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-const SHARDS: usize = 16;
-const NIL: usize = usize::MAX;
-
 type Key = (u64, u64);
+
+/// Rough decoded size of a block, only to size the cache's tables up front.
+const TYPICAL_BLOCK_CHARGE: usize = 8 << 10;
+
+/// Weighs an entry by the bytes its decoded block holds, so the budget is in bytes.
+#[derive(Debug, Clone, Copy)]
+struct ByCharge;
+
+impl quick_cache::Weighter<Key, Arc<DataBlock>> for ByCharge {
+    fn weight(&self, _key: &Key, block: &Arc<DataBlock>) -> u64 {
+        // At least 1: a zero-weight entry would never be evicted.
+        (block.charge() as u64).max(1)
+    }
+}
+
+type Inner = quick_cache::sync::Cache<
+    Key,
+    Arc<DataBlock>,
+    ByCharge,
+    foldhash::fast::RandomState,
+    quick_cache::sync::DefaultLifecycle<Key, Arc<DataBlock>>,
+>;
 
 /// A byte-budgeted block cache shared by any number of tables.
 pub struct BlockCache {
-    shards: [Mutex<Shard>; SHARDS],
+    /// `None` for a zero budget: nothing is ever cached.
+    inner: Option<Inner>,
     capacity: usize,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -38,12 +61,26 @@ impl fmt::Debug for BlockCache {
 }
 
 impl BlockCache {
-    /// A cache holding at most about `capacity_bytes` of decoded blocks (split evenly across
-    /// its shards; a block larger than one shard's share is never cached).
+    /// A cache holding at most about `capacity_bytes` of decoded blocks (split across its
+    /// shards; a block larger than what one shard admits is never cached).
     pub fn new(capacity_bytes: usize) -> Arc<Self> {
-        let per_shard = capacity_bytes / SHARDS;
+        let items = (capacity_bytes / TYPICAL_BLOCK_CHARGE).max(1);
+        let inner = quick_cache::OptionsBuilder::new()
+            .estimated_items_capacity(items)
+            .weight_capacity(capacity_bytes as u64)
+            .build()
+            .ok()
+            .filter(|_| capacity_bytes > 0)
+            .map(|opts| {
+                Inner::with_options(
+                    opts,
+                    ByCharge,
+                    foldhash::fast::RandomState::default(),
+                    quick_cache::sync::DefaultLifecycle::default(),
+                )
+            });
         Arc::new(Self {
-            shards: std::array::from_fn(|_| Mutex::new(Shard::new(per_shard))),
+            inner,
             capacity: capacity_bytes,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -63,7 +100,9 @@ impl BlockCache {
 
     /// Bytes of blocks held now.
     pub fn usage_bytes(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().usage).sum()
+        self.inner
+            .as_ref()
+            .map_or(0, |c| usize::try_from(c.weight()).unwrap_or(usize::MAX))
     }
 
     /// The byte budget.
@@ -73,10 +112,8 @@ impl BlockCache {
 
     /// Drops every cached block (counters are kept).
     pub fn clear(&self) {
-        for s in &self.shards {
-            let mut shard = s.lock();
-            let cap = shard.capacity;
-            *shard = Shard::new(cap);
+        if let Some(c) = &self.inner {
+            c.clear();
         }
     }
 
@@ -85,16 +122,8 @@ impl BlockCache {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn shard(&self, key: Key) -> &Mutex<Shard> {
-        // Offsets of neighbouring blocks differ in their low bits only after the block size,
-        // so mix before picking a shard.
-        let h = mix(key.0 ^ key.1.rotate_left(29));
-        let i = (h as usize) % SHARDS;
-        self.shards.get(i).unwrap_or(&self.shards[0])
-    }
-
     pub(crate) fn get(&self, id: u64, offset: u64) -> Option<Arc<DataBlock>> {
-        let found = self.shard((id, offset)).lock().get((id, offset));
+        let found = self.inner.as_ref().and_then(|c| c.get(&(id, offset)));
         match found {
             Some(_) => self.hits.fetch_add(1, Ordering::Relaxed),
             None => self.misses.fetch_add(1, Ordering::Relaxed),
@@ -103,137 +132,10 @@ impl BlockCache {
     }
 
     pub(crate) fn insert(&self, id: u64, offset: u64, block: Arc<DataBlock>) {
-        let charge = block.charge();
-        self.shard((id, offset))
-            .lock()
-            .insert((id, offset), block, charge);
-    }
-}
-
-fn mix(mut k: u64) -> u64 {
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    k ^= k >> 33;
-    k
-}
-
-struct Node {
-    key: Key,
-    value: Option<Arc<DataBlock>>,
-    charge: usize,
-    prev: usize,
-    next: usize,
-}
-
-/// One LRU list: nodes in a vector linked by index (most recent at `head`), so no unsafe
-/// pointer juggling is needed.
-struct Shard {
-    map: HashMap<Key, usize>,
-    nodes: Vec<Node>,
-    free: Vec<usize>,
-    head: usize,
-    tail: usize,
-    usage: usize,
-    capacity: usize,
-}
-
-impl Shard {
-    fn new(capacity: usize) -> Self {
-        Self {
-            map: HashMap::new(),
-            nodes: Vec::new(),
-            free: Vec::new(),
-            head: NIL,
-            tail: NIL,
-            usage: 0,
-            capacity,
-        }
-    }
-
-    fn unlink(&mut self, i: usize) {
-        let (prev, next) = match self.nodes.get(i) {
-            Some(n) => (n.prev, n.next),
-            None => return,
-        };
-        match self.nodes.get_mut(prev) {
-            Some(p) => p.next = next,
-            None => self.head = next,
-        }
-        match self.nodes.get_mut(next) {
-            Some(n) => n.prev = prev,
-            None => self.tail = prev,
-        }
-    }
-
-    fn push_front(&mut self, i: usize) {
-        let old = self.head;
-        if let Some(n) = self.nodes.get_mut(i) {
-            n.prev = NIL;
-            n.next = old;
-        }
-        match self.nodes.get_mut(old) {
-            Some(h) => h.prev = i,
-            None => self.tail = i,
-        }
-        self.head = i;
-    }
-
-    fn get(&mut self, key: Key) -> Option<Arc<DataBlock>> {
-        let i = *self.map.get(&key)?;
-        if self.head != i {
-            self.unlink(i);
-            self.push_front(i);
-        }
-        self.nodes.get(i).and_then(|n| n.value.clone())
-    }
-
-    fn insert(&mut self, key: Key, value: Arc<DataBlock>, charge: usize) {
-        if charge > self.capacity {
-            return;
-        }
-        if let Some(&i) = self.map.get(&key) {
-            // Another reader loaded the same block concurrently; keep one copy.
-            if self.head != i {
-                self.unlink(i);
-                self.push_front(i);
-            }
-            return;
-        }
-        let node = Node {
-            key,
-            value: Some(value),
-            charge,
-            prev: NIL,
-            next: NIL,
-        };
-        let i = match self.free.pop() {
-            Some(i) => {
-                if let Some(slot) = self.nodes.get_mut(i) {
-                    *slot = node;
-                }
-                i
-            }
-            None => {
-                self.nodes.push(node);
-                self.nodes.len() - 1
-            }
-        };
-        self.map.insert(key, i);
-        self.push_front(i);
-        self.usage += charge;
-        while self.usage > self.capacity && self.tail != NIL {
-            self.evict(self.tail);
-        }
-    }
-
-    fn evict(&mut self, i: usize) {
-        self.unlink(i);
-        if let Some(n) = self.nodes.get_mut(i) {
-            self.usage -= n.charge;
-            n.value = None;
-            n.charge = 0;
-            self.map.remove(&n.key);
-            self.free.push(i);
+        if let Some(c) = &self.inner {
+            // Another reader may have loaded the same block concurrently: either copy is the
+            // same plaintext, and the cache keeps one.
+            c.insert((id, offset), block);
         }
     }
 }
@@ -254,26 +156,84 @@ mod tests {
         Arc::new(DataBlock::decode(out).expect("decodes"))
     }
 
+    /// A block whose first key names `tag`, so a lookup can tell which block it got.
+    fn tagged(tag: u64, n: usize) -> Arc<DataBlock> {
+        let mut b = BlockBuilder::default();
+        for i in 0..n {
+            b.add(
+                format!("{tag:016}/{i:08}").as_bytes(),
+                1,
+                ValueKind::Put,
+                b"v",
+            );
+        }
+        let mut out = Vec::new();
+        encode_block_payload(b.finish(), false, &mut out);
+        Arc::new(DataBlock::decode(out).expect("decodes"))
+    }
+
     #[test]
-    fn evicts_least_recently_used_within_budget() {
-        let b = block(10);
-        let charge = b.charge();
-        let mut s = Shard::new(charge * 3);
-        for k in 0..3u64 {
-            s.insert((1, k), b.clone(), charge);
+    fn evicts_by_bytes_within_budget() {
+        let charge = tagged(0, 10).charge();
+        let budget = charge * 4;
+        let cache = BlockCache::new(budget);
+        for k in 0..200u64 {
+            cache.insert(1, k, tagged(k, 10));
+            assert!(
+                cache.usage_bytes() <= budget,
+                "usage {} over budget {budget} after {k} inserts",
+                cache.usage_bytes()
+            );
         }
-        assert!(s.get((1, 0)).is_some());
-        s.insert((1, 3), b.clone(), charge);
-        assert!(s.get((1, 1)).is_none(), "least recently used is evicted");
-        assert!(s.get((1, 0)).is_some());
-        assert!(s.get((1, 2)).is_some());
-        assert!(s.get((1, 3)).is_some());
-        assert_eq!(s.usage, charge * 3);
-        for k in 4..100u64 {
-            s.insert((1, k), b.clone(), charge);
-        }
-        assert_eq!(s.usage, charge * 3);
-        assert!(s.nodes.len() <= 4, "slots are reused");
+        assert!(cache.usage_bytes() >= charge, "recent blocks are kept");
+        let present = (0..200u64).filter(|k| cache.get(1, *k).is_some()).count();
+        assert!((1..=4).contains(&present), "{present} blocks held");
+        // A block over the whole budget is refused; what was held stays within budget.
+        let big = tagged(999, 2000);
+        assert!(big.charge() > budget);
+        cache.insert(2, 0, big);
+        assert!(cache.get(2, 0).is_none());
+        assert!(cache.usage_bytes() <= budget);
+    }
+
+    #[test]
+    fn a_hit_after_insert_returns_that_block() {
+        let cache = BlockCache::new(1 << 20);
+        let (a, b) = (cache.new_id(), cache.new_id());
+        assert_ne!(a, b);
+        let block = tagged(7, 10);
+        cache.insert(a, 4096, Arc::clone(&block));
+        let got = cache.get(a, 4096).expect("hit");
+        assert!(Arc::ptr_eq(&got, &block));
+        assert!(cache.get(b, 4096).is_none(), "another table's id misses");
+        assert!(cache.get(a, 0).is_none(), "another offset misses");
+        assert_eq!((cache.hits(), cache.misses()), (1, 2));
+        assert_eq!(cache.usage_bytes(), block.charge());
+        assert!(BlockCache::new(0).get(a, 4096).is_none());
+    }
+
+    #[test]
+    fn concurrent_readers_and_writers_get_the_right_blocks() {
+        let charge = tagged(0, 10).charge();
+        let budget = charge * 64;
+        let cache = BlockCache::new(budget);
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let cache = &cache;
+                s.spawn(move || {
+                    for round in 0..2000u64 {
+                        let k = (round * 7 + t * 13) % 128;
+                        match cache.get(1, k) {
+                            Some(b) => assert_eq!(b.key(0), format!("{k:016}/{:08}", 0).as_bytes()),
+                            None => cache.insert(1, k, tagged(k, 10)),
+                        }
+                    }
+                });
+            }
+        });
+        assert!(cache.usage_bytes() <= budget);
+        assert_eq!(cache.hits() + cache.misses(), 8000);
+        assert!(cache.hits() > 0);
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! `docs/format.md` ("Change streams").
 //!
 //! What this crate guarantees:
-//! - A commit group is in exactly one sealed block, so it is recovered wholly or not at all.
+//! - A commit group is in exactly one sealed block, so it is recovered wholly or not at all
+//!   (a block may hold several groups deferred with [`StreamLog::append_deferred`]).
 //! - A record is durable once [`StreamLog::append`] returns with `sync = true` (and every
 //!   record appended before it with it).
 //! - Recovery never appends to a recovered segment: it starts a new segment (new file id),
@@ -31,8 +32,8 @@
 //!   segments or records cut off the end, and [`ConsumerPositions::generation`] pins
 //!   `CONSUMERS` the same way ([`Error::MissingFile`] names the missing file).
 //!
-//! Readers see a record as soon as it is appended, before it is synced; a crash may take
-//! unsynced records away again (as it takes them from the WAL).
+//! Readers see a record as soon as it is appended (or deferred), before it is synced; a crash
+//! may take unsynced or deferred records away again (as it takes them from the WAL).
 //!
 //! [`ConsumerPositions`] keeps named, durable consumer positions in a small sealed file.
 
@@ -43,8 +44,8 @@ mod positions;
 mod record;
 
 pub use log::{
-    ReadBatch, RollObserver, SEGMENT_SUFFIX, StartAt, StreamAnchor, StreamLog, StreamOptions,
-    StreamRecovery, TornTail, TrimReport, segment_file_name,
+    DEFER_BLOCK_LEN, ReadBatch, RollObserver, SEGMENT_SUFFIX, StartAt, StreamAnchor, StreamLog,
+    StreamOptions, StreamRecovery, TornTail, TrimReport, segment_file_name,
 };
 pub use positions::{ConsumerPositions, MAX_CONSUMER_NAME_LEN, POSITIONS_FILE};
 pub use record::{

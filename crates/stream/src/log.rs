@@ -26,6 +26,11 @@ use std::time::{Duration, Instant};
 /// The file-name suffix of stream segments.
 pub const SEGMENT_SUFFIX: &str = ".stream";
 
+/// Encoded size at which deferred commit groups are written as one block (see
+/// [`StreamLog::append_deferred`]): large enough that a seal and a write are shared by many
+/// small commits, small enough that a read decrypts little beyond what it returns.
+pub const DEFER_BLOCK_LEN: usize = 32 << 10;
+
 /// The file name of segment `number`: 16 decimal digits and [`SEGMENT_SUFFIX`].
 pub fn segment_file_name(number: u64) -> String {
     format!("{number:016}{SEGMENT_SUFFIX}")
@@ -175,6 +180,8 @@ impl Segment {
 struct Index {
     segments: BTreeMap<u64, Segment>,
     last_seq: u64,
+    /// The highest sequence number accepted but not yet written (deferred); 0 if none.
+    pending_seq: u64,
     /// Records with sequence numbers up to this were removed by retention (0: none were).
     trimmed_through: u64,
 }
@@ -210,6 +217,17 @@ struct Writer {
     last_seq: u64,
     poisoned: Option<String>,
     scratch: Vec<u8>,
+    /// Records accepted by [`StreamLog::append_deferred`] and not yet written, in order.
+    pending: Vec<ChangeRecord>,
+    /// Their encoded size (records only, without the frame header).
+    pending_len: usize,
+}
+
+impl Writer {
+    /// The highest sequence number accepted, written or pending.
+    fn accepted_seq(&self) -> u64 {
+        self.pending.last().map_or(self.last_seq, |r| r.seq)
+    }
 }
 
 /// The change stream of one database: a chain of sealed segments in one directory, an
@@ -371,7 +389,16 @@ impl StreamLog {
         expected: Option<StreamAnchor>,
         max_seq: u64,
     ) -> Result<(Self, StreamRecovery)> {
-        Self::open_inner(fs, dir, keyring, opts, id, expected, max_seq, false)
+        Self::open_inner(
+            fs,
+            dir,
+            keyring,
+            opts,
+            id,
+            expected,
+            (max_seq, u64::MAX),
+            false,
+        )
     }
 
     /// Opens the stream for reading only: the same verification as
@@ -388,7 +415,49 @@ impl StreamLog {
         expected: Option<StreamAnchor>,
         max_seq: u64,
     ) -> Result<(Self, StreamRecovery)> {
-        Self::open_inner(fs, dir, keyring, opts, id, expected, max_seq, true)
+        Self::open_inner(
+            fs,
+            dir,
+            keyring,
+            opts,
+            id,
+            expected,
+            (max_seq, u64::MAX),
+            true,
+        )
+    }
+
+    /// [`open_truncating`](Self::open_truncating) (or, with `read_only`,
+    /// [`open_read_only`](Self::open_read_only)) for a caller that can re-create every record
+    /// above `regenerable_after` itself (the engine: from its WAL, which holds every commit
+    /// above its flushed sequence number). A records block straddling `max_seq` is then cut
+    /// whole, instead of being `Malformed`, when its first record is above
+    /// `regenerable_after`: the block merged several commit groups (see
+    /// [`append_deferred`](Self::append_deferred)) and the WAL lost only the later ones; the
+    /// caller re-appends the earlier ones. A straddling block reaching down to
+    /// `regenerable_after` or below is still `Malformed`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open_recovering(
+        fs: SharedFs,
+        dir: &Path,
+        keyring: Keyring,
+        opts: StreamOptions,
+        id: StreamId,
+        expected: Option<StreamAnchor>,
+        max_seq: u64,
+        regenerable_after: u64,
+        read_only: bool,
+    ) -> Result<(Self, StreamRecovery)> {
+        Self::open_inner(
+            fs,
+            dir,
+            keyring,
+            opts,
+            id,
+            expected,
+            (max_seq, regenerable_after),
+            read_only,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -399,7 +468,7 @@ impl StreamLog {
         opts: StreamOptions,
         id: StreamId,
         expected: Option<StreamAnchor>,
-        max_seq: u64,
+        (max_seq, regenerable_after): (u64, u64),
         read_only: bool,
     ) -> Result<(Self, StreamRecovery)> {
         if !read_only {
@@ -526,7 +595,7 @@ impl StreamLog {
                 ));
             }
             let next_start = found.get(i + 1).map(|f| f.start);
-            let r = replay_segment(seg, next_start, max_seq, &mut last_seq)?;
+            let r = replay_segment(seg, next_start, max_seq, regenerable_after, &mut last_seq)?;
             if r.torn.is_some() {
                 stats.torn_tail = r.torn;
             }
@@ -652,6 +721,7 @@ impl StreamLog {
                 index: Mutex::new(Index {
                     segments,
                     last_seq,
+                    pending_seq: 0,
                     trimmed_through,
                 }),
                 appended: Condvar::new(),
@@ -711,10 +781,13 @@ impl StreamLog {
                 last_seq,
                 poisoned: None,
                 scratch: Vec::new(),
+                pending: Vec::new(),
+                pending_len: 0,
             })),
             index: Mutex::new(Index {
                 segments,
                 last_seq,
+                pending_seq: 0,
                 trimmed_through,
             }),
             appended: Condvar::new(),
@@ -723,26 +796,105 @@ impl StreamLog {
         Ok((log, stats))
     }
 
-    /// Appends one commit group as one sealed block; with `sync`, returns only once it (and
-    /// everything before it) is durable. Sequence numbers must strictly increase within the
-    /// slice and across calls. An empty slice does nothing. Rolls over to a new segment first
-    /// if the active one would grow past [`StreamOptions::segment_size`]. After an I/O failure
-    /// the stream is poisoned and refuses further appends until reopened.
+    /// Appends one commit group as one sealed block (together with any records still
+    /// deferred by [`append_deferred`](Self::append_deferred), when they fit one block); with
+    /// `sync`, returns only once it (and everything before it) is durable. Sequence numbers
+    /// must strictly increase within the slice and across calls. An empty slice does nothing.
+    /// Rolls over to a new segment first if the active one would grow past
+    /// [`StreamOptions::segment_size`]. After an I/O failure the stream is poisoned and
+    /// refuses further appends until reopened.
     pub fn append(&self, records: &[ChangeRecord], sync: bool) -> Result<()> {
-        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut guard = self.writer.lock();
+        let w = Self::accept(&mut guard, records)?;
+        let len: usize = records.iter().map(ChangeRecord::encoded_len).sum();
+        if !w.pending.is_empty()
+            && crate::RECORDS_FRAME_HEADER_LEN
+                .saturating_add(w.pending_len)
+                .saturating_add(len)
+                <= DEFER_BLOCK_LEN
+        {
+            w.pending.extend_from_slice(records);
+            w.pending_len += len;
+            return self.write_pending(w, sync);
+        }
+        self.write_pending(w, false)?;
+        self.write_block(w, records, sync)
+    }
+
+    /// Accepts one commit group without writing it yet: it is kept in memory and written,
+    /// merged with the groups deferred after it into one sealed block, once they reach
+    /// [`DEFER_BLOCK_LEN`], or at the next [`append`](Self::append),
+    /// [`flush_pending`](Self::flush_pending), [`sync`](Self::sync) or
+    /// [`read`](Self::read) — readers never miss an accepted record, and
+    /// [`wait_for`](Self::wait_for) wakes for it. One block costs one seal and one write
+    /// however many groups it holds, which is what makes a stream cheap on the write path.
+    ///
+    /// Deferred records are lost if the process ends before they are written: the caller
+    /// must be able to re-create them (the engine regenerates them from its WAL, which it
+    /// never deletes before a [`sync`](Self::sync)). Groups are never split across blocks,
+    /// but a block may hold several, so a truncating open may have to cut a block that
+    /// straddles its `max_seq`: see [`open_recovering`](Self::open_recovering).
+    pub fn append_deferred(&self, records: Vec<ChangeRecord>) -> Result<()> {
+        let Some(last_seq) = records.last().map(|r| r.seq) else {
             return Ok(());
         };
+        let mut guard = self.writer.lock();
+        let w = Self::accept(&mut guard, &records)?;
+        let len: usize = records.iter().map(ChangeRecord::encoded_len).sum();
+        let frame = crate::RECORDS_FRAME_HEADER_LEN.saturating_add(len);
+        if frame > MAX_FRAME_LEN {
+            return Err(Error::InvalidArgument(format!(
+                "the {} change records of one append encode to {frame} bytes, over the \
+                 {MAX_FRAME_LEN}-byte block limit",
+                records.len()
+            )));
+        }
+        if !w.pending.is_empty() && frame.saturating_add(w.pending_len) > DEFER_BLOCK_LEN {
+            self.write_pending(w, false)?;
+        }
+        w.pending.extend(records);
+        w.pending_len += len;
+        if w.pending_len >= DEFER_BLOCK_LEN {
+            return self.write_pending(w, false);
+        }
+        self.index.lock().pending_seq = last_seq;
+        self.appended.notify_all();
+        Ok(())
+    }
+
+    /// Writes the records deferred by [`append_deferred`](Self::append_deferred), if any, as
+    /// one sealed block (not synced).
+    pub fn flush_pending(&self) -> Result<()> {
+        let mut guard = self.writer.lock();
+        match guard.as_mut() {
+            Some(w) if !w.pending.is_empty() => {
+                if let Some(why) = &w.poisoned {
+                    return Err(Error::Poisoned(why.clone()));
+                }
+                self.write_pending(w, false)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks that `records` may follow what the stream accepted so far.
+    fn accept<'a>(
+        guard: &'a mut Option<Writer>,
+        records: &[ChangeRecord],
+    ) -> Result<&'a mut Writer> {
         for r in records {
             r.validate()?;
         }
-        let mut guard = self.writer.lock();
         let Some(w) = guard.as_mut() else {
             return Err(Error::ReadOnly);
         };
         if let Some(why) = &w.poisoned {
             return Err(Error::Poisoned(why.clone()));
         }
-        let mut prev = w.last_seq;
+        let mut prev = w.accepted_seq();
         for r in records {
             if r.seq <= prev {
                 return Err(Error::OutOfOrder {
@@ -752,6 +904,32 @@ impl StreamLog {
             }
             prev = r.seq;
         }
+        Ok(w)
+    }
+
+    /// Writes the deferred records as one block (a sync even with none pending if `sync`).
+    fn write_pending(&self, w: &mut Writer, sync: bool) -> Result<()> {
+        if w.pending.is_empty() {
+            if sync {
+                self.sync_writer(w)?;
+            }
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut w.pending);
+        w.pending_len = 0;
+        let r = self.write_block(w, &pending, sync);
+        // Keep the allocation for the next groups.
+        w.pending = pending;
+        w.pending.clear();
+        self.index.lock().pending_seq = 0;
+        r
+    }
+
+    /// Seals `records` (already checked) as one block and appends it.
+    fn write_block(&self, w: &mut Writer, records: &[ChangeRecord], sync: bool) -> Result<()> {
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return Ok(());
+        };
         encode_records_frame(records, &mut w.scratch)?;
         if w.scratch.len() > MAX_FRAME_LEN {
             return Err(Error::InvalidArgument(format!(
@@ -866,7 +1044,7 @@ impl StreamLog {
         Ok(())
     }
 
-    /// Makes every appended record durable.
+    /// Makes every appended record durable, deferred ones included (they are written first).
     pub fn sync(&self) -> Result<()> {
         let mut guard = self.writer.lock();
         // Read-only: nothing was written, so nothing needs syncing.
@@ -876,6 +1054,11 @@ impl StreamLog {
         if let Some(why) = &w.poisoned {
             return Err(Error::Poisoned(why.clone()));
         }
+        self.write_pending(w, true)
+    }
+
+    /// Syncs the active segment and advances the anchor (the writer lock held).
+    fn sync_writer(&self, w: &mut Writer) -> Result<()> {
         let r = w.file.sync();
         match &r {
             Ok(()) => self.anchor.lock().last_seq = w.last_seq,
@@ -904,9 +1087,11 @@ impl StreamLog {
         self.id
     }
 
-    /// The highest sequence number appended (0 if the stream never held a record).
+    /// The highest sequence number appended, deferred ones included (0 if the stream never
+    /// held a record).
     pub fn last_seq(&self) -> u64 {
-        self.index.lock().last_seq
+        let idx = self.index.lock();
+        idx.last_seq.max(idx.pending_seq)
     }
 
     /// The trim horizon: the lowest sequence number still retained, or `last_seq() + 1` when
@@ -928,6 +1113,8 @@ impl StreamLog {
                 "a stream read needs max_records >= 1".into(),
             ));
         }
+        // Deferred records are readable like written ones: write them first.
+        self.flush_pending()?;
         let (mut next, cursor) = {
             let idx = self.index.lock();
             let seq = match start {
@@ -1086,11 +1273,11 @@ impl StreamLog {
     pub fn wait_for(&self, after_seq: u64, timeout: Duration) -> bool {
         let deadline = Instant::now().checked_add(timeout);
         let mut idx = self.index.lock();
-        while idx.last_seq <= after_seq {
+        while idx.last_seq.max(idx.pending_seq) <= after_seq {
             match deadline {
                 Some(d) => {
                     if self.appended.wait_until(&mut idx, d).timed_out() {
-                        return idx.last_seq > after_seq;
+                        return idx.last_seq.max(idx.pending_seq) > after_seq;
                     }
                 }
                 None => self.appended.wait(&mut idx),
@@ -1207,12 +1394,13 @@ struct Replayed {
 }
 
 /// Verifies every block of one recovered segment and indexes its records blocks. A records
-/// block holding sequence numbers on both sides of `max_seq` is an error: a commit group is
-/// never split.
+/// block holding sequence numbers on both sides of `max_seq` is an error (a commit group is
+/// never split) unless all its records are above `regenerable_after`: then it is cut whole.
 fn replay_segment(
     seg: &Found,
     next_start: Option<StartFrame>,
     max_seq: u64,
+    regenerable_after: u64,
     last_seq: &mut u64,
 ) -> Result<Replayed> {
     let reader = &seg.reader;
@@ -1299,7 +1487,9 @@ fn replay_segment(
                         });
                     }
                     kept += decoded.len() as u64;
-                } else if f.seq > max_seq {
+                } else if f.seq > max_seq || f.seq > regenerable_after {
+                    // Wholly above the cut, or straddling it with every record re-creatable
+                    // by the caller: the truncation drops the whole block.
                     cut += decoded.len() as u64;
                 } else {
                     return Err(malformed(
