@@ -128,6 +128,9 @@ enum Inflight {
     Reencrypt,
     CreateTemp,
     DropTemp,
+    /// A backup: one that returned must survive the crash and restore exactly; the debris of
+    /// one that did not must not disturb later backups and restores.
+    Backup,
 }
 
 #[derive(Debug, Clone)]
@@ -199,6 +202,7 @@ fn inflight() -> impl Strategy<Value = Inflight> {
         1 => Just(Inflight::Reencrypt),
         1 => Just(Inflight::CreateTemp),
         1 => Just(Inflight::DropTemp),
+        1 => Just(Inflight::Backup),
     ]
 }
 
@@ -683,6 +687,11 @@ impl Harness {
                 } else {
                     Ok(())
                 }
+            }
+            Inflight::Backup => {
+                let model = self.model();
+                db.backup(Path::new(BACKUPS), &mut |_, _| {})
+                    .map(|info| self.backups.push((info.id, model)))
             }
         };
         prop_assert!(
