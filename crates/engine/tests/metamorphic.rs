@@ -962,3 +962,34 @@ fn metamorphic_2_dropped_keyspace_writes_then_reopen_backup_reencrypt() {
     ];
     run(&smallest(), &ops).expect("metamorphic 2");
 }
+
+/// The defect behind `metamorphic_1` and `metamorphic_2`, stated directly: after a reopen
+/// that replays writes of a dropped keyspace, re-encryption drops the old data-key version
+/// and a backup is at the database's sequence number.
+#[test]
+fn reopen_replaying_a_dropped_keyspace_retires_its_wal() {
+    let mut h = Harness::new(smallest());
+    let db = h.db();
+    let ks = db.create_keyspace("gone").expect("create");
+    ks.put(b"k", b"v").expect("put");
+    db.drop_keyspace("gone").expect("drop");
+    drop((ks, db));
+    h.close();
+    let db = Db::open(DB, h.options()).expect("reopen");
+    assert_eq!(db.last_sequence(), 1);
+    let info = db
+        .backup(Path::new(BACKUPS), &mut |_, _| {})
+        .expect("backup");
+    assert_eq!(info.sequence, 1, "the backup lags the database");
+    let v = db.rotate_data_key().expect("rotate");
+    let report = db.reencrypt(&mut |_, _| {}).expect("reencrypt");
+    assert_eq!(report.versions_dropped, vec![v - 1]);
+    assert_eq!(
+        db.data_key_versions_in_use()
+            .expect("versions")
+            .into_iter()
+            .collect::<Vec<_>>(),
+        vec![v]
+    );
+    assert!(db.keyspace("gone").is_err());
+}
