@@ -8,8 +8,9 @@
 //! operations. The operations cover writes across three keyspaces (one of which is created and
 //! dropped), gets, scans both ways, snapshot reads, flushes, compactions, clean reopens, power
 //! cuts, power cuts *during* an operation (a `CrashFs` countdown stops every mutation from a
-//! random point inside a write, flush, compaction, key rotation, re-encryption or keyspace
-//! change), data-key rotation and re-encryption, and backups restored into a new directory.
+//! random point inside a write, flush, compaction, key rotation, re-encryption, keyspace
+//! change or backup), data-key rotation and re-encryption, and backups restored into a new
+//! directory.
 //!
 //! Two properties:
 //! - `engine_matches_model_under_random_options`: every answer equals the model; after a crash
