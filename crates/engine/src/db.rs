@@ -726,19 +726,25 @@ impl Db {
                             first_seq: batch.first_seq,
                         });
                     }
-                    if state.keyspaces.contains_key(&rec.keyspace) {
-                        let kind = match rec.op {
-                            Op::Put => ValueKind::Put,
-                            Op::Delete => ValueKind::Delete,
-                        };
-                        if mem
-                            .insert(&keyspace_key(rec.keyspace, rec.key), seq, kind, rec.value)
-                            .is_err()
-                            && replay_err.is_none()
-                        {
-                            replay_err =
-                                Some(Error::Corruption("replay into a frozen memtable".into()));
-                        }
+                    // Records of a keyspace dropped since go in too, as they would have stayed
+                    // had the database not been reopened: nothing can read them (keyspace ids
+                    // are never reused) and flushes skip them, but they carry the memtable's
+                    // sequence range. Left out, the memtable ended below the WAL, its flush
+                    // never covered the segment holding them, and that segment (with its old
+                    // data-key version, which `reencrypt` then could not drop) stayed, and a
+                    // backup's sequence number stayed below the database's. (Found by the
+                    // metamorphic model check.)
+                    let kind = match rec.op {
+                        Op::Put => ValueKind::Put,
+                        Op::Delete => ValueKind::Delete,
+                    };
+                    if mem
+                        .insert(&keyspace_key(rec.keyspace, rec.key), seq, kind, rec.value)
+                        .is_err()
+                        && replay_err.is_none()
+                    {
+                        replay_err =
+                            Some(Error::Corruption("replay into a frozen memtable".into()));
                     }
                 }
                 if !changes.is_empty() {
