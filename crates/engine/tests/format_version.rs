@@ -45,11 +45,14 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Key/value pairs in key order.
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Every pair the fixture's generator wrote, as it must read back: in the default keyspace
 /// `key-000..099` = `value-<i>-v1` (flushed to a table), then (only in the WAL) `key-000..009`
 /// overwritten with `value-<i>-v2` and `key-010..014` deleted; in keyspace `second`,
 /// `s-0..9` = `second-<i>`.
-fn fixture_contents() -> (Vec<(Vec<u8>, Vec<u8>)>, Vec<(Vec<u8>, Vec<u8>)>) {
+fn fixture_contents() -> (Pairs, Pairs) {
     let mut default = Vec::new();
     for i in 0..100u32 {
         let value = match i {
