@@ -246,6 +246,10 @@ pub enum Command {
     /// Print the manual page (roff; view with `sealdb man | man -l -`), or with --dir write
     /// one page per command into a directory.
     Man(ManArgs),
+    /// Raise the database's on-disk format version (to the newest this build knows, or
+    /// --to). One way: older sealdb builds can no longer open it afterwards. --show only
+    /// prints the version. See docs/operations.md, "Upgrading the format".
+    Upgrade(UpgradeArgs),
 }
 
 /// `stats`.
@@ -290,6 +294,19 @@ pub struct ManArgs {
     /// if missing) instead of printing the main page.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+}
+
+/// `upgrade`.
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    /// The format version to raise to [default: the newest this build knows]. Asking for an
+    /// older version than the database's fails (exit 4): a version never goes down.
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<u32>,
+    /// Print the database's format version and the newest this build knows; change
+    /// nothing (opens read-only).
+    #[arg(long, conflicts_with = "to")]
+    pub show: bool,
 }
 
 const TEXT_FORMAT_HELP: &str = "\

@@ -570,6 +570,8 @@ impl Db {
             }
         }
         if !exists {
+            // Before anything is created: a version that cannot hold the cipher is refused.
+            crate::manifest::check_cipher(opts.new_format_version(), opts.cipher)?;
             sealdb_vfs::create_dir_all_durable(fs.as_ref(), &path)
                 .map_err(|e| Error::io(&path, e))?;
         }
@@ -800,7 +802,13 @@ impl Db {
                 crate::bg::prepare_tables_dir(&fs, &path, &orphan_tables)?;
                 match m {
                     Some(m) => Manifest::start_after(fs.clone(), &path, &keyring, cipher, m)?,
-                    None => Manifest::create(fs.clone(), &path, &keyring, cipher)?,
+                    None => Manifest::create(
+                        fs.clone(),
+                        &path,
+                        &keyring,
+                        cipher,
+                        opts.new_format_version(),
+                    )?,
                 }
             }
         };

@@ -145,6 +145,18 @@ pub enum Error {
         /// The file or directory that could not be written.
         path: String,
     },
+    /// The database's format version (in its manifest) is newer than this build knows: it
+    /// was written or upgraded by a newer sealdb. Nothing was read past the version, and
+    /// nothing on disk was changed; open it with a build that knows the version.
+    #[error(
+        "the database is at format version {found}, written by a newer sealdb; this build reads format versions up to {supported}"
+    )]
+    FormatTooNew {
+        /// The version the manifest records.
+        found: u32,
+        /// The newest version this build knows.
+        supported: u32,
+    },
 }
 
 /// The engine's result type.

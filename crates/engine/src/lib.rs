@@ -12,6 +12,7 @@ mod bg;
 mod codec;
 mod db;
 mod error;
+mod format;
 // Entry points for the fuzz targets into decoders that are otherwise private: compiled only
 // for them (the `fuzzing` feature), so they are no part of the library's API.
 #[cfg(feature = "fuzzing")]
@@ -52,7 +53,7 @@ pub use index::{IndexHit, IndexInfo, IndexQuery, QueryPage};
 pub use iter::DbIter;
 pub use keylife::{DataKeyInfo, KeyEventHook, KeyStatus, ReencryptReport};
 pub use lifestats::CumulativeStats;
-pub use manifest::{EditField, ManifestEdit, read_manifest_edits};
+pub use manifest::{EditField, FormatVersion, ManifestEdit, read_manifest_edits};
 pub use options::{Compression, MasterKey, NamedExtractor, Options, WriteOptions};
 pub use sealdb_crypto::{CipherId, DatabaseId, KeyDescriptor, KeyEvent, KeyProvider, KeyState};
 pub use sealdb_index::{

@@ -98,6 +98,9 @@ pub(crate) enum Edit {
     ClearStream {
         keyspace: u32,
     },
+    /// The database's format version (absent = version 1). Written first in every snapshot,
+    /// and appended by a ratchet, so that a reader meets it before anything that needs it.
+    FormatVersion(u32),
 }
 
 /// A secondary index as the manifest records it.
@@ -190,6 +193,9 @@ impl Edit {
             Self::ClearStream { keyspace } => {
                 w.u8(12).u32(*keyspace);
             }
+            Self::FormatVersion(v) => {
+                w.u8(13).u32(*v);
+            }
         }
     }
 
@@ -245,9 +251,109 @@ impl Edit {
             12 => Self::ClearStream {
                 keyspace: r.u32("keyspace")?,
             },
+            13 => {
+                // Checked as soon as it is decoded: the edits after it in a newer format may
+                // not decode at all, and must be reported as newer, not as damage.
+                let v = r.u32("format version")?;
+                if v > FormatVersion::NEWEST.number() {
+                    return Err(Error::FormatTooNew {
+                        found: v,
+                        supported: FormatVersion::NEWEST.number(),
+                    });
+                }
+                if v < FormatVersion::OLDEST.number() {
+                    return Err(Error::Corruption(format!(
+                        "manifest: format version {v} does not exist"
+                    )));
+                }
+                Self::FormatVersion(v)
+            }
             t => return Err(Error::Corruption(format!("manifest: unknown edit tag {t}"))),
         })
     }
+}
+
+/// The database-wide on-disk format version (like pebble's `FormatMajorVersion`): one number
+/// in the manifest that says which format features the database may use, so that a build
+/// refuses a database it cannot read instead of misreading it.
+///
+/// A new database is created at [`FormatVersion::NEWEST`] (or at
+/// [`Options::format_version`](crate::Options::format_version)); an existing one keeps its
+/// version until [`Db::ratchet_format`](crate::Db::ratchet_format) (`sealdb upgrade`) raises
+/// it. A version never goes down. `docs/format.md` ("Format versions") lists what each
+/// version means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FormatVersion(u32);
+
+impl FormatVersion {
+    /// The format before versions were recorded: a manifest without a format-version edit.
+    /// Builds from before the ratchet (commit 60c28ad and earlier) read and write it; only
+    /// ChaCha20-Poly1305 (cipher 1) and `none` (cipher 0) files.
+    pub const V1: Self = Self(1);
+    /// The manifest records the format version (edit tag 13, the first edit of every
+    /// snapshot), and AES-256-GCM files (cipher 2) may exist. Builds that only know version 1
+    /// report such a manifest as damaged (`unknown edit tag 13`), never misread it.
+    pub const V2: Self = Self(2);
+    /// The oldest version this build opens.
+    pub const OLDEST: Self = Self::V1;
+    /// The newest version this build knows: the default for a new database.
+    pub const NEWEST: Self = Self::V2;
+
+    /// The version numbered `n`, if this build knows it (`OLDEST..=NEWEST`).
+    pub fn new(n: u32) -> Option<Self> {
+        (Self::OLDEST.0..=Self::NEWEST.0)
+            .contains(&n)
+            .then_some(Self(n))
+    }
+
+    /// Its number, as the manifest records it.
+    pub fn number(self) -> u32 {
+        self.0
+    }
+
+    /// The lowest version whose readers know `cipher`: a database must be at least at it.
+    pub fn required_for(cipher: CipherId) -> Self {
+        match cipher {
+            CipherId::None | CipherId::ChaCha20Poly1305 => Self::V1,
+            // Version 1 builds refuse the cipher byte.
+            CipherId::Aes256Gcm => Self::V2,
+        }
+    }
+}
+
+impl std::fmt::Display for FormatVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::str::FromStr for FormatVersion {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let n: u32 = s
+            .trim()
+            .parse()
+            .map_err(|_| Error::InvalidArgument(format!("format version {s:?} is not a number")))?;
+        Self::new(n).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "format version {n} is unknown to this build (it knows {} to {})",
+                Self::OLDEST,
+                Self::NEWEST
+            ))
+        })
+    }
+}
+
+/// Refuses a format version that cannot hold a database sealed with `cipher`.
+pub(crate) fn check_cipher(version: FormatVersion, cipher: CipherId) -> Result<()> {
+    let needed = FormatVersion::required_for(cipher);
+    if version < needed {
+        return Err(Error::InvalidArgument(format!(
+            "cipher {cipher:?} needs format version {needed} or newer, not {version}"
+        )));
+    }
+    Ok(())
 }
 
 /// Number of levels of every keyspace's tree.
@@ -268,6 +374,8 @@ pub(crate) struct ManifestState {
     pub streams: BTreeMap<u32, StreamRecord>,
     /// Per keyspace, per level, live files by number.
     pub levels: BTreeMap<u32, Vec<BTreeMap<u64, FileMeta>>>,
+    /// The database's format version.
+    pub format_version: FormatVersion,
 }
 
 impl Default for ManifestState {
@@ -285,6 +393,8 @@ impl Default for ManifestState {
             indexes: BTreeMap::new(),
             streams: BTreeMap::new(),
             levels,
+            // What this build writes: a new database (or a restored one) is at the newest.
+            format_version: FormatVersion::NEWEST,
         }
     }
 }
@@ -346,6 +456,13 @@ impl ManifestState {
             Edit::ClearStream { keyspace } => {
                 self.streams.remove(keyspace);
             }
+            Edit::FormatVersion(v) => {
+                // Decoding refused unknown numbers; a version never goes down.
+                let v = FormatVersion::new(*v).ok_or_else(|| {
+                    Error::Corruption(format!("manifest: unknown format version {v}"))
+                })?;
+                self.format_version = self.format_version.max(v);
+            }
             Edit::WalMinSegment(n) => self.wal_min_segment = self.wal_min_segment.max(*n),
             Edit::FlushedSeq(s) => self.flushed_seq = self.flushed_seq.max(*s),
             Edit::NextKeyspaceId(n) => self.next_keyspace_id = self.next_keyspace_id.max(*n),
@@ -390,6 +507,11 @@ impl ManifestState {
     /// Edits that rebuild this state from nothing.
     fn snapshot_edits(&self) -> Vec<Edit> {
         let mut edits = Vec::new();
+        // Version 1 has no such edit: writing one would lock out the builds that only know
+        // version 1, which an unratcheted database must stay readable by.
+        if self.format_version > FormatVersion::V1 {
+            edits.push(Edit::FormatVersion(self.format_version.number()));
+        }
         for (id, name) in &self.keyspaces {
             edits.push(Edit::CreateKeyspace {
                 id: *id,
@@ -513,6 +635,8 @@ fn read_manifest_counted(
     let mut state = ManifestState {
         keyspaces: BTreeMap::new(),
         levels: BTreeMap::new(),
+        // A manifest without a format-version edit is version 1.
+        format_version: FormatVersion::OLDEST,
         ..ManifestState::default()
     };
     let label = path.display().to_string();
@@ -585,14 +709,41 @@ impl Manifest {
         Self::write_new(fs, dir, keyring, cipher, 1, state)
     }
 
-    /// Writes the manifest of a new database.
+    /// Writes the manifest of a new database at format `version`.
     pub(crate) fn create(
         fs: SharedFs,
         dir: &Path,
         keyring: &Keyring,
         cipher: CipherId,
+        version: FormatVersion,
     ) -> Result<Self> {
-        Self::write_new(fs, dir, keyring, cipher, 1, ManifestState::default())
+        check_cipher(version, cipher)?;
+        let state = ManifestState {
+            format_version: version,
+            ..ManifestState::default()
+        };
+        Self::write_new(fs, dir, keyring, cipher, 1, state)
+    }
+
+    /// The database's format version.
+    pub(crate) fn format_version(&self) -> FormatVersion {
+        self.state.format_version
+    }
+
+    /// Raises the format version to `to` (durably, before returning). Raising to the current
+    /// version does nothing; lowering is refused, since files of the newer format may exist.
+    pub(crate) fn ratchet(&mut self, to: FormatVersion, keyring: &Keyring) -> Result<bool> {
+        let current = self.state.format_version;
+        if to < current {
+            return Err(Error::InvalidArgument(format!(
+                "the database is at format version {current}; a version never goes down (asked for {to})"
+            )));
+        }
+        if to == current {
+            return Ok(false);
+        }
+        self.apply(vec![Edit::FormatVersion(to.number())], keyring)?;
+        Ok(true)
     }
 
     /// Reads the manifest `CURRENT` names and replays it, changing nothing on disk.
@@ -971,6 +1122,7 @@ impl Edit {
             Self::ClearStream { keyspace } => {
                 ("clear-stream", vec![("keyspace", n((*keyspace).into()))])
             }
+            Self::FormatVersion(v) => ("format-version", vec![("version", n((*v).into()))]),
         };
         ManifestEdit {
             group,

@@ -1,5 +1,6 @@
 //! Options for opening a database, writing and reading.
 
+use crate::manifest::FormatVersion;
 use sealdb_crypto::{CipherId, SharedProvider};
 pub use sealdb_sstable::Compression;
 use sealdb_vfs::{RealFs, SharedFs};
@@ -103,6 +104,12 @@ pub struct Options {
     pub background_work: bool,
     /// The filesystem (the real one, or a crashable one in tests).
     pub fs: SharedFs,
+    /// The format version of a *new* database; `None` = [`FormatVersion::NEWEST`]. An
+    /// existing database keeps the version its manifest records whatever this says (like
+    /// pebble, nothing is upgraded implicitly): raise it with
+    /// [`Db::ratchet_format`](crate::Db::ratchet_format). An older version keeps the
+    /// database readable by older builds; see `docs/format.md`, "Format versions".
+    pub format_version: Option<FormatVersion>,
 }
 
 impl Default for Options {
@@ -138,11 +145,17 @@ impl Default for Options {
             allow_rollback: false,
             read_only: false,
             fs: Arc::new(RealFs),
+            format_version: None,
         }
     }
 }
 
 impl Options {
+    /// The format version a new database gets.
+    pub(crate) fn new_format_version(&self) -> FormatVersion {
+        self.format_version.unwrap_or(FormatVersion::NEWEST)
+    }
+
     /// The keystore directory in force: the option, else the environment/default.
     pub fn resolved_keystore_dir(&self) -> PathBuf {
         self.keystore_dir

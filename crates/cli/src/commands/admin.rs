@@ -2,7 +2,7 @@
 //! rendering that `demo` shares.
 
 use super::{Create, Ctx};
-use crate::cli::StatsArgs;
+use crate::cli::{StatsArgs, UpgradeArgs};
 use crate::error::{CliError, Result};
 use crate::output::{Output, bytes, count, duration};
 use sealdb::{Db, Stats};
@@ -418,4 +418,38 @@ pub fn stats_json(db: &Db, s: &Stats) -> Value {
             "torn_tail_bytes": w.torn_tail.as_ref().map(|t| t.dropped_bytes),
         },
     })
+}
+
+/// `upgrade`: the explicit format ratchet (`Db::ratchet_format`). Opening never upgrades, so
+/// a database stays readable by the builds that wrote it until an operator runs this.
+pub fn upgrade(ctx: &mut Ctx, a: &UpgradeArgs) -> Result<()> {
+    let newest = sealdb::FormatVersion::NEWEST;
+    if a.show {
+        let db = ctx.open(Create::ReadOnly)?;
+        let v = db.format_version();
+        return ctx.out.emit(
+            || format!("format version {v} (this build knows up to {newest})"),
+            || json!({"op": "upgrade", "format_version": v.number(), "newest": newest.number()}),
+        );
+    }
+    let to = match a.to {
+        None => newest,
+        Some(n) => n.to_string().parse::<sealdb::FormatVersion>()?,
+    };
+    let db = ctx.open(Create::Never)?;
+    let from = db.format_version();
+    let changed = db.ratchet_format(to)?;
+    ctx.out.emit(
+        || {
+            if changed {
+                format!("format version {from} -> {to}")
+            } else {
+                format!("format version {to}: already there, nothing changed")
+            }
+        },
+        || {
+            json!({"op": "upgrade", "from": from.number(), "format_version": to.number(),
+                   "changed": changed})
+        },
+    )
 }

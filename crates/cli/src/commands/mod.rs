@@ -192,6 +192,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Keyspace(c) => keyspace::run(&mut ctx, &c),
         Command::Completion(a) => crate::operator::completion(&mut ctx, &a),
         Command::Man(a) => crate::operator::man(&mut ctx, &a),
+        Command::Upgrade(a) => admin::upgrade(&mut ctx, &a),
     };
     // Whatever was printed before a failure still reaches the reader.
     let flushed = ctx.out.flush();
