@@ -26,4 +26,4 @@ SEALDB_TEST_KMS_ENDPOINT="$(scripts/moto.sh url)"
 export SEALDB_TEST_KMS_ENDPOINT
 
 echo "== cargo test --workspace (with the aws-kms feature of sealdb-crypto and sealdb)"
-cargo test --workspace --features sealdb-crypto/aws-kms,sealdb/aws-kms "$@"
+cargo test --workspace --features sealdb-crypto/aws-kms,sealdb/aws-kms,sealdb-sstable/fuzzing "$@"

@@ -982,6 +982,8 @@ fn decode_key(r: &mut Reader<'_>) -> std::result::Result<(String, KeyRecord), St
 /// Decodes a `kms.state` image and returns how many keys it holds; for the fuzz target,
 /// which checks that no input panics or over-allocates. Decoded key material is held in
 /// zeroizing [`SecretKey`]s and dropped.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
 pub fn decode_state_for_fuzz(bytes: &[u8]) -> Result<usize> {
     decode_state(bytes, STATE_FILE).map(|state| state.keys.len())
 }

@@ -11,6 +11,7 @@
 //! argument, and `docs/format.md` for the byte layouts.
 
 pub mod error;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzz_entry;
 pub mod hex;

@@ -196,8 +196,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 // ---------------------------------------------------------------------------------------------
 // Fuzzing entry points
 
+#[cfg(feature = "fuzzing")]
 const FUZZ_PATH: &str = "/fuzz.sst";
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
 /// The fixed keyring fuzz targets use: database id all zeros, data-key version 1 with a fixed
 /// key. Never use it for real data.
 pub fn fuzz_keyring() -> Result<sealdb_crypto::Keyring> {
@@ -210,6 +213,8 @@ pub fn fuzz_keyring() -> Result<sealdb_crypto::Keyring> {
     )?)
 }
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
 /// Decodes a decrypted data block fully (its sealed plaintext: compression tag, then the
 /// block) and returns its entry count. For the `sstable_block` fuzz target.
 pub fn decode_data_block_for_fuzz(bytes: &[u8]) -> Result<usize> {
@@ -218,6 +223,8 @@ pub fn decode_data_block_for_fuzz(bytes: &[u8]) -> Result<usize> {
         .map_err(|reason| Error::corrupt("<fuzz>", None, reason))
 }
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
 /// Decodes a decrypted metadata block: the first byte picks the decoder (0 footer, 1 index,
 /// 2 filter, 3 properties), the rest is its plaintext. For a fuzz target.
 pub fn decode_meta_block_for_fuzz(bytes: &[u8]) -> Result<()> {
@@ -235,6 +242,8 @@ pub fn decode_meta_block_for_fuzz(bytes: &[u8]) -> Result<()> {
     r.map_err(|reason| Error::corrupt("<fuzz>", None, reason))
 }
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
 /// Writes `bytes` as a table file into an in-memory [`sealdb_vfs::CrashFs`] and opens,
 /// iterates (both ways), probes and verifies it under [`fuzz_keyring`], once expecting the
 /// `none` cipher and once ChaCha20-Poly1305. Returns the entries read if either open
@@ -261,6 +270,7 @@ pub fn open_table_bytes_for_fuzz(bytes: &[u8]) -> Result<u64> {
     }
 }
 
+#[cfg(feature = "fuzzing")]
 fn fuzz_one(bytes: &[u8], keyring: &sealdb_crypto::Keyring, cipher: CipherId) -> Result<u64> {
     use sealdb_vfs::FileSystem;
     use std::ops::Bound;
@@ -312,6 +322,8 @@ fn fuzz_one(bytes: &[u8], keyring: &sealdb_crypto::Keyring, cipher: CipherId) ->
     Ok(n)
 }
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
 /// Builds a table with [`fuzz_keyring`] in memory and returns its file bytes: seeds for the
 /// table fuzz target's corpus. `entries` must be in internal order.
 pub fn build_table_bytes_for_fuzz(

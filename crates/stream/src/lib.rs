@@ -37,6 +37,7 @@
 //!
 //! [`ConsumerPositions`] keeps named, durable consumer positions in a small sealed file.
 
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzz_entry;
 mod log;
@@ -48,10 +49,12 @@ pub use log::{
     StreamOptions, StreamRecovery, TornTail, TrimReport, segment_file_name,
 };
 pub use positions::{ConsumerPositions, MAX_CONSUMER_NAME_LEN, POSITIONS_FILE};
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use record::decode_records_for_fuzz;
 pub use record::{
     ChangeRecord, Event, MAX_FRAME_LEN, MAX_IMAGE_LEN, MAX_KEY_LEN, MAX_KEYSPACE_LEN,
-    RECORDS_FRAME_HEADER_LEN, StreamId, ViewType, decode_records_for_fuzz, encode_record,
-    record_len,
+    RECORDS_FRAME_HEADER_LEN, StreamId, ViewType, encode_record, record_len,
 };
 
 /// Errors of the change stream.

@@ -507,6 +507,8 @@ pub(crate) fn decode_end_frame(b: &[u8]) -> std::result::Result<u64, String> {
 
 /// Decodes one block plaintext of a stream segment (any frame type) and every record in it;
 /// for the fuzz target. Returns the number of records decoded.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
 pub fn decode_records_for_fuzz(bytes: &[u8]) -> Result<usize> {
     let malformed = |why: String| Error::Malformed(format!("<fuzz input>: {why}"));
     match bytes.first() {

@@ -32,9 +32,12 @@ pub use batch::{
     MAX_VALUE_LEN, Op, RecordIter, RecordRef, frame_len,
 };
 pub use group::{GATHER_WINDOW, GroupCommit, LeaderFailed, panic_message};
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use log::decode_frame_for_fuzz;
 pub use log::{
     Frame, FrameBatch, RecoveryStats, RollObserver, SegmentSummary, TornTail, Wal, WalOptions,
-    WalRecovery, decode_frame, decode_frame_for_fuzz, segment_file_name, summarize_segment,
+    WalRecovery, decode_frame, segment_file_name, summarize_segment,
 };
 
 /// Errors of the WAL.

@@ -1,6 +1,5 @@
 //! Segments, frames, appends, rollover and recovery.
 
-use crate::batch::RecordIter;
 use crate::{Error, Result};
 use parking_lot::{Condvar, Mutex};
 use sealdb_crypto::{
@@ -226,6 +225,8 @@ pub fn decode_frame(payload: &[u8]) -> Result<Frame<'_>> {
 
 /// Decodes one frame payload and every record in it; for the fuzz target. Returns the number
 /// of records.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
 pub fn decode_frame_for_fuzz(payload: &[u8]) -> Result<u64> {
     if StartFrame::decode(payload).is_some() || payload == [FRAME_END] {
         return Ok(0);
@@ -233,7 +234,7 @@ pub fn decode_frame_for_fuzz(payload: &[u8]) -> Result<u64> {
     let batches = decode_batches(payload).ok_or_else(|| Error::Malformed("frame".into()))?;
     let mut n = 0;
     for b in batches {
-        for r in RecordIter::new(b.rep) {
+        for r in crate::batch::RecordIter::new(b.rep) {
             r?;
             n += 1;
         }
