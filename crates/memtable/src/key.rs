@@ -81,6 +81,19 @@ impl InternalKey {
         }
     }
 
+    /// The key `prefix ++ rest` at `seq`, built in a single allocation (the engine's keys
+    /// are a keyspace prefix and a user key held apart).
+    pub(crate) fn from_parts(prefix: &[u8], rest: &[u8], seq: SeqNo) -> Self {
+        let mut user_key = Vec::with_capacity(prefix.len().saturating_add(rest.len()));
+        user_key.extend_from_slice(prefix);
+        user_key.extend_from_slice(rest);
+        Self {
+            // Capacity equals length, so this keeps the buffer without reallocating.
+            user_key: user_key.into_boxed_slice(),
+            seq: Reverse(seq),
+        }
+    }
+
     /// The position of `entry`, for resuming a scan just past it.
     pub(crate) fn of_entry(entry: &Entry) -> Self {
         Self::new(&entry.key, entry.seq)

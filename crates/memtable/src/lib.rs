@@ -98,6 +98,23 @@ impl Memtable {
         kind: ValueKind,
         value: &[u8],
     ) -> Result<(), Frozen> {
+        self.insert_prefixed(&[], key, seq, kind, value)
+    }
+
+    /// Like [`Memtable::insert`] for the key `prefix ++ key`, without the caller first
+    /// concatenating the two (the stored key is built directly, in one allocation).
+    ///
+    /// # Errors
+    ///
+    /// [`Frozen`] once [`Memtable::freeze`] has been called; nothing is inserted then.
+    pub fn insert_prefixed(
+        &self,
+        prefix: &[u8],
+        key: &[u8],
+        seq: SeqNo,
+        kind: ValueKind,
+        value: &[u8],
+    ) -> Result<(), Frozen> {
         let frozen = self.frozen.read();
         if *frozen {
             return Err(Frozen);
@@ -106,15 +123,19 @@ impl Memtable {
             ValueKind::Put => value.into(),
             ValueKind::Delete => Box::default(),
         };
-        self.bytes
-            .fetch_add(key.len() + value.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
+        self.bytes.fetch_add(
+            prefix.len() + key.len() + value.len() + ENTRY_OVERHEAD,
+            Ordering::Relaxed,
+        );
         // Each thread updates the bounds before it publishes `has_seq`, so a reader that sees
         // the flag also sees real bounds, never the sentinels.
         self.min_seq.fetch_min(seq, Ordering::Relaxed);
         self.max_seq.fetch_max(seq, Ordering::Relaxed);
         self.has_seq.store(true, Ordering::Release);
-        self.map
-            .insert(InternalKey::new(key, seq), Slot { kind, value });
+        self.map.insert(
+            InternalKey::from_parts(prefix, key, seq),
+            Slot { kind, value },
+        );
         drop(frozen);
         Ok(())
     }
@@ -261,6 +282,45 @@ mod tests {
     use super::*;
 
     fn assert_send_sync<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn insert_prefixed_stores_the_joined_key_like_insert_does() {
+        let joined = Arc::new(Memtable::new(1));
+        let split = Arc::new(Memtable::new(2));
+        joined
+            .insert(b"\0\0\0\x07user", 5, ValueKind::Put, b"v")
+            .expect("insert");
+        joined
+            .insert(b"\0\0\0\x07gone", 6, ValueKind::Delete, b"ignored")
+            .expect("insert");
+        split
+            .insert_prefixed(&7u32.to_be_bytes(), b"user", 5, ValueKind::Put, b"v")
+            .expect("insert");
+        split
+            .insert_prefixed(
+                &7u32.to_be_bytes(),
+                b"gone",
+                6,
+                ValueKind::Delete,
+                b"ignored",
+            )
+            .expect("insert");
+        let a: Vec<Entry> = joined.iter(Bound::Unbounded, Bound::Unbounded).collect();
+        let b: Vec<Entry> = split.iter(Bound::Unbounded, Bound::Unbounded).collect();
+        assert_eq!(a, b);
+        assert_eq!(
+            split.get(b"\0\0\0\x07user", 9),
+            Some((5, Some(b"v".to_vec())))
+        );
+        assert_eq!(split.get(b"\0\0\0\x07gone", 9), Some((6, None)));
+        // The prefix is part of the key's size, as it is when the caller joins the two.
+        assert_eq!(joined.approximate_bytes(), split.approximate_bytes());
+        split.freeze();
+        assert_eq!(
+            split.insert_prefixed(b"p", b"k", 7, ValueKind::Put, b"v"),
+            Err(Frozen)
+        );
+    }
 
     #[test]
     fn try_for_each_lends_every_entry_in_the_order_iter_yields() {
