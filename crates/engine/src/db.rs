@@ -1540,21 +1540,29 @@ impl Db {
             sync |= p.req.sync;
         }
         let now_ms = crate::now_ms();
-        let batches: Vec<FrameBatch<'_>> = frame
-            .iter()
-            .map(|p| FrameBatch {
+        fn frame_batch(p: &Prepared, commit_time_ms: u64) -> FrameBatch<'_> {
+            FrameBatch {
                 first_seq: p.first,
                 count: p.req.count,
                 rep: &p.req.rep,
-                commit_time_ms: now_ms,
-            })
-            .collect();
-        match inner.wal.append(&batches, sync) {
+                commit_time_ms,
+            }
+        }
+        // A frame of one batch (a lone writer's every commit) needs no list on the heap.
+        let one: [FrameBatch<'_>; 1];
+        let many: Vec<FrameBatch<'_>>;
+        let batches: &[FrameBatch<'_>] = if let [p] = frame.as_slice() {
+            one = [frame_batch(p, now_ms)];
+            &one
+        } else {
+            many = frame.iter().map(|p| frame_batch(p, now_ms)).collect();
+            &many
+        };
+        match inner.wal.append(batches, sync) {
             Ok(()) => {}
             Err(sealdb_wal::Error::BatchTooLarge { size, limit }) => {
                 // Refused before anything was written (packing makes this unreachable): the
                 // database stays writable.
-                drop(batches);
                 results.extend(frame.into_iter().map(|p| {
                     let e = Error::BatchTooLarge {
                         what: "WAL frame".into(),
@@ -1569,13 +1577,11 @@ impl Db {
                 // A full disk: nothing was acknowledged, and the WAL goes on in a new segment
                 // at the next write; every writer of the frame gets the typed error.
                 let e = Error::from(e);
-                drop(batches);
                 results.extend(frame.into_iter().map(|p| (p.id, Err(copy_refusal(&e)))));
                 return;
             }
             Err(e) => {
                 self.poison(e.into());
-                drop(batches);
                 results.extend(
                     frame
                         .into_iter()
@@ -1584,7 +1590,6 @@ impl Db {
                 return;
             }
         }
-        drop(batches);
         *seq = next;
         // Change records go to the streams after the WAL and before the memtable: a flush
         // (which may delete WAL segments) never sees data whose records are not appended.
