@@ -93,7 +93,7 @@ fn a_lone_writers_unsynced_put_makes_a_bounded_number_of_allocations() -> sealdb
     }
     let made = allocations() - before;
     // A tenth of an allocation per put of slack for rare amortised events (a WAL segment
-    // roll, a channel block); the old 17 per put would be 20,000 over.
+    // roll, a channel block); the old 17 per put would be about 20,000 over.
     assert!(
         made <= MAX_PER_PUT * PUTS + PUTS / 10,
         "{PUTS} puts made {made} allocations ({} per put), over {MAX_PER_PUT} per put",
