@@ -257,6 +257,8 @@ struct Prepared {
     changes: Vec<crate::streams::Change>,
     /// Bytes of change records it makes, per stream keyspace.
     stream_bytes: HashMap<u32, usize>,
+    /// The sequence number of its first record (set once its frame is being logged).
+    first: u64,
 }
 
 /// What a writer waits behind: at most a frame's worth of batches per group.
@@ -741,7 +743,7 @@ impl Db {
                         Op::Delete => ValueKind::Delete,
                     };
                     if mem
-                        .insert(&keyspace_key(rec.keyspace, rec.key), seq, kind, rec.value)
+                        .insert_prefixed(&rec.keyspace.to_be_bytes(), rec.key, seq, kind, rec.value)
                         .is_err()
                         && replay_err.is_none()
                     {
@@ -1258,7 +1260,7 @@ impl Db {
         self.wait_for_room()?;
         let req = WriteRequest {
             count: batch.builder.count(),
-            rep: batch.builder.rep().to_vec(),
+            rep: batch.builder.into_rep(),
             sync: opts.sync,
         };
         let inner = &self.inner;
@@ -1291,7 +1293,7 @@ impl Db {
     pub(crate) fn commit_internal(&self, batch: BatchBuilder) -> Result<u64> {
         let req = WriteRequest {
             count: batch.count(),
-            rep: batch.rep().to_vec(),
+            rep: batch.into_rep(),
             sync: false,
         };
         self.commit_locked(vec![(0, req)])
@@ -1418,8 +1420,12 @@ impl Db {
                 .collect();
         }
         let force_rotate = group.iter().any(|(_, r)| r.count == 0);
-        let (rotations, group): (Vec<_>, Vec<_>) =
-            group.into_iter().partition(|(_, r)| r.count == 0);
+        // Rotation requests are rare: a group without one is used as it is, not re-collected.
+        let (rotations, group): (Vec<_>, Vec<_>) = if force_rotate {
+            group.into_iter().partition(|(_, r)| r.count == 0)
+        } else {
+            (Vec::new(), group)
+        };
         if let Err(e) = self.maybe_rotate(force_rotate) {
             self.poison(e);
             return group
@@ -1429,10 +1435,9 @@ impl Db {
                 .collect();
         }
         let snapshot = inner.last_seq.load(Ordering::Acquire);
-        let mut results: Vec<(u64, Result<u64>)> = rotations
-            .into_iter()
-            .map(|(id, _)| (id, Ok(snapshot)))
-            .collect();
+        let mut results: Vec<(u64, Result<u64>)> =
+            Vec::with_capacity(rotations.len() + group.len());
+        results.extend(rotations.into_iter().map(|(id, _)| (id, Ok(snapshot))));
         // Index maintenance and stream capture, when any keyspace has them.
         let indexes = inner.indexes.read().clone();
         let streams = inner.streams.read().clone();
@@ -1446,6 +1451,7 @@ impl Db {
                     req,
                     changes,
                     stream_bytes: HashMap::new(),
+                    first: 0,
                 });
                 continue;
             }
@@ -1462,6 +1468,7 @@ impl Db {
                     req,
                     changes,
                     stream_bytes,
+                    first: 0,
                 }),
                 Err(e) => results.push((id, Err(e))),
             }
@@ -1470,7 +1477,17 @@ impl Db {
         // change records fit one stream block per stream): a group merged from many writers,
         // or grown by index entries, becomes several frames rather than an oversized one.
         let mut seq = snapshot;
-        let mut frame: Vec<Prepared> = Vec::new();
+        // The usual group (no streams, within one block) is one frame as it stands.
+        if prepared.iter().all(|p| p.stream_bytes.is_empty())
+            && sealdb_wal::frame_len(prepared.iter().map(|p| p.req.rep.len()))
+                <= sealdb_wal::MAX_FRAME_LEN
+        {
+            if !prepared.is_empty() {
+                self.commit_frame(prepared, &mut seq, &mut results);
+            }
+            return results;
+        }
+        let mut frame: Vec<Prepared> = Vec::with_capacity(prepared.len());
         let mut wal_len = sealdb_wal::FRAME_HEADER_LEN;
         let mut stream_len: HashMap<u32, usize> = HashMap::new();
         for p in prepared {
@@ -1509,7 +1526,7 @@ impl Db {
     /// number assigned so far and advances past the frame once it is logged.
     fn commit_frame(
         &self,
-        frame: Vec<Prepared>,
+        mut frame: Vec<Prepared>,
         seq: &mut u64,
         results: &mut Vec<(u64, Result<u64>)>,
     ) {
@@ -1524,30 +1541,36 @@ impl Db {
             return;
         }
         let mut next = *seq;
-        let mut firsts = Vec::with_capacity(frame.len());
         let mut sync = false;
-        for p in &frame {
-            firsts.push(next + 1);
+        for p in &mut frame {
+            p.first = next + 1;
             next += u64::from(p.req.count);
             sync |= p.req.sync;
         }
         let now_ms = crate::now_ms();
-        let batches: Vec<FrameBatch<'_>> = frame
-            .iter()
-            .zip(&firsts)
-            .map(|(p, first)| FrameBatch {
-                first_seq: *first,
+        fn frame_batch(p: &Prepared, commit_time_ms: u64) -> FrameBatch<'_> {
+            FrameBatch {
+                first_seq: p.first,
                 count: p.req.count,
                 rep: &p.req.rep,
-                commit_time_ms: now_ms,
-            })
-            .collect();
-        match inner.wal.append(&batches, sync) {
+                commit_time_ms,
+            }
+        }
+        // A frame of one batch (a lone writer's every commit) needs no list on the heap.
+        let one: [FrameBatch<'_>; 1];
+        let many: Vec<FrameBatch<'_>>;
+        let batches: &[FrameBatch<'_>] = if let [p] = frame.as_slice() {
+            one = [frame_batch(p, now_ms)];
+            &one
+        } else {
+            many = frame.iter().map(|p| frame_batch(p, now_ms)).collect();
+            &many
+        };
+        match inner.wal.append(batches, sync) {
             Ok(()) => {}
             Err(sealdb_wal::Error::BatchTooLarge { size, limit }) => {
                 // Refused before anything was written (packing makes this unreachable): the
                 // database stays writable.
-                drop(batches);
                 results.extend(frame.into_iter().map(|p| {
                     let e = Error::BatchTooLarge {
                         what: "WAL frame".into(),
@@ -1562,13 +1585,11 @@ impl Db {
                 // A full disk: nothing was acknowledged, and the WAL goes on in a new segment
                 // at the next write; every writer of the frame gets the typed error.
                 let e = Error::from(e);
-                drop(batches);
                 results.extend(frame.into_iter().map(|p| (p.id, Err(copy_refusal(&e)))));
                 return;
             }
             Err(e) => {
                 self.poison(e.into());
-                drop(batches);
                 results.extend(
                     frame
                         .into_iter()
@@ -1577,17 +1598,16 @@ impl Db {
                 return;
             }
         }
-        drop(batches);
         *seq = next;
         // Change records go to the streams after the WAL and before the memtable: a flush
         // (which may delete WAL segments) never sees data whose records are not appended.
         if frame.iter().any(|p| !p.changes.is_empty()) {
             let mut changes: Vec<Vec<crate::streams::Change>> = Vec::with_capacity(frame.len());
             let mut rest = Vec::with_capacity(frame.len());
-            for (mut p, first) in frame.into_iter().zip(&firsts) {
+            for mut p in frame {
                 let mut c = std::mem::take(&mut p.changes);
                 for ch in &mut c {
-                    ch.first_seq = *first;
+                    ch.first_seq = p.first;
                 }
                 changes.push(c);
                 rest.push(p);
@@ -1597,29 +1617,24 @@ impl Db {
                 results.extend(rest.into_iter().map(|p| (p.id, Err(self.poisoned_error()))));
                 return;
             }
-            self.apply_frame(rest, &firsts, sync, results);
+            self.apply_frame(rest, sync, results);
         } else {
-            self.apply_frame(frame, &firsts, sync, results);
+            self.apply_frame(frame, sync, results);
         }
         inner.last_seq.store(*seq, Ordering::Release);
         inner.visible_seq.store(*seq, Ordering::Release);
     }
 
     /// Inserts a logged frame's batches into the active memtable.
-    fn apply_frame(
-        &self,
-        frame: Vec<Prepared>,
-        firsts: &[u64],
-        sync: bool,
-        results: &mut Vec<(u64, Result<u64>)>,
-    ) {
+    fn apply_frame(&self, frame: Vec<Prepared>, sync: bool, results: &mut Vec<(u64, Result<u64>)>) {
         let inner = &self.inner;
         inner.counters.commit_groups.fetch_add(1, Ordering::Relaxed);
         if sync {
             inner.counters.wal_syncs.fetch_add(1, Ordering::Relaxed);
         }
         let active = inner.version.read().active.clone();
-        for (p, first) in frame.into_iter().zip(firsts.iter().copied()) {
+        for p in frame {
+            let first = p.first;
             let req = p.req;
             let mut ok = true;
             for (s, rec) in (first..).zip(RecordIter::new(&req.rep)) {
@@ -1632,7 +1647,7 @@ impl Db {
                     Op::Delete => ValueKind::Delete,
                 };
                 if active
-                    .insert(&keyspace_key(rec.keyspace, rec.key), s, kind, rec.value)
+                    .insert_prefixed(&rec.keyspace.to_be_bytes(), rec.key, s, kind, rec.value)
                     .is_err()
                 {
                     ok = false;

@@ -168,10 +168,10 @@ fn upper_to_internal(bound: &Bound<Vec<u8>>) -> Bound<InternalKey> {
 fn to_entry(found: &crossbeam_skiplist::map::Entry<'_, InternalKey, Slot>) -> Entry {
     let (key, slot) = (found.key(), found.value());
     Entry {
-        key: key.user_key.to_vec(),
+        key: key.user_key().to_vec(),
         seq: key.seq.0,
         kind: slot.kind,
-        value: slot.value.to_vec(),
+        value: key.value().to_vec(),
     }
 }
 

@@ -72,7 +72,10 @@ impl BatchBuilder {
     /// past [`MAX_BATCH_LEN`] (then the batch is unchanged).
     pub fn put(&mut self, keyspace: u32, key: &[u8], value: &[u8]) -> Result<()> {
         check_lengths(key, value)?;
-        self.check_room(Self::put_len(key.len(), value.len()))?;
+        let len = Self::put_len(key.len(), value.len());
+        self.check_room(len)?;
+        // One allocation for the record instead of a growth step per field.
+        self.rep.reserve(len);
         self.rep.push(1);
         self.rep.extend_from_slice(&keyspace.to_le_bytes());
         self.rep
@@ -88,7 +91,9 @@ impl BatchBuilder {
     /// Adds a delete. Fails like [`put`](Self::put).
     pub fn delete(&mut self, keyspace: u32, key: &[u8]) -> Result<()> {
         check_lengths(key, b"")?;
-        self.check_room(Self::delete_len(key.len()))?;
+        let len = Self::delete_len(key.len());
+        self.check_room(len)?;
+        self.rep.reserve(len);
         self.rep.push(0);
         self.rep.extend_from_slice(&keyspace.to_le_bytes());
         self.rep
@@ -134,6 +139,11 @@ impl BatchBuilder {
     /// The encoded records.
     pub fn rep(&self) -> &[u8] {
         &self.rep
+    }
+
+    /// The encoded records, moved out (no copy for a caller that consumes the batch).
+    pub fn into_rep(self) -> Vec<u8> {
+        self.rep
     }
 
     /// Removes every record.
@@ -243,6 +253,29 @@ impl<'a> Iterator for RecordIter<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn into_rep_hands_over_the_encoded_records() -> Result<()> {
+        let mut b = BatchBuilder::new();
+        for i in 0..50u32 {
+            b.put(i % 3, &i.to_be_bytes(), &[i as u8; 100])?;
+            b.delete(9, &i.to_le_bytes())?;
+        }
+        let expected = b.rep().to_vec();
+        let rep = b.clone().into_rep();
+        assert_eq!(rep, expected);
+        let decoded: Vec<RecordRef<'_>> = RecordIter::new(&rep).collect::<Result<_>>()?;
+        assert_eq!(decoded.len(), 100);
+        assert_eq!(decoded[2].keyspace, 1);
+        assert_eq!(decoded[2].key, 1u32.to_be_bytes());
+        assert_eq!(decoded[2].value, [1u8; 100]);
+        assert_eq!(decoded[3].op, Op::Delete);
+        assert_eq!(
+            rep.len(),
+            50 * (BatchBuilder::put_len(4, 100) + BatchBuilder::delete_len(4))
+        );
+        Ok(())
+    }
 
     #[test]
     fn round_trip() -> Result<()> {

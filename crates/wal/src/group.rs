@@ -46,6 +46,13 @@ struct State<T, R> {
     /// Queued items: id, item, weight.
     pending: Vec<(u64, T, usize)>,
     results: HashMap<u64, Result<R, LeaderFailed>>,
+    /// The ids of the group a leader works on, kept between groups so that leading does not
+    /// allocate a list each time.
+    ids: Vec<u64>,
+    /// Followers parked on the condition variable. A leader wakes them only when there are
+    /// some: `notify_all` is a `futex` system call even with no waiter, which for a lone
+    /// writer would be one system call per commit.
+    parked: usize,
     next_id: u64,
     leader_active: bool,
 }
@@ -113,6 +120,8 @@ impl<T, R> GroupCommit<T, R> {
             state: Mutex::new(State {
                 pending: Vec::new(),
                 results: HashMap::new(),
+                ids: Vec::new(),
+                parked: 0,
                 next_id: 0,
                 leader_active: false,
             }),
@@ -172,7 +181,10 @@ impl<T, R> GroupCommit<T, R> {
         st.pending.push((my_id, item, weight));
         self.queued.fetch_add(1, Ordering::AcqRel);
         loop {
-            if let Some(r) = st.results.remove(&my_id) {
+            // Most writers lead their own item and never find a result here: skip the hash.
+            if !st.results.is_empty()
+                && let Some(r) = st.results.remove(&my_id)
+            {
                 return r;
             }
             if !st.leader_active {
@@ -186,7 +198,11 @@ impl<T, R> GroupCommit<T, R> {
                 // Parks until a leader posts results or steps down (both bump the epoch
                 // under the lock, so no wake-up is missed).
                 while self.epoch.load(Ordering::Acquire) == seen {
+                    // Counted under the lock the leader bumps the epoch under: a leader either
+                    // sees this writer parked, or bumped the epoch before it could park.
+                    st.parked += 1;
                     st = self.done.wait(st).unwrap_or_else(PoisonError::into_inner);
+                    st.parked -= 1;
                 }
             }
         }
@@ -244,24 +260,39 @@ impl<T, R> GroupCommit<T, R> {
         F: FnMut(Vec<(u64, T)>) -> Vec<(u64, R)>,
     {
         st.leader_active = true;
+        let mut mine = None;
         loop {
             if gather {
                 st = self.gather(st);
             }
             let group = self.take_group(&mut st);
-            let ids: Vec<u64> = group.iter().map(|(id, _)| *id).collect();
+            let mut ids = std::mem::take(&mut st.ids);
+            ids.clear();
+            ids.extend(group.iter().map(|(id, _)| *id));
             drop(st);
             let outcome = catch_unwind(AssertUnwindSafe(|| work(group)));
             st = self.lock();
+            // The leader's own result stays here rather than passing through the shared map
+            // (for a lone writer, every group is just its own item).
             match outcome {
                 Ok(results) => {
-                    st.results
-                        .extend(results.into_iter().map(|(id, r)| (id, Ok(r))));
+                    for (id, r) in results {
+                        if id == my_id {
+                            mine = Some(Ok(r));
+                        } else {
+                            st.results.insert(id, Ok(r));
+                        }
+                    }
                 }
                 Err(payload) => {
                     let why = format!("panicked: {}", panic_message(payload.as_ref()));
                     for id in &ids {
-                        st.results.insert(*id, Err(LeaderFailed(why.clone())));
+                        let r = Err(LeaderFailed(why.clone()));
+                        if *id == my_id {
+                            mine = Some(r);
+                        } else {
+                            st.results.insert(*id, r);
+                        }
                     }
                 }
             }
@@ -270,24 +301,39 @@ impl<T, R> GroupCommit<T, R> {
             self.width
                 .store((ids.len() + st.pending.len()).max(1), Ordering::Relaxed);
             // An item the work forgot would wait forever.
-            for id in ids {
-                st.results
-                    .entry(id)
-                    .or_insert_with(|| Err(LeaderFailed("no result for the item".into())));
+            for &id in &ids {
+                let forgot = || Err(LeaderFailed("no result for the item".into()));
+                if id == my_id {
+                    mine.get_or_insert_with(forgot);
+                } else {
+                    st.results.entry(id).or_insert_with(forgot);
+                }
             }
-            if st.results.contains_key(&my_id) {
+            st.ids = ids;
+            if mine.is_some() {
                 break;
             }
             // Writers of the finished group go on while this thread takes the next group.
             self.epoch.fetch_add(1, Ordering::AcqRel);
-            self.done.notify_all();
+            self.wake_parked(&st);
         }
         st.leader_active = false;
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.done.notify_all();
-        st.results
-            .remove(&my_id)
-            .unwrap_or_else(|| Err(LeaderFailed("no result for the item".into())))
+        self.wake_parked(&st);
+        mine.unwrap_or_else(|| Err(LeaderFailed("no result for the item".into())))
+    }
+
+    /// How many followers are parked on the condition variable now.
+    #[cfg(test)]
+    fn parked(&self) -> usize {
+        self.lock().parked
+    }
+
+    /// Wakes the parked followers, if any (called with the lock held, after the epoch moved).
+    fn wake_parked(&self, st: &State<T, R>) {
+        if st.parked > 0 {
+            self.done.notify_all();
+        }
     }
 
     /// Removes the next group from the queue: the longest prefix within the budget, and at
@@ -378,6 +424,46 @@ mod tests {
     }
 
     #[test]
+    fn a_parked_follower_is_woken_once_the_leader_is_done() {
+        let gc: Arc<GroupCommit<u64, u64>> = Arc::new(GroupCommit::new());
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
+        let release_rx = Arc::new(Mutex::new(release_rx));
+        let work = move |group: Vec<(u64, u64)>| -> Vec<(u64, u64)> {
+            if group.iter().any(|(_, x)| *x == 0) {
+                let _ = entered_tx.send(());
+                let _ = release_rx.lock().expect("lock").recv();
+            }
+            group.into_iter().map(|(id, x)| (id, x + 100)).collect()
+        };
+        let leader = {
+            let (gc, work) = (gc.clone(), work.clone());
+            std::thread::spawn(move || gc.submit(0, 1, work))
+        };
+        entered_rx.recv().expect("the leader enters its work");
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        {
+            let gc = gc.clone();
+            std::thread::spawn(move || {
+                let _ = done_tx.send(gc.submit(1, 1, work));
+            });
+        }
+        // The follower's spin is bounded; while the leader is held it ends up parked.
+        while gc.parked() == 0 {
+            std::thread::yield_now();
+        }
+        release_tx.send(()).expect("release the leader");
+        assert_eq!(leader.join().expect("leader"), Ok(100));
+        // The leader stepped down with a writer parked: it must have woken it (a missed
+        // wake-up leaves it parked for good; the bound only keeps a failure from hanging).
+        let r = done_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the parked follower must be woken");
+        assert_eq!(r, Ok(101));
+        assert_eq!(gc.parked(), 0);
+    }
+
+    #[test]
     fn writers_queued_behind_a_leader_form_the_next_group() {
         const FOLLOWERS: usize = 5;
         let gc: Arc<GroupCommit<u64, u64>> = Arc::new(GroupCommit::new());
@@ -448,6 +534,32 @@ mod tests {
         assert_eq!(gathering.join().expect("gathering"), Ok(103));
         let groups = groups.lock().expect("lock").clone();
         assert_eq!(groups, vec![vec![0], vec![1, 2], vec![3, 4]]);
+    }
+
+    #[test]
+    fn an_item_the_work_forgets_fails_and_its_leader_steps_down() {
+        let gc: GroupCommit<u64, u64> = GroupCommit::new();
+        // The work answers for nothing: the lone writer (its own leader) must get an error,
+        // not a result left over from elsewhere, and must not wait forever.
+        let forgetful = |_group: Vec<(u64, u64)>| -> Vec<(u64, u64)> { Vec::new() };
+        assert_eq!(
+            gc.submit(5, 1, forgetful),
+            Err(LeaderFailed("no result for the item".into()))
+        );
+        // A result for an id not in the group is not taken for the leader's own.
+        let wrong_id = |group: Vec<(u64, u64)>| -> Vec<(u64, u64)> {
+            group.into_iter().map(|(id, x)| (id + 1000, x)).collect()
+        };
+        assert_eq!(
+            gc.submit(6, 1, wrong_id),
+            Err(LeaderFailed("no result for the item".into()))
+        );
+        // Leadership was released each time: the next writer leads and gets its result.
+        let work = |group: Vec<(u64, u64)>| -> Vec<(u64, u64)> {
+            group.into_iter().map(|(id, x)| (id, x * 10)).collect()
+        };
+        assert_eq!(gc.submit(7, 1, work), Ok(70));
+        assert_eq!(gc.submit(8, 1, work), Ok(80));
     }
 
     #[test]
