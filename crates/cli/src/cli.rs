@@ -39,8 +39,9 @@ Environment:
   SEALDB_KEYSTORE  keystore directory when --keystore is not given
   SEALDB_KMS       local KMS directory when --kms is not given
   RUST_LOG         diagnostics on standard error (flushes, compactions, recovery, key
-                   checks, with durations; never key material or data), e.g. RUST_LOG=info
-                   or RUST_LOG=sealdb=debug";
+                   checks, with durations; sealdb's events never carry key material or
+                   data, other crates' events follow their own rules), e.g.
+                   RUST_LOG=sealdb=info or RUST_LOG=sealdb=debug";
 
 /// sealdb: an embedded key-value store whose every durable byte is sealed.
 #[derive(Debug, Parser)]
@@ -50,6 +51,7 @@ Environment:
     about = "sealdb: an embedded encrypted key-value store (every durable byte is sealed)",
     long_about = "sealdb: an embedded encrypted key-value store. The write-ahead log, tables, \
                   manifest and KEYS file are sealed block by block with ChaCha20-Poly1305 \
+                  (or AES-256-GCM, `--cipher aes256gcm`) \
                   under data keys wrapped by a master key kept outside the data directory.\n\n\
                   Try `sealdb demo` first: it runs a throwaway database end to end.",
     after_help = EXIT_STATUS_HELP,

@@ -15,8 +15,8 @@ use crate::error::{CliError, Result};
 use crate::output::{bytes, count};
 use sealdb_crypto::sealed::{BLOCK_PREFIX_LEN, MAGIC, MAX_BLOCK_LEN, read_file_header};
 use sealdb_crypto::{
-    ArtifactKind, BlockHandle, Expected, FileHeader, KeyDescriptor, KeyState, Keyring, KeysFile,
-    LocalKms, OwnedKeyProvider, SealedReader, SharedProvider,
+    ArtifactKind, BlockHandle, CipherId, Expected, FileHeader, KeyDescriptor, KeyState, Keyring,
+    KeysFile, LocalKms, OwnedKeyProvider, SealedReader, SharedProvider,
 };
 use sealdb_vfs::{FileSystem, RandomAccessFile, RealFs};
 use serde_json::{Value, json};
@@ -201,17 +201,19 @@ pub fn inspect(ctx: &mut Ctx, a: &InspectArgs) -> Result<()> {
     print_header(ctx, path, &header, file.len())?;
 
     // Keys only when a database was named: inspecting needs none, decrypting does.
-    let keyring = match &ctx.global.db {
+    let db_keys = match &ctx.global.db {
         Some(_) => Some(load_keyring(ctx)?),
         None => None,
     };
+    let data_cipher = db_keys.as_ref().map(|(_, c)| *c);
+    let keyring = db_keys.map(|(k, _)| k);
     let mut failures: Vec<String> = Vec::new();
     let reader = match &keyring {
         Some(k) => {
             let expected = Expected {
                 kind: header.kind,
                 database_id: k.database_id(),
-                cipher: None,
+                cipher: data_cipher.map(|d| accepted_cipher(header.cipher, d)),
             };
             if header.database_id != k.database_id() {
                 return Err(CliError::integrity(format!(
@@ -305,9 +307,9 @@ pub fn inspect(ctx: &mut Ctx, a: &InspectArgs) -> Result<()> {
 
     if let (Some(k), Some(r), true) = (&keyring, &reader, failures.is_empty()) {
         if a.entries {
-            dump_entries(ctx, path, &header, k)?;
+            dump_entries(ctx, path, &header, k, data_cipher.unwrap_or(header.cipher))?;
         } else if a.manifest {
-            dump_manifest(ctx, path, k)?;
+            dump_manifest(ctx, path, k, data_cipher.unwrap_or(header.cipher))?;
         } else if a.wal {
             dump_wal(ctx, r, &blocks)?;
         }
@@ -316,7 +318,7 @@ pub fn inspect(ctx: &mut Ctx, a: &InspectArgs) -> Result<()> {
         &keyring,
         matches!(header.kind, ArtifactKind::Table | ArtifactKind::Index),
     ) {
-        print_table_properties(ctx, path, &header, k)?;
+        print_table_properties(ctx, path, &header, k, data_cipher.unwrap_or(header.cipher))?;
     }
     let sound = tail.is_sound(header.kind);
     let body_total: u64 = blocks.iter().map(|b| u64::from(b.body_len)).sum();
@@ -421,7 +423,20 @@ fn print_header(ctx: &mut Ctx, path: &Path, h: &FileHeader, len: u64) -> Result<
 
 /// Loads the data keys of the database named by `--db` without opening it (no lock, no
 /// recovery, nothing written), asking the provider its KEYS file names.
-fn load_keyring(ctx: &Ctx) -> Result<Keyring> {
+/// The cipher a file of this database may be sealed with: the database's data cipher, or
+/// ChaCha20-Poly1305 (KEYS, CURRENT, STATS and CONSUMERS always are). Never taken from the
+/// header alone: a header claiming `none` (crc32 only) in an encrypted database is a forgery
+/// anyone can write, and must not be shown as authentic.
+fn accepted_cipher(claimed: CipherId, data: CipherId) -> CipherId {
+    if claimed == CipherId::ChaCha20Poly1305 {
+        claimed
+    } else {
+        data
+    }
+}
+
+/// The database's keyring and data cipher, from its KEYS file.
+fn load_keyring(ctx: &Ctx) -> Result<(Keyring, CipherId)> {
     let fs = RealFs;
     let dir = ctx.db_dir();
     if !fs.exists(&dir.join(sealdb_crypto::keysfile::KEYS_FILE_NAME)) {
@@ -435,7 +450,7 @@ fn load_keyring(ctx: &Ctx) -> Result<Keyring> {
     let (keys, _) = KeysFile::open(&fs, &dir, |desc| {
         resolve_provider(desc, summary.database_id, &opts)
     })?;
-    Ok(keys.keyring().clone())
+    Ok((keys.keyring().clone(), keys.data_cipher()))
 }
 
 /// The provider a KEYS file names, from the global options (never creating a key). Mirrors
@@ -555,11 +570,17 @@ fn describe_plaintext(
     }
 }
 
-fn print_table_properties(ctx: &mut Ctx, path: &Path, h: &FileHeader, k: &Keyring) -> Result<()> {
+fn print_table_properties(
+    ctx: &mut Ctx,
+    path: &Path,
+    h: &FileHeader,
+    k: &Keyring,
+    data_cipher: CipherId,
+) -> Result<()> {
     let expected = Expected {
         kind: h.kind,
         database_id: k.database_id(),
-        cipher: None,
+        cipher: Some(data_cipher),
     };
     // Counts and sizes only: the smallest and largest keys are user data.
     let table = match sealdb_sstable::Table::open(&RealFs, path, k, &expected, None) {
@@ -625,11 +646,17 @@ fn shown_json(bytes: &[u8]) -> Value {
 }
 
 /// `--entries`: every entry of a table in internal order (newest version of a key first).
-fn dump_entries(ctx: &mut Ctx, path: &Path, h: &FileHeader, k: &Keyring) -> Result<()> {
+fn dump_entries(
+    ctx: &mut Ctx,
+    path: &Path,
+    h: &FileHeader,
+    k: &Keyring,
+    data_cipher: CipherId,
+) -> Result<()> {
     let expected = Expected {
         kind: h.kind,
         database_id: k.database_id(),
-        cipher: None,
+        cipher: Some(data_cipher),
     };
     let table = sealdb_sstable::Table::open(&RealFs, path, k, &expected, None)?;
     let unbounded = std::ops::Bound::Unbounded;
@@ -663,8 +690,8 @@ fn dump_entries(ctx: &mut Ctx, path: &Path, h: &FileHeader, k: &Keyring) -> Resu
 }
 
 /// `--manifest`: every edit, group by group, as recorded (not applied).
-fn dump_manifest(ctx: &mut Ctx, path: &Path, k: &Keyring) -> Result<()> {
-    for edit in sealdb::read_manifest_edits(&RealFs, path, k)? {
+fn dump_manifest(ctx: &mut Ctx, path: &Path, k: &Keyring, data_cipher: CipherId) -> Result<()> {
+    for edit in sealdb::read_manifest_edits(&RealFs, path, k, data_cipher)? {
         ctx.out.emit(
             || {
                 let fields: Vec<String> = edit

@@ -337,7 +337,14 @@ impl Db {
             }
         }
         for p in paths {
-            let h = sealdb_crypto::sealed::read_file_header(inner.fs.as_ref(), &p)?;
+            let h = match sealdb_crypto::sealed::read_file_header(inner.fs.as_ref(), &p) {
+                Ok(h) => h,
+                // A WAL segment retired (deleted or archived) by a flush while this list was
+                // taken keeps no data-key version alive: retirement runs outside the WAL's
+                // lock, so a listed segment may be gone by the time its header is read.
+                Err(_) if !inner.fs.exists(&p) => continue,
+                Err(e) => return Err(e.into()),
+            };
             used.insert(h.data_key_version);
         }
         Ok(used)

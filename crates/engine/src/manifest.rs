@@ -1133,7 +1133,10 @@ impl Edit {
 }
 
 /// Decodes every edit of the manifest file at `path`, authenticating each block under
-/// `keyring` (the database's data keys), without applying them: for inspection tools.
+/// `keyring` (the database's data keys) and `cipher` (the database's data cipher, from its
+/// KEYS file), without applying them: for inspection tools. The cipher is required, not read
+/// from the file's header: a header claiming `none` (crc32 only) in an encrypted database is
+/// a forgery anyone can write, and is refused here as the engine refuses it.
 ///
 /// An edit group cut short by a crash ends the list, as it ends recovery; any other block
 /// that fails authentication or does not decode is an error naming the file.
@@ -1141,11 +1144,12 @@ pub fn read_manifest_edits(
     fs: &dyn sealdb_vfs::FileSystem,
     path: &Path,
     keyring: &Keyring,
+    cipher: CipherId,
 ) -> Result<Vec<ManifestEdit>> {
     let expected = Expected {
         kind: ArtifactKind::Manifest,
         database_id: keyring.database_id(),
-        cipher: None,
+        cipher: Some(cipher),
     };
     let reader = SealedReader::open(fs, path, keyring, &expected)?;
     let label = path.display().to_string();

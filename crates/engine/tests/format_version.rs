@@ -306,9 +306,48 @@ fn manifest_edit_kinds(t: &TestDb) -> Vec<&'static str> {
     let path = t
         .path()
         .join(format!("MANIFEST-{:016}", current_manifest(t)));
-    sealdb::read_manifest_edits(&RealFs, &path, &keyring(t))
-        .expect("read manifest")
-        .into_iter()
-        .map(|e| e.kind)
-        .collect()
+    sealdb::read_manifest_edits(
+        &RealFs,
+        &path,
+        &keyring(t),
+        sealdb::CipherId::ChaCha20Poly1305,
+    )
+    .expect("read manifest")
+    .into_iter()
+    .map(|e| e.kind)
+    .collect()
+}
+
+/// A manifest whose header claims the `none` cipher (crc32 only: anyone who reads the clear
+/// header's database id can forge one) is not authentic in a ChaCha20-Poly1305 database:
+/// `read_manifest_edits`, which `sealdb inspect --manifest` uses, refuses it instead of
+/// reporting its edits (it accepted any header cipher before).
+#[test]
+fn read_manifest_edits_refuses_a_forged_none_cipher_manifest() {
+    let t = fixture();
+    drop(t.open());
+    let keyring = keyring(&t);
+    let path = t.path().join("MANIFEST-forged");
+    let mut w = SealedWriter::create(
+        &RealFs,
+        &path,
+        &keyring,
+        ArtifactKind::Manifest,
+        CipherId::None,
+    )
+    .expect("create forged manifest");
+    let mut group = Vec::new();
+    group.extend_from_slice(&1u32.to_le_bytes());
+    group.push(13);
+    group.extend_from_slice(&2u32.to_le_bytes());
+    w.append_block(&group).expect("append");
+    w.sync().expect("sync");
+    drop(w);
+    let read = sealdb::read_manifest_edits(&RealFs, &path, &keyring, CipherId::ChaCha20Poly1305);
+    assert!(
+        matches!(read, Err(Error::Integrity { .. })),
+        "a forged none-cipher manifest must be refused, got {read:?}"
+    );
+    // The genuine one still reads.
+    assert!(!manifest_edit_kinds(&t).is_empty());
 }
