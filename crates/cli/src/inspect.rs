@@ -577,13 +577,8 @@ fn print_table_properties(
     k: &Keyring,
     data_cipher: CipherId,
 ) -> Result<()> {
-    let expected = Expected {
-        kind: h.kind,
-        database_id: k.database_id(),
-        cipher: Some(data_cipher),
-    };
     // Counts and sizes only: the smallest and largest keys are user data.
-    let table = match sealdb_sstable::Table::open(&RealFs, path, k, &expected, None) {
+    let table = match open_table(path, h, k, data_cipher) {
         Ok(t) => t,
         Err(e) => {
             let e = CliError::from(e);
@@ -636,13 +631,25 @@ fn shown(bytes: &[u8]) -> String {
     crate::output::display_key(bytes)
 }
 
-/// A key or value in a dump's JSON: a string when it is UTF-8, else `{"hex": "..."}` (as
-/// stream records spell them).
+/// A key or value in a dump's JSON: the CLI's one JSON rule ([`crate::output::json_bytes`]).
 fn shown_json(bytes: &[u8]) -> Value {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => Value::String(s.to_string()),
-        Err(_) => json!({ "hex": sealdb_crypto::hex::encode(bytes) }),
-    }
+    crate::output::json_bytes(bytes)
+}
+
+/// Opens a table of this database for a dump, authenticated under its data cipher (never the
+/// cipher its header claims).
+fn open_table(
+    path: &Path,
+    h: &FileHeader,
+    k: &Keyring,
+    data_cipher: CipherId,
+) -> sealdb_sstable::Result<Arc<sealdb_sstable::Table>> {
+    let expected = Expected {
+        kind: h.kind,
+        database_id: k.database_id(),
+        cipher: Some(data_cipher),
+    };
+    sealdb_sstable::Table::open(&RealFs, path, k, &expected, None)
 }
 
 /// `--entries`: every entry of a table in internal order (newest version of a key first).
@@ -653,12 +660,7 @@ fn dump_entries(
     k: &Keyring,
     data_cipher: CipherId,
 ) -> Result<()> {
-    let expected = Expected {
-        kind: h.kind,
-        database_id: k.database_id(),
-        cipher: Some(data_cipher),
-    };
-    let table = sealdb_sstable::Table::open(&RealFs, path, k, &expected, None)?;
+    let table = open_table(path, h, k, data_cipher)?;
     let unbounded = std::ops::Bound::Unbounded;
     for entry in table.iter(unbounded.clone(), unbounded) {
         let e = entry?;
