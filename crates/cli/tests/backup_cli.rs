@@ -3,114 +3,14 @@
 //!
 //! Every test has its own database, keystore (`--keystore`) and local KMS (`--kms`).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
-struct Env {
-    dir: tempfile::TempDir,
-    db: PathBuf,
-}
-
-struct Run {
-    code: Option<i32>,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-impl Run {
-    fn out(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-
-    #[track_caller]
-    fn ok(self) -> Self {
-        self.status(0)
-    }
-
-    #[track_caller]
-    fn status(self, code: i32) -> Self {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "expected exit {code}; stdout: {} stderr: {}",
-            self.out(),
-            self.stderr
-        );
-        self
-    }
-
-    fn json(&self) -> Vec<serde_json::Value> {
-        self.out()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
-            .collect()
-    }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-impl Env {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = dir.path().join("db");
-        Self { dir, db }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn cmd_on(&self, db: Option<&Path>, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_sealdb"));
-        if let Some(db) = db {
-            c.arg("--db").arg(db);
-        }
-        c.arg("--keystore")
-            .arg(self.path("keystore"))
-            .arg("--kms")
-            .arg(self.path("kms"))
-            .args(args)
-            .env_remove("SEALDB_KEYSTORE")
-            .env_remove("SEALDB_KMS")
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn finish(o: Output) -> Run {
-        Run {
-            code: o.status.code(),
-            stdout: o.stdout,
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        Self::finish(self.cmd_on(Some(&self.db), args).output().expect("run"))
-    }
-
-    fn run_nodb(&self, args: &[&str]) -> Run {
-        Self::finish(self.cmd_on(None, args).output().expect("run"))
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read_dir") {
-        let e = e.expect("entry");
-        let target = to.join(e.file_name());
-        if e.file_type().expect("type").is_dir() {
-            copy_dir(&e.path(), &target);
-        } else if e.file_name() != "LOCK" {
-            std::fs::copy(e.path(), &target).expect("copy");
-        }
-    }
-}
+use common::{Env, copy_dir, finish, s};
+use std::path::PathBuf;
 
 #[test]
 fn restoring_into_the_original_path_is_not_refused_as_a_rollback() {
-    let e = Env::new();
+    let e = Env::with_kms();
     e.run(&["put", "a", "1", "--sync"]).ok();
     let dir = e.path("backups");
     e.run(&["backup", "create", s(&dir)]).ok();
@@ -131,7 +31,7 @@ fn restoring_into_the_original_path_is_not_refused_as_a_rollback() {
 
 #[test]
 fn a_rolled_back_directory_exits_2_and_allow_rollback_opens_it() {
-    let e = Env::new();
+    let e = Env::with_kms();
     e.run(&["put", "a", "1", "--sync"]).ok();
     let old = e.path("old");
     copy_dir(&e.db, &old);
@@ -152,7 +52,7 @@ fn a_rolled_back_directory_exits_2_and_allow_rollback_opens_it() {
 fn backup_verify_accepts_wal_segments_closed_by_recovery() {
     // Each command is a process: every session's WAL segment is closed by the next session's
     // recovery, without an end frame. Those segments are healthy and so is the backup.
-    let e = Env::new();
+    let e = Env::with_kms();
     let dir = e.path("B");
     e.run(&["--pitr-window", "1h", "put", "a", "1", "--sync"])
         .ok();
@@ -172,7 +72,7 @@ fn backup_verify_accepts_wal_segments_closed_by_recovery() {
     e.run_nodb(&["restore", s(&dir), s(&dest), "--to-seq", "2"])
         .ok();
     assert_eq!(
-        Env::finish(e.cmd_on(Some(&dest), &["get", "b"]).output().expect("run"))
+        finish(e.cmd_on(Some(&dest), &["get", "b"]).output().expect("run"))
             .ok()
             .out(),
         "2\n"
@@ -181,7 +81,7 @@ fn backup_verify_accepts_wal_segments_closed_by_recovery() {
 
 #[test]
 fn point_in_time_restore_from_a_cut_segment_exits_2() {
-    let e = Env::new();
+    let e = Env::with_kms();
     let dir = e.path("B");
     e.run(&["--pitr-window", "1h", "put", "a", "1", "--sync"])
         .ok();
@@ -230,7 +130,7 @@ fn point_in_time_restore_from_a_cut_segment_exits_2() {
 
 #[test]
 fn verify_reports_how_many_files_of_each_kind_it_checked() {
-    let e = Env::new();
+    let e = Env::with_kms();
     e.run(&[
         "--pitr-window",
         "1h",
@@ -276,7 +176,7 @@ fn verify_reports_how_many_files_of_each_kind_it_checked() {
 
 #[test]
 fn deleting_the_newest_backup_catalogue_exits_2_naming_it() {
-    let e = Env::new();
+    let e = Env::with_kms();
     let dir = e.path("B");
     e.run(&["put", "a", "1"]).ok();
     e.run(&["backup", "create", s(&dir)]).ok();

@@ -3,113 +3,13 @@
 //! Each test uses its own temporary database and keystore (`--keystore`), so nothing touches
 //! the user's real keystore and tests run in parallel.
 
-use std::io::Write;
+mod common;
+
+use common::{Env, Run, finish, json_lines};
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-
-/// A temporary database and keystore, and a way to run the binary against them.
-struct Env {
-    _dir: tempfile::TempDir,
-    db: PathBuf,
-    keystore: PathBuf,
-}
-
-/// What a run produced.
-struct Run {
-    code: Option<i32>,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-impl Run {
-    fn out(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-
-    #[track_caller]
-    fn ok(self) -> Self {
-        assert_eq!(
-            self.code,
-            Some(0),
-            "expected success; stdout: {} stderr: {}",
-            self.out(),
-            self.stderr
-        );
-        self
-    }
-
-    #[track_caller]
-    fn status(self, code: i32) -> Self {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "expected exit {code}; stdout: {} stderr: {}",
-            self.out(),
-            self.stderr
-        );
-        self
-    }
-}
-
-fn finish(o: Output) -> Run {
-    Run {
-        code: o.status.code(),
-        stdout: o.stdout,
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
-}
+use std::process::{Command, Stdio};
 
 impl Env {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = dir.path().join("db");
-        let keystore = dir.path().join("keystore");
-        Self {
-            _dir: dir,
-            db,
-            keystore,
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_sealdb"));
-        c.arg("--db")
-            .arg(&self.db)
-            .arg("--keystore")
-            .arg(&self.keystore)
-            .args(args)
-            // Never fall back to the user's real keystore or KMS.
-            .env_remove("SEALDB_KEYSTORE")
-            .env_remove("SEALDB_KMS")
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        finish(self.cmd(args).output().expect("run sealdb"))
-    }
-
-    fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Run {
-        let mut child = self
-            .cmd(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sealdb");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input)
-            .expect("write stdin");
-        finish(child.wait_with_output().expect("wait"))
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.db.parent().expect("parent").join(name)
-    }
-
     fn tables(&self) -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = std::fs::read_dir(self.db.join("tables"))
             .expect("tables dir")
@@ -119,12 +19,6 @@ impl Env {
         v.sort();
         v
     }
-}
-
-fn json_lines(s: &str) -> Vec<serde_json::Value> {
-    s.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
-        .collect()
 }
 
 #[test]

@@ -3,107 +3,13 @@
 //! statistics, progress, and JSON errors. Each test runs the real binary on its own temporary
 //! database and keystore.
 
+mod common;
+
+use common::{Env, Run, json_lines, s};
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-struct Env {
-    _dir: tempfile::TempDir,
-    db: PathBuf,
-    keystore: PathBuf,
-}
-
-struct Run {
-    code: Option<i32>,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-impl Run {
-    fn out(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-
-    #[track_caller]
-    fn status(self, code: i32) -> Self {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "expected exit {code}; stdout: {} stderr: {}",
-            self.out(),
-            self.stderr
-        );
-        self
-    }
-
-    #[track_caller]
-    fn ok(self) -> Self {
-        self.status(0)
-    }
-}
-
-fn finish(o: Output) -> Run {
-    Run {
-        code: o.status.code(),
-        stdout: o.stdout,
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
-}
+use std::process::{Command, Stdio};
 
 impl Env {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = dir.path().join("db");
-        let keystore = dir.path().join("keystore");
-        Self {
-            _dir: dir,
-            db,
-            keystore,
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_sealdb"));
-        c.arg("--db")
-            .arg(&self.db)
-            .arg("--keystore")
-            .arg(&self.keystore)
-            .args(args)
-            .env_remove("SEALDB_KEYSTORE")
-            .env_remove("SEALDB_KMS")
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        finish(self.cmd(args).output().expect("run sealdb"))
-    }
-
-    fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Run {
-        let mut child = self
-            .cmd(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sealdb");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input)
-            .expect("write stdin");
-        finish(child.wait_with_output().expect("wait"))
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.db.parent().expect("parent").join(name)
-    }
-
-    fn s(p: &Path) -> &str {
-        p.to_str().expect("utf8 path")
-    }
-
     /// The library, as the README's snippet uses it, on the same database.
     fn open_lib(&self) -> sealdb::Db {
         sealdb::Db::open(
@@ -115,12 +21,6 @@ impl Env {
         )
         .expect("open with the library")
     }
-}
-
-fn json_lines(s: &str) -> Vec<serde_json::Value> {
-    s.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
-        .collect()
 }
 
 // ---- 1. keyspaces ----
@@ -136,12 +36,12 @@ fn keyspaces_made_by_the_library_are_reachable_from_every_data_command() {
     }
     // The issue as reported: the default keyspace is empty, and now the command says where
     // the data is.
-    let r = e.run(&["export", Env::s(&e.path("x.tsv"))]).ok();
+    let r = e.run(&["export", s(&e.path("x.tsv"))]).ok();
     assert!(r.out().contains("exported 0 pairs"), "{}", r.out());
     assert!(r.stderr.contains("other keyspaces: users"), "{}", r.stderr);
     e.open_lib().put(b"in-default", b"x").expect("put");
     let out = e.path("users.tsv");
-    let r = e.run(&["export", "--keyspace", "users", Env::s(&out)]).ok();
+    let r = e.run(&["export", "--keyspace", "users", s(&out)]).ok();
     assert!(r.out().contains("exported 2 pairs"), "{}", r.out());
     assert_eq!(
         std::fs::read_to_string(&out).expect("read"),
@@ -273,7 +173,7 @@ fn random_binary_keys_and_values_round_trip_through_export_and_import() {
 
     // Plain export and scan write every pair, one line each, without refusing any.
     let file = e.path("all.tsv");
-    e.run(&["export", Env::s(&file)]).ok();
+    e.run(&["export", s(&file)]).ok();
     let exported = std::fs::read(&file).expect("read");
     assert_eq!(
         exported.iter().filter(|b| **b == b'\n').count(),
@@ -283,13 +183,13 @@ fn random_binary_keys_and_values_round_trip_through_export_and_import() {
 
     // Import reads back exactly what export wrote: byte for byte.
     let e2 = Env::new();
-    e2.run(&["import", Env::s(&file)]).ok();
+    e2.run(&["import", s(&file)]).ok();
     assert_eq!(
         e2.run(&["export", "--hex"]).ok().stdout,
         e.run(&["export", "--hex"]).ok().stdout
     );
     let file2 = e2.path("again.tsv");
-    e2.run(&["export", Env::s(&file2)]).ok();
+    e2.run(&["export", s(&file2)]).ok();
     assert_eq!(std::fs::read(&file2).expect("read"), exported);
 
     // JSON: a string when UTF-8, else {"hex": ...}; either way the bytes come back.
@@ -351,7 +251,7 @@ fn put_reads_the_value_from_stdin_or_a_file_and_literal_escapes_it() {
     );
     let file = e.path("value.bin");
     std::fs::write(&file, b"file \xc3\xa9 contents\n").expect("write");
-    let at = format!("@{}", Env::s(&file));
+    let at = format!("@{}", s(&file));
     e.run(&["put", "from-file", &at]).ok();
     assert_eq!(
         e.run(&["get", "from-file"]).ok().stdout,
@@ -360,7 +260,7 @@ fn put_reads_the_value_from_stdin_or_a_file_and_literal_escapes_it() {
     // With --hex, what is read is hexadecimal text.
     let hexfile = e.path("value.hex");
     std::fs::write(&hexfile, "00ff\n").expect("write");
-    e.run(&["put", "--hex", "6878", &format!("@{}", Env::s(&hexfile))])
+    e.run(&["put", "--hex", "6878", &format!("@{}", s(&hexfile))])
         .ok();
     assert_eq!(e.run(&["get", "--hex", "6878"]).ok().out(), "00ff\n");
 
@@ -460,8 +360,8 @@ fn on_a_terminal(e: &Env, args: &[&str]) -> Option<String> {
     let mut line = format!(
         "{} --db {} --keystore {}",
         env!("CARGO_BIN_EXE_sealdb"),
-        Env::s(&e.db),
-        Env::s(&e.keystore)
+        s(&e.db),
+        s(&e.keystore)
     );
     for a in args {
         line.push(' ');
@@ -489,11 +389,11 @@ fn long_commands_show_progress_on_a_terminal_only() {
     }
     std::fs::write(&file, &data).expect("write");
     // Not a terminal: nothing on standard error.
-    let r = e.run(&["import", Env::s(&file)]).ok();
+    let r = e.run(&["import", s(&file)]).ok();
     assert_eq!(r.stderr, "");
     let r = e.run(&["export"]).ok();
     assert_eq!(r.stderr, "");
-    let Some(shown) = on_a_terminal(&e, &["import", Env::s(&file)]) else {
+    let Some(shown) = on_a_terminal(&e, &["import", s(&file)]) else {
         eprintln!("`script` is not available: the terminal half is skipped");
         return;
     };
@@ -524,7 +424,7 @@ fn json_errors_are_objects_with_class_and_exit() {
             .is_some_and(|m| m.contains("missing"))
     );
 
-    let r = e.run(&["get", "k", "--json", "--keystore", Env::s(&e.path("empty"))]);
+    let r = e.run(&["get", "k", "--json", "--keystore", s(&e.path("empty"))]);
     // (--keystore given twice: the last one, an empty keystore, wins.)
     let v = err(&r.status(3));
     assert_eq!(v["error"]["class"], "key_unavailable");

@@ -5,123 +5,15 @@
 //! nothing touches the user's real ones and tests run in parallel. They are kept small: each
 //! command is a process that opens the database.
 
+mod common;
+
+use common::{Env, finish, json_lines, s};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// A temporary database, keystore and local KMS, and a way to run the binary against them.
-struct Env {
-    dir: tempfile::TempDir,
-    db: PathBuf,
-}
-
-/// What a run produced.
-struct Run {
-    code: Option<i32>,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-impl Run {
-    fn out(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-
-    #[track_caller]
-    fn ok(self) -> Self {
-        assert_eq!(
-            self.code,
-            Some(0),
-            "expected success; stdout: {} stderr: {}",
-            self.out(),
-            self.stderr
-        );
-        self
-    }
-
-    #[track_caller]
-    fn status(self, code: i32) -> Self {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "expected exit {code}; stdout: {} stderr: {}",
-            self.out(),
-            self.stderr
-        );
-        self
-    }
-
-    fn json(&self) -> Vec<serde_json::Value> {
-        json_lines(&self.out())
-    }
-}
-
-fn finish(o: Output) -> Run {
-    Run {
-        code: o.status.code(),
-        stdout: o.stdout,
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
-}
-
-fn json_lines(s: &str) -> Vec<serde_json::Value> {
-    s.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
-        .collect()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 impl Env {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = dir.path().join("db");
-        Self { dir, db }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// The binary with this environment's keystore and KMS, and `--db` unless `db` is `None`.
-    fn cmd_on(&self, db: Option<&Path>, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_sealdb"));
-        if let Some(db) = db {
-            c.arg("--db").arg(db);
-        }
-        c.arg("--keystore")
-            .arg(self.path("keystore"))
-            .arg("--kms")
-            .arg(self.path("kms"))
-            .args(args)
-            // Never fall back to the user's real keystore or KMS.
-            .env_remove("SEALDB_KEYSTORE")
-            .env_remove("SEALDB_KMS")
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        finish(
-            self.cmd_on(Some(&self.db), args)
-                .output()
-                .expect("run sealdb"),
-        )
-    }
-
-    fn run_on(&self, db: &Path, args: &[&str]) -> Run {
-        finish(self.cmd_on(Some(db), args).output().expect("run sealdb"))
-    }
-
-    /// Without `--db` (KMS administration and backup directories need none).
-    fn run_nodb(&self, args: &[&str]) -> Run {
-        finish(self.cmd_on(None, args).output().expect("run sealdb"))
-    }
-
     fn kms_state(&self, name: &str) -> String {
         let keys = self.run_nodb(&["kms", "list", "--json"]).ok().json();
         keys.iter()
@@ -139,7 +31,7 @@ impl Env {
 
 #[test]
 fn kms_create_disable_enable_audit_round_trip() {
-    let e = Env::new();
+    let e = Env::with_kms();
     // Only `create` makes a KMS; other commands on a missing one create nothing.
     let r = e.run_nodb(&["kms", "list"]).ok();
     assert!(r.out().contains("no local KMS"), "{}", r.out());
@@ -202,7 +94,7 @@ fn kms_create_disable_enable_audit_round_trip() {
 
 #[test]
 fn database_under_a_local_kms_key_follows_the_key_state() {
-    let e = Env::new();
+    let e = Env::with_kms();
     e.run_nodb(&["kms", "create", "k1"]).ok();
     e.run(&["put", "a", "1", "--master-key", "local-kms:k1"])
         .ok();
@@ -228,7 +120,7 @@ fn database_under_a_local_kms_key_follows_the_key_state() {
 
 #[test]
 fn keys_switch_owned_local_kms_owned_then_verify() {
-    let e = Env::new();
+    let e = Env::with_kms();
     e.run(&["load", "--count", "2000", "--value-size", "20"])
         .ok();
     e.run(&["flush"]).ok();
@@ -257,7 +149,7 @@ fn keys_switch_owned_local_kms_owned_then_verify() {
 #[cfg(not(feature = "aws-kms"))]
 #[test]
 fn aws_kms_without_the_feature_says_how_to_rebuild() {
-    let e = Env::new();
+    let e = Env::with_kms();
     let r = e
         .run(&["put", "k", "v", "--master-key", "aws-kms:alias/x"])
         .status(4);
@@ -272,7 +164,7 @@ fn aws_kms_without_the_feature_says_how_to_rebuild() {
 
 #[test]
 fn keys_rotate_and_reencrypt_leave_one_data_key() {
-    let e = Env::new();
+    let e = Env::with_kms();
     e.run(&["load", "--count", "1500", "--value-size", "20"])
         .ok();
     e.run(&["flush"]).ok();
@@ -300,7 +192,7 @@ fn keys_rotate_and_reencrypt_leave_one_data_key() {
 /// disabled or its old segments are trimmed.
 #[test]
 fn reencrypt_refuses_while_a_stream_segment_uses_an_old_data_key() {
-    let e = Env::new();
+    let e = Env::with_kms();
     e.run(&["put", "seed", "0"]).ok();
     e.run(&["stream", "enable", "--view", "keys"]).ok();
     e.run(&["put", "a", "1"]).ok();
@@ -319,7 +211,7 @@ fn reencrypt_refuses_while_a_stream_segment_uses_an_old_data_key() {
 
 #[test]
 fn index_create_query_page_and_drop() {
-    let e = Env::new();
+    let e = Env::with_kms();
     let mut input = String::new();
     for (k, name, age) in [
         ("u1", "alice", 31),
@@ -453,7 +345,7 @@ fn index_create_query_page_and_drop() {
 
 #[test]
 fn stream_enable_put_read_json_lines() {
-    let e = Env::new();
+    let e = Env::with_kms();
     e.run(&["put", "seed", "0"]).ok();
     // Flushed, so the seed's WAL record is gone before the stream starts.
     e.run(&["flush"]).ok();
@@ -506,7 +398,7 @@ fn stream_enable_put_read_json_lines() {
 
 #[test]
 fn stream_tail_sees_writes_of_another_process() {
-    let e = Env::new();
+    let e = Env::with_kms();
     e.run(&["put", "seed", "0"]).ok();
     e.run(&["flush"]).ok();
     e.run(&["stream", "enable", "--view", "new"]).ok();
@@ -551,7 +443,7 @@ fn stream_tail_sees_writes_of_another_process() {
 
 #[test]
 fn backup_list_verify_restore_then_get() {
-    let e = Env::new();
+    let e = Env::with_kms();
     e.run(&["load", "--count", "1000", "--value-size", "20"])
         .ok();
     e.run(&["put", "hello", "world"]).ok();
@@ -630,7 +522,7 @@ fn backup_list_verify_restore_then_get() {
 
 #[test]
 fn tampered_backup_file_fails_verify_with_exit_2_naming_it() {
-    let e = Env::new();
+    let e = Env::with_kms();
     e.run(&["load", "--count", "2000", "--value-size", "50"])
         .ok();
     let dir = e.path("backups");

@@ -2,80 +2,23 @@
 //! `RUST_LOG` diagnostics, and `inspect --entries/--manifest/--wal` (with "not a sealdb
 //! file" as exit 4).
 
+mod common;
+
+use common::{Env, finish};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-/// A temporary directory holding a database and a keystore.
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-/// What a run produced.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    #[track_caller]
-    fn status(self, code: i32) -> Self {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "expected exit {code}; stdout: {} stderr: {}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    #[track_caller]
-    fn ok(self) -> Self {
-        self.status(0)
-    }
-}
-
-fn finish(o: Output) -> Run {
-    Run {
-        code: o.status.code(),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
-}
+use std::process::Command;
 
 impl Env {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
-    }
-
-    fn db(&self) -> PathBuf {
-        self.dir.path().join("db")
-    }
-
-    fn keystore(&self) -> PathBuf {
-        self.dir.path().join("keystore")
-    }
-
-    /// The binary with the keystore set and no inherited SEALDB_DB or RUST_LOG.
+    /// The binary with the keystore given by `SEALDB_KEYSTORE` (not `--keystore`) and no
+    /// inherited `SEALDB_DB` or `RUST_LOG`: what the environment-variable tests start from.
     fn bare(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_sealdb"));
         c.env_remove("SEALDB_DB")
             .env_remove("RUST_LOG")
-            .env("SEALDB_KEYSTORE", self.keystore());
+            .env("SEALDB_KEYSTORE", &self.keystore);
         c
     }
-
-    /// `sealdb --db <db> ARGS`.
-    fn run(&self, args: &[&str]) -> Run {
-        let mut c = self.bare();
-        c.arg("--db").arg(self.db()).args(args);
-        finish(c.output().expect("run sealdb"))
-    }
 }
-
 #[test]
 fn completion_scripts_for_bash_zsh_and_fish() {
     let e = Env::new();
@@ -85,10 +28,10 @@ fn completion_scripts_for_bash_zsh_and_fish() {
         ("fish", "complete -c sealdb"),
     ] {
         let r = e.run(&["completion", shell]).ok();
-        assert!(r.stdout.contains(marker), "{shell}: {}", r.stdout);
+        assert!(r.out().contains(marker), "{shell}: {}", r.out());
         // Commands and global options are completed.
-        assert!(r.stdout.contains("inspect"), "{shell}");
-        assert!(r.stdout.contains("lock-wait"), "{shell}");
+        assert!(r.out().contains("inspect"), "{shell}");
+        assert!(r.out().contains("lock-wait"), "{shell}");
     }
     e.run(&["completion", "tcsh"]).status(4);
 }
@@ -97,9 +40,9 @@ fn completion_scripts_for_bash_zsh_and_fish() {
 fn man_prints_roff_or_writes_a_page_per_command() {
     let e = Env::new();
     let r = e.run(&["man"]).ok();
-    assert!(r.stdout.contains(".TH sealdb 1"), "{}", r.stdout);
-    assert!(r.stdout.contains("pitr\\-window"), "{}", r.stdout);
-    assert!(r.stdout.contains("SEALDB_DB"), "{}", r.stdout);
+    assert!(r.out().contains(".TH sealdb 1"), "{}", r.out());
+    assert!(r.out().contains("pitr\\-window"), "{}", r.out());
+    assert!(r.out().contains("SEALDB_DB"), "{}", r.out());
 
     let pages = e.dir.path().join("man");
     e.run(&["man", "--dir", pages.to_str().expect("utf-8")])
@@ -115,34 +58,31 @@ fn sealdb_db_names_the_database_when_db_is_not_given() {
     let e = Env::new();
     let put = e
         .bare()
-        .env("SEALDB_DB", e.db())
+        .env("SEALDB_DB", &e.db)
         .args(["put", "k", "from-env"])
         .output()
         .expect("run");
     finish(put).ok();
-    assert!(
-        e.db().join("KEYS").exists(),
-        "created where SEALDB_DB points"
-    );
+    assert!(e.db.join("KEYS").exists(), "created where SEALDB_DB points");
     let get = e
         .bare()
-        .env("SEALDB_DB", e.db())
+        .env("SEALDB_DB", &e.db)
         .args(["get", "k"])
         .output()
         .expect("run");
-    assert_eq!(finish(get).ok().stdout, "from-env\n");
+    assert_eq!(finish(get).ok().out(), "from-env\n");
     // --db wins over the environment.
     let other = e.dir.path().join("other");
     let get = e
         .bare()
-        .env("SEALDB_DB", e.db())
+        .env("SEALDB_DB", &e.db)
         .arg("--db")
         .arg(&other)
         .args(["get", "k"])
         .output()
         .expect("run");
     let r = finish(get);
-    assert_ne!(r.code, Some(0), "{}", r.stdout);
+    assert_ne!(r.code, Some(0), "{}", r.out());
     assert!(r.stderr.contains("other"), "{}", r.stderr);
 }
 
@@ -156,13 +96,13 @@ fn rust_log_shows_engine_events_with_durations_and_no_user_data() {
     let mut c = e.bare();
     c.env("RUST_LOG", "sealdb=debug")
         .arg("--db")
-        .arg(e.db())
+        .arg(&e.db)
         .args(["put", "secret-key-1", "secret-value-1"]);
     finish(c.output().expect("run")).ok();
     let mut c = e.bare();
     c.env("RUST_LOG", "info")
         .arg("--db")
-        .arg(e.db())
+        .arg(&e.db)
         .arg("compact");
     let r = finish(c.output().expect("run")).ok();
     assert!(
@@ -204,33 +144,33 @@ fn inspect_entries_dumps_a_tables_entries_with_escaping() {
     let e = Env::new();
     small_db(&e);
     e.run(&["flush"]).ok();
-    let table = file_ending(&e.db().join("tables"), ".sst");
+    let table = file_ending(&e.db.join("tables"), ".sst");
     let t = table.to_str().expect("utf-8");
     let r = e.run(&["inspect", "--entries", t]).ok();
-    assert!(r.stdout.contains("3 delete \"alpha\""), "{}", r.stdout);
+    assert!(r.out().contains("3 delete \"alpha\""), "{}", r.out());
     assert!(
-        r.stdout.contains("1 put    \"alpha\" = \"one\""),
+        r.out().contains("1 put    \"alpha\" = \"one\""),
         "{}",
-        r.stdout
+        r.out()
     );
     // A key with a control byte is printed escaped, never raw.
     assert!(
-        r.stdout.contains("2 put    0x62696e01 = \"two\""),
+        r.out().contains("2 put    0x62696e01 = \"two\""),
         "{}",
-        r.stdout
+        r.out()
     );
-    assert!(!r.stdout.contains("bin\u{1}"), "{}", r.stdout);
+    assert!(!r.out().contains("bin\u{1}"), "{}", r.out());
     // The block list is replaced by the dump.
-    assert!(!r.stdout.contains("final  contents"), "{}", r.stdout);
+    assert!(!r.out().contains("final  contents"), "{}", r.out());
 
     let r = e.run(&["--json", "inspect", "--entries", t]).ok();
     let entries: Vec<serde_json::Value> = r
-        .stdout
+        .out()
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v.get("op").is_some())
         .collect();
-    assert_eq!(entries.len(), 3, "{}", r.stdout);
+    assert_eq!(entries.len(), 3, "{}", r.out());
     assert_eq!(entries[0]["op"], "delete");
     assert_eq!(entries[1]["value"], "one");
     assert_eq!(entries[2]["seq"], 2);
@@ -249,7 +189,7 @@ fn inspect_entries_dumps_a_tables_entries_with_escaping() {
 fn inspect_wal_dumps_frames_and_records() {
     let e = Env::new();
     small_db(&e);
-    let wal_dir = e.db().join("wal");
+    let wal_dir = e.db.join("wal");
     let mut segments: Vec<PathBuf> = std::fs::read_dir(&wal_dir)
         .expect("wal dir")
         .map(|x| x.expect("entry").path())
@@ -260,8 +200,8 @@ fn inspect_wal_dumps_frames_and_records() {
         let r = e
             .run(&["inspect", "--wal", s.to_str().expect("utf-8")])
             .ok();
-        assert!(r.stdout.contains("start: segment"), "{}", r.stdout);
-        all.push_str(&r.stdout);
+        assert!(r.out().contains("start: segment"), "{}", r.out());
+        all.push_str(&r.out());
     }
     assert!(
         all.contains("1 put    keyspace 0 \"alpha\" = \"one\""),
@@ -290,8 +230,8 @@ fn inspect_manifest_dumps_the_edits_of_the_live_manifest() {
     let e = Env::new();
     small_db(&e);
     e.run(&["flush"]).ok();
-    let manifest = file_ending(&e.db(), "");
-    let manifest = std::fs::read_dir(e.db())
+    let manifest = file_ending(&e.db, "");
+    let manifest = std::fs::read_dir(&e.db)
         .expect("db dir")
         .map(|x| x.expect("entry").path())
         .filter(|p| p.to_string_lossy().contains("MANIFEST-"))
@@ -301,24 +241,24 @@ fn inspect_manifest_dumps_the_edits_of_the_live_manifest() {
     // The live manifest has no final block yet: that is its normal state, not damage.
     let r = e.run(&["inspect", "--manifest", m]).ok();
     assert!(
-        r.stdout.contains("create-keyspace   id=0 name=\"default\""),
+        r.out().contains("create-keyspace   id=0 name=\"default\""),
         "{}",
-        r.stdout
+        r.out()
     );
-    assert!(r.stdout.contains("add-file"), "{}", r.stdout);
+    assert!(r.out().contains("add-file"), "{}", r.out());
     assert!(
-        r.stdout.contains("smallest=\"alpha\" largest=0x62696e01"),
+        r.out().contains("smallest=\"alpha\" largest=0x62696e01"),
         "{}",
-        r.stdout
+        r.out()
     );
-    assert!(r.stdout.contains("flushed-seq       seq=3"), "{}", r.stdout);
+    assert!(r.out().contains("flushed-seq       seq=3"), "{}", r.out());
     let r = e.run(&["--json", "inspect", "--manifest", m]).ok();
     assert!(
-        r.stdout
+        r.out()
             .lines()
             .any(|l| l.contains("\"edit\":\"add-file\"") && l.contains("\"smallest\":\"alpha\"")),
         "{}",
-        r.stdout
+        r.out()
     );
 }
 
@@ -339,7 +279,7 @@ fn inspecting_a_file_that_is_not_a_sealdb_file_exits_4_not_2() {
         assert!(r.stderr.contains("not a sealdb file"), "{}", r.stderr);
     }
     // A sealdb file that fails authentication is still an integrity failure.
-    let wal = file_ending(&e.db().join("wal"), ".wal");
+    let wal = file_ending(&e.db.join("wal"), ".wal");
     let mut bytes = std::fs::read(&wal).expect("read");
     let last = bytes.len() - 1;
     bytes[last] ^= 0x55;
@@ -354,7 +294,7 @@ fn inspecting_a_file_that_is_not_a_sealdb_file_exits_4_not_2() {
 #[test]
 fn the_readme_lists_every_global_option() {
     let e = Env::new();
-    let help = e.run(&["--help"]).ok().stdout;
+    let help = e.run(&["--help"]).ok().out();
     let options = help
         .split("Options:")
         .nth(1)
@@ -413,11 +353,11 @@ fn an_impossible_calendar_date_is_a_bad_argument() {
     // not the time.
     let r = finish(
         e.bare()
-            .args(["--db", e.db().to_str().expect("utf-8")])
+            .args(["--db", e.db.to_str().expect("utf-8")])
             .args(["restore", b, d, "--to-time", "2024-02-29T00:00:00Z"])
             .output()
             .expect("run"),
     );
-    assert_ne!(r.code, Some(0), "{}", r.stdout);
+    assert_ne!(r.code, Some(0), "{}", r.out());
     assert!(!r.stderr.contains("RFC 3339"), "{}", r.stderr);
 }
