@@ -24,21 +24,24 @@
 //! [`GroupCommit`] coalesces concurrent writers into one frame and one `fdatasync`.
 
 mod batch;
+mod frame;
 mod group;
 mod log;
+mod recovery;
 
 pub use batch::{
     BATCH_HEADER_LEN, BatchBuilder, FRAME_HEADER_LEN, MAX_BATCH_LEN, MAX_FRAME_LEN, MAX_KEY_LEN,
     MAX_VALUE_LEN, Op, RecordIter, RecordRef, frame_len,
 };
-pub use group::{GATHER_WINDOW, GroupCommit, LeaderFailed, panic_message};
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
-pub use log::decode_frame_for_fuzz;
-pub use log::{
-    Frame, FrameBatch, RecoveryStats, RollObserver, SegmentSummary, TornTail, Wal, WalOptions,
-    WalRecovery, decode_frame, segment_file_name, summarize_segment,
-};
+pub use frame::decode_frame_for_fuzz;
+pub use frame::{Frame, FrameBatch, decode_frame};
+pub use group::{GATHER_WINDOW, GroupCommit, LeaderFailed, panic_message};
+pub use log::{RollObserver, Wal, WalOptions, segment_file_name};
+pub use recovery::{RecoveryStats, SegmentSummary, WalRecovery, summarize_segment};
+/// The torn tail cut off the last segment during recovery (the chained log's).
+pub use sealdb_log::TornTail;
 
 /// Errors of the WAL.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +85,18 @@ pub enum Error {
     /// The WAL was opened read-only (recovered for reading, never written).
     #[error("the WAL was opened read-only")]
     ReadOnly,
+}
+
+impl From<sealdb_log::Error> for Error {
+    /// The chained log's errors, as the WAL reports them.
+    fn from(e: sealdb_log::Error) -> Self {
+        match e {
+            sealdb_log::Error::Crypto(e) => Self::Crypto(e),
+            sealdb_log::Error::MissingSegment(m) => Self::MissingSegment(m),
+            sealdb_log::Error::Io { path, source } => Self::Io { path, source },
+            e => Self::Malformed(e.malformed_message().unwrap_or_else(|| e.to_string())),
+        }
+    }
 }
 
 /// The WAL's result type.
