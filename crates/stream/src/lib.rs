@@ -46,7 +46,7 @@ mod record;
 
 pub use log::{
     DEFER_BLOCK_LEN, ReadBatch, RollObserver, SEGMENT_SUFFIX, StartAt, StreamAnchor, StreamLog,
-    StreamOptions, StreamRecovery, TornTail, TrimReport, segment_file_name,
+    StreamOptions, StreamRecovery, TrimReport, segment_file_name,
 };
 pub use positions::{ConsumerPositions, MAX_CONSUMER_NAME_LEN, POSITIONS_FILE};
 #[cfg(feature = "fuzzing")]
@@ -56,6 +56,8 @@ pub use record::{
     ChangeRecord, Event, MAX_FRAME_LEN, MAX_IMAGE_LEN, MAX_KEY_LEN, MAX_KEYSPACE_LEN,
     RECORDS_FRAME_HEADER_LEN, StreamId, ViewType, encode_record, record_len,
 };
+/// The torn tail cut off the last segment during recovery (the chained log's).
+pub use sealdb_log::TornTail;
 
 /// Errors of the change stream.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +137,18 @@ impl Error {
         Self::Io {
             path: path.display().to_string(),
             source,
+        }
+    }
+}
+
+impl From<sealdb_log::Error> for Error {
+    /// The chained log's errors, as the stream reports them.
+    fn from(e: sealdb_log::Error) -> Self {
+        match e {
+            sealdb_log::Error::Crypto(e) => Self::Crypto(e),
+            sealdb_log::Error::MissingSegment(m) => Self::MissingSegment(m),
+            sealdb_log::Error::Io { path, source } => Self::Io { path, source },
+            e => Self::Malformed(e.malformed_message().unwrap_or_else(|| e.to_string())),
         }
     }
 }
