@@ -144,12 +144,8 @@ impl Error {
 impl From<sealdb_log::Error> for Error {
     /// The chained log's errors, as the stream reports them.
     fn from(e: sealdb_log::Error) -> Self {
-        match e {
-            sealdb_log::Error::Crypto(e) => Self::Crypto(e),
-            sealdb_log::Error::MissingSegment(m) => Self::MissingSegment(m),
-            sealdb_log::Error::Io { path, source } => Self::Io { path, source },
-            e => Self::Malformed(e.malformed_message().unwrap_or_else(|| e.to_string())),
-        }
+        let io = |path, source| Self::Io { path, source };
+        e.convert(Self::Crypto, Self::MissingSegment, io, Self::Malformed)
     }
 }
 

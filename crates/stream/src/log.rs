@@ -189,6 +189,21 @@ struct Segment {
 }
 
 impl Segment {
+    /// The index entry of a segment just created for appends.
+    fn new_active(dir: &Path, start: &StartFrame, file: &SealedWriter) -> Self {
+        Self {
+            number: start.number,
+            path: dir.join(segment_file_name(start.number)),
+            file_id: file.header().file_id,
+            base_seq: start.base_seq,
+            blocks: Vec::new(),
+            times: None,
+            bytes: file.offset(),
+            closed: false,
+            reader: None,
+        }
+    }
+
     fn first_seq(&self) -> Option<u64> {
         self.blocks.first().map(|b| b.first_seq)
     }
@@ -494,17 +509,7 @@ impl StreamLog {
             self.opts.cipher,
             &start,
         )?;
-        let segment = Segment {
-            number: start.number,
-            path: self.dir.join(segment_file_name(start.number)),
-            file_id: file.header().file_id,
-            base_seq: start.base_seq,
-            blocks: Vec::new(),
-            times: None,
-            bytes: file.offset(),
-            closed: false,
-            reader: None,
-        };
+        let segment = Segment::new_active(&self.dir, &start, &file);
         w.file = file;
         w.number = start.number;
         w.has_records = false;

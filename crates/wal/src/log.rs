@@ -92,6 +92,19 @@ struct Inner {
     keyring: Keyring,
 }
 
+impl Inner {
+    /// Fails if an earlier failure poisoned the log, or it is read-only.
+    fn check_writable(&self) -> Result<()> {
+        if let Some(why) = &self.poisoned {
+            return Err(Error::Poisoned(why.clone()));
+        }
+        if self.active.is_none() {
+            return Err(Error::ReadOnly);
+        }
+        Ok(())
+    }
+}
+
 /// The write-ahead log of one database.
 pub struct Wal {
     fs: SharedFs,
@@ -175,12 +188,7 @@ impl Wal {
     pub fn append(&self, batches: &[FrameBatch<'_>], sync: bool) -> Result<()> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
-        if let Some(why) = &inner.poisoned {
-            return Err(Error::Poisoned(why.clone()));
-        }
-        if inner.active.is_none() {
-            return Err(Error::ReadOnly);
-        }
+        inner.check_writable()?;
         encode_batches(batches, &mut inner.scratch)?;
         // Refused before anything is written, so the log stays writable: callers pack
         // batches into frames of at most this size (`frame_len`).
@@ -433,12 +441,7 @@ impl Wal {
     pub fn rotate(&self) -> Result<u64> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
-        if let Some(why) = &inner.poisoned {
-            return Err(Error::Poisoned(why.clone()));
-        }
-        if inner.active.is_none() {
-            return Err(Error::ReadOnly);
-        }
+        inner.check_writable()?;
         if inner.broken_at.is_some() {
             // Replacing the broken segment is itself the rotation.
             self.replace_broken(inner)?;

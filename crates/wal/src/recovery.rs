@@ -76,14 +76,18 @@ impl WalRecovery {
     }
 }
 
+fn malformed(path: &Path, offset: Option<u64>, why: impl std::fmt::Display) -> Error {
+    sealdb_log::Error::malformed(path, offset, why).into()
+}
+
 /// A WAL start frame is the link alone.
 fn decode_start(path: &Path, at: u64, data: &[u8]) -> Result<(Link, ())> {
     Link::decode_exact(data).map(|l| (l, ())).map_err(|why| {
-        Error::from(sealdb_log::Error::malformed(
+        malformed(
             path,
             Some(at),
             format!("first frame is not a start frame: {why}"),
-        ))
+        )
     })
 }
 
@@ -208,22 +212,14 @@ impl Wal {
                 &reader,
                 next,
                 &mut |handle, data| {
-                    let batches = decode_batches(data).ok_or_else(|| {
-                        Error::from(sealdb_log::Error::malformed(
-                            path,
-                            Some(handle.offset),
-                            "bad batch frame",
-                        ))
-                    })?;
+                    let at = Some(handle.offset);
+                    let batches = decode_batches(data)
+                        .ok_or_else(|| malformed(path, at, "bad batch frame"))?;
                     stats.frames += 1;
                     for b in batches {
                         if b.first_seq <= last_seq || b.count == 0 {
-                            return Err(sealdb_log::Error::malformed(
-                                path,
-                                Some(handle.offset),
-                                format!("sequence {} out of order", b.first_seq),
-                            )
-                            .into());
+                            let why = format!("sequence {} out of order", b.first_seq);
+                            return Err(malformed(path, at, why));
                         }
                         last_seq = b.first_seq + u64::from(b.count) - 1;
                         seg_max = last_seq;
@@ -235,12 +231,11 @@ impl Wal {
                 },
                 &mut |handle, data| {
                     if data.len() != 1 {
-                        return Err(sealdb_log::Error::malformed(
+                        return Err(malformed(
                             path,
                             Some(handle.offset),
                             "end frame carries data",
-                        )
-                        .into());
+                        ));
                     }
                     Ok(())
                 },

@@ -379,20 +379,7 @@ impl StreamLog {
             }
             fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
         }
-        segments.insert(
-            start.number,
-            Segment {
-                number: start.number,
-                path: dir.join(segment_file_name(start.number)),
-                file_id: file.header().file_id,
-                base_seq: start.base_seq,
-                blocks: Vec::new(),
-                times: None,
-                bytes: file.offset(),
-                closed: false,
-                reader: None,
-            },
-        );
+        segments.insert(start.number, Segment::new_active(dir, &start, &file));
         let log = Self {
             fs,
             dir: dir.to_path_buf(),
