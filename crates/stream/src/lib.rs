@@ -36,6 +36,11 @@
 //! may take unsynced or deferred records away again (as it takes them from the WAL).
 //!
 //! [`ConsumerPositions`] keeps named, durable consumer positions in a small sealed file.
+//!
+//! The chain itself — segment naming, the start frame's link, recovery's rules (torn tail,
+//! superseded segments, recorded ends), segment creation and oldest-first removal — is
+//! sealdb-log's, shared with the WAL; this crate adds the stream's start-frame fields, the
+//! records and end frames, the index, reads, retention, truncation and the anchor check.
 
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

@@ -22,6 +22,11 @@
 //! crash) is a last segment without a start frame, deleted at open.
 //!
 //! [`GroupCommit`] coalesces concurrent writers into one frame and one `fdatasync`.
+//!
+//! The chain itself — segment naming, the start frame (a `sealdb_log::Link` alone),
+//! recovery's rules, segment creation ahead of need, retirement — is sealdb-log's, shared with
+//! the change stream; this crate adds the batch frames, the write path (including a full
+//! disk) and group commit.
 
 mod batch;
 mod frame;
