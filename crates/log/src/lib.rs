@@ -29,7 +29,8 @@ pub use scan::{
     walk_segment,
 };
 pub use segment::{
-    BackgroundSyncer, Spare, SpareSlot, create_segment, remove_oldest_first, retire_prefix,
+    BackgroundSyncer, Spare, SpareSlot, StartFailed, create_segment, remove_oldest_first,
+    retire_prefix, start_next,
 };
 
 use sealdb_crypto::{ArtifactKind, CipherId, Expected, Keyring};

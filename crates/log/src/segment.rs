@@ -181,6 +181,51 @@ impl SpareSlot {
     }
 }
 
+/// Why a rollover could not start the next segment.
+#[derive(Debug)]
+pub struct StartFailed {
+    /// The failure.
+    pub error: Error,
+    /// A failure to remove the half-made segment afterwards: the directory may still hold it
+    /// (the log must not write on until reopened).
+    pub cleanup: Option<Box<Error>>,
+}
+
+/// Starts segment `number` with `start_frame` at a rollover: in the segment created ahead for
+/// it when `spare` holds one (its start frame synced unless `defer_sync`: then the caller's
+/// next sync makes it durable, and nothing may name the segment before), otherwise in a file
+/// created now, durably. A spare created for another number is removed first; a failed
+/// background creation is this rollover's failure. If starting fails, the half-made segment
+/// is removed again, so a retry can create it afresh.
+#[allow(clippy::too_many_arguments)]
+pub fn start_next(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    cfg: &ChainConfig,
+    keyring: &Keyring,
+    spare: Option<&SpareSlot>,
+    number: u64,
+    start_frame: &[u8],
+    defer_sync: bool,
+) -> std::result::Result<SealedWriter, StartFailed> {
+    let create_now = || create_segment(fs, dir, cfg, keyring, number, start_frame);
+    let made = match spare.and_then(SpareSlot::take) {
+        Some(Ok(spare)) if spare.number() == number => spare.start(start_frame, !defer_sync),
+        Some(Ok(spare)) => spare.remove(fs, dir, cfg).and_then(|()| create_now()),
+        Some(Err(e)) => Err(e),
+        None => create_now(),
+    };
+    made.map_err(|error| {
+        let p = cfg.path(dir, number);
+        let cleanup = match fs.remove_file(&p) {
+            Ok(()) => None,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => Some(Box::new(Error::io(&p, e))),
+        };
+        StartFailed { error, cleanup }
+    })
+}
+
 /// Syncs the active segment on a background thread (started on first use, ended when this
 /// drops), so the foreground sync at the next synced write or rollover has little left.
 #[derive(Default)]

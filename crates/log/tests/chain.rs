@@ -329,3 +329,55 @@ fn retiring_a_prefix_deletes_or_archives_it_and_the_rest_still_replays() {
     };
     assert_eq!(replay(&fs, &keyring, rules).expect("replay").0, vec![3, 4]);
 }
+
+#[test]
+fn a_rollover_starts_the_spare_created_for_it_and_removes_one_created_for_another() {
+    let (fs, keyring) = setup();
+    let ends = build(&fs, &keyring, 1, 2, 1);
+    let shared: SharedFs = Arc::new(fs.clone());
+    let file_id = |n: u64| {
+        sealdb_crypto::sealed::read_file_header(&fs, &CFG.path(&dir(), n))
+            .expect("header")
+            .file_id
+    };
+    // Segment 2 is the active one; finish it as a rollover does.
+    let link2 = Link::after(2, ends[1], false, 3);
+    let slot = SpareSlot::new();
+    slot.prepare(shared.clone(), dir(), CFG, keyring.clone(), 3, "test-spare");
+    assert_eq!(slot.ready_number(), Some(3));
+    let spare_id = file_id(3);
+    let w = sealdb_log::start_next(
+        &fs,
+        &dir(),
+        &CFG,
+        &keyring,
+        Some(&slot),
+        3,
+        &link2.encode(),
+        false,
+    )
+    .expect("start in spare");
+    assert_eq!(w.header().file_id, spare_id, "the spare became the segment");
+    assert_eq!(slot.ready_number(), None);
+    drop(w);
+    assert_eq!(replay(&fs, &keyring, RULES).expect("replay").0, vec![1, 2]);
+
+    // A spare made for another number is removed; the segment is created afresh.
+    let link4 = Link::after(3, 0, false, 4);
+    slot.prepare(shared, dir(), CFG, keyring.clone(), 9, "test-spare");
+    assert_eq!(slot.ready_number(), Some(9));
+    let w = sealdb_log::start_next(
+        &fs,
+        &dir(),
+        &CFG,
+        &keyring,
+        Some(&slot),
+        4,
+        &link4.encode(),
+        false,
+    )
+    .expect("start afresh");
+    assert_eq!(w.header().file_id, file_id(4));
+    assert!(!fs.exists(&CFG.path(&dir(), 9)));
+    assert_eq!(CFG.list(&fs, &dir()).expect("list"), vec![1, 2, 3, 4]);
+}

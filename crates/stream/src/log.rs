@@ -55,25 +55,6 @@ fn link_of(s: &StartFrame) -> Link {
     Link::after(s.prev_number, s.prev_end, s.prev_finished, s.number)
 }
 
-/// Creates segment `start.number` with its start frame, durably (file and directory entry).
-fn create_segment(
-    fs: &dyn sealdb_vfs::FileSystem,
-    dir: &Path,
-    keyring: &Keyring,
-    cipher: CipherId,
-    start: &StartFrame,
-) -> Result<SealedWriter> {
-    let cfg = chain_config(cipher);
-    Ok(sealdb_log::create_segment(
-        fs,
-        dir,
-        &cfg,
-        keyring,
-        start.number,
-        &start.encode(),
-    )?)
-}
-
 /// Where a stream's chain ends: what the engine pins in its head record, outside the data
 /// directory, so that deleting the newest segments (or cutting records off the end) is
 /// detected at the next open instead of silently dropping records.
@@ -502,13 +483,17 @@ impl StreamLog {
             stream: self.id,
         };
         let keyring = self.keyring.read().clone();
-        let file = create_segment(
+        let file = sealdb_log::start_next(
             self.fs.as_ref(),
             &self.dir,
+            &chain_config(self.opts.cipher),
             &keyring,
-            self.opts.cipher,
-            &start,
-        )?;
+            None,
+            start.number,
+            &start.encode(),
+            false,
+        )
+        .map_err(|failed| failed.error)?;
         let segment = Segment::new_active(&self.dir, &start, &file);
         w.file = file;
         w.number = start.number;

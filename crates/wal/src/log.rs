@@ -295,19 +295,16 @@ impl Wal {
     /// could still be lost.
     fn create_next(&self, inner: &mut Inner, start: Link, defer_sync: bool) -> Result<()> {
         let cfg = chain_config(self.opts.cipher);
-        let frame = start.encode();
-        let create_now = || {
-            let fs = self.fs.as_ref();
-            sealdb_log::create_segment(fs, &self.dir, &cfg, &inner.keyring, start.number, &frame)
-        };
-        let made = match self.spare.take() {
-            Some(Ok(spare)) if spare.number() == start.number => spare.start(&frame, !defer_sync),
-            Some(Ok(spare)) => spare
-                .remove(self.fs.as_ref(), &self.dir, &cfg)
-                .and_then(|()| create_now()),
-            Some(Err(e)) => Err(e),
-            None => create_now(),
-        };
+        let made = sealdb_log::start_next(
+            self.fs.as_ref(),
+            &self.dir,
+            &cfg,
+            &inner.keyring,
+            Some(&self.spare),
+            start.number,
+            &start.encode(),
+            defer_sync,
+        );
         match made {
             Ok(writer) => {
                 let next = activate(writer, start.number);
@@ -323,19 +320,13 @@ impl Wal {
                 }
                 Ok(())
             }
-            Err(e) => {
-                let e = Error::from(e);
-                let p = cfg.path(&self.dir, start.number);
-                match self.fs.remove_file(&p) {
-                    Ok(()) => {}
-                    Err(r) if r.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(r) => {
-                        let r = Error::from(sealdb_log::Error::io(&p, r));
-                        inner.poisoned = Some(r.to_string());
-                        return Err(r);
-                    }
+            Err(failed) => {
+                if let Some(r) = failed.cleanup {
+                    let r = Error::from(*r);
+                    inner.poisoned = Some(r.to_string());
+                    return Err(r);
                 }
-                Err(e)
+                Err(failed.error.into())
             }
         }
     }

@@ -365,7 +365,9 @@ impl StreamLog {
             fs.sync_file(&last.path)
                 .map_err(|e| Error::io(&last.path, e))?;
         }
-        let file = create_segment(fs.as_ref(), dir, &keyring, opts.cipher, &start)?;
+        let frame = start.encode();
+        let file =
+            sealdb_log::create_segment(fs.as_ref(), dir, &cfg, &keyring, start.number, &frame)?;
         // Now that the new start frame is durable, the segments it supersedes are dead (a
         // recovery after a crash from here on removes whichever are left): remove them, newest
         // first. Removing them before the new segment existed would let a crash in between
