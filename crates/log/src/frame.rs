@@ -26,8 +26,8 @@ pub struct Link {
 }
 
 impl Link {
-    /// The link of the segment that follows this one's predecessor chain at `number`,
-    /// recording that segment `prev_number` validly ends at `prev_end`.
+    /// The link of segment `number`, whose predecessor is segment `prev_number`, validly
+    /// ending at `prev_end` (finished with an end frame or not).
     pub fn after(prev_number: u64, prev_end: u64, prev_finished: bool, number: u64) -> Self {
         Self {
             number,

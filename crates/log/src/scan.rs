@@ -72,8 +72,6 @@ pub struct Scanned<S> {
     pub link: Link,
     /// What the log's start frame adds to the link.
     pub start: S,
-    /// Where its start frame begins.
-    pub start_offset: u64,
     /// Its reader, when [`ChainRules::keep_readers`].
     pub reader: Option<SealedReader>,
 }
@@ -187,7 +185,6 @@ pub fn scan_chain<S, E: From<Error>>(
             path,
             link,
             start,
-            start_offset: handle.offset,
             reader: rules.keep_readers.then_some(reader),
         });
     }
