@@ -36,6 +36,11 @@
 //! may take unsynced or deferred records away again (as it takes them from the WAL).
 //!
 //! [`ConsumerPositions`] keeps named, durable consumer positions in a small sealed file.
+//!
+//! The chain itself — segment naming, the start frame's link, recovery's rules (torn tail,
+//! superseded segments, recorded ends), segment creation and oldest-first removal — is
+//! sealdb-log's, shared with the WAL; this crate adds the stream's start-frame fields, the
+//! records and end frames, the index, reads, retention, truncation and the anchor check.
 
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -46,7 +51,7 @@ mod record;
 
 pub use log::{
     DEFER_BLOCK_LEN, ReadBatch, RollObserver, SEGMENT_SUFFIX, StartAt, StreamAnchor, StreamLog,
-    StreamOptions, StreamRecovery, TornTail, TrimReport, segment_file_name,
+    StreamOptions, StreamRecovery, TrimReport, segment_file_name,
 };
 pub use positions::{ConsumerPositions, MAX_CONSUMER_NAME_LEN, POSITIONS_FILE};
 #[cfg(feature = "fuzzing")]
@@ -56,6 +61,8 @@ pub use record::{
     ChangeRecord, Event, MAX_FRAME_LEN, MAX_IMAGE_LEN, MAX_KEY_LEN, MAX_KEYSPACE_LEN,
     RECORDS_FRAME_HEADER_LEN, StreamId, ViewType, encode_record, record_len,
 };
+/// The torn tail cut off the last segment during recovery (the chained log's).
+pub use sealdb_log::TornTail;
 
 /// Errors of the change stream.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +143,14 @@ impl Error {
             path: path.display().to_string(),
             source,
         }
+    }
+}
+
+impl From<sealdb_log::Error> for Error {
+    /// The chained log's errors, as the stream reports them.
+    fn from(e: sealdb_log::Error) -> Self {
+        let io = |path, source| Self::Io { path, source };
+        e.convert(Self::Crypto, Self::MissingSegment, io, Self::Malformed)
     }
 }
 

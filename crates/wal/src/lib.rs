@@ -22,23 +22,31 @@
 //! crash) is a last segment without a start frame, deleted at open.
 //!
 //! [`GroupCommit`] coalesces concurrent writers into one frame and one `fdatasync`.
+//!
+//! The chain itself — segment naming, the start frame (a `sealdb_log::Link` alone),
+//! recovery's rules, segment creation ahead of need, retirement — is sealdb-log's, shared with
+//! the change stream; this crate adds the batch frames, the write path (including a full
+//! disk) and group commit.
 
 mod batch;
+mod frame;
 mod group;
 mod log;
+mod recovery;
 
 pub use batch::{
     BATCH_HEADER_LEN, BatchBuilder, FRAME_HEADER_LEN, MAX_BATCH_LEN, MAX_FRAME_LEN, MAX_KEY_LEN,
     MAX_VALUE_LEN, Op, RecordIter, RecordRef, frame_len,
 };
-pub use group::{GATHER_WINDOW, GroupCommit, LeaderFailed, panic_message};
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
-pub use log::decode_frame_for_fuzz;
-pub use log::{
-    Frame, FrameBatch, RecoveryStats, RollObserver, SegmentSummary, TornTail, Wal, WalOptions,
-    WalRecovery, decode_frame, segment_file_name, summarize_segment,
-};
+pub use frame::decode_frame_for_fuzz;
+pub use frame::{Frame, FrameBatch, decode_frame};
+pub use group::{GATHER_WINDOW, GroupCommit, LeaderFailed, panic_message};
+pub use log::{RollObserver, Wal, WalOptions, segment_file_name};
+pub use recovery::{RecoveryStats, SegmentSummary, WalRecovery, summarize_segment};
+/// The torn tail cut off the last segment during recovery (the chained log's).
+pub use sealdb_log::TornTail;
 
 /// Errors of the WAL.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +90,14 @@ pub enum Error {
     /// The WAL was opened read-only (recovered for reading, never written).
     #[error("the WAL was opened read-only")]
     ReadOnly,
+}
+
+impl From<sealdb_log::Error> for Error {
+    /// The chained log's errors, as the WAL reports them.
+    fn from(e: sealdb_log::Error) -> Self {
+        let io = |path, source| Self::Io { path, source };
+        e.convert(Self::Crypto, Self::MissingSegment, io, Self::Malformed)
+    }
 }
 
 /// The WAL's result type.
