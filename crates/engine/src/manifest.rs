@@ -53,6 +53,39 @@ pub struct FileMeta {
 }
 
 /// A change to the manifest state.
+impl FileMeta {
+    /// Appends the file's record: the layout of an `AddFile` edit after its level, and of a
+    /// backup catalogue's table entry (`docs/format.md`).
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        w.u64(self.number)
+            .u64(self.size)
+            .u64(self.entries)
+            .bytes(&self.smallest)
+            .bytes(&self.largest)
+            .u64(self.min_seq)
+            .u64(self.max_seq)
+            .u32(self.data_key_version)
+            .raw(&self.file_id)
+            .raw(&self.footer_digest);
+    }
+
+    /// Reads a record written by [`encode`](Self::encode).
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self> {
+        Ok(Self {
+            number: r.u64("file number")?,
+            size: r.u64("file size")?,
+            entries: r.u64("entries")?,
+            smallest: r.bytes(MAX_KEY, "smallest key")?.to_vec(),
+            largest: r.bytes(MAX_KEY, "largest key")?.to_vec(),
+            min_seq: r.u64("min seq")?,
+            max_seq: r.u64("max seq")?,
+            data_key_version: r.u32("data-key version")?,
+            file_id: r.array("file id")?,
+            footer_digest: r.array("footer digest")?,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Edit {
     CreateKeyspace {
@@ -145,16 +178,7 @@ impl Edit {
                 file,
             } => {
                 w.u8(6).u32(*keyspace).u8(*level);
-                w.u64(file.number)
-                    .u64(file.size)
-                    .u64(file.entries)
-                    .bytes(&file.smallest)
-                    .bytes(&file.largest)
-                    .u64(file.min_seq)
-                    .u64(file.max_seq)
-                    .u32(file.data_key_version)
-                    .raw(&file.file_id)
-                    .raw(&file.footer_digest);
+                file.encode(w);
             }
             Self::RemoveFile {
                 keyspace,
@@ -214,18 +238,7 @@ impl Edit {
             6 => Self::AddFile {
                 keyspace: r.u32("keyspace id")?,
                 level: r.u8("level")?,
-                file: FileMeta {
-                    number: r.u64("file number")?,
-                    size: r.u64("file size")?,
-                    entries: r.u64("entries")?,
-                    smallest: r.bytes(MAX_KEY, "smallest key")?.to_vec(),
-                    largest: r.bytes(MAX_KEY, "largest key")?.to_vec(),
-                    min_seq: r.u64("min seq")?,
-                    max_seq: r.u64("max seq")?,
-                    data_key_version: r.u32("data-key version")?,
-                    file_id: r.array("file id")?,
-                    footer_digest: r.array("footer digest")?,
-                },
+                file: FileMeta::decode(r)?,
             },
             7 => Self::RemoveFile {
                 keyspace: r.u32("keyspace id")?,

@@ -6,7 +6,7 @@
 //! `(h1 + i * h2) mod m`. Bit `j` is bit `j % 8` of byte `j / 8`. The hash is unkeyed: it
 //! needs no secret because the filter bytes are sealed like every other block.
 
-use crate::coding::Cursor;
+use sealdb_base::Reader;
 
 /// Filter kind byte: no filter (every key may be present).
 const HASH_NONE: u8 = 0;
@@ -93,7 +93,7 @@ pub(crate) struct BloomFilter {
 impl BloomFilter {
     /// Decodes a filter block; errors are reasons for the caller to wrap.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let mut c = Cursor::new(bytes);
+        let mut c = Reader::new(bytes);
         let kind = c.u8("filter kind")?;
         let k = c.u8("filter probes")?;
         let m = c.u32("filter bit count")?;
@@ -120,7 +120,7 @@ impl BloomFilter {
                         c.remaining()
                     ));
                 }
-                let bits = c.bytes((m / 8) as usize, "filter bits")?.to_vec();
+                let bits = c.take((m / 8) as usize, "filter bits")?.to_vec();
                 Ok(Self { k, bits })
             }
             other => Err(format!("unknown filter kind {other}")),

@@ -41,39 +41,9 @@ pub const MAX_SEQ: u64 = (1 << 56) - 1;
 /// Largest `block_size` option.
 pub const MAX_BLOCK_SIZE: usize = 16 << 20;
 
-/// What an entry records about its key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum ValueKind {
-    /// A tombstone: the key was deleted at this sequence number.
-    Delete = 0,
-    /// A value was written at this sequence number.
-    Put = 1,
-}
-
-impl ValueKind {
-    /// Decodes a kind byte.
-    pub fn from_u8(b: u8) -> Option<Self> {
-        match b {
-            0 => Some(Self::Delete),
-            1 => Some(Self::Put),
-            _ => None,
-        }
-    }
-}
-
-/// One internal entry, as an iterator yields it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// The user key.
-    pub key: Vec<u8>,
-    /// Its sequence number.
-    pub seq: u64,
-    /// Put or tombstone.
-    pub kind: ValueKind,
-    /// The value (empty for a tombstone).
-    pub value: Vec<u8>,
-}
+/// One internal entry as an iterator yields it, and what it records about its key: the types
+/// memtables yield too, so entries move between the two without conversion.
+pub use sealdb_base::{Entry, ValueKind};
 
 /// Per-table compression of data blocks (metadata blocks are never compressed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

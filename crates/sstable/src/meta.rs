@@ -2,8 +2,9 @@
 //! `bloom.rs`). Each has an encoder used by the builder and a decoder that treats its bytes as
 //! hostile and reports a reason the caller turns into a typed error.
 
-use crate::coding::{Cursor, internal_cmp, le_u32_at, put_varint};
+use crate::coding::{internal_cmp, le_u32_at};
 use crate::{Compression, MAX_KEY_LEN, MAX_SEQ};
+use sealdb_base::{PutBytes, Reader};
 use sealdb_crypto::BlockHandle;
 use std::cmp::Ordering;
 
@@ -19,7 +20,7 @@ fn put_handle(out: &mut Vec<u8>, h: BlockHandle) {
     out.extend_from_slice(&h.len.to_le_bytes());
 }
 
-fn get_handle(c: &mut Cursor<'_>, field: &'static str) -> Result<BlockHandle, String> {
+fn get_handle(c: &mut Reader<'_>, field: &'static str) -> Result<BlockHandle, String> {
     Ok(BlockHandle {
         offset: c.u64(field)?,
         len: c.u32(field)?,
@@ -48,7 +49,7 @@ impl IndexBuilder {
     ) {
         self.offsets
             .push(u32::try_from(self.buf.len()).unwrap_or(u32::MAX));
-        put_varint(&mut self.buf, last_key.len() as u64);
+        self.buf.put_varint(last_key.len() as u64);
         self.buf.extend_from_slice(last_key);
         self.buf.extend_from_slice(&last_seq.to_le_bytes());
         put_handle(&mut self.buf, handle);
@@ -112,7 +113,7 @@ impl IndexBlock {
             return Err(format!("{n} index entries in {} bytes", body.len()));
         }
         let mut entries = Vec::with_capacity(n);
-        let mut cur = Cursor::new(body);
+        let mut cur = Reader::new(body);
         let mut next_offset = data_start;
         let mut ordinal = 0u64;
         for i in 0..n {
@@ -121,7 +122,7 @@ impl IndexBlock {
             }
             let key_len = cur.varint_len(MAX_KEY_LEN, "index key length")?;
             let key_start = cur.pos();
-            cur.bytes(key_len, "index key")?;
+            cur.take(key_len, "index key")?;
             let last_seq = cur.u64("index sequence number")?;
             let handle = get_handle(&mut cur, "index block handle")?;
             let count = cur.u32("index entry count")?;
@@ -297,7 +298,7 @@ impl TableProperties {
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let mut c = Cursor::new(bytes);
+        let mut c = Reader::new(bytes);
         let entries = c.u64("entries")?;
         let tombstones = c.u64("tombstones")?;
         let min_seq = c.u64("min seq")?;
@@ -315,7 +316,7 @@ impl TableProperties {
             if len > MAX_KEY_LEN {
                 return Err(format!("{field}: {len}-byte key"));
             }
-            Ok(c.bytes(len, field)?.to_vec())
+            Ok(c.take(len, field)?.to_vec())
         };
         let smallest = key("smallest key")?;
         let largest = key("largest key")?;
@@ -377,7 +378,7 @@ impl Footer {
         if bytes.len() != FOOTER_LEN {
             return Err(format!("footer of {} bytes", bytes.len()));
         }
-        let mut c = Cursor::new(bytes);
+        let mut c = Reader::new(bytes);
         let index = get_handle(&mut c, "index handle")?;
         let filter = get_handle(&mut c, "filter handle")?;
         let properties = get_handle(&mut c, "properties handle")?;

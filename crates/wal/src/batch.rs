@@ -8,6 +8,7 @@
 //! against the bytes present before anything is allocated.
 
 use crate::{Error, Result};
+use sealdb_base::{DecodeError, PutBytes, Reader};
 
 /// Longest user key accepted (64 KiB).
 pub const MAX_KEY_LEN: usize = 64 << 10;
@@ -76,14 +77,12 @@ impl BatchBuilder {
         self.check_room(len)?;
         // One allocation for the record instead of a growth step per field.
         self.rep.reserve(len);
-        self.rep.push(1);
-        self.rep.extend_from_slice(&keyspace.to_le_bytes());
+        // Lengths fit in u32: check_lengths bounded them.
         self.rep
-            .extend_from_slice(&(key.len() as u32).to_le_bytes());
-        self.rep.extend_from_slice(key);
-        self.rep
-            .extend_from_slice(&(value.len() as u32).to_le_bytes());
-        self.rep.extend_from_slice(value);
+            .put_u8(1)
+            .put_u32(keyspace)
+            .put_bytes_u32(key)
+            .put_bytes_u32(value);
         self.count += 1;
         Ok(())
     }
@@ -94,11 +93,7 @@ impl BatchBuilder {
         let len = Self::delete_len(key.len());
         self.check_room(len)?;
         self.rep.reserve(len);
-        self.rep.push(0);
-        self.rep.extend_from_slice(&keyspace.to_le_bytes());
-        self.rep
-            .extend_from_slice(&(key.len() as u32).to_le_bytes());
-        self.rep.extend_from_slice(key);
+        self.rep.put_u8(0).put_u32(keyspace).put_bytes_u32(key);
         self.count += 1;
         Ok(())
     }
@@ -173,8 +168,7 @@ fn check_lengths(key: &[u8], value: &[u8]) -> Result<()> {
 /// malformed record.
 #[derive(Debug, Clone)]
 pub struct RecordIter<'a> {
-    rep: &'a [u8],
-    pos: usize,
+    reader: Reader<'a>,
     failed: bool,
 }
 
@@ -182,46 +176,25 @@ impl<'a> RecordIter<'a> {
     /// Iterates the records of `rep`.
     pub fn new(rep: &'a [u8]) -> Self {
         Self {
-            rep,
-            pos: 0,
+            reader: Reader::new(rep),
             failed: false,
         }
     }
 
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.pos.checked_add(n)?;
-        let s = self.rep.get(self.pos..end)?;
-        self.pos = end;
-        Some(s)
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-
-    fn decode_one(&mut self) -> Option<RecordRef<'a>> {
-        let op = match *self.take(1)?.first()? {
+    fn decode_one(&mut self) -> std::result::Result<RecordRef<'a>, DecodeError> {
+        let r = &mut self.reader;
+        let op = match r.u8("op")? {
             0 => Op::Delete,
             1 => Op::Put,
-            _ => return None,
+            other => return Err(r.invalid("op", format!("{other} is not 0 or 1"))),
         };
-        let keyspace = self.u32()?;
-        let key_len = self.u32()? as usize;
-        if key_len > MAX_KEY_LEN {
-            return None;
-        }
-        let key = self.take(key_len)?;
+        let keyspace = r.u32("keyspace")?;
+        let key = r.bytes_u32(MAX_KEY_LEN, "key")?;
         let value = match op {
-            Op::Put => {
-                let len = self.u32()? as usize;
-                if len > MAX_VALUE_LEN {
-                    return None;
-                }
-                self.take(len)?
-            }
+            Op::Put => r.bytes_u32(MAX_VALUE_LEN, "value")?,
             Op::Delete => &[],
         };
-        Some(RecordRef {
+        Ok(RecordRef {
             op,
             keyspace,
             key,
@@ -234,16 +207,16 @@ impl<'a> Iterator for RecordIter<'a> {
     type Item = Result<RecordRef<'a>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed || self.pos >= self.rep.len() {
+        if self.failed || self.reader.is_empty() {
             return None;
         }
+        let start = self.reader.pos();
         match self.decode_one() {
-            Some(r) => Some(Ok(r)),
-            None => {
+            Ok(r) => Some(Ok(r)),
+            Err(e) => {
                 self.failed = true;
                 Some(Err(Error::Malformed(format!(
-                    "bad record at byte {} of a batch",
-                    self.pos
+                    "bad record at byte {start} of a batch: {e}"
                 ))))
             }
         }

@@ -1,0 +1,70 @@
+//! One version of one key: the entry memtables and tables store and yield.
+
+/// Sequence number of a write. The engine assigns each entry its own, increasing with commit
+/// order, so `(user key, seq)` identifies one version of one key.
+pub type SeqNo = u64;
+
+/// What an entry records about its key at its sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum ValueKind {
+    /// The key was deleted: a tombstone that hides every older version.
+    Delete = 0,
+    /// The key was set to the entry's value.
+    Put = 1,
+}
+
+impl ValueKind {
+    /// The kind's one-byte code, as stored in WAL frames and tables.
+    #[must_use]
+    pub const fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// Decodes a kind's one-byte code; `None` for a code no kind uses, so decoders of untrusted
+    /// bytes can turn it into a corruption error instead of guessing.
+    #[must_use]
+    pub const fn from_u8(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Self::Delete),
+            1 => Some(Self::Put),
+            _ => None,
+        }
+    }
+}
+
+/// One version of one key, owned, as memtable and table iterators yield it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The user key.
+    pub key: Vec<u8>,
+    /// The sequence number this version was written at.
+    pub seq: SeqNo,
+    /// Whether this version is a value or a tombstone.
+    pub kind: ValueKind,
+    /// The value; always empty for [`ValueKind::Delete`].
+    pub value: Vec<u8>,
+}
+
+impl Entry {
+    /// Whether this version sets a value (rather than deleting the key).
+    #[must_use]
+    pub fn is_put(&self) -> bool {
+        self.kind == ValueKind::Put
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_codes_round_trip_and_unknown_codes_are_refused() {
+        for kind in [ValueKind::Delete, ValueKind::Put] {
+            assert_eq!(ValueKind::from_u8(kind.as_u8()), Some(kind));
+        }
+        assert_eq!(ValueKind::Delete.as_u8(), 0);
+        assert_eq!(ValueKind::Put.as_u8(), 1);
+        assert_eq!(ValueKind::from_u8(2), None);
+    }
+}
