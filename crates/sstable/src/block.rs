@@ -50,13 +50,13 @@ impl BlockBuilder {
             common_prefix(&self.last_key, key)
         };
         let unshared = key.get(shared..).unwrap_or_default();
-        self.buf.put_varint(shared as u64);
-        self.buf.put_varint(unshared.len() as u64);
-        self.buf.put_varint(value.len() as u64);
-        self.buf.extend_from_slice(unshared);
         self.buf
-            .extend_from_slice(&((seq << 8) | kind as u64).to_le_bytes());
-        self.buf.extend_from_slice(value);
+            .put_varint(shared as u64)
+            .put_varint(unshared.len() as u64)
+            .put_varint(value.len() as u64)
+            .put_raw(unshared)
+            .put_u64((seq << 8) | kind as u64)
+            .put_raw(value);
         self.last_key.clear();
         self.last_key.extend_from_slice(key);
         self.last_seq = seq;
@@ -94,10 +94,10 @@ impl BlockBuilder {
     /// before adding again.
     pub(crate) fn finish(&mut self) -> &[u8] {
         for r in &self.restarts {
-            self.buf.extend_from_slice(&r.to_le_bytes());
+            self.buf.put_u32(*r);
         }
         let n = u32::try_from(self.restarts.len()).unwrap_or(u32::MAX);
-        self.buf.extend_from_slice(&n.to_le_bytes());
+        self.buf.put_u32(n);
         &self.buf
     }
 

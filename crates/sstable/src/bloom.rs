@@ -6,7 +6,7 @@
 //! `(h1 + i * h2) mod m`. Bit `j` is bit `j % 8` of byte `j / 8`. The hash is unkeyed: it
 //! needs no secret because the filter bytes are sealed like every other block.
 
-use sealdb_base::Reader;
+use sealdb_base::{PutBytes, Reader};
 
 /// Filter kind byte: no filter (every key may be present).
 const HASH_NONE: u8 = 0;
@@ -51,7 +51,7 @@ pub(crate) fn probes_for(bits_per_key: u32) -> u8 {
 pub(crate) fn build(hashes: &[u64], bits_per_key: u32) -> Vec<u8> {
     if bits_per_key == 0 {
         let mut out = vec![HASH_NONE, 0];
-        out.extend_from_slice(&0u32.to_le_bytes());
+        out.put_u32(0);
         return out;
     }
     let wanted = (hashes.len() as u64)
@@ -61,9 +61,9 @@ pub(crate) fn build(hashes: &[u64], bits_per_key: u32) -> Vec<u8> {
     let m = (bytes as u64) * 8;
     let k = probes_for(bits_per_key);
     let mut out = Vec::with_capacity(6 + bytes);
-    out.push(HASH_FNV1A_FMIX64);
-    out.push(k);
-    out.extend_from_slice(&(u32::try_from(m).unwrap_or(u32::MAX)).to_le_bytes());
+    out.put_u8(HASH_FNV1A_FMIX64)
+        .put_u8(k)
+        .put_u32(u32::try_from(m).unwrap_or(u32::MAX));
     out.resize(6 + bytes, 0);
     if let Some(bits) = out.get_mut(6..) {
         for &h in hashes {
