@@ -59,12 +59,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kind_codes_round_trip_and_unknown_codes_are_refused() {
+    fn value_kind_codes_round_trip_and_reject_unknown() {
         for kind in [ValueKind::Delete, ValueKind::Put] {
             assert_eq!(ValueKind::from_u8(kind.as_u8()), Some(kind));
         }
         assert_eq!(ValueKind::Delete.as_u8(), 0);
         assert_eq!(ValueKind::Put.as_u8(), 1);
-        assert_eq!(ValueKind::from_u8(2), None);
+        for code in 2..=u8::MAX {
+            assert_eq!(ValueKind::from_u8(code), None);
+        }
+    }
+
+    #[test]
+    fn only_a_put_is_a_put() {
+        let mut e = Entry {
+            key: b"k".to_vec(),
+            seq: 7,
+            kind: ValueKind::Put,
+            value: b"v".to_vec(),
+        };
+        assert!(e.is_put());
+        e.kind = ValueKind::Delete;
+        assert!(!e.is_put());
     }
 }

@@ -120,18 +120,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn value_kind_codes_round_trip_and_reject_unknown() {
-        for kind in [ValueKind::Delete, ValueKind::Put] {
-            assert_eq!(ValueKind::from_u8(kind.as_u8()), Some(kind));
-        }
-        assert_eq!(ValueKind::Delete.as_u8(), 0);
-        assert_eq!(ValueKind::Put.as_u8(), 1);
-        for code in 2..=u8::MAX {
-            assert_eq!(ValueKind::from_u8(code), None);
-        }
-    }
-
-    #[test]
     fn internal_order_is_key_ascending_then_seq_descending() {
         let mut keys = [
             InternalKey::new(b"b", 1),

@@ -285,18 +285,12 @@ impl TableBuilder {
             .seal_into(offset, true, &footer, &mut sealed)?;
         self.writer.append_presealed(&sealed, handle, true)?;
         self.writer.sync()?;
-        Ok(TableMeta {
-            file_size: self.writer.offset(),
-            entries: props.entries,
-            tombstones: props.tombstones,
-            smallest: props.smallest,
-            largest: props.largest,
-            min_seq: props.min_seq,
-            max_seq: props.max_seq,
-            data_key_version,
-            file_id: self.writer.header().file_id,
-            footer_digest: footer_digest(&sealed),
-        })
+        Ok(TableMeta::new(
+            &props,
+            self.writer.offset(),
+            self.writer.header().file_id,
+            footer_digest(&sealed),
+        ))
     }
 }
 
