@@ -157,6 +157,16 @@ impl From<DecodeError> for String {
     }
 }
 
+/// The little-endian `u32` at byte `at` of `bytes`, if all four bytes are there: for layouts
+/// read at computed offsets (a block's restart array, a sealed block's prefix) rather than in
+/// sequence.
+#[inline]
+#[must_use]
+pub fn le_u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    let end = at.checked_add(4)?;
+    Some(u32::from_le_bytes(bytes.get(at..end)?.try_into().ok()?))
+}
+
 /// A forward-only, bounds-checked reader over untrusted bytes.
 #[derive(Debug, Clone)]
 pub struct Reader<'a> {
@@ -370,6 +380,15 @@ mod tests {
         assert_eq!(r.u32("c")?, 0x0706_0504);
         assert_eq!(r.u64("d")?, 0x0f0e_0d0c_0b0a_0908);
         r.finish("record")
+    }
+
+    #[test]
+    fn a_u32_at_an_offset_is_read_only_if_all_its_bytes_are_there() {
+        let b = [9u8, 1, 0, 0, 0, 2];
+        assert_eq!(le_u32_at(&b, 1), Some(1));
+        assert_eq!(le_u32_at(&b, 2), Some(2 << 24));
+        assert_eq!(le_u32_at(&b, 3), None);
+        assert_eq!(le_u32_at(&b, usize::MAX), None);
     }
 
     #[test]

@@ -9,5 +9,5 @@
 pub mod bytes;
 pub mod entry;
 
-pub use bytes::{DecodeError, Problem, PutBytes, Reader};
+pub use bytes::{DecodeError, Problem, PutBytes, Reader, le_u32_at};
 pub use entry::{Entry, SeqNo, ValueKind};

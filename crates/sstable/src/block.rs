@@ -7,9 +7,9 @@
 //! they authenticated: a bug elsewhere, or the `none` cipher, must not turn into a panic, an
 //! unbounded allocation or out-of-order entries.
 
-use crate::coding::{internal_cmp, le_u32_at};
+use crate::coding::internal_cmp;
 use crate::{MAX_KEY_LEN, MAX_SEQ, ValueKind};
-use sealdb_base::{PutBytes, Reader};
+use sealdb_base::{PutBytes, Reader, le_u32_at};
 use std::cmp::Ordering;
 
 /// Entries between restart points (the first entry of each interval stores its whole key).

@@ -11,12 +11,6 @@ pub(crate) fn internal_cmp(a_key: &[u8], a_seq: u64, b_key: &[u8], b_seq: u64) -
     a_key.cmp(b_key).then_with(|| b_seq.cmp(&a_seq))
 }
 
-/// Reads a little-endian u32 at `at`, if the bytes are there.
-pub(crate) fn le_u32_at(bytes: &[u8], at: usize) -> Option<u32> {
-    let end = at.checked_add(4)?;
-    Some(u32::from_le_bytes(bytes.get(at..end)?.try_into().ok()?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,9 +2,9 @@
 //! `bloom.rs`). Each has an encoder used by the builder and a decoder that treats its bytes as
 //! hostile and reports a reason the caller turns into a typed error.
 
-use crate::coding::{internal_cmp, le_u32_at};
+use crate::coding::internal_cmp;
 use crate::{Compression, MAX_KEY_LEN, MAX_SEQ};
-use sealdb_base::{PutBytes, Reader};
+use sealdb_base::{PutBytes, Reader, le_u32_at};
 use sealdb_crypto::BlockHandle;
 use std::cmp::Ordering;
 
