@@ -469,6 +469,25 @@ mod tests {
     }
 
     #[test]
+    fn a_record_is_encoded_byte_for_byte_as_documented() {
+        let r = ChangeRecord {
+            seq: 0x0102,
+            commit_time_ms: 7,
+            event: Event::Modify,
+            keyspace: "ks".into(),
+            key: b"k".to_vec(),
+            new_image: None,
+            old_image: Some(b"old".to_vec()),
+        };
+        let mut out = Vec::new();
+        encode_record(&r, &mut out);
+        let mut want = vec![2u8, 1, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 2];
+        want.extend_from_slice(&[2, 0, b'k', b's', 1, 0, 0, 0, b'k']);
+        want.extend_from_slice(&[0, 1, 3, 0, 0, 0, b'o', b'l', b'd']);
+        assert_eq!(out, want);
+    }
+
+    #[test]
     fn encoded_len_matches_encoding() {
         let r = sample(7);
         let mut out = Vec::new();

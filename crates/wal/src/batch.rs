@@ -251,6 +251,19 @@ mod tests {
     }
 
     #[test]
+    fn records_are_encoded_byte_for_byte_as_documented() -> Result<()> {
+        let mut b = BatchBuilder::new();
+        b.put(0x0102_0304, b"ab", b"xyz")?;
+        b.delete(5, b"k")?;
+        let put = [
+            1u8, 4, 3, 2, 1, 2, 0, 0, 0, b'a', b'b', 3, 0, 0, 0, b'x', b'y', b'z',
+        ];
+        let delete = [0u8, 5, 0, 0, 0, 1, 0, 0, 0, b'k'];
+        assert_eq!(b.rep(), [&put[..], &delete[..]].concat());
+        Ok(())
+    }
+
+    #[test]
     fn round_trip() -> Result<()> {
         let mut b = BatchBuilder::new();
         b.put(0, b"k1", b"v1")?;
