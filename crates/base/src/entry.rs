@@ -1,5 +1,33 @@
 //! One version of one key: the entry memtables and tables store and yield.
 
+/// Longest user key any layer accepts (64 KiB): the WAL refuses a longer one, so no memtable,
+/// table or change record ever holds one.
+pub const MAX_KEY_LEN: usize = 64 << 10;
+/// Longest value any layer accepts (32 MiB).
+pub const MAX_VALUE_LEN: usize = 32 << 20;
+
+/// A key or value longer than its limit ([`MAX_KEY_LEN`], [`MAX_VALUE_LEN`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TooLong {
+    /// The key's length.
+    #[error("key of {0} bytes exceeds the {MAX_KEY_LEN}-byte limit")]
+    Key(usize),
+    /// The value's length.
+    #[error("value of {0} bytes exceeds the {MAX_VALUE_LEN}-byte limit")]
+    Value(usize),
+}
+
+/// Checks a key and value against the limits every layer shares.
+pub fn check_entry_lengths(key: &[u8], value: &[u8]) -> Result<(), TooLong> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(TooLong::Key(key.len()));
+    }
+    if value.len() > MAX_VALUE_LEN {
+        return Err(TooLong::Value(value.len()));
+    }
+    Ok(())
+}
+
 /// Sequence number of a write. The engine assigns each entry its own, increasing with commit
 /// order, so `(user key, seq)` identifies one version of one key.
 pub type SeqNo = u64;
@@ -68,6 +96,28 @@ mod tests {
         for code in 2..=u8::MAX {
             assert_eq!(ValueKind::from_u8(code), None);
         }
+    }
+
+    #[test]
+    fn lengths_up_to_the_limits_are_accepted_and_one_more_byte_is_refused() {
+        let key = vec![0u8; MAX_KEY_LEN];
+        let value = vec![0u8; MAX_VALUE_LEN];
+        assert_eq!(check_entry_lengths(&key, &value), Ok(()));
+        let long_key = vec![0u8; MAX_KEY_LEN + 1];
+        assert_eq!(
+            check_entry_lengths(&long_key, b""),
+            Err(TooLong::Key(MAX_KEY_LEN + 1))
+        );
+        let long_value = vec![0u8; MAX_VALUE_LEN + 1];
+        let e = check_entry_lengths(b"k", &long_value);
+        assert_eq!(e, Err(TooLong::Value(MAX_VALUE_LEN + 1)));
+        assert_eq!(
+            e.map_err(|e| e.to_string()),
+            Err(format!(
+                "value of {} bytes exceeds the 33554432-byte limit",
+                MAX_VALUE_LEN + 1
+            ))
+        );
     }
 
     #[test]

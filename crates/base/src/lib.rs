@@ -10,4 +10,6 @@ pub mod bytes;
 pub mod entry;
 
 pub use bytes::{DecodeError, Problem, PutBytes, Reader, le_u32_at};
-pub use entry::{Entry, SeqNo, ValueKind};
+pub use entry::{
+    Entry, MAX_KEY_LEN, MAX_VALUE_LEN, SeqNo, TooLong, ValueKind, check_entry_lengths,
+};

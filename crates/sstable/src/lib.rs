@@ -32,10 +32,8 @@ pub use table::{Table, TableMeta};
 
 use sealdb_crypto::{ArtifactKind, CipherId};
 
-/// Longest user key a table accepts (the WAL's limit).
-pub const MAX_KEY_LEN: usize = 64 << 10;
-/// Longest value a table accepts (the WAL's limit).
-pub const MAX_VALUE_LEN: usize = 32 << 20;
+/// Longest user key and value a table accepts: the WAL's limits, which every layer shares.
+pub use sealdb_base::{MAX_KEY_LEN, MAX_VALUE_LEN};
 /// Largest sequence number: the trailer keeps the kind in its low 8 bits.
 pub const MAX_SEQ: u64 = (1 << 56) - 1;
 /// Largest `block_size` option.

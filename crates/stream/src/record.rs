@@ -9,10 +9,10 @@ use sealdb_base::{PutBytes, Reader};
 use std::fmt;
 use std::str::FromStr;
 
-/// Largest key a change record may carry.
-pub const MAX_KEY_LEN: usize = 64 << 10;
-/// Largest image (old or new value) a change record may carry.
-pub const MAX_IMAGE_LEN: usize = 32 << 20;
+/// Largest key a change record may carry: the key limit every layer shares.
+pub use sealdb_base::MAX_KEY_LEN;
+/// Largest image (old or new value) a change record may carry: the value limit.
+pub const MAX_IMAGE_LEN: usize = sealdb_base::MAX_VALUE_LEN;
 /// Largest keyspace name a change record may carry (its length is a `u16`).
 pub const MAX_KEYSPACE_LEN: usize = u16::MAX as usize;
 

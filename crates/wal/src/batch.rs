@@ -10,10 +10,8 @@
 use crate::{Error, Result};
 use sealdb_base::{DecodeError, PutBytes, Reader};
 
-/// Longest user key accepted (64 KiB).
-pub const MAX_KEY_LEN: usize = 64 << 10;
-/// Longest value accepted (32 MiB).
-pub const MAX_VALUE_LEN: usize = 32 << 20;
+/// Longest user key and value accepted: the limits every layer shares.
+pub use sealdb_base::{MAX_KEY_LEN, MAX_VALUE_LEN};
 
 /// Bytes a batch frame spends besides its batches: frame type, commit time, batch count.
 pub const FRAME_HEADER_LEN: usize = 1 + 8 + 4;
@@ -149,19 +147,7 @@ impl BatchBuilder {
 }
 
 fn check_lengths(key: &[u8], value: &[u8]) -> Result<()> {
-    if key.len() > MAX_KEY_LEN {
-        return Err(Error::InvalidArgument(format!(
-            "key of {} bytes exceeds the {MAX_KEY_LEN}-byte limit",
-            key.len()
-        )));
-    }
-    if value.len() > MAX_VALUE_LEN {
-        return Err(Error::InvalidArgument(format!(
-            "value of {} bytes exceeds the {MAX_VALUE_LEN}-byte limit",
-            value.len()
-        )));
-    }
-    Ok(())
+    sealdb_base::check_entry_lengths(key, value).map_err(|e| Error::InvalidArgument(e.to_string()))
 }
 
 /// Decodes the records of an encoded batch in order; yields an error (and stops) at the first
