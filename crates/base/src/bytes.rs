@@ -177,24 +177,28 @@ pub struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// A reader at the start of `bytes`.
     #[must_use]
+    #[inline]
     pub fn new(bytes: &'a [u8]) -> Self {
         Self { bytes, pos: 0 }
     }
 
     /// Offset of the next byte to read.
     #[must_use]
+    #[inline]
     pub fn pos(&self) -> usize {
         self.pos
     }
 
     /// Bytes not yet read.
     #[must_use]
+    #[inline]
     pub fn remaining(&self) -> usize {
         self.bytes.len().saturating_sub(self.pos)
     }
 
     /// Whether every byte has been read.
     #[must_use]
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.remaining() == 0
     }
@@ -202,15 +206,18 @@ impl<'a> Reader<'a> {
     /// An error about the field `what` at the current position; for decoders refusing a value
     /// they read.
     #[must_use]
+    #[inline]
     pub fn invalid(&self, what: &'static str, why: impl Into<String>) -> DecodeError {
         self.error_at(self.pos, what, Problem::Invalid(why.into()))
     }
 
+    #[inline]
     fn error_at(&self, at: usize, what: &'static str, problem: Problem) -> DecodeError {
         DecodeError { what, at, problem }
     }
 
     /// The next `n` bytes.
+    #[inline]
     pub fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
         let out = self
             .pos
@@ -231,6 +238,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next `N` bytes, as an array.
+    #[inline]
     pub fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], DecodeError> {
         let at = self.pos;
         let b = self.take(N, what)?;
@@ -247,26 +255,31 @@ impl<'a> Reader<'a> {
     }
 
     /// One byte.
+    #[inline]
     pub fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
         Ok(u8::from_le_bytes(self.array(what)?))
     }
 
     /// A little-endian `u16`.
+    #[inline]
     pub fn u16(&mut self, what: &'static str) -> Result<u16, DecodeError> {
         Ok(u16::from_le_bytes(self.array(what)?))
     }
 
     /// A little-endian `u32`.
+    #[inline]
     pub fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
         Ok(u32::from_le_bytes(self.array(what)?))
     }
 
     /// A little-endian `u64`.
+    #[inline]
     pub fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
         Ok(u64::from_le_bytes(self.array(what)?))
     }
 
     /// An unsigned LEB128 varint whose value fits in `u64` (at most 10 bytes).
+    #[inline]
     pub fn varint(&mut self, what: &'static str) -> Result<u64, DecodeError> {
         let at = self.pos;
         let mut v: u64 = 0;
@@ -289,12 +302,14 @@ impl<'a> Reader<'a> {
     }
 
     /// A varint checked against `limit` before anyone allocates from it.
+    #[inline]
     pub fn varint_len(&mut self, limit: usize, what: &'static str) -> Result<usize, DecodeError> {
         let at = self.pos;
         let v = self.varint(what)?;
         self.check_len(at, v, limit, what)
     }
 
+    #[inline]
     fn check_len(
         &self,
         at: usize,
@@ -318,6 +333,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A `u16` length of at most `max` and that many bytes.
+    #[inline]
     pub fn bytes_u16(&mut self, max: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
         let at = self.pos;
         let len = self.u16(what)?;
@@ -326,6 +342,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A `u32` length of at most `max` and that many bytes.
+    #[inline]
     pub fn bytes_u32(&mut self, max: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
         let at = self.pos;
         let len = self.u32(what)?;
@@ -334,11 +351,13 @@ impl<'a> Reader<'a> {
     }
 
     /// Checks that `bytes` are UTF-8; `at` is where the string started, for the error.
+    #[inline]
     fn utf8(&self, at: usize, bytes: &'a [u8], what: &'static str) -> Result<&'a str, DecodeError> {
         std::str::from_utf8(bytes).map_err(|_| self.error_at(at, what, Problem::NotUtf8))
     }
 
     /// A UTF-8 string with a `u16` length of at most `max` bytes.
+    #[inline]
     pub fn str_u16(&mut self, max: usize, what: &'static str) -> Result<&'a str, DecodeError> {
         let at = self.pos;
         let b = self.bytes_u16(max, what)?;
@@ -346,6 +365,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A UTF-8 string with a `u32` length of at most `max` bytes.
+    #[inline]
     pub fn str_u32(&mut self, max: usize, what: &'static str) -> Result<&'a str, DecodeError> {
         let at = self.pos;
         let b = self.bytes_u32(max, what)?;
@@ -353,6 +373,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Checks that every byte was read: `what` names the record that should end here.
+    #[inline]
     pub fn finish(&self, what: &'static str) -> Result<(), DecodeError> {
         match self.remaining() {
             0 => Ok(()),
