@@ -17,6 +17,7 @@ use crate::keys::{DatabaseId, SecretKey};
 use crate::provider::{EncryptionContext, KeyDescriptor, KeyProvider, SharedProvider};
 use crate::sealed::{ArtifactKind, BlockSealer, CipherId, FileHeader};
 use crate::{Error, IntegrityReason, Result};
+use sealdb_base::{DecodeError, PutBytes, Reader};
 use sealdb_vfs::FileSystem;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -396,80 +397,9 @@ fn read_keys_bytes(fs: &dyn FileSystem, path: &Path) -> Result<Vec<u8>> {
     }
 }
 
-/// A cursor over untrusted bytes: every read is bounds-checked.
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-    label: &'a str,
-}
-
-impl<'a> Cursor<'a> {
-    fn new(bytes: &'a [u8], label: &'a str) -> Self {
-        Self {
-            bytes,
-            pos: 0,
-            label,
-        }
-    }
-
-    fn bad(&self, what: &str) -> Error {
-        Error::integrity(
-            self.label,
-            None,
-            IntegrityReason::Malformed(what.to_string()),
-        )
-    }
-
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).ok_or_else(|| self.bad(what))?;
-        let s = self
-            .bytes
-            .get(self.pos..end)
-            .ok_or_else(|| self.bad(what))?;
-        self.pos = end;
-        Ok(s)
-    }
-
-    fn u8(&mut self, what: &str) -> Result<u8> {
-        Ok(*self.take(1, what)?.first().ok_or_else(|| self.bad(what))?)
-    }
-
-    fn u16(&mut self, what: &str) -> Result<u16> {
-        let b = self.take(2, what)?;
-        Ok(u16::from_le_bytes(
-            b.try_into().map_err(|_| self.bad(what))?,
-        ))
-    }
-
-    fn u32(&mut self, what: &str) -> Result<u32> {
-        let b = self.take(4, what)?;
-        Ok(u32::from_le_bytes(
-            b.try_into().map_err(|_| self.bad(what))?,
-        ))
-    }
-
-    fn u64(&mut self, what: &str) -> Result<u64> {
-        let b = self.take(8, what)?;
-        Ok(u64::from_le_bytes(
-            b.try_into().map_err(|_| self.bad(what))?,
-        ))
-    }
-
-    fn string(&mut self, what: &str) -> Result<String> {
-        let len = usize::from(self.u16(what)?);
-        if len > MAX_NAME_LEN {
-            return Err(self.bad(what));
-        }
-        let b = self.take(len, what)?;
-        String::from_utf8(b.to_vec()).map_err(|_| self.bad(what))
-    }
-
-    fn finish(&self) -> Result<()> {
-        if self.pos != self.bytes.len() {
-            return Err(self.bad("trailing bytes"));
-        }
-        Ok(())
-    }
+/// The integrity error of a malformed envelope or payload in the file `label`.
+fn malformed(label: &str, e: DecodeError) -> Error {
+    Error::integrity(label, None, IntegrityReason::Malformed(e.to_string()))
 }
 
 fn put_string(out: &mut Vec<u8>, s: &str) -> Result<()> {
@@ -477,8 +407,7 @@ fn put_string(out: &mut Vec<u8>, s: &str) -> Result<()> {
         .ok()
         .filter(|l| usize::from(*l) <= MAX_NAME_LEN)
         .ok_or_else(|| Error::InvalidArgument(format!("name too long: {} bytes", s.len())))?;
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
+    out.put_u16(len).put_raw(s.as_bytes());
     Ok(())
 }
 
@@ -495,43 +424,44 @@ impl Envelope {
         put_string(&mut out, &self.master.key_id)?;
         let count = u16::try_from(self.wrapped.len())
             .map_err(|_| Error::InvalidArgument("too many data-key versions".into()))?;
-        out.extend_from_slice(&count.to_le_bytes());
+        out.put_u16(count);
         for (v, w) in &self.wrapped {
-            out.extend_from_slice(&v.to_le_bytes());
             let len = u16::try_from(w.len())
                 .ok()
                 .filter(|l| usize::from(*l) <= MAX_WRAPPED_LEN)
                 .ok_or_else(|| Error::InvalidArgument("wrapped key too long".into()))?;
-            out.extend_from_slice(&len.to_le_bytes());
-            out.extend_from_slice(w);
+            out.put_u32(*v).put_u16(len).put_raw(w);
         }
         Ok(out)
     }
 
     fn decode(bytes: &[u8], label: &str) -> Result<Self> {
-        let mut c = Cursor::new(bytes, label);
-        if c.u8("envelope version")? != ENVELOPE_VERSION {
-            return Err(c.bad("unsupported envelope version"));
+        Self::decode_fields(&mut Reader::new(bytes)).map_err(|e| malformed(label, e))
+    }
+
+    fn decode_fields(c: &mut Reader<'_>) -> std::result::Result<Self, DecodeError> {
+        let version = c.u8("envelope version")?;
+        if version != ENVELOPE_VERSION {
+            return Err(c.invalid("envelope version", format!("{version} is not supported")));
         }
-        let provider = c.string("provider")?;
-        let key_id = c.string("key id")?;
+        let provider = c.str_u16(MAX_NAME_LEN, "provider")?.to_owned();
+        let key_id = c.str_u16(MAX_NAME_LEN, "key id")?.to_owned();
         let count = usize::from(c.u16("version count")?);
         if count == 0 || count > MAX_VERSIONS {
-            return Err(c.bad("version count"));
+            return Err(c.invalid(
+                "version count",
+                format!("{count} is not 1 to {MAX_VERSIONS}"),
+            ));
         }
         let mut wrapped = BTreeMap::new();
         for _ in 0..count {
             let v = c.u32("version")?;
-            let len = usize::from(c.u16("wrapped length")?);
-            if len > MAX_WRAPPED_LEN {
-                return Err(c.bad("wrapped length"));
-            }
-            let w = c.take(len, "wrapped key")?.to_vec();
+            let w = c.bytes_u16(MAX_WRAPPED_LEN, "wrapped key")?.to_vec();
             if wrapped.insert(v, w).is_some() {
-                return Err(c.bad("duplicate version"));
+                return Err(c.invalid("version", format!("duplicate version {v}")));
             }
         }
-        c.finish()?;
+        c.finish("envelope")?;
         Ok(Self {
             master: KeyDescriptor::new(provider, key_id),
             wrapped,
@@ -551,30 +481,35 @@ struct Payload {
 impl Payload {
     fn encode(&self) -> Vec<u8> {
         let mut out = vec![PAYLOAD_VERSION, self.data_cipher as u8];
-        out.extend_from_slice(&self.current_version.to_le_bytes());
-        out.extend_from_slice(&self.generation.to_le_bytes());
-        out.extend_from_slice(&self.created_at.to_le_bytes());
         let count = u16::try_from(self.version_created.len()).unwrap_or(u16::MAX);
-        out.extend_from_slice(&count.to_le_bytes());
+        out.put_u32(self.current_version)
+            .put_u64(self.generation)
+            .put_u64(self.created_at)
+            .put_u16(count);
         for (v, t) in self.version_created.iter().take(usize::from(count)) {
-            out.extend_from_slice(&v.to_le_bytes());
-            out.extend_from_slice(&t.to_le_bytes());
+            out.put_u32(*v).put_u64(*t);
         }
         out
     }
 
     fn decode(bytes: &[u8], label: &str) -> Result<Self> {
-        let mut c = Cursor::new(bytes, label);
-        if c.u8("payload version")? != PAYLOAD_VERSION {
-            return Err(c.bad("unsupported payload version"));
+        Self::decode_fields(&mut Reader::new(bytes)).map_err(|e| malformed(label, e))
+    }
+
+    fn decode_fields(c: &mut Reader<'_>) -> std::result::Result<Self, DecodeError> {
+        let version = c.u8("payload version")?;
+        if version != PAYLOAD_VERSION {
+            return Err(c.invalid("payload version", format!("{version} is not supported")));
         }
-        let data_cipher = CipherId::from_u8(c.u8("cipher")?).ok_or_else(|| c.bad("cipher"))?;
+        let code = c.u8("cipher")?;
+        let data_cipher = CipherId::from_u8(code)
+            .ok_or_else(|| c.invalid("cipher", format!("unknown cipher {code}")))?;
         let current_version = c.u32("current version")?;
         let generation = c.u64("generation")?;
         let created_at = c.u64("created at")?;
         let count = usize::from(c.u16("version count")?);
         if count > MAX_VERSIONS {
-            return Err(c.bad("version count"));
+            return Err(c.invalid("version count", format!("{count} exceeds {MAX_VERSIONS}")));
         }
         let mut version_created = BTreeMap::new();
         for _ in 0..count {
@@ -582,7 +517,7 @@ impl Payload {
             let t = c.u64("version time")?;
             version_created.insert(v, t);
         }
-        c.finish()?;
+        c.finish("payload")?;
         Ok(Self {
             data_cipher,
             current_version,

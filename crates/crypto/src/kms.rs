@@ -55,6 +55,7 @@ use crate::provider::{
     local_wrap_master_version,
 };
 use crate::{Error, IntegrityReason, KeyState, Result};
+use sealdb_base::{PutBytes, Reader};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -802,68 +803,22 @@ fn encode_state(state: &State) -> Zeroizing<Vec<u8>> {
         + 4;
     // Exact capacity: growing would leave unwiped copies of key material behind.
     let mut out = Zeroizing::new(Vec::with_capacity(size));
-    out.extend_from_slice(MAGIC);
     // Counts and lengths were bounded on the way in (MAX_KEYS, MAX_NAME_LEN, MAX_VERSIONS).
-    out.extend_from_slice(
-        &u32::try_from(state.keys.len())
-            .unwrap_or(u32::MAX)
-            .to_le_bytes(),
-    );
+    out.put_raw(MAGIC)
+        .put_u32(u32::try_from(state.keys.len()).unwrap_or(u32::MAX));
     for (name, record) in &state.keys {
-        out.extend_from_slice(&u16::try_from(name.len()).unwrap_or(u16::MAX).to_le_bytes());
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(&record.created_at.to_le_bytes());
-        out.push(record.lifecycle.code());
-        out.extend_from_slice(&record.lifecycle.deletion_at().to_le_bytes());
-        out.extend_from_slice(&record.version_count.to_le_bytes());
+        out.put_bytes_u16(name.as_bytes())
+            .put_u64(record.created_at)
+            .put_u8(record.lifecycle.code())
+            .put_u64(record.lifecycle.deletion_at())
+            .put_u32(record.version_count);
         for material in &record.materials {
-            out.extend_from_slice(material.expose());
+            out.put_raw(material.expose());
         }
     }
     let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
+    out.put_u32(crc);
     out
-}
-
-/// A cursor over untrusted bytes: every read is checked against what remains.
-struct Reader<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &str) -> std::result::Result<&'a [u8], String> {
-        if n > self.rest.len() {
-            return Err(format!(
-                "{what} needs {n} bytes but only {} remain",
-                self.rest.len()
-            ));
-        }
-        let (head, tail) = self.rest.split_at(n);
-        self.rest = tail;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self, what: &str) -> std::result::Result<[u8; N], String> {
-        self.take(N, what)?
-            .try_into()
-            .map_err(|_| format!("{what}: short read"))
-    }
-
-    fn u8(&mut self, what: &str) -> std::result::Result<u8, String> {
-        Ok(u8::from_le_bytes(self.array(what)?))
-    }
-
-    fn u16(&mut self, what: &str) -> std::result::Result<u16, String> {
-        Ok(u16::from_le_bytes(self.array(what)?))
-    }
-
-    fn u32(&mut self, what: &str) -> std::result::Result<u32, String> {
-        Ok(u32::from_le_bytes(self.array(what)?))
-    }
-
-    fn u64(&mut self, what: &str) -> std::result::Result<u64, String> {
-        Ok(u64::from_le_bytes(self.array(what)?))
-    }
 }
 
 fn decode_state(bytes: &[u8], file: &str) -> Result<State> {
@@ -897,14 +852,17 @@ fn decode_state(bytes: &[u8], file: &str) -> Result<State> {
 
 /// Decodes what follows the magic, up to the crc.
 fn decode_body(bytes: &[u8]) -> std::result::Result<State, String> {
-    let mut r = Reader { rest: bytes };
+    let mut r = Reader::new(bytes);
     let count = r.u32("key count")?;
     let count = usize::try_from(count).map_err(|_| "key count overflows".to_owned())?;
     if count > MAX_KEYS {
         return Err(format!("{count} keys, more than the limit of {MAX_KEYS}"));
     }
-    if count.saturating_mul(MIN_ENCODED_KEY_LEN) > r.rest.len() {
-        return Err(format!("{count} keys cannot fit in {} bytes", r.rest.len()));
+    if count.saturating_mul(MIN_ENCODED_KEY_LEN) > r.remaining() {
+        return Err(format!(
+            "{count} keys cannot fit in {} bytes",
+            r.remaining()
+        ));
     }
     let mut state = State::default();
     for index in 0..count {
@@ -914,8 +872,8 @@ fn decode_body(bytes: &[u8]) -> std::result::Result<State, String> {
         }
         state.keys.insert(name, record);
     }
-    if !r.rest.is_empty() {
-        return Err(format!("{} unexpected bytes after the keys", r.rest.len()));
+    if !r.is_empty() {
+        return Err(format!("{} unexpected bytes after the keys", r.remaining()));
     }
     Ok(state)
 }
@@ -960,9 +918,7 @@ fn decode_key(r: &mut Reader<'_>) -> std::result::Result<(String, KeyRecord), St
     let material_len = stored
         .checked_mul(crate::keys::KEY_LEN)
         .ok_or_else(|| "version count overflows".to_owned())?;
-    let mut material_bytes = Reader {
-        rest: r.take(material_len, "key material")?,
-    };
+    let mut material_bytes = Reader::new(r.take(material_len, "key material")?);
     let mut materials = Vec::with_capacity(stored);
     for _ in 0..stored {
         let bytes = material_bytes.take(crate::keys::KEY_LEN, "key material")?;

@@ -23,6 +23,7 @@
 use crate::keyring::{FileCipher, Keyring, NONCE_LEN, TAG_LEN};
 use crate::keys::{DatabaseId, FileId};
 use crate::{Error, IntegrityReason, Result};
+use sealdb_base::{DecodeError, PutBytes, Reader, le_u32_at};
 use sealdb_vfs::{FileSystem, RandomAccessFile, WritableFile};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -178,21 +179,20 @@ impl FileHeader {
     /// Encodes the header and its extension.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_LEN + self.extension.len());
-        out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&self.version.to_le_bytes());
-        out.push(self.kind as u8);
-        out.push(self.cipher as u8);
-        out.extend_from_slice(&self.data_key_version.to_le_bytes());
-        out.extend_from_slice(&self.file_id.0);
-        out.extend_from_slice(&self.database_id.0);
         let ext_len = u32::try_from(self.extension.len()).unwrap_or(u32::MAX);
-        out.extend_from_slice(&ext_len.to_le_bytes());
-        out.extend_from_slice(&[0u8; 8]);
+        out.put_raw(&MAGIC)
+            .put_u16(self.version)
+            .put_u8(self.kind as u8)
+            .put_u8(self.cipher as u8)
+            .put_u32(self.data_key_version)
+            .put_raw(&self.file_id.0)
+            .put_raw(&self.database_id.0)
+            .put_u32(ext_len)
+            .put_raw(&[0u8; 8]);
         let mut crc = crc32fast::Hasher::new();
         crc.update(&out);
         crc.update(&self.extension);
-        out.extend_from_slice(&crc.finalize().to_le_bytes());
-        out.extend_from_slice(&self.extension);
+        out.put_u32(crc.finalize()).put_raw(&self.extension);
         out
     }
 
@@ -209,26 +209,25 @@ impl FileHeader {
         let fixed = bytes
             .get(..HEADER_LEN)
             .ok_or_else(|| bad(IntegrityReason::Truncated))?;
-        if fixed.get(..8) != Some(&MAGIC[..]) {
+        // `fixed` holds all HEADER_LEN bytes, so no read below can run short; if one did, it
+        // would be a length error, never a panic.
+        let mut r = Reader::new(fixed);
+        let short = |_: DecodeError| bad(IntegrityReason::BadLength);
+        if r.take(MAGIC.len(), "magic").map_err(short)? != MAGIC {
             return Err(bad(IntegrityReason::BadMagic));
         }
-        let version = le_u16(fixed, 8).ok_or_else(|| bad(IntegrityReason::BadLength))?;
+        let version = r.u16("version").map_err(short)?;
         if version != FORMAT_VERSION {
             return Err(bad(IntegrityReason::UnsupportedVersion(version)));
         }
-        let kind = fixed
-            .get(10)
-            .and_then(|b| ArtifactKind::from_u8(*b))
+        let kind = ArtifactKind::from_u8(r.u8("artifact kind").map_err(short)?)
             .ok_or_else(|| bad(IntegrityReason::UnknownHeaderField("artifact kind")))?;
-        let cipher = fixed
-            .get(11)
-            .and_then(|b| CipherId::from_u8(*b))
+        let cipher = CipherId::from_u8(r.u8("cipher").map_err(short)?)
             .ok_or_else(|| bad(IntegrityReason::UnknownHeaderField("cipher")))?;
-        let data_key_version = le_u32(fixed, 12).ok_or_else(|| bad(IntegrityReason::BadLength))?;
-        let file_id = FileId(array16(fixed, 16).ok_or_else(|| bad(IntegrityReason::BadLength))?);
-        let database_id =
-            DatabaseId(array16(fixed, 32).ok_or_else(|| bad(IntegrityReason::BadLength))?);
-        let ext_len = le_u32(fixed, 48).ok_or_else(|| bad(IntegrityReason::BadLength))?;
+        let data_key_version = r.u32("data-key version").map_err(short)?;
+        let file_id = FileId(r.array("file id").map_err(short)?);
+        let database_id = DatabaseId(r.array("database id").map_err(short)?);
+        let ext_len = r.u32("extension length").map_err(short)?;
         if ext_len > MAX_EXTENSION_LEN {
             return Err(bad(IntegrityReason::BadLength));
         }
@@ -237,7 +236,7 @@ impl FileHeader {
         if ext_len != 0 && kind != ArtifactKind::Keys {
             return Err(bad(IntegrityReason::UnknownHeaderField("extension length")));
         }
-        if fixed.get(52..60) != Some(&[0u8; 8][..]) {
+        if r.take(8, "reserved bytes").map_err(short)? != [0u8; 8] {
             return Err(bad(IntegrityReason::UnknownHeaderField("reserved bytes")));
         }
         Ok((
@@ -267,7 +266,7 @@ impl FileHeader {
     }
 
     fn check_crc(&self, bytes: &[u8], label: &str) -> Result<()> {
-        let stored = le_u32(bytes, HEADER_CRC_OFFSET)
+        let stored = le_u32_at(bytes, HEADER_CRC_OFFSET)
             .ok_or_else(|| Error::integrity(label, None, IntegrityReason::Truncated))?;
         let mut crc = crc32fast::Hasher::new();
         crc.update(bytes.get(..HEADER_CRC_OFFSET).unwrap_or_default());
@@ -281,18 +280,6 @@ impl FileHeader {
         }
         Ok(())
     }
-}
-
-fn le_u16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn le_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn array16(b: &[u8], at: usize) -> Option<[u8; 16]> {
-    b.get(at..at + 16)?.try_into().ok()
 }
 
 /// Where a block lives: its byte offset in the file and its length on disk (prefix, body and
@@ -504,7 +491,7 @@ impl BlockSealer {
             .get(..BLOCK_PREFIX_LEN)
             .and_then(|p| p.try_into().ok())
             .ok_or_else(|| err(IntegrityReason::Truncated))?;
-        let body_len = le_u32(&prefix, 0).ok_or_else(|| err(IntegrityReason::BadLength))?;
+        let body_len = le_u32_at(&prefix, 0).ok_or_else(|| err(IntegrityReason::BadLength))?;
         if body_len > MAX_BLOCK_LEN {
             return Err(err(IntegrityReason::BadLength));
         }
@@ -512,7 +499,7 @@ impl BlockSealer {
         if flags & !FLAG_FINAL != 0 {
             return Err(err(IntegrityReason::AuthenticationFailed));
         }
-        let stored_crc = le_u32(&prefix, 5).ok_or_else(|| err(IntegrityReason::BadLength))?;
+        let stored_crc = le_u32_at(&prefix, 5).ok_or_else(|| err(IntegrityReason::BadLength))?;
         if Self::prefix_crc(offset, prefix.get(..5).unwrap_or_default()) != stored_crc {
             return Err(err(IntegrityReason::PrefixChecksum));
         }
@@ -530,7 +517,7 @@ impl BlockSealer {
             .get_mut(BLOCK_PREFIX_LEN..)
             .ok_or_else(|| err(IntegrityReason::Truncated))?;
         if let FileCipher::None = &self.cipher {
-            let stored = le_u32(tag_bytes, 0).ok_or_else(|| err(IntegrityReason::BadLength))?;
+            let stored = le_u32_at(tag_bytes, 0).ok_or_else(|| err(IntegrityReason::BadLength))?;
             let mut crc = crc32fast::Hasher::new();
             crc.update(&ad);
             crc.update(body);
@@ -793,8 +780,8 @@ impl SealedReader {
         self.file
             .read_exact_at(&mut prefix, offset)
             .map_err(|e| Error::io(self.sealer.label.clone(), e))?;
-        let body_len = le_u32(&prefix, 0).ok_or_else(|| err(IntegrityReason::BadLength))?;
-        let stored_crc = le_u32(&prefix, 5).ok_or_else(|| err(IntegrityReason::BadLength))?;
+        let body_len = le_u32_at(&prefix, 0).ok_or_else(|| err(IntegrityReason::BadLength))?;
+        let stored_crc = le_u32_at(&prefix, 5).ok_or_else(|| err(IntegrityReason::BadLength))?;
         // A prefix that does not check out is damage, not a torn write: a torn tail keeps
         // the bytes it wrote, so a complete prefix is always intact.
         if BlockSealer::prefix_crc(offset, prefix.get(..5).unwrap_or_default()) != stored_crc {

@@ -123,16 +123,7 @@ fn encode_catalog(b: &BackupInfo) -> Vec<u8> {
     w.u32(b.tables.len() as u32);
     for (ks, level, f) in &b.tables {
         w.u32(*ks).u8(*level);
-        w.u64(f.number)
-            .u64(f.size)
-            .u64(f.entries)
-            .bytes(&f.smallest)
-            .bytes(&f.largest)
-            .u64(f.min_seq)
-            .u64(f.max_seq)
-            .u32(f.data_key_version)
-            .raw(&f.file_id)
-            .raw(&f.footer_digest);
+        f.encode(&mut w);
     }
     w.u32(b.wal.len() as u32);
     for s in &b.wal {
@@ -178,7 +169,7 @@ fn decode_catalog(bytes: &[u8], label: &str) -> Result<BackupInfo> {
     let cipher = CipherId::from_u8(r.u8("cipher")?)
         .ok_or_else(|| Error::Corruption(format!("{label}: unknown cipher")))?;
     let master = KeyDescriptor::new(r.string(2048, "provider")?, r.string(2048, "key id")?);
-    let count = |r: &mut Reader<'_>, what: &str| -> Result<usize> {
+    let count = |r: &mut Reader<'_>, what: &'static str| -> Result<usize> {
         let n = r.u32(what)? as usize;
         if n > MAX_ITEMS {
             return Err(Error::Corruption(format!("{label}: too many {what}")));
@@ -198,18 +189,7 @@ fn decode_catalog(bytes: &[u8], label: &str) -> Result<BackupInfo> {
     for _ in 0..count(&mut r, "tables")? {
         let ks = r.u32("keyspace")?;
         let level = r.u8("level")?;
-        let f = FileMeta {
-            number: r.u64("number")?,
-            size: r.u64("size")?,
-            entries: r.u64("entries")?,
-            smallest: r.bytes(64 << 10, "smallest")?.to_vec(),
-            largest: r.bytes(64 << 10, "largest")?.to_vec(),
-            min_seq: r.u64("min seq")?,
-            max_seq: r.u64("max seq")?,
-            data_key_version: r.u32("data-key version")?,
-            file_id: r.array("file id")?,
-            footer_digest: r.array("digest")?,
-        };
+        let f = FileMeta::decode(&mut r)?;
         bytes_total = bytes_total.saturating_add(f.size);
         tables.push((ks, level, f));
     }

@@ -1,9 +1,13 @@
-//! Little-endian encoding helpers for the engine's own records (manifest edits, CURRENT).
-//! The decoder treats its input as hostile: every read is bounds-checked.
+//! The engine's records (manifest edits, CURRENT, the head record, backup catalogues) are
+//! written and read with `sealdb_base`'s one byte writer and bounds-checked reader. This module
+//! only adapts them to the engine: the writer keeps its buffer in a field the encoders hand
+//! on, and the reader names the record being read and turns a [`DecodeError`] into
+//! [`Error::Corruption`].
 
 use crate::{Error, Result};
+use sealdb_base::{DecodeError, PutBytes};
 
-/// Appends encoded values to a buffer.
+/// Appends encoded values to a buffer (little-endian; byte strings with a `u32` length).
 #[derive(Debug, Default)]
 pub(crate) struct Writer {
     pub(crate) buf: Vec<u8>,
@@ -11,93 +15,75 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub(crate) fn u8(&mut self, v: u8) -> &mut Self {
-        self.buf.push(v);
+        self.buf.put_u8(v);
         self
     }
     pub(crate) fn u32(&mut self, v: u32) -> &mut Self {
-        self.buf.extend_from_slice(&v.to_le_bytes());
+        self.buf.put_u32(v);
         self
     }
     pub(crate) fn u64(&mut self, v: u64) -> &mut Self {
-        self.buf.extend_from_slice(&v.to_le_bytes());
+        self.buf.put_u64(v);
         self
     }
     pub(crate) fn bytes(&mut self, v: &[u8]) -> &mut Self {
-        self.u32(v.len() as u32);
-        self.buf.extend_from_slice(v);
+        self.buf.put_bytes_u32(v);
         self
     }
     pub(crate) fn raw(&mut self, v: &[u8]) -> &mut Self {
-        self.buf.extend_from_slice(v);
+        self.buf.put_raw(v);
         self
     }
 }
 
-/// Reads encoded values from untrusted bytes; errors name `what` was being read.
+/// Reads encoded values from untrusted bytes; errors name the record (`context`), the field
+/// and its offset.
 #[derive(Debug)]
 pub(crate) struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+    inner: sealdb_base::Reader<'a>,
     context: &'a str,
 }
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(bytes: &'a [u8], context: &'a str) -> Self {
         Self {
-            bytes,
-            pos: 0,
+            inner: sealdb_base::Reader::new(bytes),
             context,
         }
     }
 
-    fn bad(&self, what: &str) -> Error {
-        Error::Corruption(format!("{}: bad {what} at byte {}", self.context, self.pos))
+    fn corrupt(&self, e: DecodeError) -> Error {
+        Error::Corruption(format!("{}: {e}", self.context))
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.pos >= self.bytes.len()
+        self.inner.is_empty()
     }
 
-    pub(crate) fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).ok_or_else(|| self.bad(what))?;
-        let s = self
-            .bytes
-            .get(self.pos..end)
-            .ok_or_else(|| self.bad(what))?;
-        self.pos = end;
-        Ok(s)
+    pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8]> {
+        self.inner.take(n, what).map_err(|e| self.corrupt(e))
     }
-    pub(crate) fn u8(&mut self, what: &str) -> Result<u8> {
-        self.take(1, what)?
-            .first()
-            .copied()
-            .ok_or_else(|| self.bad(what))
+    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8> {
+        self.inner.u8(what).map_err(|e| self.corrupt(e))
     }
-    pub(crate) fn u32(&mut self, what: &str) -> Result<u32> {
-        let b = self.take(4, what)?;
-        Ok(u32::from_le_bytes(
-            b.try_into().map_err(|_| self.bad(what))?,
-        ))
+    pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32> {
+        self.inner.u32(what).map_err(|e| self.corrupt(e))
     }
-    pub(crate) fn u64(&mut self, what: &str) -> Result<u64> {
-        let b = self.take(8, what)?;
-        Ok(u64::from_le_bytes(
-            b.try_into().map_err(|_| self.bad(what))?,
-        ))
+    pub(crate) fn u64(&mut self, what: &'static str) -> Result<u64> {
+        self.inner.u64(what).map_err(|e| self.corrupt(e))
     }
     /// A length-prefixed byte string of at most `max` bytes.
-    pub(crate) fn bytes(&mut self, max: usize, what: &str) -> Result<&'a [u8]> {
-        let len = self.u32(what)? as usize;
-        if len > max {
-            return Err(self.bad(what));
-        }
-        self.take(len, what)
+    pub(crate) fn bytes(&mut self, max: usize, what: &'static str) -> Result<&'a [u8]> {
+        self.inner.bytes_u32(max, what).map_err(|e| self.corrupt(e))
     }
-    pub(crate) fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
-        self.take(N, what)?.try_into().map_err(|_| self.bad(what))
+    pub(crate) fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N]> {
+        self.inner.array(what).map_err(|e| self.corrupt(e))
     }
-    pub(crate) fn string(&mut self, max: usize, what: &str) -> Result<String> {
-        let b = self.bytes(max, what)?;
-        String::from_utf8(b.to_vec()).map_err(|_| self.bad(what))
+    /// A length-prefixed UTF-8 string of at most `max` bytes.
+    pub(crate) fn string(&mut self, max: usize, what: &'static str) -> Result<String> {
+        self.inner
+            .str_u32(max, what)
+            .map(str::to_owned)
+            .map_err(|e| self.corrupt(e))
     }
 }

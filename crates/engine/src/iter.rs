@@ -3,17 +3,11 @@
 //! version visible at its snapshot, and hides tombstones.
 
 use crate::Result;
-use sealdb_memtable::{MemtableIter, ValueKind};
+use sealdb_memtable::MemtableIter;
 use std::sync::Arc;
 
-/// One version of one user key, from any source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct InternalEntry {
-    pub key: Vec<u8>,
-    pub seq: u64,
-    pub is_put: bool,
-    pub value: Vec<u8>,
-}
+/// One version of one user key, from any source: memtables and tables yield the same type.
+pub(crate) use sealdb_base::Entry as InternalEntry;
 
 /// A double-ended source of internal entries in internal order (user key ascending, sequence
 /// number descending); its two ends never cross.
@@ -27,17 +21,11 @@ pub(crate) struct MemSource {
     pub iter: MemtableIter,
 }
 
-fn from_mem(e: sealdb_memtable::Entry) -> InternalEntry {
-    let mut key = e.key;
+fn from_mem(mut e: InternalEntry) -> InternalEntry {
     // Every key of a keyspace scan carries the 4-byte prefix: cut it off in place rather
     // than copying the rest into a new allocation.
-    key.drain(..4.min(key.len()));
-    InternalEntry {
-        key,
-        seq: e.seq,
-        is_put: e.kind == ValueKind::Put,
-        value: e.value,
-    }
+    e.key.drain(..4.min(e.key.len()));
+    e
 }
 
 impl Source for MemSource {
@@ -209,7 +197,7 @@ impl DbIter {
             let best = self.take_versions(&key);
             self.last_front = Some(key);
             if let Some(e) = best?
-                && e.is_put
+                && e.is_put()
             {
                 return Ok(Some((e.key, e.value)));
             }
@@ -245,7 +233,7 @@ impl DbIter {
             let best = self.take_versions(&key);
             self.last_back = Some(key);
             if let Some(e) = best?
-                && e.is_put
+                && e.is_put()
             {
                 return Ok(Some((e.key, e.value)));
             }

@@ -5,7 +5,7 @@
 use crate::iter::{InternalEntry, Source};
 use crate::manifest::{FileMeta, NUM_LEVELS};
 use crate::{Error, Result};
-use sealdb_sstable::{Table, TableIter, ValueKind};
+use sealdb_sstable::{Table, TableIter};
 use sealdb_vfs::SharedFs;
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -196,15 +196,6 @@ pub(crate) fn table_error(e: sealdb_sstable::Error) -> Error {
     }
 }
 
-fn from_table(e: sealdb_sstable::Entry) -> InternalEntry {
-    InternalEntry {
-        key: e.key,
-        seq: e.seq,
-        is_put: e.kind == ValueKind::Put,
-        value: e.value,
-    }
-}
-
 /// A level's tables in key order, read lazily from either end. When both ends reach the same
 /// table they share its iterator, whose ends never cross.
 pub(crate) struct LevelSource {
@@ -251,7 +242,7 @@ impl Source for LevelSource {
         while self.front < self.back {
             let i = self.front;
             match self.iter_at(i)?.next() {
-                Some(r) => return Some(r.map(from_table).map_err(table_error)),
+                Some(r) => return Some(r.map_err(table_error)),
                 None => {
                     if i + 1 < self.back
                         && let Some(slot) = self.iters.get_mut(i)
@@ -269,7 +260,7 @@ impl Source for LevelSource {
         while self.back > self.front {
             let i = self.back - 1;
             match self.iter_at(i)?.next_back() {
-                Some(r) => return Some(r.map(from_table).map_err(table_error)),
+                Some(r) => return Some(r.map_err(table_error)),
                 None => {
                     if i > self.front
                         && let Some(slot) = self.iters.get_mut(i)

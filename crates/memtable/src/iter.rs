@@ -18,7 +18,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use crate::Memtable;
-use crate::key::{Entry, InternalKey, SeqNo, Slot};
+use crate::key::{Entry, EntryOrder, InternalKey, SeqNo, Slot};
 
 /// The first fetch after creation or a seek is small, because a merging iterator often reads
 /// only a few entries from each source before seeking again...

@@ -2,62 +2,27 @@
 
 use std::cmp::{Ordering, Reverse};
 
-/// Sequence number of a write. The engine assigns each entry its own, increasing with commit
-/// order, so `(user key, seq)` identifies one version of one key.
-pub type SeqNo = u64;
+/// The sequence number, kind and entry types are the ones tables use too (one vocabulary from
+/// `sealdb-base`), re-exported here under their old names.
+pub use sealdb_base::{Entry, SeqNo, ValueKind};
 
-/// What an entry records about its key at its sequence number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ValueKind {
-    /// The key was deleted: a tombstone that hides every older version.
-    Delete = 0,
-    /// The key was set to the entry's value.
-    Put = 1,
-}
-
-impl ValueKind {
-    /// The kind's one-byte code, as stored in WAL frames and tables.
-    #[must_use]
-    pub const fn as_u8(self) -> u8 {
-        self as u8
-    }
-
-    /// Decodes a kind's one-byte code; `None` for a code no kind uses, so decoders of untrusted
-    /// bytes can turn it into a corruption error instead of guessing.
-    #[must_use]
-    pub const fn from_u8(code: u8) -> Option<Self> {
-        match code {
-            0 => Some(Self::Delete),
-            1 => Some(Self::Put),
-            _ => None,
-        }
-    }
-}
-
-/// One version of one key, owned, as yielded by [`crate::MemtableIter`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// The user key.
-    pub key: Vec<u8>,
-    /// The sequence number this version was written at.
-    pub seq: SeqNo,
-    /// Whether this version is a value or a tombstone.
-    pub kind: ValueKind,
-    /// The value; always empty for [`ValueKind::Delete`].
-    pub value: Vec<u8>,
-}
-
-impl Entry {
+/// Internal-order comparisons of an [`Entry`] (user key ascending, newest version first).
+pub(crate) trait EntryOrder {
     /// Compares this entry's position in internal order with `key`'s.
-    pub(crate) fn cmp_key(&self, key: &InternalKey) -> Ordering {
+    fn cmp_key(&self, key: &InternalKey) -> Ordering;
+    /// Compares two entries' positions in internal order.
+    fn cmp_entry(&self, other: &Entry) -> Ordering;
+}
+
+impl EntryOrder for Entry {
+    fn cmp_key(&self, key: &InternalKey) -> Ordering {
         self.key
             .as_slice()
             .cmp(key.user_key())
             .then_with(|| key.seq.0.cmp(&self.seq))
     }
 
-    /// Compares two entries' positions in internal order.
-    pub(crate) fn cmp_entry(&self, other: &Entry) -> Ordering {
+    fn cmp_entry(&self, other: &Entry) -> Ordering {
         self.key
             .cmp(&other.key)
             .then_with(|| other.seq.cmp(&self.seq))
@@ -153,18 +118,6 @@ pub(crate) struct Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn value_kind_codes_round_trip_and_reject_unknown() {
-        for kind in [ValueKind::Delete, ValueKind::Put] {
-            assert_eq!(ValueKind::from_u8(kind.as_u8()), Some(kind));
-        }
-        assert_eq!(ValueKind::Delete.as_u8(), 0);
-        assert_eq!(ValueKind::Put.as_u8(), 1);
-        for code in 2..=u8::MAX {
-            assert_eq!(ValueKind::from_u8(code), None);
-        }
-    }
 
     #[test]
     fn internal_order_is_key_ascending_then_seq_descending() {

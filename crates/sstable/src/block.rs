@@ -7,8 +7,9 @@
 //! they authenticated: a bug elsewhere, or the `none` cipher, must not turn into a panic, an
 //! unbounded allocation or out-of-order entries.
 
-use crate::coding::{Cursor, internal_cmp, le_u32_at, put_varint};
+use crate::coding::internal_cmp;
 use crate::{MAX_KEY_LEN, MAX_SEQ, ValueKind};
+use sealdb_base::{PutBytes, Reader, le_u32_at};
 use std::cmp::Ordering;
 
 /// Entries between restart points (the first entry of each interval stores its whole key).
@@ -49,13 +50,13 @@ impl BlockBuilder {
             common_prefix(&self.last_key, key)
         };
         let unshared = key.get(shared..).unwrap_or_default();
-        put_varint(&mut self.buf, shared as u64);
-        put_varint(&mut self.buf, unshared.len() as u64);
-        put_varint(&mut self.buf, value.len() as u64);
-        self.buf.extend_from_slice(unshared);
         self.buf
-            .extend_from_slice(&((seq << 8) | kind as u64).to_le_bytes());
-        self.buf.extend_from_slice(value);
+            .put_varint(shared as u64)
+            .put_varint(unshared.len() as u64)
+            .put_varint(value.len() as u64)
+            .put_raw(unshared)
+            .put_u64((seq << 8) | kind as u64)
+            .put_raw(value);
         self.last_key.clear();
         self.last_key.extend_from_slice(key);
         self.last_seq = seq;
@@ -93,10 +94,10 @@ impl BlockBuilder {
     /// before adding again.
     pub(crate) fn finish(&mut self) -> &[u8] {
         for r in &self.restarts {
-            self.buf.extend_from_slice(&r.to_le_bytes());
+            self.buf.put_u32(*r);
         }
         let n = u32::try_from(self.restarts.len()).unwrap_or(u32::MAX);
-        self.buf.extend_from_slice(&n.to_le_bytes());
+        self.buf.put_u32(n);
         &self.buf
     }
 
@@ -218,7 +219,7 @@ impl DataBlock {
         let mut keys: Vec<u8> = Vec::with_capacity(entry_bytes.len().min(MAX_DECODED_KEY_BYTES));
         let mut metas: Vec<EntryMeta> =
             Vec::with_capacity(entry_bytes.len() / MIN_ENTRY_OVERHEAD / 4 + 1);
-        let mut cur = Cursor::new(entry_bytes);
+        let mut cur = Reader::new(entry_bytes);
         let mut prev_start = 0usize;
         let mut prev_seq = 0u64;
         while !cur.is_empty() {
@@ -250,10 +251,10 @@ impl DataBlock {
             if keys.len() + key_len > MAX_DECODED_KEY_BYTES {
                 return Err("expanded keys exceed the per-block limit".into());
             }
-            let suffix = cur.bytes(unshared, "key bytes")?;
+            let suffix = cur.take(unshared, "key bytes")?;
             let trailer = cur.u64("entry trailer")?;
             let value_off = to_u32(cur.pos())?;
-            cur.bytes(value_len, "value bytes")?;
+            cur.take(value_len, "value bytes")?;
             let seq = trailer >> 8;
             if ValueKind::from_u8((trailer & 0xff) as u8).is_none() {
                 return Err(format!("entry {i} has unknown kind {}", trailer & 0xff));

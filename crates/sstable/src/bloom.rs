@@ -6,7 +6,7 @@
 //! `(h1 + i * h2) mod m`. Bit `j` is bit `j % 8` of byte `j / 8`. The hash is unkeyed: it
 //! needs no secret because the filter bytes are sealed like every other block.
 
-use crate::coding::Cursor;
+use sealdb_base::{PutBytes, Reader};
 
 /// Filter kind byte: no filter (every key may be present).
 const HASH_NONE: u8 = 0;
@@ -51,7 +51,7 @@ pub(crate) fn probes_for(bits_per_key: u32) -> u8 {
 pub(crate) fn build(hashes: &[u64], bits_per_key: u32) -> Vec<u8> {
     if bits_per_key == 0 {
         let mut out = vec![HASH_NONE, 0];
-        out.extend_from_slice(&0u32.to_le_bytes());
+        out.put_u32(0);
         return out;
     }
     let wanted = (hashes.len() as u64)
@@ -61,9 +61,9 @@ pub(crate) fn build(hashes: &[u64], bits_per_key: u32) -> Vec<u8> {
     let m = (bytes as u64) * 8;
     let k = probes_for(bits_per_key);
     let mut out = Vec::with_capacity(6 + bytes);
-    out.push(HASH_FNV1A_FMIX64);
-    out.push(k);
-    out.extend_from_slice(&(u32::try_from(m).unwrap_or(u32::MAX)).to_le_bytes());
+    out.put_u8(HASH_FNV1A_FMIX64)
+        .put_u8(k)
+        .put_u32(u32::try_from(m).unwrap_or(u32::MAX));
     out.resize(6 + bytes, 0);
     if let Some(bits) = out.get_mut(6..) {
         for &h in hashes {
@@ -93,7 +93,7 @@ pub(crate) struct BloomFilter {
 impl BloomFilter {
     /// Decodes a filter block; errors are reasons for the caller to wrap.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let mut c = Cursor::new(bytes);
+        let mut c = Reader::new(bytes);
         let kind = c.u8("filter kind")?;
         let k = c.u8("filter probes")?;
         let m = c.u32("filter bit count")?;
@@ -120,7 +120,7 @@ impl BloomFilter {
                         c.remaining()
                     ));
                 }
-                let bits = c.bytes((m / 8) as usize, "filter bits")?.to_vec();
+                let bits = c.take((m / 8) as usize, "filter bits")?.to_vec();
                 Ok(Self { k, bits })
             }
             other => Err(format!("unknown filter kind {other}")),

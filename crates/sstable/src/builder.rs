@@ -7,10 +7,7 @@ use crate::bloom;
 use crate::coding::internal_cmp;
 use crate::meta::{Footer, IndexBuilder, TableProperties};
 use crate::table::{TableMeta, footer_digest};
-use crate::{
-    Compression, Error, MAX_BLOCK_SIZE, MAX_KEY_LEN, MAX_SEQ, MAX_VALUE_LEN, Result, TableOptions,
-    ValueKind,
-};
+use crate::{Compression, Error, MAX_BLOCK_SIZE, MAX_SEQ, Result, TableOptions, ValueKind};
 use sealdb_crypto::{ArtifactKind, Keyring, SealedWriter};
 use sealdb_vfs::FileSystem;
 use std::cmp::Ordering;
@@ -112,18 +109,8 @@ impl TableBuilder {
     /// [`Error::InvalidArgument`]. A tombstone's value is stored as given (normally empty).
     pub fn add(&mut self, key: &[u8], seq: u64, kind: ValueKind, value: &[u8]) -> Result<()> {
         self.check_usable()?;
-        if key.len() > MAX_KEY_LEN {
-            return Err(Error::InvalidArgument(format!(
-                "key of {} bytes exceeds the {MAX_KEY_LEN}-byte limit",
-                key.len()
-            )));
-        }
-        if value.len() > MAX_VALUE_LEN {
-            return Err(Error::InvalidArgument(format!(
-                "value of {} bytes exceeds the {MAX_VALUE_LEN}-byte limit",
-                value.len()
-            )));
-        }
+        sealdb_base::check_entry_lengths(key, value)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         if seq > MAX_SEQ {
             return Err(Error::InvalidArgument(format!(
                 "sequence number {seq} exceeds {MAX_SEQ}"
@@ -285,18 +272,12 @@ impl TableBuilder {
             .seal_into(offset, true, &footer, &mut sealed)?;
         self.writer.append_presealed(&sealed, handle, true)?;
         self.writer.sync()?;
-        Ok(TableMeta {
-            file_size: self.writer.offset(),
-            entries: props.entries,
-            tombstones: props.tombstones,
-            smallest: props.smallest,
-            largest: props.largest,
-            min_seq: props.min_seq,
-            max_seq: props.max_seq,
-            data_key_version,
-            file_id: self.writer.header().file_id,
-            footer_digest: footer_digest(&sealed),
-        })
+        Ok(TableMeta::new(
+            &props,
+            self.writer.offset(),
+            self.writer.header().file_id,
+            footer_digest(&sealed),
+        ))
     }
 }
 

@@ -32,48 +32,16 @@ pub use table::{Table, TableMeta};
 
 use sealdb_crypto::{ArtifactKind, CipherId};
 
-/// Longest user key a table accepts (the WAL's limit).
-pub const MAX_KEY_LEN: usize = 64 << 10;
-/// Longest value a table accepts (the WAL's limit).
-pub const MAX_VALUE_LEN: usize = 32 << 20;
+/// Longest user key and value a table accepts: the WAL's limits, which every layer shares.
+pub use sealdb_base::{MAX_KEY_LEN, MAX_VALUE_LEN};
 /// Largest sequence number: the trailer keeps the kind in its low 8 bits.
 pub const MAX_SEQ: u64 = (1 << 56) - 1;
 /// Largest `block_size` option.
 pub const MAX_BLOCK_SIZE: usize = 16 << 20;
 
-/// What an entry records about its key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum ValueKind {
-    /// A tombstone: the key was deleted at this sequence number.
-    Delete = 0,
-    /// A value was written at this sequence number.
-    Put = 1,
-}
-
-impl ValueKind {
-    /// Decodes a kind byte.
-    pub fn from_u8(b: u8) -> Option<Self> {
-        match b {
-            0 => Some(Self::Delete),
-            1 => Some(Self::Put),
-            _ => None,
-        }
-    }
-}
-
-/// One internal entry, as an iterator yields it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// The user key.
-    pub key: Vec<u8>,
-    /// Its sequence number.
-    pub seq: u64,
-    /// Put or tombstone.
-    pub kind: ValueKind,
-    /// The value (empty for a tombstone).
-    pub value: Vec<u8>,
-}
+/// One internal entry as an iterator yields it, and what it records about its key: the types
+/// memtables yield too, so entries move between the two without conversion.
+pub use sealdb_base::{Entry, ValueKind};
 
 /// Per-table compression of data blocks (metadata blocks are never compressed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

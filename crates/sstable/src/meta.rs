@@ -2,8 +2,9 @@
 //! `bloom.rs`). Each has an encoder used by the builder and a decoder that treats its bytes as
 //! hostile and reports a reason the caller turns into a typed error.
 
-use crate::coding::{Cursor, internal_cmp, le_u32_at, put_varint};
+use crate::coding::internal_cmp;
 use crate::{Compression, MAX_KEY_LEN, MAX_SEQ};
+use sealdb_base::{PutBytes, Reader, le_u32_at};
 use sealdb_crypto::BlockHandle;
 use std::cmp::Ordering;
 
@@ -15,11 +16,10 @@ pub const TABLE_MAGIC: u64 = u64::from_le_bytes(*b"SDBTABLE");
 pub(crate) const FOOTER_LEN: usize = 3 * 12 + 4 + 8;
 
 fn put_handle(out: &mut Vec<u8>, h: BlockHandle) {
-    out.extend_from_slice(&h.offset.to_le_bytes());
-    out.extend_from_slice(&h.len.to_le_bytes());
+    out.put_u64(h.offset).put_u32(h.len);
 }
 
-fn get_handle(c: &mut Cursor<'_>, field: &'static str) -> Result<BlockHandle, String> {
+fn get_handle(c: &mut Reader<'_>, field: &'static str) -> Result<BlockHandle, String> {
     Ok(BlockHandle {
         offset: c.u64(field)?,
         len: c.u32(field)?,
@@ -48,11 +48,12 @@ impl IndexBuilder {
     ) {
         self.offsets
             .push(u32::try_from(self.buf.len()).unwrap_or(u32::MAX));
-        put_varint(&mut self.buf, last_key.len() as u64);
-        self.buf.extend_from_slice(last_key);
-        self.buf.extend_from_slice(&last_seq.to_le_bytes());
+        self.buf
+            .put_varint(last_key.len() as u64)
+            .put_raw(last_key)
+            .put_u64(last_seq);
         put_handle(&mut self.buf, handle);
-        self.buf.extend_from_slice(&entries.to_le_bytes());
+        self.buf.put_u32(entries);
     }
 
     pub(crate) fn estimated_size(&self) -> usize {
@@ -61,10 +62,10 @@ impl IndexBuilder {
 
     pub(crate) fn finish(mut self) -> Vec<u8> {
         for o in &self.offsets {
-            self.buf.extend_from_slice(&o.to_le_bytes());
+            self.buf.put_u32(*o);
         }
         let n = u32::try_from(self.offsets.len()).unwrap_or(u32::MAX);
-        self.buf.extend_from_slice(&n.to_le_bytes());
+        self.buf.put_u32(n);
         self.buf
     }
 }
@@ -112,7 +113,7 @@ impl IndexBlock {
             return Err(format!("{n} index entries in {} bytes", body.len()));
         }
         let mut entries = Vec::with_capacity(n);
-        let mut cur = Cursor::new(body);
+        let mut cur = Reader::new(body);
         let mut next_offset = data_start;
         let mut ordinal = 0u64;
         for i in 0..n {
@@ -121,7 +122,7 @@ impl IndexBlock {
             }
             let key_len = cur.varint_len(MAX_KEY_LEN, "index key length")?;
             let key_start = cur.pos();
-            cur.bytes(key_len, "index key")?;
+            cur.take(key_len, "index key")?;
             let last_seq = cur.u64("index sequence number")?;
             let handle = get_handle(&mut cur, "index block handle")?;
             let count = cur.u32("index entry count")?;
@@ -277,27 +278,24 @@ impl TableProperties {
     /// largest length u32, largest.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(81 + self.smallest.len() + self.largest.len());
-        out.extend_from_slice(&self.entries.to_le_bytes());
-        out.extend_from_slice(&self.tombstones.to_le_bytes());
-        out.extend_from_slice(&self.min_seq.to_le_bytes());
-        out.extend_from_slice(&self.max_seq.to_le_bytes());
-        out.extend_from_slice(&self.data_key_version.to_le_bytes());
-        out.push(self.compression.tag());
-        out.extend_from_slice(&self.bloom_bits_per_key.to_le_bytes());
-        out.extend_from_slice(&self.data_blocks.to_le_bytes());
-        out.extend_from_slice(&self.raw_key_bytes.to_le_bytes());
-        out.extend_from_slice(&self.raw_value_bytes.to_le_bytes());
-        out.extend_from_slice(&self.creation_time.to_le_bytes());
-        for key in [&self.smallest, &self.largest] {
-            let len = u32::try_from(key.len()).unwrap_or(u32::MAX);
-            out.extend_from_slice(&len.to_le_bytes());
-            out.extend_from_slice(key);
-        }
+        out.put_u64(self.entries)
+            .put_u64(self.tombstones)
+            .put_u64(self.min_seq)
+            .put_u64(self.max_seq)
+            .put_u32(self.data_key_version)
+            .put_u8(self.compression.tag())
+            .put_u32(self.bloom_bits_per_key)
+            .put_u64(self.data_blocks)
+            .put_u64(self.raw_key_bytes)
+            .put_u64(self.raw_value_bytes)
+            .put_u64(self.creation_time)
+            .put_bytes_u32(&self.smallest)
+            .put_bytes_u32(&self.largest);
         out
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let mut c = Cursor::new(bytes);
+        let mut c = Reader::new(bytes);
         let entries = c.u64("entries")?;
         let tombstones = c.u64("tombstones")?;
         let min_seq = c.u64("min seq")?;
@@ -315,7 +313,7 @@ impl TableProperties {
             if len > MAX_KEY_LEN {
                 return Err(format!("{field}: {len}-byte key"));
             }
-            Ok(c.bytes(len, field)?.to_vec())
+            Ok(c.take(len, field)?.to_vec())
         };
         let smallest = key("smallest key")?;
         let largest = key("largest key")?;
@@ -368,8 +366,7 @@ impl Footer {
         put_handle(&mut out, self.index);
         put_handle(&mut out, self.filter);
         put_handle(&mut out, self.properties);
-        out.extend_from_slice(&TABLE_FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&TABLE_MAGIC.to_le_bytes());
+        out.put_u32(TABLE_FORMAT_VERSION).put_u64(TABLE_MAGIC);
         out
     }
 
@@ -377,7 +374,7 @@ impl Footer {
         if bytes.len() != FOOTER_LEN {
             return Err(format!("footer of {} bytes", bytes.len()));
         }
-        let mut c = Cursor::new(bytes);
+        let mut c = Reader::new(bytes);
         let index = get_handle(&mut c, "index handle")?;
         let filter = get_handle(&mut c, "filter handle")?;
         let properties = get_handle(&mut c, "properties handle")?;

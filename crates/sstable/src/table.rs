@@ -48,6 +48,32 @@ pub struct TableMeta {
     pub footer_digest: [u8; 32],
 }
 
+impl TableMeta {
+    /// The manifest's view of a table: what its properties block says about its contents,
+    /// and the facts only the finished file has (its length, id and footer digest, which the
+    /// properties block cannot hold because it is sealed inside the file). The one place
+    /// that copies properties into a `TableMeta`, for the builder and for an opened table.
+    pub(crate) fn new(
+        props: &TableProperties,
+        file_size: u64,
+        file_id: FileId,
+        footer_digest: [u8; 32],
+    ) -> Self {
+        Self {
+            file_size,
+            entries: props.entries,
+            tombstones: props.tombstones,
+            smallest: props.smallest.clone(),
+            largest: props.largest.clone(),
+            min_seq: props.min_seq,
+            max_seq: props.max_seq,
+            data_key_version: props.data_key_version,
+            file_id,
+            footer_digest,
+        }
+    }
+}
+
 /// SHA-256 of a footer block's sealed bytes.
 pub(crate) fn footer_digest(sealed: &[u8]) -> [u8; 32] {
     Sha256::digest(sealed).into()
@@ -195,18 +221,8 @@ impl Table {
             return Err(corrupt(idx_at, "index disagrees with the key range".into()));
         }
 
-        let meta = TableMeta {
-            file_size: reader.len(),
-            entries: props.entries,
-            tombstones: props.tombstones,
-            smallest: props.smallest.clone(),
-            largest: props.largest.clone(),
-            min_seq: props.min_seq,
-            max_seq: props.max_seq,
-            data_key_version: header.data_key_version,
-            file_id: header.file_id,
-            footer_digest: digest,
-        };
+        // The properties' data-key version was checked against the header's above.
+        let meta = TableMeta::new(&props, reader.len(), header.file_id, digest);
         let cache_id = cache.as_ref().map_or(0, |c| c.new_id());
         Ok(Arc::new(Table {
             reader,

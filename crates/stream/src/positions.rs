@@ -11,8 +11,8 @@
 //! a deleted file or an older copy put back is refused rather than silently resetting
 //! consumers.
 
-use crate::record::Cursor;
 use crate::{Error, Result, StreamId};
+use sealdb_base::{PutBytes, Reader};
 use sealdb_crypto::{ArtifactKind, Keyring};
 use sealdb_vfs::FileSystem;
 use std::collections::BTreeMap;
@@ -189,20 +189,16 @@ pub(crate) fn encode(
     positions: &BTreeMap<String, u64>,
 ) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(36 + positions.len() * 32);
-    out.extend_from_slice(POSITIONS_TAG);
+    out.put_raw(POSITIONS_TAG);
     stream.encode_into(&mut out);
-    out.extend_from_slice(&generation.to_le_bytes());
     let count = u32::try_from(positions.len())
         .map_err(|_| Error::InvalidArgument("too many consumers".into()))?;
-    out.extend_from_slice(&count.to_le_bytes());
+    out.put_u64(generation).put_u32(count);
     for (name, seq) in positions {
-        let len = u16::try_from(name.len())
-            .ok()
-            .filter(|l| usize::from(*l) <= MAX_CONSUMER_NAME_LEN)
-            .ok_or_else(|| Error::InvalidArgument("consumer name too long".into()))?;
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(&seq.to_le_bytes());
+        if name.len() > MAX_CONSUMER_NAME_LEN {
+            return Err(Error::InvalidArgument("consumer name too long".into()));
+        }
+        out.put_bytes_u16(name.as_bytes()).put_u64(*seq);
     }
     Ok(out)
 }
@@ -210,7 +206,7 @@ pub(crate) fn encode(
 pub(crate) type Decoded = (StreamId, u64, BTreeMap<String, u64>);
 
 pub(crate) fn decode(b: &[u8]) -> std::result::Result<Decoded, String> {
-    let mut c = Cursor::new(b);
+    let mut c = Reader::new(b);
     let tag = c.take(POSITIONS_TAG.len(), "tag")?;
     if tag == UNBOUND_POSITIONS_TAG {
         return Err(

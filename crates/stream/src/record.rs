@@ -5,13 +5,14 @@
 //! panicking. Callers attach the file and block to that reason.
 
 use crate::{Error, Result};
+use sealdb_base::{PutBytes, Reader};
 use std::fmt;
 use std::str::FromStr;
 
-/// Largest key a change record may carry.
-pub const MAX_KEY_LEN: usize = 64 << 10;
-/// Largest image (old or new value) a change record may carry.
-pub const MAX_IMAGE_LEN: usize = 32 << 20;
+/// Largest key a change record may carry: the key limit every layer shares.
+pub use sealdb_base::MAX_KEY_LEN;
+/// Largest image (old or new value) a change record may carry: the value limit.
+pub const MAX_IMAGE_LEN: usize = sealdb_base::MAX_VALUE_LEN;
 /// Largest keyspace name a change record may carry (its length is a `u16`).
 pub const MAX_KEYSPACE_LEN: usize = u16::MAX as usize;
 
@@ -208,102 +209,20 @@ impl ChangeRecord {
 /// refuses (lengths saturate), never to bytes that decode as something else.
 pub fn encode_record(r: &ChangeRecord, out: &mut Vec<u8>) {
     out.reserve(r.encoded_len());
-    out.extend_from_slice(&r.seq.to_le_bytes());
-    out.extend_from_slice(&r.commit_time_ms.to_le_bytes());
-    out.push(r.event.to_u8());
-    let ks_len = u16::try_from(r.keyspace.len()).unwrap_or(u16::MAX);
-    out.extend_from_slice(&ks_len.to_le_bytes());
-    out.extend_from_slice(r.keyspace.as_bytes());
-    put_bytes32(out, &r.key);
+    out.put_u64(r.seq)
+        .put_u64(r.commit_time_ms)
+        .put_u8(r.event.to_u8())
+        .put_bytes_u16(r.keyspace.as_bytes())
+        .put_bytes_u32(&r.key);
     for image in [&r.new_image, &r.old_image] {
         match image {
-            None => out.push(0),
-            Some(v) => {
-                out.push(1);
-                put_bytes32(out, v);
-            }
-        }
+            None => out.put_u8(0),
+            Some(v) => out.put_u8(1).put_bytes_u32(v),
+        };
     }
 }
 
-fn put_bytes32(out: &mut Vec<u8>, b: &[u8]) {
-    let len = u32::try_from(b.len()).unwrap_or(u32::MAX);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(b);
-}
-
-/// A bounds-checked reader over a byte slice. Every method returns `Err(reason)` instead of
-/// reading past the end.
-pub(crate) struct Cursor<'a> {
-    b: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    pub(crate) fn new(b: &'a [u8]) -> Self {
-        Self { b, pos: 0 }
-    }
-
-    pub(crate) fn remaining(&self) -> usize {
-        self.b.len().saturating_sub(self.pos)
-    }
-
-    pub(crate) fn take(&mut self, n: usize, what: &str) -> std::result::Result<&'a [u8], String> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|e| *e <= self.b.len())
-            .ok_or_else(|| format!("{what} runs past the end at byte {}", self.pos))?;
-        let s = self
-            .b
-            .get(self.pos..end)
-            .ok_or_else(|| format!("{what} out of bounds"))?;
-        self.pos = end;
-        Ok(s)
-    }
-
-    fn array<const N: usize>(&mut self, what: &str) -> std::result::Result<[u8; N], String> {
-        let s = self.take(N, what)?;
-        s.try_into().map_err(|_| format!("{what} out of bounds"))
-    }
-
-    pub(crate) fn u8(&mut self, what: &str) -> std::result::Result<u8, String> {
-        Ok(u8::from_le_bytes(self.array::<1>(what)?))
-    }
-
-    pub(crate) fn u16(&mut self, what: &str) -> std::result::Result<u16, String> {
-        Ok(u16::from_le_bytes(self.array::<2>(what)?))
-    }
-
-    pub(crate) fn u32(&mut self, what: &str) -> std::result::Result<u32, String> {
-        Ok(u32::from_le_bytes(self.array::<4>(what)?))
-    }
-
-    pub(crate) fn u64(&mut self, what: &str) -> std::result::Result<u64, String> {
-        Ok(u64::from_le_bytes(self.array::<8>(what)?))
-    }
-
-    /// A `u32` length (checked against `max` and against the remaining bytes) and its bytes.
-    fn bytes32(&mut self, what: &str, max: usize) -> std::result::Result<&'a [u8], String> {
-        let len = self.u32(what)? as usize;
-        if len > max {
-            return Err(format!("{what} length {len} exceeds the {max}-byte limit"));
-        }
-        self.take(len, what)
-    }
-
-    pub(crate) fn finish(&self, what: &str) -> std::result::Result<(), String> {
-        if self.remaining() != 0 {
-            return Err(format!(
-                "{} trailing bytes after the {what}",
-                self.remaining()
-            ));
-        }
-        Ok(())
-    }
-}
-
-fn decode_record(c: &mut Cursor<'_>) -> std::result::Result<ChangeRecord, String> {
+fn decode_record(c: &mut Reader<'_>) -> std::result::Result<ChangeRecord, String> {
     let seq = c.u64("sequence number")?;
     let commit_time_ms = c.u64("commit time")?;
     let ev = c.u8("event")?;
@@ -313,11 +232,11 @@ fn decode_record(c: &mut Cursor<'_>) -> std::result::Result<ChangeRecord, String
     let keyspace = std::str::from_utf8(ks)
         .map_err(|_| format!("record {seq}: keyspace name is not UTF-8"))?
         .to_string();
-    let key = c.bytes32("key", MAX_KEY_LEN)?.to_vec();
-    let mut image = |what: &str| -> std::result::Result<Option<Vec<u8>>, String> {
+    let key = c.bytes_u32(MAX_KEY_LEN, "key")?.to_vec();
+    let mut image = |what: &'static str| -> std::result::Result<Option<Vec<u8>>, String> {
         match c.u8(what)? {
             0 => Ok(None),
-            1 => Ok(Some(c.bytes32(what, MAX_IMAGE_LEN)?.to_vec())),
+            1 => Ok(Some(c.bytes_u32(MAX_IMAGE_LEN, what)?.to_vec())),
             f => Err(format!("record {seq}: {what} flag {f} is not 0 or 1")),
         }
     };
@@ -337,10 +256,9 @@ fn decode_record(c: &mut Cursor<'_>) -> std::result::Result<ChangeRecord, String
 /// Encodes a records frame holding `records` into `out` (cleared first).
 pub(crate) fn encode_records_frame(records: &[ChangeRecord], out: &mut Vec<u8>) -> Result<()> {
     out.clear();
-    out.push(FRAME_RECORDS);
     let count = u32::try_from(records.len())
         .map_err(|_| Error::InvalidArgument("too many change records in one append".into()))?;
-    out.extend_from_slice(&count.to_le_bytes());
+    out.put_u8(FRAME_RECORDS).put_u32(count);
     for r in records {
         encode_record(r, out);
     }
@@ -350,7 +268,7 @@ pub(crate) fn encode_records_frame(records: &[ChangeRecord], out: &mut Vec<u8>) 
 /// Decodes a records frame's plaintext (including its type byte). Checks that the frame holds
 /// at least one record and that sequence numbers strictly increase within it.
 pub(crate) fn decode_records_frame(b: &[u8]) -> std::result::Result<Vec<ChangeRecord>, String> {
-    let mut c = Cursor::new(b);
+    let mut c = Reader::new(b);
     let t = c.u8("frame type")?;
     if t != FRAME_RECORDS {
         return Err(format!("frame type {t} is not a records frame"));
@@ -408,11 +326,10 @@ impl fmt::Display for StreamId {
 
 impl StreamId {
     pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.owner.to_le_bytes());
-        out.extend_from_slice(&self.epoch.to_le_bytes());
+        out.put_u64(self.owner).put_u64(self.epoch);
     }
 
-    pub(crate) fn decode(c: &mut Cursor<'_>) -> std::result::Result<Self, String> {
+    pub(crate) fn decode(c: &mut Reader<'_>) -> std::result::Result<Self, String> {
         Ok(Self {
             owner: c.u64("stream owner")?,
             epoch: c.u64("stream epoch")?,
@@ -440,12 +357,12 @@ const UNBOUND_START_FRAME_LEN: usize = 1 + 8 + 8 + 8 + 1 + 8;
 impl StartFrame {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(START_FRAME_LEN);
-        out.push(FRAME_START);
-        out.extend_from_slice(&self.number.to_le_bytes());
-        out.extend_from_slice(&self.prev_number.to_le_bytes());
-        out.extend_from_slice(&self.prev_end.to_le_bytes());
-        out.push(u8::from(self.prev_finished));
-        out.extend_from_slice(&self.base_seq.to_le_bytes());
+        out.put_u8(FRAME_START)
+            .put_u64(self.number)
+            .put_u64(self.prev_number)
+            .put_u64(self.prev_end)
+            .put_u8(u8::from(self.prev_finished))
+            .put_u64(self.base_seq);
         self.stream.encode_into(&mut out);
         out
     }
@@ -458,7 +375,7 @@ impl StartFrame {
                     .into(),
             );
         }
-        let mut c = Cursor::new(b);
+        let mut c = Reader::new(b);
         let t = c.u8("frame type")?;
         if t != FRAME_START {
             return Err(format!("frame type {t} is not a start frame"));
@@ -489,13 +406,12 @@ impl StartFrame {
 /// when it was closed.
 pub(crate) fn encode_end_frame(last_seq: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(9);
-    out.push(FRAME_END);
-    out.extend_from_slice(&last_seq.to_le_bytes());
+    out.put_u8(FRAME_END).put_u64(last_seq);
     out
 }
 
 pub(crate) fn decode_end_frame(b: &[u8]) -> std::result::Result<u64, String> {
-    let mut c = Cursor::new(b);
+    let mut c = Reader::new(b);
     let t = c.u8("frame type")?;
     if t != FRAME_END {
         return Err(format!("frame type {t} is not an end frame"));
@@ -550,6 +466,25 @@ mod tests {
         }
         assert!(ViewType::parse("both").is_none());
         assert!("both".parse::<ViewType>().is_err());
+    }
+
+    #[test]
+    fn a_record_is_encoded_byte_for_byte_as_documented() {
+        let r = ChangeRecord {
+            seq: 0x0102,
+            commit_time_ms: 7,
+            event: Event::Modify,
+            keyspace: "ks".into(),
+            key: b"k".to_vec(),
+            new_image: None,
+            old_image: Some(b"old".to_vec()),
+        };
+        let mut out = Vec::new();
+        encode_record(&r, &mut out);
+        let mut want = vec![2u8, 1, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 2];
+        want.extend_from_slice(&[2, 0, b'k', b's', 1, 0, 0, 0, b'k']);
+        want.extend_from_slice(&[0, 1, 3, 0, 0, 0, b'o', b'l', b'd']);
+        assert_eq!(out, want);
     }
 
     #[test]

@@ -8,11 +8,10 @@
 //! against the bytes present before anything is allocated.
 
 use crate::{Error, Result};
+use sealdb_base::{DecodeError, PutBytes, Reader};
 
-/// Longest user key accepted (64 KiB).
-pub const MAX_KEY_LEN: usize = 64 << 10;
-/// Longest value accepted (32 MiB).
-pub const MAX_VALUE_LEN: usize = 32 << 20;
+/// Longest user key and value accepted: the limits every layer shares.
+pub use sealdb_base::{MAX_KEY_LEN, MAX_VALUE_LEN};
 
 /// Bytes a batch frame spends besides its batches: frame type, commit time, batch count.
 pub const FRAME_HEADER_LEN: usize = 1 + 8 + 4;
@@ -76,14 +75,12 @@ impl BatchBuilder {
         self.check_room(len)?;
         // One allocation for the record instead of a growth step per field.
         self.rep.reserve(len);
-        self.rep.push(1);
-        self.rep.extend_from_slice(&keyspace.to_le_bytes());
+        // Lengths fit in u32: check_lengths bounded them.
         self.rep
-            .extend_from_slice(&(key.len() as u32).to_le_bytes());
-        self.rep.extend_from_slice(key);
-        self.rep
-            .extend_from_slice(&(value.len() as u32).to_le_bytes());
-        self.rep.extend_from_slice(value);
+            .put_u8(1)
+            .put_u32(keyspace)
+            .put_bytes_u32(key)
+            .put_bytes_u32(value);
         self.count += 1;
         Ok(())
     }
@@ -94,11 +91,7 @@ impl BatchBuilder {
         let len = Self::delete_len(key.len());
         self.check_room(len)?;
         self.rep.reserve(len);
-        self.rep.push(0);
-        self.rep.extend_from_slice(&keyspace.to_le_bytes());
-        self.rep
-            .extend_from_slice(&(key.len() as u32).to_le_bytes());
-        self.rep.extend_from_slice(key);
+        self.rep.put_u8(0).put_u32(keyspace).put_bytes_u32(key);
         self.count += 1;
         Ok(())
     }
@@ -154,27 +147,14 @@ impl BatchBuilder {
 }
 
 fn check_lengths(key: &[u8], value: &[u8]) -> Result<()> {
-    if key.len() > MAX_KEY_LEN {
-        return Err(Error::InvalidArgument(format!(
-            "key of {} bytes exceeds the {MAX_KEY_LEN}-byte limit",
-            key.len()
-        )));
-    }
-    if value.len() > MAX_VALUE_LEN {
-        return Err(Error::InvalidArgument(format!(
-            "value of {} bytes exceeds the {MAX_VALUE_LEN}-byte limit",
-            value.len()
-        )));
-    }
-    Ok(())
+    sealdb_base::check_entry_lengths(key, value).map_err(|e| Error::InvalidArgument(e.to_string()))
 }
 
 /// Decodes the records of an encoded batch in order; yields an error (and stops) at the first
 /// malformed record.
 #[derive(Debug, Clone)]
 pub struct RecordIter<'a> {
-    rep: &'a [u8],
-    pos: usize,
+    reader: Reader<'a>,
     failed: bool,
 }
 
@@ -182,46 +162,25 @@ impl<'a> RecordIter<'a> {
     /// Iterates the records of `rep`.
     pub fn new(rep: &'a [u8]) -> Self {
         Self {
-            rep,
-            pos: 0,
+            reader: Reader::new(rep),
             failed: false,
         }
     }
 
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.pos.checked_add(n)?;
-        let s = self.rep.get(self.pos..end)?;
-        self.pos = end;
-        Some(s)
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-
-    fn decode_one(&mut self) -> Option<RecordRef<'a>> {
-        let op = match *self.take(1)?.first()? {
+    fn decode_one(&mut self) -> std::result::Result<RecordRef<'a>, DecodeError> {
+        let r = &mut self.reader;
+        let op = match r.u8("op")? {
             0 => Op::Delete,
             1 => Op::Put,
-            _ => return None,
+            other => return Err(r.invalid("op", format!("{other} is not 0 or 1"))),
         };
-        let keyspace = self.u32()?;
-        let key_len = self.u32()? as usize;
-        if key_len > MAX_KEY_LEN {
-            return None;
-        }
-        let key = self.take(key_len)?;
+        let keyspace = r.u32("keyspace")?;
+        let key = r.bytes_u32(MAX_KEY_LEN, "key")?;
         let value = match op {
-            Op::Put => {
-                let len = self.u32()? as usize;
-                if len > MAX_VALUE_LEN {
-                    return None;
-                }
-                self.take(len)?
-            }
+            Op::Put => r.bytes_u32(MAX_VALUE_LEN, "value")?,
             Op::Delete => &[],
         };
-        Some(RecordRef {
+        Ok(RecordRef {
             op,
             keyspace,
             key,
@@ -234,16 +193,16 @@ impl<'a> Iterator for RecordIter<'a> {
     type Item = Result<RecordRef<'a>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed || self.pos >= self.rep.len() {
+        if self.failed || self.reader.is_empty() {
             return None;
         }
+        let start = self.reader.pos();
         match self.decode_one() {
-            Some(r) => Some(Ok(r)),
-            None => {
+            Ok(r) => Some(Ok(r)),
+            Err(e) => {
                 self.failed = true;
                 Some(Err(Error::Malformed(format!(
-                    "bad record at byte {} of a batch",
-                    self.pos
+                    "bad record at byte {start} of a batch: {e}"
                 ))))
             }
         }
@@ -274,6 +233,19 @@ mod tests {
             rep.len(),
             50 * (BatchBuilder::put_len(4, 100) + BatchBuilder::delete_len(4))
         );
+        Ok(())
+    }
+
+    #[test]
+    fn records_are_encoded_byte_for_byte_as_documented() -> Result<()> {
+        let mut b = BatchBuilder::new();
+        b.put(0x0102_0304, b"ab", b"xyz")?;
+        b.delete(5, b"k")?;
+        let put = [
+            1u8, 4, 3, 2, 1, 2, 0, 0, 0, b'a', b'b', 3, 0, 0, 0, b'x', b'y', b'z',
+        ];
+        let delete = [0u8, 5, 0, 0, 0, 1, 0, 0, 0, b'k'];
+        assert_eq!(b.rep(), [&put[..], &delete[..]].concat());
         Ok(())
     }
 
