@@ -42,6 +42,7 @@
 //! sealdb-log's, shared with the WAL; this crate adds the stream's start-frame fields, the
 //! records and end frames, the index, reads, retention, truncation and the anchor check.
 
+mod frame;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzz_entry;
@@ -49,17 +50,18 @@ mod log;
 mod positions;
 mod record;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use frame::decode_records_for_fuzz;
+pub use frame::{MAX_FRAME_LEN, RECORDS_FRAME_HEADER_LEN};
 pub use log::{
     DEFER_BLOCK_LEN, ReadBatch, RollObserver, SEGMENT_SUFFIX, StartAt, StreamAnchor, StreamLog,
     StreamOptions, StreamRecovery, TrimReport, segment_file_name,
 };
 pub use positions::{ConsumerPositions, MAX_CONSUMER_NAME_LEN, POSITIONS_FILE};
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-pub use record::decode_records_for_fuzz;
 pub use record::{
-    ChangeRecord, Event, MAX_FRAME_LEN, MAX_IMAGE_LEN, MAX_KEY_LEN, MAX_KEYSPACE_LEN,
-    RECORDS_FRAME_HEADER_LEN, StreamId, ViewType, encode_record, record_len,
+    ChangeRecord, Event, MAX_IMAGE_LEN, MAX_KEY_LEN, MAX_KEYSPACE_LEN, StreamId, ViewType,
+    encode_record, record_len,
 };
 /// The torn tail cut off the last segment during recovery (the chained log's).
 pub use sealdb_log::TornTail;

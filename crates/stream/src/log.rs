@@ -10,7 +10,7 @@
 mod open;
 mod read;
 
-use crate::record::{
+use crate::frame::{
     MAX_FRAME_LEN, StartFrame, decode_end_frame, decode_records_frame, encode_end_frame,
     encode_records_frame,
 };
@@ -48,11 +48,6 @@ fn chain_config(cipher: CipherId) -> ChainConfig {
 /// The file name of segment `number`: 16 decimal digits and [`SEGMENT_SUFFIX`].
 pub fn segment_file_name(number: u64) -> String {
     chain_config(CipherId::ChaCha20Poly1305).file_name(number)
-}
-
-/// The chain link at the head of a stream start frame.
-fn link_of(s: &StartFrame) -> Link {
-    Link::after(s.prev_number, s.prev_end, s.prev_finished, s.number)
 }
 
 /// Where a stream's chain ends: what the engine pins in its head record, outside the data
@@ -173,8 +168,8 @@ impl Segment {
     /// The index entry of a segment just created for appends.
     fn new_active(dir: &Path, start: &StartFrame, file: &SealedWriter) -> Self {
         Self {
-            number: start.number,
-            path: dir.join(segment_file_name(start.number)),
+            number: start.link.number,
+            path: dir.join(segment_file_name(start.link.number)),
             file_id: file.header().file_id,
             base_seq: start.base_seq,
             blocks: Vec::new(),
@@ -475,10 +470,7 @@ impl StreamLog {
         let old_number = w.number;
         let old_end = w.file.offset();
         let start = StartFrame {
-            number: old_number.saturating_add(1),
-            prev_number: old_number,
-            prev_end: old_end,
-            prev_finished: true,
+            link: Link::after(old_number, old_end, true, old_number.saturating_add(1)),
             base_seq: w.last_seq,
             stream: self.id,
         };
@@ -489,14 +481,14 @@ impl StreamLog {
             &chain_config(self.opts.cipher),
             &keyring,
             None,
-            start.number,
+            start.link.number,
             &start.encode(),
             false,
         )
         .map_err(|failed| failed.error)?;
         let segment = Segment::new_active(&self.dir, &start, &file);
         w.file = file;
-        w.number = start.number;
+        w.number = start.link.number;
         w.has_records = false;
         {
             let mut idx = self.index.lock();
@@ -504,12 +496,12 @@ impl StreamLog {
                 old.closed = true;
                 old.bytes = old_end;
             }
-            idx.segments.insert(start.number, segment);
+            idx.segments.insert(start.link.number, segment);
         }
         // The old segment's end frame and the new start frame are both durable: every record
         // so far is, too.
         let anchor = StreamAnchor {
-            segment: start.number,
+            segment: start.link.number,
             last_seq: w.last_seq,
         };
         *self.anchor.lock() = anchor;

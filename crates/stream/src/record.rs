@@ -1,4 +1,5 @@
-//! Change records and the frames that hold them: pure encoding and decoding, no I/O.
+//! Change records (what a stream stores about each change) and the stream id: pure encoding
+//! and decoding, no I/O. The frames that hold records are in `frame`.
 //!
 //! Every decoder here treats its input as hostile: it checks each length against both its
 //! limit and the bytes that remain before allocating, and returns a reason instead of
@@ -16,31 +17,28 @@ pub const MAX_IMAGE_LEN: usize = sealdb_base::MAX_VALUE_LEN;
 /// Largest keyspace name a change record may carry (its length is a `u16`).
 pub const MAX_KEYSPACE_LEN: usize = u16::MAX as usize;
 
-/// Largest frame payload: a frame is one sealed block.
-pub const MAX_FRAME_LEN: usize = sealdb_crypto::sealed::MAX_BLOCK_LEN as usize;
-/// Bytes a records frame spends besides its records: frame type, record count.
-pub const RECORDS_FRAME_HEADER_LEN: usize = 1 + 4;
-
 /// The encoded length of a record with a keyspace name, key and images of these lengths
 /// (an absent image is `None`): what [`ChangeRecord::encoded_len`] computes, for callers that
 /// size a frame before building its records.
-pub fn record_len(
+pub const fn record_len(
     keyspace_len: usize,
     key_len: usize,
     new_image_len: Option<usize>,
     old_image_len: Option<usize>,
 ) -> usize {
-    let image = |i: Option<usize>| 1 + i.map_or(0, |len| 4 + len);
+    // Presence flag, then length and bytes when present.
+    const fn image(len: Option<usize>) -> usize {
+        match len {
+            Some(len) => 1 + 4 + len,
+            None => 1,
+        }
+    }
     8 + 8 + 1 + 2 + keyspace_len + 4 + key_len + image(new_image_len) + image(old_image_len)
 }
 
-pub(crate) const FRAME_START: u8 = 1;
-pub(crate) const FRAME_RECORDS: u8 = 2;
-pub(crate) const FRAME_END: u8 = 3;
-
 /// The smallest encoding of one record: seq, time, event, empty keyspace, empty key, two
 /// absent images. Bounds a claimed record count before allocating.
-const MIN_RECORD_LEN: usize = 8 + 8 + 1 + 2 + 4 + 1 + 1;
+pub(crate) const MIN_RECORD_LEN: usize = record_len(0, 0, None, None);
 
 /// What a stream records about each change (DynamoDB's `StreamViewType`). The engine decides
 /// which images it puts in each [`ChangeRecord`]; this crate stores whatever it is given.
@@ -222,7 +220,8 @@ pub fn encode_record(r: &ChangeRecord, out: &mut Vec<u8>) {
     }
 }
 
-fn decode_record(c: &mut Reader<'_>) -> std::result::Result<ChangeRecord, String> {
+/// Decodes one record at the reader's position (the inverse of [`encode_record`]).
+pub(crate) fn decode_record(c: &mut Reader<'_>) -> std::result::Result<ChangeRecord, String> {
     let seq = c.u64("sequence number")?;
     let commit_time_ms = c.u64("commit time")?;
     let ev = c.u8("event")?;
@@ -251,56 +250,6 @@ fn decode_record(c: &mut Reader<'_>) -> std::result::Result<ChangeRecord, String
         new_image,
         old_image,
     })
-}
-
-/// Encodes a records frame holding `records` into `out` (cleared first).
-pub(crate) fn encode_records_frame(records: &[ChangeRecord], out: &mut Vec<u8>) -> Result<()> {
-    out.clear();
-    let count = u32::try_from(records.len())
-        .map_err(|_| Error::InvalidArgument("too many change records in one append".into()))?;
-    out.put_u8(FRAME_RECORDS).put_u32(count);
-    for r in records {
-        encode_record(r, out);
-    }
-    Ok(())
-}
-
-/// Decodes a records frame's plaintext (including its type byte). Checks that the frame holds
-/// at least one record and that sequence numbers strictly increase within it.
-pub(crate) fn decode_records_frame(b: &[u8]) -> std::result::Result<Vec<ChangeRecord>, String> {
-    let mut c = Reader::new(b);
-    let t = c.u8("frame type")?;
-    if t != FRAME_RECORDS {
-        return Err(format!("frame type {t} is not a records frame"));
-    }
-    let count = c.u32("record count")? as usize;
-    if count == 0 {
-        return Err("records frame holds no records".into());
-    }
-    if count
-        .checked_mul(MIN_RECORD_LEN)
-        .is_none_or(|need| need > c.remaining())
-    {
-        return Err(format!(
-            "record count {count} cannot fit in {} bytes",
-            c.remaining()
-        ));
-    }
-    let mut out: Vec<ChangeRecord> = Vec::with_capacity(count);
-    for _ in 0..count {
-        let r = decode_record(&mut c)?;
-        if let Some(prev) = out.last()
-            && r.seq <= prev.seq
-        {
-            return Err(format!(
-                "sequence {} does not follow {} within the frame",
-                r.seq, prev.seq
-            ));
-        }
-        out.push(r);
-    }
-    c.finish("records frame")?;
-    Ok(out)
 }
 
 /// Which stream a segment or `CONSUMERS` file belongs to: its *role*. Bound into every
@@ -337,111 +286,12 @@ impl StreamId {
     }
 }
 
-/// The first block of every segment: names the segment, the stream it belongs to, how its
-/// predecessor ended, and the stream's last sequence number when it was created (every record
-/// in it is greater).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct StartFrame {
-    pub(crate) number: u64,
-    pub(crate) prev_number: u64,
-    pub(crate) prev_end: u64,
-    pub(crate) prev_finished: bool,
-    pub(crate) base_seq: u64,
-    pub(crate) stream: StreamId,
-}
-
-pub(crate) const START_FRAME_LEN: usize = 1 + 8 + 8 + 8 + 1 + 8 + 16;
-/// The start frame of the first format, which did not bind the stream: refused by name.
-const UNBOUND_START_FRAME_LEN: usize = 1 + 8 + 8 + 8 + 1 + 8;
-
-impl StartFrame {
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(START_FRAME_LEN);
-        out.put_u8(FRAME_START)
-            .put_u64(self.number)
-            .put_u64(self.prev_number)
-            .put_u64(self.prev_end)
-            .put_u8(u8::from(self.prev_finished))
-            .put_u64(self.base_seq);
-        self.stream.encode_into(&mut out);
-        out
-    }
-
-    pub(crate) fn decode(b: &[u8]) -> std::result::Result<Self, String> {
-        if b.len() == UNBOUND_START_FRAME_LEN && b.first() == Some(&FRAME_START) {
-            return Err(
-                "start frame does not name its stream (an earlier format, which \
-                        could not tell one stream's segments from another's)"
-                    .into(),
-            );
-        }
-        let mut c = Reader::new(b);
-        let t = c.u8("frame type")?;
-        if t != FRAME_START {
-            return Err(format!("frame type {t} is not a start frame"));
-        }
-        let number = c.u64("segment number")?;
-        let prev_number = c.u64("previous segment number")?;
-        let prev_end = c.u64("previous segment end")?;
-        let prev_finished = match c.u8("previous finished flag")? {
-            0 => false,
-            1 => true,
-            f => return Err(format!("previous finished flag {f} is not 0 or 1")),
-        };
-        let base_seq = c.u64("base sequence number")?;
-        let stream = StreamId::decode(&mut c)?;
-        c.finish("start frame")?;
-        Ok(Self {
-            number,
-            prev_number,
-            prev_end,
-            prev_finished,
-            base_seq,
-            stream,
-        })
-    }
-}
-
-/// The final block of a segment closed by rollover: the last sequence number the stream held
-/// when it was closed.
-pub(crate) fn encode_end_frame(last_seq: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(9);
-    out.put_u8(FRAME_END).put_u64(last_seq);
-    out
-}
-
-pub(crate) fn decode_end_frame(b: &[u8]) -> std::result::Result<u64, String> {
-    let mut c = Reader::new(b);
-    let t = c.u8("frame type")?;
-    if t != FRAME_END {
-        return Err(format!("frame type {t} is not an end frame"));
-    }
-    let last = c.u64("last sequence number")?;
-    c.finish("end frame")?;
-    Ok(last)
-}
-
-/// Decodes one block plaintext of a stream segment (any frame type) and every record in it;
-/// for the fuzz target. Returns the number of records decoded.
-#[cfg(any(test, feature = "fuzzing"))]
-#[doc(hidden)]
-pub fn decode_records_for_fuzz(bytes: &[u8]) -> Result<usize> {
-    let malformed = |why: String| Error::Malformed(format!("<fuzz input>: {why}"));
-    match bytes.first() {
-        Some(&FRAME_START) => StartFrame::decode(bytes).map(|_| 0).map_err(malformed),
-        Some(&FRAME_END) => decode_end_frame(bytes).map(|_| 0).map_err(malformed),
-        _ => decode_records_frame(bytes)
-            .map(|r| r.len())
-            .map_err(malformed),
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use proptest::prelude::*;
 
-    fn sample(seq: u64) -> ChangeRecord {
+    /// A small record with sequence number `seq`, for this crate's tests.
+    pub(crate) fn sample(seq: u64) -> ChangeRecord {
         ChangeRecord {
             seq,
             commit_time_ms: 1_700_000_000_000 + seq,
@@ -496,107 +346,29 @@ mod tests {
     }
 
     #[test]
-    fn frames_round_trip() -> std::result::Result<(), String> {
-        let s = StartFrame {
-            number: 3,
-            prev_number: 2,
-            prev_end: 999,
-            prev_finished: true,
-            base_seq: 41,
-            stream: StreamId {
-                owner: 7,
-                epoch: 99,
-            },
-        };
-        assert_eq!(s.encode().len(), START_FRAME_LEN);
-        assert_eq!(StartFrame::decode(&s.encode())?, s);
-        // A start frame of the first format (no stream named) is refused, not misread.
-        let old = s
-            .encode()
-            .get(..UNBOUND_START_FRAME_LEN)
-            .unwrap_or_default()
-            .to_vec();
-        assert!(StartFrame::decode(&old).is_err_and(|e| e.contains("does not name its stream")));
-        assert_eq!(decode_end_frame(&encode_end_frame(77))?, 77);
-        Ok(())
-    }
-
-    #[test]
-    fn out_of_order_records_in_a_frame_are_refused() -> Result<()> {
-        let mut out = Vec::new();
-        encode_records_frame(&[sample(5), sample(5)], &mut out)?;
-        assert!(decode_records_frame(&out).is_err());
-        Ok(())
-    }
-
-    #[test]
-    fn huge_claimed_count_is_refused_before_allocating() {
-        let mut b = vec![FRAME_RECORDS];
-        b.extend_from_slice(&u32::MAX.to_le_bytes());
-        b.extend_from_slice(&[0u8; 40]);
-        assert!(decode_records_frame(&b).is_err());
-    }
-
-    #[test]
     fn oversized_record_fails_validation() {
         let mut r = sample(1);
         r.key = vec![0; MAX_KEY_LEN + 1];
         assert!(matches!(r.validate(), Err(Error::InvalidArgument(_))));
     }
 
-    fn arb_record() -> impl Strategy<Value = ChangeRecord> {
-        (
-            any::<u64>(),
-            any::<u64>(),
-            0u8..3,
-            "[a-z]{0,8}",
-            proptest::collection::vec(any::<u8>(), 0..40),
-            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..60)),
-            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..60)),
-        )
-            .prop_map(|(seq, t, e, ks, key, n, o)| ChangeRecord {
-                seq,
-                commit_time_ms: t,
-                event: [Event::Insert, Event::Modify, Event::Remove][usize::from(e)],
-                keyspace: ks,
-                key,
-                new_image: n,
-                old_image: o,
-            })
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(200))]
-
-        #[test]
-        fn records_frame_round_trips(mut records in proptest::collection::vec(arb_record(), 1..8)) {
-            records.sort_by_key(|r| r.seq);
-            records.dedup_by_key(|r| r.seq);
-            let mut out = Vec::new();
-            encode_records_frame(&records, &mut out).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            let back = decode_records_frame(&out).map_err(TestCaseError::fail)?;
-            prop_assert_eq!(back, records);
-        }
-
-        #[test]
-        fn decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let _ = decode_records_for_fuzz(&bytes);
-        }
-
-        #[test]
-        fn decoder_never_panics_on_mutated_frames(
-            records in proptest::collection::vec(arb_record(), 1..4),
-            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
-            cut in any::<prop::sample::Index>(),
-        ) {
-            let mut out = Vec::new();
-            encode_records_frame(&records, &mut out).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            for (i, x) in flips {
-                let at = i.index(out.len());
-                if let Some(b) = out.get_mut(at) { *b ^= x; }
-            }
-            out.truncate(cut.index(out.len() + 1));
-            let _ = decode_records_for_fuzz(&out);
-        }
+    #[test]
+    fn the_smallest_record_is_min_record_len_bytes() -> std::result::Result<(), String> {
+        let r = ChangeRecord {
+            seq: 1,
+            commit_time_ms: 0,
+            event: Event::Insert,
+            keyspace: String::new(),
+            key: Vec::new(),
+            new_image: None,
+            old_image: None,
+        };
+        let mut out = Vec::new();
+        encode_record(&r, &mut out);
+        assert_eq!(out.len(), MIN_RECORD_LEN);
+        let mut c = Reader::new(&out);
+        assert_eq!(decode_record(&mut c)?, r);
+        assert!(c.is_empty());
+        Ok(())
     }
 }

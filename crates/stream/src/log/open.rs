@@ -185,7 +185,7 @@ impl StreamLog {
                         found: s.stream,
                     });
                 }
-                Ok((link_of(&s), s))
+                Ok((s.link, s))
             },
         )?;
         // The newest segment whose creation was durable (a torn start never was, so no anchor
@@ -310,10 +310,12 @@ impl StreamLog {
         // the chain (its start frame copies the empty one's predecessor fields) and the empty
         // one is superseded too, so repeated opens do not pile up empty files.
         let mut start = StartFrame {
-            number: max_number.saturating_add(1),
-            prev_number: found.last().map_or(0, |f| f.number),
-            prev_end: last_end,
-            prev_finished: last_finished,
+            link: Link::after(
+                found.last().map_or(0, |f| f.number),
+                last_end,
+                last_finished,
+                max_number.saturating_add(1),
+            ),
             base_seq: last_seq,
             stream: id,
         };
@@ -325,9 +327,10 @@ impl StreamLog {
             })
             && let Some(last) = found.pop()
         {
-            start.prev_number = last.start.prev_number;
-            start.prev_end = last.start.prev_end;
-            start.prev_finished = last.start.prev_finished;
+            start.link = Link {
+                number: start.link.number,
+                ..last.start.link
+            };
             doomed.push(last);
         }
         for seg in &doomed {
@@ -366,8 +369,14 @@ impl StreamLog {
                 .map_err(|e| Error::io(&last.path, e))?;
         }
         let frame = start.encode();
-        let file =
-            sealdb_log::create_segment(fs.as_ref(), dir, &cfg, &keyring, start.number, &frame)?;
+        let file = sealdb_log::create_segment(
+            fs.as_ref(),
+            dir,
+            &cfg,
+            &keyring,
+            start.link.number,
+            &frame,
+        )?;
         // Now that the new start frame is durable, the segments it supersedes are dead (a
         // recovery after a crash from here on removes whichever are left): remove them, newest
         // first. Removing them before the new segment existed would let a crash in between
@@ -381,21 +390,21 @@ impl StreamLog {
             }
             fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
         }
-        segments.insert(start.number, Segment::new_active(dir, &start, &file));
+        segments.insert(start.link.number, Segment::new_active(dir, &start, &file));
         let log = Self {
             fs,
             dir: dir.to_path_buf(),
             opts,
             id,
             anchor: Mutex::new(StreamAnchor {
-                segment: start.number,
+                segment: start.link.number,
                 last_seq,
             }),
             observer: RwLock::new(None),
             keyring: RwLock::new(keyring),
             writer: Mutex::new(Some(Writer {
                 file,
-                number: start.number,
+                number: start.link.number,
                 has_records: false,
                 last_seq,
                 poisoned: None,
