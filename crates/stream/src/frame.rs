@@ -82,6 +82,7 @@ pub(crate) const START_FRAME_LEN: usize = LINK_LEN + 8 + 16;
 const UNBOUND_START_FRAME_LEN: usize = LINK_LEN + 8;
 
 impl StartFrame {
+    /// The frame's plaintext: the link, then the stream's fields.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(START_FRAME_LEN);
         self.link.encode_into(&mut out);
@@ -90,6 +91,7 @@ impl StartFrame {
         out
     }
 
+    /// Decodes a start frame's plaintext; a reason if it is not exactly one.
     pub(crate) fn decode(b: &[u8]) -> std::result::Result<Self, String> {
         if b.len() == UNBOUND_START_FRAME_LEN && b.first() == Some(&FRAME_START) {
             return Err(
@@ -119,6 +121,7 @@ pub(crate) fn encode_end_frame(last_seq: u64) -> Vec<u8> {
     out
 }
 
+/// Decodes an end frame's plaintext: the last sequence number it records.
 pub(crate) fn decode_end_frame(b: &[u8]) -> std::result::Result<u64, String> {
     let mut c = Reader::new(b);
     let t = c.u8("frame type")?;
