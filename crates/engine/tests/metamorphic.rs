@@ -26,14 +26,18 @@
 //! and prints it. A failure prints the seed, the drawn options and the shrunk operations, and
 //! proptest records it in `metamorphic.proptest-regressions` (keep that file committed).
 
+mod common;
+
+use common::model::{
+    DrawnBatch, Model, ModelBatch, apply, batch, batch_ops, crash, crash_fs, delete, engine_rows,
+    engine_scan, get, key_bytes, model_scan, put, read_snapshot, rows_of, scan,
+};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 use sealdb::{
     CipherId, Compression, Db, Error, Options, RestorePoint, Snapshot, WriteBatch, WriteOptions,
 };
 use sealdb_vfs::{CrashFs, FaultKind, FileSystem};
-use std::collections::BTreeMap;
-use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -49,10 +53,6 @@ const NAMES: [&str; 3] = ["default", "second", "temp"];
 const TEMP: u8 = 2;
 const DB: &str = "/m/db";
 const BACKUPS: &str = "/m/backups";
-
-type Model = BTreeMap<(u8, Vec<u8>), Vec<u8>>;
-/// One batch as the model sees it: (keyspace slot, key, value or `None` for a delete).
-type ModelBatch = Vec<(u8, Vec<u8>, Option<Vec<u8>>)>;
 
 /// Engine options drawn per case. Every field changes layout, timing or encoding only, never
 /// what a read returns.
@@ -120,7 +120,7 @@ fn config() -> impl Strategy<Value = Config> {
 #[derive(Debug, Clone)]
 enum Inflight {
     Write {
-        ops: Vec<(u8, u8, Option<u8>)>,
+        ops: DrawnBatch,
         sync: bool,
     },
     Flush,
@@ -134,42 +134,12 @@ enum Inflight {
     Backup,
 }
 
+/// The operations this check draws: those it shares with `tests/model.rs`, and [`MetaOp`].
+type Op = common::model::Op<MetaOp>;
+
+/// The operations only this check draws.
 #[derive(Debug, Clone)]
-enum Op {
-    Put {
-        ks: u8,
-        key: u8,
-        val: u8,
-        sync: bool,
-    },
-    Delete {
-        ks: u8,
-        key: u8,
-        sync: bool,
-    },
-    Batch {
-        ops: Vec<(u8, u8, Option<u8>)>,
-        sync: bool,
-    },
-    Get {
-        ks: u8,
-        key: u8,
-    },
-    Scan {
-        ks: u8,
-        lo: Option<u8>,
-        hi: Option<u8>,
-        reverse: bool,
-    },
-    TakeSnapshot,
-    ReadSnapshot {
-        idx: usize,
-        ks: u8,
-        key: u8,
-    },
-    Flush,
-    Compact,
-    Reopen,
+enum MetaOp {
     RotateDataKey,
     Reencrypt,
     CreateTemp,
@@ -177,10 +147,6 @@ enum Op {
     Backup,
     Restore {
         idx: usize,
-    },
-    /// A power cut between operations; `seed` picks how much unsynced data reached the disk.
-    Crash {
-        seed: u64,
     },
     /// A power cut at the `after`-th filesystem mutation from the start of `op`.
     CrashDuring {
@@ -190,13 +156,14 @@ enum Op {
     },
 }
 
-fn batch_ops() -> impl Strategy<Value = Vec<(u8, u8, Option<u8>)>> {
-    prop::collection::vec((0u8..3, 0u8..32, prop::option::of(any::<u8>())), 1..8)
+/// Batches across all three keyspaces, of one to seven writes.
+fn drawn_batch() -> impl Strategy<Value = DrawnBatch> {
+    batch_ops(0u8..3, 0u8..32, 1..8)
 }
 
 fn inflight() -> impl Strategy<Value = Inflight> {
     prop_oneof![
-        4 => (batch_ops(), any::<bool>()).prop_map(|(ops, sync)| Inflight::Write { ops, sync }),
+        4 => (drawn_batch(), any::<bool>()).prop_map(|(ops, sync)| Inflight::Write { ops, sync }),
         2 => Just(Inflight::Flush),
         2 => Just(Inflight::Compact),
         1 => Just(Inflight::RotateDataKey),
@@ -213,25 +180,22 @@ fn op() -> impl Strategy<Value = Op> {
     let ks = 0u8..3;
     let key = 0u8..32;
     prop_oneof![
-        12 => (ks.clone(), key.clone(), any::<u8>(), any::<bool>())
-            .prop_map(|(ks, key, val, sync)| Op::Put { ks, key, val, sync }),
-        3 => (ks.clone(), key.clone(), any::<bool>())
-            .prop_map(|(ks, key, sync)| Op::Delete { ks, key, sync }),
-        3 => (batch_ops(), any::<bool>()).prop_map(|(ops, sync)| Op::Batch { ops, sync }),
-        4 => (ks.clone(), key.clone()).prop_map(|(ks, key)| Op::Get { ks, key }),
-        2 => (ks.clone(), prop::option::of(key.clone()), prop::option::of(key.clone()), any::<bool>())
-            .prop_map(|(ks, lo, hi, reverse)| Op::Scan { ks, lo, hi, reverse }),
+        12 => put(ks.clone(), key.clone()),
+        3 => delete(ks.clone(), key.clone()),
+        3 => batch(ks.clone(), key.clone(), 1..8),
+        4 => get(ks.clone(), key.clone()),
+        2 => scan(ks.clone(), key.clone()),
         1 => Just(Op::TakeSnapshot),
-        2 => (0usize..4, ks, key).prop_map(|(idx, ks, key)| Op::ReadSnapshot { idx, ks, key }),
+        2 => read_snapshot(ks, key),
         1 => Just(Op::Flush),
         1 => Just(Op::Compact),
         1 => Just(Op::Reopen),
-        1 => Just(Op::RotateDataKey),
-        1 => Just(Op::Reencrypt),
-        1 => Just(Op::CreateTemp),
-        1 => Just(Op::DropTemp),
-        1 => Just(Op::Backup),
-        1 => (0usize..4).prop_map(|idx| Op::Restore { idx }),
+        1 => Just(Op::Extra(MetaOp::RotateDataKey)),
+        1 => Just(Op::Extra(MetaOp::Reencrypt)),
+        1 => Just(Op::Extra(MetaOp::CreateTemp)),
+        1 => Just(Op::Extra(MetaOp::DropTemp)),
+        1 => Just(Op::Extra(MetaOp::Backup)),
+        1 => (0usize..4).prop_map(|idx| Op::Extra(MetaOp::Restore { idx })),
     ]
 }
 
@@ -239,15 +203,11 @@ fn op() -> impl Strategy<Value = Op> {
 fn op_or_crash() -> impl Strategy<Value = Op> {
     prop_oneof![
         36 => op(),
-        2 => any::<u64>().prop_map(|seed| Op::Crash { seed }),
+        2 => crash(),
         // Mostly small countdowns: a write is one or two mutations, a flush a few dozen.
         2 => (prop_oneof![3 => 0u16..8, 2 => 0u16..64, 1 => 0u16..400], any::<u64>(), inflight())
-            .prop_map(|(after, seed, op)| Op::CrashDuring { after, seed, op }),
+            .prop_map(|(after, seed, op)| Op::Extra(MetaOp::CrashDuring { after, seed, op })),
     ]
-}
-
-fn key_bytes(k: u8) -> Vec<u8> {
-    format!("key/{k:03}").into_bytes()
 }
 
 /// Values of very different sizes (1 to ~300 bytes), so blocks, memtables and segments fill
@@ -268,18 +228,7 @@ struct State {
 impl State {
     fn apply(&mut self, entry: &Entry) {
         match entry {
-            Entry::Batch { ops, .. } => {
-                for (ks, k, v) in ops {
-                    match v {
-                        Some(v) => {
-                            self.rows.insert((*ks, k.clone()), v.clone());
-                        }
-                        None => {
-                            self.rows.remove(&(*ks, k.clone()));
-                        }
-                    }
-                }
-            }
+            Entry::Batch { ops, .. } => apply(&mut self.rows, ops),
             Entry::Temp { create: true, .. } => self.temp = true,
             Entry::Temp { create: false, .. } => {
                 self.temp = false;
@@ -289,11 +238,7 @@ impl State {
     }
 
     fn rows_of(&self, ks: u8) -> Vec<(Vec<u8>, Vec<u8>)> {
-        self.rows
-            .iter()
-            .filter(|((k, _), _)| *k == ks)
-            .map(|((_, key), v)| (key.clone(), v.clone()))
-            .collect()
+        rows_of(&self.rows, ks)
     }
 
     fn exists(&self, ks: u8) -> bool {
@@ -347,12 +292,9 @@ struct Coverage {
 
 impl Harness {
     fn new(cfg: Config) -> Self {
-        let fs = CrashFs::new();
-        fs.create_dir_all(Path::new("/m")).expect("mkdir");
-        fs.sync_dir(Path::new("/")).expect("sync");
         let mut h = Self {
             cfg,
-            fs,
+            fs: crash_fs(),
             keystore: tempfile::tempdir().expect("tmp"),
             db: None,
             base: State::default(),
@@ -488,27 +430,9 @@ impl Harness {
             self.transcript.push(format!("scan {name}: no keyspace"));
             return Ok(());
         }
-        let lo_b = lo.map_or(Bound::Unbounded, |k| Bound::Included(key_bytes(k)));
-        let hi_b = hi.map_or(Bound::Unbounded, |k| Bound::Excluded(key_bytes(k)));
-        let it = self
-            .db()
-            .keyspace(name)
-            .expect("keyspace")
-            .range((lo_b.clone(), hi_b.clone()))
-            .expect("range");
-        let got: Vec<_> = if reverse {
-            it.rev().collect::<sealdb::Result<_>>().expect("scan")
-        } else {
-            it.collect::<sealdb::Result<_>>().expect("scan")
-        };
-        let mut want: Vec<_> = model
-            .rows_of(ks)
-            .into_iter()
-            .filter(|(key, _)| (lo_b.clone(), hi_b.clone()).contains(key))
-            .collect();
-        if reverse {
-            want.reverse();
-        }
+        let handle = self.db().keyspace(name).expect("keyspace");
+        let got = engine_scan(&handle, lo, hi, reverse);
+        let want = model_scan(&model.rows, ks, lo, hi, reverse);
         prop_assert_eq!(
             &got,
             &want,
@@ -578,11 +502,7 @@ impl Harness {
                     let handle = self.db().keyspace(NAMES[ks as usize]).expect("keyspace");
                     let got = snap.get(&handle, key_bytes(*key)).expect("get");
                     prop_assert_eq!(&got, &model.rows.get(&(ks, key_bytes(*key))).cloned());
-                    let all: Vec<_> = snap
-                        .iter(&handle)
-                        .expect("iter")
-                        .collect::<sealdb::Result<_>>()
-                        .expect("scan");
+                    let all = common::collect(snap.iter(&handle).expect("iter"));
                     prop_assert_eq!(&all, &model.rows_of(ks));
                     self.transcript
                         .push(format!("snapshot {idx} {ks} {key}: {got:?} {all:?}"));
@@ -590,14 +510,14 @@ impl Harness {
             }
             Op::Flush => self.db().flush().expect("flush"),
             Op::Compact => self.db().compact().expect("compact"),
-            Op::RotateDataKey => {
+            Op::Extra(MetaOp::RotateDataKey) => {
                 let before = self.db().key_status().expect("status");
                 let v = self.db().rotate_data_key().expect("rotate");
                 let after = self.db().key_status().expect("status");
                 prop_assert_ne!(format!("{before:?}"), format!("{after:?}"));
                 prop_assert!(v > 0);
             }
-            Op::Reencrypt => {
+            Op::Extra(MetaOp::Reencrypt) => {
                 self.db().reencrypt(&mut |_, _| {}).expect("reencrypt");
                 // Every live file is now under one data-key version: no snapshot or reader
                 // here holds an older table open past the rewrite's version switch.
@@ -606,9 +526,9 @@ impl Harness {
                     prop_assert_eq!(in_use.len(), 1, "versions in use: {:?}", in_use);
                 }
             }
-            Op::CreateTemp => self.temp(true),
-            Op::DropTemp => self.temp(false),
-            Op::Backup => {
+            Op::Extra(MetaOp::CreateTemp) => self.temp(true),
+            Op::Extra(MetaOp::DropTemp) => self.temp(false),
+            Op::Extra(MetaOp::Backup) => {
                 let info = self
                     .db()
                     .backup(Path::new(BACKUPS), &mut |_, _| {})
@@ -616,7 +536,7 @@ impl Harness {
                 prop_assert_eq!(info.sequence, self.db().last_sequence());
                 self.backups.push((info.id, self.model()));
             }
-            Op::Restore { idx } => {
+            Op::Extra(MetaOp::Restore { idx }) => {
                 if let Some((id, want)) = self.backups.get(*idx).cloned() {
                     self.restore(&id, &want)?;
                 }
@@ -635,7 +555,7 @@ impl Harness {
                 self.fs.crash_keeping_prefix(*seed);
                 self.recover()?;
             }
-            Op::CrashDuring { after, seed, op } => {
+            Op::Extra(MetaOp::CrashDuring { after, seed, op }) => {
                 self.crash_during(u64::from(*after), op)?;
                 self.coverage.crashes += 1;
                 self.coverage.faults_inside_ops += u64::from(self.fs.fault_fired());
@@ -797,12 +717,7 @@ impl Harness {
             .map_err(|e| TestCaseError::fail(format!("open restored {id}: {e}")))?;
         for ks in 0..3u8 {
             let got = match restored.keyspace(NAMES[ks as usize]) {
-                Ok(h) => Some(
-                    h.iter()
-                        .expect("iter")
-                        .collect::<sealdb::Result<Vec<_>>>()
-                        .expect("scan"),
-                ),
+                Ok(h) => Some(engine_rows(&h)),
                 Err(Error::KeyspaceNotFound(_)) => None,
                 Err(e) => return Err(TestCaseError::fail(format!("restored keyspace: {e}"))),
             };
@@ -825,14 +740,7 @@ impl Harness {
             if !want.exists(ks) {
                 continue;
             }
-            let got: Vec<_> = self
-                .db()
-                .keyspace(NAMES[ks as usize])
-                .expect("keyspace")
-                .iter()
-                .expect("iter")
-                .collect::<sealdb::Result<_>>()
-                .expect("scan");
+            let got = engine_rows(&self.db().keyspace(NAMES[ks as usize]).expect("keyspace"));
             prop_assert_eq!(&got, &want.rows_of(ks), "keyspace {} after reopen", ks);
             self.transcript.push(format!("all {ks}: {got:?}"));
         }
@@ -927,18 +835,18 @@ fn smallest() -> Config {
 #[test]
 fn metamorphic_1_crash_inside_drop_keyspace_then_reencrypt() {
     let ops = [
-        Op::CreateTemp,
+        Op::Extra(MetaOp::CreateTemp),
         Op::Batch {
             ops: vec![(2, 0, None)],
             sync: false,
         },
-        Op::RotateDataKey,
-        Op::CrashDuring {
+        Op::Extra(MetaOp::RotateDataKey),
+        Op::Extra(MetaOp::CrashDuring {
             after: 2,
             seed: 0,
             op: Inflight::DropTemp,
-        },
-        Op::Reencrypt,
+        }),
+        Op::Extra(MetaOp::Reencrypt),
     ];
     run(&smallest(), &ops).expect("metamorphic 1");
 }
@@ -948,18 +856,18 @@ fn metamorphic_1_crash_inside_drop_keyspace_then_reencrypt() {
 #[test]
 fn metamorphic_2_dropped_keyspace_writes_then_reopen_backup_reencrypt() {
     let ops = [
-        Op::CreateTemp,
+        Op::Extra(MetaOp::CreateTemp),
         Op::Put {
             ks: 2,
             key: 0,
             val: 0,
             sync: false,
         },
-        Op::DropTemp,
+        Op::Extra(MetaOp::DropTemp),
         Op::Reopen,
-        Op::Backup,
-        Op::RotateDataKey,
-        Op::Reencrypt,
+        Op::Extra(MetaOp::Backup),
+        Op::Extra(MetaOp::RotateDataKey),
+        Op::Extra(MetaOp::Reencrypt),
     ];
     run(&smallest(), &ops).expect("metamorphic 2");
 }
