@@ -34,11 +34,17 @@ mod tests {
         PathBuf::from(s)
     }
 
+    /// A fresh filesystem with the directory `dir` created and its entry in `/` durable.
+    fn with_durable_dir(dir: &str) -> io::Result<CrashFs> {
+        let fs = CrashFs::new();
+        fs.create_dir_all(&p(dir))?;
+        fs.sync_dir(&p("/"))?;
+        Ok(fs)
+    }
+
     #[test]
     fn unsynced_data_is_lost_on_crash() -> io::Result<()> {
-        let fs = CrashFs::new();
-        fs.create_dir_all(&p("/db"))?;
-        fs.sync_dir(&p("/"))?;
+        let fs = with_durable_dir("/db")?;
         let mut f = fs.create_new(&p("/db/a"))?;
         f.append(b"hello")?;
         f.sync_data()?;
@@ -51,9 +57,7 @@ mod tests {
 
     #[test]
     fn unsynced_directory_entry_is_lost_on_crash() -> io::Result<()> {
-        let fs = CrashFs::new();
-        fs.create_dir_all(&p("/db"))?;
-        fs.sync_dir(&p("/"))?;
+        let fs = with_durable_dir("/db")?;
         let mut f = fs.create_new(&p("/db/a"))?;
         f.append(b"x")?;
         f.sync_data()?;
@@ -64,9 +68,7 @@ mod tests {
 
     #[test]
     fn rename_is_durable_only_after_dir_sync() -> io::Result<()> {
-        let fs = CrashFs::new();
-        fs.create_dir_all(&p("/d"))?;
-        fs.sync_dir(&p("/"))?;
+        let fs = with_durable_dir("/d")?;
         crate::write_file_atomic(&fs, &p("/d/k"), b"v1")?;
         let mut tmp = fs.create_new(&p("/d/t"))?;
         tmp.append(b"v2")?;
@@ -79,9 +81,7 @@ mod tests {
 
     #[test]
     fn fault_fires_and_kills_later_mutations() -> io::Result<()> {
-        let fs = CrashFs::new();
-        fs.create_dir_all(&p("/d"))?;
-        fs.sync_dir(&p("/"))?;
+        let fs = with_durable_dir("/d")?;
         fs.fail_after(1, FaultKind::AnyMutation);
         let mut f = fs.create_new(&p("/d/a"))?;
         assert!(f.append(b"abcd").is_err());
@@ -95,9 +95,7 @@ mod tests {
 
     #[test]
     fn torn_tail_keeps_a_prefix() -> io::Result<()> {
-        let fs = CrashFs::new();
-        fs.create_dir_all(&p("/d"))?;
-        fs.sync_dir(&p("/"))?;
+        let fs = with_durable_dir("/d")?;
         let mut f = fs.create_new(&p("/d/a"))?;
         f.append(b"sync")?;
         f.sync_data()?;
@@ -111,9 +109,7 @@ mod tests {
 
     #[test]
     fn full_disk_writes_what_fits_then_fails_and_deleting_makes_room() -> io::Result<()> {
-        let fs = CrashFs::new();
-        fs.create_dir_all(&p("/d"))?;
-        fs.sync_dir(&p("/"))?;
+        let fs = with_durable_dir("/d")?;
         fs.set_space_limit(Some(10));
         let mut a = fs.create_new(&p("/d/a"))?;
         a.append(b"123456")?;
@@ -132,9 +128,7 @@ mod tests {
 
     #[test]
     fn injected_fault_hits_matching_ops_after_skipping_and_disarms() -> io::Result<()> {
-        let fs = CrashFs::new();
-        fs.create_dir_all(&p("/d"))?;
-        fs.sync_dir(&p("/"))?;
+        let fs = with_durable_dir("/d")?;
         fs.inject(
             Fault::eio()
                 .on(&[Op::Write])

@@ -50,13 +50,7 @@ impl WritableFile for CrashWritable {
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
-        let mut st = self.state.lock();
-        st.mutate(true)?;
-        st.inject(Op::Sync, &self.path)?;
-        if let Some(inode) = st.inodes.get_mut(&self.inode) {
-            inode.durable = inode.data.clone();
-        }
-        Ok(())
+        self.state.lock().sync_file(self.inode, &self.path)
     }
 
     fn len(&self) -> u64 {

@@ -37,7 +37,7 @@ impl FileSystem for CrashFs {
     fn open_read(&self, path: &Path) -> io::Result<Arc<dyn RandomAccessFile>> {
         let st = self.state.lock();
         let id = st.lookup(path)?;
-        let len = st.inodes.get(&id).map(|i| i.data.len()).unwrap_or(0) as u64;
+        let len = st.file_len(id);
         Ok(Arc::new(CrashReadable {
             state: self.state.clone(),
             inode: id,
@@ -49,13 +49,7 @@ impl FileSystem for CrashFs {
         let existing = self.state.lock().lookup(path).ok();
         match existing {
             Some(id) => {
-                let len = self
-                    .state
-                    .lock()
-                    .inodes
-                    .get(&id)
-                    .map(|i| i.data.len())
-                    .unwrap_or(0) as u64;
+                let len = self.state.lock().file_len(id);
                 Ok(Box::new(CrashWritable {
                     state: self.state.clone(),
                     inode: id,
@@ -183,12 +177,7 @@ impl FileSystem for CrashFs {
     fn sync_file(&self, path: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
         let id = st.lookup(path)?;
-        st.mutate(true)?;
-        st.inject(Op::Sync, path)?;
-        if let Some(inode) = st.inodes.get_mut(&id) {
-            inode.durable = inode.data.clone();
-        }
-        Ok(())
+        st.sync_file(id, path)
     }
 
     fn exists(&self, path: &Path) -> bool {
@@ -199,7 +188,7 @@ impl FileSystem for CrashFs {
     fn file_size(&self, path: &Path) -> io::Result<u64> {
         let st = self.state.lock();
         let id = st.lookup(path)?;
-        Ok(st.inodes.get(&id).map(|i| i.data.len()).unwrap_or(0) as u64)
+        Ok(st.file_len(id))
     }
 
     fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {

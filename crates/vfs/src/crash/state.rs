@@ -124,6 +124,22 @@ impl State {
         }
     }
 
+    /// The current length of a file (durable or not).
+    pub(super) fn file_len(&self, id: u64) -> u64 {
+        self.inodes.get(&id).map_or(0, |i| i.data.len() as u64)
+    }
+
+    /// `fsync` of file `id` opened at `path`: a counted mutation and an injection point, then
+    /// everything written so far is durable.
+    pub(super) fn sync_file(&mut self, id: u64, path: &Path) -> io::Result<()> {
+        self.mutate(true)?;
+        self.inject(Op::Sync, path)?;
+        if let Some(inode) = self.inodes.get_mut(&id) {
+            inode.durable = inode.data.clone();
+        }
+        Ok(())
+    }
+
     /// Counts a mutation and fires the armed fault when its countdown reaches zero.
     pub(super) fn mutate(&mut self, is_sync: bool) -> io::Result<()> {
         if self.dead {
