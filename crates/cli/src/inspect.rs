@@ -26,7 +26,7 @@ use sealdb_crypto::{ArtifactKind, Expected, FileHeader, KeysFile, SealedReader};
 use sealdb_vfs::{FileSystem, RealFs};
 use serde_json::{Value, json};
 use std::path::Path;
-use table::{describe_plaintext, print_table_properties, table_roles};
+use table::{describe_plaintext, open_table, print_table_properties, table_roles};
 
 /// `inspect FILE`.
 pub fn inspect(ctx: &mut Ctx, a: &InspectArgs) -> Result<()> {
@@ -165,7 +165,8 @@ pub fn inspect(ctx: &mut Ctx, a: &InspectArgs) -> Result<()> {
 
     if let (Some(k), Some(r), true) = (&keyring, &reader, failures.is_empty()) {
         if a.entries {
-            dump_entries(ctx, path, &header, k, data_cipher.unwrap_or(header.cipher))?;
+            let table = open_table(path, &header, k, data_cipher.unwrap_or(header.cipher))?;
+            dump_entries(ctx, &table)?;
         } else if a.manifest {
             dump_manifest(ctx, path, k, data_cipher.unwrap_or(header.cipher))?;
         } else if a.wal {

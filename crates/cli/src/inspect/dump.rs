@@ -2,13 +2,13 @@
 //! `--manifest` (its edits) and `--wal` (a segment's frames and records).
 
 use super::layout::BlockInfo;
-use super::table::open_table;
 use crate::commands::Ctx;
 use crate::error::{CliError, Result};
-use sealdb_crypto::{CipherId, FileHeader, Keyring, SealedReader};
+use sealdb_crypto::{CipherId, Keyring, SealedReader};
 use sealdb_vfs::RealFs;
 use serde_json::{Value, json};
 use std::path::Path;
+use std::sync::Arc;
 
 /// A key or value as the dumps print it in text. The one call site of the CLI's escaping rule
 /// in this module (switch it here when the shared rule changes).
@@ -22,14 +22,7 @@ fn shown_json(bytes: &[u8]) -> Value {
 }
 
 /// `--entries`: every entry of a table in internal order (newest version of a key first).
-pub(super) fn dump_entries(
-    ctx: &mut Ctx,
-    path: &Path,
-    h: &FileHeader,
-    k: &Keyring,
-    data_cipher: CipherId,
-) -> Result<()> {
-    let table = open_table(path, h, k, data_cipher)?;
+pub(super) fn dump_entries(ctx: &mut Ctx, table: &Arc<sealdb_sstable::Table>) -> Result<()> {
     let unbounded = std::ops::Bound::Unbounded;
     for entry in table.iter(unbounded.clone(), unbounded) {
         let e = entry?;
