@@ -28,44 +28,38 @@ pub type DrawnBatch = Vec<(u8, u8, Option<u8>)>;
 /// An operation both checks draw; `E` holds the operations only one of them draws.
 #[derive(Debug, Clone)]
 pub enum Op<E> {
+    /// One key set to a value derived from `val`.
     Put {
         ks: u8,
         key: u8,
         val: u8,
         sync: bool,
     },
-    Delete {
-        ks: u8,
-        key: u8,
-        sync: bool,
-    },
-    Batch {
-        ops: DrawnBatch,
-        sync: bool,
-    },
-    Get {
-        ks: u8,
-        key: u8,
-    },
+    /// One key deleted.
+    Delete { ks: u8, key: u8, sync: bool },
+    /// An atomic batch across keyspaces.
+    Batch { ops: DrawnBatch, sync: bool },
+    /// A point read.
+    Get { ks: u8, key: u8 },
+    /// A range scan, `lo` included and `hi` excluded, forwards or backwards.
     Scan {
         ks: u8,
         lo: Option<u8>,
         hi: Option<u8>,
         reverse: bool,
     },
+    /// A snapshot kept, with the model as of now, for later reads (at most four).
     TakeSnapshot,
-    ReadSnapshot {
-        idx: usize,
-        ks: u8,
-        key: u8,
-    },
+    /// A point read and a full scan through snapshot `idx`, if it exists.
+    ReadSnapshot { idx: usize, ks: u8, key: u8 },
+    /// Every memtable written to level 0.
     Flush,
+    /// A full compaction.
     Compact,
+    /// A clean close and open.
     Reopen,
     /// A power cut between operations; `seed` picks how much unsynced data reached the disk.
-    Crash {
-        seed: u64,
-    },
+    Crash { seed: u64 },
     /// An operation of one check only.
     Extra(E),
 }

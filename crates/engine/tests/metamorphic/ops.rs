@@ -93,20 +93,20 @@ pub(crate) type Op = crate::common::model::Op<MetaOp>;
 /// The operations only this check draws.
 #[derive(Debug, Clone)]
 pub(crate) enum MetaOp {
+    /// A new data-key version made current.
     RotateDataKey,
+    /// Every file rewritten under the current data key.
     Reencrypt,
+    /// The `temp` keyspace created.
     CreateTemp,
+    /// The `temp` keyspace dropped (refused if it does not exist).
     DropTemp,
+    /// An online backup into the backup directory.
     Backup,
-    Restore {
-        idx: usize,
-    },
+    /// Backup `idx` (if taken) restored into a new directory and compared with the model.
+    Restore { idx: usize },
     /// A power cut at the `after`-th filesystem mutation from the start of `op`.
-    CrashDuring {
-        after: u16,
-        seed: u64,
-        op: Inflight,
-    },
+    CrashDuring { after: u16, seed: u64, op: Inflight },
 }
 
 /// Batches across all three keyspaces, of one to seven writes.
