@@ -5,8 +5,25 @@
 
 mod common;
 
-use common::{Env, copy_dir, finish, s};
+use common::{Env, Run, copy_dir, s};
 use std::path::PathBuf;
+
+/// Runs `sealdb --db <db> --pitr-window 1h ARGS`: a session that archives the WAL segments its
+/// flushes retire, so that backups carry them (the window is not remembered: every writing
+/// session needs it).
+fn run_pitr(e: &Env, args: &[&str]) -> Run {
+    e.run(&[&["--pitr-window", "1h"], args].concat())
+}
+
+/// A database under point-in-time recovery holding `a = 1` (sequence 1, synced), and a
+/// backup directory `B` holding one backup of it.
+fn pitr_db_with_a_first_backup() -> (Env, PathBuf) {
+    let e = Env::with_kms();
+    let dir = e.path("B");
+    run_pitr(&e, &["put", "a", "1", "--sync"]).ok();
+    run_pitr(&e, &["backup", "create", s(&dir)]).ok();
+    (e, dir)
+}
 
 #[test]
 fn restoring_into_the_original_path_is_not_refused_as_a_rollback() {
@@ -52,16 +69,9 @@ fn a_rolled_back_directory_exits_2_and_allow_rollback_opens_it() {
 fn backup_verify_accepts_wal_segments_closed_by_recovery() {
     // Each command is a process: every session's WAL segment is closed by the next session's
     // recovery, without an end frame. Those segments are healthy and so is the backup.
-    let e = Env::with_kms();
-    let dir = e.path("B");
-    e.run(&["--pitr-window", "1h", "put", "a", "1", "--sync"])
-        .ok();
-    e.run(&["--pitr-window", "1h", "backup", "create", s(&dir)])
-        .ok();
-    e.run(&["--pitr-window", "1h", "put", "b", "2", "--sync"])
-        .ok();
-    let v = e
-        .run(&["--pitr-window", "1h", "backup", "create", s(&dir), "--json"])
+    let (e, dir) = pitr_db_with_a_first_backup();
+    run_pitr(&e, &["put", "b", "2", "--sync"]).ok();
+    let v = run_pitr(&e, &["backup", "create", s(&dir), "--json"])
         .ok()
         .json();
     assert!(v[0]["wal_segments"].as_u64() >= Some(2), "{v:?}");
@@ -71,28 +81,16 @@ fn backup_verify_accepts_wal_segments_closed_by_recovery() {
     let dest = e.path("restored");
     e.run_nodb(&["restore", s(&dir), s(&dest), "--to-seq", "2"])
         .ok();
-    assert_eq!(
-        finish(e.cmd_on(Some(&dest), &["get", "b"]).output().expect("run"))
-            .ok()
-            .out(),
-        "2\n"
-    );
+    assert_eq!(e.run_on(&dest, &["get", "b"]).ok().out(), "2\n");
 }
 
 #[test]
 fn point_in_time_restore_from_a_cut_segment_exits_2() {
-    let e = Env::with_kms();
-    let dir = e.path("B");
-    e.run(&["--pitr-window", "1h", "put", "a", "1", "--sync"])
-        .ok();
-    e.run(&["--pitr-window", "1h", "backup", "create", s(&dir)])
-        .ok();
+    let (e, dir) = pitr_db_with_a_first_backup();
     for k in ["b", "c", "d"] {
-        e.run(&["--pitr-window", "1h", "put", k, "x", "--sync"])
-            .ok();
+        run_pitr(&e, &["put", k, "x", "--sync"]).ok();
     }
-    e.run(&["--pitr-window", "1h", "backup", "create", s(&dir)])
-        .ok();
+    run_pitr(&e, &["backup", "create", s(&dir)]).ok();
     // Cut the newest segment holding a write (the one that holds "d", sequence 4): the
     // largest file is the session that wrote it.
     let list = e
@@ -131,24 +129,11 @@ fn point_in_time_restore_from_a_cut_segment_exits_2() {
 #[test]
 fn verify_reports_how_many_files_of_each_kind_it_checked() {
     let e = Env::with_kms();
-    e.run(&[
-        "--pitr-window",
-        "1h",
-        "load",
-        "--count",
-        "500",
-        "--value-size",
-        "20",
-    ])
-    .ok();
+    run_pitr(&e, &["load", "--count", "500", "--value-size", "20"]).ok();
     e.run(&["stream", "enable", "--view", "keys"]).ok();
-    e.run(&["--pitr-window", "1h", "put", "a", "1", "--sync"])
-        .ok();
-    e.run(&["--pitr-window", "1h", "flush"]).ok();
-    let v = e
-        .run(&["--pitr-window", "1h", "verify", "--json"])
-        .ok()
-        .json();
+    run_pitr(&e, &["put", "a", "1", "--sync"]).ok();
+    run_pitr(&e, &["flush"]).ok();
+    let v = run_pitr(&e, &["verify", "--json"]).ok().json();
     let summary = v.last().expect("summary");
     let checked = &summary["checked"];
     for kind in [

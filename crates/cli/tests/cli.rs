@@ -134,9 +134,7 @@ fn import_export_round_trip_text_and_hex() {
 #[test]
 fn verify_clean_database_exits_0() {
     let e = Env::new();
-    e.run(&["load", "--count", "3000", "--value-size", "50"])
-        .ok();
-    e.run(&["flush"]).ok();
+    e.load_and_flush(3000, 50);
     let r = e.run(&["verify"]).ok();
     assert!(r.out().contains("every block authenticated"), "{}", r.out());
     let v = json_lines(&e.run(&["verify", "--json"]).ok().out());
@@ -146,9 +144,7 @@ fn verify_clean_database_exits_0() {
 #[test]
 fn tampered_table_exits_2_naming_the_file_and_block() {
     let e = Env::new();
-    e.run(&["load", "--count", "3000", "--value-size", "50"])
-        .ok();
-    e.run(&["flush"]).ok();
+    e.load_and_flush(3000, 50);
     let tables = e.tables();
     let table = tables.first().expect("a table after flush");
     let mut bytes = std::fs::read(table).expect("read table");

@@ -433,9 +433,7 @@ fn json_errors_are_objects_with_class_and_exit() {
     assert_eq!(err(&r)["error"]["class"], "other");
 
     // A tampered table: integrity, exit 2.
-    e.run(&["load", "--count", "3000", "--value-size", "50"])
-        .ok();
-    e.run(&["flush"]).ok();
+    e.load_and_flush(3000, 50);
     let table = std::fs::read_dir(e.db.join("tables"))
         .expect("tables")
         .map(|d| d.expect("entry").path())

@@ -121,9 +121,7 @@ fn database_under_a_local_kms_key_follows_the_key_state() {
 #[test]
 fn keys_switch_owned_local_kms_owned_then_verify() {
     let e = Env::with_kms();
-    e.run(&["load", "--count", "2000", "--value-size", "20"])
-        .ok();
-    e.run(&["flush"]).ok();
+    e.load_and_flush(2000, 20);
     e.run_nodb(&["kms", "create", "k"]).ok();
     let r = e.run(&["keys", "switch", "--to", "local-kms:k"]).ok();
     assert!(r.out().contains("local-kms:k"), "{}", r.out());
@@ -165,9 +163,7 @@ fn aws_kms_without_the_feature_says_how_to_rebuild() {
 #[test]
 fn keys_rotate_and_reencrypt_leave_one_data_key() {
     let e = Env::with_kms();
-    e.run(&["load", "--count", "1500", "--value-size", "20"])
-        .ok();
-    e.run(&["flush"]).ok();
+    e.load_and_flush(1500, 20);
     let v = e.run(&["keys", "rotate", "--json"]).ok().json();
     assert_eq!(v[0]["current_data_key"], 2);
     e.run(&["put", "after-rotate", "x"]).ok();

@@ -3,85 +3,41 @@
 //! and crashes that drop unsynced data (keeping a random prefix of it).
 //!
 //! CI runs a bounded number of cases; `scripts/model-check.sh` runs many more
-//! (`PROPTEST_CASES`). Every counterexample found is kept as a named test in
-//! `tests/model_regressions.rs`.
+//! (`PROPTEST_CASES`). Every counterexample found is kept as a named test at the end of this
+//! file. The model, the operations and the scan helpers are shared with `tests/metamorphic.rs`
+//! (`tests/common/model.rs`).
 
+mod common;
+
+use common::model::{
+    Model, ModelBatch, apply, batch, crash, crash_fs, delete, engine_rows, engine_scan, get,
+    key_bytes, model_scan, put, read_snapshot, rows_of, scan,
+};
 use proptest::prelude::*;
 use sealdb::{Db, Keyspace, Options, Snapshot, WriteBatch, WriteOptions};
-use sealdb_vfs::{CrashFs, FileSystem};
-use std::collections::BTreeMap;
-use std::ops::Bound;
-use std::path::Path;
+use sealdb_vfs::CrashFs;
+use std::convert::Infallible;
 use std::sync::Arc;
 
-type Model = BTreeMap<(u8, Vec<u8>), Vec<u8>>;
-/// One batch as the model sees it: (keyspace, key, value or `None` for a delete).
-type ModelBatch = Vec<(u8, Vec<u8>, Option<Vec<u8>>)>;
-
-#[derive(Debug, Clone)]
-enum Op {
-    Put {
-        ks: u8,
-        key: u8,
-        val: u8,
-        sync: bool,
-    },
-    Delete {
-        ks: u8,
-        key: u8,
-        sync: bool,
-    },
-    Batch {
-        ops: Vec<(u8, u8, Option<u8>)>,
-        sync: bool,
-    },
-    Get {
-        ks: u8,
-        key: u8,
-    },
-    Scan {
-        ks: u8,
-        lo: Option<u8>,
-        hi: Option<u8>,
-        reverse: bool,
-    },
-    TakeSnapshot,
-    ReadSnapshot {
-        idx: usize,
-        ks: u8,
-        key: u8,
-    },
-    Reopen,
-    Crash {
-        seed: u64,
-    },
-    Flush,
-    Compact,
-}
+/// This check draws only the operations it shares with the metamorphic one.
+type Op = common::model::Op<Infallible>;
 
 fn op() -> impl Strategy<Value = Op> {
     let ks = 0u8..2;
     let key = 0u8..24;
     prop_oneof![
-        6 => (ks.clone(), key.clone(), any::<u8>(), any::<bool>()).prop_map(|(ks, key, val, sync)| Op::Put { ks, key, val, sync }),
-        2 => (ks.clone(), key.clone(), any::<bool>()).prop_map(|(ks, key, sync)| Op::Delete { ks, key, sync }),
-        2 => (prop::collection::vec((0u8..2, 0u8..24, prop::option::of(any::<u8>())), 1..6), any::<bool>())
-            .prop_map(|(ops, sync)| Op::Batch { ops, sync }),
-        3 => (ks.clone(), key.clone()).prop_map(|(ks, key)| Op::Get { ks, key }),
-        2 => (ks.clone(), prop::option::of(0u8..24), prop::option::of(0u8..24), any::<bool>())
-            .prop_map(|(ks, lo, hi, reverse)| Op::Scan { ks, lo, hi, reverse }),
+        6 => put(ks.clone(), key.clone()),
+        2 => delete(ks.clone(), key.clone()),
+        2 => batch(ks.clone(), key.clone(), 1..6),
+        3 => get(ks.clone(), key.clone()),
+        2 => scan(ks.clone(), key.clone()),
         1 => Just(Op::TakeSnapshot),
-        2 => (0usize..4, ks, key).prop_map(|(idx, ks, key)| Op::ReadSnapshot { idx, ks, key }),
+        2 => read_snapshot(ks, key),
         1 => Just(Op::Reopen),
-        1 => any::<u64>().prop_map(|seed| Op::Crash { seed }),
+        1 => crash(),
         1 => Just(Op::Flush),
         1 => Just(Op::Compact),
     ]
-}
-
-fn key_bytes(k: u8) -> Vec<u8> {
-    // Long-ish, shared prefixes: exercises ordering and (later) prefix compression.
-    format!("key/{:03}", k).into_bytes()
 }
 
 fn value_bytes(v: u8, seq_hint: usize) -> Vec<u8> {
@@ -106,11 +62,8 @@ struct Harness {
 
 impl Harness {
     fn new(background: bool) -> Self {
-        let fs = CrashFs::new();
-        fs.create_dir_all(Path::new("/m")).expect("mkdir");
-        fs.sync_dir(Path::new("/")).expect("sync");
         let mut h = Self {
-            fs,
+            fs: crash_fs(),
             keystore: tempfile::tempdir().expect("tmp"),
             db: None,
             base: Model::new(),
@@ -212,37 +165,8 @@ impl Harness {
                 hi,
                 reverse,
             } => {
-                let lo_b = lo.map_or(Bound::Unbounded, |k| Bound::Included(key_bytes(k)));
-                let hi_b = hi.map_or(Bound::Unbounded, |k| Bound::Excluded(key_bytes(k)));
-                let it = self
-                    .ks(*ks)
-                    .range((lo_b.clone(), hi_b.clone()))
-                    .expect("range");
-                let got: Vec<_> = if *reverse {
-                    it.rev().collect::<sealdb::Result<_>>().expect("scan")
-                } else {
-                    it.collect::<sealdb::Result<_>>().expect("scan")
-                };
-                let model = self.model();
-                let mut want: Vec<_> = model
-                    .iter()
-                    .filter(|((k, key), _)| {
-                        *k == *ks
-                            && match &lo_b {
-                                Bound::Included(l) => key >= l,
-                                _ => true,
-                            }
-                            && match &hi_b {
-                                Bound::Excluded(h) => key < h,
-                                _ => true,
-                            }
-                    })
-                    .map(|((_, key), v)| (key.clone(), v.clone()))
-                    .collect();
-                if *reverse {
-                    want.reverse();
-                }
-                prop_assert_eq!(got, want);
+                let got = engine_scan(&self.ks(*ks), *lo, *hi, *reverse);
+                prop_assert_eq!(got, model_scan(&self.model(), *ks, *lo, *hi, *reverse));
             }
             Op::TakeSnapshot => {
                 if self.snapshots.len() < 4 {
@@ -254,17 +178,8 @@ impl Harness {
                 if let Some((snap, model)) = self.snapshots.get(*idx) {
                     let got = snap.get(&self.ks(*ks), key_bytes(*key)).expect("get");
                     prop_assert_eq!(got, model.get(&(*ks, key_bytes(*key))).cloned());
-                    let all: Vec<_> = snap
-                        .iter(&self.ks(*ks))
-                        .expect("range")
-                        .collect::<sealdb::Result<_>>()
-                        .expect("scan");
-                    let want: Vec<_> = model
-                        .iter()
-                        .filter(|((k, _), _)| k == ks)
-                        .map(|((_, key), v)| (key.clone(), v.clone()))
-                        .collect();
-                    prop_assert_eq!(all, want);
+                    let all = common::collect(snap.iter(&self.ks(*ks)).expect("range"));
+                    prop_assert_eq!(all, rows_of(model, *ks));
                 }
             }
             Op::Flush => self.db().flush().expect("flush"),
@@ -311,24 +226,15 @@ impl Harness {
                 self.fold_log();
                 self.check_all()?;
             }
+            Op::Extra(never) => match *never {},
         }
         Ok(())
     }
 
     fn check_all(&self) -> Result<(), TestCaseError> {
         for ks in 0..2u8 {
-            let got: Vec<_> = self
-                .ks(ks)
-                .iter()
-                .expect("iter")
-                .collect::<sealdb::Result<_>>()
-                .expect("scan");
-            let want: Vec<_> = self
-                .base
-                .iter()
-                .filter(|((k, _), _)| *k == ks)
-                .map(|((_, key), v)| (key.clone(), v.clone()))
-                .collect();
+            let got = engine_rows(&self.ks(ks));
+            let want = rows_of(&self.base, ks);
             prop_assert_eq!(&got, &want);
             // The ends mixed meet in the middle without repeating or losing a key.
             let mut it = self.ks(ks).iter().expect("iter");
@@ -350,19 +256,6 @@ impl Harness {
             prop_assert_eq!(&front, &want);
         }
         Ok(())
-    }
-}
-
-fn apply(m: &mut Model, ops: &ModelBatch) {
-    for (ks, k, v) in ops {
-        match v {
-            Some(v) => {
-                m.insert((*ks, k.clone()), v.clone());
-            }
-            None => {
-                m.remove(&(*ks, k.clone()));
-            }
-        }
     }
 }
 

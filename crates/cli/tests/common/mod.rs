@@ -149,6 +149,15 @@ impl Env {
         finish(self.cmd(args).output().expect("run sealdb"))
     }
 
+    /// Loads `count` keys with `value_size`-byte values and flushes them, so that the data is
+    /// in tables and not only in the WAL.
+    pub fn load_and_flush(&self, count: u64, value_size: usize) {
+        let (count, value_size) = (count.to_string(), value_size.to_string());
+        self.run(&["load", "--count", &count, "--value-size", &value_size])
+            .ok();
+        self.run(&["flush"]).ok();
+    }
+
     /// Runs the binary on another database directory.
     pub fn run_on(&self, db: &Path, args: &[&str]) -> Run {
         finish(self.cmd_on(Some(db), args).output().expect("run sealdb"))

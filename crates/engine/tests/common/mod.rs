@@ -1,5 +1,8 @@
-//! Shared test setup: a throwaway keystore and database directory.
+//! Shared test setup: a throwaway keystore and database directory; and, in [`model`], what
+//! the model checks share.
 #![allow(dead_code)]
+
+pub mod model;
 
 use sealdb::{Db, Options};
 use std::path::PathBuf;
