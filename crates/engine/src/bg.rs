@@ -2,9 +2,9 @@
 //! loading the live tables at open. Each change is made durable in the manifest *before* the
 //! new version is installed; replaced tables are deleted only when nothing reads them.
 
-use crate::db::{BgJob, DbInner, SuperVersion};
 use crate::manifest::{Edit, FileMeta, ManifestState, NUM_LEVELS};
-use crate::version::{TableHandle, Version, overlaps, table_error};
+use crate::state::{BgJob, DbInner};
+use crate::version::{SuperVersion, TableHandle, Version, overlaps, table_error};
 use crate::{Error, Result};
 use sealdb_crypto::{ArtifactKind, CipherId, Expected, IntegrityReason, Keyring};
 use sealdb_sstable::{BlockCache, Table, TableBuilder, TableIter, TableOptions, ValueKind};
@@ -1107,7 +1107,7 @@ fn with_retries<T>(inner: &DbInner, mut check: impl FnMut() -> Result<T>) -> Res
     let mut attempt = 1;
     loop {
         match check() {
-            Err(e) if attempt < attempts && crate::db::retry_read_only(&e) => {
+            Err(e) if attempt < attempts && crate::state::retry_read_only(&e) => {
                 attempt += 1;
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }

@@ -5,42 +5,32 @@ use crate::iter::{DbIter, MemSource, Source};
 use crate::keys::open_or_create_keys;
 use crate::manifest::{DEFAULT_KEYSPACE, Edit, Manifest};
 use crate::options::{Options, WriteOptions};
-use crate::version::Version;
+use crate::state::{
+    Background, DbInner, NoSpacePause, WriteRequest, grown_batch_error, keyspace_key,
+    retry_read_only,
+};
+use crate::stats::{Counters, LevelStats, OpenStats, Stats};
+use crate::version::SuperVersion;
 use crate::{Error, Result};
-use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex, RwLock};
-use sealdb_crypto::{CipherId, KeyDescriptor, Keyring, KeysFile, SharedProvider};
+use sealdb_crypto::{CipherId, KeyDescriptor, SharedProvider};
 use sealdb_memtable::{Memtable, ValueKind};
 use sealdb_sstable::BlockCache;
-use sealdb_vfs::{FileLock, SharedFs};
-use sealdb_wal::{
-    BatchBuilder, FrameBatch, GroupCommit, Op, RecordIter, RecoveryStats, Wal, WalOptions,
-};
+use sealdb_wal::{BatchBuilder, FrameBatch, GroupCommit, Op, RecordIter, Wal, WalOptions};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::{Bound, RangeBounds};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const WAL_DIR: &str = "wal";
 const LOCK_FILE: &str = "LOCK";
-const KEYSPACE_PREFIX_LEN: usize = 4;
 const MAX_KEYSPACE_NAME: usize = 255;
 /// WAL segments recovered at open beyond which open flushes what they hold and retires them.
 const MAX_RECOVERED_WAL_SEGMENTS: usize = 8;
 /// How often a read-only open is tried before its error is reported.
 const READ_ONLY_OPEN_ATTEMPTS: u64 = 4;
-
-/// Whether a read-only open may have failed only because a live writer changed the
-/// directory under it (a file gone between listing and reading).
-pub(crate) fn retry_read_only(e: &Error) -> bool {
-    match e {
-        Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
-        Error::Corruption(_) | Error::Integrity { .. } | Error::ChainEnd { .. } => true,
-        _ => false,
-    }
-}
 
 /// Checks the recovered WAL against the head: the newest segment it names must be there
 /// (unless obsolete), nothing it knew durable may be missing, and after a clean close the
@@ -100,154 +90,6 @@ fn check_wal_end(
     Ok(())
 }
 
-/// The memtables readers see, swapped whole on rotation (readers clone the `Arc`).
-#[derive(Debug)]
-pub(crate) struct SuperVersion {
-    pub active: Arc<Memtable>,
-    /// Frozen memtables waiting for flush, newest first.
-    pub immutables: Vec<Arc<Memtable>>,
-    /// The live tables.
-    pub version: Arc<Version>,
-}
-
-/// What opening found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OpenStats {
-    /// Whether this open created the database.
-    pub created: bool,
-    /// WAL recovery: segments, batches and records replayed, and any torn tail cut off.
-    pub wal: RecoveryStats,
-    /// What the chain ends were checked against: a head record, a legacy rollback counter,
-    /// or nothing (trusted as found — a new database, or a first open at this path).
-    pub head: crate::head::HeadOrigin,
-}
-
-/// Counters of the engine's work since open.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Write batches committed.
-    pub batches: u64,
-    /// Records (puts and deletes) committed.
-    pub records: u64,
-    /// Commit groups (WAL frames) written: `batches / groups` is the group-commit factor.
-    pub commit_groups: u64,
-    /// Writers queued for commit right now, behind the group being written (a gauge, not a
-    /// counter).
-    pub commit_queue: u64,
-    /// WAL syncs (`fdatasync`) performed.
-    pub wal_syncs: u64,
-    /// Memtable rotations.
-    pub memtable_rotations: u64,
-    /// Writes that had to wait for memtable space (back-pressure).
-    pub write_stalls: u64,
-    /// Total time writers spent stalled.
-    pub write_stall_time: Duration,
-    /// Bytes in the active memtable.
-    pub active_memtable_bytes: u64,
-    /// Frozen memtables awaiting flush.
-    pub immutable_memtables: u64,
-    /// Bytes in frozen memtables.
-    pub immutable_memtable_bytes: u64,
-    /// The newest visible sequence number.
-    pub last_sequence: u64,
-    /// The counters over the database's whole life (earlier sessions' from the sealed
-    /// `STATS` file, plus this process's), where the fields above count since open.
-    pub cumulative: crate::CumulativeStats,
-    /// Per level (summed over keyspaces): table count and bytes.
-    pub levels: Vec<LevelStats>,
-    /// Block cache hits and misses.
-    pub cache_hits: u64,
-    /// Block cache misses.
-    pub cache_misses: u64,
-    /// Memtable flushes and the table bytes they wrote.
-    pub flushes: u64,
-    /// Bytes written by flushes.
-    pub flush_bytes: u64,
-    /// Compactions run.
-    pub compactions: u64,
-    /// Bytes compactions read.
-    pub compaction_read_bytes: u64,
-    /// Bytes compactions wrote.
-    pub compaction_write_bytes: u64,
-    /// Bytes of records committed by users (keys, values, framing).
-    pub user_bytes: u64,
-}
-
-/// The tables of one level (or of one keyspace, from [`Keyspace::table_stats`]): count and size.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LevelStats {
-    /// Tables.
-    pub files: u64,
-    /// Bytes.
-    pub bytes: u64,
-}
-
-impl Stats {
-    /// Block cache hit ratio (0 when unused).
-    pub fn cache_hit_ratio(&self) -> f64 {
-        let total = self.cache_hits + self.cache_misses;
-        if total == 0 {
-            0.0
-        } else {
-            self.cache_hits as f64 / total as f64
-        }
-    }
-
-    /// Table bytes written (flush plus compaction) per byte committed: the write
-    /// amplification of the tree (the WAL adds about one more).
-    pub fn write_amplification(&self) -> f64 {
-        if self.user_bytes == 0 {
-            0.0
-        } else {
-            (self.flush_bytes + self.compaction_write_bytes) as f64 / self.user_bytes as f64
-        }
-    }
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub batches: AtomicU64,
-    pub records: AtomicU64,
-    pub user_bytes: AtomicU64,
-    pub commit_groups: AtomicU64,
-    pub wal_syncs: AtomicU64,
-    pub rotations: AtomicU64,
-    pub stalls: AtomicU64,
-    pub stall_nanos: AtomicU64,
-    pub flushes: AtomicU64,
-    pub flush_bytes: AtomicU64,
-    pub compactions: AtomicU64,
-    pub compaction_read_bytes: AtomicU64,
-    pub compaction_write_bytes: AtomicU64,
-}
-
-/// Background jobs waiting for disk space: each holds the path that could not be written.
-/// While a flush waits, writes are refused with [`Error::NoSpace`] (memtables cannot drain,
-/// and each write would eat into what little space is left); while only compaction waits,
-/// writes go on until level 0 fills up. Reads are never affected.
-#[derive(Debug, Default)]
-pub(crate) struct NoSpacePause {
-    pub flush: Option<String>,
-    pub compaction: Option<String>,
-}
-
-/// Which background job a [`NoSpacePause`] entry belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BgJob {
-    Flush,
-    Compaction,
-}
-
-/// A write waiting in the group-commit queue.
-#[derive(Debug)]
-struct WriteRequest {
-    rep: Vec<u8>,
-    /// Records in `rep`; 0 marks a request to rotate the memtable (from `flush`), which the
-    /// leader performs in order with the writes and logs nothing for.
-    count: u32,
-    sync: bool,
-}
-
 /// A write the leader accepted, expanded and is about to log.
 #[derive(Debug)]
 struct Prepared {
@@ -290,88 +132,10 @@ fn copy_refusal(e: &Error) -> Error {
     }
 }
 
-/// The error for a batch that index maintenance grew past what one WAL frame holds.
-pub(crate) fn grown_batch_error(e: sealdb_wal::Error) -> Error {
-    match e {
-        sealdb_wal::Error::BatchTooLarge { size, limit } => Error::BatchTooLarge {
-            what: "write batch with its index entries".into(),
-            size,
-            limit,
-        },
-        other => other.into(),
-    }
-}
-
 /// A writer whose commit group's leader panicked outside the application's closures: what
 /// reached the log is unknown, so the database is poisoned.
 fn leader_failed(inner: &DbInner, e: sealdb_wal::LeaderFailed) -> Error {
     inner.poison(Error::Poisoned(e.to_string()))
-}
-
-pub(crate) struct DbInner {
-    pub(crate) path: PathBuf,
-    pub(crate) fs: SharedFs,
-    pub(crate) opts: Options,
-    pub(crate) keys: Mutex<KeysFile>,
-    pub(crate) provider: RwLock<SharedProvider>,
-    pub(crate) keyring: RwLock<Keyring>,
-    pub(crate) cipher: CipherId,
-    pub(crate) wal: Wal,
-    group: GroupCommit<WriteRequest, Result<u64>>,
-    pub(crate) version: RwLock<Arc<SuperVersion>>,
-    pub(crate) manifest: Mutex<Manifest>,
-    pub(crate) keyspaces: RwLock<BTreeMap<String, u32>>,
-    /// Highest sequence number assigned (written only by the group-commit leader).
-    last_seq: AtomicU64,
-    /// Highest sequence number readers may see: every batch up to it is in the memtable.
-    pub(crate) visible_seq: AtomicU64,
-    pub(crate) snapshots: Mutex<BTreeMap<u64, usize>>,
-    stall_lock: Mutex<()>,
-    stall_cv: Condvar,
-    pub(crate) counters: Counters,
-    /// The counters of earlier sessions, from `STATS` (see `lifestats`).
-    pub(crate) lifetime_base: crate::lifestats::Lifetime,
-    pub(crate) poisoned: Mutex<Option<String>>,
-    /// Background work paused because the disk is full (retried with backoff).
-    pub(crate) no_space: Mutex<NoSpacePause>,
-    open_stats: OpenStats,
-    next_memtable_id: AtomicU64,
-    pub(crate) cache: Arc<BlockCache>,
-    /// Serializes flushes (one memtable at a time, oldest first).
-    pub(crate) flush_lock: Mutex<()>,
-    /// Serializes compactions.
-    pub(crate) compaction_lock: Mutex<()>,
-    /// Wakes the background threads.
-    pub(crate) flush_signal: Mutex<Option<Sender<()>>>,
-    pub(crate) compact_signal: Mutex<Option<Sender<()>>>,
-    /// Where the last compaction of each (keyspace, level) ended: the next starts after it.
-    pub(crate) compact_pointers: Mutex<BTreeMap<(u32, usize), Vec<u8>>>,
-    /// The next table number to hand out.
-    pub(crate) next_file: AtomicU64,
-    /// Set while the master key is unusable: reads and writes fail with its error.
-    pub(crate) key_block: Mutex<Option<crate::keylife::KeyBlock>>,
-    /// When the master key was last checked with its provider.
-    pub(crate) last_key_check: Mutex<u64>,
-    /// Stops the key-check thread when dropped.
-    pub(crate) key_stop: Mutex<Option<Sender<()>>>,
-    /// Held by the group-commit leader for a whole group, and by operations that must not
-    /// interleave with commits (index definition, backfill chunks, stream enabling).
-    pub(crate) commit_lock: Mutex<()>,
-    /// Secondary indexes the write path maintains.
-    pub(crate) indexes: RwLock<Arc<crate::index::IndexSet>>,
-    /// Change streams by keyspace.
-    pub(crate) streams: RwLock<Arc<crate::streams::StreamSet>>,
-    /// The record naming every chain's end, outside the data directory (`None` when
-    /// rollback protection is off, or the database was opened read-only).
-    pub(crate) head: Option<Arc<crate::head::Head>>,
-    /// Held by writers; a read-only open takes none.
-    _lock: Option<Box<dyn FileLock>>,
-}
-
-impl std::fmt::Debug for DbInner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").field("path", &self.path).finish()
-    }
 }
 
 /// An open database. Cheap to clone (clones share one database); `Send + Sync`.
@@ -397,26 +161,6 @@ impl std::fmt::Debug for DbInner {
 pub struct Db {
     pub(crate) inner: Arc<DbInner>,
     _bg: Arc<Background>,
-}
-
-/// The background threads; stopped and joined when the last `Db` handle goes, so that a
-/// dropped database has released its files and lock when `drop` returns.
-#[derive(Debug)]
-struct Background {
-    inner: Arc<DbInner>,
-    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        self.inner.flush_signal.lock().take();
-        self.inner.compact_signal.lock().take();
-        self.inner.key_stop.lock().take();
-        for t in self.threads.lock().drain(..) {
-            let _ = t.join();
-        }
-        self.inner.close_clean();
-    }
 }
 
 /// A handle on one keyspace (an independent sorted tree sharing the database's WAL).
@@ -502,13 +246,6 @@ pub struct WriteBatch {
 pub struct Snapshot {
     db: Db,
     seq: u64,
-}
-
-pub(crate) fn keyspace_key(id: u32, key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(KEYSPACE_PREFIX_LEN + key.len());
-    k.extend_from_slice(&id.to_be_bytes());
-    k.extend_from_slice(key);
-    k
 }
 
 impl Db {
@@ -1938,127 +1675,6 @@ impl Db {
         sources.extend(version.version.sources(keyspace, &user_lower, &user_upper));
         let pin: Arc<dyn std::any::Any + Send + Sync> = version;
         Ok(DbIter::new(sources, snapshot, vec![pin]))
-    }
-}
-
-impl DbInner {
-    /// Every session's counters: `STATS`'s plus this process's.
-    pub(crate) fn lifetime(&self) -> crate::lifestats::Lifetime {
-        self.lifetime_base
-            .plus(crate::lifestats::Lifetime::of(&self.counters))
-    }
-
-    /// Rewrites `STATS` with [`DbInner::lifetime`], under the current data key.
-    pub(crate) fn store_lifetime(&self) -> Result<()> {
-        let keyring = self.keyring.read().clone();
-        crate::lifestats::store(self.fs.as_ref(), &self.path, &keyring, self.lifetime())
-    }
-
-    /// A clean close: makes the WAL durable and pins its exact end in the head, so that a
-    /// newest segment cut short after a clean close is an error rather than a "torn tail".
-    /// Skipped (the head then stays "not clean", which is always safe) when the database is
-    /// poisoned or read-only, or anything fails.
-    fn close_clean(&self) {
-        let Some(head) = &self.head else { return };
-        if self.poisoned.lock().is_some() {
-            return;
-        }
-        let Ok((segment, end, durable)) = self.wal.sync_for_close() else {
-            return;
-        };
-        // Best effort: counters are statistics, and a close must not fail over them.
-        let _ = self.store_lifetime();
-        let last_seq = self.last_seq.load(Ordering::Acquire);
-        let mut stream_ends = Vec::new();
-        for (ks, s) in self.streams.read().iter() {
-            if s.log.sync().is_err() {
-                return;
-            }
-            stream_ends.push((*ks, crate::streams::stream_head(s)));
-        }
-        let _ = head.update(|s| {
-            s.wal_segment = s.wal_segment.max(segment);
-            s.wal_durable_seq = s.wal_durable_seq.max(durable.max(last_seq));
-            s.clean_end = (s.wal_segment == segment).then_some(end);
-            for (ks, e) in stream_ends {
-                s.streams.insert(ks, e);
-            }
-        });
-    }
-
-    /// Records a failure that leaves durable state unknown; returns the error for the caller.
-    pub(crate) fn poison(&self, e: Error) -> Error {
-        let mut p = self.poisoned.lock();
-        if p.is_none() {
-            // The reason alone: `Error::Poisoned` adds the "read-only" prefix when shown.
-            *p = Some(match &e {
-                Error::Poisoned(why) => why.clone(),
-                other => other.to_string(),
-            });
-        }
-        drop(p);
-        self.notify_room();
-        e
-    }
-
-    /// Handles a failure of an operation that leaves nothing unknown behind when the cause is
-    /// a full disk (the manifest rolls, the WAL starts a new segment, a flush or compaction
-    /// deletes its outputs): [`Error::NoSpace`] is returned as is, anything else poisons.
-    pub(crate) fn fail(&self, e: Error) -> Error {
-        if e.is_no_space() { e } else { self.poison(e) }
-    }
-
-    /// Marks a background job as waiting for disk space (see [`NoSpacePause`]).
-    pub(crate) fn pause_for_space(&self, job: BgJob, path: String) {
-        let mut p = self.no_space.lock();
-        match job {
-            BgJob::Flush => p.flush = Some(path),
-            BgJob::Compaction => p.compaction = Some(path),
-        }
-        drop(p);
-        self.notify_room();
-    }
-
-    /// A background job succeeded: it no longer waits for space.
-    pub(crate) fn resume_after_space(&self, job: BgJob) {
-        let mut p = self.no_space.lock();
-        let slot = match job {
-            BgJob::Flush => &mut p.flush,
-            BgJob::Compaction => &mut p.compaction,
-        };
-        if slot.take().is_some() {
-            drop(p);
-            self.notify_room();
-        }
-    }
-
-    /// Wakes stalled writers (after a flush or compaction freed room, or on failure).
-    pub(crate) fn notify_room(&self) {
-        let _g = self.stall_lock.lock();
-        self.stall_cv.notify_all();
-    }
-
-    pub(crate) fn signal_flush(&self) {
-        if let Some(tx) = self.flush_signal.lock().as_ref() {
-            let _ = tx.try_send(());
-        }
-    }
-
-    pub(crate) fn signal_compaction(&self) {
-        if let Some(tx) = self.compact_signal.lock().as_ref() {
-            let _ = tx.try_send(());
-        }
-    }
-
-    /// The oldest sequence number any reader may still need.
-    pub(crate) fn smallest_snapshot(&self) -> u64 {
-        let visible = self.visible_seq.load(Ordering::Acquire);
-        self.snapshots
-            .lock()
-            .keys()
-            .next()
-            .copied()
-            .map_or(visible, |s| s.min(visible))
     }
 }
 

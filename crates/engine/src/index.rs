@@ -2,8 +2,9 @@
 //! `index`), maintained in the same atomic batch as the base write by the group-commit leader,
 //! backfilled online, and queried by exact match, range or prefix on the index value.
 
-use crate::db::{Db, DbInner, keyspace_key};
+use crate::db::Db;
 use crate::manifest::Edit;
+use crate::state::{DbInner, keyspace_key};
 use crate::{Error, Result};
 use sealdb_index::{
     ContinuationToken, Extractor, IndexDefinition, IndexKind, IndexValue, Query, decode_entry_key,
@@ -108,7 +109,7 @@ pub(crate) fn maintain(
         let plan = guarded(idx, key, || idx.def.plan(key, old, new))?;
         let add = |r: sealdb_wal::Result<()>| {
             r.map_err(|e| match e {
-                e @ sealdb_wal::Error::BatchTooLarge { .. } => crate::db::grown_batch_error(e),
+                e @ sealdb_wal::Error::BatchTooLarge { .. } => crate::state::grown_batch_error(e),
                 e => Error::InvalidArgument(format!("index {}: {e}", idx.name)),
             })
         };
@@ -322,7 +323,7 @@ impl Db {
                     for (ek, ev) in entries {
                         batch
                             .put(idx.keyspace, &ek, &ev)
-                            .map_err(crate::db::grown_batch_error)?;
+                            .map_err(crate::state::grown_batch_error)?;
                     }
                     n += 1;
                     last = Some(k);

@@ -3,123 +3,15 @@
 //! and rollback protection.
 
 use crate::bg;
-use crate::db::{Db, DbInner};
+use crate::db::Db;
+use crate::keys::{AuditedProvider, KeyBlock};
 use crate::options::MasterKey;
+use crate::state::DbInner;
 use crate::{Error, Result};
-use sealdb_crypto::{
-    EncryptionContext, KeyDescriptor, KeyEvent, KeyProvider, KeyState, LocalKms, OwnedKeyProvider,
-    SecretKey, SharedProvider,
-};
-use std::fmt;
+use sealdb_crypto::{KeyDescriptor, KeyState, LocalKms, OwnedKeyProvider, SharedProvider};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A callback told of every use of the master key (wrap, unwrap, check, refusal). It must be
-/// quick and must not call back into the database.
-#[derive(Clone)]
-pub struct KeyEventHook(pub Arc<dyn Fn(&KeyEvent) + Send + Sync>);
-
-impl fmt::Debug for KeyEventHook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("KeyEventHook")
-    }
-}
-
-/// Wraps a provider so every use is reported to the hook.
-#[derive(Debug)]
-pub(crate) struct AuditedProvider {
-    pub inner: SharedProvider,
-    pub hook: Option<KeyEventHook>,
-}
-
-impl AuditedProvider {
-    pub(crate) fn wrap(inner: SharedProvider, hook: &Option<KeyEventHook>) -> SharedProvider {
-        match hook {
-            None => inner,
-            Some(h) => Arc::new(AuditedProvider {
-                inner,
-                hook: Some(h.clone()),
-            }),
-        }
-    }
-
-    fn report<T>(
-        &self,
-        op: &'static str,
-        db: Option<sealdb_crypto::DatabaseId>,
-        r: &sealdb_crypto::Result<T>,
-    ) {
-        if let Some(h) = &self.hook {
-            (h.0)(&KeyEvent {
-                key: self.inner.descriptor(),
-                operation: op,
-                database_id: db,
-                outcome: match r {
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(e.to_string()),
-                },
-            });
-        }
-    }
-}
-
-impl KeyProvider for AuditedProvider {
-    fn descriptor(&self) -> KeyDescriptor {
-        self.inner.descriptor()
-    }
-    fn wrap(
-        &self,
-        data_key: &SecretKey,
-        context: &EncryptionContext,
-    ) -> sealdb_crypto::Result<Vec<u8>> {
-        let r = self.inner.wrap(data_key, context);
-        self.report("wrap", Some(context.database_id), &r);
-        r
-    }
-    fn unwrap(
-        &self,
-        wrapped: &[u8],
-        context: &EncryptionContext,
-    ) -> sealdb_crypto::Result<SecretKey> {
-        let r = self.inner.unwrap(wrapped, context);
-        self.report("unwrap", Some(context.database_id), &r);
-        r
-    }
-    fn check(&self) -> sealdb_crypto::Result<KeyState> {
-        let r = self.inner.check();
-        self.report("check", None, &r);
-        r
-    }
-    fn generate_data_key(
-        &self,
-        context: &EncryptionContext,
-    ) -> sealdb_crypto::Result<(SecretKey, Vec<u8>)> {
-        let r = self.inner.generate_data_key(context);
-        self.report("generate-data-key", Some(context.database_id), &r);
-        r
-    }
-}
-
-/// Why the database currently refuses service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct KeyBlock {
-    pub provider: String,
-    pub key_id: String,
-    pub state: KeyState,
-    pub since: u64,
-}
-
-impl KeyBlock {
-    pub(crate) fn error(&self) -> Error {
-        Error::KeyUnavailable {
-            provider: self.provider.clone(),
-            key_id: self.key_id.clone(),
-            state: self.state.clone(),
-            since: Some(self.since),
-        }
-    }
-}
 
 /// The master key and data keys as `sealdb keys status` shows them.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -32,6 +32,8 @@ pub mod manifest;
 mod manifest;
 mod options;
 mod pitr;
+mod state;
+mod stats;
 mod streams;
 mod version;
 
@@ -43,7 +45,7 @@ pub use backup::{
     list_backups, read_backup, restore_backup, verify_backup,
 };
 pub use bg::VerifyReport;
-pub use db::{Db, Keyspace, LevelStats, OpenStats, Snapshot, Stats, WriteBatch};
+pub use db::{Db, Keyspace, Snapshot, WriteBatch};
 pub use error::{Error, Result};
 pub use head::HeadOrigin;
 #[cfg(feature = "fuzzing")]
@@ -51,16 +53,17 @@ pub use head::HeadOrigin;
 pub use index::decode_index_entry_for_fuzz;
 pub use index::{IndexHit, IndexInfo, IndexQuery, QueryPage};
 pub use iter::DbIter;
-pub use keylife::{DataKeyInfo, KeyEventHook, KeyStatus, ReencryptReport};
+pub use keylife::{DataKeyInfo, KeyStatus, ReencryptReport};
 pub use lifestats::CumulativeStats;
 pub use manifest::{EditField, FormatVersion, ManifestEdit, read_manifest_edits};
-pub use options::{Compression, MasterKey, NamedExtractor, Options, WriteOptions};
+pub use options::{Compression, KeyEventHook, MasterKey, NamedExtractor, Options, WriteOptions};
 pub use sealdb_crypto::{CipherId, DatabaseId, KeyDescriptor, KeyEvent, KeyProvider, KeyState};
 pub use sealdb_index::{
     ContinuationToken, ExtractFn, Extractor, IndexDefinition, IndexKind, IndexValue, PartitionSpec,
     Projection, Query,
 };
 pub use sealdb_wal::MAX_BATCH_LEN;
+pub use stats::{LevelStats, OpenStats, Stats};
 pub use streams::{StreamBatch, StreamEvent, StreamInfo, StreamRecord, StreamStart, StreamView};
 
 /// The repository's README, whose "Using it" example runs as a doctest (so it cannot drift

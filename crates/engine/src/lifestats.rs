@@ -11,7 +11,7 @@
 //! it, and refusing to open a database over its counters would help nobody; `verify` reports
 //! such a file as an integrity failure. A crash loses the counts since the last clean close.
 
-use crate::db::Counters;
+use crate::stats::Counters;
 use sealdb_crypto::Keyring;
 use sealdb_crypto::sealed::ArtifactKind;
 use sealdb_vfs::FileSystem;

@@ -4,7 +4,7 @@
 //! requested point.
 
 use crate::backup::BackupInfo;
-use crate::db::DbInner;
+use crate::state::DbInner;
 use crate::{Error, Result};
 use sealdb_crypto::Keyring;
 use sealdb_vfs::SharedFs;

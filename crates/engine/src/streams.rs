@@ -2,8 +2,9 @@
 //! fed by the commit leader with one record per real change, in commit order; recovered from
 //! the WAL when the stream lags it after a crash.
 
-use crate::db::{Db, DbInner};
+use crate::db::Db;
 use crate::manifest::Edit;
+use crate::state::DbInner;
 use crate::{Error, Result};
 use sealdb_stream::{
     ChangeRecord, ConsumerPositions, Event, StartAt, StreamId, StreamLog, StreamOptions, ViewType,
