@@ -409,7 +409,7 @@ pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
         let dir = inner.path.join(TABLES_DIR);
         inner.fs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
         // Streams durable before the manifest says this data left the WAL.
-        crate::streams::sync_all(inner)?;
+        crate::streams::sync_all(&inner.streams.read())?;
         let mut handles = Vec::new();
         for (ks, meta) in &outputs {
             handles.push((
@@ -493,7 +493,7 @@ pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
     } else {
         inner.wal.remove_obsolete(wal_min_segment)?;
     }
-    crate::streams::trim_all(inner)?;
+    crate::streams::trim_all(&inner.streams.read())?;
     inner.resume_after_space(BgJob::Flush);
     inner.counters.flushes.fetch_add(1, Ordering::Relaxed);
     inner

@@ -3,9 +3,10 @@
 //! docs/architecture.md): it names only the types of lower modules, and the operations on the
 //! whole database (open, commit, jobs, key lifecycle, backup) live in modules above it.
 
+use crate::lifestats::Counters;
 use crate::manifest::Manifest;
 use crate::options::Options;
-use crate::stats::{Counters, OpenStats};
+use crate::stats::OpenStats;
 use crate::version::SuperVersion;
 use crate::{Error, Result};
 use crossbeam_channel::Sender;

@@ -1,8 +1,7 @@
-//! What the engine counts: the public statistics types ([`Stats`], [`OpenStats`],
-//! [`LevelStats`]) and the live [`Counters`] they are read from.
+//! What the engine reports: the public statistics types ([`Stats`], [`OpenStats`],
+//! [`LevelStats`]), read from the live counters of `lifestats`.
 
 use sealdb_wal::RecoveryStats;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 /// What opening found.
@@ -97,22 +96,4 @@ impl Stats {
             (self.flush_bytes + self.compaction_write_bytes) as f64 / self.user_bytes as f64
         }
     }
-}
-
-/// The live counters, bumped by the write path and the background jobs.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub batches: AtomicU64,
-    pub records: AtomicU64,
-    pub user_bytes: AtomicU64,
-    pub commit_groups: AtomicU64,
-    pub wal_syncs: AtomicU64,
-    pub rotations: AtomicU64,
-    pub stalls: AtomicU64,
-    pub stall_nanos: AtomicU64,
-    pub flushes: AtomicU64,
-    pub flush_bytes: AtomicU64,
-    pub compactions: AtomicU64,
-    pub compaction_read_bytes: AtomicU64,
-    pub compaction_write_bytes: AtomicU64,
 }

@@ -1,15 +1,18 @@
 //! The database: open and recovery, keyspaces, the write path (group commit into the WAL,
 //! then the memtable), point reads and scans at snapshots.
 
+mod streams;
+
 use crate::iter::{DbIter, MemSource, Source};
 use crate::keys::open_or_create_keys;
+use crate::lifestats::Counters;
 use crate::manifest::{DEFAULT_KEYSPACE, Edit, Manifest};
 use crate::options::{Options, WriteOptions};
 use crate::state::{
     Background, DbInner, NoSpacePause, WriteRequest, grown_batch_error, keyspace_key,
     retry_read_only,
 };
-use crate::stats::{Counters, LevelStats, OpenStats, Stats};
+use crate::stats::{LevelStats, OpenStats, Stats};
 use crate::version::SuperVersion;
 use crate::{Error, Result};
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -1349,7 +1352,11 @@ impl Db {
                 changes.push(c);
                 rest.push(p);
             }
-            if let Err(e) = crate::streams::append_changes(inner, changes, now_ms, sync) {
+            let streams = inner.streams.read().clone();
+            let memtable = inner.version.read().active.id();
+            if let Err(e) =
+                crate::streams::append_changes(&streams, memtable, changes, now_ms, sync)
+            {
                 self.poison(e);
                 results.extend(rest.into_iter().map(|p| (p.id, Err(self.poisoned_error()))));
                 return;
