@@ -1,6 +1,7 @@
 //! The database: open and recovery, keyspaces, the write path (group commit into the WAL,
 //! then the memtable), point reads and scans at snapshots.
 
+mod index;
 mod streams;
 
 use crate::iter::{DbIter, MemSource, Source};
@@ -1081,14 +1082,7 @@ impl Db {
             let ikey = keyspace_key(rec.keyspace, rec.key);
             let old = match mine.get(&ikey) {
                 Some(v) => v.clone(),
-                None => crate::index::leader_read(
-                    &self.inner,
-                    self,
-                    overlay,
-                    rec.keyspace,
-                    rec.key,
-                    snapshot,
-                )?,
+                None => leader_read(&self.inner, self, overlay, rec.keyspace, rec.key, snapshot)?,
             };
             let new = match rec.op {
                 Op::Put => Some(rec.value.to_vec()),
@@ -1948,4 +1942,21 @@ impl Drop for Snapshot {
             }
         }
     }
+}
+
+/// Reads an item's current value for the commit leader: the overlay of this group's earlier
+/// writes first, then the database at the last committed sequence.
+pub(crate) fn leader_read(
+    inner: &DbInner,
+    db: &Db,
+    overlay: &HashMap<Vec<u8>, Option<Vec<u8>>>,
+    keyspace: u32,
+    key: &[u8],
+    snapshot: u64,
+) -> Result<Option<Vec<u8>>> {
+    let _ = inner;
+    if let Some(v) = overlay.get(&keyspace_key(keyspace, key)) {
+        return Ok(v.clone());
+    }
+    db.get_internal(keyspace, key, snapshot)
 }
