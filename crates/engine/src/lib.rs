@@ -12,7 +12,7 @@ mod bg;
 mod codec;
 mod db;
 mod error;
-mod format;
+
 // Entry points for the fuzz targets into decoders that are otherwise private: compiled only
 // for them (the `fuzzing` feature), so they are no part of the library's API.
 #[cfg(feature = "fuzzing")]

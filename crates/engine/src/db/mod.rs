@@ -1,7 +1,9 @@
 //! The database: open and recovery, keyspaces, the write path (group commit into the WAL,
 //! then the memtable), point reads and scans at snapshots.
 
+mod format;
 mod index;
+mod keys;
 mod streams;
 
 use crate::iter::{DbIter, MemSource, Source};
