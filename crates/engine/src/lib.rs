@@ -8,7 +8,6 @@
 //! Start with [`Db::open`]; see the crate's `examples/` and the repository's `docs/`.
 
 mod backup;
-mod bg;
 mod codec;
 mod db;
 mod error;
@@ -22,6 +21,7 @@ mod head;
 mod index;
 mod inuse;
 mod iter;
+mod jobs;
 mod keylife;
 mod keys;
 mod lifestats;
@@ -35,6 +35,7 @@ mod pitr;
 mod state;
 mod stats;
 mod streams;
+mod tables;
 mod version;
 
 #[cfg(feature = "fuzzing")]
@@ -44,7 +45,6 @@ pub use backup::{
     BackupInfo, BackupVerifyReport, RestoreInfo, RestorePoint, WalSegmentInfo, delete_backup,
     list_backups, read_backup, restore_backup, verify_backup,
 };
-pub use bg::VerifyReport;
 pub use db::{Db, Keyspace, Snapshot, WriteBatch};
 pub use error::{Error, Result};
 pub use head::HeadOrigin;
@@ -53,6 +53,7 @@ pub use head::HeadOrigin;
 pub use index::decode_index_entry_for_fuzz;
 pub use index::{IndexHit, IndexInfo, IndexQuery, QueryPage};
 pub use iter::DbIter;
+pub use jobs::verify::VerifyReport;
 pub use keylife::{DataKeyInfo, KeyStatus, ReencryptReport};
 pub use lifestats::CumulativeStats;
 pub use manifest::{EditField, FormatVersion, ManifestEdit, read_manifest_edits};

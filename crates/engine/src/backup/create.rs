@@ -72,7 +72,7 @@ impl Db {
         let mut done = 0u64;
         progress(0, total);
         for (_, _, f) in &tables {
-            let from = crate::bg::table_path(&inner.path, f.number);
+            let from = crate::tables::table_path(&inner.path, f.number);
             link_or_copy(fs, &from, &dir.join("tables").join(table_name(&f.file_id)))?;
             done += 1;
             progress(done, total);

@@ -87,7 +87,7 @@ pub fn restore_backup(
     if fs.exists(&staging) {
         remove_tree(fs, &staging)?;
     }
-    fs.create_dir_all(&staging.join(crate::bg::TABLES_DIR))
+    fs.create_dir_all(&staging.join(crate::tables::TABLES_DIR))
         .map_err(|e| Error::io(&staging, e))?;
     // KEYS: the backup's, re-wrapped under the target key if one is asked for.
     let keys_bytes = sealdb_vfs::read_file_limited(
@@ -154,7 +154,7 @@ pub fn restore_backup(
                 reason: sealdb_crypto::IntegrityReason::MissingFile,
             });
         }
-        let to = crate::bg::table_path(&staging, f.number);
+        let to = crate::tables::table_path(&staging, f.number);
         copy_file(fs, &from, &to)?;
         if let Some(l) = state
             .levels
@@ -203,9 +203,9 @@ pub fn restore_backup(
     // Every table opens and matches before the result becomes visible.
     let cache = sealdb_sstable::BlockCache::new(1 << 20);
     for (_, _, f) in &chosen.tables {
-        crate::bg::open_table_at(
+        crate::tables::open_table_at(
             fs,
-            &crate::bg::table_path(&staging, f.number),
+            &crate::tables::table_path(&staging, f.number),
             f,
             &keyring,
             chosen.cipher,
@@ -214,7 +214,7 @@ pub fn restore_backup(
     }
     if let Some(parent) = staging.parent() {
         // Every entry durable before the tree becomes visible under its name.
-        for sub in [crate::bg::TABLES_DIR, "wal"] {
+        for sub in [crate::tables::TABLES_DIR, "wal"] {
             let d = staging.join(sub);
             if fs.exists(&d) {
                 fs.sync_dir(&d).map_err(|e| Error::io(&d, e))?;

@@ -111,7 +111,7 @@ pub fn verify_backup(dir: &Path, id: Option<&str>, opts: &Options) -> Result<Bac
                 continue;
             }
             report.files_checked += 1;
-            match crate::bg::open_table_at(fs, &path, f, &keyring, info.cipher, &cache) {
+            match crate::tables::open_table_at(fs, &path, f, &keyring, info.cipher, &cache) {
                 Ok(t) => report.errors.extend(
                     t.table
                         .verify()

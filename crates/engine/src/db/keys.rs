@@ -7,7 +7,6 @@ use crate::keylife::{
     DataKeyInfo, KeyStatus, ReencryptReport, check_key_now, install_keys, target_provider,
 };
 
-use crate::bg;
 use crate::keys::AuditedProvider;
 use crate::options::MasterKey;
 use crate::{Error, Result};
@@ -70,7 +69,7 @@ impl Db {
         self.flush()?;
         // Segments holding nothing unflushed (left by sessions that wrote nothing, or already
         // flushed) go too, even when the flush had nothing to write.
-        bg::retire_wal(inner)?;
+        crate::jobs::flush::retire_wal(inner)?;
         let mut report = ReencryptReport::default();
         let old: Vec<_> = {
             let v = inner.version.read().version.clone();
@@ -90,7 +89,7 @@ impl Db {
         progress(0, total);
         for (i, (ks, level, t)) in old.into_iter().enumerate() {
             report.bytes_rewritten += t.meta.size;
-            bg::rewrite_table(inner, ks, level, t)?;
+            crate::jobs::compaction::rewrite_table(inner, ks, level, t)?;
             report.tables_rewritten += 1;
             progress(i as u64 + 1, total);
         }

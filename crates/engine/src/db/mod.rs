@@ -408,7 +408,7 @@ impl Db {
 
         let cache = BlockCache::new(opts.block_cache_bytes);
         let (version, orphan_tables) =
-            crate::bg::load_version(&fs, &path, &state, &keyring, cipher, &cache)?;
+            crate::tables::load_version(&fs, &path, &state, &keyring, cipher, &cache)?;
         let indexes = crate::index::IndexSet::from_manifest(&state, &opts.custom_extractors)?;
 
         // Recovery: replay the WAL into memtables, rotating as they fill. Records of streamed
@@ -544,7 +544,7 @@ impl Db {
                 // Temporary files of an atomic replace (CURRENT, KEYS) a crashed process left.
                 sealdb_vfs::remove_stale_temp_files(fs.as_ref(), &path)
                     .map_err(|e| Error::io(&path, e))?;
-                crate::bg::prepare_tables_dir(&fs, &path, &orphan_tables)?;
+                crate::tables::prepare_tables_dir(&fs, &path, &orphan_tables)?;
                 match m {
                     Some(m) => Manifest::start_after(fs.clone(), &path, &keyring, cipher, m)?,
                     None => Manifest::create(
@@ -692,7 +692,7 @@ impl Db {
         };
         let inner = Arc::new(inner);
         let mut threads = if inner.opts.background_work && !read_only {
-            crate::bg::start(&inner)
+            crate::jobs::start(&inner)
         } else {
             Vec::new()
         };
@@ -712,7 +712,7 @@ impl Db {
                 // Every session leaves a segment behind; past a few, move what they hold to
                 // tables so the WAL (and the next open's work) stays bounded.
                 db.flush()?;
-                crate::bg::retire_wal(&db.inner)?;
+                crate::jobs::flush::retire_wal(&db.inner)?;
             }
             // Memtables recovered beyond the budget go to tables now.
             db.inner.signal_flush();
@@ -1543,7 +1543,7 @@ impl Db {
             .group
             .submit(req, weight, |group| self.commit_group(group))
             .unwrap_or_else(|e| Err(leader_failed(inner, e)))?;
-        while crate::bg::flush_oldest(inner).map_err(|e| inner.fail(e))? {}
+        while crate::jobs::flush::flush_oldest(inner).map_err(|e| inner.fail(e))? {}
         Ok(())
     }
 
@@ -1551,20 +1551,20 @@ impl Db {
     /// overwritten data no snapshot needs).
     pub fn compact(&self) -> Result<()> {
         self.flush()?;
-        crate::bg::compact_all(&self.inner).map_err(|e| self.inner.fail(e))
+        crate::jobs::compaction::compact_all(&self.inner).map_err(|e| self.inner.fail(e))
     }
 
     /// Authenticates every live artifact (tables, WAL and archived WAL, stream segments and
     /// `CONSUMERS`, manifest and `CURRENT`, `KEYS`, `STATS`); reports how many of each kind it
     /// checked and each failure (each names its file and block).
     pub fn verify(&self) -> crate::VerifyReport {
-        crate::bg::verify(&self.inner, &mut |_, _| {})
+        crate::jobs::verify::verify(&self.inner, &mut |_, _| {})
     }
 
     /// [`Db::verify`], calling `progress(done, total)` as tables (the bulk of the work) are
     /// checked, and once more with `done == total` when everything is.
     pub fn verify_with_progress(&self, progress: &mut dyn FnMut(u64, u64)) -> crate::VerifyReport {
-        crate::bg::verify(&self.inner, progress)
+        crate::jobs::verify::verify(&self.inner, progress)
     }
 
     /// Makes every write so far durable (one WAL sync).
