@@ -184,3 +184,13 @@ pub(crate) fn maybe_rotate_by_age(inner: &Arc<DbInner>) {
         }
     }
 }
+
+impl DbInner {
+    /// Fails with the master key's error while it is unusable (see [`KeyBlock`]).
+    pub(crate) fn check_key(&self) -> Result<()> {
+        match self.key_block.lock().as_ref() {
+            Some(b) => Err(b.error()),
+            None => Ok(()),
+        }
+    }
+}

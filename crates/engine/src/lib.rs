@@ -9,6 +9,7 @@
 
 mod backup;
 mod codec;
+mod commit;
 mod db;
 mod error;
 
@@ -32,6 +33,7 @@ pub mod manifest;
 mod manifest;
 mod options;
 mod pitr;
+mod read;
 mod state;
 mod stats;
 mod streams;

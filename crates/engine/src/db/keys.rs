@@ -221,9 +221,6 @@ impl Db {
 
     /// Fails with `KeyUnavailable` while the master key is unusable.
     pub(crate) fn check_key(&self) -> Result<()> {
-        match self.inner.key_block.lock().as_ref() {
-            Some(b) => Err(b.error()),
-            None => Ok(()),
-        }
+        self.inner.check_key()
     }
 }

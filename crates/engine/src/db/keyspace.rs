@@ -56,6 +56,7 @@ impl Keyspace {
     /// Reads the newest value of `key`.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
         self.db
+            .inner
             .get_at(self.id, key.as_ref(), self.db.last_sequence())
     }
 
@@ -70,6 +71,7 @@ impl Keyspace {
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Result<DbIter> {
         let (lower, upper) = owned_bounds(&range);
         self.db
+            .inner
             .iter_at(self.id, lower, upper, self.db.last_sequence())
     }
 

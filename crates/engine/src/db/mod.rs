@@ -9,15 +9,12 @@ mod keyspace;
 mod snapshot;
 mod streams;
 
-use crate::iter::{DbIter, MemSource, Source};
+use crate::iter::DbIter;
 use crate::keys::open_or_create_keys;
 use crate::lifestats::Counters;
 use crate::manifest::{DEFAULT_KEYSPACE, Edit, Manifest};
 use crate::options::{Options, WriteOptions};
-use crate::state::{
-    Background, DbInner, NoSpacePause, WriteRequest, grown_batch_error, keyspace_key,
-    retry_read_only,
-};
+use crate::state::{Background, DbInner, NoSpacePause, keyspace_key, retry_read_only};
 use crate::stats::{LevelStats, OpenStats, Stats};
 use crate::version::SuperVersion;
 use crate::{Error, Result};
@@ -26,7 +23,7 @@ use sealdb_crypto::{CipherId, KeyDescriptor, SharedProvider};
 use sealdb_memtable::{Memtable, ValueKind};
 use sealdb_sstable::BlockCache;
 use sealdb_wal::{BatchBuilder, FrameBatch, GroupCommit, Op, RecordIter, Wal, WalOptions};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::Arc;
@@ -101,54 +98,6 @@ fn check_wal_end(
         }
     }
     Ok(())
-}
-
-/// A write the leader accepted, expanded and is about to log.
-#[derive(Debug)]
-struct Prepared {
-    id: u64,
-    req: WriteRequest,
-    /// The changes its streams record (empty without streams).
-    changes: Vec<crate::streams::Change>,
-    /// Bytes of change records it makes, per stream keyspace.
-    stream_bytes: HashMap<u32, usize>,
-    /// The sequence number of its first record (set once its frame is being logged).
-    first: u64,
-}
-
-/// What a writer waits behind: at most a frame's worth of batches per group.
-const GROUP_BUDGET: usize = sealdb_wal::MAX_FRAME_LEN - sealdb_wal::FRAME_HEADER_LEN;
-
-/// A request's weight against [`GROUP_BUDGET`]: what it adds to a frame.
-fn frame_weight(req: &WriteRequest) -> usize {
-    sealdb_wal::BATCH_HEADER_LEN.saturating_add(req.rep.len())
-}
-
-/// The refusal of `check_writable` again, for another writer of the same group.
-fn copy_refusal(e: &Error) -> Error {
-    match e {
-        Error::KeyUnavailable {
-            provider,
-            key_id,
-            state,
-            since,
-        } => Error::KeyUnavailable {
-            provider: provider.clone(),
-            key_id: key_id.clone(),
-            state: state.clone(),
-            since: *since,
-        },
-        Error::Poisoned(why) => Error::Poisoned(why.clone()),
-        Error::ReadOnly => Error::ReadOnly,
-        Error::NoSpace { path } => Error::NoSpace { path: path.clone() },
-        other => Error::Poisoned(other.to_string()),
-    }
-}
-
-/// A writer whose commit group's leader panicked outside the application's closures: what
-/// reached the log is unknown, so the database is poisoned.
-fn leader_failed(inner: &DbInner, e: sealdb_wal::LeaderFailed) -> Error {
-    inner.poison(Error::Poisoned(e.to_string()))
 }
 
 /// An open database. Cheap to clone (clones share one database); `Send + Sync`.
@@ -659,7 +608,7 @@ impl Db {
             keyring: RwLock::new(keyring),
             cipher,
             wal,
-            group: GroupCommit::with_budget(GROUP_BUDGET),
+            group: GroupCommit::with_budget(crate::commit::GROUP_BUDGET),
             version: RwLock::new(Arc::new(SuperVersion {
                 active,
                 immutables: memtables,
@@ -821,7 +770,7 @@ impl Db {
                 "keyspace names are 1 to {MAX_KEYSPACE_NAME} bytes"
             )));
         }
-        self.check_writable()?;
+        self.inner.check_writable()?;
         let mut manifest = self.inner.manifest.lock();
         if let Ok(ks) = self.keyspace_any(name) {
             return Ok(ks);
@@ -874,7 +823,7 @@ impl Db {
                 "the default keyspace cannot be dropped".into(),
             ));
         }
-        self.check_writable()?;
+        self.inner.check_writable()?;
         let mut manifest = self.inner.manifest.lock();
         let keyring = self.inner.keyring.read().clone();
         manifest
@@ -911,7 +860,7 @@ impl Db {
 
     /// `check_writable` for sibling modules.
     pub(crate) fn check_writable_pub(&self) -> Result<()> {
-        self.check_writable()
+        self.inner.check_writable()
     }
 
     /// A point read by keyspace id at a snapshot (for sibling modules).
@@ -921,7 +870,7 @@ impl Db {
         key: &[u8],
         snapshot: u64,
     ) -> Result<Option<Vec<u8>>> {
-        self.get_at(keyspace, key, snapshot)
+        self.inner.get_at(keyspace, key, snapshot)
     }
 
     /// A scan by keyspace id at a snapshot (for sibling modules).
@@ -932,7 +881,7 @@ impl Db {
         upper: Bound<Vec<u8>>,
         snapshot: u64,
     ) -> Result<DbIter> {
-        self.iter_at(keyspace, lower, upper, snapshot)
+        self.inner.iter_at(keyspace, lower, upper, snapshot)
     }
 
     /// Sets `key` to `value` in the default keyspace (not synced).
@@ -1006,552 +955,22 @@ impl Db {
                 "write batch holds keyspaces of another database".into(),
             ));
         }
-        self.check_writable()?;
-        self.wait_for_room()?;
-        let req = WriteRequest {
-            count: batch.builder.count(),
-            rep: batch.builder.into_rep(),
-            sync: opts.sync,
-        };
-        let inner = &self.inner;
-        let weight = frame_weight(&req);
-        // A synced write's leader waits briefly for the other writers to join its group: the
-        // `fdatasync` they share costs far more than the wait.
-        let gather = req.sync;
-        inner
-            .group
-            .submit_gathering(req, weight, gather, |group| self.commit_group(group))
-            .unwrap_or_else(|e| Err(leader_failed(inner, e)))
+        self.inner.write(batch.builder, opts.sync)
     }
 
-    /// Runs on the group-commit leader: assigns sequence numbers, writes one WAL frame (more
-    /// only if the group outgrew one sealed block; a sync per frame if any of its writers
-    /// asked for it), applies the batches to the memtable, then publishes.
-    fn commit_group(&self, group: Vec<(u64, WriteRequest)>) -> Vec<(u64, Result<u64>)> {
-        let _exclusive = self.inner.commit_lock.lock();
-        self.commit_locked(group)
-    }
-
-    /// Runs `f` with the commit path held: no write commits meanwhile, and `f` may commit
-    /// through [`commit_internal`](Self::commit_internal).
+    /// Runs `f` with the commit path held (see [`DbInner::run_exclusive`]).
     pub(crate) fn run_exclusive<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        let _exclusive = self.inner.commit_lock.lock();
-        f()
+        self.inner.run_exclusive(f)
     }
 
     /// Commits a batch from inside [`run_exclusive`](Self::run_exclusive).
     pub(crate) fn commit_internal(&self, batch: BatchBuilder) -> Result<u64> {
-        let req = WriteRequest {
-            count: batch.count(),
-            rep: batch.into_rep(),
-            sync: false,
-        };
-        self.commit_locked(vec![(0, req)])
-            .into_iter()
-            .next()
-            .map_or_else(|| Err(Error::Corruption("empty commit".into())), |(_, r)| r)
-    }
-
-    /// Adds the records that keep secondary indexes in step (same batch, so atomic) and
-    /// collects the changes streams record. Reads each touched item's current value: only for
-    /// keyspaces that have an index or a stream. Returns the bytes of change records the batch
-    /// makes per stream keyspace.
-    ///
-    /// Fails with `BatchTooLarge` when the batch with its index entries, or its change
-    /// records for one stream, would not fit in one sealed block; the group's `overlay` then
-    /// holds nothing of this batch, so the batches after it are maintained as if it had never
-    /// been submitted.
-    fn expand(
-        &self,
-        req: &mut WriteRequest,
-        overlay: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
-        snapshot: u64,
-        indexes: &crate::index::IndexSet,
-        streams: &crate::streams::StreamSet,
-        changes: &mut Vec<crate::streams::Change>,
-    ) -> Result<HashMap<u32, usize>> {
-        let touched = RecordIter::new(&req.rep).any(|r| {
-            r.is_ok_and(|r| {
-                indexes.by_base.contains_key(&r.keyspace) || streams.contains_key(&r.keyspace)
-            })
-        });
-        if !touched {
-            return Ok(HashMap::new());
-        }
-        // This batch's own writes, merged into the group's overlay only once it is accepted.
-        let mut mine: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
-        let mut extra = BatchBuilder::new();
-        for (pos, rec) in RecordIter::new(&req.rep).enumerate() {
-            let rec = rec.map_err(|e| Error::InvalidArgument(e.to_string()))?;
-            let idx = indexes.by_base.get(&rec.keyspace);
-            let stream = streams.get(&rec.keyspace);
-            if idx.is_none() && stream.is_none() {
-                continue;
-            }
-            let ikey = keyspace_key(rec.keyspace, rec.key);
-            let old = match mine.get(&ikey) {
-                Some(v) => v.clone(),
-                None => leader_read(&self.inner, self, overlay, rec.keyspace, rec.key, snapshot)?,
-            };
-            let new = match rec.op {
-                Op::Put => Some(rec.value.to_vec()),
-                Op::Delete => None,
-            };
-            if let Some(idx) = idx {
-                crate::index::maintain(idx, rec.key, old.as_deref(), new.as_deref(), &mut extra)?;
-            }
-            if stream.is_some() {
-                changes.push(crate::streams::Change {
-                    keyspace: rec.keyspace,
-                    key: rec.key.to_vec(),
-                    old: old.clone(),
-                    new: new.clone(),
-                    position: pos as u32,
-                    first_seq: 0,
-                });
-            }
-            mine.insert(ikey, new);
-        }
-        // The batch is rebuilt only when index maintenance added records to it (a stream
-        // alone leaves it as submitted).
-        let grown = if extra.count() > 0 {
-            let mut all = BatchBuilder::new();
-            for rec in RecordIter::new(&req.rep).chain(RecordIter::new(extra.rep())) {
-                let rec = rec.map_err(|e| Error::InvalidArgument(e.to_string()))?;
-                match rec.op {
-                    Op::Put => all.put(rec.keyspace, rec.key, rec.value),
-                    Op::Delete => all.delete(rec.keyspace, rec.key),
-                }
-                .map_err(grown_batch_error)?;
-            }
-            Some(all)
-        } else {
-            None
-        };
-        let stream_bytes = crate::streams::record_bytes(streams, changes);
-        for (ks, bytes) in &stream_bytes {
-            let size = sealdb_stream::RECORDS_FRAME_HEADER_LEN.saturating_add(*bytes);
-            if size > sealdb_stream::MAX_FRAME_LEN {
-                let name = streams
-                    .get(ks)
-                    .map_or_else(String::new, |s| s.keyspace_name.clone());
-                return Err(Error::BatchTooLarge {
-                    what: format!(
-                        "the change records of a write batch for the stream of keyspace {name:?}"
-                    ),
-                    size: size as u64,
-                    limit: sealdb_stream::MAX_FRAME_LEN as u64,
-                });
-            }
-        }
-        overlay.extend(mine);
-        if let Some(all) = grown {
-            req.count = all.count();
-            req.rep = all.rep().to_vec();
-        }
-        Ok(stream_bytes)
-    }
-
-    fn commit_locked(&self, group: Vec<(u64, WriteRequest)>) -> Vec<(u64, Result<u64>)> {
-        let inner = &self.inner;
-        if let Err(e) = self.check_writable() {
-            // Each writer gets the refusal itself, in its own class: a master key that became
-            // unusable while the writer waited is `KeyUnavailable`, not a poisoned database.
-            return group
-                .into_iter()
-                .map(|(id, _)| (id, Err(copy_refusal(&e))))
-                .collect();
-        }
-        let force_rotate = group.iter().any(|(_, r)| r.count == 0);
-        // Rotation requests are rare: a group without one is used as it is, not re-collected.
-        let (rotations, group): (Vec<_>, Vec<_>) = if force_rotate {
-            group.into_iter().partition(|(_, r)| r.count == 0)
-        } else {
-            (Vec::new(), group)
-        };
-        if let Err(e) = self.maybe_rotate(force_rotate) {
-            self.poison(e);
-            return group
-                .into_iter()
-                .chain(rotations)
-                .map(|(id, _)| (id, Err(self.poisoned_error())))
-                .collect();
-        }
-        let snapshot = inner.last_seq.load(Ordering::Acquire);
-        let mut results: Vec<(u64, Result<u64>)> =
-            Vec::with_capacity(rotations.len() + group.len());
-        results.extend(rotations.into_iter().map(|(id, _)| (id, Ok(snapshot))));
-        // Index maintenance and stream capture, when any keyspace has them.
-        let indexes = inner.indexes.read().clone();
-        let streams = inner.streams.read().clone();
-        let mut prepared = Vec::with_capacity(group.len());
-        let mut overlay = HashMap::new();
-        for (id, mut req) in group {
-            let mut changes = Vec::new();
-            if indexes.is_empty() && streams.is_empty() {
-                prepared.push(Prepared {
-                    id,
-                    req,
-                    changes,
-                    stream_bytes: HashMap::new(),
-                    first: 0,
-                });
-                continue;
-            }
-            match self.expand(
-                &mut req,
-                &mut overlay,
-                snapshot,
-                &indexes,
-                &streams,
-                &mut changes,
-            ) {
-                Ok(stream_bytes) => prepared.push(Prepared {
-                    id,
-                    req,
-                    changes,
-                    stream_bytes,
-                    first: 0,
-                }),
-                Err(e) => results.push((id, Err(e))),
-            }
-        }
-        // Pack the batches, in order, into frames that each fit one sealed block (and whose
-        // change records fit one stream block per stream): a group merged from many writers,
-        // or grown by index entries, becomes several frames rather than an oversized one.
-        let mut seq = snapshot;
-        // The usual group (no streams, within one block) is one frame as it stands.
-        if prepared.iter().all(|p| p.stream_bytes.is_empty())
-            && sealdb_wal::frame_len(prepared.iter().map(|p| p.req.rep.len()))
-                <= sealdb_wal::MAX_FRAME_LEN
-        {
-            if !prepared.is_empty() {
-                self.commit_frame(prepared, &mut seq, &mut results);
-            }
-            return results;
-        }
-        let mut frame: Vec<Prepared> = Vec::with_capacity(prepared.len());
-        let mut wal_len = sealdb_wal::FRAME_HEADER_LEN;
-        let mut stream_len: HashMap<u32, usize> = HashMap::new();
-        for p in prepared {
-            let batch_len = sealdb_wal::BATCH_HEADER_LEN.saturating_add(p.req.rep.len());
-            let fits = wal_len.saturating_add(batch_len) <= sealdb_wal::MAX_FRAME_LEN
-                && p.stream_bytes.iter().all(|(ks, bytes)| {
-                    stream_len
-                        .get(ks)
-                        .copied()
-                        .unwrap_or(sealdb_stream::RECORDS_FRAME_HEADER_LEN)
-                        .saturating_add(*bytes)
-                        <= sealdb_stream::MAX_FRAME_LEN
-                });
-            if !fits && !frame.is_empty() {
-                self.commit_frame(std::mem::take(&mut frame), &mut seq, &mut results);
-                wal_len = sealdb_wal::FRAME_HEADER_LEN;
-                stream_len.clear();
-            }
-            wal_len = wal_len.saturating_add(batch_len);
-            for (ks, bytes) in &p.stream_bytes {
-                let l = stream_len
-                    .entry(*ks)
-                    .or_insert(sealdb_stream::RECORDS_FRAME_HEADER_LEN);
-                *l = l.saturating_add(*bytes);
-            }
-            frame.push(p);
-        }
-        if !frame.is_empty() {
-            self.commit_frame(frame, &mut seq, &mut results);
-        }
-        results
-    }
-
-    /// Logs `frame`'s batches as one WAL frame (and their change records as one block per
-    /// stream), applies them to the memtable and publishes them; `seq` is the last sequence
-    /// number assigned so far and advances past the frame once it is logged.
-    fn commit_frame(
-        &self,
-        mut frame: Vec<Prepared>,
-        seq: &mut u64,
-        results: &mut Vec<(u64, Result<u64>)>,
-    ) {
-        let inner = &self.inner;
-        // An earlier frame of this group failed: nothing more is logged.
-        if inner.poisoned.lock().is_some() {
-            results.extend(
-                frame
-                    .into_iter()
-                    .map(|p| (p.id, Err(self.poisoned_error()))),
-            );
-            return;
-        }
-        let mut next = *seq;
-        let mut sync = false;
-        for p in &mut frame {
-            p.first = next + 1;
-            next += u64::from(p.req.count);
-            sync |= p.req.sync;
-        }
-        let now_ms = crate::now_ms();
-        fn frame_batch(p: &Prepared, commit_time_ms: u64) -> FrameBatch<'_> {
-            FrameBatch {
-                first_seq: p.first,
-                count: p.req.count,
-                rep: &p.req.rep,
-                commit_time_ms,
-            }
-        }
-        // A frame of one batch (a lone writer's every commit) needs no list on the heap.
-        let one: [FrameBatch<'_>; 1];
-        let many: Vec<FrameBatch<'_>>;
-        let batches: &[FrameBatch<'_>] = if let [p] = frame.as_slice() {
-            one = [frame_batch(p, now_ms)];
-            &one
-        } else {
-            many = frame.iter().map(|p| frame_batch(p, now_ms)).collect();
-            &many
-        };
-        match inner.wal.append(batches, sync) {
-            Ok(()) => {}
-            Err(sealdb_wal::Error::BatchTooLarge { size, limit }) => {
-                // Refused before anything was written (packing makes this unreachable): the
-                // database stays writable.
-                results.extend(frame.into_iter().map(|p| {
-                    let e = Error::BatchTooLarge {
-                        what: "WAL frame".into(),
-                        size,
-                        limit,
-                    };
-                    (p.id, Err(e))
-                }));
-                return;
-            }
-            Err(e) if e.is_no_space() && !inner.wal.is_poisoned() => {
-                // A full disk: nothing was acknowledged, and the WAL goes on in a new segment
-                // at the next write; every writer of the frame gets the typed error.
-                let e = Error::from(e);
-                results.extend(frame.into_iter().map(|p| (p.id, Err(copy_refusal(&e)))));
-                return;
-            }
-            Err(e) => {
-                self.poison(e.into());
-                results.extend(
-                    frame
-                        .into_iter()
-                        .map(|p| (p.id, Err(self.poisoned_error()))),
-                );
-                return;
-            }
-        }
-        *seq = next;
-        // Change records go to the streams after the WAL and before the memtable: a flush
-        // (which may delete WAL segments) never sees data whose records are not appended.
-        if frame.iter().any(|p| !p.changes.is_empty()) {
-            let mut changes: Vec<Vec<crate::streams::Change>> = Vec::with_capacity(frame.len());
-            let mut rest = Vec::with_capacity(frame.len());
-            for mut p in frame {
-                let mut c = std::mem::take(&mut p.changes);
-                for ch in &mut c {
-                    ch.first_seq = p.first;
-                }
-                changes.push(c);
-                rest.push(p);
-            }
-            let streams = inner.streams.read().clone();
-            let memtable = inner.version.read().active.id();
-            if let Err(e) =
-                crate::streams::append_changes(&streams, memtable, changes, now_ms, sync)
-            {
-                self.poison(e);
-                results.extend(rest.into_iter().map(|p| (p.id, Err(self.poisoned_error()))));
-                return;
-            }
-            self.apply_frame(rest, sync, results);
-        } else {
-            self.apply_frame(frame, sync, results);
-        }
-        inner.last_seq.store(*seq, Ordering::Release);
-        inner.visible_seq.store(*seq, Ordering::Release);
-    }
-
-    /// Inserts a logged frame's batches into the active memtable.
-    fn apply_frame(&self, frame: Vec<Prepared>, sync: bool, results: &mut Vec<(u64, Result<u64>)>) {
-        let inner = &self.inner;
-        inner.counters.commit_groups.fetch_add(1, Ordering::Relaxed);
-        if sync {
-            inner.counters.wal_syncs.fetch_add(1, Ordering::Relaxed);
-        }
-        let active = inner.version.read().active.clone();
-        for p in frame {
-            let first = p.first;
-            let req = p.req;
-            let mut ok = true;
-            for (s, rec) in (first..).zip(RecordIter::new(&req.rep)) {
-                let Ok(rec) = rec else {
-                    ok = false;
-                    break;
-                };
-                let kind = match rec.op {
-                    Op::Put => ValueKind::Put,
-                    Op::Delete => ValueKind::Delete,
-                };
-                if active
-                    .insert_prefixed(&rec.keyspace.to_be_bytes(), rec.key, s, kind, rec.value)
-                    .is_err()
-                {
-                    ok = false;
-                    break;
-                }
-            }
-            inner.counters.batches.fetch_add(1, Ordering::Relaxed);
-            inner
-                .counters
-                .records
-                .fetch_add(u64::from(req.count), Ordering::Relaxed);
-            inner
-                .counters
-                .user_bytes
-                .fetch_add(req.rep.len() as u64, Ordering::Relaxed);
-            if ok {
-                results.push((p.id, Ok(first + u64::from(req.count) - 1)));
-            } else {
-                let e = self.poison(Error::Corruption("memtable insert failed".into()));
-                results.push((p.id, Err(e)));
-            }
-        }
-    }
-
-    /// The error a writer gets once the database is poisoned: the first failure, named once.
-    fn poisoned_error(&self) -> Error {
-        Error::Poisoned(
-            self.inner
-                .poisoned
-                .lock()
-                .clone()
-                .unwrap_or_else(|| "an earlier failure".into()),
-        )
-    }
-
-    /// Freezes the active memtable once it is over budget (called by the commit leader, the
-    /// only mutator of the memtable set).
-    fn maybe_rotate(&self, force: bool) -> Result<()> {
-        let inner = &self.inner;
-        let current = inner.version.read().clone();
-        if !force && current.active.approximate_bytes() < inner.opts.memtable_size {
-            return Ok(());
-        }
-        self.rotate_memtable()
-    }
-
-    /// Freezes the active memtable and starts a new one (and a new WAL segment).
-    pub(crate) fn rotate_memtable(&self) -> Result<()> {
-        let inner = &self.inner;
-        let mut version = inner.version.write();
-        if version.active.is_empty() {
-            return Ok(());
-        }
-        // The WAL is not rolled here: segments roll by size, and a flush deletes a segment
-        // once every record in it is in tables (the memtable rotation stays cheap).
-        version.active.freeze();
-        let id = inner.next_memtable_id.fetch_add(1, Ordering::Relaxed);
-        let mut immutables = vec![version.active.clone()];
-        immutables.extend(version.immutables.iter().cloned());
-        *version = Arc::new(SuperVersion {
-            active: Arc::new(Memtable::new(id)),
-            immutables,
-            version: version.version.clone(),
-        });
-        inner.counters.rotations.fetch_add(1, Ordering::Relaxed);
-        drop(version);
-        inner.signal_flush();
-        Ok(())
-    }
-
-    /// Back-pressure: while too many frozen memtables wait for flush, writers wait (counted in
-    /// [`Stats::write_stalls`]).
-    fn wait_for_room(&self) -> Result<()> {
-        let inner = &self.inner;
-        let limit = inner.opts.max_immutable_memtables.max(1);
-        let l0_limit = inner.opts.l0_stop_writes.max(1);
-        let over = || {
-            let v = inner.version.read();
-            v.immutables.len() >= limit
-                || v.version
-                    .keyspaces
-                    .values()
-                    .any(|l| l.first().is_some_and(|l0| l0.len() >= l0_limit))
-        };
-        if !over() {
-            return Ok(());
-        }
-        let start = Instant::now();
-        inner.counters.stalls.fetch_add(1, Ordering::Relaxed);
-        inner.signal_flush();
-        inner.signal_compaction();
-        let mut guard = inner.stall_lock.lock();
-        let mut result = Ok(());
-        while over() {
-            if let Err(e) = self.check_writable() {
-                result = Err(e);
-                break;
-            }
-            // Compaction cannot make room until space is freed: say so rather than hang.
-            if let Some(path) = inner.no_space.lock().compaction.clone() {
-                result = Err(Error::NoSpace { path });
-                break;
-            }
-            inner
-                .stall_cv
-                .wait_for(&mut guard, Duration::from_millis(50));
-        }
-        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        inner
-            .counters
-            .stall_nanos
-            .fetch_add(nanos, Ordering::Relaxed);
-        result
-    }
-
-    fn check_writable(&self) -> Result<()> {
-        self.check_not_poisoned()?;
-        if let Some(path) = self.inner.no_space.lock().flush.clone() {
-            return Err(Error::NoSpace { path });
-        }
-        Ok(())
-    }
-
-    /// [`check_writable`](Self::check_writable) without the disk-full pause: for `flush`,
-    /// which is how a caller without background threads retries.
-    fn check_not_poisoned(&self) -> Result<()> {
-        if self.inner.opts.read_only {
-            return Err(Error::ReadOnly);
-        }
-        if let Some(why) = self.inner.poisoned.lock().as_ref() {
-            return Err(Error::Poisoned(why.clone()));
-        }
-        self.check_key()
-    }
-
-    /// Records a failure that leaves durable state unknown; returns the error for the caller.
-    fn poison(&self, e: Error) -> Error {
-        self.inner.poison(e)
+        self.inner.commit_internal(batch)
     }
 
     /// Writes every memtable to level-0 tables now (and waits for it).
     pub fn flush(&self) -> Result<()> {
-        self.check_not_poisoned()?;
-        // Rotation is the commit leader's job: go through the queue with an empty request.
-        let inner = &self.inner;
-        let req = WriteRequest {
-            rep: Vec::new(),
-            count: 0,
-            sync: false,
-        };
-        let weight = frame_weight(&req);
-        inner
-            .group
-            .submit(req, weight, |group| self.commit_group(group))
-            .unwrap_or_else(|e| Err(leader_failed(inner, e)))?;
-        while crate::jobs::flush::flush_oldest(inner).map_err(|e| inner.fail(e))? {}
-        Ok(())
+        self.inner.flush()
     }
 
     /// Flushes, then compacts every keyspace fully into its last level (dropping deleted and
@@ -1628,79 +1047,4 @@ impl Db {
             cumulative: self.inner.lifetime().to_stats(),
         }
     }
-
-    fn get_at(&self, keyspace: u32, key: &[u8], snapshot: u64) -> Result<Option<Vec<u8>>> {
-        self.check_key()?;
-        let version = self.inner.version.read().clone();
-        let ikey = keyspace_key(keyspace, key);
-        if let Some((_, v)) = version.active.get(&ikey, snapshot) {
-            return Ok(v);
-        }
-        for m in &version.immutables {
-            if let Some((_, v)) = m.get(&ikey, snapshot) {
-                return Ok(v);
-            }
-        }
-        Ok(version
-            .version
-            .get(keyspace, key, snapshot)?
-            .and_then(|(_, v)| v))
-    }
-
-    fn iter_at(
-        &self,
-        keyspace: u32,
-        lower: Bound<Vec<u8>>,
-        upper: Bound<Vec<u8>>,
-        snapshot: u64,
-    ) -> Result<DbIter> {
-        self.check_key()?;
-        let version = self.inner.version.read().clone();
-        let (user_lower, user_upper) = (lower.clone(), upper.clone());
-        let map_bound = |b: Bound<Vec<u8>>| match b {
-            Bound::Included(k) => Bound::Included(keyspace_key(keyspace, &k)),
-            Bound::Excluded(k) => Bound::Excluded(keyspace_key(keyspace, &k)),
-            Bound::Unbounded => Bound::Unbounded,
-        };
-        let lo = match lower {
-            Bound::Unbounded => Bound::Included(keyspace_key(keyspace, b"")),
-            b => map_bound(b),
-        };
-        let hi = match upper {
-            Bound::Unbounded => match keyspace.checked_add(1) {
-                Some(next) => Bound::Excluded(next.to_be_bytes().to_vec()),
-                None => Bound::Unbounded,
-            },
-            b => map_bound(b),
-        };
-        let mut sources: Vec<Box<dyn Source>> = Vec::new();
-        sources.push(Box::new(MemSource {
-            iter: version.active.iter(lo.clone(), hi.clone()),
-        }));
-        for m in &version.immutables {
-            sources.push(Box::new(MemSource {
-                iter: m.iter(lo.clone(), hi.clone()),
-            }));
-        }
-        sources.extend(version.version.sources(keyspace, &user_lower, &user_upper));
-        let pin: Arc<dyn std::any::Any + Send + Sync> = version;
-        Ok(DbIter::new(sources, snapshot, vec![pin]))
-    }
-}
-
-/// Reads an item's current value for the commit leader: the overlay of this group's earlier
-/// writes first, then the database at the last committed sequence.
-pub(crate) fn leader_read(
-    inner: &DbInner,
-    db: &Db,
-    overlay: &HashMap<Vec<u8>, Option<Vec<u8>>>,
-    keyspace: u32,
-    key: &[u8],
-    snapshot: u64,
-) -> Result<Option<Vec<u8>>> {
-    let _ = inner;
-    if let Some(v) = overlay.get(&keyspace_key(keyspace, key)) {
-        return Ok(v.clone());
-    }
-    db.get_internal(keyspace, key, snapshot)
 }

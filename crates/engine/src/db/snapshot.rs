@@ -14,7 +14,7 @@ impl Snapshot {
 
     /// Reads `key` from `keyspace` as of the snapshot.
     pub fn get(&self, keyspace: &Keyspace, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
-        self.db.get_at(keyspace.id, key.as_ref(), self.seq)
+        self.db.inner.get_at(keyspace.id, key.as_ref(), self.seq)
     }
 
     /// Whether `key` had a value in `keyspace` as of the snapshot.
@@ -30,7 +30,7 @@ impl Snapshot {
         range: R,
     ) -> Result<DbIter> {
         let (lower, upper) = owned_bounds(&range);
-        self.db.iter_at(keyspace.id, lower, upper, self.seq)
+        self.db.inner.iter_at(keyspace.id, lower, upper, self.seq)
     }
 
     /// Iterates every key of `keyspace` as of the snapshot.
