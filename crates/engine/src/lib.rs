@@ -31,6 +31,7 @@ mod lifestats;
 pub mod manifest;
 #[cfg(not(feature = "fuzzing"))]
 mod manifest;
+mod open;
 mod options;
 mod pitr;
 mod read;
