@@ -102,7 +102,7 @@ pub(crate) fn maintain(
         let plan = guarded(idx, key, || idx.def.plan(key, old, new))?;
         let add = |r: sealdb_wal::Result<()>| {
             r.map_err(|e| match e {
-                e @ sealdb_wal::Error::BatchTooLarge { .. } => crate::state::grown_batch_error(e),
+                e @ sealdb_wal::Error::BatchTooLarge { .. } => grown_batch_error(e),
                 e => Error::InvalidArgument(format!("index {}: {e}", idx.name)),
             })
         };
@@ -114,6 +114,18 @@ pub(crate) fn maintain(
         }
     }
     Ok(())
+}
+
+/// The error for a batch that index maintenance grew past what one WAL frame holds.
+pub(crate) fn grown_batch_error(e: sealdb_wal::Error) -> Error {
+    match e {
+        sealdb_wal::Error::BatchTooLarge { size, limit } => Error::BatchTooLarge {
+            what: "write batch with its index entries".into(),
+            size,
+            limit,
+        },
+        other => other.into(),
+    }
 }
 
 /// Runs index code that calls the application's extractor. A panic there is the

@@ -60,18 +60,6 @@ pub(crate) struct WriteRequest {
     pub(crate) sync: bool,
 }
 
-/// The error for a batch that index maintenance grew past what one WAL frame holds.
-pub(crate) fn grown_batch_error(e: sealdb_wal::Error) -> Error {
-    match e {
-        sealdb_wal::Error::BatchTooLarge { size, limit } => Error::BatchTooLarge {
-            what: "write batch with its index entries".into(),
-            size,
-            limit,
-        },
-        other => other.into(),
-    }
-}
-
 pub(crate) struct DbInner {
     pub(crate) path: PathBuf,
     pub(crate) fs: SharedFs,

@@ -1,7 +1,8 @@
 //! Expanding a batch on the commit leader: the index records that keep secondary indexes in
 //! step, and the changes its streams record, read through the group's overlay.
 
-use crate::state::{DbInner, WriteRequest, grown_batch_error, keyspace_key};
+use crate::index::grown_batch_error;
+use crate::state::{DbInner, WriteRequest, keyspace_key};
 use crate::{Error, Result};
 use sealdb_wal::{BatchBuilder, Op, RecordIter};
 use std::collections::HashMap;

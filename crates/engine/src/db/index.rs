@@ -133,7 +133,7 @@ impl Db {
                     for (ek, ev) in entries {
                         batch
                             .put(idx.keyspace, &ek, &ev)
-                            .map_err(crate::state::grown_batch_error)?;
+                            .map_err(crate::index::grown_batch_error)?;
                     }
                     n += 1;
                     last = Some(k);
