@@ -4,151 +4,131 @@
 use super::anchor::{anchor_path, newest_anchored, write_anchor};
 use super::catalog::{BackupInfo, WalSegmentInfo, catalog_path, encode_catalog};
 use super::files::{file_digest, link_or_copy, table_name, wal_name};
-use crate::db::Db;
 use crate::manifest::ManifestState;
+use crate::state::DbInner;
 use crate::{Error, Result};
 use sealdb_crypto::{ArtifactKind, CipherId, Keyring};
 use sealdb_vfs::SharedFs;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-impl Db {
-    /// Takes a consistent online backup into `dir` (created if needed): the live tables at
-    /// the last flush's sequence number (memtables are flushed first), the WAL segments that
-    /// point-in-time recovery needs, the KEYS file, and a sealed catalogue. Reads and writes
-    /// continue meanwhile. `progress(done, total)` counts files.
-    ///
-    /// ```
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let dir = tempfile::tempdir()?;
-    /// # let opts = sealdb::Options { keystore_dir: Some(dir.path().join("keystore")), ..Default::default() };
-    /// let db = sealdb::Db::open(dir.path().join("db"), opts.clone())?;
-    /// db.put("k", "v")?;
-    /// let backups = dir.path().join("backups");
-    /// let info = db.backup(&backups, &mut |_done, _total| {})?;
-    /// assert_eq!(sealdb::list_backups(&backups, &opts)?.len(), 1);
-    /// let restored = dir.path().join("restored");
-    /// sealdb::restore_backup(
-    ///     &backups, &restored, Some(info.id.as_str()), sealdb::RestorePoint::Backup, None, &opts,
-    ///     &mut |_, _| {},
-    /// )?;
-    /// drop(db);
-    /// assert_eq!(sealdb::Db::open(&restored, opts)?.get("k")?, Some(b"v".to_vec()));
-    /// # Ok(()) }
-    /// ```
-    pub fn backup(&self, dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<BackupInfo> {
-        self.check_key()?;
-        let inner = &self.inner;
-        let fs = &inner.fs;
-        self.flush()?;
-        // Everything up to S is in tables; closed WAL segments cover what follows. Segments
-        // numbered below `below` are closed for good: only those are taken.
-        let below = inner.wal.rotate()?;
-        // Refuse before copying anything if the directory's newest backup went missing; the
-        // new catalogue names the newest one as its predecessor.
-        let predecessor = newest_anchored(fs, dir, &inner.opts)?;
-        let keyring = inner.keyring.read().clone();
-        // Capture the manifest state and pin the matching tables under the manifest lock:
-        // flush and compaction install versions while holding it.
-        let (state, version): (ManifestState, _) = {
-            let m = inner.manifest.lock();
-            (m.state().clone(), inner.version.read().version.clone())
-        };
-        // Durably: the catalog entry written at the end must not outlive the directories.
-        sealdb_vfs::create_dir_all_durable(fs.as_ref(), &dir.join("tables"))
-            .map_err(|e| Error::io(dir, e))?;
-        sealdb_vfs::create_dir_all_durable(fs.as_ref(), &dir.join("wal"))
-            .map_err(|e| Error::io(dir, e))?;
-        let mut tables = Vec::new();
-        for (ks, levels) in &state.levels {
-            for (level, files) in levels.iter().enumerate() {
-                for f in files.values() {
-                    tables.push((*ks, level as u8, f.clone()));
-                }
+/// Takes an online backup of the database whose state is `inner` into `dir`: what
+/// [`crate::Db::backup`] does.
+pub(crate) fn backup(
+    inner: &Arc<DbInner>,
+    dir: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<BackupInfo> {
+    inner.check_key()?;
+    let fs = &inner.fs;
+    inner.flush()?;
+    // Everything up to S is in tables; closed WAL segments cover what follows. Segments
+    // numbered below `below` are closed for good: only those are taken.
+    let below = inner.wal.rotate()?;
+    // Refuse before copying anything if the directory's newest backup went missing; the
+    // new catalogue names the newest one as its predecessor.
+    let predecessor = newest_anchored(fs, dir, &inner.opts)?;
+    let keyring = inner.keyring.read().clone();
+    // Capture the manifest state and pin the matching tables under the manifest lock:
+    // flush and compaction install versions while holding it.
+    let (state, version): (ManifestState, _) = {
+        let m = inner.manifest.lock();
+        (m.state().clone(), inner.version.read().version.clone())
+    };
+    // Durably: the catalog entry written at the end must not outlive the directories.
+    sealdb_vfs::create_dir_all_durable(fs.as_ref(), &dir.join("tables"))
+        .map_err(|e| Error::io(dir, e))?;
+    sealdb_vfs::create_dir_all_durable(fs.as_ref(), &dir.join("wal"))
+        .map_err(|e| Error::io(dir, e))?;
+    let mut tables = Vec::new();
+    for (ks, levels) in &state.levels {
+        for (level, files) in levels.iter().enumerate() {
+            for f in files.values() {
+                tables.push((*ks, level as u8, f.clone()));
             }
         }
-        let wal_segments = crate::pitr::closed_segments_for_backup(inner, below)?;
-        let total = (tables.len() + wal_segments.len()) as u64;
-        let mut done = 0u64;
-        progress(0, total);
-        for (_, _, f) in &tables {
-            let from = crate::tables::table_path(&inner.path, f.number);
-            link_or_copy(fs, &from, &dir.join("tables").join(table_name(&f.file_id)))?;
-            done += 1;
-            progress(done, total);
-        }
-        let mut wal = Vec::with_capacity(wal_segments.len());
-        for (number, places) in &wal_segments {
-            if let Some(info) = keep_wal_segment(fs, dir, *number, places, &keyring, inner.cipher)?
-            {
-                wal.push(info);
-            } else if !wal.is_empty() {
-                // Only the oldest archived segments may go meanwhile (archive trimming).
-                return Err(Error::Corruption(format!(
-                    "WAL segment {number} vanished while being backed up"
-                )));
-            }
-            done += 1;
-            progress(done, total);
-        }
-        drop(version);
-        fs.sync_dir(&dir.join("tables"))
-            .map_err(|e| Error::io(dir, e))?;
-        fs.sync_dir(&dir.join("wal"))
-            .map_err(|e| Error::io(dir, e))?;
-
-        let mut id_bytes = [0u8; 8];
-        sealdb_crypto::keys::fill_random(&mut id_bytes)?;
-        let created_ms = crate::now_ms();
-        let id = format!("{created_ms:013}-{}", sealdb_crypto::hex::encode(&id_bytes));
-        let keys_copy = dir.join(format!("{id}.KEYS"));
-        let keys_bytes = sealdb_vfs::read_file_limited(
-            fs.as_ref(),
-            &inner.path.join(sealdb_crypto::keysfile::KEYS_FILE_NAME),
-            4 << 20,
-        )
-        .map_err(|e| Error::io(&inner.path, e))?;
-        sealdb_vfs::write_file_atomic(fs.as_ref(), &keys_copy, &keys_bytes)
-            .map_err(|e| Error::io(&keys_copy, e))?;
-        let versions: BTreeSet<u32> = tables.iter().map(|(_, _, f)| f.data_key_version).collect();
-        let info = BackupInfo {
-            id: id.clone(),
-            database_id: keyring.database_id(),
-            created_ms,
-            sequence: state.flushed_seq,
-            cipher: inner.cipher,
-            master: self.master_key(),
-            data_key_versions: versions.into_iter().collect(),
-            keyspaces: state
-                .keyspaces
-                .iter()
-                .map(|(i, n)| (*i, n.clone()))
-                .collect(),
-            bytes: tables.iter().map(|(_, _, f)| f.size).sum(),
-            tables,
-            wal,
-            predecessor,
-            indexes: state
-                .indexes
-                .iter()
-                .map(|(ks, i)| (*ks, i.base, i.definition.clone(), i.ready))
-                .collect(),
-        };
-        // The catalogue last: until it exists, the backup does not.
-        let catalog = catalog_path(dir, &id);
-        sealdb_crypto::sealed::write_small_sealed_file(
-            fs.as_ref(),
-            &catalog,
-            &keyring,
-            ArtifactKind::BackupCatalog,
-            &encode_catalog(&info),
-        )?;
-        // Then the anchor: a crash in between leaves a newest catalogue whose predecessor is
-        // the anchored one, which is accepted.
-        let (_, digest) = file_digest(fs, &catalog)?;
-        write_anchor(&anchor_path(&inner.opts, dir)?, Some((&id, digest)))?;
-        Ok(info)
     }
+    let wal_segments = crate::pitr::closed_segments_for_backup(inner, below)?;
+    let total = (tables.len() + wal_segments.len()) as u64;
+    let mut done = 0u64;
+    progress(0, total);
+    for (_, _, f) in &tables {
+        let from = crate::tables::table_path(&inner.path, f.number);
+        link_or_copy(fs, &from, &dir.join("tables").join(table_name(&f.file_id)))?;
+        done += 1;
+        progress(done, total);
+    }
+    let mut wal = Vec::with_capacity(wal_segments.len());
+    for (number, places) in &wal_segments {
+        if let Some(info) = keep_wal_segment(fs, dir, *number, places, &keyring, inner.cipher)? {
+            wal.push(info);
+        } else if !wal.is_empty() {
+            // Only the oldest archived segments may go meanwhile (archive trimming).
+            return Err(Error::Corruption(format!(
+                "WAL segment {number} vanished while being backed up"
+            )));
+        }
+        done += 1;
+        progress(done, total);
+    }
+    drop(version);
+    fs.sync_dir(&dir.join("tables"))
+        .map_err(|e| Error::io(dir, e))?;
+    fs.sync_dir(&dir.join("wal"))
+        .map_err(|e| Error::io(dir, e))?;
+
+    let mut id_bytes = [0u8; 8];
+    sealdb_crypto::keys::fill_random(&mut id_bytes)?;
+    let created_ms = crate::now_ms();
+    let id = format!("{created_ms:013}-{}", sealdb_crypto::hex::encode(&id_bytes));
+    let keys_copy = dir.join(format!("{id}.KEYS"));
+    let keys_bytes = sealdb_vfs::read_file_limited(
+        fs.as_ref(),
+        &inner.path.join(sealdb_crypto::keysfile::KEYS_FILE_NAME),
+        4 << 20,
+    )
+    .map_err(|e| Error::io(&inner.path, e))?;
+    sealdb_vfs::write_file_atomic(fs.as_ref(), &keys_copy, &keys_bytes)
+        .map_err(|e| Error::io(&keys_copy, e))?;
+    let versions: BTreeSet<u32> = tables.iter().map(|(_, _, f)| f.data_key_version).collect();
+    let info = BackupInfo {
+        id: id.clone(),
+        database_id: keyring.database_id(),
+        created_ms,
+        sequence: state.flushed_seq,
+        cipher: inner.cipher,
+        master: inner.keys.lock().master().clone(),
+        data_key_versions: versions.into_iter().collect(),
+        keyspaces: state
+            .keyspaces
+            .iter()
+            .map(|(i, n)| (*i, n.clone()))
+            .collect(),
+        bytes: tables.iter().map(|(_, _, f)| f.size).sum(),
+        tables,
+        wal,
+        predecessor,
+        indexes: state
+            .indexes
+            .iter()
+            .map(|(ks, i)| (*ks, i.base, i.definition.clone(), i.ready))
+            .collect(),
+    };
+    // The catalogue last: until it exists, the backup does not.
+    let catalog = catalog_path(dir, &id);
+    sealdb_crypto::sealed::write_small_sealed_file(
+        fs.as_ref(),
+        &catalog,
+        &keyring,
+        ArtifactKind::BackupCatalog,
+        &encode_catalog(&info),
+    )?;
+    // Then the anchor: a crash in between leaves a newest catalogue whose predecessor is
+    // the anchored one, which is accepted.
+    let (_, digest) = file_digest(fs, &catalog)?;
+    write_anchor(&anchor_path(&inner.opts, dir)?, Some((&id, digest)))?;
+    Ok(info)
 }
 
 /// Hard-links (or copies) closed WAL segment `number` into the backup from wherever it is

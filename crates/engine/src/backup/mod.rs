@@ -18,7 +18,7 @@
 
 mod anchor;
 mod catalog;
-mod create;
+pub(crate) mod create;
 mod directory;
 mod files;
 mod restore;

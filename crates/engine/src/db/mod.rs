@@ -1,6 +1,7 @@
 //! The database: open and recovery, keyspaces, the write path (group commit into the WAL,
 //! then the memtable), point reads and scans at snapshots.
 
+mod backup;
 mod batch;
 mod format;
 mod index;
