@@ -5,14 +5,14 @@
 //! keys wrapped by a master key that never enters the data directory: an engine-owned key by
 //! default, or a key in a key-management service. Reads decrypt transparently.
 //!
-//! Start with [`Db::open`]; see the crate's `examples/` and the repository's `docs/`.
+//! Start with [`Db::open`]; see the crate's `examples/` and the repository's `docs/`
+//! (docs/architecture.md maps the modules of this crate).
 
 mod backup;
 mod codec;
 mod commit;
 mod db;
 mod error;
-
 // Entry points for the fuzz targets into decoders that are otherwise private: compiled only
 // for them (the `fuzzing` feature), so they are no part of the library's API.
 #[cfg(feature = "fuzzing")]
