@@ -1,5 +1,8 @@
-//! The database: open and recovery, keyspaces, the write path (group commit into the WAL,
-//! then the memtable), point reads and scans at snapshots.
+//! The public facade: [`Db`], [`Keyspace`], [`WriteBatch`] and [`Snapshot`]. Their methods
+//! check arguments and delegate to the engine's modules (`open`, `commit`, `read`, `jobs`,
+//! `keylife`, `backup`…), which work on the shared state, `crate::state::DbInner`; see
+//! docs/architecture.md. The submodules here hold the methods by topic and use this module,
+//! never the reverse.
 
 mod backup;
 mod batch;
