@@ -143,7 +143,7 @@ pub(crate) fn guarded<T>(idx: &LiveIndex, key: &[u8], f: impl FnOnce() -> T) -> 
     })
 }
 
-/// An index as [`Db::list_indexes`] describes it.
+/// An index as [`Db::list_indexes`](crate::Db::list_indexes) describes it.
 #[derive(Debug, Clone)]
 pub struct IndexInfo {
     /// Its name.

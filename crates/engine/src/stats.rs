@@ -67,7 +67,7 @@ pub struct Stats {
     pub user_bytes: u64,
 }
 
-/// The tables of one level (or of one keyspace, from [`Keyspace::table_stats`]): count and size.
+/// The tables of one level (or of one keyspace, from [`Keyspace::table_stats`](crate::Keyspace::table_stats)): count and size.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LevelStats {
     /// Tables.

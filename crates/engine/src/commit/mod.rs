@@ -426,7 +426,7 @@ impl DbInner {
     }
 
     /// Back-pressure: while too many frozen memtables wait for flush, writers wait (counted in
-    /// [`Stats::write_stalls`]).
+    /// [`Stats::write_stalls`](crate::Stats::write_stalls)).
     pub(crate) fn wait_for_room(&self) -> Result<()> {
         let inner = self;
         let limit = inner.opts.max_immutable_memtables.max(1);
