@@ -1,5 +1,6 @@
 //! The read path: point reads and scans at a snapshot, over the SuperVersion's memtables
-//! (newest first) and then the live tables, level by level.
+//! (newest first) and then the live tables, level by level. A read pins a `SuperVersion`
+//! (an `Arc`) and holds no lock while it reads, so it never waits for a writer or a job.
 
 use crate::Result;
 use crate::iter::{DbIter, MemSource, Source};

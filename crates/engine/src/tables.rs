@@ -1,5 +1,6 @@
 //! The table files of the live set: where they live, opening one with its cipher and data key
-//! checked, loading the version the manifest names, and preparing the tables directory.
+//! checked, loading the version the manifest names, and preparing the tables directory. No
+//! table is opened here without its cipher and data-key version checked against the database's.
 
 use crate::manifest::{FileMeta, ManifestState, NUM_LEVELS};
 use crate::version::{TableHandle, Version, table_error};

@@ -2,7 +2,8 @@
 //! group assigns sequence numbers, expands each batch with its index records and stream
 //! changes (`expand`), logs the group as one WAL frame (`commit_frame`), applies it to the
 //! memtable (`apply_frame`) and publishes it; memtable rotation and write stalls are decided
-//! here too. Everything works on [`DbInner`]; the `Db` facade delegates.
+//! here too. Everything works on [`DbInner`]; the `Db` facade delegates. A record never
+//! reaches the memtable (and so a reader) before the frame holding it is in the WAL.
 
 mod expand;
 
