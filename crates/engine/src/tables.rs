@@ -1,6 +1,7 @@
 //! The table files of the live set: where they live, opening one with its cipher and data key
 //! checked, loading the version the manifest names, and preparing the tables directory. No
-//! table is opened here without its cipher and data-key version checked against the database's.
+//! table is opened here without its kind, database id and cipher checked, nor used unless it
+//! is the very file the manifest recorded (its footer digest).
 
 use crate::manifest::{FileMeta, ManifestState, NUM_LEVELS};
 use crate::version::{TableHandle, Version, table_error};
@@ -18,7 +19,7 @@ pub(crate) fn table_path(db: &Path, number: u64) -> PathBuf {
     db.join(TABLES_DIR).join(format!("{number:016}.sst"))
 }
 
-pub(crate) fn expected(keyring: &Keyring, cipher: CipherId) -> Expected {
+fn expected(keyring: &Keyring, cipher: CipherId) -> Expected {
     Expected {
         kind: ArtifactKind::Table,
         database_id: keyring.database_id(),
