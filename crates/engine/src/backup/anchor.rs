@@ -16,7 +16,7 @@ use crate::{Error, Result};
 use sealdb_vfs::SharedFs;
 use std::path::{Path, PathBuf};
 
-pub(super) const ANCHOR_MAGIC: &[u8; 8] = b"SDBBKAN1";
+const ANCHOR_MAGIC: &[u8; 8] = b"SDBBKAN1";
 
 /// Where this machine records the newest backup of `dir`.
 pub(super) fn anchor_path(opts: &Options, dir: &Path) -> Result<PathBuf> {

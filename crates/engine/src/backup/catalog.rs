@@ -11,14 +11,14 @@ use std::path::{Path, PathBuf};
 
 /// The catalogue format written now: v1 plus each WAL segment's size and digest and the
 /// predecessor link.
-pub(super) const CATALOG_MAGIC: &[u8; 8] = b"SDBCATL2";
+const CATALOG_MAGIC: &[u8; 8] = b"SDBCATL2";
 
 /// The first catalogue format, still read (backups are never rewritten).
-pub(super) const CATALOG_MAGIC_V1: &[u8; 8] = b"SDBCATL1";
+const CATALOG_MAGIC_V1: &[u8; 8] = b"SDBCATL1";
 
-pub(super) const CATALOG_SUFFIX: &str = ".catalog";
+const CATALOG_SUFFIX: &str = ".catalog";
 
-pub(super) const MAX_ITEMS: usize = 1 << 20;
+const MAX_ITEMS: usize = 1 << 20;
 
 /// One WAL segment kept for point-in-time recovery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,7 +144,7 @@ pub(super) fn encode_catalog(b: &BackupInfo) -> Vec<u8> {
     w.buf
 }
 
-pub(super) fn decode_catalog(bytes: &[u8], label: &str) -> Result<BackupInfo> {
+fn decode_catalog(bytes: &[u8], label: &str) -> Result<BackupInfo> {
     let mut r = Reader::new(bytes, label);
     let v2 = match r.take(8, "magic")? {
         m if m == CATALOG_MAGIC => true,

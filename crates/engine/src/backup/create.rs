@@ -134,7 +134,7 @@ pub(crate) fn backup(
 /// Hard-links (or copies) closed WAL segment `number` into the backup from wherever it is
 /// now, then summarizes the backup's copy: the catalogue describes exactly the bytes kept.
 /// `None` if the segment is gone from every place (trimmed from the archive meanwhile).
-pub(super) fn keep_wal_segment(
+fn keep_wal_segment(
     fs: &SharedFs,
     dir: &Path,
     number: u64,

@@ -59,7 +59,7 @@ pub fn delete_backup(dir: &Path, id: &str, opts: &Options) -> Result<()> {
 }
 
 /// Removes files no catalogue references (left by deletes or by crashed backups).
-pub(super) fn garbage_collect(dir: &Path, opts: &Options) -> Result<()> {
+fn garbage_collect(dir: &Path, opts: &Options) -> Result<()> {
     let fs = &opts.fs;
     let mut keep = BTreeSet::new();
     for b in list_backups(dir, opts)? {

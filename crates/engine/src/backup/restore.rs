@@ -244,7 +244,7 @@ pub fn restore_backup(
 /// range), and when the log ends before the limit, the replayed end must be the catalogue's
 /// last sequence: a cut newest segment is an integrity error, never a silently shorter
 /// restore.
-pub(super) fn replay_backup_wal(
+fn replay_backup_wal(
     fs: &SharedFs,
     dir: &Path,
     backup: &BackupInfo,

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 /// One compaction: input tables of `level` (and the overlapping ones of `level + 1`) merged
 /// into new tables of `level + 1`.
-pub(super) struct Job {
+struct Job {
     keyspace: u32,
     level: usize,
     inputs: Vec<Arc<TableHandle>>,
@@ -25,7 +25,7 @@ pub(super) struct Job {
     output_level: usize,
 }
 
-pub(super) fn level_target(inner: &DbInner, level: usize) -> u64 {
+fn level_target(inner: &DbInner, level: usize) -> u64 {
     let mut t = inner.opts.level1_bytes.max(1);
     for _ in 1..level {
         t = t.saturating_mul(inner.opts.level_size_ratio.max(2));
@@ -33,7 +33,7 @@ pub(super) fn level_target(inner: &DbInner, level: usize) -> u64 {
     t
 }
 
-pub(super) fn key_range(files: &[Arc<TableHandle>]) -> (Vec<u8>, Vec<u8>) {
+fn key_range(files: &[Arc<TableHandle>]) -> (Vec<u8>, Vec<u8>) {
     let lo = files
         .iter()
         .map(|f| f.meta.smallest.clone())
@@ -62,7 +62,7 @@ pub(super) fn overlapping(
 }
 
 /// Picks the most urgent compaction, if any level is over its target.
-pub(super) fn pick(inner: &DbInner, version: &Version) -> Option<Job> {
+fn pick(inner: &DbInner, version: &Version) -> Option<Job> {
     let current_dk = inner.keyring.read().current_version();
     let mut best: Option<(f64, Job)> = None;
     for (ks, levels) in &version.keyspaces {
@@ -189,13 +189,7 @@ pub(crate) fn rewrite_table(
 
 /// Whether any table below `level` overlaps `[lo, hi]`: if none, tombstones in the output
 /// shadow nothing and may be dropped.
-pub(super) fn is_bottommost(
-    version: &Version,
-    keyspace: u32,
-    level: usize,
-    lo: &[u8],
-    hi: &[u8],
-) -> bool {
+fn is_bottommost(version: &Version, keyspace: u32, level: usize, lo: &[u8], hi: &[u8]) -> bool {
     let Some(levels) = version.levels(keyspace) else {
         return true;
     };
@@ -206,7 +200,7 @@ pub(super) fn is_bottommost(
 }
 
 /// Merges the job's inputs in internal order.
-pub(super) struct Merge {
+struct Merge {
     iters: Vec<TableIter>,
     heads: Vec<Option<sealdb_sstable::Entry>>,
 }
@@ -254,7 +248,7 @@ impl Merge {
     }
 }
 
-pub(super) fn run(inner: &Arc<DbInner>, job: Job) -> Result<()> {
+fn run(inner: &Arc<DbInner>, job: Job) -> Result<()> {
     let started = Instant::now();
     let keyring = inner.keyring.read().clone();
     let version = inner.version.read().version.clone();

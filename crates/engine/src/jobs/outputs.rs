@@ -47,7 +47,7 @@ pub(super) fn next_file_number(inner: &DbInner, reserved: &mut u64) -> u64 {
 
 /// Deletes the table files a failed flush or compaction wrote (best effort: whatever stays
 /// is an orphan, removed at the next open). Only for files no manifest edit may have named.
-pub(super) fn discard_outputs(inner: &DbInner, created: &[(u64, PathBuf)]) {
+fn discard_outputs(inner: &DbInner, created: &[(u64, PathBuf)]) {
     for (_, path) in created {
         let _ = inner.fs.remove_file(path);
     }

@@ -2,7 +2,7 @@
 
 /// Memory waiting for the reclaimer: at most this many items, so what is freed late stays
 /// bounded (a memtable already left the write-buffer accounting when it is handed over).
-pub(super) const RECLAIM_QUEUE: usize = 1;
+const RECLAIM_QUEUE: usize = 1;
 
 /// Drops `item` on the process's reclaimer thread, which runs at the lowest priority; drops it
 /// here instead if the reclaimer is busy or cannot be started.

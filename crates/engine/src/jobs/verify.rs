@@ -153,7 +153,7 @@ pub(crate) fn verify(inner: &Arc<DbInner>, progress: &mut dyn FnMut(u64, u64)) -
 /// Runs a check of files a writer may be changing: once for a writable handle (this process
 /// is the writer and holds it off), a few times for a read-only one, whose view can be
 /// overtaken by another process's writer between listing and reading.
-pub(super) fn with_retries<T>(inner: &DbInner, mut check: impl FnMut() -> Result<T>) -> Result<T> {
+fn with_retries<T>(inner: &DbInner, mut check: impl FnMut() -> Result<T>) -> Result<T> {
     let attempts = if inner.opts.read_only { 4 } else { 1 };
     let mut attempt = 1;
     loop {
@@ -171,7 +171,7 @@ pub(super) fn with_retries<T>(inner: &DbInner, mut check: impl FnMut() -> Result
 /// present): every frame authenticates, each segment ends where its successor says it does
 /// (a segment closed by a recovery may end without an end frame), and only the newest may
 /// end in a partial block. Returns how many segments it read.
-pub(super) fn verify_wal_chain(
+fn verify_wal_chain(
     inner: &DbInner,
     dir: &Path,
     keyring: &sealdb_crypto::Keyring,
@@ -194,7 +194,7 @@ pub(super) fn verify_wal_chain(
 
 /// A stream's `CONSUMERS` file authenticates; for a writable handle it must also hold the
 /// positions last committed (no commit runs while they are locked).
-pub(super) fn verify_consumers(
+fn verify_consumers(
     inner: &DbInner,
     s: &crate::streams::LiveStream,
     keyring: &sealdb_crypto::Keyring,
@@ -231,7 +231,7 @@ pub(super) fn verify_consumers(
 /// `KEYS` authenticates under the data key it names and is the generation this handle wrote
 /// or read (not an older copy put back; a read-only handle accepts a newer one, written by
 /// the writer since).
-pub(super) fn verify_keys_file(
+fn verify_keys_file(
     inner: &DbInner,
     keyring: &sealdb_crypto::Keyring,
     generation: u64,
