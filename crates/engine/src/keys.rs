@@ -1,12 +1,14 @@
 //! Finding the master key: creating the KEYS file of a new database under the chosen master
-//! key, or opening an existing one with the provider its envelope names.
+//! key, or opening an existing one with the provider its envelope names; the audit wrapper
+//! every provider is used through, and the refusal a running database gives while its master
+//! key is unusable.
 
-use crate::options::{MasterKey, Options};
+use crate::options::{KeyEventHook, MasterKey, Options};
 use crate::{Error, Result};
 use sealdb_crypto::keysfile::KeysSummary;
 use sealdb_crypto::{
-    DatabaseId, KeyDescriptor, KeyProvider, KeyState, KeysFile, LocalKms, OwnedKeyProvider,
-    SharedProvider,
+    DatabaseId, EncryptionContext, KeyDescriptor, KeyEvent, KeyProvider, KeyState, KeysFile,
+    LocalKms, OwnedKeyProvider, SecretKey, SharedProvider,
 };
 use sealdb_vfs::SharedFs;
 use std::path::Path;
@@ -80,7 +82,7 @@ pub(crate) fn open_or_create_keys(
         let summary: KeysSummary = KeysFile::peek(fs.as_ref(), db)?;
         let (keys, provider) = KeysFile::open(fs.as_ref(), db, |desc| {
             resolve_provider(desc, summary.database_id, opts)
-                .map(|p| crate::keylife::AuditedProvider::wrap(p, &opts.key_events))
+                .map(|p| AuditedProvider::wrap(p, &opts.key_events))
                 .map_err(to_crypto)
         })?;
         return Ok((keys, provider, false));
@@ -97,7 +99,7 @@ pub(crate) fn open_or_create_keys(
         }
         MasterKey::Provider(p) => p.clone(),
     };
-    let provider = crate::keylife::AuditedProvider::wrap(provider, &opts.key_events);
+    let provider = AuditedProvider::wrap(provider, &opts.key_events);
     let keys = KeysFile::create(fs.as_ref(), db, provider.as_ref(), database_id, opts.cipher)?;
     Ok((keys, provider, true))
 }
@@ -131,5 +133,100 @@ pub(crate) fn to_crypto(e: Error) -> sealdb_crypto::Error {
             reason,
         },
         other => sealdb_crypto::Error::InvalidArgument(other.to_string()),
+    }
+}
+
+/// Wraps a provider so every use is reported to the hook.
+#[derive(Debug)]
+pub(crate) struct AuditedProvider {
+    pub inner: SharedProvider,
+    pub hook: Option<KeyEventHook>,
+}
+
+impl AuditedProvider {
+    pub(crate) fn wrap(inner: SharedProvider, hook: &Option<KeyEventHook>) -> SharedProvider {
+        match hook {
+            None => inner,
+            Some(h) => Arc::new(AuditedProvider {
+                inner,
+                hook: Some(h.clone()),
+            }),
+        }
+    }
+
+    fn report<T>(
+        &self,
+        op: &'static str,
+        db: Option<sealdb_crypto::DatabaseId>,
+        r: &sealdb_crypto::Result<T>,
+    ) {
+        if let Some(h) = &self.hook {
+            (h.0)(&KeyEvent {
+                key: self.inner.descriptor(),
+                operation: op,
+                database_id: db,
+                outcome: match r {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                },
+            });
+        }
+    }
+}
+
+impl KeyProvider for AuditedProvider {
+    fn descriptor(&self) -> KeyDescriptor {
+        self.inner.descriptor()
+    }
+    fn wrap(
+        &self,
+        data_key: &SecretKey,
+        context: &EncryptionContext,
+    ) -> sealdb_crypto::Result<Vec<u8>> {
+        let r = self.inner.wrap(data_key, context);
+        self.report("wrap", Some(context.database_id), &r);
+        r
+    }
+    fn unwrap(
+        &self,
+        wrapped: &[u8],
+        context: &EncryptionContext,
+    ) -> sealdb_crypto::Result<SecretKey> {
+        let r = self.inner.unwrap(wrapped, context);
+        self.report("unwrap", Some(context.database_id), &r);
+        r
+    }
+    fn check(&self) -> sealdb_crypto::Result<KeyState> {
+        let r = self.inner.check();
+        self.report("check", None, &r);
+        r
+    }
+    fn generate_data_key(
+        &self,
+        context: &EncryptionContext,
+    ) -> sealdb_crypto::Result<(SecretKey, Vec<u8>)> {
+        let r = self.inner.generate_data_key(context);
+        self.report("generate-data-key", Some(context.database_id), &r);
+        r
+    }
+}
+
+/// Why the database currently refuses service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyBlock {
+    pub provider: String,
+    pub key_id: String,
+    pub state: KeyState,
+    pub since: u64,
+}
+
+impl KeyBlock {
+    pub(crate) fn error(&self) -> Error {
+        Error::KeyUnavailable {
+            provider: self.provider.clone(),
+            key_id: self.key_id.clone(),
+            state: self.state.clone(),
+            since: Some(self.since),
+        }
     }
 }

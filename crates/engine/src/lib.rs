@@ -5,14 +5,14 @@
 //! keys wrapped by a master key that never enters the data directory: an engine-owned key by
 //! default, or a key in a key-management service. Reads decrypt transparently.
 //!
-//! Start with [`Db::open`]; see the crate's `examples/` and the repository's `docs/`.
+//! Start with [`Db::open`]; see the crate's `examples/` and the repository's `docs/`
+//! (docs/architecture.md maps the modules of this crate).
 
 mod backup;
-mod bg;
 mod codec;
+mod commit;
 mod db;
 mod error;
-mod format;
 // Entry points for the fuzz targets into decoders that are otherwise private: compiled only
 // for them (the `fuzzing` feature), so they are no part of the library's API.
 #[cfg(feature = "fuzzing")]
@@ -22,6 +22,7 @@ mod head;
 mod index;
 mod inuse;
 mod iter;
+mod jobs;
 mod keylife;
 mod keys;
 mod lifestats;
@@ -30,9 +31,14 @@ mod lifestats;
 pub mod manifest;
 #[cfg(not(feature = "fuzzing"))]
 mod manifest;
+mod open;
 mod options;
 mod pitr;
+mod read;
+mod state;
+mod stats;
 mod streams;
+mod tables;
 mod version;
 
 #[cfg(feature = "fuzzing")]
@@ -42,8 +48,7 @@ pub use backup::{
     BackupInfo, BackupVerifyReport, RestoreInfo, RestorePoint, WalSegmentInfo, delete_backup,
     list_backups, read_backup, restore_backup, verify_backup,
 };
-pub use bg::VerifyReport;
-pub use db::{Db, Keyspace, LevelStats, OpenStats, Snapshot, Stats, WriteBatch};
+pub use db::{Db, Keyspace, Snapshot, WriteBatch};
 pub use error::{Error, Result};
 pub use head::HeadOrigin;
 #[cfg(feature = "fuzzing")]
@@ -51,16 +56,18 @@ pub use head::HeadOrigin;
 pub use index::decode_index_entry_for_fuzz;
 pub use index::{IndexHit, IndexInfo, IndexQuery, QueryPage};
 pub use iter::DbIter;
-pub use keylife::{DataKeyInfo, KeyEventHook, KeyStatus, ReencryptReport};
+pub use jobs::verify::VerifyReport;
+pub use keylife::{DataKeyInfo, KeyStatus, ReencryptReport};
 pub use lifestats::CumulativeStats;
 pub use manifest::{EditField, FormatVersion, ManifestEdit, read_manifest_edits};
-pub use options::{Compression, MasterKey, NamedExtractor, Options, WriteOptions};
+pub use options::{Compression, KeyEventHook, MasterKey, NamedExtractor, Options, WriteOptions};
 pub use sealdb_crypto::{CipherId, DatabaseId, KeyDescriptor, KeyEvent, KeyProvider, KeyState};
 pub use sealdb_index::{
     ContinuationToken, ExtractFn, Extractor, IndexDefinition, IndexKind, IndexValue, PartitionSpec,
     Projection, Query,
 };
 pub use sealdb_wal::MAX_BATCH_LEN;
+pub use stats::{LevelStats, OpenStats, Stats};
 pub use streams::{StreamBatch, StreamEvent, StreamInfo, StreamRecord, StreamStart, StreamView};
 
 /// The repository's README, whose "Using it" example runs as a doctest (so it cannot drift

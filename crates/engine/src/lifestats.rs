@@ -11,13 +11,30 @@
 //! it, and refusing to open a database over its counters would help nobody; `verify` reports
 //! such a file as an integrity failure. A crash loses the counts since the last clean close.
 
-use crate::db::Counters;
 use sealdb_crypto::Keyring;
 use sealdb_crypto::sealed::ArtifactKind;
 use sealdb_vfs::FileSystem;
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// The live counters, bumped by the write path and the background jobs.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub batches: AtomicU64,
+    pub records: AtomicU64,
+    pub user_bytes: AtomicU64,
+    pub commit_groups: AtomicU64,
+    pub wal_syncs: AtomicU64,
+    pub rotations: AtomicU64,
+    pub stalls: AtomicU64,
+    pub stall_nanos: AtomicU64,
+    pub flushes: AtomicU64,
+    pub flush_bytes: AtomicU64,
+    pub compactions: AtomicU64,
+    pub compaction_read_bytes: AtomicU64,
+    pub compaction_write_bytes: AtomicU64,
+}
 
 /// The file's name in the database directory.
 pub(crate) const STATS_FILE: &str = "STATS";

@@ -1,7 +1,7 @@
 //! Options for opening a database, writing and reading.
 
 use crate::manifest::FormatVersion;
-use sealdb_crypto::{CipherId, SharedProvider};
+use sealdb_crypto::{CipherId, KeyEvent, SharedProvider};
 pub use sealdb_sstable::Compression;
 use sealdb_vfs::{RealFs, SharedFs};
 use std::path::PathBuf;
@@ -72,7 +72,7 @@ pub struct Options {
     pub compaction_rate_bytes_per_sec: u64,
     /// Told of every use of the master key (wrap, unwrap, check, refusal), for the
     /// application's audit trail.
-    pub key_events: Option<crate::keylife::KeyEventHook>,
+    pub key_events: Option<KeyEventHook>,
     /// How often a running database re-verifies its master key with the provider (like
     /// DynamoDB's key cache); while the key is unusable, reads and writes fail with
     /// `KeyUnavailable`, and service resumes when it is usable again.
@@ -213,4 +213,15 @@ impl WriteOptions {
     pub const SYNC: Self = Self { sync: true };
     /// Unsynced writes (the default).
     pub const NO_SYNC: Self = Self { sync: false };
+}
+
+/// A callback told of every use of the master key (wrap, unwrap, check, refusal). It must be
+/// quick and must not call back into the database.
+#[derive(Clone)]
+pub struct KeyEventHook(pub Arc<dyn Fn(&KeyEvent) + Send + Sync>);
+
+impl std::fmt::Debug for KeyEventHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyEventHook")
+    }
 }

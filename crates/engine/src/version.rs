@@ -5,6 +5,7 @@
 use crate::iter::{InternalEntry, Source};
 use crate::manifest::{FileMeta, NUM_LEVELS};
 use crate::{Error, Result};
+use sealdb_memtable::Memtable;
 use sealdb_sstable::{Table, TableIter};
 use sealdb_vfs::SharedFs;
 use std::collections::BTreeMap;
@@ -273,4 +274,14 @@ impl Source for LevelSource {
         }
         None
     }
+}
+
+/// The memtables readers see, swapped whole on rotation (readers clone the `Arc`).
+#[derive(Debug)]
+pub(crate) struct SuperVersion {
+    pub active: Arc<Memtable>,
+    /// Frozen memtables waiting for flush, newest first.
+    pub immutables: Vec<Arc<Memtable>>,
+    /// The live tables.
+    pub version: Arc<Version>,
 }

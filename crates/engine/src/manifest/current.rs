@@ -1,10 +1,12 @@
 //! `CURRENT`: the small sealed file naming the live manifest, replaced atomically.
 
-use super::CURRENT_FILE;
 use crate::codec::{Reader, Writer};
 use crate::{Error, Result};
 use sealdb_crypto::{ArtifactKind, Keyring};
 use std::path::Path;
+
+/// The file naming the live manifest.
+pub(crate) const CURRENT_FILE: &str = "CURRENT";
 
 const CURRENT_TAG: &[u8; 8] = b"SDBCURR1";
 

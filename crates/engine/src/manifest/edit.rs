@@ -1,6 +1,6 @@
 //! The manifest's edit records and their encoding (layout in `docs/format.md`, "Manifest").
 
-use super::FormatVersion;
+use super::format::FormatVersion;
 use crate::codec::{Reader, Writer};
 use crate::{Error, Result};
 

@@ -1,7 +1,6 @@
 //! Decoded manifest edits for inspection tools (`sealdb inspect --manifest`).
 
-use super::Edit;
-use super::edit::decode_group;
+use super::edit::{Edit, decode_group};
 use crate::Result;
 use sealdb_crypto::{ArtifactKind, CipherId, Expected, IntegrityReason, Keyring, SealedReader};
 use std::path::Path;

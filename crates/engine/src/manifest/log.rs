@@ -1,11 +1,11 @@
 //! Writing the live `MANIFEST-<n>` (edit groups appended and synced, rolled to a snapshot)
 //! and replaying one at open.
 
+use super::current::{CURRENT_FILE, read_current, write_current};
+use super::edit::Edit;
 use super::edit::{decode_group, encode_group};
-use super::{
-    CURRENT_FILE, DEFAULT_KEYSPACE, Edit, FormatVersion, ManifestState, check_cipher, read_current,
-    write_current,
-};
+use super::format::{FormatVersion, check_cipher};
+use super::state::{DEFAULT_KEYSPACE, ManifestState};
 use crate::{Error, Result};
 use sealdb_crypto::{
     ArtifactKind, CipherId, Expected, IntegrityReason, Keyring, SealedReader, SealedWriter,

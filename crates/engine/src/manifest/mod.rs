@@ -18,7 +18,7 @@ mod inspect;
 mod log;
 mod state;
 
-pub(crate) use current::{read_current, write_current};
+pub(crate) use current::{CURRENT_FILE, read_current, write_current};
 pub use edit::FileMeta;
 pub(crate) use edit::{Edit, IndexRecord, StreamRecord};
 pub use format::FormatVersion;
@@ -27,9 +27,4 @@ pub use inspect::{EditField, ManifestEdit, read_manifest_edits};
 pub(crate) use log::Manifest;
 #[cfg(feature = "fuzzing")]
 pub use log::replay_manifest_for_fuzz;
-pub(crate) use state::{ManifestState, NUM_LEVELS};
-
-pub(crate) const CURRENT_FILE: &str = "CURRENT";
-
-/// Keyspace id of the default keyspace.
-pub(crate) const DEFAULT_KEYSPACE: u32 = 0;
+pub(crate) use state::{DEFAULT_KEYSPACE, ManifestState, NUM_LEVELS};

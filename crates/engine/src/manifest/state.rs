@@ -1,8 +1,12 @@
 //! The state a replay of manifest edits builds: keyspaces, live tables per level, counters.
 
-use super::{DEFAULT_KEYSPACE, Edit, FileMeta, FormatVersion, IndexRecord, StreamRecord};
+use super::edit::{Edit, FileMeta, IndexRecord, StreamRecord};
+use super::format::FormatVersion;
 use crate::{Error, Result};
 use std::collections::BTreeMap;
+
+/// Keyspace id of the default keyspace.
+pub(crate) const DEFAULT_KEYSPACE: u32 = 0;
 
 /// Number of levels of every keyspace's tree.
 pub(crate) const NUM_LEVELS: usize = 7;

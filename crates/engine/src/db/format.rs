@@ -2,8 +2,9 @@
 //! upgrade step. The check at open is in the manifest's decoder, so that a newer manifest is
 //! refused before anything past its version edit is interpreted.
 
+use super::Db;
 use crate::manifest::FormatVersion;
-use crate::{Db, Error, Result};
+use crate::{Error, Result};
 
 impl Db {
     /// The format version the database is at (its manifest's, or version 1 when the

@@ -1,0 +1,215 @@
+//! Flush: the oldest frozen memtable becomes a level-0 table, then the WAL segments it
+//! covered are retired (or archived for point-in-time recovery).
+
+use super::outputs::{create_output, next_file_number, table_options, to_file_meta, with_outputs};
+use super::reclaim::reclaim_later;
+use crate::manifest::{Edit, FileMeta, NUM_LEVELS};
+use crate::state::{BgJob, DbInner};
+use crate::tables::{TABLES_DIR, open_table};
+use crate::version::{SuperVersion, table_error};
+use crate::{Error, Result};
+use sealdb_sstable::{TableBuilder, ValueKind};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// Retires WAL segments whose records are all in tables, even when no flush had anything to
+/// write (segments left by sessions that wrote nothing): records the new minimum segment in
+/// the manifest, then deletes (or archives) them.
+pub(crate) fn retire_wal(inner: &Arc<DbInner>) -> Result<()> {
+    let _g = inner.flush_lock.lock();
+    let keyring = inner.keyring.read().clone();
+    // Segments go only below what the manifest durably records as the chain's start.
+    let min_segment = {
+        let mut manifest = inner.manifest.lock();
+        let flushed_seq = manifest.state().flushed_seq;
+        let first = inner.wal.first_needed_segment(flushed_seq);
+        if first > manifest.state().wal_min_segment {
+            manifest.apply(vec![Edit::WalMinSegment(first)], &keyring)?;
+        }
+        manifest.state().wal_min_segment
+    };
+    if inner.opts.pitr_window.is_some() {
+        inner
+            .wal
+            .archive_obsolete(min_segment, &inner.path.join(crate::pitr::ARCHIVE_DIR))?;
+    } else {
+        inner.wal.remove_obsolete(min_segment)?;
+    }
+    Ok(())
+}
+
+/// Flushes the oldest frozen memtable into one level-0 table per keyspace. Returns whether
+/// there was one.
+///
+/// A failure leaves nothing behind: the memtable stays frozen (and its WAL segments stay),
+/// the tables written so far are deleted, and a retry starts over. Only a failed manifest
+/// write leaves them, to [`Manifest::doubtful_outputs`](crate::manifest::Manifest).
+pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
+    let _g = inner.flush_lock.lock();
+    let started = Instant::now();
+    let sv = inner.version.read().clone();
+    let Some(mem) = sv.immutables.last().cloned() else {
+        return Ok(false);
+    };
+    let keyring = inner.keyring.read().clone();
+    let live_keyspaces: std::collections::HashSet<u32> =
+        inner.keyspaces.read().values().copied().collect();
+    let opts = table_options(inner);
+    let mut reserved = 0u64;
+    let mut created: Vec<(u64, PathBuf)> = Vec::new();
+    let (outputs, written, handles) = with_outputs(inner, &mut created, |created| {
+        let mut outputs: Vec<(u32, FileMeta)> = Vec::new();
+        let mut current: Option<(u32, u64, TableBuilder)> = None;
+        let mut written = 0u64;
+        let finish = |cur: Option<(u32, u64, TableBuilder)>,
+                      outputs: &mut Vec<(u32, FileMeta)>,
+                      written: &mut u64|
+         -> Result<()> {
+            if let Some((ks, number, b)) = cur {
+                let meta = b.finish().map_err(table_error)?;
+                *written += meta.file_size;
+                outputs.push((ks, to_file_meta(number, &meta)));
+            }
+            Ok(())
+        };
+        // Borrowed in place: the memtable is frozen, and copying every key and value out
+        // (as its owned cursor does) was a large share of a flush's CPU.
+        mem.try_for_each(|e| -> Result<()> {
+            let Some(ks) = e
+                .key
+                .get(..4)
+                .and_then(|p| p.try_into().ok())
+                .map(u32::from_be_bytes)
+            else {
+                return Ok(());
+            };
+            if !live_keyspaces.contains(&ks) {
+                return Ok(()); // dropped keyspace
+            }
+            let user = e.key.get(4..).unwrap_or_default();
+            if current.as_ref().is_none_or(|(c, _, _)| *c != ks) {
+                finish(current.take(), &mut outputs, &mut written)?;
+                let number = next_file_number(inner, &mut reserved);
+                let b = create_output(inner, number, &keyring, &opts, created)?;
+                current = Some((ks, number, b));
+            }
+            if let Some((_, _, b)) = current.as_mut() {
+                let kind = match e.kind {
+                    sealdb_memtable::ValueKind::Put => ValueKind::Put,
+                    sealdb_memtable::ValueKind::Delete => ValueKind::Delete,
+                };
+                b.add(user, e.seq, kind, e.value).map_err(table_error)?;
+            }
+            Ok(())
+        })?;
+        finish(current.take(), &mut outputs, &mut written)?;
+        let dir = inner.path.join(TABLES_DIR);
+        inner.fs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        // Streams durable before the manifest says this data left the WAL.
+        crate::streams::sync_all(&inner.streams.read())?;
+        let mut handles = Vec::new();
+        for (ks, meta) in &outputs {
+            handles.push((
+                *ks,
+                open_table(
+                    &inner.fs,
+                    &inner.path,
+                    meta,
+                    &keyring,
+                    inner.cipher,
+                    &inner.cache,
+                )?,
+            ));
+        }
+        Ok((outputs, written, handles))
+    })?;
+
+    let flushed_seq = mem.max_seq().unwrap_or(0);
+    let mut edits: Vec<Edit> = outputs
+        .iter()
+        .map(|(ks, meta)| Edit::AddFile {
+            keyspace: *ks,
+            level: 0,
+            file: meta.clone(),
+        })
+        .collect();
+    edits.push(Edit::NextFileNumber(reserved));
+    edits.push(Edit::FlushedSeq(flushed_seq));
+    edits.push(Edit::WalMinSegment(
+        inner.wal.first_needed_segment(flushed_seq),
+    ));
+    // What the manifest durably says the WAL chain starts at: segments below it may go.
+    let wal_min_segment;
+    {
+        let mut manifest = inner.manifest.lock();
+        // Keyspaces dropped while we flushed: skip their files (removed as orphans at open).
+        let alive = manifest.state().keyspaces.clone();
+        edits.retain(
+            |e| !matches!(e, Edit::AddFile { keyspace, .. } if !alive.contains_key(keyspace)),
+        );
+        if let Err(e) = manifest.apply(edits, &keyring) {
+            drop(handles);
+            manifest.doubtful_outputs(created);
+            return Err(e);
+        }
+        wal_min_segment = manifest.state().wal_min_segment;
+        let mut v = inner.version.write();
+        let mut next = (*v.version).clone();
+        for (ks, h) in handles {
+            if !alive.contains_key(&ks) {
+                h.mark_obsolete();
+                continue;
+            }
+            let levels = next
+                .keyspaces
+                .entry(ks)
+                .or_insert_with(|| vec![Vec::new(); NUM_LEVELS]);
+            if let Some(l0) = levels.get_mut(0) {
+                l0.push(h);
+            }
+        }
+        next.keyspaces.retain(|ks, _| alive.contains_key(ks));
+        next.normalize();
+        let immutables: Vec<_> = v
+            .immutables
+            .iter()
+            .filter(|m| !Arc::ptr_eq(m, &mem))
+            .cloned()
+            .collect();
+        *v = Arc::new(SuperVersion {
+            active: v.active.clone(),
+            immutables,
+            version: Arc::new(next),
+        });
+    }
+    if inner.opts.pitr_window.is_some() {
+        inner
+            .wal
+            .archive_obsolete(wal_min_segment, &inner.path.join(crate::pitr::ARCHIVE_DIR))?;
+        crate::pitr::trim_archive(inner)?;
+    } else {
+        inner.wal.remove_obsolete(wal_min_segment)?;
+    }
+    crate::streams::trim_all(&inner.streams.read())?;
+    inner.resume_after_space(BgJob::Flush);
+    inner.counters.flushes.fetch_add(1, Ordering::Relaxed);
+    inner
+        .counters
+        .flush_bytes
+        .fetch_add(written, Ordering::Relaxed);
+    inner.notify_room();
+    inner.signal_compaction();
+    // Freeing a memtable is one deallocation per key, value and node: off this thread, so
+    // the flush is done (and the next one may start) without paying for it.
+    reclaim_later(mem);
+    tracing::info!(
+        tables = outputs.len(),
+        bytes = written,
+        flushed_seq,
+        duration_ms = started.elapsed().as_secs_f64() * 1e3,
+        "flush"
+    );
+    Ok(true)
+}
