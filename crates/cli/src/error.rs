@@ -231,9 +231,9 @@ mod tests {
 
     #[test]
     fn engine_errors_map_to_documented_statuses() {
-        let e: CliError = sealdb::Error::InvalidArgument("x".into()).into();
+        let e: CliError = sealdb::Error::invalid_argument("x".into()).into();
         assert_eq!(e.exit(), Exit::Other);
-        let e: CliError = sealdb::Error::Corruption("x".into()).into();
+        let e: CliError = sealdb::Error::corruption("x".into()).into();
         assert_eq!(e.exit(), Exit::Integrity);
         let e: CliError = sealdb::Error::WrongMasterKey {
             provider: "owned".into(),

@@ -69,7 +69,7 @@ impl KeysFile {
     ) -> Result<Self> {
         let path = dir.join(KEYS_FILE_NAME);
         if fs.exists(&path) {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "{} already exists; refusing to replace key material",
                 path.display()
             )));
@@ -139,7 +139,7 @@ impl KeysFile {
             let env = Envelope::decode(&header.extension, &label)?;
             let provider = resolve(&env.master)?;
             if provider.descriptor() != env.master {
-                return Err(Error::InvalidArgument(format!(
+                return Err(Error::invalid_argument(format!(
                     "resolver returned key {} for {}",
                     provider.descriptor(),
                     env.master
@@ -316,7 +316,7 @@ impl KeysFile {
 
     fn require_master(&self, master: &dyn KeyProvider) -> Result<()> {
         if master.descriptor() != self.master {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "data keys are wrapped by {}, not {}",
                 self.master,
                 master.descriptor()
@@ -476,7 +476,7 @@ fn put_string(out: &mut Vec<u8>, s: &str) -> Result<()> {
     let len = u16::try_from(s.len())
         .ok()
         .filter(|l| usize::from(*l) <= MAX_NAME_LEN)
-        .ok_or_else(|| Error::InvalidArgument(format!("name too long: {} bytes", s.len())))?;
+        .ok_or_else(|| Error::invalid_argument(format!("name too long: {} bytes", s.len())))?;
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(s.as_bytes());
     Ok(())
@@ -494,14 +494,14 @@ impl Envelope {
         put_string(&mut out, &self.master.provider)?;
         put_string(&mut out, &self.master.key_id)?;
         let count = u16::try_from(self.wrapped.len())
-            .map_err(|_| Error::InvalidArgument("too many data-key versions".into()))?;
+            .map_err(|_| Error::invalid_argument("too many data-key versions".into()))?;
         out.extend_from_slice(&count.to_le_bytes());
         for (v, w) in &self.wrapped {
             out.extend_from_slice(&v.to_le_bytes());
             let len = u16::try_from(w.len())
                 .ok()
                 .filter(|l| usize::from(*l) <= MAX_WRAPPED_LEN)
-                .ok_or_else(|| Error::InvalidArgument("wrapped key too long".into()))?;
+                .ok_or_else(|| Error::invalid_argument("wrapped key too long".into()))?;
             out.extend_from_slice(&len.to_le_bytes());
             out.extend_from_slice(w);
         }

@@ -166,7 +166,7 @@ fn decode_catalog(bytes: &[u8], label: &str) -> Result<BackupInfo> {
         m if m == CATALOG_MAGIC => true,
         m if m == CATALOG_MAGIC_V1 => false,
         _ => {
-            return Err(Error::Corruption(format!(
+            return Err(Error::corruption(format!(
                 "{label}: not a backup catalogue"
             )));
         }
@@ -176,12 +176,12 @@ fn decode_catalog(bytes: &[u8], label: &str) -> Result<BackupInfo> {
     let created_ms = r.u64("time")?;
     let sequence = r.u64("sequence")?;
     let cipher = CipherId::from_u8(r.u8("cipher")?)
-        .ok_or_else(|| Error::Corruption(format!("{label}: unknown cipher")))?;
+        .ok_or_else(|| Error::corruption(format!("{label}: unknown cipher")))?;
     let master = KeyDescriptor::new(r.string(2048, "provider")?, r.string(2048, "key id")?);
     let count = |r: &mut Reader<'_>, what: &str| -> Result<usize> {
         let n = r.u32(what)? as usize;
         if n > MAX_ITEMS {
-            return Err(Error::Corruption(format!("{label}: too many {what}")));
+            return Err(Error::corruption(format!("{label}: too many {what}")));
         }
         Ok(n)
     };
@@ -245,11 +245,11 @@ fn decode_catalog(bytes: &[u8], label: &str) -> Result<BackupInfo> {
             r.array("predecessor digest")?,
         )),
         _ => {
-            return Err(Error::Corruption(format!("{label}: bad predecessor flag")));
+            return Err(Error::corruption(format!("{label}: bad predecessor flag")));
         }
     };
     if !r.is_empty() {
-        return Err(Error::Corruption(format!("{label}: trailing bytes")));
+        return Err(Error::corruption(format!("{label}: trailing bytes")));
     }
     Ok(BackupInfo {
         indexes,
@@ -370,7 +370,7 @@ impl Db {
                 wal.push(info);
             } else if !wal.is_empty() {
                 // Only the oldest archived segments may go meanwhile (archive trimming).
-                return Err(Error::Corruption(format!(
+                return Err(Error::corruption(format!(
                     "WAL segment {number} vanished while being backed up"
                 )));
             }
@@ -463,7 +463,7 @@ fn keep_wal_segment(
             Err(e) => return Err(e),
         };
         if s.number != number {
-            return Err(Error::Corruption(format!(
+            return Err(Error::corruption(format!(
                 "{}: start frame names segment {}",
                 from.display(),
                 s.number
@@ -511,7 +511,7 @@ fn file_digest(fs: &SharedFs, path: &Path) -> Result<(u64, [u8; 32])> {
         let n = usize::try_from((len - off).min(buf.len() as u64)).unwrap_or(buf.len());
         let chunk = buf
             .get_mut(..n)
-            .ok_or_else(|| Error::InvalidArgument("digest".into()))?;
+            .ok_or_else(|| Error::invalid_argument("digest".into()))?;
         f.read_exact_at(chunk, off)
             .map_err(|e| Error::io(path, e))?;
         hasher.update(&*chunk);
@@ -559,7 +559,7 @@ pub(crate) fn check_backup_segment(
         return Err(integrity(sealdb_crypto::IntegrityReason::ReplacedFile));
     }
     if (s.number, s.first_seq, s.last_seq) != (w.number, w.first_seq, w.last_seq) {
-        return Err(Error::Corruption(format!(
+        return Err(Error::corruption(format!(
             "{}: holds WAL segment {} with sequences {}..={}, but the catalogue records \
              segment {} with sequences {}..={}",
             path.display(),
@@ -604,7 +604,7 @@ fn read_anchor(path: &Path) -> Result<Option<(String, [u8; 32])>> {
         Err(e) => return Err(Error::io(path, e)),
     };
     let label = path.display().to_string();
-    let bad = || Error::Corruption(format!("{label}: malformed backup anchor"));
+    let bad = || Error::corruption(format!("{label}: malformed backup anchor"));
     let (body, crc) = bytes
         .split_at_checked(bytes.len().saturating_sub(4))
         .ok_or_else(bad)?;
@@ -656,7 +656,7 @@ fn check_anchor(
     };
     let cat = catalog_path(dir, &anchored);
     if !ids.contains(&anchored) {
-        return Err(Error::Corruption(format!(
+        return Err(Error::corruption(format!(
             "backup catalogue {} is missing: this machine recorded it as the newest backup of \
              {} ({}), so an older backup would silently become the latest; if it was deleted \
              on purpose, run `backup delete {} --id {anchored}`",
@@ -667,7 +667,7 @@ fn check_anchor(
         )));
     }
     if file_digest(fs, &cat)?.1 != digest {
-        return Err(Error::Corruption(format!(
+        return Err(Error::corruption(format!(
             "backup catalogue {} is not the one this machine recorded in {} (its digest \
              differs)",
             cat.display(),
@@ -681,7 +681,7 @@ fn check_anchor(
             Some((p, d)) if p == anchored && d == digest => break,
             Some((p, _)) if p < cur && p > anchored && ids.contains(&p) => cur = p,
             _ => {
-                return Err(Error::Corruption(format!(
+                return Err(Error::corruption(format!(
                     "backup {cur} in {} does not descend from {anchored}, the newest backup \
                      this machine recorded ({})",
                     dir.display(),
@@ -773,7 +773,7 @@ pub fn read_backup(dir: &Path, id: &str, opts: &Options) -> Result<BackupInfo> {
     )?;
     let info = decode_catalog(&bytes, &path.display().to_string())?;
     if info.id != id {
-        return Err(Error::Corruption(format!(
+        return Err(Error::corruption(format!(
             "{}: names backup {}",
             path.display(),
             info.id
@@ -795,7 +795,7 @@ pub fn list_backups(dir: &Path, opts: &Options) -> Result<Vec<BackupInfo>> {
             .iter()
             .find(|b| b.id == id)
             .cloned()
-            .ok_or_else(|| Error::InvalidArgument(format!("no backup {id}")))
+            .ok_or_else(|| Error::invalid_argument(format!("no backup {id}")))
     })?;
     Ok(backups)
 }
@@ -805,10 +805,10 @@ fn choose<'a>(backups: &'a [BackupInfo], id: Option<&str>) -> Result<&'a BackupI
         Some(id) => backups
             .iter()
             .find(|b| b.id == id)
-            .ok_or_else(|| Error::InvalidArgument(format!("no backup {id}"))),
+            .ok_or_else(|| Error::invalid_argument(format!("no backup {id}"))),
         None => backups
             .last()
-            .ok_or_else(|| Error::InvalidArgument("the directory holds no backup".into())),
+            .ok_or_else(|| Error::invalid_argument("the directory holds no backup".into())),
     }
 }
 
@@ -891,7 +891,7 @@ pub fn delete_backup(dir: &Path, id: &str, opts: &Options) -> Result<()> {
     // Deleting an anchored catalogue that is already gone is how an operator confirms a
     // deletion made by hand (or cut short by a crash).
     if !fs.exists(&cat) && !anchored {
-        return Err(Error::InvalidArgument(format!("no backup {id}")));
+        return Err(Error::invalid_argument(format!("no backup {id}")));
     }
     if fs.exists(&cat) {
         list_backups(dir, opts)?;
@@ -981,7 +981,7 @@ pub fn restore_backup(
     let fs = &opts.fs;
     let dest = std::path::absolute(dest).map_err(|e| Error::io(dest, e))?;
     if fs.exists(&dest) {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::invalid_argument(format!(
             "{} already exists",
             dest.display()
         )));
@@ -993,13 +993,13 @@ pub fn restore_backup(
             .iter()
             .filter(|b| b.sequence <= n)
             .max_by_key(|b| b.sequence)
-            .ok_or_else(|| Error::InvalidArgument(format!("no backup at or before sequence {n}")))?
+            .ok_or_else(|| Error::invalid_argument(format!("no backup at or before sequence {n}")))?
             .clone(),
         RestorePoint::Time(t) => backups
             .iter()
             .filter(|b| b.created_ms <= t)
             .max_by_key(|b| b.created_ms)
-            .ok_or_else(|| Error::InvalidArgument(format!("no backup at or before time {t}")))?
+            .ok_or_else(|| Error::invalid_argument(format!("no backup at or before time {t}")))?
             .clone(),
     };
     let (keys, keyring) = backup_keyring(fs, dir, &chosen.id, opts)?;
@@ -1174,7 +1174,7 @@ fn copy_file(fs: &SharedFs, from: &Path, to: &Path) -> Result<()> {
         let n = usize::try_from((len - off).min(buf.len() as u64)).unwrap_or(buf.len());
         let chunk = buf
             .get_mut(..n)
-            .ok_or_else(|| Error::InvalidArgument("copy".into()))?;
+            .ok_or_else(|| Error::invalid_argument("copy".into()))?;
         src.read_exact_at(chunk, off)
             .map_err(|e| Error::io(from, e))?;
         dst.append(chunk).map_err(|e| Error::io(to, e))?;

@@ -51,7 +51,7 @@ impl<'a> Reader<'a> {
     }
 
     fn bad(&self, what: &str) -> Error {
-        Error::Corruption(format!("{}: bad {what} at byte {}", self.context, self.pos))
+        Error::corruption(format!("{}: bad {what} at byte {}", self.context, self.pos))
     }
 
     pub(crate) fn is_empty(&self) -> bool {

@@ -37,7 +37,7 @@ const READ_ONLY_OPEN_ATTEMPTS: u64 = 4;
 pub(crate) fn retry_read_only(e: &Error) -> bool {
     match e {
         Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
-        Error::Corruption(_) | Error::Integrity { .. } | Error::ChainEnd { .. } => true,
+        Error::Corruption { .. } | Error::Integrity { .. } | Error::ChainEnd { .. } => true,
         _ => false,
     }
 }
@@ -283,10 +283,10 @@ fn copy_refusal(e: &Error) -> Error {
             state: state.clone(),
             since: *since,
         },
-        Error::Poisoned(why) => Error::Poisoned(why.clone()),
+        Error::Poisoned { what: why, .. } => Error::poisoned(why.clone()),
         Error::ReadOnly => Error::ReadOnly,
         Error::NoSpace { path } => Error::NoSpace { path: path.clone() },
-        other => Error::Poisoned(other.to_string()),
+        other => Error::poisoned(other.to_string()),
     }
 }
 
@@ -305,7 +305,7 @@ pub(crate) fn grown_batch_error(e: sealdb_wal::Error) -> Error {
 /// A writer whose commit group's leader panicked outside the application's closures: what
 /// reached the log is unknown, so the database is poisoned.
 fn leader_failed(inner: &DbInner, e: sealdb_wal::LeaderFailed) -> Error {
-    inner.poison(Error::Poisoned(e.to_string()))
+    inner.poison(Error::poisoned(e.to_string()))
 }
 
 pub(crate) struct DbInner {
@@ -378,8 +378,8 @@ impl std::fmt::Debug for DbInner {
 ///
 /// ```
 /// # fn main() -> sealdb::Result<()> {
-/// let dir = tempfile::tempdir().map_err(|e| sealdb::Error::InvalidArgument(e.to_string()))?;
-/// let keystore = tempfile::tempdir().map_err(|e| sealdb::Error::InvalidArgument(e.to_string()))?;
+/// let dir = tempfile::tempdir().map_err(|e| sealdb::Error::invalid_argument(e.to_string()))?;
+/// let keystore = tempfile::tempdir().map_err(|e| sealdb::Error::invalid_argument(e.to_string()))?;
 /// let opts = sealdb::Options { keystore_dir: Some(keystore.path().to_path_buf()), ..Default::default() };
 /// let db = sealdb::Db::open(dir.path().join("db"), opts)?;
 /// db.put(b"hello", b"world")?;
@@ -545,19 +545,19 @@ impl Db {
         let read_only = opts.read_only;
         let exists = fs.exists(&path.join(sealdb_crypto::keysfile::KEYS_FILE_NAME));
         if !exists && read_only {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "no database at {} (a read-only open creates nothing)",
                 path.display()
             )));
         }
         if !exists && !opts.create_if_missing {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "no database at {} (create_if_missing is off)",
                 path.display()
             )));
         }
         if exists && opts.error_if_exists {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "a database already exists at {}",
                 path.display()
             )));
@@ -565,7 +565,7 @@ impl Db {
         if !exists && fs.exists(&path) {
             let entries = fs.list_dir(&path).map_err(|e| Error::io(&path, e))?;
             if entries.iter().any(|n| n != LOCK_FILE) {
-                return Err(Error::InvalidArgument(format!(
+                return Err(Error::invalid_argument(format!(
                     "{} is not empty and holds no sealdb database",
                     path.display()
                 )));
@@ -640,7 +640,7 @@ impl Db {
                     .map_err(|e| Error::io(&wal_dir, e))?
                     .is_empty()
             {
-                return Err(Error::Corruption(format!(
+                return Err(Error::corruption(format!(
                     "{} is missing but the WAL holds segments",
                     current.display()
                 )));
@@ -748,7 +748,7 @@ impl Db {
                         && replay_err.is_none()
                     {
                         replay_err =
-                            Some(Error::Corruption("replay into a frozen memtable".into()));
+                            Some(Error::corruption("replay into a frozen memtable".into()));
                     }
                 }
                 if !changes.is_empty() {
@@ -791,7 +791,7 @@ impl Db {
         let mut manifest = match (read_only, read_manifest) {
             (true, Some(m)) => Manifest::read_only(fs.clone(), &path, cipher, m),
             (true, None) => {
-                return Err(Error::Corruption(format!(
+                return Err(Error::corruption(format!(
                     "{} is missing (a database whose creation never finished cannot be opened \
                      read-only)",
                     current.display()
@@ -851,7 +851,7 @@ impl Db {
             }
             if lagging {
                 for s in streams.values() {
-                    s.log.sync().map_err(|e| Error::Corruption(e.to_string()))?;
+                    s.log.sync().map_err(|e| Error::corruption(e.to_string()))?;
                 }
             }
             streams
@@ -1056,7 +1056,7 @@ impl Db {
     /// Opens the keyspace `name`, creating it (durably) if it does not exist.
     pub fn create_keyspace(&self, name: &str) -> Result<Keyspace> {
         if name.starts_with(crate::index::INTERNAL_PREFIX) {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "keyspace names starting with {} are reserved",
                 crate::index::INTERNAL_PREFIX
             )));
@@ -1067,7 +1067,7 @@ impl Db {
     /// Creates (or opens) a keyspace by any name, internal ones included.
     pub(crate) fn create_keyspace_internal(&self, name: &str) -> Result<Keyspace> {
         if name.is_empty() || name.len() > MAX_KEYSPACE_NAME {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "keyspace names are 1 to {MAX_KEYSPACE_NAME} bytes"
             )));
         }
@@ -1120,7 +1120,7 @@ impl Db {
     pub(crate) fn drop_keyspace_internal(&self, name: &str) -> Result<()> {
         let ks = self.keyspace_any(name)?;
         if ks.id == DEFAULT_KEYSPACE {
-            return Err(Error::InvalidArgument(
+            return Err(Error::invalid_argument(
                 "the default keyspace cannot be dropped".into(),
             ));
         }
@@ -1252,7 +1252,7 @@ impl Db {
         if let Some(owner) = batch.db
             && owner != Arc::as_ptr(&self.inner) as usize
         {
-            return Err(Error::InvalidArgument(
+            return Err(Error::invalid_argument(
                 "write batch holds keyspaces of another database".into(),
             ));
         }
@@ -1299,7 +1299,7 @@ impl Db {
         self.commit_locked(vec![(0, req)])
             .into_iter()
             .next()
-            .map_or_else(|| Err(Error::Corruption("empty commit".into())), |(_, r)| r)
+            .map_or_else(|| Err(Error::corruption("empty commit".into())), |(_, r)| r)
     }
 
     /// Adds the records that keep secondary indexes in step (same batch, so atomic) and
@@ -1332,7 +1332,7 @@ impl Db {
         let mut mine: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
         let mut extra = BatchBuilder::new();
         for (pos, rec) in RecordIter::new(&req.rep).enumerate() {
-            let rec = rec.map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            let rec = rec.map_err(|e| Error::invalid_argument(e.to_string()))?;
             let idx = indexes.by_base.get(&rec.keyspace);
             let stream = streams.get(&rec.keyspace);
             if idx.is_none() && stream.is_none() {
@@ -1374,7 +1374,7 @@ impl Db {
         let grown = if extra.count() > 0 {
             let mut all = BatchBuilder::new();
             for rec in RecordIter::new(&req.rep).chain(RecordIter::new(extra.rep())) {
-                let rec = rec.map_err(|e| Error::InvalidArgument(e.to_string()))?;
+                let rec = rec.map_err(|e| Error::invalid_argument(e.to_string()))?;
                 match rec.op {
                     Op::Put => all.put(rec.keyspace, rec.key, rec.value),
                     Op::Delete => all.delete(rec.keyspace, rec.key),
@@ -1666,7 +1666,7 @@ impl Db {
             if ok {
                 results.push((p.id, Ok(first + u64::from(req.count) - 1)));
             } else {
-                let e = self.poison(Error::Corruption("memtable insert failed".into()));
+                let e = self.poison(Error::corruption("memtable insert failed".into()));
                 results.push((p.id, Err(e)));
             }
         }
@@ -1674,7 +1674,7 @@ impl Db {
 
     /// The error a writer gets once the database is poisoned: the first failure, named once.
     fn poisoned_error(&self) -> Error {
-        Error::Poisoned(
+        Error::poisoned(
             self.inner
                 .poisoned
                 .lock()
@@ -1778,7 +1778,7 @@ impl Db {
             return Err(Error::ReadOnly);
         }
         if let Some(why) = self.inner.poisoned.lock().as_ref() {
-            return Err(Error::Poisoned(why.clone()));
+            return Err(Error::poisoned(why.clone()));
         }
         self.check_key()
     }
@@ -1992,7 +1992,7 @@ impl DbInner {
         if p.is_none() {
             // The reason alone: `Error::Poisoned` adds the "read-only" prefix when shown.
             *p = Some(match &e {
-                Error::Poisoned(why) => why.clone(),
+                Error::Poisoned { what: why, .. } => why.clone(),
                 other => other.to_string(),
             });
         }
@@ -2225,7 +2225,7 @@ impl WriteBatch {
                 Ok(())
             }
             Some(d) if d == id => Ok(()),
-            Some(_) => Err(Error::InvalidArgument(
+            Some(_) => Err(Error::invalid_argument(
                 "a write batch cannot span databases".into(),
             )),
         }

@@ -20,9 +20,21 @@ pub enum Error {
         reason: IntegrityReason,
     },
     /// Contents that authenticated (or a set of files) do not make sense: a broken invariant
-    /// on disk, such as a missing WAL segment or a manifest naming an absent file.
-    #[error("corruption: {0}")]
-    Corruption(String),
+    /// on disk, such as a missing WAL segment or a manifest naming an absent file. Names the
+    /// file and the byte offset when they are known; `source()` is the lower layer's error.
+    #[error("corruption{}: {what}", sealdb_crypto::place(file, at))]
+    Corruption {
+        /// What does not make sense.
+        what: String,
+        /// The file at fault, if one is known.
+        file: Option<PathBuf>,
+        /// The byte offset at fault within that file, if known.
+        at: Option<u64>,
+        /// The lower layer's error this one comes from (a WAL, table, stream, index or crypto
+        /// error), if any.
+        #[source]
+        source: Option<sealdb_crypto::BoxError>,
+    },
     /// The master key cannot be used: disabled, pending deletion, destroyed, missing, or its
     /// provider unreachable.
     #[error("master key {key_id} ({provider}) is unavailable: {state}{}", since.map(|s| format!(" since unix time {s}")).unwrap_or_default())]
@@ -56,8 +68,19 @@ pub enum Error {
     #[error("keyspace {0:?} does not exist")]
     KeyspaceNotFound(String),
     /// A caller passed something unusable.
-    #[error("invalid argument: {0}")]
-    InvalidArgument(String),
+    #[error("invalid argument{}: {what}", sealdb_crypto::place(file, at))]
+    InvalidArgument {
+        /// What is unusable, and why.
+        what: String,
+        /// The file at fault, if one is known.
+        file: Option<PathBuf>,
+        /// The byte offset at fault within that file, if known.
+        at: Option<u64>,
+        /// The lower layer's error this one comes from (a WAL, table, stream, index or crypto
+        /// error), if any.
+        #[source]
+        source: Option<sealdb_crypto::BoxError>,
+    },
     /// An I/O error on a named path.
     #[error("I/O error on {path}: {source}")]
     Io {
@@ -69,8 +92,25 @@ pub enum Error {
     },
     /// An earlier write or sync failed, so what reached the disk is unknown: the database
     /// refuses writes until it is reopened (which recovers from what is durable).
-    #[error("database is read-only after an earlier failure: {0}")]
-    Poisoned(String),
+    ///
+    /// `source()` is the failure itself on the error that poisoned the database; the refusals
+    /// after it repeat its description only.
+    #[error(
+        "database is read-only after an earlier failure{}: {what}",
+        sealdb_crypto::place(file, at)
+    )]
+    Poisoned {
+        /// The failure that made the database read-only.
+        what: String,
+        /// The file at fault, if one is known.
+        file: Option<PathBuf>,
+        /// The byte offset at fault within that file, if known.
+        at: Option<u64>,
+        /// The lower layer's error this one comes from (a WAL, table, stream, index or crypto
+        /// error), if any.
+        #[source]
+        source: Option<sealdb_crypto::BoxError>,
+    },
     /// The data directory is older than the last state this machine saw (rollback
     /// protection): it was replaced by an older copy of itself.
     #[error(
@@ -159,6 +199,12 @@ pub enum Error {
     },
 }
 
+sealdb_crypto::structured_error_builders!(Error {
+    corruption => Corruption,
+    invalid_argument => InvalidArgument,
+    poisoned => Poisoned,
+});
+
 /// The engine's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -189,7 +235,7 @@ impl Error {
         matches!(
             self,
             Self::Integrity { .. }
-                | Self::Corruption(_)
+                | Self::Corruption { .. }
                 | Self::ChainEnd { .. }
                 | Self::RolledBack { .. }
         )
@@ -231,12 +277,21 @@ impl From<sealdb_crypto::Error> for Error {
             },
             C::WrongMasterKey { provider, key_id } => Self::WrongMasterKey { provider, key_id },
             C::InsecurePermissions { path, mode } => Self::InsecurePermissions { path, mode },
-            C::UnknownDataKeyVersion(v) => Self::Corruption(format!(
-                "a file needs data-key version {v}, which the KEYS file lacks"
-            )),
             C::Io { path, source } => Self::from_io(path.display().to_string(), source),
-            C::InvalidArgument(s) => Self::InvalidArgument(s),
-            other => Self::Corruption(other.to_string()),
+            // The same kind of error one layer up: its description, place and cause carry over.
+            C::InvalidArgument {
+                what,
+                file,
+                at,
+                source,
+            } => Self::InvalidArgument {
+                what,
+                file,
+                at,
+                source,
+            },
+            e @ C::UnknownDataKeyVersion(_) => Self::corruption(e.to_string()).caused_by(e),
+            other => Self::corruption(other.to_string()).caused_by(other),
         }
     }
 }
@@ -246,18 +301,129 @@ impl From<sealdb_wal::Error> for Error {
         use sealdb_wal::Error as W;
         match e {
             W::Crypto(c) => c.into(),
-            W::Malformed(s) => Self::Corruption(format!("WAL: {s}")),
-            W::MissingSegment(s) => Self::Corruption(format!("WAL: {s}")),
+            W::Malformed {
+                ref what,
+                ref file,
+                at,
+                ..
+            } => lower_corruption(format!("WAL: {what}"), file.clone(), at, e),
+            W::MissingSegment(ref s) => Self::corruption(format!("WAL: {s}")).caused_by(e),
             W::Io { path, source } => Self::from_io(path, source),
-            W::InvalidArgument(s) => Self::InvalidArgument(s),
+            W::InvalidArgument {
+                what,
+                file,
+                at,
+                source,
+            } => Self::InvalidArgument {
+                what,
+                file,
+                at,
+                source,
+            },
             W::BatchTooLarge { size, limit } => Self::BatchTooLarge {
                 what: "write batch".into(),
                 size,
                 limit,
             },
-            W::Poisoned(s) => Self::Poisoned(s),
+            W::Poisoned {
+                what,
+                file,
+                at,
+                source,
+            } => Self::Poisoned {
+                what,
+                file,
+                at,
+                source,
+            },
             W::ReadOnly => Self::ReadOnly,
-            other => Self::Corruption(other.to_string()),
+            other => Self::corruption(other.to_string()).caused_by(other),
         }
+    }
+}
+
+impl From<sealdb_sstable::Error> for Error {
+    fn from(e: sealdb_sstable::Error) -> Self {
+        use sealdb_sstable::Error as T;
+        match e {
+            T::Crypto(c) => c.into(),
+            T::Corruption {
+                ref file,
+                block,
+                ref reason,
+            } => lower_corruption(
+                format!("table: {reason}"),
+                Some(PathBuf::from(file)),
+                block,
+                e,
+            ),
+            T::Io { path, source } => Self::from_io(path, source),
+            T::InvalidArgument {
+                what,
+                file,
+                at,
+                source,
+            } => Self::InvalidArgument {
+                what,
+                file,
+                at,
+                source,
+            },
+            other => Self::corruption(other.to_string()).caused_by(other),
+        }
+    }
+}
+
+impl From<sealdb_stream::Error> for Error {
+    fn from(e: sealdb_stream::Error) -> Self {
+        use sealdb_stream::Error as S;
+        match e {
+            S::Crypto(c) => c.into(),
+            S::Trimmed { requested, horizon } => Self::Trimmed { requested, horizon },
+            S::Io { path, source } => Self::from_io(path, source),
+            S::InvalidArgument {
+                what,
+                file,
+                at,
+                source,
+            } => Self::InvalidArgument {
+                what,
+                file,
+                at,
+                source,
+            },
+            S::MissingFile { file, detail } => Self::ChainEnd {
+                artifact: if file.ends_with(sealdb_stream::POSITIONS_FILE) {
+                    "consumer positions"
+                } else {
+                    "stream"
+                },
+                file,
+                detail,
+            },
+            S::Malformed {
+                ref what,
+                ref file,
+                at,
+                ..
+            } => lower_corruption(format!("change stream: {what}"), file.clone(), at, e),
+            other => Self::corruption(other.to_string()).caused_by(other),
+        }
+    }
+}
+
+/// A [`Error::Corruption`] for a lower layer's decode failure: its description, file and
+/// offset shown at this level, the lower error itself kept as the `source()`.
+fn lower_corruption(
+    what: String,
+    file: Option<PathBuf>,
+    at: Option<u64>,
+    lower: impl Into<sealdb_crypto::BoxError>,
+) -> Error {
+    Error::Corruption {
+        what,
+        file,
+        at,
+        source: Some(lower.into()),
     }
 }

@@ -53,7 +53,7 @@ impl IndexSet {
         let mut set = IndexSet::default();
         for (ks, rec) in &state.indexes {
             let persisted = IndexDefinition::decode(&rec.definition)
-                .map_err(|e| Error::Corruption(format!("index definition: {e}")))?;
+                .map_err(|e| Error::corruption(format!("index definition: {e}")))?;
             let name = persisted.name.clone();
             let custom_fn = custom
                 .iter()
@@ -61,7 +61,7 @@ impl IndexSet {
                 .map(|c| c.extract.clone());
             let def = persisted
                 .into_definition(custom_fn)
-                .map_err(|e| Error::InvalidArgument(format!("index {name}: {e}")))?;
+                .map_err(|e| Error::invalid_argument(format!("index {name}: {e}")))?;
             set.insert(Arc::new(LiveIndex {
                 name,
                 keyspace: *ks,
@@ -109,7 +109,7 @@ pub(crate) fn maintain(
         let add = |r: sealdb_wal::Result<()>| {
             r.map_err(|e| match e {
                 e @ sealdb_wal::Error::BatchTooLarge { .. } => crate::db::grown_batch_error(e),
-                e => Error::InvalidArgument(format!("index {}: {e}", idx.name)),
+                e => Error::invalid_argument(format!("index {}: {e}", idx.name)),
             })
         };
         for k in plan.deletes {
@@ -128,7 +128,7 @@ pub(crate) fn maintain(
 /// writer of its group.
 fn guarded<T>(idx: &LiveIndex, key: &[u8], f: impl FnOnce() -> T) -> Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
-        Error::InvalidArgument(format!(
+        Error::invalid_argument(format!(
             "index {}: the extractor panicked on primary key {}: {}",
             idx.name,
             String::from_utf8_lossy(key),
@@ -237,16 +237,19 @@ impl Db {
     /// ```
     pub fn create_index(&self, def: IndexDefinition, progress: &mut dyn FnMut(u64)) -> Result<()> {
         def.validate()
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            .map_err(|e| Error::invalid_argument(e.to_string()))?;
         self.check_writable_pub()?;
         let inner = &self.inner;
         if inner.indexes.read().by_name.contains_key(&def.name) {
-            return Err(Error::InvalidArgument(format!("index {} exists", def.name)));
+            return Err(Error::invalid_argument(format!(
+                "index {} exists",
+                def.name
+            )));
         }
         let base = self.keyspace(&def.keyspace)?;
         let encoded = def
             .encode()
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            .map_err(|e| Error::invalid_argument(e.to_string()))?;
         let ks = self.create_keyspace_internal(&index_keyspace_name(&def.name))?;
         let keyring = inner.keyring.read().clone();
         let live = Arc::new(LiveIndex {
@@ -355,7 +358,7 @@ impl Db {
             .by_name
             .get(name)
             .cloned()
-            .ok_or_else(|| Error::InvalidArgument(format!("no index {name}")))?;
+            .ok_or_else(|| Error::invalid_argument(format!("no index {name}")))?;
         self.run_exclusive(|| {
             let next = inner.indexes.read().without(name);
             *inner.indexes.write() = Arc::new(next);
@@ -416,14 +419,14 @@ impl Db {
             .by_name
             .get(name)
             .cloned()
-            .ok_or_else(|| Error::InvalidArgument(format!("no index {name}")))?;
+            .ok_or_else(|| Error::invalid_argument(format!("no index {name}")))?;
         if !idx.ready.load(Ordering::Acquire) {
             return Err(Error::IndexNotReady(name.to_string()));
         }
         let partition: Vec<u8> = match idx.def.kind {
             IndexKind::Global => Vec::new(),
             IndexKind::Local(_) => q.partition.clone().ok_or_else(|| {
-                Error::InvalidArgument(format!(
+                Error::invalid_argument(format!(
                     "index {name} is local: the query must name a partition"
                 ))
             })?,
@@ -444,7 +447,7 @@ impl Db {
         for item in iter {
             let (ek, ev) = item?;
             let decoded = decode_entry_key(&ek)
-                .map_err(|e| Error::Corruption(format!("index {name}: {e}")))?;
+                .map_err(|e| Error::corruption(format!("index {name}: {e}")))?;
             if !matches(&q.query, &decoded) || decoded.partition != partition {
                 continue;
             }
@@ -454,7 +457,7 @@ impl Db {
             }
             let value = decoded
                 .index_value()
-                .map_err(|e| Error::Corruption(format!("index {name}: {e}")))?;
+                .map_err(|e| Error::corruption(format!("index {name}: {e}")))?;
             let item = if q.fetch_items {
                 match self.get_internal(idx.base, &decoded.primary_key, snapshot)? {
                     Some(v) => v,

@@ -262,13 +262,13 @@ impl Edit {
                     });
                 }
                 if v < FormatVersion::OLDEST.number() {
-                    return Err(Error::Corruption(format!(
+                    return Err(Error::corruption(format!(
                         "manifest: format version {v} does not exist"
                     )));
                 }
                 Self::FormatVersion(v)
             }
-            t => return Err(Error::Corruption(format!("manifest: unknown edit tag {t}"))),
+            t => return Err(Error::corruption(format!("manifest: unknown edit tag {t}"))),
         })
     }
 }
@@ -331,12 +331,11 @@ impl std::str::FromStr for FormatVersion {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        let n: u32 = s
-            .trim()
-            .parse()
-            .map_err(|_| Error::InvalidArgument(format!("format version {s:?} is not a number")))?;
+        let n: u32 = s.trim().parse().map_err(|_| {
+            Error::invalid_argument(format!("format version {s:?} is not a number"))
+        })?;
         Self::new(n).ok_or_else(|| {
-            Error::InvalidArgument(format!(
+            Error::invalid_argument(format!(
                 "format version {n} is unknown to this build (it knows {} to {})",
                 Self::OLDEST,
                 Self::NEWEST
@@ -349,7 +348,7 @@ impl std::str::FromStr for FormatVersion {
 pub(crate) fn check_cipher(version: FormatVersion, cipher: CipherId) -> Result<()> {
     let needed = FormatVersion::required_for(cipher);
     if version < needed {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::invalid_argument(format!(
             "cipher {cipher:?} needs format version {needed} or newer, not {version}"
         )));
     }
@@ -459,7 +458,7 @@ impl ManifestState {
             Edit::FormatVersion(v) => {
                 // Decoding refused unknown numbers; a version never goes down.
                 let v = FormatVersion::new(*v).ok_or_else(|| {
-                    Error::Corruption(format!("manifest: unknown format version {v}"))
+                    Error::corruption(format!("manifest: unknown format version {v}"))
                 })?;
                 self.format_version = self.format_version.max(v);
             }
@@ -477,7 +476,7 @@ impl ManifestState {
                     .get_mut(keyspace)
                     .and_then(|l| l.get_mut(usize::from(*level)))
                     .ok_or_else(|| {
-                        Error::Corruption(format!(
+                        Error::corruption(format!(
                             "manifest adds a file to keyspace {keyspace} level {level}, which does not exist"
                         ))
                     })?;
@@ -495,7 +494,7 @@ impl ManifestState {
                     .and_then(|l| l.get_mut(usize::from(*level)))
                     .and_then(|l| l.remove(number));
                 if removed.is_none() {
-                    return Err(Error::Corruption(format!(
+                    return Err(Error::corruption(format!(
                         "manifest removes file {number} from keyspace {keyspace} level {level}, where it is not"
                     )));
                 }
@@ -569,7 +568,7 @@ fn decode_group(bytes: &[u8], context: &str) -> Result<Vec<Edit>> {
     let mut r = Reader::new(bytes, context);
     let count = r.u32("edit count")? as usize;
     if count > bytes.len() {
-        return Err(Error::Corruption(format!(
+        return Err(Error::corruption(format!(
             "{context}: edit count {count} too large"
         )));
     }
@@ -578,7 +577,7 @@ fn decode_group(bytes: &[u8], context: &str) -> Result<Vec<Edit>> {
         edits.push(Edit::decode(&mut r)?);
     }
     if !r.is_empty() {
-        return Err(Error::Corruption(format!(
+        return Err(Error::corruption(format!(
             "{context}: trailing bytes after edits"
         )));
     }
@@ -657,7 +656,7 @@ fn read_manifest_counted(
         }
     }
     if !state.keyspaces.contains_key(&DEFAULT_KEYSPACE) {
-        return Err(Error::Corruption(format!("{label}: no default keyspace")));
+        return Err(Error::corruption(format!("{label}: no default keyspace")));
     }
     Ok((state, groups))
 }
@@ -735,7 +734,7 @@ impl Manifest {
     pub(crate) fn ratchet(&mut self, to: FormatVersion, keyring: &Keyring) -> Result<bool> {
         let current = self.state.format_version;
         if to < current {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "the database is at format version {current}; a version never goes down (asked for {to})"
             )));
         }
@@ -756,7 +755,7 @@ impl Manifest {
         let number = read_current(fs, dir, keyring)?;
         let path = dir.join(manifest_name(number));
         if !fs.exists(&path) {
-            return Err(Error::Corruption(format!(
+            return Err(Error::corruption(format!(
                 "CURRENT names {}, which is missing",
                 path.display()
             )));
@@ -864,7 +863,7 @@ impl Manifest {
         let read_only = self.writer.is_none();
         let named = read_current(self.fs.as_ref(), &self.dir, keyring)?;
         if named < self.number || (named > self.number && !read_only) {
-            return Err(Error::Corruption(format!(
+            return Err(Error::corruption(format!(
                 "{} names manifest {named}, but the live manifest is {}",
                 self.dir.join(CURRENT_FILE).display(),
                 self.number
@@ -874,7 +873,7 @@ impl Manifest {
         let (_, groups) = read_manifest_counted(self.fs.as_ref(), &path, keyring, self.cipher)?;
         let short = named == self.number && groups < self.groups;
         if short || (!read_only && groups != self.groups) {
-            return Err(Error::Corruption(format!(
+            return Err(Error::corruption(format!(
                 "{} holds {groups} edit groups, but {} were written to it",
                 path.display(),
                 self.groups
@@ -995,7 +994,7 @@ pub(crate) fn read_current(
     let label = path.display().to_string();
     let mut r = Reader::new(&data, &label);
     if r.take(8, "tag")? != CURRENT_TAG {
-        return Err(Error::Corruption(format!("{label}: bad tag")));
+        return Err(Error::corruption(format!("{label}: bad tag")));
     }
     r.u64("manifest number")
 }

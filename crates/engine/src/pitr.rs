@@ -168,7 +168,7 @@ pub(crate) fn replay_backup_wal(
             .max_by_key(|w| w.last_seq)
     {
         // The log ended before the point asked for, yet the catalogue says it goes on.
-        return Err(Error::Corruption(format!(
+        return Err(Error::corruption(format!(
             "point-in-time restore reached sequence {last}, but the backup catalogue records \
              WAL segment {} ({}) as holding sequences up to {}: its records are missing",
             w.number,

@@ -63,29 +63,12 @@ pub(crate) fn view_from_code(c: u8) -> Result<ViewType> {
         1 => ViewType::NewImage,
         2 => ViewType::OldImage,
         3 => ViewType::NewAndOldImages,
-        _ => return Err(Error::Corruption(format!("unknown stream view type {c}"))),
+        _ => return Err(Error::corruption(format!("unknown stream view type {c}"))),
     })
 }
 
 pub(crate) fn stream_err(e: sealdb_stream::Error) -> Error {
-    match e {
-        sealdb_stream::Error::Crypto(c) => c.into(),
-        sealdb_stream::Error::Trimmed { requested, horizon } => {
-            Error::Trimmed { requested, horizon }
-        }
-        sealdb_stream::Error::Io { path, source } => Error::from_io(path, source),
-        sealdb_stream::Error::InvalidArgument(s) => Error::InvalidArgument(s),
-        sealdb_stream::Error::MissingFile { file, detail } => Error::ChainEnd {
-            artifact: if file.ends_with(sealdb_stream::POSITIONS_FILE) {
-                "consumer positions"
-            } else {
-                "stream"
-            },
-            file,
-            detail,
-        },
-        other => Error::Corruption(other.to_string()),
-    }
+    e.into()
 }
 
 /// The event a change is, if any: a delete of an absent key and a put that changes nothing
@@ -509,7 +492,7 @@ impl Db {
             .get(&keyspace.id())
             .cloned()
             .ok_or_else(|| {
-                Error::InvalidArgument(format!("keyspace {} has no stream", keyspace.name()))
+                Error::invalid_argument(format!("keyspace {} has no stream", keyspace.name()))
             })
     }
 
@@ -545,7 +528,7 @@ impl Db {
         let inner = &self.inner;
         self.run_exclusive(|| {
             if inner.streams.read().contains_key(&keyspace.id()) {
-                return Err(Error::InvalidArgument(format!(
+                return Err(Error::invalid_argument(format!(
                     "keyspace {} already has a stream",
                     keyspace.name()
                 )));

@@ -89,7 +89,7 @@ fn take_terminated<'a>(input: &'a [u8], what: &str) -> Result<(Vec<u8>, &'a [u8]
     let mut rest = input;
     loop {
         let Some((&b, after)) = rest.split_first() else {
-            return Err(Error::Malformed(format!(
+            return Err(Error::malformed(format!(
                 "index entry key: {what} has no terminator"
             )));
         };
@@ -105,13 +105,13 @@ fn take_terminated<'a>(input: &'a [u8], what: &str) -> Result<(Vec<u8>, &'a [u8]
             }
             Some((&ESC_END, next)) => return Ok((out, next)),
             Some((&other, _)) => {
-                return Err(Error::Malformed(format!(
+                return Err(Error::malformed(format!(
                     "index entry key: {what} has escape 00 {other:02x} at offset {}",
                     input.len() - rest.len()
                 )));
             }
             None => {
-                return Err(Error::Malformed(format!(
+                return Err(Error::malformed(format!(
                     "index entry key: {what} ends inside an escape"
                 )));
             }

@@ -66,8 +66,21 @@ pub enum Error {
     Crypto(#[from] sealdb_crypto::Error),
     /// A block authenticated but its contents do not parse or do not fit the stream (the
     /// message names the segment file and the block's byte offset).
-    #[error("malformed change stream contents: {0}")]
-    Malformed(String),
+    #[error(
+        "malformed change stream contents{}: {what}",
+        sealdb_crypto::place(file, at)
+    )]
+    Malformed {
+        /// What is wrong.
+        what: String,
+        /// The segment or `CONSUMERS` file, if known.
+        file: Option<std::path::PathBuf>,
+        /// The byte offset of the block within it, if known.
+        at: Option<u64>,
+        /// The lower-level error this comes from, if any.
+        #[source]
+        source: Option<sealdb_crypto::BoxError>,
+    },
     /// A read asked for records that retention has already removed.
     #[error("change stream sequence {requested} has been trimmed; the trim horizon is {horizon}")]
     Trimmed {
@@ -122,13 +135,42 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A caller passed something unusable.
-    #[error("invalid argument: {0}")]
-    InvalidArgument(String),
+    #[error("invalid argument{}: {what}", sealdb_crypto::place(file, at))]
+    InvalidArgument {
+        /// What is wrong.
+        what: String,
+        /// The file concerned, if known.
+        file: Option<std::path::PathBuf>,
+        /// The byte offset within it, if known.
+        at: Option<u64>,
+        /// The lower-level error this comes from, if any.
+        #[source]
+        source: Option<sealdb_crypto::BoxError>,
+    },
     /// An earlier write or sync failed; the stream refuses further appends until reopened,
     /// since what reached the disk is unknown. Reads keep working.
-    #[error("the change stream is read-only after an earlier I/O failure: {0}")]
-    Poisoned(String),
+    #[error(
+        "the change stream is read-only after an earlier I/O failure{}: {what}",
+        sealdb_crypto::place(file, at)
+    )]
+    Poisoned {
+        /// What failed.
+        what: String,
+        /// The file whose write or sync failed, if known.
+        file: Option<std::path::PathBuf>,
+        /// Where in it, if known.
+        at: Option<u64>,
+        /// The failure itself (only on the error that poisoned the stream).
+        #[source]
+        source: Option<sealdb_crypto::BoxError>,
+    },
 }
+
+sealdb_crypto::structured_error_builders!(Error {
+    malformed => Malformed,
+    invalid_argument => InvalidArgument,
+    poisoned => Poisoned,
+});
 
 impl Error {
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {

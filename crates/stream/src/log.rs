@@ -269,8 +269,8 @@ struct Found {
 
 fn malformed(path: &Path, offset: Option<u64>, why: impl std::fmt::Display) -> Error {
     match offset {
-        Some(o) => Error::Malformed(format!("{}: block at offset {o}: {why}", path.display())),
-        None => Error::Malformed(format!("{}: {why}", path.display())),
+        Some(o) => Error::malformed(format!("{}: block at offset {o}: {why}", path.display())),
+        None => Error::malformed(format!("{}: {why}", path.display())),
     }
 }
 
@@ -846,7 +846,7 @@ impl StreamLog {
         let len: usize = records.iter().map(ChangeRecord::encoded_len).sum();
         let frame = crate::RECORDS_FRAME_HEADER_LEN.saturating_add(len);
         if frame > MAX_FRAME_LEN {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "the {} change records of one append encode to {frame} bytes, over the \
                  {MAX_FRAME_LEN}-byte block limit",
                 records.len()
@@ -872,7 +872,7 @@ impl StreamLog {
         match guard.as_mut() {
             Some(w) if !w.pending.is_empty() => {
                 if let Some(why) = &w.poisoned {
-                    return Err(Error::Poisoned(why.clone()));
+                    return Err(Error::poisoned(why.clone()));
                 }
                 self.write_pending(w, false)
             }
@@ -892,7 +892,7 @@ impl StreamLog {
             return Err(Error::ReadOnly);
         };
         if let Some(why) = &w.poisoned {
-            return Err(Error::Poisoned(why.clone()));
+            return Err(Error::poisoned(why.clone()));
         }
         let mut prev = w.accepted_seq();
         for r in records {
@@ -932,7 +932,7 @@ impl StreamLog {
         };
         encode_records_frame(records, &mut w.scratch)?;
         if w.scratch.len() > MAX_FRAME_LEN {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "the {} change records of one append encode to {} bytes, over the \
                  {MAX_FRAME_LEN}-byte block limit",
                 records.len(),
@@ -1052,7 +1052,7 @@ impl StreamLog {
             return Ok(());
         };
         if let Some(why) = &w.poisoned {
-            return Err(Error::Poisoned(why.clone()));
+            return Err(Error::poisoned(why.clone()));
         }
         self.write_pending(w, true)
     }
@@ -1109,7 +1109,7 @@ impl StreamLog {
     /// record). The index finds the first block to read without scanning.
     pub fn read(&self, start: StartAt, max_records: usize, max_bytes: usize) -> Result<ReadBatch> {
         if max_records == 0 {
-            return Err(Error::InvalidArgument(
+            return Err(Error::invalid_argument(
                 "a stream read needs max_records >= 1".into(),
             ));
         }

@@ -132,7 +132,7 @@ impl ConsumerPositions {
         seq: u64,
     ) -> Result<()> {
         if name.is_empty() || name.len() > MAX_CONSUMER_NAME_LEN {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "consumer names are 1 to {MAX_CONSUMER_NAME_LEN} bytes"
             )));
         }
@@ -167,7 +167,7 @@ impl ConsumerPositions {
         next: BTreeMap<String, u64>,
     ) -> Result<()> {
         let generation = self.generation.checked_add(1).ok_or_else(|| {
-            Error::InvalidArgument("consumer positions generation overflow".into())
+            Error::invalid_argument("consumer positions generation overflow".into())
         })?;
         write(fs, dir, keyring, self.stream, generation, &next)?;
         self.positions = next;
@@ -178,8 +178,8 @@ impl ConsumerPositions {
 
 fn malformed(path: &Path, offset: Option<u64>, why: impl std::fmt::Display) -> Error {
     match offset {
-        Some(o) => Error::Malformed(format!("{}: block at offset {o}: {why}", path.display())),
-        None => Error::Malformed(format!("{}: {why}", path.display())),
+        Some(o) => Error::malformed(format!("{}: block at offset {o}: {why}", path.display())),
+        None => Error::malformed(format!("{}: {why}", path.display())),
     }
 }
 
@@ -193,13 +193,13 @@ pub(crate) fn encode(
     stream.encode_into(&mut out);
     out.extend_from_slice(&generation.to_le_bytes());
     let count = u32::try_from(positions.len())
-        .map_err(|_| Error::InvalidArgument("too many consumers".into()))?;
+        .map_err(|_| Error::invalid_argument("too many consumers".into()))?;
     out.extend_from_slice(&count.to_le_bytes());
     for (name, seq) in positions {
         let len = u16::try_from(name.len())
             .ok()
             .filter(|l| usize::from(*l) <= MAX_CONSUMER_NAME_LEN)
-            .ok_or_else(|| Error::InvalidArgument("consumer name too long".into()))?;
+            .ok_or_else(|| Error::invalid_argument("consumer name too long".into()))?;
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(&seq.to_le_bytes());
@@ -283,7 +283,7 @@ mod tests {
         m.insert("billing".to_string(), u64::MAX);
         let id = StreamId { owner: 3, epoch: 9 };
         let b = encode(id, 5, &m)?;
-        assert_eq!(decode(&b).map_err(Error::Malformed)?, (id, 5, m));
+        assert_eq!(decode(&b).map_err(Error::malformed)?, (id, 5, m));
         for cut in 0..b.len() {
             assert!(decode(b.get(..cut).unwrap_or_default()).is_err());
         }

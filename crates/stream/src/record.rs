@@ -99,7 +99,7 @@ impl FromStr for ViewType {
 
     fn from_str(s: &str) -> Result<Self> {
         Self::parse(s).ok_or_else(|| {
-            Error::InvalidArgument(format!(
+            Error::invalid_argument(format!(
                 "unknown stream view type {s:?} (expected keys, new, old or new-and-old)"
             ))
         })
@@ -159,13 +159,13 @@ impl ChangeRecord {
     /// Checks the record's lengths against the format's limits.
     pub fn validate(&self) -> Result<()> {
         let too_long = |what: &str, len: usize, max: usize| {
-            Error::InvalidArgument(format!(
+            Error::invalid_argument(format!(
                 "change record {}: {what} of {len} bytes exceeds the {max}-byte limit",
                 self.seq
             ))
         };
         if self.seq == u64::MAX {
-            return Err(Error::InvalidArgument(
+            return Err(Error::invalid_argument(
                 "change record sequence numbers must be below u64::MAX".into(),
             ));
         }
@@ -339,7 +339,7 @@ pub(crate) fn encode_records_frame(records: &[ChangeRecord], out: &mut Vec<u8>) 
     out.clear();
     out.push(FRAME_RECORDS);
     let count = u32::try_from(records.len())
-        .map_err(|_| Error::InvalidArgument("too many change records in one append".into()))?;
+        .map_err(|_| Error::invalid_argument("too many change records in one append".into()))?;
     out.extend_from_slice(&count.to_le_bytes());
     for r in records {
         encode_record(r, out);
@@ -510,7 +510,7 @@ pub(crate) fn decode_end_frame(b: &[u8]) -> std::result::Result<u64, String> {
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub fn decode_records_for_fuzz(bytes: &[u8]) -> Result<usize> {
-    let malformed = |why: String| Error::Malformed(format!("<fuzz input>: {why}"));
+    let malformed = |why: String| Error::malformed(format!("<fuzz input>: {why}"));
     match bytes.first() {
         Some(&FRAME_START) => StartFrame::decode(bytes).map(|_| 0).map_err(malformed),
         Some(&FRAME_END) => decode_end_frame(bytes).map(|_| 0).map_err(malformed),
@@ -606,7 +606,7 @@ mod tests {
     fn oversized_record_fails_validation() {
         let mut r = sample(1);
         r.key = vec![0; MAX_KEY_LEN + 1];
-        assert!(matches!(r.validate(), Err(Error::InvalidArgument(_))));
+        assert!(matches!(r.validate(), Err(Error::InvalidArgument { .. })));
     }
 
     fn arb_record() -> impl Strategy<Value = ChangeRecord> {

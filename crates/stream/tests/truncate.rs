@@ -438,7 +438,7 @@ fn a_block_across_max_seq_is_malformed_and_nothing_changes() {
             Err(e) => e,
             Ok(_) => panic!("max_seq {max_seq}: a commit group was split"),
         };
-        let Error::Malformed(msg) = &e else {
+        let Error::Malformed { what: msg, .. } = &e else {
             panic!("max_seq {max_seq}: expected Malformed, got {e}");
         };
         assert!(

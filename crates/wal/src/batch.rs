@@ -155,13 +155,13 @@ impl BatchBuilder {
 
 fn check_lengths(key: &[u8], value: &[u8]) -> Result<()> {
     if key.len() > MAX_KEY_LEN {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::invalid_argument(format!(
             "key of {} bytes exceeds the {MAX_KEY_LEN}-byte limit",
             key.len()
         )));
     }
     if value.len() > MAX_VALUE_LEN {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::invalid_argument(format!(
             "value of {} bytes exceeds the {MAX_VALUE_LEN}-byte limit",
             value.len()
         )));
@@ -241,7 +241,7 @@ impl<'a> Iterator for RecordIter<'a> {
             Some(r) => Some(Ok(r)),
             None => {
                 self.failed = true;
-                Some(Err(Error::Malformed(format!(
+                Some(Err(Error::malformed(format!(
                     "bad record at byte {} of a batch",
                     self.pos
                 ))))

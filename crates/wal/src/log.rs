@@ -170,11 +170,11 @@ fn encode_batches(batches: &[FrameBatch<'_>], out: &mut Vec<u8>) -> Result<()> {
     let time = batches.first().map_or(0, |b| b.commit_time_ms);
     out.extend_from_slice(&time.to_le_bytes());
     let count = u32::try_from(batches.len())
-        .map_err(|_| Error::InvalidArgument("too many batches in one frame".into()))?;
+        .map_err(|_| Error::invalid_argument("too many batches in one frame".into()))?;
     out.extend_from_slice(&count.to_le_bytes());
     for b in batches {
         let len = u32::try_from(b.rep.len())
-            .map_err(|_| Error::InvalidArgument("batch too large".into()))?;
+            .map_err(|_| Error::invalid_argument("batch too large".into()))?;
         out.extend_from_slice(&b.first_seq.to_le_bytes());
         out.extend_from_slice(&b.count.to_le_bytes());
         out.extend_from_slice(&len.to_le_bytes());
@@ -220,7 +220,7 @@ pub fn decode_frame(payload: &[u8]) -> Result<Frame<'_>> {
     }
     decode_batches(payload)
         .map(Frame::Batches)
-        .ok_or_else(|| Error::Malformed("a frame that is neither start, batches nor end".into()))
+        .ok_or_else(|| Error::malformed("a frame that is neither start, batches nor end".into()))
 }
 
 /// Decodes one frame payload and every record in it; for the fuzz target. Returns the number
@@ -231,7 +231,7 @@ pub fn decode_frame_for_fuzz(payload: &[u8]) -> Result<u64> {
     if StartFrame::decode(payload).is_some() || payload == [FRAME_END] {
         return Ok(0);
     }
-    let batches = decode_batches(payload).ok_or_else(|| Error::Malformed("frame".into()))?;
+    let batches = decode_batches(payload).ok_or_else(|| Error::malformed("frame".into()))?;
     let mut n = 0;
     for b in batches {
         for r in crate::batch::RecordIter::new(b.rep) {
@@ -628,13 +628,13 @@ impl Wal {
             let start = match first {
                 Some(Ok((_, block))) => {
                     let s = StartFrame::decode(&block.data).ok_or_else(|| {
-                        Error::Malformed(format!(
+                        Error::malformed(format!(
                             "{}: first frame is not a start frame",
                             path.display()
                         ))
                     })?;
                     if s.number != number {
-                        return Err(Error::Malformed(format!(
+                        return Err(Error::malformed(format!(
                             "{}: start frame names segment {}",
                             path.display(),
                             s.number
@@ -649,7 +649,7 @@ impl Wal {
                 })) if is_last => None,
                 Some(Err(e)) => return Err(e.into()),
                 None => {
-                    return Err(Error::Malformed(format!(
+                    return Err(Error::malformed(format!(
                         "{}: empty segment",
                         path.display()
                     )));
@@ -745,7 +745,7 @@ impl Wal {
                     first = false;
                     // The start frame: pass 1 checked it, but the file was reopened since.
                     if StartFrame::decode(&block.data) != seg.start {
-                        return Err(Error::Malformed(format!(
+                        return Err(Error::malformed(format!(
                             "{}: start frame changed during recovery",
                             seg.path.display()
                         )));
@@ -754,7 +754,7 @@ impl Wal {
                 }
                 if block.is_final {
                     if block.data != [FRAME_END] {
-                        return Err(Error::Malformed(format!(
+                        return Err(Error::malformed(format!(
                             "{}: final frame is not an end frame",
                             seg.path.display()
                         )));
@@ -763,7 +763,7 @@ impl Wal {
                     break;
                 }
                 let batches = decode_batches(&block.data).ok_or_else(|| {
-                    Error::Malformed(format!(
+                    Error::malformed(format!(
                         "{}: bad batch frame at offset {}",
                         seg.path.display(),
                         handle.offset
@@ -772,7 +772,7 @@ impl Wal {
                 stats.frames += 1;
                 for b in batches {
                     if b.first_seq <= last_seq || b.count == 0 {
-                        return Err(Error::Malformed(format!(
+                        return Err(Error::malformed(format!(
                             "{}: sequence {} out of order at offset {}",
                             seg.path.display(),
                             b.first_seq,
@@ -789,13 +789,13 @@ impl Wal {
             if let Some(stop) = stop_at
                 && valid_end != stop
             {
-                return Err(Error::Malformed(format!(
+                return Err(Error::malformed(format!(
                     "{}: valid data ends at {valid_end}, but the next segment recorded {stop}",
                     seg.path.display()
                 )));
             }
             if next_start.is_some_and(|ns| ns.prev_finished) && !finished {
-                return Err(Error::Malformed(format!(
+                return Err(Error::malformed(format!(
                     "{}: segment lacks its end frame",
                     seg.path.display()
                 )));
@@ -831,7 +831,7 @@ impl Wal {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         if let Some(why) = &inner.poisoned {
-            return Err(Error::Poisoned(why.clone()));
+            return Err(Error::poisoned(why.clone()));
         }
         if inner.active.is_none() {
             return Err(Error::ReadOnly);
@@ -1114,7 +1114,7 @@ impl Wal {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         if let Some(why) = &inner.poisoned {
-            return Err(Error::Poisoned(why.clone()));
+            return Err(Error::poisoned(why.clone()));
         }
         // A segment a failed write left a partial frame in does not end cleanly: a clean
         // close needs the new segment (or, if the disk is still full, is not clean).
@@ -1140,7 +1140,7 @@ impl Wal {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         if let Some(why) = &inner.poisoned {
-            return Err(Error::Poisoned(why.clone()));
+            return Err(Error::poisoned(why.clone()));
         }
         if inner.active.is_none() {
             return Err(Error::ReadOnly);
@@ -1166,7 +1166,7 @@ impl Wal {
     pub fn sync(&self) -> Result<()> {
         let mut inner = self.inner.lock();
         if let Some(why) = &inner.poisoned {
-            return Err(Error::Poisoned(why.clone()));
+            return Err(Error::poisoned(why.clone()));
         }
         let Some(active) = inner.active.as_mut() else {
             return Err(Error::ReadOnly);
@@ -1345,7 +1345,7 @@ pub fn summarize_segment(
         };
         if i == 0 {
             let s = StartFrame::decode(&block.data)
-                .ok_or_else(|| Error::Malformed(format!("{}: no start frame", path.display())))?;
+                .ok_or_else(|| Error::malformed(format!("{}: no start frame", path.display())))?;
             out.number = s.number;
             continue;
         }
@@ -1354,7 +1354,7 @@ pub fn summarize_segment(
             break;
         }
         let batches = decode_batches(&block.data)
-            .ok_or_else(|| Error::Malformed(format!("{}: bad frame", path.display())))?;
+            .ok_or_else(|| Error::malformed(format!("{}: bad frame", path.display())))?;
         for b in batches {
             if out.first_seq == 0 {
                 out.first_seq = b.first_seq;

@@ -485,7 +485,10 @@ fn failed_sync_still_poisons_the_log() {
     );
     assert!(try_append(&wal, 2, true).is_err());
     assert!(wal.is_poisoned());
-    assert!(matches!(try_append(&wal, 3, true), Err(Error::Poisoned(_))));
+    assert!(matches!(
+        try_append(&wal, 3, true),
+        Err(Error::Poisoned { .. })
+    ));
 }
 
 /// A clean close never vouches for a segment a failed write left a partial frame in: it
