@@ -283,7 +283,13 @@ fn copy_refusal(e: &Error) -> Error {
             state: state.clone(),
             since: *since,
         },
-        Error::Poisoned { what: why, .. } => Error::poisoned(why.clone()),
+        // The cause went with the first refusal; the others repeat what and where.
+        Error::Poisoned { what, file, at, .. } => Error::Poisoned {
+            what: what.clone(),
+            file: file.clone(),
+            at: *at,
+            source: None,
+        },
         Error::ReadOnly => Error::ReadOnly,
         Error::NoSpace { path } => Error::NoSpace { path: path.clone() },
         other => Error::poisoned(other.to_string()),

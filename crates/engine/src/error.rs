@@ -2,7 +2,7 @@
 //! program's exit codes) match on its variants.
 
 use sealdb_crypto::{IntegrityReason, KeyState};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Everything that can go wrong in sealdb.
 #[derive(Debug, thiserror::Error)]
@@ -239,6 +239,21 @@ impl Error {
                 | Self::ChainEnd { .. }
                 | Self::RolledBack { .. }
         )
+    }
+
+    /// The file and the byte offset within it that the error names, when it names them:
+    /// structured errors (corruption, invalid argument, poisoned), integrity failures (the
+    /// failing block), I/O errors, a full disk and a cut chain end.
+    pub fn location(&self) -> (Option<&Path>, Option<u64>) {
+        match self {
+            Self::Corruption { file, at, .. }
+            | Self::InvalidArgument { file, at, .. }
+            | Self::Poisoned { file, at, .. } => (file.as_deref(), *at),
+            Self::Integrity { file, block, .. } => (Some(Path::new(file)), *block),
+            Self::Io { path, .. } | Self::NoSpace { path } => (Some(Path::new(path)), None),
+            Self::ChainEnd { file, .. } => (Some(Path::new(file)), None),
+            _ => (None, None),
+        }
     }
 
     /// Whether the master key could not be used (exit code 3 of the `sealdb` program).

@@ -638,12 +638,13 @@ fn read_manifest_counted(
         format_version: FormatVersion::OLDEST,
         ..ManifestState::default()
     };
-    let label = path.display().to_string();
     for item in reader.blocks_unfinished_ok() {
         match item {
-            Ok((_, block)) => {
-                for edit in decode_group(&block.data, &label)? {
-                    state.apply(&edit)?;
+            Ok((handle, block)) => {
+                // Decode and apply errors name the manifest and the edit group's offset.
+                let at_group = |e: Error| e.in_file(path).at(handle.offset);
+                for edit in decode_group(&block.data, "edit group").map_err(at_group)? {
+                    state.apply(&edit).map_err(at_group)?;
                 }
                 groups += 1;
             }
@@ -656,7 +657,7 @@ fn read_manifest_counted(
         }
     }
     if !state.keyspaces.contains_key(&DEFAULT_KEYSPACE) {
-        return Err(Error::corruption(format!("{label}: no default keyspace")));
+        return Err(Error::corruption("no default keyspace".into()).in_file(path));
     }
     Ok((state, groups))
 }
@@ -1151,13 +1152,13 @@ pub fn read_manifest_edits(
         cipher: Some(cipher),
     };
     let reader = SealedReader::open(fs, path, keyring, &expected)?;
-    let label = path.display().to_string();
     let mut out = Vec::new();
     for (group, item) in (0u64..).zip(reader.blocks_unfinished_ok()) {
         match item {
-            Ok((_, block)) => {
+            Ok((handle, block)) => {
                 out.extend(
-                    decode_group(&block.data, &label)?
+                    decode_group(&block.data, "edit group")
+                        .map_err(|e| e.in_file(path).at(handle.offset))?
                         .iter()
                         .map(|e| e.inspected(group)),
                 );

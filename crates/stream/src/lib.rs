@@ -172,6 +172,20 @@ sealdb_crypto::structured_error_builders!(Error {
     poisoned => Poisoned,
 });
 
+/// A [`Error::Malformed`] for the file at `path`, naming the byte offset of the block at fault
+/// when one is.
+pub(crate) fn malformed_in(
+    path: &std::path::Path,
+    offset: Option<u64>,
+    why: impl std::fmt::Display,
+) -> Error {
+    let e = Error::malformed(why.to_string()).in_file(path);
+    match offset {
+        Some(o) => e.at(o),
+        None => e,
+    }
+}
+
 impl Error {
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
         Self::Io {

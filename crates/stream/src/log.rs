@@ -267,12 +267,7 @@ struct Found {
     start: StartFrame,
 }
 
-fn malformed(path: &Path, offset: Option<u64>, why: impl std::fmt::Display) -> Error {
-    match offset {
-        Some(o) => Error::malformed(format!("{}: block at offset {o}: {why}", path.display())),
-        None => Error::malformed(format!("{}: {why}", path.display())),
-    }
-}
+use crate::malformed_in as malformed;
 
 fn is_truncated(e: &sealdb_crypto::Error) -> bool {
     matches!(

@@ -12,7 +12,7 @@
 //! consumers.
 
 use crate::record::Cursor;
-use crate::{Error, Result, StreamId};
+use crate::{Error, Result, StreamId, malformed_in as malformed};
 use sealdb_crypto::{ArtifactKind, Keyring};
 use sealdb_vfs::FileSystem;
 use std::collections::BTreeMap;
@@ -173,13 +173,6 @@ impl ConsumerPositions {
         self.positions = next;
         self.generation = generation;
         Ok(())
-    }
-}
-
-fn malformed(path: &Path, offset: Option<u64>, why: impl std::fmt::Display) -> Error {
-    match offset {
-        Some(o) => Error::malformed(format!("{}: block at offset {o}: {why}", path.display())),
-        None => Error::malformed(format!("{}: {why}", path.display())),
     }
 }
 

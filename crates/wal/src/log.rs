@@ -763,21 +763,19 @@ impl Wal {
                     break;
                 }
                 let batches = decode_batches(&block.data).ok_or_else(|| {
-                    Error::malformed(format!(
-                        "{}: bad batch frame at offset {}",
-                        seg.path.display(),
-                        handle.offset
-                    ))
+                    Error::malformed("bad batch frame".into())
+                        .in_file(&seg.path)
+                        .at(handle.offset)
                 })?;
                 stats.frames += 1;
                 for b in batches {
                     if b.first_seq <= last_seq || b.count == 0 {
                         return Err(Error::malformed(format!(
-                            "{}: sequence {} out of order at offset {}",
-                            seg.path.display(),
-                            b.first_seq,
-                            handle.offset
-                        )));
+                            "sequence {} out of order",
+                            b.first_seq
+                        ))
+                        .in_file(&seg.path)
+                        .at(handle.offset));
                     }
                     last_seq = b.first_seq + u64::from(b.count) - 1;
                     seg_max = last_seq;
