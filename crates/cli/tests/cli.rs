@@ -288,6 +288,39 @@ fn tampered_table_exits_2_naming_the_file_and_block() {
 }
 
 #[test]
+fn json_error_of_a_tampered_table_names_the_file_and_offset() {
+    let e = Env::new();
+    e.run(&["load", "--count", "3000", "--value-size", "50"])
+        .ok();
+    e.run(&["flush"]).ok();
+    let tables = e.tables();
+    let table = tables.first().expect("a table after flush");
+    let mut bytes = std::fs::read(table).expect("read table");
+    // Inside a data block, which a full scan reads.
+    let mid = bytes.len() / 3;
+    bytes[mid] ^= 0x40;
+    std::fs::write(table, &bytes).expect("write table");
+
+    let r = e.run(&["scan", "--json"]).status(2);
+    let line = r
+        .stderr
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no error on stderr"));
+    let v: serde_json::Value = serde_json::from_str(line).expect("one JSON error object");
+    let err = &v["error"];
+    assert_eq!(err["class"], "integrity", "{line}");
+    assert_eq!(err["exit"], 2, "{line}");
+    let name = table.file_name().expect("name").to_string_lossy();
+    assert!(
+        err["file"].as_str().is_some_and(|f| f.ends_with(&*name)),
+        "{line}"
+    );
+    let offset = err["offset"].as_u64().unwrap_or_else(|| panic!("{line}"));
+    assert!(offset <= mid as u64, "{line}");
+}
+
+#[test]
 fn wrong_or_empty_keystore_exits_3() {
     let e = Env::new();
     e.run(&["put", "k", "v"]).ok();

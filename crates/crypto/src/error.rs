@@ -286,3 +286,35 @@ crate::structured_error_builders!(Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn structured_errors_show_their_place_and_keep_their_cause() {
+        let cause = std::io::Error::other("disk said no");
+        let e = Error::invalid_argument("bad length".into())
+            .in_file("/db/KEYS")
+            .at(72)
+            .caused_by(cause);
+        assert_eq!(
+            e.to_string(),
+            "invalid argument in /db/KEYS at offset 72: bad length"
+        );
+        let source = e.source().expect("the cause is kept");
+        let io = source
+            .downcast_ref::<std::io::Error>()
+            .expect("an io::Error");
+        assert_eq!(io.to_string(), "disk said no");
+        // Without a place the text is what it always was.
+        assert_eq!(
+            Error::invalid_argument("x".into()).to_string(),
+            "invalid argument: x"
+        );
+        // The builders leave other variants alone.
+        let other = Error::UnknownDataKeyVersion(3).in_file("/f").at(1);
+        assert!(matches!(other, Error::UnknownDataKeyVersion(3)));
+    }
+}

@@ -442,3 +442,93 @@ fn lower_corruption(
         source: Some(lower.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// The lower error `e` keeps as its source, as type `T`.
+    fn lower<T: std::error::Error + 'static>(e: &Error) -> &T {
+        e.source()
+            .and_then(|s| s.downcast_ref::<T>())
+            .unwrap_or_else(|| panic!("source of {e:?} is not a {}", std::any::type_name::<T>()))
+    }
+
+    #[test]
+    fn a_wal_decode_error_becomes_corruption_naming_segment_and_offset() {
+        let wal = sealdb_wal::Error::malformed("bad batch frame".into())
+            .in_file("/db/wal/0000000000000007.wal")
+            .at(4160);
+        let e = Error::from(wal);
+        assert!(e.is_integrity());
+        assert_eq!(
+            e.to_string(),
+            "corruption in /db/wal/0000000000000007.wal at offset 4160: WAL: bad batch frame"
+        );
+        assert_eq!(
+            e.location(),
+            (Some(Path::new("/db/wal/0000000000000007.wal")), Some(4160))
+        );
+        assert!(matches!(
+            lower::<sealdb_wal::Error>(&e),
+            sealdb_wal::Error::Malformed { at: Some(4160), .. }
+        ));
+    }
+
+    #[test]
+    fn a_table_decode_error_becomes_corruption_naming_table_and_block() {
+        let table = sealdb_sstable::Error::Corruption {
+            file: "/db/000012.sst".into(),
+            block: Some(8192),
+            reason: "bad restart array".into(),
+        };
+        let e = Error::from(table);
+        assert!(e.is_integrity());
+        let text = e.to_string();
+        assert!(
+            text.contains("/db/000012.sst at offset 8192") && text.contains("bad restart array"),
+            "{text}"
+        );
+        assert_eq!(
+            lower::<sealdb_sstable::Error>(&e).block_offset(),
+            Some(8192)
+        );
+    }
+
+    #[test]
+    fn a_stream_decode_error_becomes_corruption_naming_segment_and_offset() {
+        let stream = sealdb_stream::Error::malformed("records frame holds no records".into())
+            .in_file("/db/streams/1/0000000000000001.seg")
+            .at(64);
+        let e = Error::from(stream);
+        assert!(e.is_integrity());
+        assert_eq!(e.location().1, Some(64));
+        assert!(matches!(
+            lower::<sealdb_stream::Error>(&e),
+            sealdb_stream::Error::Malformed { .. }
+        ));
+    }
+
+    #[test]
+    fn an_unknown_data_key_version_keeps_the_crypto_error_as_source() {
+        let e = Error::from(sealdb_crypto::Error::UnknownDataKeyVersion(9));
+        assert!(matches!(e, Error::Corruption { .. }));
+        assert!(e.to_string().contains("data-key version 9"), "{e}");
+        assert!(matches!(
+            lower::<sealdb_crypto::Error>(&e),
+            sealdb_crypto::Error::UnknownDataKeyVersion(9)
+        ));
+    }
+
+    #[test]
+    fn invalid_arguments_carry_their_place_and_cause_up_unchanged() {
+        let crypto = sealdb_crypto::Error::invalid_argument("name too long".into())
+            .in_file("/db/KEYS")
+            .caused_by(std::io::Error::other("cause"));
+        let e = Error::from(crypto);
+        assert!(!e.is_integrity());
+        assert_eq!(e.to_string(), "invalid argument in /db/KEYS: name too long");
+        assert_eq!(lower::<std::io::Error>(&e).to_string(), "cause");
+    }
+}
