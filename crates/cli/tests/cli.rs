@@ -249,19 +249,25 @@ fn verify_clean_database_exits_0() {
     assert_eq!(v.last().expect("summary")["ok"], true);
 }
 
-#[test]
-fn tampered_table_exits_2_naming_the_file_and_block() {
-    let e = Env::new();
+/// Loads and flushes a database, then flips one bit a third of the way into its first table:
+/// inside a data block, which only a full read (verify, scan) reaches. Returns the table and
+/// the offset of the flipped byte.
+fn tamper_with_a_table(e: &Env) -> (PathBuf, usize) {
     e.run(&["load", "--count", "3000", "--value-size", "50"])
         .ok();
     e.run(&["flush"]).ok();
-    let tables = e.tables();
-    let table = tables.first().expect("a table after flush");
-    let mut bytes = std::fs::read(table).expect("read table");
-    // A third of the way in is inside a data block: only a full verify reads it.
+    let table = e.tables().first().expect("a table after flush").clone();
+    let mut bytes = std::fs::read(&table).expect("read table");
     let mid = bytes.len() / 3;
     bytes[mid] ^= 0x40;
-    std::fs::write(table, &bytes).expect("write table");
+    std::fs::write(&table, &bytes).expect("write table");
+    (table, mid)
+}
+
+#[test]
+fn tampered_table_exits_2_naming_the_file_and_block() {
+    let e = Env::new();
+    let (table, _) = tamper_with_a_table(&e);
 
     let name = table
         .file_name()
@@ -290,16 +296,7 @@ fn tampered_table_exits_2_naming_the_file_and_block() {
 #[test]
 fn json_error_of_a_tampered_table_names_the_file_and_offset() {
     let e = Env::new();
-    e.run(&["load", "--count", "3000", "--value-size", "50"])
-        .ok();
-    e.run(&["flush"]).ok();
-    let tables = e.tables();
-    let table = tables.first().expect("a table after flush");
-    let mut bytes = std::fs::read(table).expect("read table");
-    // Inside a data block, which a full scan reads.
-    let mid = bytes.len() / 3;
-    bytes[mid] ^= 0x40;
-    std::fs::write(table, &bytes).expect("write table");
+    let (table, mid) = tamper_with_a_table(&e);
 
     let r = e.run(&["scan", "--json"]).status(2);
     let line = r
