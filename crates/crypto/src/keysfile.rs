@@ -69,10 +69,10 @@ impl KeysFile {
     ) -> Result<Self> {
         let path = dir.join(KEYS_FILE_NAME);
         if fs.exists(&path) {
-            return Err(Error::invalid_argument(format!(
-                "{} already exists; refusing to replace key material",
-                path.display()
-            )));
+            return Err(Error::invalid_argument(
+                "the KEYS file already exists; refusing to replace key material".into(),
+            )
+            .in_file(&path));
         }
         let ctx = EncryptionContext { database_id };
         let (key, wrapped_key) = provider.generate_data_key(&ctx)?;
@@ -143,7 +143,8 @@ impl KeysFile {
                     "resolver returned key {} for {}",
                     provider.descriptor(),
                     env.master
-                )));
+                ))
+                .in_file(&path));
             }
             let ctx = EncryptionContext {
                 database_id: header.database_id,
@@ -412,11 +413,13 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// The bad field and its byte position within the decoded bytes (the header extension
+    /// or the sealed payload: not a file offset, so not the error's `block`).
     fn bad(&self, what: &str) -> Error {
         Error::integrity(
             self.label,
             None,
-            IntegrityReason::Malformed(what.to_string()),
+            IntegrityReason::Malformed(format!("bad {what} at byte {}", self.pos)),
         )
     }
 
