@@ -56,7 +56,8 @@ Exit status:
 
 Errors are printed on standard error as `sealdb: error: <message>`; with --json as one JSON
 object on one line: {\"error\": {\"class\": C, \"exit\": N, \"message\": \"...\"}} where C is
-not_found, integrity, key_unavailable or other (exit 1, 2, 3, 4).
+not_found, integrity, key_unavailable or other (exit 1, 2, 3, 4), with \"file\" and \"offset\"
+(bytes into that file) added when the error names them.
 
 Creating a database:
   Commands that add data or schema create a missing database (taking --cipher and

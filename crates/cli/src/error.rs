@@ -47,11 +47,29 @@ pub fn error_json(exit: Exit, message: &str) -> serde_json::Value {
     })
 }
 
+/// [`error_json`] of `e`, plus `"file"` and `"offset"` when the error names them.
+fn cli_error_json(e: &CliError) -> serde_json::Value {
+    let mut v = error_json(e.exit, &e.message);
+    if let Some(obj) = v.get_mut("error").and_then(|o| o.as_object_mut()) {
+        if let Some(file) = &e.file {
+            obj.insert("file".into(), file.clone().into());
+        }
+        if let Some(offset) = e.offset {
+            obj.insert("offset".into(), offset.into());
+        }
+    }
+    v
+}
+
 /// A failure of one command: the status to exit with and the message to print.
 #[derive(Debug)]
 pub struct CliError {
     exit: Exit,
     message: String,
+    /// The file the failure names, if any (shown in the JSON form).
+    file: Option<String>,
+    /// The byte offset within that file, if any (shown in the JSON form).
+    offset: Option<u64>,
     /// Set when there is nothing useful to say (stdout closed by the reader): the program
     /// then ends without a message.
     silent: bool,
@@ -66,6 +84,8 @@ impl CliError {
         Self {
             exit,
             message: message.into(),
+            file: None,
+            offset: None,
             silent: false,
         }
     }
@@ -91,6 +111,8 @@ impl CliError {
         Self {
             exit: Exit::Success,
             message: String::new(),
+            file: None,
+            offset: None,
             silent: true,
         }
     }
@@ -147,7 +169,12 @@ impl From<sealdb::Error> for CliError {
         } else {
             Exit::Other
         };
-        Self::new(exit, e.to_string())
+        let (file, offset) = e.location();
+        Self {
+            file: file.map(|f| f.display().to_string()),
+            offset,
+            ..Self::new(exit, e.to_string())
+        }
     }
 }
 
@@ -161,11 +188,8 @@ impl From<sealdb_crypto::Error> for CliError {
 
 impl From<sealdb_sstable::Error> for CliError {
     fn from(e: sealdb_sstable::Error) -> Self {
-        match e {
-            sealdb_sstable::Error::Crypto(c) => c.into(),
-            other if other.is_integrity() => Self::integrity(other.to_string()),
-            other => Self::other(other.to_string()),
-        }
+        // Classified (and located) the way the engine would report the same failure.
+        sealdb::Error::from(e).into()
     }
 }
 
@@ -205,13 +229,14 @@ pub fn clap_failure(e: &clap::Error, json: bool) -> ExitCode {
 }
 
 /// Prints `sealdb: error: <message>` on standard error (under `--json`, the object of
-/// [`error_json`], so scripts need not parse text) and returns the exit status.
+/// [`error_json`] with the file and offset the error names, so scripts need not parse text)
+/// and returns the exit status.
 pub fn report(e: &CliError, json: bool) -> ExitCode {
     use std::io::Write;
     if !e.is_silent() {
         // Nothing more can be done if standard error itself is gone.
         let _ = if json {
-            writeln!(io::stderr(), "{}", error_json(e.exit(), e.message()))
+            writeln!(io::stderr(), "{}", cli_error_json(e))
         } else {
             writeln!(io::stderr(), "sealdb: error: {}", e.message())
         };
@@ -231,9 +256,9 @@ mod tests {
 
     #[test]
     fn engine_errors_map_to_documented_statuses() {
-        let e: CliError = sealdb::Error::InvalidArgument("x".into()).into();
+        let e: CliError = sealdb::Error::invalid_argument("x".into()).into();
         assert_eq!(e.exit(), Exit::Other);
-        let e: CliError = sealdb::Error::Corruption("x".into()).into();
+        let e: CliError = sealdb::Error::corruption("x".into()).into();
         assert_eq!(e.exit(), Exit::Integrity);
         let e: CliError = sealdb::Error::WrongMasterKey {
             provider: "owned".into(),

@@ -141,17 +141,23 @@ fn verify_clean_database_exits_0() {
     assert_eq!(v.last().expect("summary")["ok"], true);
 }
 
+/// Loads and flushes a database, then flips one bit a third of the way into its first table:
+/// inside a data block, which only a full read (verify, scan) reaches. Returns the table and
+/// the offset of the flipped byte.
+fn tamper_with_a_table(e: &Env) -> (PathBuf, usize) {
+    e.load_and_flush(3000, 50);
+    let table = e.tables().first().expect("a table after flush").clone();
+    let mut bytes = std::fs::read(&table).expect("read table");
+    let mid = bytes.len() / 3;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&table, &bytes).expect("write table");
+    (table, mid)
+}
+
 #[test]
 fn tampered_table_exits_2_naming_the_file_and_block() {
     let e = Env::new();
-    e.load_and_flush(3000, 50);
-    let tables = e.tables();
-    let table = tables.first().expect("a table after flush");
-    let mut bytes = std::fs::read(table).expect("read table");
-    // A third of the way in is inside a data block: only a full verify reads it.
-    let mid = bytes.len() / 3;
-    bytes[mid] ^= 0x40;
-    std::fs::write(table, &bytes).expect("write table");
+    let (table, _) = tamper_with_a_table(&e);
 
     let name = table
         .file_name()
@@ -175,6 +181,30 @@ fn tampered_table_exits_2_naming_the_file_and_block() {
     );
     // inspect with the keys pins the same block down.
     e.run(&["inspect", table.to_str().expect("utf8")]).status(2);
+}
+
+#[test]
+fn json_error_of_a_tampered_table_names_the_file_and_offset() {
+    let e = Env::new();
+    let (table, mid) = tamper_with_a_table(&e);
+
+    let r = e.run(&["scan", "--json"]).status(2);
+    let line = r
+        .stderr
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no error on stderr"));
+    let v: serde_json::Value = serde_json::from_str(line).expect("one JSON error object");
+    let err = &v["error"];
+    assert_eq!(err["class"], "integrity", "{line}");
+    assert_eq!(err["exit"], 2, "{line}");
+    let name = table.file_name().expect("name").to_string_lossy();
+    assert!(
+        err["file"].as_str().is_some_and(|f| f.ends_with(&*name)),
+        "{line}"
+    );
+    let offset = err["offset"].as_u64().unwrap_or_else(|| panic!("{line}"));
+    assert!(offset <= mid as u64, "{line}");
 }
 
 #[test]

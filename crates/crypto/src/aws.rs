@@ -100,10 +100,10 @@ impl AwsKmsProvider {
     ) -> Result<Self> {
         validate_key_id(key_id)?;
         if region.is_empty() {
-            return Err(Error::InvalidArgument("AWS region is empty".into()));
+            return Err(Error::invalid_argument("AWS region is empty".into()));
         }
         if endpoint_url.is_empty() {
-            return Err(Error::InvalidArgument("KMS endpoint URL is empty".into()));
+            return Err(Error::invalid_argument("KMS endpoint URL is empty".into()));
         }
         let config = aws_sdk_kms::Config::builder()
             .behavior_version(BehaviorVersion::latest())
@@ -133,7 +133,7 @@ impl AwsKmsProvider {
             .map(|r| r.as_ref().to_owned())
             .filter(|r| !r.is_empty())
             .ok_or_else(|| {
-                Error::InvalidArgument(format!(
+                Error::invalid_argument(format!(
                     "no AWS region configured for KMS key {key_id}: set AWS_REGION or a \
                      profile's region"
                 ))
@@ -456,7 +456,7 @@ impl Drop for AwsKmsProvider {
 
 fn validate_key_id(key_id: &str) -> Result<()> {
     if key_id.is_empty() {
-        return Err(Error::InvalidArgument("AWS KMS key id is empty".into()));
+        return Err(Error::invalid_argument("AWS KMS key id is empty".into()));
     }
     Ok(())
 }

@@ -2,7 +2,95 @@
 //! caller may need to react (which file, which block, which key, which state).
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// A lower layer's error kept as the `source()` of a sealdb error (boxed so that one error
+/// type can carry the causes of several crates).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Where a structured error happened, for its `Display`: ` in FILE at offset N`, ` in FILE`,
+/// ` at offset N`, or nothing when neither is known. Every crate's structured variants
+/// (corruption, malformed contents, invalid argument, poisoned) show their place this way.
+pub fn place<'a>(file: &'a Option<PathBuf>, at: &'a Option<u64>) -> impl fmt::Display + 'a {
+    Place {
+        file: file.as_deref(),
+        at: *at,
+    }
+}
+
+struct Place<'a> {
+    file: Option<&'a Path>,
+    at: Option<u64>,
+}
+
+impl fmt::Display for Place<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = self.file {
+            write!(f, " in {}", file.display())?;
+        }
+        if let Some(at) = self.at {
+            write!(f, " at offset {at}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes the constructors and builder methods of an error enum's structured variants: each
+/// listed variant has the fields `what: String`, `file: Option<PathBuf>`, `at: Option<u64>`
+/// and `source: Option<BoxError>`. `ctor => Variant` makes `Error::ctor(what)`; the builders
+/// [`in_file`](Error::in_file), [`at`](Error::at) and [`caused_by`](Error::caused_by) fill
+/// in the rest and leave every other variant unchanged. One macro so that the five crates'
+/// errors are built the same way (`Error::corruption(format!(..)).in_file(path).at(offset)`).
+#[macro_export]
+macro_rules! structured_error_builders {
+    ($ty:ty { $($ctor:ident => $variant:ident),+ $(,)? }) => {
+        impl $ty {
+            $(
+                #[doc = concat!("A [`", stringify!($variant), "`](Self::", stringify!($variant),
+                    ") error saying `what` is wrong; name the file, offset and cause with the ",
+                    "builder methods.")]
+                pub fn $ctor(what: String) -> Self {
+                    Self::$variant {
+                        what,
+                        file: None,
+                        at: None,
+                        source: None,
+                    }
+                }
+            )+
+
+            /// Names the file at fault (structured variants only; others are returned as
+            /// they are).
+            pub fn in_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+                match &mut self {
+                    $(Self::$variant { file, .. })|+ => *file = Some(path.into()),
+                    _ => {}
+                }
+                self
+            }
+
+            /// Names the byte offset at fault within the file (or within the bytes being
+            /// decoded), for structured variants.
+            pub fn at(mut self, offset: u64) -> Self {
+                match &mut self {
+                    $(Self::$variant { at, .. })|+ => *at = Some(offset),
+                    _ => {}
+                }
+                self
+            }
+
+            /// Keeps the lower-level error this one comes from as its `source()`, for
+            /// structured variants.
+            pub fn caused_by(mut self, cause: impl Into<$crate::error::BoxError>) -> Self {
+                match &mut self {
+                    $(Self::$variant { source, .. })|+ => *source = Some(cause.into()),
+                    _ => {}
+                }
+                self
+            }
+        }
+    };
+}
 
 /// Why a sealed file or block failed its integrity check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,9 +239,19 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A caller passed something unusable.
-    #[error("invalid argument: {0}")]
-    InvalidArgument(String),
+    /// A caller passed something unusable (or a file names something this build refuses).
+    #[error("invalid argument{}: {what}", place(file, at))]
+    InvalidArgument {
+        /// What is wrong.
+        what: String,
+        /// The file concerned, if one is.
+        file: Option<PathBuf>,
+        /// The byte offset concerned within it, if one is.
+        at: Option<u64>,
+        /// The lower-level error this comes from, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The file or option names a cipher (or backend) this build was compiled without: the
     /// `ring` feature of sealdb-crypto provides AES-256-GCM and the fast ChaCha20-Poly1305.
     #[error("{what} is not available in this build (sealdb-crypto feature `ring` is off)")]
@@ -182,5 +280,41 @@ impl Error {
     }
 }
 
+crate::structured_error_builders!(Error {
+    invalid_argument => InvalidArgument,
+});
+
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn structured_errors_show_their_place_and_keep_their_cause() {
+        let cause = std::io::Error::other("disk said no");
+        let e = Error::invalid_argument("bad length".into())
+            .in_file("/db/KEYS")
+            .at(72)
+            .caused_by(cause);
+        assert_eq!(
+            e.to_string(),
+            "invalid argument in /db/KEYS at offset 72: bad length"
+        );
+        let source = e.source().expect("the cause is kept");
+        let io = source
+            .downcast_ref::<std::io::Error>()
+            .expect("an io::Error");
+        assert_eq!(io.to_string(), "disk said no");
+        // Without a place the text is what it always was.
+        assert_eq!(
+            Error::invalid_argument("x".into()).to_string(),
+            "invalid argument: x"
+        );
+        // The builders leave other variants alone.
+        let other = Error::UnknownDataKeyVersion(3).in_file("/f").at(1);
+        assert!(matches!(other, Error::UnknownDataKeyVersion(3)));
+    }
+}

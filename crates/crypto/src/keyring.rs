@@ -111,7 +111,7 @@ impl Keyring {
     /// Removes a version that is not current.
     pub fn remove_version(&mut self, version: u32) -> Result<()> {
         if version == self.current {
-            return Err(Error::InvalidArgument(
+            return Err(Error::invalid_argument(
                 "cannot drop the current data-key version".into(),
             ));
         }
@@ -163,7 +163,7 @@ fn derive_file_key(
     }
     let mut okm = [0u8; crate::keys::KEY_LEN];
     hk.expand(&info, &mut okm)
-        .map_err(|_| Error::InvalidArgument("hkdf output length".into()))?;
+        .map_err(|_| Error::invalid_argument("hkdf output length".into()))?;
     let key = SecretKey::from_bytes(okm);
     zeroize::Zeroize::zeroize(&mut okm);
     Ok(key)
@@ -201,13 +201,13 @@ impl SealBackend {
     pub fn from_env() -> Result<Self> {
         match std::env::var(Self::ENV) {
             Ok(v) if !v.is_empty() => Self::parse(&v).ok_or_else(|| {
-                Error::InvalidArgument(format!(
+                Error::invalid_argument(format!(
                     "{}={v:?}: expected `reference` or `fast`",
                     Self::ENV
                 ))
             }),
             Ok(_) | Err(std::env::VarError::NotPresent) => Ok(Self::build_default()),
-            Err(std::env::VarError::NotUnicode(_)) => Err(Error::InvalidArgument(format!(
+            Err(std::env::VarError::NotUnicode(_)) => Err(Error::invalid_argument(format!(
                 "{} is not valid UTF-8",
                 Self::ENV
             ))),
@@ -293,7 +293,7 @@ impl FileCipher {
         ad: &[u8],
         buf: &mut [u8],
     ) -> Result<[u8; TAG_LEN]> {
-        let too_long = || Error::InvalidArgument("block too long for the cipher".into());
+        let too_long = || Error::invalid_argument("block too long for the cipher".into());
         match self {
             Self::ChaCha(aead) => {
                 let tag = aead
@@ -312,7 +312,7 @@ impl FileCipher {
                     .map_err(|_| too_long())?;
                 tag.as_ref().try_into().map_err(|_| too_long())
             }
-            Self::None => Err(Error::InvalidArgument(
+            Self::None => Err(Error::invalid_argument(
                 "the none cipher has no AEAD to seal with".into(),
             )),
         }
@@ -357,7 +357,7 @@ impl FileCipher {
 impl RingKey {
     fn new(alg: &'static ring::aead::Algorithm, key: &SecretKey) -> Result<Self> {
         let unbound = ring::aead::UnboundKey::new(alg, key.expose())
-            .map_err(|_| Error::InvalidArgument("AEAD key length".into()))?;
+            .map_err(|_| Error::invalid_argument("AEAD key length".into()))?;
         Ok(Self(ring::aead::LessSafeKey::new(unbound)))
     }
 }

@@ -33,7 +33,7 @@ impl SecretKey {
     pub fn from_slice(bytes: &[u8]) -> Result<Self> {
         let arr: [u8; KEY_LEN] = bytes
             .try_into()
-            .map_err(|_| Error::InvalidArgument(format!("key must be {KEY_LEN} bytes")))?;
+            .map_err(|_| Error::invalid_argument(format!("key must be {KEY_LEN} bytes")))?;
         Ok(Self(arr))
     }
 
@@ -82,10 +82,10 @@ macro_rules! id_type {
             /// Parses the 32-character hexadecimal form.
             pub fn from_hex(s: &str) -> Result<Self> {
                 let v = crate::hex::decode(s)
-                    .ok_or_else(|| Error::InvalidArgument(format!("bad hex id {s:?}")))?;
+                    .ok_or_else(|| Error::invalid_argument(format!("bad hex id {s:?}")))?;
                 let arr: [u8; 16] = v
                     .try_into()
-                    .map_err(|_| Error::InvalidArgument(format!("id {s:?} is not 16 bytes")))?;
+                    .map_err(|_| Error::invalid_argument(format!("id {s:?} is not 16 bytes")))?;
                 Ok(Self(arr))
             }
         }

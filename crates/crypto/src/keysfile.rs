@@ -70,10 +70,10 @@ impl KeysFile {
     ) -> Result<Self> {
         let path = dir.join(KEYS_FILE_NAME);
         if fs.exists(&path) {
-            return Err(Error::InvalidArgument(format!(
-                "{} already exists; refusing to replace key material",
-                path.display()
-            )));
+            return Err(Error::invalid_argument(
+                "the KEYS file already exists; refusing to replace key material".into(),
+            )
+            .in_file(&path));
         }
         let ctx = EncryptionContext { database_id };
         let (key, wrapped_key) = provider.generate_data_key(&ctx)?;
@@ -140,11 +140,12 @@ impl KeysFile {
             let env = Envelope::decode(&header.extension, &label)?;
             let provider = resolve(&env.master)?;
             if provider.descriptor() != env.master {
-                return Err(Error::InvalidArgument(format!(
+                return Err(Error::invalid_argument(format!(
                     "resolver returned key {} for {}",
                     provider.descriptor(),
                     env.master
-                )));
+                ))
+                .in_file(&path));
             }
             let ctx = EncryptionContext {
                 database_id: header.database_id,
@@ -317,7 +318,7 @@ impl KeysFile {
 
     fn require_master(&self, master: &dyn KeyProvider) -> Result<()> {
         if master.descriptor() != self.master {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "data keys are wrapped by {}, not {}",
                 self.master,
                 master.descriptor()
@@ -406,7 +407,7 @@ fn put_string(out: &mut Vec<u8>, s: &str) -> Result<()> {
     let len = u16::try_from(s.len())
         .ok()
         .filter(|l| usize::from(*l) <= MAX_NAME_LEN)
-        .ok_or_else(|| Error::InvalidArgument(format!("name too long: {} bytes", s.len())))?;
+        .ok_or_else(|| Error::invalid_argument(format!("name too long: {} bytes", s.len())))?;
     out.put_u16(len).put_raw(s.as_bytes());
     Ok(())
 }
@@ -423,13 +424,13 @@ impl Envelope {
         put_string(&mut out, &self.master.provider)?;
         put_string(&mut out, &self.master.key_id)?;
         let count = u16::try_from(self.wrapped.len())
-            .map_err(|_| Error::InvalidArgument("too many data-key versions".into()))?;
+            .map_err(|_| Error::invalid_argument("too many data-key versions".into()))?;
         out.put_u16(count);
         for (v, w) in &self.wrapped {
             let len = u16::try_from(w.len())
                 .ok()
                 .filter(|l| usize::from(*l) <= MAX_WRAPPED_LEN)
-                .ok_or_else(|| Error::InvalidArgument("wrapped key too long".into()))?;
+                .ok_or_else(|| Error::invalid_argument("wrapped key too long".into()))?;
             out.put_u32(*v).put_u16(len).put_raw(w);
         }
         Ok(out)

@@ -172,12 +172,12 @@ impl LocalKms {
             let outcome = (|| {
                 validate_name(name)?;
                 if s.state.keys.contains_key(name) {
-                    return Err(Error::InvalidArgument(format!(
+                    return Err(Error::invalid_argument(format!(
                         "local KMS key {name:?} already exists"
                     )));
                 }
                 if s.state.keys.len() >= MAX_KEYS {
-                    return Err(Error::InvalidArgument(format!(
+                    return Err(Error::invalid_argument(format!(
                         "the local KMS already holds {MAX_KEYS} keys"
                     )));
                 }
@@ -228,7 +228,7 @@ impl LocalKms {
                     return Err(wrong_state(name, record.lifecycle, "rotate"));
                 }
                 if record.version_count >= MAX_VERSIONS {
-                    return Err(Error::InvalidArgument(format!(
+                    return Err(Error::invalid_argument(format!(
                         "local KMS key {name:?} already has {MAX_VERSIONS} versions"
                     )));
                 }
@@ -266,7 +266,7 @@ impl LocalKms {
         let mut deletion_at = 0;
         self.transition(name, "schedule-deletion", |name, from, now| {
             if !(MIN_DELETION_DAYS..=MAX_DELETION_DAYS).contains(&days) {
-                return Err(Error::InvalidArgument(format!(
+                return Err(Error::invalid_argument(format!(
                     "deletion waiting period must be {MIN_DELETION_DAYS} to \
                      {MAX_DELETION_DAYS} days, not {days}"
                 )));
@@ -299,7 +299,7 @@ impl LocalKms {
             Lifecycle::PendingDeletion { deletion_at } if now || deletion_at <= time => {
                 Ok(Lifecycle::Destroyed)
             }
-            Lifecycle::PendingDeletion { deletion_at } => Err(Error::InvalidArgument(format!(
+            Lifecycle::PendingDeletion { deletion_at } => Err(Error::invalid_argument(format!(
                 "local KMS key {name:?} is scheduled for deletion at unix time {deletion_at}; \
                  destroy it before then only with `now`"
             ))),
@@ -744,7 +744,7 @@ fn wrong_state(name: &str, state: Lifecycle, action: &str) -> Error {
         }
         Lifecycle::Enabled | Lifecycle::Disabled => "",
     };
-    Error::InvalidArgument(format!(
+    Error::invalid_argument(format!(
         "cannot {action} local KMS key {name:?}: it is {}{hint}",
         state.key_state()
     ))
@@ -783,7 +783,7 @@ fn name_problem(name: &str) -> Option<String> {
 fn validate_name(name: &str) -> Result<()> {
     match name_problem(name) {
         None => Ok(()),
-        Some(why) => Err(Error::InvalidArgument(format!(
+        Some(why) => Err(Error::invalid_argument(format!(
             "invalid local KMS key name {:?}: {why}",
             name.chars().take(MAX_NAME_LEN).collect::<String>()
         ))),
@@ -1021,12 +1021,12 @@ mod tests {
         );
         assert!(matches!(
             kms.create_key("beta"),
-            Err(Error::InvalidArgument(_))
+            Err(Error::InvalidArgument { .. })
         ));
         let long = "x".repeat(MAX_NAME_LEN + 1);
         for bad in ["", "a b", "a/b", "ключ", "x\n", long.as_str()] {
             assert!(
-                matches!(kms.create_key(bad), Err(Error::InvalidArgument(_))),
+                matches!(kms.create_key(bad), Err(Error::InvalidArgument { .. })),
                 "{bad:?}"
             );
         }
@@ -1100,7 +1100,10 @@ mod tests {
         assert_eq!(state_of(&e), Some(&KeyState::Disabled));
         let e = p.wrap(&dk, &ctx(id)).expect_err("disabled");
         assert_eq!(state_of(&e), Some(&KeyState::Disabled));
-        assert!(matches!(kms.rotate("k"), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            kms.rotate("k"),
+            Err(Error::InvalidArgument { .. })
+        ));
         kms.enable("k")?;
         assert_eq!(p.check()?, KeyState::Enabled);
         assert_eq!(p.unwrap(&w, &ctx(id))?, dk);
@@ -1120,7 +1123,7 @@ mod tests {
         for bad_days in [0, 31, u32::MAX] {
             assert!(matches!(
                 kms.schedule_deletion("k", bad_days),
-                Err(Error::InvalidArgument(_))
+                Err(Error::InvalidArgument { .. })
             ));
         }
         let before = crate::unix_now();
@@ -1133,15 +1136,18 @@ mod tests {
         assert_eq!(state_of(&e), Some(&pending));
         assert_eq!(state_of(&p.check().expect_err("pending")), Some(&pending));
         // Enabling is not how a deletion is cancelled; nor can it be scheduled twice.
-        assert!(matches!(kms.enable("k"), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            kms.enable("k"),
+            Err(Error::InvalidArgument { .. })
+        ));
         assert!(matches!(
             kms.schedule_deletion("k", 3),
-            Err(Error::InvalidArgument(_))
+            Err(Error::InvalidArgument { .. })
         ));
         // Too early without `now`.
         assert!(matches!(
             kms.destroy("k", false),
-            Err(Error::InvalidArgument(_))
+            Err(Error::InvalidArgument { .. })
         ));
         assert_eq!(kms.describe("k")?.state, pending);
 
@@ -1149,12 +1155,12 @@ mod tests {
         assert_eq!(kms.describe("k")?.state, KeyState::Disabled);
         assert!(matches!(
             kms.cancel_deletion("k"),
-            Err(Error::InvalidArgument(_))
+            Err(Error::InvalidArgument { .. })
         ));
         // Destroy only from pending deletion.
         assert!(matches!(
             kms.destroy("k", true),
-            Err(Error::InvalidArgument(_))
+            Err(Error::InvalidArgument { .. })
         ));
         kms.enable("k")?;
         assert_eq!(p.unwrap(&w, &ctx(id))?, dk);
@@ -1175,12 +1181,18 @@ mod tests {
         );
         // Gone for good; destroying again is a no-op.
         kms.destroy("k", true)?;
-        assert!(matches!(kms.enable("k"), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            kms.enable("k"),
+            Err(Error::InvalidArgument { .. })
+        ));
         assert!(matches!(
             kms.cancel_deletion("k"),
-            Err(Error::InvalidArgument(_))
+            Err(Error::InvalidArgument { .. })
         ));
-        assert!(matches!(kms.rotate("k"), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            kms.rotate("k"),
+            Err(Error::InvalidArgument { .. })
+        ));
         // The material is not anywhere in the state file.
         let raw = std::fs::read(dir.path().join(STATE_FILE)).map_err(|e| Error::io("read", e))?;
         let destroyed_hex = key_hex.first().expect("one material");

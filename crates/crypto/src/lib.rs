@@ -28,7 +28,7 @@ pub mod owned;
 
 #[cfg(feature = "aws-kms")]
 pub use aws::AwsKmsProvider;
-pub use error::{Error, IntegrityReason, KeyState, Result};
+pub use error::{BoxError, Error, IntegrityReason, KeyState, Result, place};
 pub use keyring::{FileCipher, Keyring, SealBackend};
 pub use keys::{DatabaseId, FileId, KEY_LEN, SecretKey};
 pub use keysfile::KeysFile;

@@ -97,7 +97,7 @@ impl OwnedKeyProvider {
     pub fn create(keystore: &Path, database_id: DatabaseId) -> Result<Self> {
         let path = Self::key_path(keystore, database_id);
         if path.symlink_metadata().is_ok() {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "owned key file {} already exists; refusing to overwrite it",
                 path.display()
             )));
@@ -109,7 +109,7 @@ impl OwnedKeyProvider {
             Ok(()) => {}
             // Another process created it between our check and our link.
             Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(Error::InvalidArgument(format!(
+                return Err(Error::invalid_argument(format!(
                     "owned key file {} already exists; refusing to overwrite it",
                     path.display()
                 )));
@@ -149,7 +149,7 @@ impl OwnedKeyProvider {
             }) => match Self::create(keystore, database_id) {
                 Ok(p) => Ok(p),
                 // Lost a race with another process creating the same key: use theirs.
-                Err(Error::InvalidArgument(_)) => Self::open(keystore, database_id),
+                Err(Error::InvalidArgument { .. }) => Self::open(keystore, database_id),
                 Err(e) => Err(e),
             },
             other => other,
@@ -463,7 +463,7 @@ mod tests {
         // A second create must not overwrite (that would shred the database).
         assert!(matches!(
             OwnedKeyProvider::create(&ks, id),
-            Err(Error::InvalidArgument(_))
+            Err(Error::InvalidArgument { .. })
         ));
         let again = OwnedKeyProvider::open_or_create(&ks, id)?;
         assert_eq!(again.master, created.master);

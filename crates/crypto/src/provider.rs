@@ -132,10 +132,10 @@ pub fn local_wrap(
     let ad = local_wrap_ad(desc, master_version, ctx);
     let body = out
         .get_mut(body_start..)
-        .ok_or_else(|| Error::InvalidArgument("wrap buffer".into()))?;
+        .ok_or_else(|| Error::invalid_argument("wrap buffer".into()))?;
     let tag = cipher
         .encrypt_inout_detached(&XNonce::from(nonce), &ad, body.into())
-        .map_err(|_| Error::InvalidArgument("wrap failed".into()))?;
+        .map_err(|_| Error::invalid_argument("wrap failed".into()))?;
     out.extend_from_slice(tag.as_slice());
     Ok(out)
 }

@@ -342,7 +342,7 @@ impl BlockSealer {
         label: impl Into<String>,
     ) -> Result<Self> {
         if !extension.is_empty() && kind != ArtifactKind::Keys {
-            return Err(Error::InvalidArgument(
+            return Err(Error::invalid_argument(
                 "only the KEYS file carries a header extension".into(),
             ));
         }
@@ -447,7 +447,7 @@ impl BlockSealer {
             .ok()
             .filter(|l| *l <= MAX_BLOCK_LEN)
             .ok_or_else(|| {
-                Error::InvalidArgument(format!(
+                Error::invalid_argument(format!(
                     "block of {} bytes exceeds the {MAX_BLOCK_LEN}-byte limit",
                     plaintext.len()
                 ))
@@ -472,7 +472,7 @@ impl BlockSealer {
         } else {
             let body = out
                 .get_mut(body_start..)
-                .ok_or_else(|| Error::InvalidArgument("seal buffer".into()))?;
+                .ok_or_else(|| Error::invalid_argument("seal buffer".into()))?;
             let tag = self.cipher.seal_in_place(&Self::nonce(offset), &ad, body)?;
             out.extend_from_slice(&tag);
         }
@@ -571,7 +571,7 @@ impl SealedWriter {
     /// Writes the header of `sealer` into a fresh, empty `file`.
     pub fn with_file(mut file: Box<dyn WritableFile>, sealer: BlockSealer) -> Result<Self> {
         if !file.is_empty() {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "{}: sealed files are never appended to after creation",
                 sealer.label
             )));
@@ -620,7 +620,7 @@ impl SealedWriter {
 
     fn append(&mut self, plaintext: &[u8], is_final: bool) -> Result<BlockHandle> {
         if self.finished {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "{}: write after the final block",
                 self.sealer.label
             )));
@@ -651,7 +651,7 @@ impl SealedWriter {
         is_final: bool,
     ) -> Result<()> {
         if self.finished || handle.offset != self.offset || bytes.len() != handle.len as usize {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "{}: presealed block does not fit at offset {}",
                 self.sealer.label, self.offset
             )));

@@ -416,7 +416,7 @@ fn constructors_reject_empty_arguments() {
     ] {
         assert!(matches!(
             AwsKmsProvider::with_endpoint(key, url, region, ACCESS_KEY, SECRET_KEY),
-            Err(Error::InvalidArgument(_))
+            Err(Error::InvalidArgument { .. })
         ));
     }
 }

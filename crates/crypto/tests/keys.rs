@@ -54,16 +54,25 @@ fn create_open_and_data_keys_match() {
         opened.keyring().data_key(1).expect("v1"),
         created.keyring().data_key(1).expect("v1")
     );
-    // Never replaced by a fresh key.
+    // Never replaced by a fresh key; the refusal names the file.
+    let refused = KeysFile::create(
+        &fs,
+        Path::new("/db"),
+        owned.as_ref(),
+        id,
+        CipherId::ChaCha20Poly1305,
+    )
+    .expect_err("a second KEYS file");
+    let keys_path = Path::new("/db").join(KEYS_FILE_NAME);
     assert!(
-        KeysFile::create(
-            &fs,
-            Path::new("/db"),
-            owned.as_ref(),
-            id,
-            CipherId::ChaCha20Poly1305
-        )
-        .is_err()
+        matches!(&refused, Error::InvalidArgument { file: Some(f), .. } if *f == keys_path),
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .to_string()
+            .contains(&keys_path.display().to_string()),
+        "{refused}"
     );
     // Nothing readable about the data key in the file.
     let bytes = fs

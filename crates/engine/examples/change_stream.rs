@@ -6,9 +6,9 @@ use sealdb::{Db, Options, StreamStart, StreamView};
 use std::time::Duration;
 
 fn main() -> sealdb::Result<()> {
-    let dir = tempfile::tempdir().map_err(|e| sealdb::Error::InvalidArgument(e.to_string()))?;
+    let dir = tempfile::tempdir().map_err(|e| sealdb::Error::invalid_argument(e.to_string()))?;
     let keystore =
-        tempfile::tempdir().map_err(|e| sealdb::Error::InvalidArgument(e.to_string()))?;
+        tempfile::tempdir().map_err(|e| sealdb::Error::invalid_argument(e.to_string()))?;
     let opts = Options {
         keystore_dir: Some(keystore.path().to_path_buf()),
         ..Options::default()
@@ -53,7 +53,7 @@ fn main() -> sealdb::Result<()> {
     }
     writer
         .join()
-        .map_err(|_| sealdb::Error::InvalidArgument("writer panicked".into()))??;
+        .map_err(|_| sealdb::Error::invalid_argument("writer panicked".into()))??;
     println!(
         "consumer position: {:?}",
         db.stream_position(&ks, "example-consumer")?

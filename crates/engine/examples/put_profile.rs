@@ -17,7 +17,7 @@ fn main() -> sealdb::Result<()> {
         Some("aes") => CipherId::Aes256Gcm,
         Some("none") => CipherId::None,
         Some(other) => {
-            return Err(sealdb::Error::InvalidArgument(format!(
+            return Err(sealdb::Error::invalid_argument(format!(
                 "unknown cipher {other:?} (chacha, aes or none)"
             )));
         }
@@ -26,9 +26,9 @@ fn main() -> sealdb::Result<()> {
         None => 200_000,
         Some(n) => n
             .parse()
-            .map_err(|e| sealdb::Error::InvalidArgument(format!("count {n:?}: {e}")))?,
+            .map_err(|e| sealdb::Error::invalid_argument(format!("count {n:?}: {e}")))?,
     };
-    let io = |e: std::io::Error| sealdb::Error::InvalidArgument(e.to_string());
+    let io = |e: std::io::Error| sealdb::Error::invalid_argument(e.to_string());
     let dir = tempfile::tempdir().map_err(io)?;
     let keystore = tempfile::tempdir().map_err(io)?;
     let opts = Options {

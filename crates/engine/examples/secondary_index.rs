@@ -9,9 +9,9 @@ use sealdb::{
 };
 
 fn main() -> sealdb::Result<()> {
-    let dir = tempfile::tempdir().map_err(|e| sealdb::Error::InvalidArgument(e.to_string()))?;
+    let dir = tempfile::tempdir().map_err(|e| sealdb::Error::invalid_argument(e.to_string()))?;
     let keystore =
-        tempfile::tempdir().map_err(|e| sealdb::Error::InvalidArgument(e.to_string()))?;
+        tempfile::tempdir().map_err(|e| sealdb::Error::invalid_argument(e.to_string()))?;
     let opts = Options {
         keystore_dir: Some(keystore.path().to_path_buf()),
         ..Options::default()

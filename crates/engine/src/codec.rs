@@ -53,7 +53,7 @@ impl<'a> Reader<'a> {
     }
 
     fn corrupt(&self, e: DecodeError) -> Error {
-        Error::Corruption(format!("{}: {e}", self.context))
+        Error::corruption(format!("{}: {e}", self.context))
     }
 
     pub(crate) fn is_empty(&self) -> bool {

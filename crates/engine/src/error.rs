@@ -2,7 +2,7 @@
 //! program's exit codes) match on its variants.
 
 use sealdb_crypto::{IntegrityReason, KeyState};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Everything that can go wrong in sealdb.
 #[derive(Debug, thiserror::Error)]
@@ -20,9 +20,21 @@ pub enum Error {
         reason: IntegrityReason,
     },
     /// Contents that authenticated (or a set of files) do not make sense: a broken invariant
-    /// on disk, such as a missing WAL segment or a manifest naming an absent file.
-    #[error("corruption: {0}")]
-    Corruption(String),
+    /// on disk, such as a missing WAL segment or a manifest naming an absent file. Names the
+    /// file and the byte offset when they are known; `source()` is the lower layer's error.
+    #[error("corruption{}: {what}", sealdb_crypto::place(file, at))]
+    Corruption {
+        /// What does not make sense.
+        what: String,
+        /// The file at fault, if one is known.
+        file: Option<PathBuf>,
+        /// The byte offset at fault within that file, if known.
+        at: Option<u64>,
+        /// The lower layer's error this one comes from (a WAL, table, stream, index or crypto
+        /// error), if any.
+        #[source]
+        source: Option<sealdb_crypto::BoxError>,
+    },
     /// The master key cannot be used: disabled, pending deletion, destroyed, missing, or its
     /// provider unreachable.
     #[error("master key {key_id} ({provider}) is unavailable: {state}{}", since.map(|s| format!(" since unix time {s}")).unwrap_or_default())]
@@ -56,8 +68,19 @@ pub enum Error {
     #[error("keyspace {0:?} does not exist")]
     KeyspaceNotFound(String),
     /// A caller passed something unusable.
-    #[error("invalid argument: {0}")]
-    InvalidArgument(String),
+    #[error("invalid argument{}: {what}", sealdb_crypto::place(file, at))]
+    InvalidArgument {
+        /// What is unusable, and why.
+        what: String,
+        /// The file at fault, if one is known.
+        file: Option<PathBuf>,
+        /// The byte offset at fault within that file, if known.
+        at: Option<u64>,
+        /// The lower layer's error this one comes from (a WAL, table, stream, index or crypto
+        /// error), if any.
+        #[source]
+        source: Option<sealdb_crypto::BoxError>,
+    },
     /// An I/O error on a named path.
     #[error("I/O error on {path}: {source}")]
     Io {
@@ -69,8 +92,25 @@ pub enum Error {
     },
     /// An earlier write or sync failed, so what reached the disk is unknown: the database
     /// refuses writes until it is reopened (which recovers from what is durable).
-    #[error("database is read-only after an earlier failure: {0}")]
-    Poisoned(String),
+    ///
+    /// `source()` is the failure itself on the error that poisoned the database; the refusals
+    /// after it repeat its description only.
+    #[error(
+        "database is read-only after an earlier failure{}: {what}",
+        sealdb_crypto::place(file, at)
+    )]
+    Poisoned {
+        /// The failure that made the database read-only.
+        what: String,
+        /// The file at fault, if one is known.
+        file: Option<PathBuf>,
+        /// The byte offset at fault within that file, if known.
+        at: Option<u64>,
+        /// The lower layer's error this one comes from (a WAL, table, stream, index or crypto
+        /// error), if any.
+        #[source]
+        source: Option<sealdb_crypto::BoxError>,
+    },
     /// The data directory is older than the last state this machine saw (rollback
     /// protection): it was replaced by an older copy of itself.
     #[error(
@@ -159,6 +199,12 @@ pub enum Error {
     },
 }
 
+sealdb_crypto::structured_error_builders!(Error {
+    corruption => Corruption,
+    invalid_argument => InvalidArgument,
+    poisoned => Poisoned,
+});
+
 /// The engine's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -189,10 +235,25 @@ impl Error {
         matches!(
             self,
             Self::Integrity { .. }
-                | Self::Corruption(_)
+                | Self::Corruption { .. }
                 | Self::ChainEnd { .. }
                 | Self::RolledBack { .. }
         )
+    }
+
+    /// The file and the byte offset within it that the error names, when it names them:
+    /// structured errors (corruption, invalid argument, poisoned), integrity failures (the
+    /// failing block), I/O errors, a full disk and a cut chain end.
+    pub fn location(&self) -> (Option<&Path>, Option<u64>) {
+        match self {
+            Self::Corruption { file, at, .. }
+            | Self::InvalidArgument { file, at, .. }
+            | Self::Poisoned { file, at, .. } => (file.as_deref(), *at),
+            Self::Integrity { file, block, .. } => (Some(Path::new(file)), *block),
+            Self::Io { path, .. } | Self::NoSpace { path } => (Some(Path::new(path)), None),
+            Self::ChainEnd { file, .. } => (Some(Path::new(file)), None),
+            _ => (None, None),
+        }
     }
 
     /// Whether the master key could not be used (exit code 3 of the `sealdb` program).
@@ -231,12 +292,21 @@ impl From<sealdb_crypto::Error> for Error {
             },
             C::WrongMasterKey { provider, key_id } => Self::WrongMasterKey { provider, key_id },
             C::InsecurePermissions { path, mode } => Self::InsecurePermissions { path, mode },
-            C::UnknownDataKeyVersion(v) => Self::Corruption(format!(
-                "a file needs data-key version {v}, which the KEYS file lacks"
-            )),
             C::Io { path, source } => Self::from_io(path.display().to_string(), source),
-            C::InvalidArgument(s) => Self::InvalidArgument(s),
-            other => Self::Corruption(other.to_string()),
+            // The same kind of error one layer up: its description, place and cause carry over.
+            C::InvalidArgument {
+                what,
+                file,
+                at,
+                source,
+            } => Self::InvalidArgument {
+                what,
+                file,
+                at,
+                source,
+            },
+            e @ C::UnknownDataKeyVersion(_) => Self::corruption(e.to_string()).caused_by(e),
+            other => Self::corruption(other.to_string()).caused_by(other),
         }
     }
 }
@@ -246,18 +316,219 @@ impl From<sealdb_wal::Error> for Error {
         use sealdb_wal::Error as W;
         match e {
             W::Crypto(c) => c.into(),
-            W::Malformed(s) => Self::Corruption(format!("WAL: {s}")),
-            W::MissingSegment(s) => Self::Corruption(format!("WAL: {s}")),
+            W::Malformed {
+                ref what,
+                ref file,
+                at,
+                ..
+            } => lower_corruption(format!("WAL: {what}"), file.clone(), at, e),
+            W::MissingSegment(ref s) => Self::corruption(format!("WAL: {s}")).caused_by(e),
             W::Io { path, source } => Self::from_io(path, source),
-            W::InvalidArgument(s) => Self::InvalidArgument(s),
+            W::InvalidArgument {
+                what,
+                file,
+                at,
+                source,
+            } => Self::InvalidArgument {
+                what,
+                file,
+                at,
+                source,
+            },
             W::BatchTooLarge { size, limit } => Self::BatchTooLarge {
                 what: "write batch".into(),
                 size,
                 limit,
             },
-            W::Poisoned(s) => Self::Poisoned(s),
+            W::Poisoned {
+                what,
+                file,
+                at,
+                source,
+            } => Self::Poisoned {
+                what,
+                file,
+                at,
+                source,
+            },
             W::ReadOnly => Self::ReadOnly,
-            other => Self::Corruption(other.to_string()),
+            other => Self::corruption(other.to_string()).caused_by(other),
         }
+    }
+}
+
+impl From<sealdb_sstable::Error> for Error {
+    fn from(e: sealdb_sstable::Error) -> Self {
+        use sealdb_sstable::Error as T;
+        match e {
+            T::Crypto(c) => c.into(),
+            T::Corruption {
+                ref file,
+                block,
+                ref reason,
+            } => lower_corruption(
+                format!("table: {reason}"),
+                Some(PathBuf::from(file)),
+                block,
+                e,
+            ),
+            T::Io { path, source } => Self::from_io(path, source),
+            T::InvalidArgument {
+                what,
+                file,
+                at,
+                source,
+            } => Self::InvalidArgument {
+                what,
+                file,
+                at,
+                source,
+            },
+            other => Self::corruption(other.to_string()).caused_by(other),
+        }
+    }
+}
+
+impl From<sealdb_stream::Error> for Error {
+    fn from(e: sealdb_stream::Error) -> Self {
+        use sealdb_stream::Error as S;
+        match e {
+            S::Crypto(c) => c.into(),
+            S::Trimmed { requested, horizon } => Self::Trimmed { requested, horizon },
+            S::Io { path, source } => Self::from_io(path, source),
+            S::InvalidArgument {
+                what,
+                file,
+                at,
+                source,
+            } => Self::InvalidArgument {
+                what,
+                file,
+                at,
+                source,
+            },
+            S::MissingFile { file, detail } => Self::ChainEnd {
+                artifact: if file.ends_with(sealdb_stream::POSITIONS_FILE) {
+                    "consumer positions"
+                } else {
+                    "stream"
+                },
+                file,
+                detail,
+            },
+            S::Malformed {
+                ref what,
+                ref file,
+                at,
+                ..
+            } => lower_corruption(format!("change stream: {what}"), file.clone(), at, e),
+            other => Self::corruption(other.to_string()).caused_by(other),
+        }
+    }
+}
+
+/// A [`Error::Corruption`] for a lower layer's decode failure: its description, file and
+/// offset shown at this level, the lower error itself kept as the `source()`.
+fn lower_corruption(
+    what: String,
+    file: Option<PathBuf>,
+    at: Option<u64>,
+    lower: impl Into<sealdb_crypto::BoxError>,
+) -> Error {
+    Error::Corruption {
+        what,
+        file,
+        at,
+        source: Some(lower.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// The lower error `e` keeps as its source, as type `T`.
+    fn lower<T: std::error::Error + 'static>(e: &Error) -> &T {
+        e.source()
+            .and_then(|s| s.downcast_ref::<T>())
+            .unwrap_or_else(|| panic!("source of {e:?} is not a {}", std::any::type_name::<T>()))
+    }
+
+    #[test]
+    fn a_wal_decode_error_becomes_corruption_naming_segment_and_offset() {
+        let wal = sealdb_wal::Error::malformed("bad batch frame".into())
+            .in_file("/db/wal/0000000000000007.wal")
+            .at(4160);
+        let e = Error::from(wal);
+        assert!(e.is_integrity());
+        assert_eq!(
+            e.to_string(),
+            "corruption in /db/wal/0000000000000007.wal at offset 4160: WAL: bad batch frame"
+        );
+        assert_eq!(
+            e.location(),
+            (Some(Path::new("/db/wal/0000000000000007.wal")), Some(4160))
+        );
+        assert!(matches!(
+            lower::<sealdb_wal::Error>(&e),
+            sealdb_wal::Error::Malformed { at: Some(4160), .. }
+        ));
+    }
+
+    #[test]
+    fn a_table_decode_error_becomes_corruption_naming_table_and_block() {
+        let table = sealdb_sstable::Error::Corruption {
+            file: "/db/000012.sst".into(),
+            block: Some(8192),
+            reason: "bad restart array".into(),
+        };
+        let e = Error::from(table);
+        assert!(e.is_integrity());
+        let text = e.to_string();
+        assert!(
+            text.contains("/db/000012.sst at offset 8192") && text.contains("bad restart array"),
+            "{text}"
+        );
+        assert_eq!(
+            lower::<sealdb_sstable::Error>(&e).block_offset(),
+            Some(8192)
+        );
+    }
+
+    #[test]
+    fn a_stream_decode_error_becomes_corruption_naming_segment_and_offset() {
+        let stream = sealdb_stream::Error::malformed("records frame holds no records".into())
+            .in_file("/db/streams/1/0000000000000001.seg")
+            .at(64);
+        let e = Error::from(stream);
+        assert!(e.is_integrity());
+        assert_eq!(e.location().1, Some(64));
+        assert!(matches!(
+            lower::<sealdb_stream::Error>(&e),
+            sealdb_stream::Error::Malformed { .. }
+        ));
+    }
+
+    #[test]
+    fn an_unknown_data_key_version_keeps_the_crypto_error_as_source() {
+        let e = Error::from(sealdb_crypto::Error::UnknownDataKeyVersion(9));
+        assert!(matches!(e, Error::Corruption { .. }));
+        assert!(e.to_string().contains("data-key version 9"), "{e}");
+        assert!(matches!(
+            lower::<sealdb_crypto::Error>(&e),
+            sealdb_crypto::Error::UnknownDataKeyVersion(9)
+        ));
+    }
+
+    #[test]
+    fn invalid_arguments_carry_their_place_and_cause_up_unchanged() {
+        let crypto = sealdb_crypto::Error::invalid_argument("name too long".into())
+            .in_file("/db/KEYS")
+            .caused_by(std::io::Error::other("cause"));
+        let e = Error::from(crypto);
+        assert!(!e.is_integrity());
+        assert_eq!(e.to_string(), "invalid argument in /db/KEYS: name too long");
+        assert_eq!(lower::<std::io::Error>(&e).to_string(), "cause");
     }
 }

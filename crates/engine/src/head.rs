@@ -85,7 +85,7 @@ impl HeadState {
     pub(crate) fn decode(bytes: &[u8], label: &str) -> Result<Self> {
         let mut r = Reader::new(bytes, label);
         if r.take(8, "tag")? != HEAD_TAG {
-            return Err(Error::Corruption(format!("{label}: not a head record")));
+            return Err(Error::corruption(format!("{label}: not a head record")));
         }
         let manifest = (r.u64("manifest number")?, r.u64("manifest edits")?);
         let keys_generation = r.u64("KEYS generation")?;
@@ -96,11 +96,11 @@ impl HeadState {
         let clean_end = match clean {
             0 => None,
             1 => Some(end),
-            _ => return Err(Error::Corruption(format!("{label}: bad clean flag"))),
+            _ => return Err(Error::corruption(format!("{label}: bad clean flag"))),
         };
         let n = r.u32("stream count")?;
         if n > MAX_STREAMS {
-            return Err(Error::Corruption(format!("{label}: bad stream count")));
+            return Err(Error::corruption(format!("{label}: bad stream count")));
         }
         let mut streams = BTreeMap::new();
         for _ in 0..n {
@@ -111,11 +111,11 @@ impl HeadState {
                 consumers_generation: r.u64("consumers generation")?,
             };
             if streams.insert(ks, s).is_some() {
-                return Err(Error::Corruption(format!("{label}: stream {ks} twice")));
+                return Err(Error::corruption(format!("{label}: stream {ks} twice")));
             }
         }
         if !r.is_empty() {
-            return Err(Error::Corruption(format!("{label}: trailing bytes")));
+            return Err(Error::corruption(format!("{label}: trailing bytes")));
         }
         Ok(Self {
             manifest,
@@ -195,7 +195,7 @@ fn read_legacy_counter(path: &Path) -> Result<Option<(u64, u64)>> {
 
 /// Decodes the legacy counter's bytes (`path` names it in errors).
 pub(crate) fn decode_legacy_counter(bytes: &[u8], path: &Path) -> Result<(u64, u64)> {
-    let bad = || Error::Corruption(format!("{}: malformed rollback counter", path.display()));
+    let bad = || Error::corruption(format!("{}: malformed rollback counter", path.display()));
     if bytes.len() != 28 || bytes.get(..8) != Some(&LEGACY_COUNTER_MAGIC[..]) {
         return Err(bad());
     }

@@ -47,7 +47,7 @@ impl IndexSet {
         let mut set = IndexSet::default();
         for (ks, rec) in &state.indexes {
             let persisted = IndexDefinition::decode(&rec.definition)
-                .map_err(|e| Error::Corruption(format!("index definition: {e}")))?;
+                .map_err(|e| Error::corruption(format!("index definition: {e}")))?;
             let name = persisted.name.clone();
             let custom_fn = custom
                 .iter()
@@ -55,7 +55,7 @@ impl IndexSet {
                 .map(|c| c.extract.clone());
             let def = persisted
                 .into_definition(custom_fn)
-                .map_err(|e| Error::InvalidArgument(format!("index {name}: {e}")))?;
+                .map_err(|e| Error::invalid_argument(format!("index {name}: {e}")))?;
             set.insert(Arc::new(LiveIndex {
                 name,
                 keyspace: *ks,
@@ -103,7 +103,7 @@ pub(crate) fn maintain(
         let add = |r: sealdb_wal::Result<()>| {
             r.map_err(|e| match e {
                 e @ sealdb_wal::Error::BatchTooLarge { .. } => grown_batch_error(e),
-                e => Error::InvalidArgument(format!("index {}: {e}", idx.name)),
+                e => Error::invalid_argument(format!("index {}: {e}", idx.name)),
             })
         };
         for k in plan.deletes {
@@ -134,7 +134,7 @@ pub(crate) fn grown_batch_error(e: sealdb_wal::Error) -> Error {
 /// writer of its group.
 pub(crate) fn guarded<T>(idx: &LiveIndex, key: &[u8], f: impl FnOnce() -> T) -> Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
-        Error::InvalidArgument(format!(
+        Error::invalid_argument(format!(
             "index {}: the extractor panicked on primary key {}: {}",
             idx.name,
             String::from_utf8_lossy(key),

@@ -19,7 +19,7 @@ use std::sync::Arc;
 fn check_keystore_outside(db: &Path, keystore: &Path) -> Result<()> {
     let ks = std::path::absolute(keystore).map_err(|e| Error::io(keystore, e))?;
     if ks.starts_with(db) {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::invalid_argument(format!(
             "the keystore {} is inside the data directory {}; keep master keys elsewhere",
             ks.display(),
             db.display()
@@ -132,7 +132,7 @@ pub(crate) fn to_crypto(e: Error) -> sealdb_crypto::Error {
             block,
             reason,
         },
-        other => sealdb_crypto::Error::InvalidArgument(other.to_string()),
+        other => sealdb_crypto::Error::invalid_argument(other.to_string()),
     }
 }
 

@@ -205,7 +205,7 @@ pub(crate) fn verify(fs: &dyn FileSystem, dir: &Path, keyring: &Keyring) -> crat
         sealdb_crypto::sealed::read_small_sealed_file(fs, &path, keyring, ArtifactKind::Meta)?;
     match Lifetime::decode(&payload) {
         Some(_) => Ok(()),
-        None => Err(crate::Error::Corruption(format!(
+        None => Err(crate::Error::corruption(format!(
             "{}: not a statistics payload",
             path.display()
         ))),

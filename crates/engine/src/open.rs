@@ -118,19 +118,19 @@ fn open_once(path: &Path, opts: Options) -> Result<(Arc<DbInner>, Arc<Background
     let read_only = opts.read_only;
     let exists = fs.exists(&path.join(sealdb_crypto::keysfile::KEYS_FILE_NAME));
     if !exists && read_only {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::invalid_argument(format!(
             "no database at {} (a read-only open creates nothing)",
             path.display()
         )));
     }
     if !exists && !opts.create_if_missing {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::invalid_argument(format!(
             "no database at {} (create_if_missing is off)",
             path.display()
         )));
     }
     if exists && opts.error_if_exists {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::invalid_argument(format!(
             "a database already exists at {}",
             path.display()
         )));
@@ -138,7 +138,7 @@ fn open_once(path: &Path, opts: Options) -> Result<(Arc<DbInner>, Arc<Background
     if !exists && fs.exists(&path) {
         let entries = fs.list_dir(&path).map_err(|e| Error::io(&path, e))?;
         if entries.iter().any(|n| n != LOCK_FILE) {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "{} is not empty and holds no sealdb database",
                 path.display()
             )));
@@ -211,7 +211,7 @@ fn open_once(path: &Path, opts: Options) -> Result<(Arc<DbInner>, Arc<Background
                 .map_err(|e| Error::io(&wal_dir, e))?
                 .is_empty()
         {
-            return Err(Error::Corruption(format!(
+            return Err(Error::corruption(format!(
                 "{} is missing but the WAL holds segments",
                 current.display()
             )));
@@ -318,7 +318,7 @@ fn open_once(path: &Path, opts: Options) -> Result<(Arc<DbInner>, Arc<Background
                     .is_err()
                     && replay_err.is_none()
                 {
-                    replay_err = Some(Error::Corruption("replay into a frozen memtable".into()));
+                    replay_err = Some(Error::corruption("replay into a frozen memtable".into()));
                 }
             }
             if !changes.is_empty() {
@@ -361,7 +361,7 @@ fn open_once(path: &Path, opts: Options) -> Result<(Arc<DbInner>, Arc<Background
     let mut manifest = match (read_only, read_manifest) {
         (true, Some(m)) => Manifest::read_only(fs.clone(), &path, cipher, m),
         (true, None) => {
-            return Err(Error::Corruption(format!(
+            return Err(Error::corruption(format!(
                 "{} is missing (a database whose creation never finished cannot be opened \
                  read-only)",
                 current.display()
@@ -416,7 +416,7 @@ fn open_once(path: &Path, opts: Options) -> Result<(Arc<DbInner>, Arc<Background
         }
         if lagging {
             for s in streams.values() {
-                s.log.sync().map_err(|e| Error::Corruption(e.to_string()))?;
+                s.log.sync().map_err(|e| Error::corruption(e.to_string()))?;
             }
         }
         streams

@@ -28,7 +28,7 @@ pub(crate) const KEYSPACE_PREFIX_LEN: usize = 4;
 pub(crate) fn retry_read_only(e: &Error) -> bool {
     match e {
         Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
-        Error::Corruption(_) | Error::Integrity { .. } | Error::ChainEnd { .. } => true,
+        Error::Corruption { .. } | Error::Integrity { .. } | Error::ChainEnd { .. } => true,
         _ => false,
     }
 }
@@ -204,7 +204,7 @@ impl DbInner {
         if p.is_none() {
             // The reason alone: `Error::Poisoned` adds the "read-only" prefix when shown.
             *p = Some(match &e {
-                Error::Poisoned(why) => why.clone(),
+                Error::Poisoned { what: why, .. } => why.clone(),
                 other => other.to_string(),
             });
         }

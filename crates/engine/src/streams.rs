@@ -61,29 +61,12 @@ pub(crate) fn view_from_code(c: u8) -> Result<ViewType> {
         1 => ViewType::NewImage,
         2 => ViewType::OldImage,
         3 => ViewType::NewAndOldImages,
-        _ => return Err(Error::Corruption(format!("unknown stream view type {c}"))),
+        _ => return Err(Error::corruption(format!("unknown stream view type {c}"))),
     })
 }
 
 pub(crate) fn stream_err(e: sealdb_stream::Error) -> Error {
-    match e {
-        sealdb_stream::Error::Crypto(c) => c.into(),
-        sealdb_stream::Error::Trimmed { requested, horizon } => {
-            Error::Trimmed { requested, horizon }
-        }
-        sealdb_stream::Error::Io { path, source } => Error::from_io(path, source),
-        sealdb_stream::Error::InvalidArgument(s) => Error::InvalidArgument(s),
-        sealdb_stream::Error::MissingFile { file, detail } => Error::ChainEnd {
-            artifact: if file.ends_with(sealdb_stream::POSITIONS_FILE) {
-                "consumer positions"
-            } else {
-                "stream"
-            },
-            file,
-            detail,
-        },
-        other => Error::Corruption(other.to_string()),
-    }
+    e.into()
 }
 
 /// The event a change is, if any: a delete of an absent key and a put that changes nothing

@@ -179,22 +179,7 @@ pub(crate) fn overlaps(meta: &FileMeta, lower: &Bound<Vec<u8>>, upper: &Bound<Ve
 }
 
 pub(crate) fn table_error(e: sealdb_sstable::Error) -> Error {
-    match e {
-        sealdb_sstable::Error::Crypto(c) => c.into(),
-        sealdb_sstable::Error::Corruption {
-            file,
-            block,
-            reason,
-        } => Error::Corruption(format!(
-            "{file}{}: {reason}",
-            block
-                .map(|b| format!(" at block offset {b}"))
-                .unwrap_or_default()
-        )),
-        sealdb_sstable::Error::Io { path, source } => Error::from_io(path, source),
-        sealdb_sstable::Error::InvalidArgument(s) => Error::InvalidArgument(s),
-        other => Error::Corruption(other.to_string()),
-    }
+    e.into()
 }
 
 /// A level's tables in key order, read lazily from either end. When both ends reach the same

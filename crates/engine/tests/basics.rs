@@ -365,6 +365,6 @@ fn keystore_inside_the_data_directory_is_refused() {
     };
     assert!(matches!(
         Db::open(t.path(), opts),
-        Err(Error::InvalidArgument(_))
+        Err(Error::InvalidArgument { .. })
     ));
 }

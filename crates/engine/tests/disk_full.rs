@@ -154,7 +154,7 @@ fn failed_flush_leaves_no_partial_tables() {
             assert_no_partial_tables(&fs, &db, "after retried flush");
         } else {
             assert!(
-                matches!(db.put(b"k", b"v"), Err(Error::Poisoned(_))),
+                matches!(db.put(b"k", b"v"), Err(Error::Poisoned { .. })),
                 "{err}"
             );
             drop(other);
@@ -327,7 +327,7 @@ fn wal_rollover_eio_poisons_and_reopen_recovers() {
     let mut acked = BTreeMap::new();
     fs.inject(Fault::eio().on(&[Op::Create]).when_path(is_wal).times(1));
     let err = write_range(&db, 0..200, &mut acked).expect("the fault fires");
-    assert!(matches!(err, Error::Poisoned(_)), "{err}");
+    assert!(matches!(err, Error::Poisoned { .. }), "{err}");
     check_all(&db, &acked, "poisoned");
     drop(db);
     let db = Db::open(DB, options(&fs, keystore.path(), false)).expect("reopen");

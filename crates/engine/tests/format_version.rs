@@ -128,7 +128,7 @@ fn ratchet_raises_the_version_durably_and_never_lowers_it() {
         assert!(!db.ratchet_format(FormatVersion::V2).expect("ratchet again"));
         // Down: refused, and the refusal does not poison the database.
         let err = db.ratchet_format(FormatVersion::V1).expect_err("lowered");
-        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
         db.create_keyspace("third")
             .and_then(|ks| ks.put("still", "writable"))
             .expect("write after a refused ratchet");
@@ -183,7 +183,7 @@ fn a_new_database_starts_at_the_newest_version_or_the_one_asked_for() {
         ..aes.options()
     };
     let err = Db::open(aes.path(), opts).expect_err("aes at v1");
-    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
     assert!(
         !aes.path().exists(),
         "the refused open created the directory"
@@ -196,7 +196,10 @@ fn format_version_parses_known_numbers_only() {
     assert_eq!("2".parse::<FormatVersion>().expect("2"), FormatVersion::V2);
     for bad in ["0", "3", "x", ""] {
         assert!(
-            matches!(bad.parse::<FormatVersion>(), Err(Error::InvalidArgument(_))),
+            matches!(
+                bad.parse::<FormatVersion>(),
+                Err(Error::InvalidArgument { .. })
+            ),
             "{bad:?}"
         );
     }

@@ -161,7 +161,7 @@ fn a_batch_over_the_block_limit_is_refused_not_poisoning() {
         }
     };
     assert!(
-        !matches!(refusal, Error::Poisoned(_)),
+        !matches!(refusal, Error::Poisoned { .. }),
         "an oversized batch must not poison the database: {refusal}"
     );
     match &refusal {
@@ -501,7 +501,7 @@ fn a_refusal_after_poisoning_names_the_failure_once() {
     let second = wait(&queued, "queued writer").expect_err("poisoned");
     let third = db.put(b"later", b"1").expect_err("poisoned");
     for e in [&first, &second, &third] {
-        assert!(matches!(e, Error::Poisoned(_)), "{e:?}");
+        assert!(matches!(e, Error::Poisoned { .. }), "{e:?}");
         let msg = e.to_string();
         assert_eq!(
             msg.matches("read-only after an earlier failure").count(),

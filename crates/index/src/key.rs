@@ -56,8 +56,8 @@ pub fn entry_key(partition: &[u8], value: &IndexValue, primary_key: &[u8]) -> Ve
 /// The value must be a canonical [`IndexValue`] encoding, so a key that decodes is exactly the
 /// key [`entry_key`] builds from its parts.
 pub fn decode_entry_key(key: &[u8]) -> Result<DecodedEntry> {
-    let (partition, rest) = take_terminated(key, "partition")?;
-    let (value, primary_key) = take_terminated(rest, "index value")?;
+    let (partition, rest) = take_terminated(key, 0, "partition")?;
+    let (value, primary_key) = take_terminated(rest, key.len() - rest.len(), "index value")?;
     IndexValue::decode(&value)?;
     Ok(DecodedEntry {
         partition,
@@ -83,13 +83,14 @@ pub(crate) fn push_terminated(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// Reads one stuffed, terminated part off the front of `input`; returns it unstuffed and the
-/// bytes after its terminator.
-fn take_terminated<'a>(input: &'a [u8], what: &str) -> Result<(Vec<u8>, &'a [u8])> {
+/// bytes after its terminator. `base` is where `input` starts in the whole key, so that errors
+/// give offsets into the key.
+fn take_terminated<'a>(input: &'a [u8], base: usize, what: &str) -> Result<(Vec<u8>, &'a [u8])> {
     let mut out = Vec::new();
     let mut rest = input;
     loop {
         let Some((&b, after)) = rest.split_first() else {
-            return Err(Error::Malformed(format!(
+            return Err(Error::malformed(format!(
                 "index entry key: {what} has no terminator"
             )));
         };
@@ -105,13 +106,13 @@ fn take_terminated<'a>(input: &'a [u8], what: &str) -> Result<(Vec<u8>, &'a [u8]
             }
             Some((&ESC_END, next)) => return Ok((out, next)),
             Some((&other, _)) => {
-                return Err(Error::Malformed(format!(
-                    "index entry key: {what} has escape 00 {other:02x} at offset {}",
-                    input.len() - rest.len()
-                )));
+                return Err(Error::malformed(format!(
+                    "index entry key: {what} has escape 00 {other:02x}"
+                ))
+                .at((base + input.len() - rest.len()) as u64));
             }
             None => {
-                return Err(Error::Malformed(format!(
+                return Err(Error::malformed(format!(
                     "index entry key: {what} ends inside an escape"
                 )));
             }
@@ -122,6 +123,19 @@ fn take_terminated<'a>(input: &'a [u8], what: &str) -> Result<(Vec<u8>, &'a [u8]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_escape_names_its_offset_in_the_whole_key() {
+        // Partition "p" (terminated at bytes 1..3), then the value's bytes with a bad escape
+        // 00 07 starting at byte 4.
+        let key = [b'p', 0x00, 0x01, 0x04, 0x00, 0x07];
+        let e = decode_entry_key(&key).expect_err("bad escape");
+        assert!(
+            matches!(&e, Error::Malformed { what, at: Some(4) } if what.contains("index value")),
+            "{e:?}"
+        );
+        assert!(e.to_string().ends_with("at byte 4"), "{e}");
+    }
 
     #[test]
     fn layout_is_stuffed_and_terminated() {

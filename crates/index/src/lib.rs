@@ -56,8 +56,15 @@ pub enum Error {
     InvalidDefinition(String),
     /// Stored or user-supplied bytes (an entry key, an encoded value, a persisted definition, a
     /// continuation token) do not decode; the message says what and where.
-    #[error("malformed {0}")]
-    Malformed(String),
+    /// `at` is the byte offset of the fault within those bytes when it is known. (This crate
+    /// reads no files: the engine names the file when it reports the error.)
+    #[error("malformed {what}{}", at.map(|a| format!(" at byte {a}")).unwrap_or_default())]
+    Malformed {
+        /// What is wrong, starting with what was being decoded.
+        what: String,
+        /// The byte offset of the fault within the decoded bytes, if known.
+        at: Option<u64>,
+    },
     /// The persisted definition of the named index uses a custom extractor, and none was supplied:
     /// the application must register the closure again every time it opens the database.
     #[error("index {0:?} uses a custom extractor and none was registered")]
@@ -65,6 +72,21 @@ pub enum Error {
     /// A persisted definition written by a newer format version than this build reads.
     #[error("index definition format version {0} is not supported (this build reads version 1)")]
     UnsupportedVersion(u64),
+}
+
+impl Error {
+    /// A [`Malformed`](Self::Malformed) error saying `what` is wrong.
+    pub fn malformed(what: String) -> Self {
+        Self::Malformed { what, at: None }
+    }
+
+    /// Names the byte offset of the fault, for [`Malformed`](Self::Malformed) errors.
+    pub fn at(mut self, offset: u64) -> Self {
+        if let Self::Malformed { at, .. } = &mut self {
+            *at = Some(offset);
+        }
+        self
+    }
 }
 
 /// The result type of this crate.

@@ -119,9 +119,9 @@ impl IndexDefinition {
     /// [`Error::InvalidDefinition`]; never a panic.
     pub fn decode(bytes: &[u8]) -> Result<PersistedDefinition> {
         let header: Header = serde_json::from_slice(bytes)
-            .map_err(|e| Error::Malformed(format!("index definition: {e}")))?;
+            .map_err(|e| Error::malformed(format!("index definition: {e}")))?;
         if header.format != DEFINITION_FORMAT {
-            return Err(Error::Malformed(format!(
+            return Err(Error::malformed(format!(
                 "index definition: format {:?} is not {DEFINITION_FORMAT:?}",
                 header.format
             )));
@@ -130,7 +130,7 @@ impl IndexDefinition {
             return Err(Error::UnsupportedVersion(header.version));
         }
         let stored: StoredV1 = serde_json::from_slice(bytes)
-            .map_err(|e| Error::Malformed(format!("index definition: {e}")))?;
+            .map_err(|e| Error::malformed(format!("index definition: {e}")))?;
         let persisted = stored.to_persisted()?;
         persisted.validate()?;
         Ok(persisted)

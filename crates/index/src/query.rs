@@ -171,7 +171,7 @@ impl ContinuationToken {
     /// Reads a token from its hex form (either case); it must hold a well-formed entry key.
     pub fn parse(s: &str) -> Result<Self> {
         if !s.len().is_multiple_of(2) {
-            return Err(Error::Malformed(
+            return Err(Error::malformed(
                 "continuation token: odd number of hex digits".into(),
             ));
         }
@@ -179,16 +179,16 @@ impl ContinuationToken {
         let mut key = Vec::with_capacity(digits.len() / 2);
         for pair in digits.chunks_exact(2) {
             let [hi, lo] = pair else {
-                return Err(Error::Malformed("continuation token: odd length".into()));
+                return Err(Error::malformed("continuation token: odd length".into()));
             };
             let (Some(hi), Some(lo)) = (hex_digit(*hi), hex_digit(*lo)) else {
-                return Err(Error::Malformed(
+                return Err(Error::malformed(
                     "continuation token: not a hex string".into(),
                 ));
             };
             key.push(hi << 4 | lo);
         }
-        decode_entry_key(&key).map_err(|e| Error::Malformed(format!("continuation token: {e}")))?;
+        decode_entry_key(&key).map_err(|e| Error::malformed(format!("continuation token: {e}")))?;
         Ok(Self(key))
     }
 

@@ -93,19 +93,19 @@ impl IndexValue {
     /// canonical NaN, valid UTF-8), so `decode(b)?.encode() == b` whenever decoding succeeds.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let Some((&tag, payload)) = bytes.split_first() else {
-            return Err(Error::Malformed("index value: empty".into()));
+            return Err(Error::malformed("index value: empty".into()));
         };
         match tag {
             TAG_BOOL => match payload {
                 [0] => Ok(Self::Bool(false)),
                 [1] => Ok(Self::Bool(true)),
-                _ => Err(Error::Malformed(format!(
+                _ => Err(Error::malformed(format!(
                     "index value: bool payload {payload:02x?} is not [00] or [01]"
                 ))),
             },
             TAG_NUMBER => {
                 let raw: [u8; 8] = payload.try_into().map_err(|_| {
-                    Error::Malformed(format!(
+                    Error::malformed(format!(
                         "index value: number payload is {} bytes, not 8",
                         payload.len()
                     ))
@@ -119,7 +119,7 @@ impl IndexValue {
                 // Reject the encodings `encode` never writes, so that a decoded key re-encodes to
                 // the same bytes (the engine may compare keys it rebuilt with keys it read).
                 if order_bits(n) != ordered {
-                    return Err(Error::Malformed(
+                    return Err(Error::malformed(
                         "index value: non-canonical number encoding (-0.0 or a non-canonical NaN)"
                             .into(),
                     ));
@@ -128,12 +128,12 @@ impl IndexValue {
             }
             TAG_STRING => match std::str::from_utf8(payload) {
                 Ok(s) => Ok(Self::String(s.to_owned())),
-                Err(e) => Err(Error::Malformed(format!(
+                Err(e) => Err(Error::malformed(format!(
                     "index value: string is not UTF-8: {e}"
                 ))),
             },
             TAG_BYTES => Ok(Self::Bytes(payload.to_vec())),
-            other => Err(Error::Malformed(format!(
+            other => Err(Error::malformed(format!(
                 "index value: unknown type tag {other:#04x}"
             ))),
         }

@@ -96,22 +96,20 @@ impl Error {
     }
 
     /// Turns this error into a log's own error type, which has a variant for each kind (the
-    /// WAL's and the stream's: `Crypto`, `MissingSegment`, `Io`, `Malformed(String)`; a
-    /// malformed segment becomes its one-line [`malformed_message`](Self::malformed_message)).
+    /// WAL's and the stream's: `Crypto`, `MissingSegment`, `Io`, and `Malformed`, which is
+    /// given what is wrong, the segment file and the block's offset).
     pub fn convert<E>(
         self,
         crypto: impl FnOnce(sealdb_crypto::Error) -> E,
         missing_segment: impl FnOnce(String) -> E,
         io: impl FnOnce(String, std::io::Error) -> E,
-        malformed: impl FnOnce(String) -> E,
+        malformed: impl FnOnce(String, String, Option<u64>) -> E,
     ) -> E {
         match self {
             Self::Crypto(e) => crypto(e),
             Self::MissingSegment(m) => missing_segment(m),
             Self::Io { path, source } => io(path, source),
-            Self::Malformed { file, offset, what } => {
-                malformed(malformed_detail(&file, offset, &what))
-            }
+            Self::Malformed { file, offset, what } => malformed(what, file, offset),
         }
     }
 

@@ -62,20 +62,20 @@ impl TableBuilder {
         opts: &TableOptions,
     ) -> Result<Self> {
         if opts.block_size == 0 || opts.block_size > MAX_BLOCK_SIZE {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "block size {} is not in 1..={MAX_BLOCK_SIZE}",
                 opts.block_size
             )));
         }
         if opts.bloom_bits_per_key > bloom::MAX_BITS_PER_KEY {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "{} bloom bits per key is over the limit of {}",
                 opts.bloom_bits_per_key,
                 bloom::MAX_BITS_PER_KEY
             )));
         }
         if !matches!(opts.kind, ArtifactKind::Table | ArtifactKind::Index) {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "a table cannot be a sealed file of kind {}",
                 opts.kind.name()
             )));
@@ -110,9 +110,9 @@ impl TableBuilder {
     pub fn add(&mut self, key: &[u8], seq: u64, kind: ValueKind, value: &[u8]) -> Result<()> {
         self.check_usable()?;
         sealdb_base::check_entry_lengths(key, value)
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            .map_err(|e| Error::invalid_argument(e.to_string()))?;
         if seq > MAX_SEQ {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "sequence number {seq} exceeds {MAX_SEQ}"
             )));
         }
@@ -123,7 +123,7 @@ impl TableBuilder {
             match internal_cmp(&self.last_key, self.last_seq, key, seq) {
                 Ordering::Less => key != self.last_key.as_slice(),
                 _ => {
-                    return Err(Error::InvalidArgument(format!(
+                    return Err(Error::invalid_argument(format!(
                         "{}: entry (seq {seq}) is not after the previous entry (seq {}) in \
                          internal order",
                         self.label, self.last_seq
@@ -186,7 +186,7 @@ impl TableBuilder {
 
     fn check_usable(&self) -> Result<()> {
         if self.failed {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "{}: an earlier write failed; abandon this builder",
                 self.label
             )));
@@ -209,7 +209,7 @@ impl TableBuilder {
             return Ok(());
         }
         let count = u32::try_from(self.block.count())
-            .map_err(|_| Error::InvalidArgument("too many entries in one block".into()))?;
+            .map_err(|_| Error::invalid_argument("too many entries in one block".into()))?;
         encode_block_payload(
             self.block.finish(),
             self.opts.compression == Compression::Lz4,

@@ -126,9 +126,23 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A caller passed something unusable (out-of-order entries, oversized keys, bad options).
-    #[error("invalid argument: {0}")]
-    InvalidArgument(String),
+    #[error("invalid argument{}: {what}", sealdb_crypto::place(file, at))]
+    InvalidArgument {
+        /// What is wrong.
+        what: String,
+        /// The file concerned, if known.
+        file: Option<std::path::PathBuf>,
+        /// The byte offset within it, if known.
+        at: Option<u64>,
+        /// The lower-level error this comes from, if any.
+        #[source]
+        source: Option<sealdb_crypto::BoxError>,
+    },
 }
+
+sealdb_crypto::structured_error_builders!(Error {
+    invalid_argument => InvalidArgument,
+});
 
 impl Error {
     /// Whether this error means the file's bytes are damaged or not what they claim to be
@@ -198,7 +212,7 @@ pub fn decode_data_block_for_fuzz(bytes: &[u8]) -> Result<usize> {
 pub fn decode_meta_block_for_fuzz(bytes: &[u8]) -> Result<()> {
     let (which, rest) = bytes
         .split_first()
-        .ok_or_else(|| Error::InvalidArgument("empty input".into()))?;
+        .ok_or_else(|| Error::invalid_argument("empty input".into()))?;
     let r = match which % 4 {
         0 => meta::Footer::decode(rest).map(|_| ()),
         1 => meta::IndexBlock::decode(rest.to_vec(), 64).map(|_| ()),

@@ -93,6 +93,29 @@ fn forge(seed: &[u8], target: usize, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8>
 }
 
 #[test]
+fn an_authenticated_but_undecodable_data_block_names_the_file_and_its_offset() {
+    let seed = build_table_bytes_for_fuzz(&seed_entries(), CipherId::None, Compression::None)
+        .expect("seed");
+    // Block 0 is the first data block; all-0xFF plaintext is no valid block.
+    let forged = forge(&seed, 0, |data| data.fill(0xFF));
+    let e = open_table_bytes_for_fuzz(&forged).expect_err("a corrupt data block");
+    let sealdb_sstable::Error::Corruption { file, block, .. } = &e else {
+        panic!("expected Corruption, got {e:?}");
+    };
+    assert_eq!(file, "/fuzz.sst");
+    // The first block starts right after the header (64 bytes plus its extension).
+    let offset = block.unwrap_or_else(|| panic!("no block offset: {e}"));
+    assert!((64..forged.len() as u64).contains(&offset), "{e}");
+    assert!(e.is_integrity());
+    assert_eq!(e.block_offset(), Some(offset));
+    assert!(
+        e.to_string()
+            .contains(&format!("/fuzz.sst at block offset {offset}")),
+        "{e}"
+    );
+}
+
+#[test]
 fn forging_identity_round_trips() {
     let seed = build_table_bytes_for_fuzz(&seed_entries(), CipherId::None, Compression::None)
         .expect("seed");

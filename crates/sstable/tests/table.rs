@@ -253,7 +253,7 @@ fn builder_refuses_bad_arguments() {
     let mut b =
         TableBuilder::create(&fs, Path::new(PATH), &kr, &TableOptions::default()).expect("create");
     b.add(b"b", 5, ValueKind::Put, b"").expect("add");
-    let invalid = |r: sealdb_sstable::Result<()>| matches!(r, Err(Error::InvalidArgument(_)));
+    let invalid = |r: sealdb_sstable::Result<()>| matches!(r, Err(Error::InvalidArgument { .. }));
     assert!(invalid(b.add(b"a", 9, ValueKind::Put, b"")), "smaller key");
     assert!(
         invalid(b.add(b"b", 5, ValueKind::Put, b"")),
@@ -293,7 +293,7 @@ fn builder_refuses_bad_arguments() {
         },
     ] {
         let r = TableBuilder::create(&fs, Path::new("/other.sst"), &kr, &bad);
-        assert!(matches!(r, Err(Error::InvalidArgument(_))));
+        assert!(matches!(r, Err(Error::InvalidArgument { .. })));
     }
     // A table file is never overwritten.
     assert!(TableBuilder::create(&fs, Path::new(PATH), &kr, &TableOptions::default()).is_err());

@@ -20,7 +20,7 @@ pub const RECORDS_FRAME_HEADER_LEN: usize = 1 + 4;
 pub(crate) fn encode_records_frame(records: &[ChangeRecord], out: &mut Vec<u8>) -> Result<()> {
     out.clear();
     let count = u32::try_from(records.len())
-        .map_err(|_| Error::InvalidArgument("too many change records in one append".into()))?;
+        .map_err(|_| Error::invalid_argument("too many change records in one append".into()))?;
     out.put_u8(FRAME_RECORDS).put_u32(count);
     for r in records {
         encode_record(r, out);
@@ -138,7 +138,7 @@ pub(crate) fn decode_end_frame(b: &[u8]) -> std::result::Result<u64, String> {
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub fn decode_records_for_fuzz(bytes: &[u8]) -> Result<usize> {
-    let malformed = |why: String| Error::Malformed(format!("<fuzz input>: {why}"));
+    let malformed = |why: String| Error::malformed(format!("<fuzz input>: {why}"));
     match bytes.first() {
         Some(&FRAME_START) => StartFrame::decode(bytes).map(|_| 0).map_err(malformed),
         Some(&FRAME_END) => decode_end_frame(bytes).map(|_| 0).map_err(malformed),

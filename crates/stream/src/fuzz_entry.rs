@@ -14,7 +14,7 @@ pub type DecodedPositions = (StreamId, u64, Vec<(String, u64)>);
 pub fn decode_positions(bytes: &[u8]) -> Result<DecodedPositions> {
     crate::positions::decode(bytes)
         .map(|(stream, generation, m)| (stream, generation, m.into_iter().collect()))
-        .map_err(Error::Malformed)
+        .map_err(Error::malformed)
 }
 
 /// Encodes the plaintext of a `CONSUMERS` file's block, exactly as a commit writes it.

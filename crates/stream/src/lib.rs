@@ -75,8 +75,21 @@ pub enum Error {
     Crypto(#[from] sealdb_crypto::Error),
     /// A block authenticated but its contents do not parse or do not fit the stream (the
     /// message names the segment file and the block's byte offset).
-    #[error("malformed change stream contents: {0}")]
-    Malformed(String),
+    #[error(
+        "malformed change stream contents{}: {what}",
+        sealdb_crypto::place(file, at)
+    )]
+    Malformed {
+        /// What is wrong.
+        what: String,
+        /// The segment or `CONSUMERS` file, if known.
+        file: Option<std::path::PathBuf>,
+        /// The byte offset of the block within it, if known.
+        at: Option<u64>,
+        /// The lower-level error this comes from, if any.
+        #[source]
+        source: Option<sealdb_crypto::BoxError>,
+    },
     /// A read asked for records that retention has already removed.
     #[error("change stream sequence {requested} has been trimmed; the trim horizon is {horizon}")]
     Trimmed {
@@ -131,12 +144,55 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A caller passed something unusable.
-    #[error("invalid argument: {0}")]
-    InvalidArgument(String),
+    #[error("invalid argument{}: {what}", sealdb_crypto::place(file, at))]
+    InvalidArgument {
+        /// What is wrong.
+        what: String,
+        /// The file concerned, if known.
+        file: Option<std::path::PathBuf>,
+        /// The byte offset within it, if known.
+        at: Option<u64>,
+        /// The lower-level error this comes from, if any.
+        #[source]
+        source: Option<sealdb_crypto::BoxError>,
+    },
     /// An earlier write or sync failed; the stream refuses further appends until reopened,
     /// since what reached the disk is unknown. Reads keep working.
-    #[error("the change stream is read-only after an earlier I/O failure: {0}")]
-    Poisoned(String),
+    #[error(
+        "the change stream is read-only after an earlier I/O failure{}: {what}",
+        sealdb_crypto::place(file, at)
+    )]
+    Poisoned {
+        /// What failed.
+        what: String,
+        /// The file whose write or sync failed, if known.
+        file: Option<std::path::PathBuf>,
+        /// Where in it, if known.
+        at: Option<u64>,
+        /// The failure itself (only on the error that poisoned the stream).
+        #[source]
+        source: Option<sealdb_crypto::BoxError>,
+    },
+}
+
+sealdb_crypto::structured_error_builders!(Error {
+    malformed => Malformed,
+    invalid_argument => InvalidArgument,
+    poisoned => Poisoned,
+});
+
+/// A [`Error::Malformed`] for the file at `path`, naming the byte offset of the block at fault
+/// when one is.
+pub(crate) fn malformed_in(
+    path: &std::path::Path,
+    offset: Option<u64>,
+    why: impl std::fmt::Display,
+) -> Error {
+    let e = Error::malformed(why.to_string()).in_file(path);
+    match offset {
+        Some(o) => e.at(o),
+        None => e,
+    }
 }
 
 impl Error {
@@ -152,7 +208,14 @@ impl From<sealdb_log::Error> for Error {
     /// The chained log's errors, as the stream reports them.
     fn from(e: sealdb_log::Error) -> Self {
         let io = |path, source| Self::Io { path, source };
-        e.convert(Self::Crypto, Self::MissingSegment, io, Self::Malformed)
+        let malformed = |what, file: String, at: Option<u64>| {
+            let e = Self::malformed(what).in_file(file);
+            match at {
+                Some(offset) => e.at(offset),
+                None => e,
+            }
+        };
+        e.convert(Self::Crypto, Self::MissingSegment, io, malformed)
     }
 }
 

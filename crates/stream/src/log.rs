@@ -14,7 +14,7 @@ use crate::frame::{
     MAX_FRAME_LEN, StartFrame, decode_end_frame, decode_records_frame, encode_end_frame,
     encode_records_frame,
 };
-use crate::{ChangeRecord, Error, Result, StreamId};
+use crate::{ChangeRecord, Error, Result, StreamId, malformed_in};
 use parking_lot::{Condvar, Mutex, RwLock};
 use sealdb_crypto::sealed::BLOCK_PREFIX_LEN;
 use sealdb_crypto::{
@@ -268,10 +268,6 @@ impl std::fmt::Debug for StreamLog {
     }
 }
 
-fn malformed(path: &Path, offset: Option<u64>, why: impl std::fmt::Display) -> Error {
-    sealdb_log::Error::malformed(path, offset, why).into()
-}
-
 impl StreamLog {
     /// Appends one commit group as one sealed block (together with any records still
     /// deferred by [`append_deferred`](Self::append_deferred), when they fit one block); with
@@ -323,7 +319,7 @@ impl StreamLog {
         let len: usize = records.iter().map(ChangeRecord::encoded_len).sum();
         let frame = crate::RECORDS_FRAME_HEADER_LEN.saturating_add(len);
         if frame > MAX_FRAME_LEN {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "the {} change records of one append encode to {frame} bytes, over the \
                  {MAX_FRAME_LEN}-byte block limit",
                 records.len()
@@ -349,7 +345,7 @@ impl StreamLog {
         match guard.as_mut() {
             Some(w) if !w.pending.is_empty() => {
                 if let Some(why) = &w.poisoned {
-                    return Err(Error::Poisoned(why.clone()));
+                    return Err(Error::poisoned(why.clone()));
                 }
                 self.write_pending(w, false)
             }
@@ -369,7 +365,7 @@ impl StreamLog {
             return Err(Error::ReadOnly);
         };
         if let Some(why) = &w.poisoned {
-            return Err(Error::Poisoned(why.clone()));
+            return Err(Error::poisoned(why.clone()));
         }
         let mut prev = w.accepted_seq();
         for r in records {
@@ -409,7 +405,7 @@ impl StreamLog {
         };
         encode_records_frame(records, &mut w.scratch)?;
         if w.scratch.len() > MAX_FRAME_LEN {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "the {} change records of one append encode to {} bytes, over the \
                  {MAX_FRAME_LEN}-byte block limit",
                 records.len(),
@@ -520,7 +516,7 @@ impl StreamLog {
             return Ok(());
         };
         if let Some(why) = &w.poisoned {
-            return Err(Error::Poisoned(why.clone()));
+            return Err(Error::poisoned(why.clone()));
         }
         self.write_pending(w, true)
     }

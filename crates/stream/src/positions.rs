@@ -11,6 +11,7 @@
 //! a deleted file or an older copy put back is refused rather than silently resetting
 //! consumers.
 
+use crate::malformed_in;
 use crate::{Error, Result, StreamId};
 use sealdb_base::{PutBytes, Reader};
 use sealdb_crypto::{ArtifactKind, Keyring};
@@ -78,7 +79,7 @@ impl ConsumerPositions {
         let data =
             sealdb_crypto::sealed::read_small_sealed_file(fs, &path, keyring, ArtifactKind::Meta)?;
         let (found, generation, positions) =
-            decode(&data).map_err(|why| malformed(&path, None, why))?;
+            decode(&data).map_err(|why| malformed_in(&path, None, why))?;
         if found != stream {
             return Err(Error::WrongStream {
                 file: path.display().to_string(),
@@ -132,7 +133,7 @@ impl ConsumerPositions {
         seq: u64,
     ) -> Result<()> {
         if name.is_empty() || name.len() > MAX_CONSUMER_NAME_LEN {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "consumer names are 1 to {MAX_CONSUMER_NAME_LEN} bytes"
             )));
         }
@@ -167,19 +168,12 @@ impl ConsumerPositions {
         next: BTreeMap<String, u64>,
     ) -> Result<()> {
         let generation = self.generation.checked_add(1).ok_or_else(|| {
-            Error::InvalidArgument("consumer positions generation overflow".into())
+            Error::invalid_argument("consumer positions generation overflow".into())
         })?;
         write(fs, dir, keyring, self.stream, generation, &next)?;
         self.positions = next;
         self.generation = generation;
         Ok(())
-    }
-}
-
-fn malformed(path: &Path, offset: Option<u64>, why: impl std::fmt::Display) -> Error {
-    match offset {
-        Some(o) => Error::Malformed(format!("{}: block at offset {o}: {why}", path.display())),
-        None => Error::Malformed(format!("{}: {why}", path.display())),
     }
 }
 
@@ -192,11 +186,11 @@ pub(crate) fn encode(
     out.put_raw(POSITIONS_TAG);
     stream.encode_into(&mut out);
     let count = u32::try_from(positions.len())
-        .map_err(|_| Error::InvalidArgument("too many consumers".into()))?;
+        .map_err(|_| Error::invalid_argument("too many consumers".into()))?;
     out.put_u64(generation).put_u32(count);
     for (name, seq) in positions {
         if name.len() > MAX_CONSUMER_NAME_LEN {
-            return Err(Error::InvalidArgument("consumer name too long".into()));
+            return Err(Error::invalid_argument("consumer name too long".into()));
         }
         out.put_bytes_u16(name.as_bytes()).put_u64(*seq);
     }
@@ -279,7 +273,7 @@ mod tests {
         m.insert("billing".to_string(), u64::MAX);
         let id = StreamId { owner: 3, epoch: 9 };
         let b = encode(id, 5, &m)?;
-        assert_eq!(decode(&b).map_err(Error::Malformed)?, (id, 5, m));
+        assert_eq!(decode(&b).map_err(Error::malformed)?, (id, 5, m));
         for cut in 0..b.len() {
             assert!(decode(b.get(..cut).unwrap_or_default()).is_err());
         }

@@ -98,7 +98,7 @@ impl FromStr for ViewType {
 
     fn from_str(s: &str) -> Result<Self> {
         Self::parse(s).ok_or_else(|| {
-            Error::InvalidArgument(format!(
+            Error::invalid_argument(format!(
                 "unknown stream view type {s:?} (expected keys, new, old or new-and-old)"
             ))
         })
@@ -158,13 +158,13 @@ impl ChangeRecord {
     /// Checks the record's lengths against the format's limits.
     pub fn validate(&self) -> Result<()> {
         let too_long = |what: &str, len: usize, max: usize| {
-            Error::InvalidArgument(format!(
+            Error::invalid_argument(format!(
                 "change record {}: {what} of {len} bytes exceeds the {max}-byte limit",
                 self.seq
             ))
         };
         if self.seq == u64::MAX {
-            return Err(Error::InvalidArgument(
+            return Err(Error::invalid_argument(
                 "change record sequence numbers must be below u64::MAX".into(),
             ));
         }
@@ -349,7 +349,7 @@ pub(crate) mod tests {
     fn oversized_record_fails_validation() {
         let mut r = sample(1);
         r.key = vec![0; MAX_KEY_LEN + 1];
-        assert!(matches!(r.validate(), Err(Error::InvalidArgument(_))));
+        assert!(matches!(r.validate(), Err(Error::InvalidArgument { .. })));
     }
 
     #[test]

@@ -177,7 +177,7 @@ fn an_observer_error_fails_the_append_and_poisons_the_stream() {
     let (fs, keyring) = setup();
     let (log, _) = open(&fs, &keyring, opts(SEGMENT)).expect("open");
     log.set_roll_observer(Arc::new(|_| {
-        Err(Error::InvalidArgument("head unwritable".into()))
+        Err(Error::invalid_argument("head unwritable".into()))
     }));
     let mut failed = None;
     for s in 1..=40 {
@@ -187,12 +187,12 @@ fn an_observer_error_fails_the_append_and_poisons_the_stream() {
         }
     }
     assert!(
-        matches!(failed, Some(Error::InvalidArgument(_))),
+        matches!(failed, Some(Error::InvalidArgument { .. })),
         "{failed:?}"
     );
     assert!(matches!(
         log.append(&[rec(100, 100)], true),
-        Err(Error::Poisoned(_))
+        Err(Error::Poisoned { .. })
     ));
 }
 

@@ -137,9 +137,9 @@ fn a_merged_block_straddling_max_seq_is_cut_whole_only_when_regenerable() {
     drop(log);
     // The WAL kept up to 6: the block 3..=8 straddles it.
     let e = common::open_truncating(&fs, &keyring, opts(SEGMENT), 6).expect_err("no regen");
-    assert!(matches!(e, Error::Malformed(_)), "{e}");
+    assert!(matches!(e, Error::Malformed { .. }), "{e}");
     let e = open_recovering(&fs, &keyring, 6, 3).expect_err("reaches flushed commits");
-    assert!(matches!(e, Error::Malformed(_)), "{e}");
+    assert!(matches!(e, Error::Malformed { .. }), "{e}");
     let log = open_recovering(&fs, &keyring, 6, 2).expect("cut whole");
     assert_eq!(log.last_seq(), 2, "the block went, the one before stays");
     assert_eq!(read_all(&log, 100), group(1));

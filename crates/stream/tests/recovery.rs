@@ -345,7 +345,7 @@ fn structural_damage_is_refused() {
     fs.set_contents(b, ca).expect("swap");
     assert!(matches!(
         open(&fs, &keyring, opts(SEGMENT)),
-        Err(Error::Malformed(_))
+        Err(Error::Malformed { .. })
     ));
 
     // Segments of another database.

@@ -114,7 +114,7 @@ fn append_and_read_round_trip_with_every_start_position_and_limit() {
     check_reads(&log, &all);
     assert!(matches!(
         log.read(StartAt::TrimHorizon, 0, 10),
-        Err(Error::InvalidArgument(_))
+        Err(Error::InvalidArgument { .. })
     ));
     let b = log
         .read(StartAt::After(u64::MAX), 10, 10)
@@ -155,7 +155,7 @@ fn out_of_order_and_oversized_appends_are_refused_without_poisoning() {
     big.key = vec![b'k'; sealdb_stream::MAX_KEY_LEN + 1];
     assert!(matches!(
         log.append(&[big], false),
-        Err(Error::InvalidArgument(_))
+        Err(Error::InvalidArgument { .. })
     ));
     log.append(&[rec(9, 0)], true).expect("still writable");
     assert_eq!(read_all(&log, 100), vec![rec(5, 0), rec(6, 0), rec(9, 0)]);
@@ -443,7 +443,7 @@ fn consumer_positions_persist_across_reopen() {
         .expect("commit");
     assert!(matches!(
         p.commit(&fs, &dir(), &keyring, "", 1),
-        Err(Error::InvalidArgument(_))
+        Err(Error::InvalidArgument { .. })
     ));
     fs.crash();
     let mut q = ConsumerPositions::load(&fs, &dir(), &keyring, ID, None).expect("reload");

@@ -438,14 +438,17 @@ fn a_block_across_max_seq_is_malformed_and_nothing_changes() {
             Err(e) => e,
             Ok(_) => panic!("max_seq {max_seq}: a commit group was split"),
         };
-        let Error::Malformed(msg) = &e else {
+        let Error::Malformed { file, at, .. } = &e else {
             panic!("max_seq {max_seq}: expected Malformed, got {e}");
         };
+        assert!(file.as_ref().is_some_and(|f| paths.contains(f)), "{e}");
+        assert!(at.is_some(), "{e}");
+        let msg = e.to_string();
         assert!(
             paths.iter().any(|p| msg.contains(&p.display().to_string())),
             "{msg}"
         );
-        assert!(msg.contains("block at offset"), "{msg}");
+        assert!(msg.contains("at offset"), "{msg}");
         assert_eq!(snapshot(&fs), before, "max_seq {max_seq}: files changed");
         assert_eq!(fs.list_dir(&dir()).expect("list"), names);
     }

@@ -147,7 +147,7 @@ impl BatchBuilder {
 }
 
 fn check_lengths(key: &[u8], value: &[u8]) -> Result<()> {
-    sealdb_base::check_entry_lengths(key, value).map_err(|e| Error::InvalidArgument(e.to_string()))
+    sealdb_base::check_entry_lengths(key, value).map_err(|e| Error::invalid_argument(e.to_string()))
 }
 
 /// Decodes the records of an encoded batch in order; yields an error (and stops) at the first
@@ -201,7 +201,7 @@ impl<'a> Iterator for RecordIter<'a> {
             Ok(r) => Some(Ok(r)),
             Err(e) => {
                 self.failed = true;
-                Some(Err(Error::Malformed(format!(
+                Some(Err(Error::malformed(format!(
                     "bad record at byte {start} of a batch: {e}"
                 ))))
             }

@@ -58,11 +58,11 @@ pub(crate) fn encode_batches(batches: &[FrameBatch<'_>], out: &mut Vec<u8>) -> R
     let time = batches.first().map_or(0, |b| b.commit_time_ms);
     out.extend_from_slice(&time.to_le_bytes());
     let count = u32::try_from(batches.len())
-        .map_err(|_| Error::InvalidArgument("too many batches in one frame".into()))?;
+        .map_err(|_| Error::invalid_argument("too many batches in one frame".into()))?;
     out.extend_from_slice(&count.to_le_bytes());
     for b in batches {
         let len = u32::try_from(b.rep.len())
-            .map_err(|_| Error::InvalidArgument("batch too large".into()))?;
+            .map_err(|_| Error::invalid_argument("batch too large".into()))?;
         out.extend_from_slice(&b.first_seq.to_le_bytes());
         out.extend_from_slice(&b.count.to_le_bytes());
         out.extend_from_slice(&len.to_le_bytes());
@@ -108,7 +108,7 @@ pub fn decode_frame(payload: &[u8]) -> Result<Frame<'_>> {
     }
     decode_batches(payload)
         .map(Frame::Batches)
-        .ok_or_else(|| Error::Malformed("a frame that is neither start, batches nor end".into()))
+        .ok_or_else(|| Error::malformed("a frame that is neither start, batches nor end".into()))
 }
 
 /// Decodes one frame payload and every record in it; for the fuzz target. Returns the number
@@ -119,7 +119,7 @@ pub fn decode_frame_for_fuzz(payload: &[u8]) -> Result<u64> {
     if Link::decode_exact(payload).is_ok() || payload == [FRAME_END] {
         return Ok(0);
     }
-    let batches = decode_batches(payload).ok_or_else(|| Error::Malformed("frame".into()))?;
+    let batches = decode_batches(payload).ok_or_else(|| Error::malformed("frame".into()))?;
     let mut n = 0;
     for b in batches {
         for r in crate::batch::RecordIter::new(b.rep) {

@@ -57,8 +57,18 @@ pub enum Error {
     Crypto(#[from] sealdb_crypto::Error),
     /// A frame authenticated but its contents do not parse (names the segment and offset when
     /// known).
-    #[error("malformed WAL contents: {0}")]
-    Malformed(String),
+    #[error("malformed WAL contents{}: {what}", sealdb_crypto::place(file, at))]
+    Malformed {
+        /// What is wrong.
+        what: String,
+        /// The segment, if known.
+        file: Option<std::path::PathBuf>,
+        /// The byte offset of the frame within the segment, if known.
+        at: Option<u64>,
+        /// The lower-level error this comes from, if any.
+        #[source]
+        source: Option<sealdb_crypto::BoxError>,
+    },
     /// A segment the log needs is missing, or segments are out of order.
     #[error("WAL segment sequence broken: {0}")]
     MissingSegment(String),
@@ -72,8 +82,18 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A caller passed something unusable.
-    #[error("invalid argument: {0}")]
-    InvalidArgument(String),
+    #[error("invalid argument{}: {what}", sealdb_crypto::place(file, at))]
+    InvalidArgument {
+        /// What is wrong.
+        what: String,
+        /// The file concerned, if known.
+        file: Option<std::path::PathBuf>,
+        /// The byte offset within it, if known.
+        at: Option<u64>,
+        /// The lower-level error this comes from, if any.
+        #[source]
+        source: Option<sealdb_crypto::BoxError>,
+    },
     /// A batch (or a frame) would be larger than one sealed block can hold. Nothing was
     /// written.
     #[error("write batch of {size} bytes exceeds the {limit}-byte limit of one WAL frame")]
@@ -85,8 +105,21 @@ pub enum Error {
     },
     /// An earlier write or sync failed; the log refuses further writes until reopened, since
     /// what reached the disk is unknown.
-    #[error("the WAL is read-only after an earlier I/O failure: {0}")]
-    Poisoned(String),
+    #[error(
+        "the WAL is read-only after an earlier I/O failure{}: {what}",
+        sealdb_crypto::place(file, at)
+    )]
+    Poisoned {
+        /// What failed.
+        what: String,
+        /// The segment whose write or sync failed, if known.
+        file: Option<std::path::PathBuf>,
+        /// Where in it, if known.
+        at: Option<u64>,
+        /// The failure itself (only on the error that poisoned the log).
+        #[source]
+        source: Option<sealdb_crypto::BoxError>,
+    },
     /// The WAL was opened read-only (recovered for reading, never written).
     #[error("the WAL was opened read-only")]
     ReadOnly,
@@ -96,9 +129,22 @@ impl From<sealdb_log::Error> for Error {
     /// The chained log's errors, as the WAL reports them.
     fn from(e: sealdb_log::Error) -> Self {
         let io = |path, source| Self::Io { path, source };
-        e.convert(Self::Crypto, Self::MissingSegment, io, Self::Malformed)
+        let malformed = |what, file: String, at: Option<u64>| {
+            let e = Self::malformed(what).in_file(file);
+            match at {
+                Some(offset) => e.at(offset),
+                None => e,
+            }
+        };
+        e.convert(Self::Crypto, Self::MissingSegment, io, malformed)
     }
 }
+
+sealdb_crypto::structured_error_builders!(Error {
+    malformed => Malformed,
+    invalid_argument => InvalidArgument,
+    poisoned => Poisoned,
+});
 
 /// The WAL's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

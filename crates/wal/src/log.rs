@@ -96,7 +96,7 @@ impl Inner {
     /// Fails if an earlier failure poisoned the log, or it is read-only.
     fn check_writable(&self) -> Result<()> {
         if let Some(why) = &self.poisoned {
-            return Err(Error::Poisoned(why.clone()));
+            return Err(Error::poisoned(why.clone()));
         }
         if self.active.is_none() {
             return Err(Error::ReadOnly);
@@ -407,7 +407,7 @@ impl Wal {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         if let Some(why) = &inner.poisoned {
-            return Err(Error::Poisoned(why.clone()));
+            return Err(Error::poisoned(why.clone()));
         }
         // A segment a failed write left a partial frame in does not end cleanly: a clean
         // close needs the new segment (or, if the disk is still full, is not clean).
@@ -454,7 +454,7 @@ impl Wal {
     pub fn sync(&self) -> Result<()> {
         let mut inner = self.inner.lock();
         if let Some(why) = &inner.poisoned {
-            return Err(Error::Poisoned(why.clone()));
+            return Err(Error::poisoned(why.clone()));
         }
         let Some(active) = inner.active.as_mut() else {
             return Err(Error::ReadOnly);

@@ -309,7 +309,7 @@ pub fn summarize_segment(
         };
         if i == 0 {
             let s = Link::decode_exact(&block.data)
-                .map_err(|_| Error::Malformed(format!("{}: no start frame", path.display())))?;
+                .map_err(|_| Error::malformed(format!("{}: no start frame", path.display())))?;
             out.number = s.number;
             continue;
         }
@@ -318,7 +318,7 @@ pub fn summarize_segment(
             break;
         }
         let batches = decode_batches(&block.data)
-            .ok_or_else(|| Error::Malformed(format!("{}: bad frame", path.display())))?;
+            .ok_or_else(|| Error::malformed(format!("{}: bad frame", path.display())))?;
         for b in batches {
             if out.first_seq == 0 {
                 out.first_seq = b.first_seq;

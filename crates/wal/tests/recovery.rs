@@ -485,7 +485,10 @@ fn failed_sync_still_poisons_the_log() {
     );
     assert!(try_append(&wal, 2, true).is_err());
     assert!(wal.is_poisoned());
-    assert!(matches!(try_append(&wal, 3, true), Err(Error::Poisoned(_))));
+    assert!(matches!(
+        try_append(&wal, 3, true),
+        Err(Error::Poisoned { .. })
+    ));
 }
 
 /// A clean close never vouches for a segment a failed write left a partial frame in: it
@@ -637,4 +640,32 @@ fn crash_at_any_point_with_segments_created_ahead_loses_no_synced_frame() {
         try_append(&wal, next, true)
             .unwrap_or_else(|e| panic!("point {point}: append after reopen: {e}"));
     }
+}
+
+#[test]
+fn out_of_order_frames_are_malformed_naming_the_segment_and_the_frame_offset() {
+    // Frames that authenticate but whose sequence numbers go backwards: recovery refuses
+    // them with the segment and the offending frame's offset as fields, not just as text.
+    let (fs, keyring) = setup();
+    let (wal, _, _) = open(&fs, &keyring, opts(1 << 20)).expect("open");
+    append(&wal, 5, true);
+    append(&wal, 3, true);
+    drop(wal);
+    let e = match open(&fs, &keyring, opts(1 << 20)) {
+        Err(e) => e,
+        Ok(_) => panic!("recovered frames whose sequence numbers go backwards"),
+    };
+    let Error::Malformed { file, at, .. } = &e else {
+        panic!("expected Malformed, got {e:?}");
+    };
+    let file = file.as_ref().unwrap_or_else(|| panic!("no file: {e}"));
+    assert_eq!(file.parent(), Some(dir().as_path()), "{e}");
+    let at = at.unwrap_or_else(|| panic!("no offset: {e}"));
+    let size = fs.file_size(file).expect("segment size");
+    assert!(at > 0 && at < size, "offset {at} of {size}: {e}");
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!("{} at offset {at}", file.display())) && text.contains("sequence 3"),
+        "{text}"
+    );
 }

@@ -243,7 +243,7 @@ fn info(ctx: &mut Ctx, a: &StreamInfoArgs) -> Result<()> {
                 match db.stream_info(&db.keyspace(&name)?) {
                     Ok(i) => v.push(i),
                     // No stream on this keyspace.
-                    Err(sealdb::Error::InvalidArgument(_)) => {}
+                    Err(sealdb::Error::InvalidArgument { .. }) => {}
                     Err(e) => return Err(CliError::from(e)),
                 }
             }

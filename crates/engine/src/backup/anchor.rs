@@ -34,7 +34,7 @@ pub(super) fn read_anchor(path: &Path) -> Result<Option<(String, [u8; 32])>> {
         Err(e) => return Err(Error::io(path, e)),
     };
     let label = path.display().to_string();
-    let bad = || Error::Corruption(format!("{label}: malformed backup anchor"));
+    let bad = || Error::corruption(format!("{label}: malformed backup anchor"));
     let (body, crc) = bytes
         .split_at_checked(bytes.len().saturating_sub(4))
         .ok_or_else(bad)?;
@@ -86,7 +86,7 @@ pub(super) fn check_anchor(
     };
     let cat = catalog_path(dir, &anchored);
     if !ids.contains(&anchored) {
-        return Err(Error::Corruption(format!(
+        return Err(Error::corruption(format!(
             "backup catalogue {} is missing: this machine recorded it as the newest backup of \
              {} ({}), so an older backup would silently become the latest; if it was deleted \
              on purpose, run `backup delete {} --id {anchored}`",
@@ -97,7 +97,7 @@ pub(super) fn check_anchor(
         )));
     }
     if file_digest(fs, &cat)?.1 != digest {
-        return Err(Error::Corruption(format!(
+        return Err(Error::corruption(format!(
             "backup catalogue {} is not the one this machine recorded in {} (its digest \
              differs)",
             cat.display(),
@@ -111,7 +111,7 @@ pub(super) fn check_anchor(
             Some((p, d)) if p == anchored && d == digest => break,
             Some((p, _)) if p < cur && p > anchored && ids.contains(&p) => cur = p,
             _ => {
-                return Err(Error::Corruption(format!(
+                return Err(Error::corruption(format!(
                     "backup {cur} in {} does not descend from {anchored}, the newest backup \
                      this machine recorded ({})",
                     dir.display(),

@@ -141,7 +141,7 @@ fn decode_catalog(bytes: &[u8], label: &str) -> Result<BackupInfo> {
         m if m == CATALOG_MAGIC => true,
         m if m == CATALOG_MAGIC_V1 => false,
         _ => {
-            return Err(Error::Corruption(format!(
+            return Err(Error::corruption(format!(
                 "{label}: not a backup catalogue"
             )));
         }
@@ -151,12 +151,12 @@ fn decode_catalog(bytes: &[u8], label: &str) -> Result<BackupInfo> {
     let created_ms = r.u64("time")?;
     let sequence = r.u64("sequence")?;
     let cipher = CipherId::from_u8(r.u8("cipher")?)
-        .ok_or_else(|| Error::Corruption(format!("{label}: unknown cipher")))?;
+        .ok_or_else(|| Error::corruption(format!("{label}: unknown cipher")))?;
     let master = KeyDescriptor::new(r.string(2048, "provider")?, r.string(2048, "key id")?);
     let count = |r: &mut Reader<'_>, what: &'static str| -> Result<usize> {
         let n = r.u32(what)? as usize;
         if n > MAX_ITEMS {
-            return Err(Error::Corruption(format!("{label}: too many {what}")));
+            return Err(Error::corruption(format!("{label}: too many {what}")));
         }
         Ok(n)
     };
@@ -209,11 +209,11 @@ fn decode_catalog(bytes: &[u8], label: &str) -> Result<BackupInfo> {
             r.array("predecessor digest")?,
         )),
         _ => {
-            return Err(Error::Corruption(format!("{label}: bad predecessor flag")));
+            return Err(Error::corruption(format!("{label}: bad predecessor flag")));
         }
     };
     if !r.is_empty() {
-        return Err(Error::Corruption(format!("{label}: trailing bytes")));
+        return Err(Error::corruption(format!("{label}: trailing bytes")));
     }
     Ok(BackupInfo {
         indexes,
@@ -298,7 +298,7 @@ pub fn read_backup(dir: &Path, id: &str, opts: &Options) -> Result<BackupInfo> {
     )?;
     let info = decode_catalog(&bytes, &path.display().to_string())?;
     if info.id != id {
-        return Err(Error::Corruption(format!(
+        return Err(Error::corruption(format!(
             "{}: names backup {}",
             path.display(),
             info.id
@@ -312,10 +312,10 @@ pub(super) fn choose<'a>(backups: &'a [BackupInfo], id: Option<&str>) -> Result<
         Some(id) => backups
             .iter()
             .find(|b| b.id == id)
-            .ok_or_else(|| Error::InvalidArgument(format!("no backup {id}"))),
+            .ok_or_else(|| Error::invalid_argument(format!("no backup {id}"))),
         None => backups
             .last()
-            .ok_or_else(|| Error::InvalidArgument("the directory holds no backup".into())),
+            .ok_or_else(|| Error::invalid_argument("the directory holds no backup".into())),
     }
 }
 

@@ -65,7 +65,7 @@ pub(crate) fn backup(
             wal.push(info);
         } else if !wal.is_empty() {
             // Only the oldest archived segments may go meanwhile (archive trimming).
-            return Err(Error::Corruption(format!(
+            return Err(Error::corruption(format!(
                 "WAL segment {number} vanished while being backed up"
             )));
         }
@@ -157,7 +157,7 @@ fn keep_wal_segment(
             Err(e) => return Err(e),
         };
         if s.number != number {
-            return Err(Error::Corruption(format!(
+            return Err(Error::corruption(format!(
                 "{}: start frame names segment {}",
                 from.display(),
                 s.number

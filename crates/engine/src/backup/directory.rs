@@ -22,7 +22,7 @@ pub fn list_backups(dir: &Path, opts: &Options) -> Result<Vec<BackupInfo>> {
             .iter()
             .find(|b| b.id == id)
             .cloned()
-            .ok_or_else(|| Error::InvalidArgument(format!("no backup {id}")))
+            .ok_or_else(|| Error::invalid_argument(format!("no backup {id}")))
     })?;
     Ok(backups)
 }
@@ -36,7 +36,7 @@ pub fn delete_backup(dir: &Path, id: &str, opts: &Options) -> Result<()> {
     // Deleting an anchored catalogue that is already gone is how an operator confirms a
     // deletion made by hand (or cut short by a crash).
     if !fs.exists(&cat) && !anchored {
-        return Err(Error::InvalidArgument(format!("no backup {id}")));
+        return Err(Error::invalid_argument(format!("no backup {id}")));
     }
     if fs.exists(&cat) {
         list_backups(dir, opts)?;

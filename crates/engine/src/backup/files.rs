@@ -41,7 +41,7 @@ pub(super) fn file_digest(fs: &SharedFs, path: &Path) -> Result<(u64, [u8; 32])>
         let n = usize::try_from((len - off).min(buf.len() as u64)).unwrap_or(buf.len());
         let chunk = buf
             .get_mut(..n)
-            .ok_or_else(|| Error::InvalidArgument("digest".into()))?;
+            .ok_or_else(|| Error::invalid_argument("digest".into()))?;
         f.read_exact_at(chunk, off)
             .map_err(|e| Error::io(path, e))?;
         hasher.update(&*chunk);
@@ -60,7 +60,7 @@ pub(super) fn copy_file(fs: &SharedFs, from: &Path, to: &Path) -> Result<()> {
         let n = usize::try_from((len - off).min(buf.len() as u64)).unwrap_or(buf.len());
         let chunk = buf
             .get_mut(..n)
-            .ok_or_else(|| Error::InvalidArgument("copy".into()))?;
+            .ok_or_else(|| Error::invalid_argument("copy".into()))?;
         src.read_exact_at(chunk, off)
             .map_err(|e| Error::io(from, e))?;
         dst.append(chunk).map_err(|e| Error::io(to, e))?;

@@ -56,7 +56,7 @@ pub fn restore_backup(
     let fs = &opts.fs;
     let dest = std::path::absolute(dest).map_err(|e| Error::io(dest, e))?;
     if fs.exists(&dest) {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::invalid_argument(format!(
             "{} already exists",
             dest.display()
         )));
@@ -68,13 +68,13 @@ pub fn restore_backup(
             .iter()
             .filter(|b| b.sequence <= n)
             .max_by_key(|b| b.sequence)
-            .ok_or_else(|| Error::InvalidArgument(format!("no backup at or before sequence {n}")))?
+            .ok_or_else(|| Error::invalid_argument(format!("no backup at or before sequence {n}")))?
             .clone(),
         RestorePoint::Time(t) => backups
             .iter()
             .filter(|b| b.created_ms <= t)
             .max_by_key(|b| b.created_ms)
-            .ok_or_else(|| Error::InvalidArgument(format!("no backup at or before time {t}")))?
+            .ok_or_else(|| Error::invalid_argument(format!("no backup at or before time {t}")))?
             .clone(),
     };
     let (keys, keyring) = backup_keyring(fs, dir, &chosen.id, opts)?;
@@ -318,7 +318,7 @@ fn replay_backup_wal(
             .max_by_key(|w| w.last_seq)
     {
         // The log ended before the point asked for, yet the catalogue says it goes on.
-        return Err(Error::Corruption(format!(
+        return Err(Error::corruption(format!(
             "point-in-time restore reached sequence {last}, but the backup catalogue records \
              WAL segment {} ({}) as holding sequences up to {}: its records are missing",
             w.number,

@@ -50,7 +50,7 @@ pub(super) fn check_backup_segment(
         return Err(integrity(sealdb_crypto::IntegrityReason::ReplacedFile));
     }
     if (s.number, s.first_seq, s.last_seq) != (w.number, w.first_seq, w.last_seq) {
-        return Err(Error::Corruption(format!(
+        return Err(Error::corruption(format!(
             "{}: holds WAL segment {} with sequences {}..={}, but the catalogue records \
              segment {} with sequences {}..={}",
             path.display(),

@@ -53,7 +53,7 @@ impl DbInner {
         let mut mine: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
         let mut extra = BatchBuilder::new();
         for (pos, rec) in RecordIter::new(&req.rep).enumerate() {
-            let rec = rec.map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            let rec = rec.map_err(|e| Error::invalid_argument(e.to_string()))?;
             let idx = indexes.by_base.get(&rec.keyspace);
             let stream = streams.get(&rec.keyspace);
             if idx.is_none() && stream.is_none() {
@@ -88,7 +88,7 @@ impl DbInner {
         let grown = if extra.count() > 0 {
             let mut all = BatchBuilder::new();
             for rec in RecordIter::new(&req.rep).chain(RecordIter::new(extra.rep())) {
-                let rec = rec.map_err(|e| Error::InvalidArgument(e.to_string()))?;
+                let rec = rec.map_err(|e| Error::invalid_argument(e.to_string()))?;
                 match rec.op {
                     Op::Put => all.put(rec.keyspace, rec.key, rec.value),
                     Op::Delete => all.delete(rec.keyspace, rec.key),

@@ -52,17 +52,23 @@ fn copy_refusal(e: &Error) -> Error {
             state: state.clone(),
             since: *since,
         },
-        Error::Poisoned(why) => Error::Poisoned(why.clone()),
+        // The cause went with the first refusal; the others repeat what and where.
+        Error::Poisoned { what, file, at, .. } => Error::Poisoned {
+            what: what.clone(),
+            file: file.clone(),
+            at: *at,
+            source: None,
+        },
         Error::ReadOnly => Error::ReadOnly,
         Error::NoSpace { path } => Error::NoSpace { path: path.clone() },
-        other => Error::Poisoned(other.to_string()),
+        other => Error::poisoned(other.to_string()),
     }
 }
 
 /// A writer whose commit group's leader panicked outside the application's closures: what
 /// reached the log is unknown, so the database is poisoned.
 fn leader_failed(inner: &DbInner, e: sealdb_wal::LeaderFailed) -> Error {
-    inner.poison(Error::Poisoned(e.to_string()))
+    inner.poison(Error::poisoned(e.to_string()))
 }
 
 impl DbInner {
@@ -111,7 +117,7 @@ impl DbInner {
         self.commit_locked(vec![(0, req)])
             .into_iter()
             .next()
-            .map_or_else(|| Err(Error::Corruption("empty commit".into())), |(_, r)| r)
+            .map_or_else(|| Err(Error::corruption("empty commit".into())), |(_, r)| r)
     }
 
     fn commit_locked(&self, group: Vec<(u64, WriteRequest)>) -> Vec<(u64, Result<u64>)> {
@@ -375,7 +381,7 @@ impl DbInner {
             if ok {
                 results.push((p.id, Ok(first + u64::from(req.count) - 1)));
             } else {
-                let e = self.poison(Error::Corruption("memtable insert failed".into()));
+                let e = self.poison(Error::corruption("memtable insert failed".into()));
                 results.push((p.id, Err(e)));
             }
         }
@@ -383,7 +389,7 @@ impl DbInner {
 
     /// The error a writer gets once the database is poisoned: the first failure, named once.
     fn poisoned_error(&self) -> Error {
-        Error::Poisoned(
+        Error::poisoned(
             self.poisoned
                 .lock()
                 .clone()
@@ -486,7 +492,7 @@ impl DbInner {
             return Err(Error::ReadOnly);
         }
         if let Some(why) = self.poisoned.lock().as_ref() {
-            return Err(Error::Poisoned(why.clone()));
+            return Err(Error::poisoned(why.clone()));
         }
         self.check_key()
     }

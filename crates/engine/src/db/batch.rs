@@ -18,7 +18,7 @@ impl WriteBatch {
                 Ok(())
             }
             Some(d) if d == id => Ok(()),
-            Some(_) => Err(Error::InvalidArgument(
+            Some(_) => Err(Error::invalid_argument(
                 "a write batch cannot span databases".into(),
             )),
         }

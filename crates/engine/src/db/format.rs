@@ -27,7 +27,7 @@ impl Db {
         let current = manifest.format_version();
         // Refused requests are answered here: only a failed write may poison the database.
         if to < current {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "the database is at format version {current}; a version never goes down \
                  (asked for {to})"
             )));

@@ -48,16 +48,19 @@ impl Db {
     /// ```
     pub fn create_index(&self, def: IndexDefinition, progress: &mut dyn FnMut(u64)) -> Result<()> {
         def.validate()
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            .map_err(|e| Error::invalid_argument(e.to_string()))?;
         self.check_writable_pub()?;
         let inner = &self.inner;
         if inner.indexes.read().by_name.contains_key(&def.name) {
-            return Err(Error::InvalidArgument(format!("index {} exists", def.name)));
+            return Err(Error::invalid_argument(format!(
+                "index {} exists",
+                def.name
+            )));
         }
         let base = self.keyspace(&def.keyspace)?;
         let encoded = def
             .encode()
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            .map_err(|e| Error::invalid_argument(e.to_string()))?;
         let ks = self.create_keyspace_internal(&index_keyspace_name(&def.name))?;
         let keyring = inner.keyring.read().clone();
         let live = Arc::new(LiveIndex {
@@ -166,7 +169,7 @@ impl Db {
             .by_name
             .get(name)
             .cloned()
-            .ok_or_else(|| Error::InvalidArgument(format!("no index {name}")))?;
+            .ok_or_else(|| Error::invalid_argument(format!("no index {name}")))?;
         self.run_exclusive(|| {
             let next = inner.indexes.read().without(name);
             *inner.indexes.write() = Arc::new(next);
@@ -227,14 +230,14 @@ impl Db {
             .by_name
             .get(name)
             .cloned()
-            .ok_or_else(|| Error::InvalidArgument(format!("no index {name}")))?;
+            .ok_or_else(|| Error::invalid_argument(format!("no index {name}")))?;
         if !idx.ready.load(Ordering::Acquire) {
             return Err(Error::IndexNotReady(name.to_string()));
         }
         let partition: Vec<u8> = match idx.def.kind {
             IndexKind::Global => Vec::new(),
             IndexKind::Local(_) => q.partition.clone().ok_or_else(|| {
-                Error::InvalidArgument(format!(
+                Error::invalid_argument(format!(
                     "index {name} is local: the query must name a partition"
                 ))
             })?,
@@ -255,7 +258,7 @@ impl Db {
         for item in iter {
             let (ek, ev) = item?;
             let decoded = decode_entry_key(&ek)
-                .map_err(|e| Error::Corruption(format!("index {name}: {e}")))?;
+                .map_err(|e| Error::corruption(format!("index {name}: {e}")))?;
             if !matches(&q.query, &decoded) || decoded.partition != partition {
                 continue;
             }
@@ -265,7 +268,7 @@ impl Db {
             }
             let value = decoded
                 .index_value()
-                .map_err(|e| Error::Corruption(format!("index {name}: {e}")))?;
+                .map_err(|e| Error::corruption(format!("index {name}: {e}")))?;
             let item = if q.fetch_items {
                 match self.get_internal(idx.base, &decoded.primary_key, snapshot)? {
                     Some(v) => v,

@@ -34,8 +34,8 @@ const MAX_KEYSPACE_NAME: usize = 255;
 ///
 /// ```
 /// # fn main() -> sealdb::Result<()> {
-/// let dir = tempfile::tempdir().map_err(|e| sealdb::Error::InvalidArgument(e.to_string()))?;
-/// let keystore = tempfile::tempdir().map_err(|e| sealdb::Error::InvalidArgument(e.to_string()))?;
+/// let dir = tempfile::tempdir().map_err(|e| sealdb::Error::invalid_argument(e.to_string()))?;
+/// let keystore = tempfile::tempdir().map_err(|e| sealdb::Error::invalid_argument(e.to_string()))?;
 /// let opts = sealdb::Options { keystore_dir: Some(keystore.path().to_path_buf()), ..Default::default() };
 /// let db = sealdb::Db::open(dir.path().join("db"), opts)?;
 /// db.put(b"hello", b"world")?;
@@ -218,7 +218,7 @@ impl Db {
     /// Opens the keyspace `name`, creating it (durably) if it does not exist.
     pub fn create_keyspace(&self, name: &str) -> Result<Keyspace> {
         if name.starts_with(crate::index::INTERNAL_PREFIX) {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "keyspace names starting with {} are reserved",
                 crate::index::INTERNAL_PREFIX
             )));
@@ -229,7 +229,7 @@ impl Db {
     /// Creates (or opens) a keyspace by any name, internal ones included.
     pub(crate) fn create_keyspace_internal(&self, name: &str) -> Result<Keyspace> {
         if name.is_empty() || name.len() > MAX_KEYSPACE_NAME {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "keyspace names are 1 to {MAX_KEYSPACE_NAME} bytes"
             )));
         }
@@ -282,7 +282,7 @@ impl Db {
     pub(crate) fn drop_keyspace_internal(&self, name: &str) -> Result<()> {
         let ks = self.keyspace_any(name)?;
         if ks.id == DEFAULT_KEYSPACE {
-            return Err(Error::InvalidArgument(
+            return Err(Error::invalid_argument(
                 "the default keyspace cannot be dropped".into(),
             ));
         }
@@ -414,7 +414,7 @@ impl Db {
         if let Some(owner) = batch.db
             && owner != Arc::as_ptr(&self.inner) as usize
         {
-            return Err(Error::InvalidArgument(
+            return Err(Error::invalid_argument(
                 "write batch holds keyspaces of another database".into(),
             ));
         }

@@ -41,7 +41,7 @@ impl Db {
             .get(&keyspace.id())
             .cloned()
             .ok_or_else(|| {
-                Error::InvalidArgument(format!("keyspace {} has no stream", keyspace.name()))
+                Error::invalid_argument(format!("keyspace {} has no stream", keyspace.name()))
             })
     }
 
@@ -77,7 +77,7 @@ impl Db {
         let inner = &self.inner;
         self.run_exclusive(|| {
             if inner.streams.read().contains_key(&keyspace.id()) {
-                return Err(Error::InvalidArgument(format!(
+                return Err(Error::invalid_argument(format!(
                     "keyspace {} already has a stream",
                     keyspace.name()
                 )));

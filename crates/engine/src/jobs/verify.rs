@@ -220,7 +220,7 @@ fn verify_consumers(
     )
     .map_err(crate::streams::stream_err)?;
     if on_disk != *positions {
-        return Err(Error::Corruption(format!(
+        return Err(Error::corruption(format!(
             "{} does not hold the consumer positions last committed",
             path.display()
         )));
@@ -245,7 +245,7 @@ fn verify_keys_file(
     )?;
     let found = sealdb_crypto::KeysFile::decode_payload_untrusted(&payload)?;
     if found < generation || (found > generation && !inner.opts.read_only) {
-        return Err(Error::Corruption(format!(
+        return Err(Error::corruption(format!(
             "{} is at generation {found}, but this database wrote generation {generation}",
             path.display()
         )));

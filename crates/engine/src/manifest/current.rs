@@ -22,7 +22,7 @@ pub(crate) fn read_current(
     let label = path.display().to_string();
     let mut r = Reader::new(&data, &label);
     if r.take(8, "tag")? != CURRENT_TAG {
-        return Err(Error::Corruption(format!("{label}: bad tag")));
+        return Err(Error::corruption(format!("{label}: bad tag")));
     }
     r.u64("manifest number")
 }

@@ -255,13 +255,13 @@ impl Edit {
                     });
                 }
                 if v < FormatVersion::OLDEST.number() {
-                    return Err(Error::Corruption(format!(
+                    return Err(Error::corruption(format!(
                         "manifest: format version {v} does not exist"
                     )));
                 }
                 Self::FormatVersion(v)
             }
-            t => return Err(Error::Corruption(format!("manifest: unknown edit tag {t}"))),
+            t => return Err(Error::corruption(format!("manifest: unknown edit tag {t}"))),
         })
     }
 }
@@ -281,7 +281,7 @@ pub(super) fn decode_group(bytes: &[u8], context: &str) -> Result<Vec<Edit>> {
     let mut r = Reader::new(bytes, context);
     let count = r.u32("edit count")? as usize;
     if count > bytes.len() {
-        return Err(Error::Corruption(format!(
+        return Err(Error::corruption(format!(
             "{context}: edit count {count} too large"
         )));
     }
@@ -290,7 +290,7 @@ pub(super) fn decode_group(bytes: &[u8], context: &str) -> Result<Vec<Edit>> {
         edits.push(Edit::decode(&mut r)?);
     }
     if !r.is_empty() {
-        return Err(Error::Corruption(format!(
+        return Err(Error::corruption(format!(
             "{context}: trailing bytes after edits"
         )));
     }

@@ -61,12 +61,11 @@ impl std::str::FromStr for FormatVersion {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        let n: u32 = s
-            .trim()
-            .parse()
-            .map_err(|_| Error::InvalidArgument(format!("format version {s:?} is not a number")))?;
+        let n: u32 = s.trim().parse().map_err(|_| {
+            Error::invalid_argument(format!("format version {s:?} is not a number"))
+        })?;
         Self::new(n).ok_or_else(|| {
-            Error::InvalidArgument(format!(
+            Error::invalid_argument(format!(
                 "format version {n} is unknown to this build (it knows {} to {})",
                 Self::OLDEST,
                 Self::NEWEST
@@ -79,7 +78,7 @@ impl std::str::FromStr for FormatVersion {
 pub(crate) fn check_cipher(version: FormatVersion, cipher: CipherId) -> Result<()> {
     let needed = FormatVersion::required_for(cipher);
     if version < needed {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::invalid_argument(format!(
             "cipher {cipher:?} needs format version {needed} or newer, not {version}"
         )));
     }

@@ -138,13 +138,13 @@ pub fn read_manifest_edits(
         cipher: Some(cipher),
     };
     let reader = SealedReader::open(fs, path, keyring, &expected)?;
-    let label = path.display().to_string();
     let mut out = Vec::new();
     for (group, item) in (0u64..).zip(reader.blocks_unfinished_ok()) {
         match item {
-            Ok((_, block)) => {
+            Ok((handle, block)) => {
                 out.extend(
-                    decode_group(&block.data, &label)?
+                    decode_group(&block.data, "edit group")
+                        .map_err(|e| e.in_file(path).at(handle.offset))?
                         .iter()
                         .map(|e| e.inspected(group)),
                 );

@@ -72,12 +72,13 @@ fn read_manifest_counted(
         format_version: FormatVersion::OLDEST,
         ..ManifestState::default()
     };
-    let label = path.display().to_string();
     for item in reader.blocks_unfinished_ok() {
         match item {
-            Ok((_, block)) => {
-                for edit in decode_group(&block.data, &label)? {
-                    state.apply(&edit)?;
+            Ok((handle, block)) => {
+                // Decode and apply errors name the manifest and the edit group's offset.
+                let at_group = |e: Error| e.in_file(path).at(handle.offset);
+                for edit in decode_group(&block.data, "edit group").map_err(at_group)? {
+                    state.apply(&edit).map_err(at_group)?;
                 }
                 groups += 1;
             }
@@ -90,7 +91,7 @@ fn read_manifest_counted(
         }
     }
     if !state.keyspaces.contains_key(&DEFAULT_KEYSPACE) {
-        return Err(Error::Corruption(format!("{label}: no default keyspace")));
+        return Err(Error::corruption("no default keyspace".into()).in_file(path));
     }
     Ok((state, groups))
 }
@@ -168,7 +169,7 @@ impl Manifest {
     pub(crate) fn ratchet(&mut self, to: FormatVersion, keyring: &Keyring) -> Result<bool> {
         let current = self.state.format_version;
         if to < current {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "the database is at format version {current}; a version never goes down (asked for {to})"
             )));
         }
@@ -189,7 +190,7 @@ impl Manifest {
         let number = read_current(fs, dir, keyring)?;
         let path = dir.join(manifest_name(number));
         if !fs.exists(&path) {
-            return Err(Error::Corruption(format!(
+            return Err(Error::corruption(format!(
                 "CURRENT names {}, which is missing",
                 path.display()
             )));
@@ -297,7 +298,7 @@ impl Manifest {
         let read_only = self.writer.is_none();
         let named = read_current(self.fs.as_ref(), &self.dir, keyring)?;
         if named < self.number || (named > self.number && !read_only) {
-            return Err(Error::Corruption(format!(
+            return Err(Error::corruption(format!(
                 "{} names manifest {named}, but the live manifest is {}",
                 self.dir.join(CURRENT_FILE).display(),
                 self.number
@@ -307,7 +308,7 @@ impl Manifest {
         let (_, groups) = read_manifest_counted(self.fs.as_ref(), &path, keyring, self.cipher)?;
         let short = named == self.number && groups < self.groups;
         if short || (!read_only && groups != self.groups) {
-            return Err(Error::Corruption(format!(
+            return Err(Error::corruption(format!(
                 "{} holds {groups} edit groups, but {} were written to it",
                 path.display(),
                 self.groups

@@ -18,9 +18,9 @@ mod inspect;
 mod log;
 mod state;
 
-pub(crate) use current::{CURRENT_FILE, read_current, write_current};
+pub(crate) use current::CURRENT_FILE;
 pub use edit::FileMeta;
-pub(crate) use edit::{Edit, IndexRecord, StreamRecord};
+pub(crate) use edit::{Edit, IndexRecord};
 pub use format::FormatVersion;
 pub(crate) use format::check_cipher;
 pub use inspect::{EditField, ManifestEdit, read_manifest_edits};

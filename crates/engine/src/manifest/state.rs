@@ -111,7 +111,7 @@ impl ManifestState {
             Edit::FormatVersion(v) => {
                 // Decoding refused unknown numbers; a version never goes down.
                 let v = FormatVersion::new(*v).ok_or_else(|| {
-                    Error::Corruption(format!("manifest: unknown format version {v}"))
+                    Error::corruption(format!("manifest: unknown format version {v}"))
                 })?;
                 self.format_version = self.format_version.max(v);
             }
@@ -129,7 +129,7 @@ impl ManifestState {
                     .get_mut(keyspace)
                     .and_then(|l| l.get_mut(usize::from(*level)))
                     .ok_or_else(|| {
-                        Error::Corruption(format!(
+                        Error::corruption(format!(
                             "manifest adds a file to keyspace {keyspace} level {level}, which does not exist"
                         ))
                     })?;
@@ -147,7 +147,7 @@ impl ManifestState {
                     .and_then(|l| l.get_mut(usize::from(*level)))
                     .and_then(|l| l.remove(number));
                 if removed.is_none() {
-                    return Err(Error::Corruption(format!(
+                    return Err(Error::corruption(format!(
                         "manifest removes file {number} from keyspace {keyspace} level {level}, where it is not"
                     )));
                 }

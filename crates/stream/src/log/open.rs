@@ -176,8 +176,8 @@ impl StreamLog {
             &keyring,
             rules,
             &mut |path, h, data| {
-                let s =
-                    StartFrame::decode(data).map_err(|why| malformed(path, Some(h.offset), why))?;
+                let s = StartFrame::decode(data)
+                    .map_err(|why| malformed_in(path, Some(h.offset), why))?;
                 if s.stream != id {
                     return Err(Error::WrongStream {
                         file: path.display().to_string(),
@@ -213,7 +213,7 @@ impl StreamLog {
         for (i, seg) in found.iter().enumerate() {
             let reader = seg.reader(fs.as_ref(), &cfg, &keyring)?;
             if seg.start.base_seq != last_seq {
-                return Err(malformed(
+                return Err(malformed_in(
                     &seg.path,
                     Some(reader.data_start()),
                     format!(
@@ -463,12 +463,12 @@ fn replay_segment(
     let seq = std::cell::Cell::new(*last_seq);
     let mut on_records = |handle: BlockHandle, data: &[u8]| -> Result<()> {
         let at = Some(handle.offset);
-        let decoded = decode_records_frame(data).map_err(|why| malformed(path, at, why))?;
+        let decoded = decode_records_frame(data).map_err(|why| malformed_in(path, at, why))?;
         let (Some(f), Some(l)) = (decoded.first(), decoded.last()) else {
-            return Err(malformed(path, at, "records frame holds no records"));
+            return Err(malformed_in(path, at, "records frame holds no records"));
         };
         if f.seq <= seq.get() {
-            return Err(malformed(
+            return Err(malformed_in(
                 path,
                 at,
                 format!("sequence {} does not follow {}", f.seq, seq.get()),
@@ -487,7 +487,7 @@ fn replay_segment(
             // caller: the truncation drops the whole block.
             cut += decoded.len() as u64;
         } else {
-            return Err(malformed(
+            return Err(malformed_in(
                 path,
                 at,
                 format!(
@@ -507,9 +507,9 @@ fn replay_segment(
     };
     let mut on_end = |handle: BlockHandle, data: &[u8]| -> Result<()> {
         let at = Some(handle.offset);
-        let end_seq = decode_end_frame(data).map_err(|why| malformed(path, at, why))?;
+        let end_seq = decode_end_frame(data).map_err(|why| malformed_in(path, at, why))?;
         if end_seq != seq.get() {
-            return Err(malformed(
+            return Err(malformed_in(
                 path,
                 at,
                 format!(

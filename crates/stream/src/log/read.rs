@@ -12,7 +12,7 @@ impl StreamLog {
     /// record). The index finds the first block to read without scanning.
     pub fn read(&self, start: StartAt, max_records: usize, max_bytes: usize) -> Result<ReadBatch> {
         if max_records == 0 {
-            return Err(Error::InvalidArgument(
+            return Err(Error::invalid_argument(
                 "a stream read needs max_records >= 1".into(),
             ));
         }
@@ -114,14 +114,18 @@ impl StreamLog {
             let block = reader.read_block(entry.handle)?;
             let offset = Some(entry.handle.offset);
             if block.is_final {
-                return Err(malformed(&path, offset, "indexed records block is final"));
+                return Err(malformed_in(
+                    &path,
+                    offset,
+                    "indexed records block is final",
+                ));
             }
-            let decoded =
-                decode_records_frame(&block.data).map_err(|why| malformed(&path, offset, why))?;
+            let decoded = decode_records_frame(&block.data)
+                .map_err(|why| malformed_in(&path, offset, why))?;
             if decoded.first().map(|r| r.seq) != Some(entry.first_seq)
                 || decoded.last().map(|r| r.seq) != Some(entry.last_seq)
             {
-                return Err(malformed(
+                return Err(malformed_in(
                     &path,
                     offset,
                     "block's sequence numbers differ from the index",
