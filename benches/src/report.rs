@@ -282,6 +282,31 @@ fn nines_label(x: f64) -> String {
     }
 }
 
+/// The legend's sample of a series: a short line in its colour, as drawn.
+fn legend_line(
+    color: plotters::style::RGBColor,
+) -> impl Fn((i32, i32)) -> plotters::element::PathElement<(i32, i32)> {
+    use plotters::style::Color;
+    move |(x, y)| {
+        plotters::element::PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+    }
+}
+
+/// Draws the labelled series' legend, boxed on a translucent background, at `position`.
+fn draw_legend<'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut plotters::chart::ChartContext<'a, plotters::backend::SVGBackend<'a>, CT>,
+    position: plotters::chart::SeriesLabelPosition,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::style::{BLACK, Color, WHITE};
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
 fn plot_latency(
     path: &Path,
     title: &str,
@@ -335,16 +360,9 @@ fn plot_latency(
                 fmt_us(r.latency_us.p99),
                 fmt_us(r.latency_us.max)
             ))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+            .legend(legend_line(color));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
+    draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     root.present()?;
     Ok(())
 }
@@ -404,16 +422,9 @@ fn plot_throughput(
                 color.stroke_width(2),
             ))?
             .label(format!("{} ({:.0} ops/s)", r.engine, r.ops_per_sec))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+            .legend(legend_line(color));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
+    draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     root.present()?;
     Ok(())
 }

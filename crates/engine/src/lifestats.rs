@@ -11,6 +11,7 @@
 //! it, and refusing to open a database over its counters would help nobody; `verify` reports
 //! such a file as an integrity failure. A crash loses the counts since the last clean close.
 
+use sealdb_base::{DecodeError, PutBytes, Reader};
 use sealdb_crypto::Keyring;
 use sealdb_crypto::sealed::ArtifactKind;
 use sealdb_vfs::FileSystem;
@@ -151,36 +152,40 @@ impl Lifetime {
     /// The file's payload: magic, version, counter count, then the counters, little-endian.
     pub(crate) fn encode(self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 + 8 * COUNTERS);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&(COUNTERS as u32).to_le_bytes());
+        out.put_raw(MAGIC).put_u32(VERSION).put_u32(COUNTERS as u32);
         for c in self.0 {
-            out.extend_from_slice(&c.to_le_bytes());
+            out.put_u64(c);
         }
         out
     }
 
     /// Reads a payload. A later version may store more counters: the known ones are taken
-    /// and the rest ignored; fewer than known leaves the missing ones at zero. `None` when it
-    /// is not a stats payload at all.
-    pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
-        let rest = bytes.strip_prefix(MAGIC)?;
-        let (version, rest) = rest.split_first_chunk::<4>()?;
-        if u32::from_le_bytes(*version) == 0 {
-            return None;
+    /// and the rest ignored; fewer than known leaves the missing ones at zero. An error names
+    /// what makes it not a stats payload at all.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        if r.array::<8>("magic")? != *MAGIC {
+            return Err(r.invalid("magic", "not SDBSTATS"));
         }
-        let (n, mut rest) = rest.split_first_chunk::<4>()?;
-        let n = usize::try_from(u32::from_le_bytes(*n)).ok()?;
-        if rest.len() != n.checked_mul(8)? {
-            return None;
+        if r.u32("version")? == 0 {
+            return Err(r.invalid("version", "0 is not a version"));
+        }
+        let n = r.u32("counter count")?;
+        if u64::from(n) * 8 != r.remaining() as u64 {
+            return Err(r.invalid(
+                "counter count",
+                format!("{n} counters in {} bytes", r.remaining()),
+            ));
         }
         let mut out = [0u64; COUNTERS];
-        for slot in out.iter_mut().take(n) {
-            let (c, tail) = rest.split_first_chunk::<8>()?;
-            *slot = u64::from_le_bytes(*c);
-            rest = tail;
+        for i in 0..n as usize {
+            let c = r.u64("counter")?;
+            if let Some(slot) = out.get_mut(i) {
+                *slot = c;
+            }
         }
-        Some(Self(out))
+        r.finish("statistics payload")?;
+        Ok(Self(out))
     }
 }
 
@@ -193,7 +198,7 @@ pub(crate) fn load(fs: &dyn FileSystem, dir: &Path, keyring: &Keyring) -> Lifeti
     }
     sealdb_crypto::sealed::read_small_sealed_file(fs, &path, keyring, ArtifactKind::Meta)
         .ok()
-        .and_then(|p| Lifetime::decode(&p))
+        .and_then(|p| Lifetime::decode(&p).ok())
         .unwrap_or_default()
 }
 
@@ -204,11 +209,12 @@ pub(crate) fn verify(fs: &dyn FileSystem, dir: &Path, keyring: &Keyring) -> crat
     let payload =
         sealdb_crypto::sealed::read_small_sealed_file(fs, &path, keyring, ArtifactKind::Meta)?;
     match Lifetime::decode(&payload) {
-        Some(_) => Ok(()),
-        None => Err(crate::Error::corruption(format!(
-            "{}: not a statistics payload",
-            path.display()
-        ))),
+        Ok(_) => Ok(()),
+        Err(e) => Err(
+            crate::Error::corruption(format!("not a statistics payload: {e}"))
+                .in_file(&path)
+                .caused_by(e),
+        ),
     }
 }
 
@@ -240,12 +246,12 @@ mod tests {
             *c = (i as u64 + 1) * 1_000_000_007;
         }
         let l = Lifetime(a);
-        assert_eq!(Lifetime::decode(&l.encode()), Some(l));
+        assert_eq!(Lifetime::decode(&l.encode()), Ok(l));
         // A future version with one more counter: the known ones are read.
         let mut longer = l.encode();
         longer[12..16].copy_from_slice(&(COUNTERS as u32 + 1).to_le_bytes());
         longer.extend_from_slice(&7u64.to_le_bytes());
-        assert_eq!(Lifetime::decode(&longer), Some(l));
+        assert_eq!(Lifetime::decode(&longer), Ok(l));
         // Fewer counters: the rest are zero.
         let mut shorter = l.encode();
         shorter[12..16].copy_from_slice(&2u32.to_le_bytes());
@@ -254,10 +260,10 @@ mod tests {
         assert_eq!(s.0[1], a[1]);
         assert_eq!(s.0[2], 0);
         // Not a stats payload, or a count that disagrees with the length.
-        assert_eq!(Lifetime::decode(b"SDBHEAD\0...."), None);
+        assert!(Lifetime::decode(b"SDBHEAD\0....").is_err_and(|e| e.what == "magic"));
         let mut bad = l.encode();
         bad.pop();
-        assert_eq!(Lifetime::decode(&bad), None);
+        assert!(Lifetime::decode(&bad).is_err_and(|e| e.what == "counter count"));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Frame codes and the start frame's link to its predecessor.
 
+use sealdb_base::{DecodeError, PutBytes, Reader};
+
 /// The first byte of a start frame (every segment's first block).
 pub const FRAME_START: u8 = 1;
 /// The first byte of a payload frame (a commit group, change records).
@@ -39,11 +41,11 @@ impl Link {
 
     /// Appends the encoded link (starting with [`FRAME_START`]) to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        out.push(FRAME_START);
-        out.extend_from_slice(&self.number.to_le_bytes());
-        out.extend_from_slice(&self.prev_number.to_le_bytes());
-        out.extend_from_slice(&self.prev_end.to_le_bytes());
-        out.push(u8::from(self.prev_finished));
+        out.put_u8(FRAME_START)
+            .put_u64(self.number)
+            .put_u64(self.prev_number)
+            .put_u64(self.prev_end)
+            .put_u8(u8::from(self.prev_finished));
     }
 
     /// The encoded link alone: a whole start frame for a log that adds nothing to it.
@@ -56,48 +58,45 @@ impl Link {
     /// Decodes the link at the start of a start frame; returns it and the bytes after it
     /// (the log's own fields). Untrusted input: a reason instead of a panic.
     pub fn decode_prefix(b: &[u8]) -> Result<(Self, &[u8]), String> {
-        let Some((head, rest)) = b.split_at_checked(LINK_LEN) else {
-            return Err(format!(
-                "start frame of {} bytes is shorter than its {LINK_LEN}-byte link",
-                b.len()
+        let mut r = Reader::new(b);
+        let link = Self::read(&mut r)?;
+        let rest = r.take(r.remaining(), "start frame's own fields")?;
+        Ok((link, rest))
+    }
+
+    /// Reads the link's fields, naming the one that is short or wrong.
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let frame_type = r.u8("start frame type")?;
+        if frame_type != FRAME_START {
+            return Err(r.invalid(
+                "start frame type",
+                format!("frame type {frame_type} is not a start frame"),
             ));
-        };
-        let [t, number @ .., finished] = head else {
-            return Err("start frame is empty".into());
-        };
-        if *t != FRAME_START {
-            return Err(format!("frame type {t} is not a start frame"));
         }
-        let u = |at: usize| -> u64 {
-            let mut x = [0u8; 8];
-            x.copy_from_slice(&number[at..at + 8]);
-            u64::from_le_bytes(x)
-        };
-        let prev_finished = match finished {
+        let number = r.u64("segment number")?;
+        let prev_number = r.u64("previous segment number")?;
+        let prev_end = r.u64("previous segment end")?;
+        let prev_finished = match r.u8("previous finished flag")? {
             0 => false,
             1 => true,
-            f => return Err(format!("previous finished flag {f} is not 0 or 1")),
+            f => {
+                return Err(r.invalid("previous finished flag", format!("{f} is not 0 or 1")));
+            }
         };
-        Ok((
-            Self {
-                number: u(0),
-                prev_number: u(8),
-                prev_end: u(16),
-                prev_finished,
-            },
-            rest,
-        ))
+        Ok(Self {
+            number,
+            prev_number,
+            prev_end,
+            prev_finished,
+        })
     }
 
     /// Decodes a start frame that is exactly a link (nothing after it).
     pub fn decode_exact(b: &[u8]) -> Result<Self, String> {
-        match Self::decode_prefix(b)? {
-            (link, []) => Ok(link),
-            (_, rest) => Err(format!(
-                "{} unexpected bytes after the start frame",
-                rest.len()
-            )),
-        }
+        let mut r = Reader::new(b);
+        let link = Self::read(&mut r)?;
+        r.finish("start frame")?;
+        Ok(link)
     }
 }
 
@@ -123,6 +122,7 @@ mod tests {
     fn bad_start_frames_are_refused_with_a_reason() {
         let mut b = Link::after(1, 2, false, 3).encode();
         assert!(Link::decode_exact(&b[..LINK_LEN - 1]).is_err());
+        assert!(Link::decode_exact(&b[..5]).is_err_and(|e| e.contains("segment number")));
         b[LINK_LEN - 1] = 2;
         assert!(Link::decode_exact(&b).is_err_and(|e| e.contains("finished flag")));
         b[LINK_LEN - 1] = 0;

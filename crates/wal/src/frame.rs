@@ -2,6 +2,7 @@
 //! commit group, an end frame is the frame code alone. Pure encoding and decoding, no I/O.
 
 use crate::{Error, Result};
+use sealdb_base::{DecodeError, PutBytes, Reader};
 use sealdb_log::{FRAME_END, FRAME_PAYLOAD as FRAME_BATCHES, Link};
 
 /// One write batch inside a frame: its records and the sequence number of the first one (the
@@ -21,24 +22,31 @@ pub struct FrameBatch<'a> {
 
 /// Parses a batch frame's payload into its batches, checking every length.
 pub(crate) fn decode_batches(b: &[u8]) -> Option<Vec<FrameBatch<'_>>> {
-    if b.first() != Some(&FRAME_BATCHES) {
-        return None;
+    read_batches(b).ok()
+}
+
+/// Reads a batch frame: frame code, commit time, batch count, then per batch its first
+/// sequence number, record count and `u32`-length-prefixed records.
+fn read_batches(b: &[u8]) -> Result<Vec<FrameBatch<'_>>, DecodeError> {
+    let mut r = Reader::new(b);
+    let code = r.u8("frame code")?;
+    if code != FRAME_BATCHES {
+        return Err(r.invalid("frame code", format!("{code} is not a batch frame")));
     }
-    let commit_time_ms = u64::from_le_bytes(b.get(1..9)?.try_into().ok()?);
-    let count = u32::from_le_bytes(b.get(9..13)?.try_into().ok()?);
-    let mut pos = 13usize;
+    let commit_time_ms = r.u64("commit time")?;
+    let count = r.u32("batch count")?;
     // Each batch needs at least 16 header bytes: bound the count before allocating.
-    if (count as usize).checked_mul(16)? > b.len() {
-        return None;
+    if (count as usize).saturating_mul(16) > b.len() {
+        return Err(r.invalid(
+            "batch count",
+            format!("{count} batches cannot fit in {} bytes", b.len()),
+        ));
     }
     let mut out = Vec::with_capacity(count as usize);
     for _ in 0..count {
-        let first_seq = u64::from_le_bytes(b.get(pos..pos + 8)?.try_into().ok()?);
-        let n = u32::from_le_bytes(b.get(pos + 8..pos + 12)?.try_into().ok()?);
-        let len = u32::from_le_bytes(b.get(pos + 12..pos + 16)?.try_into().ok()?) as usize;
-        pos += 16;
-        let rep = b.get(pos..pos.checked_add(len)?)?;
-        pos += len;
+        let first_seq = r.u64("batch's first sequence number")?;
+        let n = r.u32("batch's record count")?;
+        let rep = r.bytes_u32(usize::MAX, "batch's records")?;
         out.push(FrameBatch {
             first_seq,
             count: n,
@@ -46,27 +54,23 @@ pub(crate) fn decode_batches(b: &[u8]) -> Option<Vec<FrameBatch<'_>>> {
             commit_time_ms,
         });
     }
-    if pos != b.len() {
-        return None;
-    }
-    Some(out)
+    r.finish("batch frame")?;
+    Ok(out)
 }
 
 pub(crate) fn encode_batches(batches: &[FrameBatch<'_>], out: &mut Vec<u8>) -> Result<()> {
     out.clear();
-    out.push(FRAME_BATCHES);
     let time = batches.first().map_or(0, |b| b.commit_time_ms);
-    out.extend_from_slice(&time.to_le_bytes());
     let count = u32::try_from(batches.len())
         .map_err(|_| Error::invalid_argument("too many batches in one frame".into()))?;
-    out.extend_from_slice(&count.to_le_bytes());
+    out.put_u8(FRAME_BATCHES).put_u64(time).put_u32(count);
     for b in batches {
         let len = u32::try_from(b.rep.len())
             .map_err(|_| Error::invalid_argument("batch too large".into()))?;
-        out.extend_from_slice(&b.first_seq.to_le_bytes());
-        out.extend_from_slice(&b.count.to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(b.rep);
+        out.put_u64(b.first_seq)
+            .put_u32(b.count)
+            .put_u32(len)
+            .put_raw(b.rep);
     }
     Ok(())
 }
@@ -157,6 +161,22 @@ mod frame_tests {
         };
         let mut payload = Vec::new();
         assert!(encode_batches(&[batch], &mut payload).is_ok());
+        // The documented layout: code, commit time, batch count, then per batch first
+        // sequence number, record count, records length and records.
+        let mut expected = vec![FRAME_BATCHES];
+        expected.extend_from_slice(&5u64.to_le_bytes());
+        expected.extend_from_slice(&1u32.to_le_bytes());
+        expected.extend_from_slice(&42u64.to_le_bytes());
+        expected.extend_from_slice(&1u32.to_le_bytes());
+        expected.extend_from_slice(&(batch.rep.len() as u32).to_le_bytes());
+        expected.extend_from_slice(batch.rep);
+        assert_eq!(payload, expected);
+        let mut trailing = payload.clone();
+        trailing.push(0);
+        assert!(decode_frame(&trailing).is_err());
+        let mut too_many = payload.clone();
+        too_many[9..13].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode_frame(&too_many).is_err());
         assert_eq!(
             decode_frame(&payload).ok(),
             Some(Frame::Batches(vec![batch]))
