@@ -40,6 +40,7 @@ mod stats;
 mod streams;
 mod tables;
 mod version;
+mod versions;
 
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

@@ -11,6 +11,7 @@ use crate::options::Options;
 use crate::state::{Background, DbInner, NoSpacePause, keyspace_key, retry_read_only};
 use crate::stats::OpenStats;
 use crate::version::SuperVersion;
+use crate::versions::VersionSet;
 use crate::{Error, Result};
 use parking_lot::{Condvar, Mutex, RwLock};
 use sealdb_memtable::{Memtable, ValueKind};
@@ -475,12 +476,15 @@ fn open_once(path: &Path, opts: Options) -> Result<(Arc<DbInner>, Arc<Background
         cipher,
         wal,
         group: GroupCommit::with_budget(crate::commit::GROUP_BUDGET),
-        version: RwLock::new(Arc::new(SuperVersion {
-            active,
-            immutables: memtables,
-            version: Arc::new(version),
-        })),
-        manifest: Mutex::new(manifest),
+        versions: VersionSet::new(
+            SuperVersion {
+                active,
+                immutables: memtables,
+                version: Arc::new(version),
+            },
+            manifest,
+            state.next_file_number,
+        ),
         keyspaces: RwLock::new(keyspaces),
         last_seq: AtomicU64::new(last_seq),
         visible_seq: AtomicU64::new(last_seq),
@@ -497,12 +501,8 @@ fn open_once(path: &Path, opts: Options) -> Result<(Arc<DbInner>, Arc<Background
         },
         next_memtable_id: AtomicU64::new(next_id + 1),
         cache,
-        flush_lock: Mutex::new(()),
-        compaction_lock: Mutex::new(()),
         flush_signal: Mutex::new(None),
         compact_signal: Mutex::new(None),
-        compact_pointers: Mutex::new(BTreeMap::new()),
-        next_file: AtomicU64::new(state.next_file_number),
         key_block: Mutex::new(None),
         last_key_check: Mutex::new(sealdb_crypto::unix_now()),
         key_stop: Mutex::new(None),

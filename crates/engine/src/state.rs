@@ -4,10 +4,9 @@
 //! whole database (open, commit, jobs, key lifecycle, backup) live in modules above it.
 
 use crate::lifestats::Counters;
-use crate::manifest::Manifest;
 use crate::options::Options;
 use crate::stats::OpenStats;
-use crate::version::SuperVersion;
+use crate::versions::VersionSet;
 use crate::{Error, Result};
 use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -70,8 +69,8 @@ pub(crate) struct DbInner {
     pub(crate) cipher: CipherId,
     pub(crate) wal: Wal,
     pub(crate) group: GroupCommit<WriteRequest, Result<u64>>,
-    pub(crate) version: RwLock<Arc<SuperVersion>>,
-    pub(crate) manifest: Mutex<Manifest>,
+    /// The live table set, the manifest and what serialises the jobs that change them.
+    pub(crate) versions: VersionSet,
     pub(crate) keyspaces: RwLock<BTreeMap<String, u32>>,
     /// Highest sequence number assigned (written only by the group-commit leader).
     pub(crate) last_seq: AtomicU64,
@@ -89,17 +88,9 @@ pub(crate) struct DbInner {
     pub(crate) open_stats: OpenStats,
     pub(crate) next_memtable_id: AtomicU64,
     pub(crate) cache: Arc<BlockCache>,
-    /// Serializes flushes (one memtable at a time, oldest first).
-    pub(crate) flush_lock: Mutex<()>,
-    /// Serializes compactions.
-    pub(crate) compaction_lock: Mutex<()>,
     /// Wakes the background threads.
     pub(crate) flush_signal: Mutex<Option<Sender<()>>>,
     pub(crate) compact_signal: Mutex<Option<Sender<()>>>,
-    /// Where the last compaction of each (keyspace, level) ended: the next starts after it.
-    pub(crate) compact_pointers: Mutex<BTreeMap<(u32, usize), Vec<u8>>>,
-    /// The next table number to hand out.
-    pub(crate) next_file: AtomicU64,
     /// Set while the master key is unusable: reads and writes fail with its error.
     pub(crate) key_block: Mutex<Option<crate::keys::KeyBlock>>,
     /// When the master key was last checked with its provider.

@@ -324,7 +324,7 @@ impl DbInner {
                 rest.push(p);
             }
             let streams = inner.streams.read().clone();
-            let memtable = inner.version.read().active.id();
+            let memtable = inner.versions.current().active.id();
             if let Err(e) =
                 crate::streams::append_changes(&streams, memtable, changes, now_ms, sync)
             {
@@ -347,7 +347,7 @@ impl DbInner {
         if sync {
             inner.counters.wal_syncs.fetch_add(1, Ordering::Relaxed);
         }
-        let active = inner.version.read().active.clone();
+        let active = inner.versions.current().active.clone();
         for p in frame {
             let first = p.first;
             let req = p.req;
@@ -401,7 +401,7 @@ impl DbInner {
     /// only mutator of the memtable set).
     fn maybe_rotate(&self, force: bool) -> Result<()> {
         let inner = self;
-        let current = inner.version.read().clone();
+        let current = inner.versions.current();
         if !force && current.active.approximate_bytes() < inner.opts.memtable_size {
             return Ok(());
         }
@@ -411,7 +411,7 @@ impl DbInner {
     /// Freezes the active memtable and starts a new one (and a new WAL segment).
     pub(crate) fn rotate_memtable(&self) -> Result<()> {
         let inner = self;
-        let mut version = inner.version.write();
+        let mut version = inner.versions.lock_current();
         if version.active.is_empty() {
             return Ok(());
         }
@@ -439,7 +439,7 @@ impl DbInner {
         let limit = inner.opts.max_immutable_memtables.max(1);
         let l0_limit = inner.opts.l0_stop_writes.max(1);
         let over = || {
-            let v = inner.version.read();
+            let v = inner.versions.current();
             v.immutables.len() >= limit
                 || v.version
                     .keyspaces

@@ -72,7 +72,7 @@ impl Db {
         crate::jobs::flush::retire_wal(inner)?;
         let mut report = ReencryptReport::default();
         let old: Vec<_> = {
-            let v = inner.version.read().version.clone();
+            let v = inner.versions.live();
             let mut out = Vec::new();
             for (ks, levels) in &v.keyspaces {
                 for (l, files) in levels.iter().enumerate() {
@@ -96,7 +96,7 @@ impl Db {
         // The manifest and CURRENT move to the current key too.
         {
             let keyring = inner.keyring.read().clone();
-            inner.manifest.lock().roll(&keyring)?;
+            inner.versions.manifest().roll(&keyring)?;
         }
         // STATS too (it is otherwise rewritten only at close).
         inner.store_lifetime()?;
@@ -119,7 +119,7 @@ impl Db {
     pub fn data_key_versions_in_use(&self) -> Result<std::collections::BTreeSet<u32>> {
         let inner = &self.inner;
         let mut used = std::collections::BTreeSet::new();
-        let v = inner.version.read().version.clone();
+        let v = inner.versions.live();
         for levels in v.keyspaces.values() {
             for l in levels {
                 for t in l {
@@ -183,7 +183,7 @@ impl Db {
         let inner = &self.inner;
         let block = inner.key_block.lock().clone();
         let keys = inner.keys.lock();
-        let v = inner.version.read().version.clone();
+        let v = inner.versions.live();
         let mut counts = std::collections::BTreeMap::<u32, u64>::new();
         for levels in v.keyspaces.values() {
             for l in levels {

@@ -18,7 +18,7 @@ use crate::manifest::{DEFAULT_KEYSPACE, Edit};
 use crate::options::{Options, WriteOptions};
 use crate::state::{Background, DbInner};
 use crate::stats::{LevelStats, OpenStats, Stats};
-use crate::version::SuperVersion;
+
 use crate::{Error, Result};
 use sealdb_crypto::{CipherId, KeyDescriptor, SharedProvider};
 use sealdb_wal::BatchBuilder;
@@ -234,7 +234,7 @@ impl Db {
             )));
         }
         self.inner.check_writable()?;
-        let mut manifest = self.inner.manifest.lock();
+        let mut manifest = self.inner.versions.manifest();
         if let Ok(ks) = self.keyspace_any(name) {
             return Ok(ks);
         }
@@ -287,26 +287,29 @@ impl Db {
             ));
         }
         self.inner.check_writable()?;
-        let mut manifest = self.inner.manifest.lock();
+        let mut manifest = self.inner.versions.manifest();
         let keyring = self.inner.keyring.read().clone();
-        manifest
-            .apply(vec![Edit::DropKeyspace { id: ks.id }], &keyring)
-            .map_err(|e| self.inner.fail(e))?;
-        self.inner.keyspaces.write().remove(name);
         // Its tables leave the live version now; each file is deleted once the last reader
         // holding it (an iterator, an older version) is gone.
-        let mut v = self.inner.version.write();
-        let mut next = (*v.version).clone();
-        if let Some(levels) = next.keyspaces.remove(&ks.id) {
-            for t in levels.iter().flatten() {
-                t.mark_obsolete();
-            }
-        }
-        *v = Arc::new(SuperVersion {
-            active: v.active.clone(),
-            immutables: v.immutables.clone(),
-            version: Arc::new(next),
-        });
+        self.inner
+            .versions
+            .log_and_apply(
+                &mut manifest,
+                vec![Edit::DropKeyspace { id: ks.id }],
+                &keyring,
+                Vec::new(),
+                |v| {
+                    let mut next = (*v.version).clone();
+                    if let Some(levels) = next.keyspaces.remove(&ks.id) {
+                        for t in levels.iter().flatten() {
+                            t.mark_obsolete();
+                        }
+                    }
+                    v.with_version(next)
+                },
+            )
+            .map_err(|e| self.inner.fail(e))?;
+        self.inner.keyspaces.write().remove(name);
         Ok(())
     }
 
@@ -469,7 +472,7 @@ impl Db {
     /// Counters since open and the memtable state.
     pub fn stats(&self) -> Stats {
         let c = &self.inner.counters;
-        let v = self.inner.version.read().clone();
+        let v = self.inner.versions.current();
         Stats {
             batches: c.batches.load(Ordering::Relaxed),
             records: c.records.load(Ordering::Relaxed),

@@ -1,7 +1,7 @@
 //! Flush: the oldest frozen memtable becomes a level-0 table, then the WAL segments it
 //! covered are retired (or archived for point-in-time recovery).
 
-use super::outputs::{create_output, next_file_number, table_options, to_file_meta, with_outputs};
+use super::outputs::{create_output, table_options, to_file_meta, with_outputs};
 use super::reclaim::reclaim_later;
 use crate::manifest::{Edit, FileMeta, NUM_LEVELS};
 use crate::state::{BgJob, DbInner};
@@ -18,11 +18,11 @@ use std::time::Instant;
 /// write (segments left by sessions that wrote nothing): records the new minimum segment in
 /// the manifest, then deletes (or archives) them.
 pub(crate) fn retire_wal(inner: &Arc<DbInner>) -> Result<()> {
-    let _g = inner.flush_lock.lock();
+    let _g = inner.versions.lock_flushes();
     let keyring = inner.keyring.read().clone();
     // Segments go only below what the manifest durably records as the chain's start.
     let min_segment = {
-        let mut manifest = inner.manifest.lock();
+        let mut manifest = inner.versions.manifest();
         let flushed_seq = manifest.state().flushed_seq;
         let first = inner.wal.first_needed_segment(flushed_seq);
         if first > manifest.state().wal_min_segment {
@@ -47,9 +47,9 @@ pub(crate) fn retire_wal(inner: &Arc<DbInner>) -> Result<()> {
 /// the tables written so far are deleted, and a retry starts over. Only a failed manifest
 /// write leaves them, to [`Manifest::doubtful_outputs`](crate::manifest::Manifest).
 pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
-    let _g = inner.flush_lock.lock();
+    let _g = inner.versions.lock_flushes();
     let started = Instant::now();
-    let sv = inner.version.read().clone();
+    let sv = inner.versions.current();
     let Some(mem) = sv.immutables.last().cloned() else {
         return Ok(false);
     };
@@ -91,7 +91,7 @@ pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
             let user = e.key.get(4..).unwrap_or_default();
             if current.as_ref().is_none_or(|(c, _, _)| *c != ks) {
                 finish(current.take(), &mut outputs, &mut written)?;
-                let number = next_file_number(inner, &mut reserved);
+                let number = inner.versions.next_file_number(&mut reserved);
                 let b = create_output(inner, number, &keyring, &opts, created)?;
                 current = Some((ks, number, b));
             }
@@ -143,46 +143,44 @@ pub(crate) fn flush_oldest(inner: &Arc<DbInner>) -> Result<bool> {
     // What the manifest durably says the WAL chain starts at: segments below it may go.
     let wal_min_segment;
     {
-        let mut manifest = inner.manifest.lock();
+        let mut manifest = inner.versions.manifest();
         // Keyspaces dropped while we flushed: skip their files (removed as orphans at open).
         let alive = manifest.state().keyspaces.clone();
         edits.retain(
             |e| !matches!(e, Edit::AddFile { keyspace, .. } if !alive.contains_key(keyspace)),
         );
-        if let Err(e) = manifest.apply(edits, &keyring) {
-            drop(handles);
-            manifest.doubtful_outputs(created);
-            return Err(e);
-        }
+        inner
+            .versions
+            .log_and_apply(&mut manifest, edits, &keyring, created, |v| {
+                let mut next = (*v.version).clone();
+                for (ks, h) in handles {
+                    if !alive.contains_key(&ks) {
+                        h.mark_obsolete();
+                        continue;
+                    }
+                    let levels = next
+                        .keyspaces
+                        .entry(ks)
+                        .or_insert_with(|| vec![Vec::new(); NUM_LEVELS]);
+                    if let Some(l0) = levels.get_mut(0) {
+                        l0.push(h);
+                    }
+                }
+                next.keyspaces.retain(|ks, _| alive.contains_key(ks));
+                next.normalize();
+                let immutables: Vec<_> = v
+                    .immutables
+                    .iter()
+                    .filter(|m| !Arc::ptr_eq(m, &mem))
+                    .cloned()
+                    .collect();
+                SuperVersion {
+                    active: v.active.clone(),
+                    immutables,
+                    version: Arc::new(next),
+                }
+            })?;
         wal_min_segment = manifest.state().wal_min_segment;
-        let mut v = inner.version.write();
-        let mut next = (*v.version).clone();
-        for (ks, h) in handles {
-            if !alive.contains_key(&ks) {
-                h.mark_obsolete();
-                continue;
-            }
-            let levels = next
-                .keyspaces
-                .entry(ks)
-                .or_insert_with(|| vec![Vec::new(); NUM_LEVELS]);
-            if let Some(l0) = levels.get_mut(0) {
-                l0.push(h);
-            }
-        }
-        next.keyspaces.retain(|ks, _| alive.contains_key(ks));
-        next.normalize();
-        let immutables: Vec<_> = v
-            .immutables
-            .iter()
-            .filter(|m| !Arc::ptr_eq(m, &mem))
-            .cloned()
-            .collect();
-        *v = Arc::new(SuperVersion {
-            active: v.active.clone(),
-            immutables,
-            version: Arc::new(next),
-        });
     }
     if inner.opts.pitr_window.is_some() {
         inner

@@ -9,7 +9,6 @@ use crate::version::table_error;
 use sealdb_crypto::{ArtifactKind, Keyring};
 use sealdb_sstable::{TableBuilder, TableOptions};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 
 pub(super) fn table_options(inner: &DbInner) -> TableOptions {
     TableOptions {
@@ -34,15 +33,6 @@ pub(super) fn to_file_meta(number: u64, m: &sealdb_sstable::TableMeta) -> FileMe
         file_id: m.file_id.0,
         footer_digest: m.footer_digest,
     }
-}
-
-/// Allocates a table number. Flush and compaction threads draw from one counter; the
-/// manifest records the high-water mark with each edit, and unrecorded numbers left by a crash
-/// are orphans, deleted at open before any new allocation.
-pub(super) fn next_file_number(inner: &DbInner, reserved: &mut u64) -> u64 {
-    let n = inner.next_file.fetch_add(1, Ordering::Relaxed);
-    *reserved = (*reserved).max(n + 1);
-    n
 }
 
 /// Deletes the table files a failed flush or compaction wrote (best effort: whatever stays

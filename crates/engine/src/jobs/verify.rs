@@ -39,7 +39,7 @@ pub struct VerifyReport {
 /// manifest's edit count, `KEYS`' generation, the consumer positions).
 pub(crate) fn verify(inner: &Arc<DbInner>, progress: &mut dyn FnMut(u64, u64)) -> VerifyReport {
     let mut report = VerifyReport::default();
-    let version = inner.version.read().version.clone();
+    let version = inner.versions.live();
     // One step per table, and a last one for everything else.
     let total = version
         .keyspaces
@@ -65,7 +65,7 @@ pub(crate) fn verify(inner: &Arc<DbInner>, progress: &mut dyn FnMut(u64, u64)) -
         // Flushes move segments from the WAL into the archive and trim the archive: hold
         // them off while the chains are read. (A read-only handle cannot hold off another
         // process's writer: it retries instead.)
-        let _flush = inner.flush_lock.lock();
+        let _flush = inner.versions.lock_flushes();
         // Below the oldest segment this process knows of, a segment's absence is expected.
         let oldest = (!inner.opts.read_only)
             .then(|| inner.wal.segment_numbers().first().copied())
@@ -115,7 +115,7 @@ pub(crate) fn verify(inner: &Arc<DbInner>, progress: &mut dyn FnMut(u64, u64)) -
         }
     }
     report.manifest_files += 2;
-    if let Err(e) = with_retries(inner, || inner.manifest.lock().verify_on_disk(&keyring)) {
+    if let Err(e) = with_retries(inner, || inner.versions.manifest().verify_on_disk(&keyring)) {
         report.errors.push(e);
     }
     report.keys_files += 1;
