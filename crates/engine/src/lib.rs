@@ -13,6 +13,7 @@ mod codec;
 mod commit;
 mod db;
 mod error;
+mod events;
 // Entry points for the fuzz targets into decoders that are otherwise private: compiled only
 // for them (the `fuzzing` feature), so they are no part of the library's API.
 #[cfg(feature = "fuzzing")]

@@ -4,16 +4,17 @@
 //! verified before anything is written or deleted, so a failed open leaves the directory as
 //! it found it.
 
+use crate::events::JobEvents;
 use crate::keys::open_or_create_keys;
 use crate::lifestats::Counters;
 use crate::manifest::Manifest;
 use crate::options::Options;
-use crate::state::{Background, DbInner, NoSpacePause, keyspace_key, retry_read_only};
+use crate::state::{Background, DbInner, keyspace_key, retry_read_only};
 use crate::stats::OpenStats;
 use crate::version::SuperVersion;
 use crate::versions::VersionSet;
 use crate::{Error, Result};
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Mutex, RwLock};
 use sealdb_memtable::{Memtable, ValueKind};
 use sealdb_sstable::BlockCache;
 use sealdb_wal::{FrameBatch, GroupCommit, Op, RecordIter, Wal, WalOptions};
@@ -489,11 +490,9 @@ fn open_once(path: &Path, opts: Options) -> Result<(Arc<DbInner>, Arc<Background
         last_seq: AtomicU64::new(last_seq),
         visible_seq: AtomicU64::new(last_seq),
         snapshots: Mutex::new(BTreeMap::new()),
-        stall_lock: Mutex::new(()),
-        stall_cv: Condvar::new(),
+        events: JobEvents::default(),
         counters: Counters::default(),
         poisoned: Mutex::new(None),
-        no_space: Mutex::new(NoSpacePause::default()),
         open_stats: OpenStats {
             created,
             wal: wal_stats,
@@ -501,8 +500,6 @@ fn open_once(path: &Path, opts: Options) -> Result<(Arc<DbInner>, Arc<Background
         },
         next_memtable_id: AtomicU64::new(next_id + 1),
         cache,
-        flush_signal: Mutex::new(None),
-        compact_signal: Mutex::new(None),
         key_block: Mutex::new(None),
         last_key_check: Mutex::new(sealdb_crypto::unix_now()),
         key_stop: Mutex::new(None),
@@ -533,11 +530,11 @@ fn open_once(path: &Path, opts: Options) -> Result<(Arc<DbInner>, Arc<Background
             // Every session leaves a segment behind; past a few, move what they hold to
             // tables so the WAL (and the next open's work) stays bounded.
             inner.flush()?;
-            crate::jobs::flush::retire_wal(&inner)?;
+            crate::jobs::flush::retire_wal(&inner.job_context())?;
         }
         // Memtables recovered beyond the budget go to tables now.
-        inner.signal_flush();
-        inner.signal_compaction();
+        inner.events.signal_flush();
+        inner.events.signal_compaction();
     }
     let wal = &inner.open_stats.wal;
     tracing::info!(

@@ -428,7 +428,7 @@ impl DbInner {
         });
         inner.counters.rotations.fetch_add(1, Ordering::Relaxed);
         drop(version);
-        inner.signal_flush();
+        inner.events.signal_flush();
         Ok(())
     }
 
@@ -451,9 +451,9 @@ impl DbInner {
         }
         let start = Instant::now();
         inner.counters.stalls.fetch_add(1, Ordering::Relaxed);
-        inner.signal_flush();
-        inner.signal_compaction();
-        let mut guard = inner.stall_lock.lock();
+        inner.events.signal_flush();
+        inner.events.signal_compaction();
+        let mut guard = inner.events.stall_lock.lock();
         let mut result = Ok(());
         while over() {
             if let Err(e) = self.check_writable() {
@@ -461,11 +461,12 @@ impl DbInner {
                 break;
             }
             // Compaction cannot make room until space is freed: say so rather than hang.
-            if let Some(path) = inner.no_space.lock().compaction.clone() {
+            if let Some(path) = inner.events.no_space.lock().compaction.clone() {
                 result = Err(Error::NoSpace { path });
                 break;
             }
             inner
+                .events
                 .stall_cv
                 .wait_for(&mut guard, Duration::from_millis(50));
         }
@@ -479,7 +480,7 @@ impl DbInner {
 
     pub(crate) fn check_writable(&self) -> Result<()> {
         self.check_not_poisoned()?;
-        if let Some(path) = self.no_space.lock().flush.clone() {
+        if let Some(path) = self.events.no_space.lock().flush.clone() {
             return Err(Error::NoSpace { path });
         }
         Ok(())
@@ -512,7 +513,9 @@ impl DbInner {
             .group
             .submit(req, weight, |group| self.commit_group(group))
             .unwrap_or_else(|e| Err(leader_failed(inner, e)))?;
-        while crate::jobs::flush::flush_oldest(inner).map_err(|e| inner.fail(e))? {}
+        while crate::jobs::flush::flush_oldest(&inner.job_context(), &inner.keyspaces)
+            .map_err(|e| inner.fail(e))?
+        {}
         Ok(())
     }
 }

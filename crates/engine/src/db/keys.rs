@@ -49,7 +49,7 @@ impl Db {
         install_keys(inner, &keys)?;
         drop(keys);
         inner.wal.rotate()?;
-        inner.signal_compaction();
+        inner.events.signal_compaction();
         Ok(v)
     }
 
@@ -69,7 +69,7 @@ impl Db {
         self.flush()?;
         // Segments holding nothing unflushed (left by sessions that wrote nothing, or already
         // flushed) go too, even when the flush had nothing to write.
-        crate::jobs::flush::retire_wal(inner)?;
+        crate::jobs::flush::retire_wal(&inner.job_context())?;
         let mut report = ReencryptReport::default();
         let old: Vec<_> = {
             let v = inner.versions.live();
@@ -89,7 +89,7 @@ impl Db {
         progress(0, total);
         for (i, (ks, level, t)) in old.into_iter().enumerate() {
             report.bytes_rewritten += t.meta.size;
-            crate::jobs::compaction::rewrite_table(inner, ks, level, t)?;
+            crate::jobs::compaction::rewrite_table(&inner.job_context(), ks, level, t)?;
             report.tables_rewritten += 1;
             progress(i as u64 + 1, total);
         }

@@ -443,20 +443,21 @@ impl Db {
     /// overwritten data no snapshot needs).
     pub fn compact(&self) -> Result<()> {
         self.flush()?;
-        crate::jobs::compaction::compact_all(&self.inner).map_err(|e| self.inner.fail(e))
+        crate::jobs::compaction::compact_all(&self.inner.job_context())
+            .map_err(|e| self.inner.fail(e))
     }
 
     /// Authenticates every live artifact (tables, WAL and archived WAL, stream segments and
     /// `CONSUMERS`, manifest and `CURRENT`, `KEYS`, `STATS`); reports how many of each kind it
     /// checked and each failure (each names its file and block).
     pub fn verify(&self) -> crate::VerifyReport {
-        crate::jobs::verify::verify(&self.inner, &mut |_, _| {})
+        crate::jobs::verify::verify(&self.inner.job_context(), &self.inner.keys, &mut |_, _| {})
     }
 
     /// [`Db::verify`], calling `progress(done, total)` as tables (the bulk of the work) are
     /// checked, and once more with `done == total` when everything is.
     pub fn verify_with_progress(&self, progress: &mut dyn FnMut(u64, u64)) -> crate::VerifyReport {
-        crate::jobs::verify::verify(&self.inner, progress)
+        crate::jobs::verify::verify(&self.inner.job_context(), &self.inner.keys, progress)
     }
 
     /// Makes every write so far durable (one WAL sync).

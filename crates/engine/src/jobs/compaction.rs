@@ -1,10 +1,11 @@
 //! Compaction: picking the next job by level size and the compaction pointers, merging its
 //! inputs into new tables, and the table rewrites of re-encryption.
 
-use super::outputs::{create_output, table_options, to_file_meta, with_outputs};
+use super::context::JobContext;
+use super::outputs::{create_output, to_file_meta, with_outputs};
+use crate::events::BgJob;
 use crate::manifest::{Edit, FileMeta, NUM_LEVELS};
-use crate::state::{BgJob, DbInner};
-use crate::tables::{TABLES_DIR, open_table};
+use crate::tables::TABLES_DIR;
 use crate::version::{TableHandle, Version, table_error};
 use crate::versions::{Compaction, key_range, overlapping};
 use crate::{Error, Result};
@@ -16,25 +17,25 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Runs the most urgent compaction; returns whether there was one.
-pub(crate) fn compact_once(inner: &Arc<DbInner>) -> Result<bool> {
-    let _g = inner.versions.lock_compactions();
-    let version = inner.versions.live();
-    let current_data_key = inner.keyring.read().current_version();
-    let Some(job) = inner
+pub(crate) fn compact_once(ctx: &JobContext<'_>) -> Result<bool> {
+    let _g = ctx.versions.lock_compactions();
+    let version = ctx.versions.live();
+    let current_data_key = ctx.tables.keyring.read().current_version();
+    let Some(job) = ctx
         .versions
-        .pick_compaction(&version, &inner.opts, current_data_key)
+        .pick_compaction(&version, ctx.opts, current_data_key)
     else {
         return Ok(false);
     };
-    run(inner, job)?;
+    run(ctx, job)?;
     Ok(true)
 }
 
 /// Compacts every keyspace into its last level in one pass (each byte rewritten once),
 /// dropping tombstones and shadowed versions no snapshot needs.
-pub(crate) fn compact_all(inner: &Arc<DbInner>) -> Result<()> {
-    let _g = inner.versions.lock_compactions();
-    let version = inner.versions.live();
+pub(crate) fn compact_all(ctx: &JobContext<'_>) -> Result<()> {
+    let _g = ctx.versions.lock_compactions();
+    let version = ctx.versions.live();
     for (ks, levels) in &version.keyspaces {
         let upper: Vec<Arc<TableHandle>> = levels
             .iter()
@@ -47,7 +48,7 @@ pub(crate) fn compact_all(inner: &Arc<DbInner>) -> Result<()> {
             continue;
         }
         run(
-            inner,
+            ctx,
             Compaction {
                 keyspace: *ks,
                 level: 0,
@@ -63,13 +64,13 @@ pub(crate) fn compact_all(inner: &Arc<DbInner>) -> Result<()> {
 /// Rewrites one table under the current data key, in place in its level (re-encryption).
 /// A no-op if a compaction already replaced it.
 pub(crate) fn rewrite_table(
-    inner: &Arc<DbInner>,
+    ctx: &JobContext<'_>,
     keyspace: u32,
     level: usize,
     table: Arc<TableHandle>,
 ) -> Result<()> {
-    let _g = inner.versions.lock_compactions();
-    let live = inner
+    let _g = ctx.versions.lock_compactions();
+    let live = ctx
         .versions
         .live()
         .levels(keyspace)
@@ -79,7 +80,7 @@ pub(crate) fn rewrite_table(
         return Ok(());
     }
     run(
-        inner,
+        ctx,
         Compaction {
             keyspace,
             level,
@@ -151,10 +152,10 @@ impl Merge {
     }
 }
 
-fn run(inner: &Arc<DbInner>, job: Compaction) -> Result<()> {
+fn run(ctx: &JobContext<'_>, job: Compaction) -> Result<()> {
     let started = Instant::now();
-    let keyring = inner.keyring.read().clone();
-    let version = inner.versions.live();
+    let keyring = ctx.tables.keyring();
+    let version = ctx.versions.live();
     let mut all = job.inputs.clone();
     all.extend(job.next_inputs.iter().cloned());
     let (lo, hi) = key_range(&all);
@@ -163,20 +164,19 @@ fn run(inner: &Arc<DbInner>, job: Compaction) -> Result<()> {
     // tables beside it may hold what they delete.
     let in_place_l0 = job.level == 0 && out_level == 0;
     let bottommost = !in_place_l0 && is_bottommost(&version, job.keyspace, out_level, &lo, &hi);
-    let smallest_snapshot = inner.smallest_snapshot();
-    let opts = table_options(inner);
+    let smallest_snapshot = ctx.smallest_snapshot();
     let read_bytes: u64 = all.iter().map(|t| t.meta.size).sum();
 
     let mut reserved = 0u64;
     let mut created: Vec<(u64, PathBuf)> = Vec::new();
-    let (outputs, written, handles) = with_outputs(inner, &mut created, |created| {
+    let (outputs, written, handles) = with_outputs(&ctx.tables, &mut created, |created| {
         let mut merge = Merge::new(&all)?;
         let mut outputs: Vec<FileMeta> = Vec::new();
         let mut builder: Option<(u64, TableBuilder)> = None;
         let mut last_key: Option<Vec<u8>> = None;
         let mut last_seq_for_key = u64::MAX;
         let mut written = 0u64;
-        let rate = inner.opts.compaction_rate_bytes_per_sec;
+        let rate = ctx.opts.compaction_rate_bytes_per_sec;
         let mut paced_bytes = 0u64;
         while let Some(e) = merge.next()? {
             let new_key = last_key.as_deref() != Some(e.key.as_slice());
@@ -184,7 +184,7 @@ fn run(inner: &Arc<DbInner>, job: Compaction) -> Result<()> {
                 // Cut output files only between user keys, so a level never splits one key.
                 if builder
                     .as_ref()
-                    .is_some_and(|(_, b)| b.estimated_size() >= inner.opts.target_file_size)
+                    .is_some_and(|(_, b)| b.estimated_size() >= ctx.opts.target_file_size)
                     && let Some((n, b)) = builder.take()
                 {
                     let meta = b.finish().map_err(table_error)?;
@@ -205,8 +205,8 @@ fn run(inner: &Arc<DbInner>, job: Compaction) -> Result<()> {
                 continue;
             }
             if builder.is_none() {
-                let number = inner.versions.next_file_number(&mut reserved);
-                let b = create_output(inner, number, &keyring, &opts, created)?;
+                let number = ctx.versions.next_file_number(&mut reserved);
+                let b = create_output(&ctx.tables, number, &keyring, created)?;
                 builder = Some((number, b));
             }
             if let Some((_, b)) = builder.as_mut() {
@@ -228,18 +228,14 @@ fn run(inner: &Arc<DbInner>, job: Compaction) -> Result<()> {
             written += meta.file_size;
             outputs.push(to_file_meta(n, &meta));
         }
-        let dir = inner.path.join(TABLES_DIR);
-        inner.fs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        let dir = ctx.tables.path.join(TABLES_DIR);
+        ctx.tables
+            .fs
+            .sync_dir(&dir)
+            .map_err(|e| Error::io(&dir, e))?;
         let mut handles = Vec::new();
         for meta in &outputs {
-            handles.push(open_table(
-                &inner.fs,
-                &inner.path,
-                meta,
-                &keyring,
-                inner.cipher,
-                &inner.cache,
-            )?);
+            handles.push(ctx.tables.open(meta, &keyring)?);
         }
         Ok((outputs, written, handles))
     })?;
@@ -271,15 +267,14 @@ fn run(inner: &Arc<DbInner>, job: Compaction) -> Result<()> {
     }
     edits.push(Edit::NextFileNumber(reserved));
     {
-        let mut manifest = inner.versions.manifest();
+        let mut manifest = ctx.versions.manifest();
         if !manifest.state().keyspaces.contains_key(&job.keyspace) {
             for h in &handles {
                 h.mark_obsolete();
             }
             return Ok(());
         }
-        inner
-            .versions
+        ctx.versions
             .log_and_apply(&mut manifest, edits, &keyring, created, |v| {
                 let mut next = (*v.version).clone();
                 if let Some(levels) = next.keyspaces.get_mut(&job.keyspace) {
@@ -299,20 +294,17 @@ fn run(inner: &Arc<DbInner>, job: Compaction) -> Result<()> {
     for t in &all {
         t.mark_obsolete();
     }
-    inner
-        .versions
+    ctx.versions
         .set_compact_pointer(job.keyspace, job.level, hi);
-    inner.resume_after_space(BgJob::Compaction);
-    inner.counters.compactions.fetch_add(1, Ordering::Relaxed);
-    inner
-        .counters
+    ctx.events.resume_after_space(BgJob::Compaction);
+    ctx.counters.compactions.fetch_add(1, Ordering::Relaxed);
+    ctx.counters
         .compaction_read_bytes
         .fetch_add(read_bytes, Ordering::Relaxed);
-    inner
-        .counters
+    ctx.counters
         .compaction_write_bytes
         .fetch_add(written, Ordering::Relaxed);
-    inner.notify_room();
+    ctx.events.notify_room();
     tracing::info!(
         keyspace = job.keyspace,
         level = job.level,
