@@ -26,6 +26,7 @@ mod iter;
 mod jobs;
 mod keylife;
 mod keys;
+mod keyspaces;
 mod lifestats;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

@@ -14,7 +14,7 @@ mod snapshot;
 mod streams;
 
 use crate::iter::DbIter;
-use crate::manifest::{DEFAULT_KEYSPACE, Edit};
+use crate::manifest::DEFAULT_KEYSPACE;
 use crate::options::{Options, WriteOptions};
 use crate::state::{Background, DbInner};
 use crate::stats::{LevelStats, OpenStats, Stats};
@@ -27,8 +27,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-
-const MAX_KEYSPACE_NAME: usize = 255;
 
 /// An open database. Cheap to clone (clones share one database); `Send + Sync`.
 ///
@@ -201,13 +199,7 @@ impl Db {
     }
 
     fn keyspace_any(&self, name: &str) -> Result<Keyspace> {
-        let id = self
-            .inner
-            .keyspaces
-            .read()
-            .get(name)
-            .copied()
-            .ok_or_else(|| Error::KeyspaceNotFound(name.to_string()))?;
+        let id = self.inner.keyspace_id(name)?;
         Ok(Keyspace {
             db: self.clone(),
             id,
@@ -228,28 +220,7 @@ impl Db {
 
     /// Creates (or opens) a keyspace by any name, internal ones included.
     pub(crate) fn create_keyspace_internal(&self, name: &str) -> Result<Keyspace> {
-        if name.is_empty() || name.len() > MAX_KEYSPACE_NAME {
-            return Err(Error::invalid_argument(format!(
-                "keyspace names are 1 to {MAX_KEYSPACE_NAME} bytes"
-            )));
-        }
-        self.inner.check_writable()?;
-        let mut manifest = self.inner.versions.manifest();
-        if let Ok(ks) = self.keyspace_any(name) {
-            return Ok(ks);
-        }
-        let id = manifest.state().next_keyspace_id;
-        let keyring = self.inner.keyring.read().clone();
-        manifest
-            .apply(
-                vec![Edit::CreateKeyspace {
-                    id,
-                    name: name.to_string(),
-                }],
-                &keyring,
-            )
-            .map_err(|e| self.inner.fail(e))?;
-        self.inner.keyspaces.write().insert(name.to_string(), id);
+        let id = self.inner.create_keyspace(name)?;
         Ok(Keyspace {
             db: self.clone(),
             id,
@@ -280,37 +251,7 @@ impl Db {
 
     /// Drops a keyspace by any name, internal ones included.
     pub(crate) fn drop_keyspace_internal(&self, name: &str) -> Result<()> {
-        let ks = self.keyspace_any(name)?;
-        if ks.id == DEFAULT_KEYSPACE {
-            return Err(Error::invalid_argument(
-                "the default keyspace cannot be dropped".into(),
-            ));
-        }
-        self.inner.check_writable()?;
-        let mut manifest = self.inner.versions.manifest();
-        let keyring = self.inner.keyring.read().clone();
-        // Its tables leave the live version now; each file is deleted once the last reader
-        // holding it (an iterator, an older version) is gone.
-        self.inner
-            .versions
-            .log_and_apply(
-                &mut manifest,
-                vec![Edit::DropKeyspace { id: ks.id }],
-                &keyring,
-                Vec::new(),
-                |v| {
-                    let mut next = (*v.version).clone();
-                    if let Some(levels) = next.keyspaces.remove(&ks.id) {
-                        for t in levels.iter().flatten() {
-                            t.mark_obsolete();
-                        }
-                    }
-                    v.with_version(next)
-                },
-            )
-            .map_err(|e| self.inner.fail(e))?;
-        self.inner.keyspaces.write().remove(name);
-        Ok(())
+        self.inner.drop_keyspace(name)
     }
 
     /// Names of every keyspace, sorted.
