@@ -1,5 +1,5 @@
-//! Compaction: picking the next job by level size and the compaction pointers, merging its
-//! inputs into new tables, and the table rewrites of re-encryption.
+//! Compaction: running the job the version set picks (`VersionSet::pick_compaction`),
+//! merging its inputs into new tables, and the table rewrites of re-encryption.
 
 use super::context::JobContext;
 use super::outputs::{create_output, to_file_meta, with_outputs};

@@ -48,6 +48,9 @@ pub(crate) fn retire_wal(ctx: &JobContext<'_>) -> Result<()> {
 /// A failure leaves nothing behind: the memtable stays frozen (and its WAL segments stay),
 /// the tables written so far are deleted, and a retry starts over. Only a failed manifest
 /// write leaves them, to [`Manifest::doubtful_outputs`](crate::manifest::Manifest).
+///
+/// `keyspaces` is the live name map: records of keyspaces no longer in it (dropped since
+/// the memtable was written) are left out of the tables.
 pub(crate) fn flush_oldest(
     ctx: &JobContext<'_>,
     keyspaces: &RwLock<BTreeMap<String, u32>>,
