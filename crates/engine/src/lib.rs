@@ -13,6 +13,7 @@ mod codec;
 mod commit;
 mod db;
 mod error;
+mod events;
 // Entry points for the fuzz targets into decoders that are otherwise private: compiled only
 // for them (the `fuzzing` feature), so they are no part of the library's API.
 #[cfg(feature = "fuzzing")]
@@ -25,6 +26,7 @@ mod iter;
 mod jobs;
 mod keylife;
 mod keys;
+mod keyspaces;
 mod lifestats;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -40,6 +42,7 @@ mod stats;
 mod streams;
 mod tables;
 mod version;
+mod versions;
 
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

@@ -4,15 +4,17 @@
 //! verified before anything is written or deleted, so a failed open leaves the directory as
 //! it found it.
 
+use crate::events::JobEvents;
 use crate::keys::open_or_create_keys;
 use crate::lifestats::Counters;
 use crate::manifest::Manifest;
 use crate::options::Options;
-use crate::state::{Background, DbInner, NoSpacePause, keyspace_key, retry_read_only};
+use crate::state::{Background, DbInner, keyspace_key, retry_read_only};
 use crate::stats::OpenStats;
 use crate::version::SuperVersion;
+use crate::versions::VersionSet;
 use crate::{Error, Result};
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Mutex, RwLock};
 use sealdb_memtable::{Memtable, ValueKind};
 use sealdb_sstable::BlockCache;
 use sealdb_wal::{FrameBatch, GroupCommit, Op, RecordIter, Wal, WalOptions};
@@ -475,21 +477,22 @@ fn open_once(path: &Path, opts: Options) -> Result<(Arc<DbInner>, Arc<Background
         cipher,
         wal,
         group: GroupCommit::with_budget(crate::commit::GROUP_BUDGET),
-        version: RwLock::new(Arc::new(SuperVersion {
-            active,
-            immutables: memtables,
-            version: Arc::new(version),
-        })),
-        manifest: Mutex::new(manifest),
+        versions: VersionSet::new(
+            SuperVersion {
+                active,
+                immutables: memtables,
+                version: Arc::new(version),
+            },
+            manifest,
+            state.next_file_number,
+        ),
         keyspaces: RwLock::new(keyspaces),
         last_seq: AtomicU64::new(last_seq),
         visible_seq: AtomicU64::new(last_seq),
         snapshots: Mutex::new(BTreeMap::new()),
-        stall_lock: Mutex::new(()),
-        stall_cv: Condvar::new(),
+        events: JobEvents::default(),
         counters: Counters::default(),
         poisoned: Mutex::new(None),
-        no_space: Mutex::new(NoSpacePause::default()),
         open_stats: OpenStats {
             created,
             wal: wal_stats,
@@ -497,12 +500,6 @@ fn open_once(path: &Path, opts: Options) -> Result<(Arc<DbInner>, Arc<Background
         },
         next_memtable_id: AtomicU64::new(next_id + 1),
         cache,
-        flush_lock: Mutex::new(()),
-        compaction_lock: Mutex::new(()),
-        flush_signal: Mutex::new(None),
-        compact_signal: Mutex::new(None),
-        compact_pointers: Mutex::new(BTreeMap::new()),
-        next_file: AtomicU64::new(state.next_file_number),
         key_block: Mutex::new(None),
         last_key_check: Mutex::new(sealdb_crypto::unix_now()),
         key_stop: Mutex::new(None),
@@ -533,11 +530,11 @@ fn open_once(path: &Path, opts: Options) -> Result<(Arc<DbInner>, Arc<Background
             // Every session leaves a segment behind; past a few, move what they hold to
             // tables so the WAL (and the next open's work) stays bounded.
             inner.flush()?;
-            crate::jobs::flush::retire_wal(&inner)?;
+            crate::jobs::flush::retire_wal(&inner.job_context())?;
         }
         // Memtables recovered beyond the budget go to tables now.
-        inner.signal_flush();
-        inner.signal_compaction();
+        inner.events.signal_flush();
+        inner.events.signal_compaction();
     }
     let wal = &inner.open_stats.wal;
     tracing::info!(

@@ -5,6 +5,7 @@
 
 use crate::state::DbInner;
 use crate::{Error, Result};
+use sealdb_crypto::{CipherId, Keyring};
 use sealdb_vfs::SharedFs;
 use sealdb_wal::{segment_file_name, summarize_segment};
 use std::path::{Path, PathBuf};
@@ -63,24 +64,26 @@ pub(crate) fn closed_segments_for_backup(
 }
 
 /// Deletes archived segments whose newest write is older than the window.
-pub(crate) fn trim_archive(inner: &DbInner) -> Result<()> {
-    let Some(window) = inner.opts.pitr_window else {
+pub(crate) fn trim_archive(
+    fs: &SharedFs,
+    db: &Path,
+    keyring: &Keyring,
+    cipher: CipherId,
+    window: Option<std::time::Duration>,
+) -> Result<()> {
+    let Some(window) = window else {
         return Ok(());
     };
     let cutoff =
         crate::now_ms().saturating_sub(u64::try_from(window.as_millis()).unwrap_or(u64::MAX));
-    let keyring = inner.keyring.read().clone();
-    let dir = inner.path.join(ARCHIVE_DIR);
+    let dir = db.join(ARCHIVE_DIR);
     // Only a prefix may go, so the archive stays one chain.
-    for (_, path) in numbered(&inner.fs, &dir)? {
-        let s = summarize_segment(inner.fs.as_ref(), &path, &keyring, inner.cipher)?;
+    for (_, path) in numbered(fs, &dir)? {
+        let s = summarize_segment(fs.as_ref(), &path, keyring, cipher)?;
         if s.last_time_ms >= cutoff {
             break;
         }
-        inner
-            .fs
-            .remove_file(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        fs.remove_file(&path).map_err(|e| Error::io(&path, e))?;
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ impl DbInner {
         snapshot: u64,
     ) -> Result<Option<Vec<u8>>> {
         self.check_key()?;
-        let version = self.version.read().clone();
+        let version = self.versions.current();
         let ikey = keyspace_key(keyspace, key);
         if let Some((_, v)) = version.active.get(&ikey, snapshot) {
             return Ok(v);
@@ -40,7 +40,7 @@ impl DbInner {
         snapshot: u64,
     ) -> Result<DbIter> {
         self.check_key()?;
-        let version = self.version.read().clone();
+        let version = self.versions.current();
         let (user_lower, user_upper) = (lower.clone(), upper.clone());
         let map_bound = |b: Bound<Vec<u8>>| match b {
             Bound::Included(k) => Bound::Included(keyspace_key(keyspace, &k)),

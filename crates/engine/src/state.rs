@@ -3,14 +3,14 @@
 //! docs/architecture.md): it names only the types of lower modules, and the operations on the
 //! whole database (open, commit, jobs, key lifecycle, backup) live in modules above it.
 
+use crate::events::JobEvents;
 use crate::lifestats::Counters;
-use crate::manifest::Manifest;
 use crate::options::Options;
 use crate::stats::OpenStats;
-use crate::version::SuperVersion;
+use crate::versions::VersionSet;
 use crate::{Error, Result};
 use crossbeam_channel::Sender;
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Mutex, RwLock};
 use sealdb_crypto::{CipherId, Keyring, KeysFile, SharedProvider};
 use sealdb_sstable::BlockCache;
 use sealdb_vfs::{FileLock, SharedFs};
@@ -33,23 +33,6 @@ pub(crate) fn retry_read_only(e: &Error) -> bool {
     }
 }
 
-/// Background jobs waiting for disk space: each holds the path that could not be written.
-/// While a flush waits, writes are refused with [`Error::NoSpace`] (memtables cannot drain,
-/// and each write would eat into what little space is left); while only compaction waits,
-/// writes go on until level 0 fills up. Reads are never affected.
-#[derive(Debug, Default)]
-pub(crate) struct NoSpacePause {
-    pub flush: Option<String>,
-    pub compaction: Option<String>,
-}
-
-/// Which background job a [`NoSpacePause`] entry belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BgJob {
-    Flush,
-    Compaction,
-}
-
 /// A write waiting in the group-commit queue.
 #[derive(Debug)]
 pub(crate) struct WriteRequest {
@@ -70,36 +53,23 @@ pub(crate) struct DbInner {
     pub(crate) cipher: CipherId,
     pub(crate) wal: Wal,
     pub(crate) group: GroupCommit<WriteRequest, Result<u64>>,
-    pub(crate) version: RwLock<Arc<SuperVersion>>,
-    pub(crate) manifest: Mutex<Manifest>,
+    /// The live table set, the manifest and what serialises the jobs that change them.
+    pub(crate) versions: VersionSet,
     pub(crate) keyspaces: RwLock<BTreeMap<String, u32>>,
     /// Highest sequence number assigned (written only by the group-commit leader).
     pub(crate) last_seq: AtomicU64,
     /// Highest sequence number readers may see: every batch up to it is in the memtable.
     pub(crate) visible_seq: AtomicU64,
     pub(crate) snapshots: Mutex<BTreeMap<u64, usize>>,
-    pub(crate) stall_lock: Mutex<()>,
-    pub(crate) stall_cv: Condvar,
+    /// Wake-ups, the disk-full pause and stalled writers, between jobs and writers.
+    pub(crate) events: JobEvents,
     pub(crate) counters: Counters,
     /// The counters of earlier sessions, from `STATS` (see `lifestats`).
     pub(crate) lifetime_base: crate::lifestats::Lifetime,
     pub(crate) poisoned: Mutex<Option<String>>,
-    /// Background work paused because the disk is full (retried with backoff).
-    pub(crate) no_space: Mutex<NoSpacePause>,
     pub(crate) open_stats: OpenStats,
     pub(crate) next_memtable_id: AtomicU64,
     pub(crate) cache: Arc<BlockCache>,
-    /// Serializes flushes (one memtable at a time, oldest first).
-    pub(crate) flush_lock: Mutex<()>,
-    /// Serializes compactions.
-    pub(crate) compaction_lock: Mutex<()>,
-    /// Wakes the background threads.
-    pub(crate) flush_signal: Mutex<Option<Sender<()>>>,
-    pub(crate) compact_signal: Mutex<Option<Sender<()>>>,
-    /// Where the last compaction of each (keyspace, level) ended: the next starts after it.
-    pub(crate) compact_pointers: Mutex<BTreeMap<(u32, usize), Vec<u8>>>,
-    /// The next table number to hand out.
-    pub(crate) next_file: AtomicU64,
     /// Set while the master key is unusable: reads and writes fail with its error.
     pub(crate) key_block: Mutex<Option<crate::keys::KeyBlock>>,
     /// When the master key was last checked with its provider.
@@ -136,8 +106,7 @@ pub(crate) struct Background {
 
 impl Drop for Background {
     fn drop(&mut self) {
-        self.inner.flush_signal.lock().take();
-        self.inner.compact_signal.lock().take();
+        self.inner.events.close();
         self.inner.key_stop.lock().take();
         for t in self.threads.lock().drain(..) {
             let _ = t.join();
@@ -209,7 +178,7 @@ impl DbInner {
             });
         }
         drop(p);
-        self.notify_room();
+        self.events.notify_room();
         e
     }
 
@@ -218,58 +187,5 @@ impl DbInner {
     /// deletes its outputs): [`Error::NoSpace`] is returned as is, anything else poisons.
     pub(crate) fn fail(&self, e: Error) -> Error {
         if e.is_no_space() { e } else { self.poison(e) }
-    }
-
-    /// Marks a background job as waiting for disk space (see [`NoSpacePause`]).
-    pub(crate) fn pause_for_space(&self, job: BgJob, path: String) {
-        let mut p = self.no_space.lock();
-        match job {
-            BgJob::Flush => p.flush = Some(path),
-            BgJob::Compaction => p.compaction = Some(path),
-        }
-        drop(p);
-        self.notify_room();
-    }
-
-    /// A background job succeeded: it no longer waits for space.
-    pub(crate) fn resume_after_space(&self, job: BgJob) {
-        let mut p = self.no_space.lock();
-        let slot = match job {
-            BgJob::Flush => &mut p.flush,
-            BgJob::Compaction => &mut p.compaction,
-        };
-        if slot.take().is_some() {
-            drop(p);
-            self.notify_room();
-        }
-    }
-
-    /// Wakes stalled writers (after a flush or compaction freed room, or on failure).
-    pub(crate) fn notify_room(&self) {
-        let _g = self.stall_lock.lock();
-        self.stall_cv.notify_all();
-    }
-
-    pub(crate) fn signal_flush(&self) {
-        if let Some(tx) = self.flush_signal.lock().as_ref() {
-            let _ = tx.try_send(());
-        }
-    }
-
-    pub(crate) fn signal_compaction(&self) {
-        if let Some(tx) = self.compact_signal.lock().as_ref() {
-            let _ = tx.try_send(());
-        }
-    }
-
-    /// The oldest sequence number any reader may still need.
-    pub(crate) fn smallest_snapshot(&self) -> u64 {
-        let visible = self.visible_seq.load(Ordering::Acquire);
-        self.snapshots
-            .lock()
-            .keys()
-            .next()
-            .copied()
-            .map_or(visible, |s| s.min(visible))
     }
 }

@@ -270,3 +270,14 @@ pub(crate) struct SuperVersion {
     /// The live tables.
     pub version: Arc<Version>,
 }
+
+impl SuperVersion {
+    /// The same memtables over the live tables `version`.
+    pub(crate) fn with_version(&self, version: Version) -> SuperVersion {
+        SuperVersion {
+            active: self.active.clone(),
+            immutables: self.immutables.clone(),
+            version: Arc::new(version),
+        }
+    }
+}

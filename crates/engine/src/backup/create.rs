@@ -33,8 +33,8 @@ pub(crate) fn backup(
     // Capture the manifest state and pin the matching tables under the manifest lock:
     // flush and compaction install versions while holding it.
     let (state, version): (ManifestState, _) = {
-        let m = inner.manifest.lock();
-        (m.state().clone(), inner.version.read().version.clone())
+        let m = inner.versions.manifest();
+        (m.state().clone(), inner.versions.live())
     };
     // Durably: the catalog entry written at the end must not outlive the directories.
     sealdb_vfs::create_dir_all_durable(fs.as_ref(), &dir.join("tables"))

@@ -324,7 +324,7 @@ impl DbInner {
                 rest.push(p);
             }
             let streams = inner.streams.read().clone();
-            let memtable = inner.version.read().active.id();
+            let memtable = inner.versions.current().active.id();
             if let Err(e) =
                 crate::streams::append_changes(&streams, memtable, changes, now_ms, sync)
             {
@@ -347,7 +347,7 @@ impl DbInner {
         if sync {
             inner.counters.wal_syncs.fetch_add(1, Ordering::Relaxed);
         }
-        let active = inner.version.read().active.clone();
+        let active = inner.versions.current().active.clone();
         for p in frame {
             let first = p.first;
             let req = p.req;
@@ -401,7 +401,7 @@ impl DbInner {
     /// only mutator of the memtable set).
     fn maybe_rotate(&self, force: bool) -> Result<()> {
         let inner = self;
-        let current = inner.version.read().clone();
+        let current = inner.versions.current();
         if !force && current.active.approximate_bytes() < inner.opts.memtable_size {
             return Ok(());
         }
@@ -411,7 +411,7 @@ impl DbInner {
     /// Freezes the active memtable and starts a new one (and a new WAL segment).
     pub(crate) fn rotate_memtable(&self) -> Result<()> {
         let inner = self;
-        let mut version = inner.version.write();
+        let mut version = inner.versions.lock_current();
         if version.active.is_empty() {
             return Ok(());
         }
@@ -428,7 +428,7 @@ impl DbInner {
         });
         inner.counters.rotations.fetch_add(1, Ordering::Relaxed);
         drop(version);
-        inner.signal_flush();
+        inner.events.signal_flush();
         Ok(())
     }
 
@@ -439,7 +439,7 @@ impl DbInner {
         let limit = inner.opts.max_immutable_memtables.max(1);
         let l0_limit = inner.opts.l0_stop_writes.max(1);
         let over = || {
-            let v = inner.version.read();
+            let v = inner.versions.current();
             v.immutables.len() >= limit
                 || v.version
                     .keyspaces
@@ -451,9 +451,9 @@ impl DbInner {
         }
         let start = Instant::now();
         inner.counters.stalls.fetch_add(1, Ordering::Relaxed);
-        inner.signal_flush();
-        inner.signal_compaction();
-        let mut guard = inner.stall_lock.lock();
+        inner.events.signal_flush();
+        inner.events.signal_compaction();
+        let mut guard = inner.events.stall_lock.lock();
         let mut result = Ok(());
         while over() {
             if let Err(e) = self.check_writable() {
@@ -461,11 +461,12 @@ impl DbInner {
                 break;
             }
             // Compaction cannot make room until space is freed: say so rather than hang.
-            if let Some(path) = inner.no_space.lock().compaction.clone() {
+            if let Some(path) = inner.events.no_space.lock().compaction.clone() {
                 result = Err(Error::NoSpace { path });
                 break;
             }
             inner
+                .events
                 .stall_cv
                 .wait_for(&mut guard, Duration::from_millis(50));
         }
@@ -479,7 +480,7 @@ impl DbInner {
 
     pub(crate) fn check_writable(&self) -> Result<()> {
         self.check_not_poisoned()?;
-        if let Some(path) = self.no_space.lock().flush.clone() {
+        if let Some(path) = self.events.no_space.lock().flush.clone() {
             return Err(Error::NoSpace { path });
         }
         Ok(())
@@ -512,7 +513,9 @@ impl DbInner {
             .group
             .submit(req, weight, |group| self.commit_group(group))
             .unwrap_or_else(|e| Err(leader_failed(inner, e)))?;
-        while crate::jobs::flush::flush_oldest(inner).map_err(|e| inner.fail(e))? {}
+        while crate::jobs::flush::flush_oldest(&inner.job_context(), &inner.keyspaces)
+            .map_err(|e| inner.fail(e))?
+        {}
         Ok(())
     }
 }

@@ -10,7 +10,7 @@ impl Db {
     /// The format version the database is at (its manifest's, or version 1 when the
     /// manifest records none).
     pub fn format_version(&self) -> FormatVersion {
-        self.inner.manifest.lock().format_version()
+        self.inner.versions.manifest().format_version()
     }
 
     /// Raises the database's format version to `to`, durably, before returning (pebble's
@@ -23,7 +23,7 @@ impl Db {
     /// when every build that must read the database knows `to`.
     pub fn ratchet_format(&self, to: FormatVersion) -> Result<bool> {
         self.check_writable_pub()?;
-        let mut manifest = self.inner.manifest.lock();
+        let mut manifest = self.inner.versions.manifest();
         let current = manifest.format_version();
         // Refused requests are answered here: only a failed write may poison the database.
         if to < current {

@@ -74,8 +74,8 @@ impl Db {
         // start unindexed.
         self.run_exclusive(|| {
             inner
-                .manifest
-                .lock()
+                .versions
+                .manifest()
                 .apply(
                     vec![Edit::CreateIndex {
                         keyspace: live.keyspace,
@@ -92,8 +92,8 @@ impl Db {
         self.backfill(&live, progress)?;
         let keyring = inner.keyring.read().clone();
         inner
-            .manifest
-            .lock()
+            .versions
+            .manifest()
             .apply(
                 vec![Edit::IndexReady {
                     keyspace: live.keyspace,

@@ -49,7 +49,7 @@ impl Db {
         install_keys(inner, &keys)?;
         drop(keys);
         inner.wal.rotate()?;
-        inner.signal_compaction();
+        inner.events.signal_compaction();
         Ok(v)
     }
 
@@ -69,10 +69,10 @@ impl Db {
         self.flush()?;
         // Segments holding nothing unflushed (left by sessions that wrote nothing, or already
         // flushed) go too, even when the flush had nothing to write.
-        crate::jobs::flush::retire_wal(inner)?;
+        crate::jobs::flush::retire_wal(&inner.job_context())?;
         let mut report = ReencryptReport::default();
         let old: Vec<_> = {
-            let v = inner.version.read().version.clone();
+            let v = inner.versions.live();
             let mut out = Vec::new();
             for (ks, levels) in &v.keyspaces {
                 for (l, files) in levels.iter().enumerate() {
@@ -89,14 +89,14 @@ impl Db {
         progress(0, total);
         for (i, (ks, level, t)) in old.into_iter().enumerate() {
             report.bytes_rewritten += t.meta.size;
-            crate::jobs::compaction::rewrite_table(inner, ks, level, t)?;
+            crate::jobs::compaction::rewrite_table(&inner.job_context(), ks, level, t)?;
             report.tables_rewritten += 1;
             progress(i as u64 + 1, total);
         }
         // The manifest and CURRENT move to the current key too.
         {
             let keyring = inner.keyring.read().clone();
-            inner.manifest.lock().roll(&keyring)?;
+            inner.versions.manifest().roll(&keyring)?;
         }
         // STATS too (it is otherwise rewritten only at close).
         inner.store_lifetime()?;
@@ -119,7 +119,7 @@ impl Db {
     pub fn data_key_versions_in_use(&self) -> Result<std::collections::BTreeSet<u32>> {
         let inner = &self.inner;
         let mut used = std::collections::BTreeSet::new();
-        let v = inner.version.read().version.clone();
+        let v = inner.versions.live();
         for levels in v.keyspaces.values() {
             for l in levels {
                 for t in l {
@@ -183,7 +183,7 @@ impl Db {
         let inner = &self.inner;
         let block = inner.key_block.lock().clone();
         let keys = inner.keys.lock();
-        let v = inner.version.read().version.clone();
+        let v = inner.versions.live();
         let mut counts = std::collections::BTreeMap::<u32, u64>::new();
         for levels in v.keyspaces.values() {
             for l in levels {

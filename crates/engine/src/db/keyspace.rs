@@ -94,7 +94,7 @@ impl Keyspace {
     /// distinct keys, and an over-estimate otherwise (never below the true count once
     /// compaction has run). It costs a walk over the memtables' entries of this keyspace.
     pub fn approximate_len(&self) -> u64 {
-        let sv = self.db.inner.version.read().clone();
+        let sv = self.db.inner.versions.current();
         let (lo, hi) = keyspace_bounds(self.id);
         let memtables: u64 = std::iter::once(&sv.active)
             .chain(sv.immutables.iter())
@@ -111,7 +111,7 @@ impl Keyspace {
     /// The keyspace's live tables: how many, and their total size in bytes (the memtables
     /// are not counted; see [`Db::stats`]).
     pub fn table_stats(&self) -> LevelStats {
-        let sv = self.db.inner.version.read().clone();
+        let sv = self.db.inner.versions.current();
         let mut s = LevelStats::default();
         for t in sv.version.levels(self.id).into_iter().flatten().flatten() {
             s.files += 1;

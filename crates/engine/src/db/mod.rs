@@ -14,11 +14,11 @@ mod snapshot;
 mod streams;
 
 use crate::iter::DbIter;
-use crate::manifest::{DEFAULT_KEYSPACE, Edit};
+use crate::manifest::DEFAULT_KEYSPACE;
 use crate::options::{Options, WriteOptions};
 use crate::state::{Background, DbInner};
 use crate::stats::{LevelStats, OpenStats, Stats};
-use crate::version::SuperVersion;
+
 use crate::{Error, Result};
 use sealdb_crypto::{CipherId, KeyDescriptor, SharedProvider};
 use sealdb_wal::BatchBuilder;
@@ -27,8 +27,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-
-const MAX_KEYSPACE_NAME: usize = 255;
 
 /// An open database. Cheap to clone (clones share one database); `Send + Sync`.
 ///
@@ -201,13 +199,7 @@ impl Db {
     }
 
     fn keyspace_any(&self, name: &str) -> Result<Keyspace> {
-        let id = self
-            .inner
-            .keyspaces
-            .read()
-            .get(name)
-            .copied()
-            .ok_or_else(|| Error::KeyspaceNotFound(name.to_string()))?;
+        let id = self.inner.keyspace_id(name)?;
         Ok(Keyspace {
             db: self.clone(),
             id,
@@ -228,28 +220,7 @@ impl Db {
 
     /// Creates (or opens) a keyspace by any name, internal ones included.
     pub(crate) fn create_keyspace_internal(&self, name: &str) -> Result<Keyspace> {
-        if name.is_empty() || name.len() > MAX_KEYSPACE_NAME {
-            return Err(Error::invalid_argument(format!(
-                "keyspace names are 1 to {MAX_KEYSPACE_NAME} bytes"
-            )));
-        }
-        self.inner.check_writable()?;
-        let mut manifest = self.inner.manifest.lock();
-        if let Ok(ks) = self.keyspace_any(name) {
-            return Ok(ks);
-        }
-        let id = manifest.state().next_keyspace_id;
-        let keyring = self.inner.keyring.read().clone();
-        manifest
-            .apply(
-                vec![Edit::CreateKeyspace {
-                    id,
-                    name: name.to_string(),
-                }],
-                &keyring,
-            )
-            .map_err(|e| self.inner.fail(e))?;
-        self.inner.keyspaces.write().insert(name.to_string(), id);
+        let id = self.inner.create_keyspace(name)?;
         Ok(Keyspace {
             db: self.clone(),
             id,
@@ -280,34 +251,7 @@ impl Db {
 
     /// Drops a keyspace by any name, internal ones included.
     pub(crate) fn drop_keyspace_internal(&self, name: &str) -> Result<()> {
-        let ks = self.keyspace_any(name)?;
-        if ks.id == DEFAULT_KEYSPACE {
-            return Err(Error::invalid_argument(
-                "the default keyspace cannot be dropped".into(),
-            ));
-        }
-        self.inner.check_writable()?;
-        let mut manifest = self.inner.manifest.lock();
-        let keyring = self.inner.keyring.read().clone();
-        manifest
-            .apply(vec![Edit::DropKeyspace { id: ks.id }], &keyring)
-            .map_err(|e| self.inner.fail(e))?;
-        self.inner.keyspaces.write().remove(name);
-        // Its tables leave the live version now; each file is deleted once the last reader
-        // holding it (an iterator, an older version) is gone.
-        let mut v = self.inner.version.write();
-        let mut next = (*v.version).clone();
-        if let Some(levels) = next.keyspaces.remove(&ks.id) {
-            for t in levels.iter().flatten() {
-                t.mark_obsolete();
-            }
-        }
-        *v = Arc::new(SuperVersion {
-            active: v.active.clone(),
-            immutables: v.immutables.clone(),
-            version: Arc::new(next),
-        });
-        Ok(())
+        self.inner.drop_keyspace(name)
     }
 
     /// Names of every keyspace, sorted.
@@ -440,20 +384,21 @@ impl Db {
     /// overwritten data no snapshot needs).
     pub fn compact(&self) -> Result<()> {
         self.flush()?;
-        crate::jobs::compaction::compact_all(&self.inner).map_err(|e| self.inner.fail(e))
+        crate::jobs::compaction::compact_all(&self.inner.job_context())
+            .map_err(|e| self.inner.fail(e))
     }
 
     /// Authenticates every live artifact (tables, WAL and archived WAL, stream segments and
     /// `CONSUMERS`, manifest and `CURRENT`, `KEYS`, `STATS`); reports how many of each kind it
     /// checked and each failure (each names its file and block).
     pub fn verify(&self) -> crate::VerifyReport {
-        crate::jobs::verify::verify(&self.inner, &mut |_, _| {})
+        crate::jobs::verify::verify(&self.inner.job_context(), &self.inner.keys, &mut |_, _| {})
     }
 
     /// [`Db::verify`], calling `progress(done, total)` as tables (the bulk of the work) are
     /// checked, and once more with `done == total` when everything is.
     pub fn verify_with_progress(&self, progress: &mut dyn FnMut(u64, u64)) -> crate::VerifyReport {
-        crate::jobs::verify::verify(&self.inner, progress)
+        crate::jobs::verify::verify(&self.inner.job_context(), &self.inner.keys, progress)
     }
 
     /// Makes every write so far durable (one WAL sync).
@@ -469,7 +414,7 @@ impl Db {
     /// Counters since open and the memtable state.
     pub fn stats(&self) -> Stats {
         let c = &self.inner.counters;
-        let v = self.inner.version.read().clone();
+        let v = self.inner.versions.current();
         Stats {
             batches: c.batches.load(Ordering::Relaxed),
             records: c.records.load(Ordering::Relaxed),

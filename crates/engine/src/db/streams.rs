@@ -104,8 +104,8 @@ impl Db {
             let positions = ConsumerPositions::load(inner.fs.as_ref(), &dir, &keyring, id, None)
                 .map_err(stream_err)?;
             inner
-                .manifest
-                .lock()
+                .versions
+                .manifest()
                 .apply(
                     vec![Edit::SetStream {
                         keyspace: keyspace.id(),
@@ -152,8 +152,8 @@ impl Db {
         self.run_exclusive(|| {
             let keyring = inner.keyring.read().clone();
             inner
-                .manifest
-                .lock()
+                .versions
+                .manifest()
                 .apply(
                     vec![Edit::ClearStream {
                         keyspace: keyspace.id(),

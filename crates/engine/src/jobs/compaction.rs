@@ -1,11 +1,13 @@
-//! Compaction: picking the next job by level size and the compaction pointers, merging its
-//! inputs into new tables, and the table rewrites of re-encryption.
+//! Compaction: running the job the version set picks (`VersionSet::pick_compaction`),
+//! merging its inputs into new tables, and the table rewrites of re-encryption.
 
-use super::outputs::{create_output, next_file_number, table_options, to_file_meta, with_outputs};
+use super::context::JobContext;
+use super::outputs::{create_output, to_file_meta, with_outputs};
+use crate::events::BgJob;
 use crate::manifest::{Edit, FileMeta, NUM_LEVELS};
-use crate::state::{BgJob, DbInner};
-use crate::tables::{TABLES_DIR, open_table};
-use crate::version::{SuperVersion, TableHandle, Version, overlaps, table_error};
+use crate::tables::TABLES_DIR;
+use crate::version::{TableHandle, Version, table_error};
+use crate::versions::{Compaction, key_range, overlapping};
 use crate::{Error, Result};
 use sealdb_sstable::{TableBuilder, TableIter, ValueKind};
 use std::ops::Bound;
@@ -14,123 +16,26 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// One compaction: input tables of `level` (and the overlapping ones of `level + 1`) merged
-/// into new tables of `level + 1`.
-struct Job {
-    keyspace: u32,
-    level: usize,
-    inputs: Vec<Arc<TableHandle>>,
-    next_inputs: Vec<Arc<TableHandle>>,
-    /// Normally `level + 1`; `level` when a table is rewritten in place (re-encryption).
-    output_level: usize,
-}
-
-fn level_target(inner: &DbInner, level: usize) -> u64 {
-    let mut t = inner.opts.level1_bytes.max(1);
-    for _ in 1..level {
-        t = t.saturating_mul(inner.opts.level_size_ratio.max(2));
-    }
-    t
-}
-
-fn key_range(files: &[Arc<TableHandle>]) -> (Vec<u8>, Vec<u8>) {
-    let lo = files
-        .iter()
-        .map(|f| f.meta.smallest.clone())
-        .min()
-        .unwrap_or_default();
-    let hi = files
-        .iter()
-        .map(|f| f.meta.largest.clone())
-        .max()
-        .unwrap_or_default();
-    (lo, hi)
-}
-
-pub(super) fn overlapping(
-    level: &[Arc<TableHandle>],
-    lo: &[u8],
-    hi: &[u8],
-) -> Vec<Arc<TableHandle>> {
-    let lo_b = Bound::Included(lo.to_vec());
-    let hi_b = Bound::Included(hi.to_vec());
-    level
-        .iter()
-        .filter(|t| overlaps(&t.meta, &lo_b, &hi_b))
-        .cloned()
-        .collect()
-}
-
-/// Picks the most urgent compaction, if any level is over its target.
-fn pick(inner: &DbInner, version: &Version) -> Option<Job> {
-    let current_dk = inner.keyring.read().current_version();
-    let mut best: Option<(f64, Job)> = None;
-    for (ks, levels) in &version.keyspaces {
-        for level in 0..NUM_LEVELS - 1 {
-            let files = levels.get(level)?;
-            if files.is_empty() {
-                continue;
-            }
-            let score = if level == 0 {
-                files.len() as f64 / inner.opts.l0_compaction_trigger.max(1) as f64
-            } else {
-                files.iter().map(|f| f.meta.size).sum::<u64>() as f64
-                    / level_target(inner, level) as f64
-            };
-            if score < 1.0 || best.as_ref().is_some_and(|(b, _)| *b >= score) {
-                continue;
-            }
-            let inputs: Vec<Arc<TableHandle>> = if level == 0 {
-                files.clone()
-            } else {
-                // Prefer tables sealed under an old data key (rotation), else round-robin.
-                let old = files.iter().find(|f| f.meta.data_key_version != current_dk);
-                let chosen = old.cloned().or_else(|| {
-                    let ptr = inner.compact_pointers.lock().get(&(*ks, level)).cloned();
-                    files
-                        .iter()
-                        .find(|f| ptr.as_ref().is_none_or(|p| f.meta.smallest > *p))
-                        .or_else(|| files.first())
-                        .cloned()
-                });
-                chosen.into_iter().collect()
-            };
-            let (lo, hi) = key_range(&inputs);
-            let next_inputs = levels
-                .get(level + 1)
-                .map(|l| overlapping(l, &lo, &hi))
-                .unwrap_or_default();
-            best = Some((
-                score,
-                Job {
-                    keyspace: *ks,
-                    level,
-                    inputs,
-                    next_inputs,
-                    output_level: level + 1,
-                },
-            ));
-        }
-    }
-    best.map(|(_, j)| j)
-}
-
 /// Runs the most urgent compaction; returns whether there was one.
-pub(crate) fn compact_once(inner: &Arc<DbInner>) -> Result<bool> {
-    let _g = inner.compaction_lock.lock();
-    let version = inner.version.read().version.clone();
-    let Some(job) = pick(inner, &version) else {
+pub(crate) fn compact_once(ctx: &JobContext<'_>) -> Result<bool> {
+    let _g = ctx.versions.lock_compactions();
+    let version = ctx.versions.live();
+    let current_data_key = ctx.tables.keyring.read().current_version();
+    let Some(job) = ctx
+        .versions
+        .pick_compaction(&version, ctx.opts, current_data_key)
+    else {
         return Ok(false);
     };
-    run(inner, job)?;
+    run(ctx, job)?;
     Ok(true)
 }
 
 /// Compacts every keyspace into its last level in one pass (each byte rewritten once),
 /// dropping tombstones and shadowed versions no snapshot needs.
-pub(crate) fn compact_all(inner: &Arc<DbInner>) -> Result<()> {
-    let _g = inner.compaction_lock.lock();
-    let version = inner.version.read().version.clone();
+pub(crate) fn compact_all(ctx: &JobContext<'_>) -> Result<()> {
+    let _g = ctx.versions.lock_compactions();
+    let version = ctx.versions.live();
     for (ks, levels) in &version.keyspaces {
         let upper: Vec<Arc<TableHandle>> = levels
             .iter()
@@ -143,8 +48,8 @@ pub(crate) fn compact_all(inner: &Arc<DbInner>) -> Result<()> {
             continue;
         }
         run(
-            inner,
-            Job {
+            ctx,
+            Compaction {
                 keyspace: *ks,
                 level: 0,
                 inputs: upper,
@@ -159,16 +64,15 @@ pub(crate) fn compact_all(inner: &Arc<DbInner>) -> Result<()> {
 /// Rewrites one table under the current data key, in place in its level (re-encryption).
 /// A no-op if a compaction already replaced it.
 pub(crate) fn rewrite_table(
-    inner: &Arc<DbInner>,
+    ctx: &JobContext<'_>,
     keyspace: u32,
     level: usize,
     table: Arc<TableHandle>,
 ) -> Result<()> {
-    let _g = inner.compaction_lock.lock();
-    let live = inner
-        .version
-        .read()
-        .version
+    let _g = ctx.versions.lock_compactions();
+    let live = ctx
+        .versions
+        .live()
         .levels(keyspace)
         .and_then(|l| l.get(level))
         .is_some_and(|l| l.iter().any(|t| t.meta.number == table.meta.number));
@@ -176,8 +80,8 @@ pub(crate) fn rewrite_table(
         return Ok(());
     }
     run(
-        inner,
-        Job {
+        ctx,
+        Compaction {
             keyspace,
             level,
             inputs: vec![table],
@@ -248,10 +152,10 @@ impl Merge {
     }
 }
 
-fn run(inner: &Arc<DbInner>, job: Job) -> Result<()> {
+fn run(ctx: &JobContext<'_>, job: Compaction) -> Result<()> {
     let started = Instant::now();
-    let keyring = inner.keyring.read().clone();
-    let version = inner.version.read().version.clone();
+    let keyring = ctx.tables.keyring();
+    let version = ctx.versions.live();
     let mut all = job.inputs.clone();
     all.extend(job.next_inputs.iter().cloned());
     let (lo, hi) = key_range(&all);
@@ -260,20 +164,19 @@ fn run(inner: &Arc<DbInner>, job: Job) -> Result<()> {
     // tables beside it may hold what they delete.
     let in_place_l0 = job.level == 0 && out_level == 0;
     let bottommost = !in_place_l0 && is_bottommost(&version, job.keyspace, out_level, &lo, &hi);
-    let smallest_snapshot = inner.smallest_snapshot();
-    let opts = table_options(inner);
+    let smallest_snapshot = ctx.smallest_snapshot();
     let read_bytes: u64 = all.iter().map(|t| t.meta.size).sum();
 
     let mut reserved = 0u64;
     let mut created: Vec<(u64, PathBuf)> = Vec::new();
-    let (outputs, written, handles) = with_outputs(inner, &mut created, |created| {
+    let (outputs, written, handles) = with_outputs(&ctx.tables, &mut created, |created| {
         let mut merge = Merge::new(&all)?;
         let mut outputs: Vec<FileMeta> = Vec::new();
         let mut builder: Option<(u64, TableBuilder)> = None;
         let mut last_key: Option<Vec<u8>> = None;
         let mut last_seq_for_key = u64::MAX;
         let mut written = 0u64;
-        let rate = inner.opts.compaction_rate_bytes_per_sec;
+        let rate = ctx.opts.compaction_rate_bytes_per_sec;
         let mut paced_bytes = 0u64;
         while let Some(e) = merge.next()? {
             let new_key = last_key.as_deref() != Some(e.key.as_slice());
@@ -281,7 +184,7 @@ fn run(inner: &Arc<DbInner>, job: Job) -> Result<()> {
                 // Cut output files only between user keys, so a level never splits one key.
                 if builder
                     .as_ref()
-                    .is_some_and(|(_, b)| b.estimated_size() >= inner.opts.target_file_size)
+                    .is_some_and(|(_, b)| b.estimated_size() >= ctx.opts.target_file_size)
                     && let Some((n, b)) = builder.take()
                 {
                     let meta = b.finish().map_err(table_error)?;
@@ -302,8 +205,8 @@ fn run(inner: &Arc<DbInner>, job: Job) -> Result<()> {
                 continue;
             }
             if builder.is_none() {
-                let number = next_file_number(inner, &mut reserved);
-                let b = create_output(inner, number, &keyring, &opts, created)?;
+                let number = ctx.versions.next_file_number(&mut reserved);
+                let b = create_output(&ctx.tables, number, &keyring, created)?;
                 builder = Some((number, b));
             }
             if let Some((_, b)) = builder.as_mut() {
@@ -325,18 +228,14 @@ fn run(inner: &Arc<DbInner>, job: Job) -> Result<()> {
             written += meta.file_size;
             outputs.push(to_file_meta(n, &meta));
         }
-        let dir = inner.path.join(TABLES_DIR);
-        inner.fs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        let dir = ctx.tables.path.join(TABLES_DIR);
+        ctx.tables
+            .fs
+            .sync_dir(&dir)
+            .map_err(|e| Error::io(&dir, e))?;
         let mut handles = Vec::new();
         for meta in &outputs {
-            handles.push(open_table(
-                &inner.fs,
-                &inner.path,
-                meta,
-                &keyring,
-                inner.cipher,
-                &inner.cache,
-            )?);
+            handles.push(ctx.tables.open(meta, &keyring)?);
         }
         Ok((outputs, written, handles))
     })?;
@@ -368,54 +267,44 @@ fn run(inner: &Arc<DbInner>, job: Job) -> Result<()> {
     }
     edits.push(Edit::NextFileNumber(reserved));
     {
-        let mut manifest = inner.manifest.lock();
+        let mut manifest = ctx.versions.manifest();
         if !manifest.state().keyspaces.contains_key(&job.keyspace) {
             for h in &handles {
                 h.mark_obsolete();
             }
             return Ok(());
         }
-        if let Err(e) = manifest.apply(edits, &keyring) {
-            drop(handles);
-            manifest.doubtful_outputs(created);
-            return Err(e);
-        }
-        let mut v = inner.version.write();
-        let mut next = (*v.version).clone();
-        if let Some(levels) = next.keyspaces.get_mut(&job.keyspace) {
-            let gone: std::collections::HashSet<u64> = all.iter().map(|t| t.meta.number).collect();
-            for level in levels.iter_mut() {
-                level.retain(|t| !gone.contains(&t.meta.number));
-            }
-            if let Some(l) = levels.get_mut(out_level) {
-                l.extend(handles);
-            }
-        }
-        next.normalize();
-        *v = Arc::new(SuperVersion {
-            active: v.active.clone(),
-            immutables: v.immutables.clone(),
-            version: Arc::new(next),
-        });
+        ctx.versions
+            .log_and_apply(&mut manifest, edits, &keyring, created, |v| {
+                let mut next = (*v.version).clone();
+                if let Some(levels) = next.keyspaces.get_mut(&job.keyspace) {
+                    let gone: std::collections::HashSet<u64> =
+                        all.iter().map(|t| t.meta.number).collect();
+                    for level in levels.iter_mut() {
+                        level.retain(|t| !gone.contains(&t.meta.number));
+                    }
+                    if let Some(l) = levels.get_mut(out_level) {
+                        l.extend(handles);
+                    }
+                }
+                next.normalize();
+                v.with_version(next)
+            })?;
     }
     for t in &all {
         t.mark_obsolete();
     }
-    inner
-        .compact_pointers
-        .lock()
-        .insert((job.keyspace, job.level), hi);
-    inner.resume_after_space(BgJob::Compaction);
-    inner.counters.compactions.fetch_add(1, Ordering::Relaxed);
-    inner
-        .counters
+    ctx.versions
+        .set_compact_pointer(job.keyspace, job.level, hi);
+    ctx.events.resume_after_space(BgJob::Compaction);
+    ctx.counters.compactions.fetch_add(1, Ordering::Relaxed);
+    ctx.counters
         .compaction_read_bytes
         .fetch_add(read_bytes, Ordering::Relaxed);
-    inner
-        .counters
+    ctx.counters
         .compaction_write_bytes
         .fetch_add(written, Ordering::Relaxed);
-    inner.notify_room();
+    ctx.events.notify_room();
     tracing::info!(
         keyspace = job.keyspace,
         level = job.level,

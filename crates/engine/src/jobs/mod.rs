@@ -1,17 +1,24 @@
 //! Background jobs: flush, compaction and verification, the threads that run them, their
-//! priority, and the backoff while the disk is full. Each job works on the shared state
-//! (`crate::state::DbInner`) and the live table set; nothing here names the `Db` facade.
+//! priority, and the backoff while the disk is full. This scheduler is the only part of
+//! `jobs` that names the shared state (`crate::state::DbInner`): it builds each job's
+//! [`JobContext`] (`DbInner::job_context`), and the jobs see only that. Nothing here names
+//! the `Db` facade.
 
 pub(crate) mod compaction;
+pub(crate) mod context;
 pub(crate) mod flush;
 mod outputs;
 pub(crate) mod reclaim;
 pub(crate) mod verify;
 
-use crate::state::{BgJob, DbInner};
+use crate::events::BgJob;
+use crate::state::DbInner;
 use crate::{Error, Result};
 use compaction::compact_once;
+use context::{JobContext, TableContext};
 use flush::flush_oldest;
+use sealdb_crypto::ArtifactKind;
+use sealdb_sstable::TableOptions;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,12 +66,12 @@ fn run_job(
             match step() {
                 Ok(true) => continue,
                 Ok(false) => {
-                    inner.resume_after_space(job);
+                    inner.events.resume_after_space(job);
                     backoff = None;
                     break;
                 }
                 Err(Error::NoSpace { path }) => {
-                    inner.pause_for_space(job, path);
+                    inner.events.pause_for_space(job, path);
                     backoff = Some(
                         backoff.map_or(NO_SPACE_RETRY_FIRST, |d| (d * 2).min(NO_SPACE_RETRY_MAX)),
                     );
@@ -80,12 +87,42 @@ fn run_job(
     }
 }
 
+impl DbInner {
+    /// The handles a background job may use (see [`JobContext`]).
+    pub(crate) fn job_context(&self) -> JobContext<'_> {
+        JobContext {
+            versions: &self.versions,
+            tables: TableContext {
+                fs: &self.fs,
+                path: &self.path,
+                keyring: &self.keyring,
+                cipher: self.cipher,
+                cache: &self.cache,
+                options: TableOptions {
+                    block_size: self.opts.block_size,
+                    bloom_bits_per_key: self.opts.bloom_bits_per_key,
+                    compression: self.opts.compression,
+                    kind: ArtifactKind::Table,
+                    cipher: self.cipher,
+                },
+            },
+            opts: &self.opts,
+            counters: &self.counters,
+            events: &self.events,
+            wal: &self.wal,
+            streams: &self.streams,
+            visible_seq: &self.visible_seq,
+            snapshots: &self.snapshots,
+        }
+    }
+}
+
 /// Starts the flush and compaction threads.
 pub(crate) fn start(inner: &Arc<DbInner>) -> Vec<std::thread::JoinHandle<()>> {
     let (ftx, frx) = crossbeam_channel::bounded::<()>(1);
     let (ctx, crx) = crossbeam_channel::bounded::<()>(1);
-    *inner.flush_signal.lock() = Some(ftx);
-    *inner.compact_signal.lock() = Some(ctx);
+    *inner.events.flush_signal.lock() = Some(ftx);
+    *inner.events.compact_signal.lock() = Some(ctx);
     let mut threads = Vec::new();
     let f = inner.clone();
     threads.push(
@@ -93,7 +130,9 @@ pub(crate) fn start(inner: &Arc<DbInner>) -> Vec<std::thread::JoinHandle<()>> {
             .name("sealdb-flush".into())
             .spawn(move || {
                 sealdb_vfs::lower_thread_priority(sealdb_vfs::BACKGROUND_NICE);
-                run_job(&f, BgJob::Flush, &frx, || flush_oldest(&f))
+                run_job(&f, BgJob::Flush, &frx, || {
+                    flush_oldest(&f.job_context(), &f.keyspaces)
+                })
             })
             .unwrap_or_else(|_| std::thread::spawn(|| {})),
     );
@@ -103,7 +142,9 @@ pub(crate) fn start(inner: &Arc<DbInner>) -> Vec<std::thread::JoinHandle<()>> {
             .name("sealdb-compact".into())
             .spawn(move || {
                 sealdb_vfs::lower_thread_priority(sealdb_vfs::BACKGROUND_NICE);
-                run_job(&c, BgJob::Compaction, &crx, || compact_once(&c))
+                run_job(&c, BgJob::Compaction, &crx, || {
+                    compact_once(&c.job_context())
+                })
             })
             .unwrap_or_else(|_| std::thread::spawn(|| {})),
     );

@@ -1,25 +1,14 @@
-//! The tables a flush or compaction writes: numbering, creating, and discarding them when
-//! the job fails.
+//! The tables a flush or compaction writes: creating them (numbers come from the version
+//! set), and discarding them when the job fails.
 
+use super::context::TableContext;
 use crate::Result;
 use crate::manifest::FileMeta;
-use crate::state::DbInner;
 use crate::tables::table_path;
 use crate::version::table_error;
-use sealdb_crypto::{ArtifactKind, Keyring};
-use sealdb_sstable::{TableBuilder, TableOptions};
+use sealdb_crypto::Keyring;
+use sealdb_sstable::TableBuilder;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-
-pub(super) fn table_options(inner: &DbInner) -> TableOptions {
-    TableOptions {
-        block_size: inner.opts.block_size,
-        bloom_bits_per_key: inner.opts.bloom_bits_per_key,
-        compression: inner.opts.compression,
-        kind: ArtifactKind::Table,
-        cipher: inner.cipher,
-    }
-}
 
 pub(super) fn to_file_meta(number: u64, m: &sealdb_sstable::TableMeta) -> FileMeta {
     FileMeta {
@@ -36,47 +25,37 @@ pub(super) fn to_file_meta(number: u64, m: &sealdb_sstable::TableMeta) -> FileMe
     }
 }
 
-/// Allocates a table number. Flush and compaction threads draw from one counter; the
-/// manifest records the high-water mark with each edit, and unrecorded numbers left by a crash
-/// are orphans, deleted at open before any new allocation.
-pub(super) fn next_file_number(inner: &DbInner, reserved: &mut u64) -> u64 {
-    let n = inner.next_file.fetch_add(1, Ordering::Relaxed);
-    *reserved = (*reserved).max(n + 1);
-    n
-}
-
 /// Deletes the table files a failed flush or compaction wrote (best effort: whatever stays
 /// is an orphan, removed at the next open). Only for files no manifest edit may have named.
-fn discard_outputs(inner: &DbInner, created: &[(u64, PathBuf)]) {
+fn discard_outputs(tables: &TableContext<'_>, created: &[(u64, PathBuf)]) {
     for (_, path) in created {
-        let _ = inner.fs.remove_file(path);
+        let _ = tables.fs.remove_file(path);
     }
 }
 
 /// Creates table `number` for a flush or compaction, remembering it in `created` first so a
 /// failure anywhere later deletes it.
 pub(super) fn create_output(
-    inner: &DbInner,
+    tables: &TableContext<'_>,
     number: u64,
     keyring: &Keyring,
-    opts: &TableOptions,
     created: &mut Vec<(u64, PathBuf)>,
 ) -> Result<TableBuilder> {
-    let path = table_path(&inner.path, number);
+    let path = table_path(tables.path, number);
     created.push((number, path.clone()));
-    TableBuilder::create(inner.fs.as_ref(), &path, keyring, opts).map_err(table_error)
+    TableBuilder::create(tables.fs.as_ref(), &path, keyring, &tables.options).map_err(table_error)
 }
 
 /// Runs the part of a flush or compaction that only writes its own new files; on failure
 /// they are deleted (nothing refers to them), so the job can simply be retried.
 pub(super) fn with_outputs<T>(
-    inner: &DbInner,
+    tables: &TableContext<'_>,
     created: &mut Vec<(u64, PathBuf)>,
     f: impl FnOnce(&mut Vec<(u64, PathBuf)>) -> Result<T>,
 ) -> Result<T> {
     let r = f(created);
     if r.is_err() {
-        discard_outputs(inner, created);
+        discard_outputs(tables, created);
     }
     r
 }

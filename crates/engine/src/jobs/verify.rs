@@ -1,12 +1,12 @@
 //! Verification of a whole database: every table, the WAL chain, the streams and their
 //! consumers, the KEYS file and the statistics.
 
-use crate::state::DbInner;
+use super::context::JobContext;
 use crate::version::table_error;
 use crate::{Error, Result};
-use sealdb_crypto::ArtifactKind;
+use parking_lot::Mutex;
+use sealdb_crypto::{ArtifactKind, KeysFile};
 use std::path::Path;
-use std::sync::Arc;
 
 /// What `verify` checked, per kind of artifact, and every failure it found.
 #[derive(Debug, Default)]
@@ -37,9 +37,13 @@ pub struct VerifyReport {
 /// chains, every retained stream record and each `CONSUMERS` file, the manifest and
 /// `CURRENT`, and `KEYS`; and checks that what is on disk is what this process wrote (the
 /// manifest's edit count, `KEYS`' generation, the consumer positions).
-pub(crate) fn verify(inner: &Arc<DbInner>, progress: &mut dyn FnMut(u64, u64)) -> VerifyReport {
+pub(crate) fn verify(
+    ctx: &JobContext<'_>,
+    keys: &Mutex<KeysFile>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> VerifyReport {
     let mut report = VerifyReport::default();
-    let version = inner.version.read().version.clone();
+    let version = ctx.versions.live();
     // One step per table, and a last one for everything else.
     let total = version
         .keyspaces
@@ -60,32 +64,32 @@ pub(crate) fn verify(inner: &Arc<DbInner>, progress: &mut dyn FnMut(u64, u64)) -
             }
         }
     }
-    let keyring = inner.keyring.read().clone();
+    let keyring = ctx.tables.keyring();
     {
         // Flushes move segments from the WAL into the archive and trim the archive: hold
         // them off while the chains are read. (A read-only handle cannot hold off another
         // process's writer: it retries instead.)
-        let _flush = inner.flush_lock.lock();
+        let _flush = ctx.versions.lock_flushes();
         // Below the oldest segment this process knows of, a segment's absence is expected.
-        let oldest = (!inner.opts.read_only)
-            .then(|| inner.wal.segment_numbers().first().copied())
+        let oldest = (!ctx.opts.read_only)
+            .then(|| ctx.wal.segment_numbers().first().copied())
             .flatten();
-        match with_retries(inner, || {
-            verify_wal_chain(inner, inner.wal.dir(), &keyring, oldest)
+        match with_retries(ctx, || {
+            verify_wal_chain(ctx, ctx.wal.dir(), &keyring, oldest)
         }) {
             Ok(n) => report.wal_segments += n,
             Err(e) => report.errors.push(e),
         }
-        let archive = inner.path.join(crate::pitr::ARCHIVE_DIR);
-        if inner.fs.exists(&archive) {
+        let archive = ctx.tables.path.join(crate::pitr::ARCHIVE_DIR);
+        if ctx.tables.fs.exists(&archive) {
             // Archive trimming removes its oldest segments: the chain starts at the oldest left.
-            match with_retries(inner, || verify_wal_chain(inner, &archive, &keyring, None)) {
+            match with_retries(ctx, || verify_wal_chain(ctx, &archive, &keyring, None)) {
                 Ok(n) => report.archived_wal_segments += n,
                 Err(e) => report.errors.push(e),
             }
         }
     }
-    let streams = inner.streams.read().clone();
+    let streams = ctx.streams.read().clone();
     for s in streams.values() {
         report.stream_segments += s.log.segment_paths().len();
         // Every retained record, read the way consumers read them.
@@ -107,33 +111,34 @@ pub(crate) fn verify(inner: &Arc<DbInner>, progress: &mut dyn FnMut(u64, u64)) -
             }
         }
         let path = s.dir.join(sealdb_stream::POSITIONS_FILE);
-        if inner.fs.exists(&path) {
+        if ctx.tables.fs.exists(&path) {
             report.consumer_files += 1;
-            if let Err(e) = with_retries(inner, || verify_consumers(inner, s, &keyring)) {
+            if let Err(e) = with_retries(ctx, || verify_consumers(ctx, s, &keyring)) {
                 report.errors.push(e);
             }
         }
     }
     report.manifest_files += 2;
-    if let Err(e) = with_retries(inner, || inner.manifest.lock().verify_on_disk(&keyring)) {
+    if let Err(e) = with_retries(ctx, || ctx.versions.manifest().verify_on_disk(&keyring)) {
         report.errors.push(e);
     }
     report.keys_files += 1;
-    if let Err(e) = with_retries(inner, || {
+    if let Err(e) = with_retries(ctx, || {
         // Key operations rewrite KEYS under this lock.
-        let keys = inner.keys.lock();
-        verify_keys_file(inner, &keyring, keys.generation())
+        let keys = keys.lock();
+        verify_keys_file(ctx, &keyring, keys.generation())
     }) {
         report.errors.push(e);
     }
     // Opening tolerates a bad STATS (it is only counters); verify still names it.
-    if inner
+    if ctx
+        .tables
         .fs
-        .exists(&inner.path.join(crate::lifestats::STATS_FILE))
+        .exists(&ctx.tables.path.join(crate::lifestats::STATS_FILE))
     {
         report.stats_files += 1;
-        if let Err(e) = with_retries(inner, || {
-            crate::lifestats::verify(inner.fs.as_ref(), &inner.path, &keyring)
+        if let Err(e) = with_retries(ctx, || {
+            crate::lifestats::verify(ctx.tables.fs.as_ref(), ctx.tables.path, &keyring)
         }) {
             report.errors.push(e);
         }
@@ -153,8 +158,8 @@ pub(crate) fn verify(inner: &Arc<DbInner>, progress: &mut dyn FnMut(u64, u64)) -
 /// Runs a check of files a writer may be changing: once for a writable handle (this process
 /// is the writer and holds it off), a few times for a read-only one, whose view can be
 /// overtaken by another process's writer between listing and reading.
-fn with_retries<T>(inner: &DbInner, mut check: impl FnMut() -> Result<T>) -> Result<T> {
-    let attempts = if inner.opts.read_only { 4 } else { 1 };
+fn with_retries<T>(ctx: &JobContext<'_>, mut check: impl FnMut() -> Result<T>) -> Result<T> {
+    let attempts = if ctx.opts.read_only { 4 } else { 1 };
     let mut attempt = 1;
     loop {
         match check() {
@@ -172,38 +177,40 @@ fn with_retries<T>(inner: &DbInner, mut check: impl FnMut() -> Result<T>) -> Res
 /// (a segment closed by a recovery may end without an end frame), and only the newest may
 /// end in a partial block. Returns how many segments it read.
 fn verify_wal_chain(
-    inner: &DbInner,
+    ctx: &JobContext<'_>,
     dir: &Path,
     keyring: &sealdb_crypto::Keyring,
     oldest: Option<u64>,
 ) -> Result<usize> {
     let oldest = match oldest {
         Some(n) => n,
-        None => crate::pitr::numbered(&inner.fs, dir)?
+        None => crate::pitr::numbered(ctx.tables.fs, dir)?
             .first()
             .map_or(0, |(n, _)| *n),
     };
     let opts = sealdb_wal::WalOptions {
-        segment_size: inner.opts.wal_segment_size,
-        cipher: inner.cipher,
+        segment_size: ctx.opts.wal_segment_size,
+        cipher: ctx.tables.cipher,
     };
     let stats =
-        sealdb_wal::Wal::replay_read_only(&inner.fs, dir, keyring, opts, oldest, &mut |_| Ok(()))?;
+        sealdb_wal::Wal::replay_read_only(ctx.tables.fs, dir, keyring, opts, oldest, &mut |_| {
+            Ok(())
+        })?;
     Ok(stats.segments)
 }
 
 /// A stream's `CONSUMERS` file authenticates; for a writable handle it must also hold the
 /// positions last committed (no commit runs while they are locked).
 fn verify_consumers(
-    inner: &DbInner,
+    ctx: &JobContext<'_>,
     s: &crate::streams::LiveStream,
     keyring: &sealdb_crypto::Keyring,
 ) -> Result<()> {
     let path = s.dir.join(sealdb_stream::POSITIONS_FILE);
-    if inner.opts.read_only {
+    if ctx.opts.read_only {
         // Loading would also remove a writer's in-flight temporary file: only authenticate.
         sealdb_crypto::sealed::read_small_sealed_file(
-            inner.fs.as_ref(),
+            ctx.tables.fs.as_ref(),
             &path,
             keyring,
             ArtifactKind::Meta,
@@ -212,7 +219,7 @@ fn verify_consumers(
     }
     let positions = s.positions.lock();
     let on_disk = sealdb_stream::ConsumerPositions::load(
-        inner.fs.as_ref(),
+        ctx.tables.fs.as_ref(),
         &s.dir,
         keyring,
         positions.stream(),
@@ -232,19 +239,22 @@ fn verify_consumers(
 /// or read (not an older copy put back; a read-only handle accepts a newer one, written by
 /// the writer since).
 fn verify_keys_file(
-    inner: &DbInner,
+    ctx: &JobContext<'_>,
     keyring: &sealdb_crypto::Keyring,
     generation: u64,
 ) -> Result<()> {
-    let path = inner.path.join(sealdb_crypto::keysfile::KEYS_FILE_NAME);
+    let path = ctx
+        .tables
+        .path
+        .join(sealdb_crypto::keysfile::KEYS_FILE_NAME);
     let payload = sealdb_crypto::sealed::read_small_sealed_file(
-        inner.fs.as_ref(),
+        ctx.tables.fs.as_ref(),
         &path,
         keyring,
         ArtifactKind::Keys,
     )?;
     let found = sealdb_crypto::KeysFile::decode_payload_untrusted(&payload)?;
-    if found < generation || (found > generation && !inner.opts.read_only) {
+    if found < generation || (found > generation && !ctx.opts.read_only) {
         return Err(Error::corruption(format!(
             "{} is at generation {found}, but this database wrote generation {generation}",
             path.display()
