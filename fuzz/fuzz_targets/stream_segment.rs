@@ -7,7 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 use sealdb_crypto::ArtifactKind;
 use sealdb_fuzz::{keyring, put_file, reseal, CIPHERS, MODE_RESEAL};
-use sealdb_stream::{StartAt, StreamId, StreamLog, StreamOptions};
+use sealdb_stream::{RecoveryPlan, StartAt, StreamId, StreamLog, StreamOptions};
 use sealdb_vfs::CrashFs;
 use std::path::Path;
 use std::sync::Arc;
@@ -34,8 +34,8 @@ fuzz_target!(|data: &[u8]| {
         };
         // The stream id the fuzz inputs' start frames should name (all zeros).
         let id = StreamId::default();
-        if let Ok((log, _)) = StreamLog::open(Arc::new(fs), dir, keyring().clone(), opts, id, None)
-        {
+        let plan = RecoveryPlan::new(id);
+        if let Ok((log, _)) = StreamLog::open(Arc::new(fs), dir, keyring().clone(), opts, plan) {
             let _ = log.read(StartAt::TrimHorizon, 1000, 1 << 20);
         }
     }

@@ -4,7 +4,8 @@
 
 use crate::{Error, Result};
 use sealdb_stream::{
-    ChangeRecord, ConsumerPositions, Event, StreamId, StreamLog, StreamOptions, ViewType,
+    ChangeRecord, ConsumerPositions, Event, RecoveryPlan, StreamId, StreamLog, StreamOptions,
+    ViewType,
 };
 use sealdb_vfs::FileSystem;
 use std::collections::HashMap;
@@ -391,18 +392,13 @@ pub(crate) fn open_streams(
         // groups' records. Deferred records are written before a newer memtable's, and
         // streams are synced before a flush trims the WAL, so a legitimate straddling block
         // never reaches down to flushed commits.
-        let (log, _) = StreamLog::open_recovering(
-            fs.clone(),
-            &dir,
-            keyring.clone(),
-            stream_opts,
-            id,
-            expected,
-            max_seq,
-            state.flushed_seq,
-            read_only,
-        )
-        .map_err(stream_err)?;
+        let plan = RecoveryPlan::new(id)
+            .anchored(expected)
+            .truncating(max_seq)
+            .regenerable_after(state.flushed_seq);
+        let plan = if read_only { plan.read_only() } else { plan };
+        let (log, _) = StreamLog::open(fs.clone(), &dir, keyring.clone(), stream_opts, plan)
+            .map_err(stream_err)?;
         let positions = ConsumerPositions::load(
             fs.as_ref(),
             &dir,

@@ -18,9 +18,10 @@
 //!   whose start frame records where the recovered one validly ended, so no (key, nonce) pair
 //!   is ever used twice. Only a partial block at the very end of the last segment (a torn
 //!   write) is dropped silently, and it is reported in [`StreamRecovery`].
-//! - [`StreamLog::open_truncating`] also cuts every record above a sequence number (the
-//!   WAL's recovered last one) the same way, whole commit groups only, so records of commit
-//!   groups the WAL lost in a crash are never served; the cut takes effect atomically.
+//! - [`StreamLog::open`] with [`RecoveryPlan::truncating`] also cuts every record above a
+//!   sequence number (the WAL's recovered last one) the same way, whole commit groups only,
+//!   so records of commit groups the WAL lost in a crash are never served; the cut takes
+//!   effect atomically.
 //! - Nothing but the sealed-file header is ever written in clear (except in the explicit
 //!   `none` cipher mode): not keys, not images, not keyspace names, not sequence numbers.
 //! - Trimming removes only whole closed segments, oldest first; a read below the trim
@@ -55,8 +56,8 @@ mod record;
 pub use frame::decode_records_for_fuzz;
 pub use frame::{MAX_FRAME_LEN, RECORDS_FRAME_HEADER_LEN};
 pub use log::{
-    DEFER_BLOCK_LEN, ReadBatch, RollObserver, SEGMENT_SUFFIX, StartAt, StreamAnchor, StreamLog,
-    StreamOptions, StreamRecovery, TrimReport, segment_file_name,
+    DEFER_BLOCK_LEN, ReadBatch, RecoveryPlan, RollObserver, SEGMENT_SUFFIX, StartAt, StreamAnchor,
+    StreamLog, StreamOptions, StreamRecovery, TrimReport, segment_file_name,
 };
 pub use positions::{ConsumerPositions, MAX_CONSUMER_NAME_LEN, POSITIONS_FILE};
 pub use record::{

@@ -10,6 +10,8 @@
 mod open;
 mod read;
 
+pub use open::RecoveryPlan;
+
 use crate::frame::{
     MAX_FRAME_LEN, StartFrame, decode_end_frame, decode_records_frame, encode_end_frame,
     encode_records_frame,
@@ -119,10 +121,11 @@ pub struct StreamRecovery {
     pub torn_tail: Option<TornTail>,
     /// Segments recovered and retained (not counting the new one opened for appends).
     pub segments: usize,
-    /// Records recovered and retained (not counting those cut by `open_truncating`).
+    /// Records recovered and retained (not counting those cut by
+    /// [`RecoveryPlan::truncating`]).
     pub records: u64,
-    /// Records cut by [`StreamLog::open_truncating`] because their sequence numbers were
-    /// above its `max_seq` (0 for [`StreamLog::open`]).
+    /// Records cut because their sequence numbers were above the `max_seq` of
+    /// [`RecoveryPlan::truncating`] (0 for an open that does not truncate).
     pub truncated_records: u64,
 }
 
@@ -309,7 +312,7 @@ impl StreamLog {
     /// must be able to re-create them (the engine regenerates them from its WAL, which it
     /// never deletes before a [`sync`](Self::sync)). Groups are never split across blocks,
     /// but a block may hold several, so a truncating open may have to cut a block that
-    /// straddles its `max_seq`: see [`open_recovering`](Self::open_recovering).
+    /// straddles its `max_seq`: see [`RecoveryPlan::regenerable_after`].
     pub fn append_deferred(&self, records: Vec<ChangeRecord>) -> Result<()> {
         let Some(last_seq) = records.last().map(|r| r.seq) else {
             return Ok(());

@@ -7,8 +7,8 @@ mod common;
 
 use common::{ID, dir, open, open_anchored, open_truncating, opts, read_all, rec, setup};
 use sealdb_stream::{
-    ChangeRecord, ConsumerPositions, Error, POSITIONS_FILE, StreamAnchor, StreamId, StreamLog,
-    segment_file_name,
+    ChangeRecord, ConsumerPositions, Error, POSITIONS_FILE, RecoveryPlan, StreamAnchor, StreamId,
+    StreamLog, segment_file_name,
 };
 use sealdb_vfs::{CrashFs, FaultKind, FileSystem, SharedFs};
 use std::collections::BTreeMap;
@@ -254,14 +254,12 @@ fn a_truncating_open_is_checked_only_up_to_max_seq() {
     // records above are phantoms and are cut, not an error.
     let (log, st) = {
         let shared: SharedFs = Arc::new(fs.clone());
-        StreamLog::open_truncating(
+        StreamLog::open(
             shared,
             &dir(),
             keyring.clone(),
             opts(SEGMENT),
-            ID,
-            Some(anchor),
-            20,
+            RecoveryPlan::new(ID).anchored(Some(anchor)).truncating(20),
         )
         .expect("truncating open")
     };
@@ -271,14 +269,12 @@ fn a_truncating_open_is_checked_only_up_to_max_seq() {
     // A crash before the caller pins the new anchor: the next truncating open with the old
     // anchor still succeeds (nothing up to max_seq is missing) ...
     let shared: SharedFs = Arc::new(fs.clone());
-    let (log, _) = StreamLog::open_truncating(
+    let (log, _) = StreamLog::open(
         shared,
         &dir(),
         keyring.clone(),
         opts(SEGMENT),
-        ID,
-        Some(anchor),
-        20,
+        RecoveryPlan::new(ID).anchored(Some(anchor)).truncating(20),
     )
     .expect("reopen with the old anchor");
     assert_eq!(log.last_seq(), 20);
@@ -305,8 +301,14 @@ fn segments_of_another_stream_are_refused() {
     ] {
         let before = snapshot(&fs);
         let shared: SharedFs = Arc::new(fs.clone());
-        let e = StreamLog::open(shared, &dir(), keyring.clone(), opts(SEGMENT), other, None)
-            .expect_err("another stream's segments");
+        let e = StreamLog::open(
+            shared,
+            &dir(),
+            keyring.clone(),
+            opts(SEGMENT),
+            RecoveryPlan::new(other),
+        )
+        .expect_err("another stream's segments");
         match &e {
             Error::WrongStream {
                 file,

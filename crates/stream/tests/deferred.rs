@@ -6,7 +6,7 @@
 mod common;
 
 use common::{ID, dir, open, opts, read_all, rec, segment_files, setup};
-use sealdb_stream::{ChangeRecord, Error, StreamLog};
+use sealdb_stream::{ChangeRecord, Error, RecoveryPlan, StreamLog};
 use sealdb_vfs::SharedFs;
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,16 +111,14 @@ fn open_recovering(
     regenerable_after: u64,
 ) -> Result<StreamLog, Error> {
     let shared: SharedFs = Arc::new(fs.clone());
-    StreamLog::open_recovering(
+    StreamLog::open(
         shared,
         &dir(),
         keyring.clone(),
         opts(SEGMENT),
-        ID,
-        None,
-        max_seq,
-        regenerable_after,
-        false,
+        RecoveryPlan::new(ID)
+            .truncating(max_seq)
+            .regenerable_after(regenerable_after),
     )
     .map(|(log, _)| log)
 }

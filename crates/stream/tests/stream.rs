@@ -7,7 +7,8 @@ mod common;
 use common::{ID, contains, dir, open, opts, read_all, rec, segment_files, setup};
 use sealdb_crypto::{CipherId, SecretKey};
 use sealdb_stream::{
-    ChangeRecord, ConsumerPositions, Error, POSITIONS_FILE, StartAt, StreamLog, StreamOptions,
+    ChangeRecord, ConsumerPositions, Error, POSITIONS_FILE, RecoveryPlan, StartAt, StreamLog,
+    StreamOptions,
 };
 use sealdb_vfs::{FileSystem, RealFs};
 use std::sync::Arc;
@@ -508,8 +509,14 @@ fn works_on_the_real_filesystem_while_reading_the_active_segment() {
     let d = tmp.path().join("stream");
     let keyring =
         sealdb_crypto::Keyring::generate(sealdb_crypto::DatabaseId([1; 16])).expect("keyring");
-    let (log, _) =
-        StreamLog::open(RealFs::shared(), &d, keyring.clone(), opts(4096), ID, None).expect("open");
+    let (log, _) = StreamLog::open(
+        RealFs::shared(),
+        &d,
+        keyring.clone(),
+        opts(4096),
+        RecoveryPlan::new(ID),
+    )
+    .expect("open");
     let mut all = Vec::new();
     for s in 1..=100 {
         let r = rec(s, s);
@@ -522,8 +529,14 @@ fn works_on_the_real_filesystem_while_reading_the_active_segment() {
     }
     assert_eq!(read_all(&log, 13), all);
     drop(log);
-    let (log, r) =
-        StreamLog::open(RealFs::shared(), &d, keyring, opts(4096), ID, None).expect("reopen");
+    let (log, r) = StreamLog::open(
+        RealFs::shared(),
+        &d,
+        keyring,
+        opts(4096),
+        RecoveryPlan::new(ID),
+    )
+    .expect("reopen");
     assert_eq!(r.last_seq, 100);
     assert_eq!(read_all(&log, 100), all);
 }

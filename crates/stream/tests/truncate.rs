@@ -1,8 +1,8 @@
-//! Truncating recovery: `open_truncating(max_seq)` drops every record above the WAL's last
-//! sequence number ("phantoms" whose commit groups the WAL lost) at block granularity,
-//! wherever the cut falls, never rewrites a recovered file or reuses a file id, leaves a chain
-//! the next recovery accepts, and is finished by the next truncating open after a crash at
-//! any of its mutations.
+//! Truncating recovery: `RecoveryPlan::truncating(max_seq)` drops every record above the
+//! WAL's last sequence number ("phantoms" whose commit groups the WAL lost) at block
+//! granularity, wherever the cut falls, never rewrites a recovered file or reuses a file id,
+//! leaves a chain the next recovery accepts, and is finished by the next truncating open after
+//! a crash at any of its mutations.
 
 mod common;
 

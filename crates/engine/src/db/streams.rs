@@ -9,7 +9,7 @@ use crate::streams::{
     stream_err, stream_head, stream_id, trim_all, view_code,
 };
 use crate::{Error, Result};
-use sealdb_stream::{ConsumerPositions, StartAt, StreamLog, StreamOptions, ViewType};
+use sealdb_stream::{ConsumerPositions, RecoveryPlan, StartAt, StreamLog, StreamOptions, ViewType};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,8 +97,7 @@ impl Db {
                     cipher: inner.cipher,
                     ..StreamOptions::default()
                 },
-                id,
-                None,
+                RecoveryPlan::new(id),
             )
             .map_err(stream_err)?;
             let positions = ConsumerPositions::load(inner.fs.as_ref(), &dir, &keyring, id, None)

@@ -8,27 +8,53 @@ use sealdb_log::{ChainRules, Scanned, scan_chain, walk_segment};
 /// A segment of the chain whose start frame authenticated (its reader kept open).
 type Found = Scanned<StartFrame>;
 
-impl StreamLog {
-    /// Opens the stream in `dir` (creating the directory if needed), verifies every retained
-    /// segment and rebuilds the index, cuts a torn tail of the last segment, and starts a
-    /// fresh segment (new file id) for new appends: a recovered segment is never appended to.
+/// Which stream [`StreamLog::open`] expects to find and how its recovery treats what it finds:
+/// [`new`](Self::new) for the common case (no anchor check, nothing cut, writable), then the
+/// builder methods for the engine's checks and cuts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryPlan {
+    id: StreamId,
+    expected: Option<StreamAnchor>,
+    max_seq: u64,
+    regenerable_after: u64,
+    read_only: bool,
+}
+
+impl RecoveryPlan {
+    /// Opens the stream `id` writable, with no anchor check and nothing cut (beyond a torn
+    /// tail).
     ///
-    /// The same as [`open_truncating`](Self::open_truncating) with `max_seq = u64::MAX`.
-    pub fn open(
-        fs: SharedFs,
-        dir: &Path,
-        keyring: Keyring,
-        opts: StreamOptions,
-        id: StreamId,
-        expected: Option<StreamAnchor>,
-    ) -> Result<(Self, StreamRecovery)> {
-        Self::open_truncating(fs, dir, keyring, opts, id, expected, u64::MAX)
+    /// Every segment's start frame must name `id`, or the open fails with
+    /// [`Error::WrongStream`] (a segment moved in from another stream's directory).
+    pub fn new(id: StreamId) -> Self {
+        Self {
+            id,
+            expected: None,
+            max_seq: u64::MAX,
+            regenerable_after: u64::MAX,
+            read_only: false,
+        }
     }
 
-    /// Like [`open`](Self::open), but also cuts every record with a sequence number above
-    /// `max_seq`: the engine passes the WAL's recovered last sequence number, so records whose
-    /// commit groups the WAL lost in a crash ("phantoms": the stream's unsynced tail reached
-    /// the disk, the WAL's did not) are never served.
+    /// Checks the chain against `expected`, the anchor the caller pinned outside the data
+    /// directory (the engine's head record; `None`: no check, for a stream that has none yet).
+    ///
+    /// Before anything is changed on disk, the newest segment with a start frame must be at
+    /// least `expected.segment`, and the stream must hold every record up to
+    /// `min(expected.last_seq, max_seq)` before truncation (see
+    /// [`truncating`](Self::truncating)); otherwise the open fails with
+    /// [`Error::MissingFile`] naming the missing segment (deleted newest segments, or records
+    /// cut off the end). Records above `max_seq` are not required: they are phantoms this
+    /// very open cuts (or an earlier, crashed open already cut), so a crash between a
+    /// truncating open and the caller's next anchor update is not mistaken for tampering.
+    pub fn anchored(self, expected: Option<StreamAnchor>) -> Self {
+        Self { expected, ..self }
+    }
+
+    /// Also cuts every record with a sequence number above `max_seq`: the engine passes the
+    /// WAL's recovered last sequence number, so records whose commit groups the WAL lost in a
+    /// crash ("phantoms": the stream's unsynced tail reached the disk, the WAL's did not) are
+    /// never served.
     ///
     /// The cut is made like a torn tail's, at block (commit group) granularity, and no
     /// recovered file is written again: the new segment's start frame names the segment
@@ -36,119 +62,65 @@ impl StreamLog {
     /// segments after it are *superseded* by that start frame: once it is durable they are
     /// removed (newest first, then a directory sync), and any recovery after a crash removes
     /// those left over, unread. So the truncation takes effect atomically when the new segment
-    /// is created; a crash before that leaves the stream as it was, for the next
-    /// `open_truncating` to cut again. A records block holding sequence numbers both at or
-    /// below and above `max_seq` is not split: it is [`Error::Malformed`], naming the file
-    /// and block, and nothing is changed on disk. If even the trim point is above `max_seq`,
-    /// every retained segment goes and the stream restarts with `max_seq` as its trim point.
+    /// is created; a crash before that leaves the stream as it was, for the next truncating
+    /// open to cut again. A records block holding sequence numbers both at or below and above
+    /// `max_seq` is not split: it is [`Error::Malformed`], naming the file and block, and
+    /// nothing is changed on disk (unless [`regenerable_after`](Self::regenerable_after)
+    /// allows cutting it whole). If even the trim point is above `max_seq`, every retained
+    /// segment goes and the stream restarts with `max_seq` as its trim point.
     ///
-    /// [`StreamRecovery::truncated_records`] counts the records this call cut (not those in
-    /// segments a crashed earlier call had already superseded).
-    ///
-    /// Every segment's start frame must name `id`, or the open fails with
-    /// [`Error::WrongStream`] (a segment moved in from another stream's directory).
-    ///
-    /// `expected` is the anchor the caller pinned outside the data directory (the engine's
-    /// head record; `None`: no check, for a stream that has none yet). Before anything is
-    /// changed on disk, the newest segment with a start frame must be at least
-    /// `expected.segment`, and the stream must hold every record up to
-    /// `min(expected.last_seq, max_seq)` before truncation; otherwise the open fails with
-    /// [`Error::MissingFile`] naming the missing segment (deleted newest segments, or records
-    /// cut off the end). Records above `max_seq` are not required: they are phantoms this
-    /// very call cuts (or an earlier, crashed call already cut), so a crash between a
-    /// truncating open and the caller's next anchor update is not mistaken for tampering.
-    #[allow(clippy::too_many_arguments)]
-    pub fn open_truncating(
-        fs: SharedFs,
-        dir: &Path,
-        keyring: Keyring,
-        opts: StreamOptions,
-        id: StreamId,
-        expected: Option<StreamAnchor>,
-        max_seq: u64,
-    ) -> Result<(Self, StreamRecovery)> {
-        Self::open_inner(
-            fs,
-            dir,
-            keyring,
-            opts,
-            id,
-            expected,
-            (max_seq, u64::MAX),
-            false,
-        )
+    /// [`StreamRecovery::truncated_records`] counts the records this open cut (not those in
+    /// segments a crashed earlier open had already superseded).
+    pub fn truncating(self, max_seq: u64) -> Self {
+        Self { max_seq, ..self }
     }
 
-    /// Opens the stream for reading only: the same verification as
-    /// [`open_truncating`](Self::open_truncating), records above `max_seq` hidden from
-    /// readers, but nothing on disk is created, removed, synced or written (a database opened
-    /// read-only beside a writer). [`append`](Self::append) fails with [`Error::ReadOnly`].
-    #[allow(clippy::too_many_arguments)]
-    pub fn open_read_only(
-        fs: SharedFs,
-        dir: &Path,
-        keyring: Keyring,
-        opts: StreamOptions,
-        id: StreamId,
-        expected: Option<StreamAnchor>,
-        max_seq: u64,
-    ) -> Result<(Self, StreamRecovery)> {
-        Self::open_inner(
-            fs,
-            dir,
-            keyring,
-            opts,
-            id,
-            expected,
-            (max_seq, u64::MAX),
-            true,
-        )
-    }
-
-    /// [`open_truncating`](Self::open_truncating) (or, with `read_only`,
-    /// [`open_read_only`](Self::open_read_only)) for a caller that can re-create every record
-    /// above `regenerable_after` itself (the engine: from its WAL, which holds every commit
-    /// above its flushed sequence number). A records block straddling `max_seq` is then cut
+    /// For a caller that can re-create every record above `regenerable_after` itself (the
+    /// engine: from its WAL, which holds every commit above its flushed sequence number). A
+    /// records block straddling `max_seq` (see [`truncating`](Self::truncating)) is then cut
     /// whole, instead of being `Malformed`, when its first record is above
     /// `regenerable_after`: the block merged several commit groups (see
-    /// [`append_deferred`](Self::append_deferred)) and the WAL lost only the later ones; the
-    /// caller re-appends the earlier ones. A straddling block reaching down to
-    /// `regenerable_after` or below is still `Malformed`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn open_recovering(
-        fs: SharedFs,
-        dir: &Path,
-        keyring: Keyring,
-        opts: StreamOptions,
-        id: StreamId,
-        expected: Option<StreamAnchor>,
-        max_seq: u64,
-        regenerable_after: u64,
-        read_only: bool,
-    ) -> Result<(Self, StreamRecovery)> {
-        Self::open_inner(
-            fs,
-            dir,
-            keyring,
-            opts,
-            id,
-            expected,
-            (max_seq, regenerable_after),
-            read_only,
-        )
+    /// [`StreamLog::append_deferred`]) and the WAL lost only the later ones; the caller
+    /// re-appends the earlier ones. A straddling block reaching down to `regenerable_after`
+    /// or below is still `Malformed`.
+    pub fn regenerable_after(self, regenerable_after: u64) -> Self {
+        Self {
+            regenerable_after,
+            ..self
+        }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn open_inner(
+    /// Opens for reading only: the same verification, records above `max_seq` hidden from
+    /// readers, but nothing on disk is created, removed, synced or written (a database opened
+    /// read-only beside a writer). [`StreamLog::append`] fails with [`Error::ReadOnly`].
+    pub fn read_only(self) -> Self {
+        Self {
+            read_only: true,
+            ..self
+        }
+    }
+}
+
+impl StreamLog {
+    /// Opens the stream in `dir` (creating the directory if needed), verifies every retained
+    /// segment and rebuilds the index, cuts a torn tail of the last segment, and starts a
+    /// fresh segment (new file id) for new appends: a recovered segment is never appended to.
+    /// `plan` names the stream and says what else recovery checks and cuts (an anchor, records
+    /// above the WAL's last sequence number) and whether it may write at all.
+    pub fn open(
         fs: SharedFs,
         dir: &Path,
         keyring: Keyring,
         opts: StreamOptions,
-        id: StreamId,
-        expected: Option<StreamAnchor>,
-        (max_seq, regenerable_after): (u64, u64),
-        read_only: bool,
+        plan: RecoveryPlan,
     ) -> Result<(Self, StreamRecovery)> {
+        let RecoveryPlan {
+            id,
+            expected,
+            max_seq,
+            regenerable_after,
+            read_only,
+        } = plan;
         if !read_only {
             // Durably: a stream whose directory a power cut forgets would reopen empty.
             sealdb_vfs::create_dir_all_durable(fs.as_ref(), dir).map_err(|e| Error::io(dir, e))?;

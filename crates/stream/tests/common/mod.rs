@@ -4,8 +4,8 @@
 
 use sealdb_crypto::{CipherId, DatabaseId, Keyring};
 use sealdb_stream::{
-    ChangeRecord, Error, Event, ReadBatch, StartAt, StreamAnchor, StreamId, StreamLog,
-    StreamOptions, StreamRecovery,
+    ChangeRecord, Error, Event, ReadBatch, RecoveryPlan, StartAt, StreamAnchor, StreamId,
+    StreamLog, StreamOptions, StreamRecovery,
 };
 use sealdb_vfs::{CrashFs, FileSystem, SharedFs};
 use std::path::{Path, PathBuf};
@@ -47,7 +47,13 @@ pub fn open_anchored(
     expected: Option<StreamAnchor>,
 ) -> Result<(StreamLog, StreamRecovery), Error> {
     let shared: SharedFs = Arc::new(fs.clone());
-    StreamLog::open(shared, &dir(), keyring.clone(), o, ID, expected)
+    StreamLog::open(
+        shared,
+        &dir(),
+        keyring.clone(),
+        o,
+        RecoveryPlan::new(ID).anchored(expected),
+    )
 }
 
 pub fn open_truncating(
@@ -57,7 +63,13 @@ pub fn open_truncating(
     max_seq: u64,
 ) -> Result<(StreamLog, StreamRecovery), Error> {
     let shared: SharedFs = Arc::new(fs.clone());
-    StreamLog::open_truncating(shared, &dir(), keyring.clone(), o, ID, None, max_seq)
+    StreamLog::open(
+        shared,
+        &dir(),
+        keyring.clone(),
+        o,
+        RecoveryPlan::new(ID).truncating(max_seq),
+    )
 }
 
 /// A record whose key, keyspace and images are recognisable in a byte dump.
