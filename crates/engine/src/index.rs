@@ -215,5 +215,5 @@ pub struct QueryPage {
 /// Decodes an index entry key; for the fuzz target.
 #[cfg(feature = "fuzzing")]
 pub fn decode_index_entry_for_fuzz(bytes: &[u8]) -> bool {
-    decode_entry_key(bytes).is_ok()
+    sealdb_index::decode_entry_key(bytes).is_ok()
 }

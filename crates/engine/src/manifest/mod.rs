@@ -19,6 +19,8 @@ mod log;
 mod state;
 
 pub(crate) use current::CURRENT_FILE;
+#[cfg(feature = "fuzzing")]
+pub(crate) use current::{read_current, write_current};
 pub use edit::FileMeta;
 pub(crate) use edit::{Edit, IndexRecord};
 pub use format::FormatVersion;
