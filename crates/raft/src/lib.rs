@@ -10,14 +10,19 @@
 //! [`RaftNode`] runs one node with the loopback TCP transport of [`network`]; [`Client`] talks
 //! to a cluster and follows leader redirects.
 
+mod client;
 mod error;
+pub mod network;
+mod node;
 mod snapshot;
 mod store;
 
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 
+pub use client::Client;
 pub use error::{Error, Result};
+pub use node::{NodeConfig, RaftNode, default_raft_config};
 pub use store::{LogStore, StateMachine, StoreConfig, open_stores};
 
 /// A Raft node id.

@@ -430,6 +430,13 @@ impl StateMachine {
         self.with_db(|db| Ok(db.applied_state()?.0))
     }
 
+    /// Closes the state database (the node is shutting down).
+    pub(crate) fn close(&self) {
+        if let Some(db) = self.inner.db.write().take() {
+            db.close();
+        }
+    }
+
     fn apply_entry(&self, db: &StateDb, entry: &Entry<TypeConfig>) -> crate::Result<Response> {
         let mut batch = WriteBatch::new();
         match &entry.payload {

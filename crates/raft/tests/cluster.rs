@@ -1,0 +1,182 @@
+//! Three nodes on 127.0.0.1 in one process: writes through the leader, the leader dropped, a
+//! new leader, every acknowledged write on the survivors, the dropped node back and caught up
+//! by log and, with aggressive snapshot settings, by snapshot; nothing in clear anywhere.
+
+mod common;
+
+use common::{Cluster, WAIT, assert_nothing_in_clear, key, value};
+use sealdb_crypto::{KeysFile, OwnedKeyProvider, SharedProvider};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Every acknowledged write `0..n` is applied on node `id`.
+async fn assert_has_all(cluster: &Cluster, id: u64, n: usize, last_index: u64) {
+    let node = &cluster.nodes[&id];
+    node.wait_for_applied(last_index, WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("node {id} did not catch up to {last_index}: {e}"));
+    for i in 0..n {
+        assert_eq!(
+            node.state_machine().get(&key(i)).expect("local read"),
+            Some(value(i)),
+            "node {id} misses acknowledged write {i}"
+        );
+    }
+}
+
+async fn write_range(client: &mut sealdb_raft::Client, range: std::ops::Range<usize>) -> u64 {
+    let mut last = 0;
+    for i in range {
+        last = client
+            .put(key(i), value(i))
+            .await
+            .expect("acknowledged put");
+    }
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_dropped_new_leader_elected_and_it_rejoins_by_log() {
+    let mut cluster = Cluster::start(3, sealdb_raft::default_raft_config()).await;
+    let mut client = cluster.client();
+    write_range(&mut client, 0..40).await;
+    let old_leader = cluster.leader().await;
+
+    // A follower redirects to the leader.
+    let follower = *cluster
+        .nodes
+        .keys()
+        .find(|id| **id != old_leader)
+        .expect("follower");
+    match cluster.nodes[&follower].put(key(0), value(0)).await {
+        Err(sealdb_raft::Error::NotLeader {
+            leader_id,
+            leader_addr,
+        }) => {
+            assert_eq!(leader_id, Some(old_leader));
+            assert_eq!(
+                leader_addr.as_deref(),
+                Some(cluster.addrs[&old_leader].as_str())
+            );
+        }
+        other => panic!("a follower accepted a write: {other:?}"),
+    }
+
+    cluster.stop(old_leader).await;
+    let last = write_range(&mut client, 40..80).await;
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, old_leader);
+    let survivors: Vec<u64> = cluster.nodes.keys().copied().collect();
+    for id in survivors {
+        assert_has_all(&cluster, id, 80, last).await;
+    }
+
+    // The old leader comes back, catches up from the log, and serves as a follower.
+    cluster.restart(old_leader).await;
+    assert_has_all(&cluster, old_leader, 80, last).await;
+
+    // Reads, deletes and scans through the client (linearizable, at the leader).
+    assert_eq!(client.get(key(79)).await.expect("get"), Some(value(79)));
+    let del = client.delete(key(3)).await.expect("delete");
+    assert_eq!(client.get(key(3)).await.expect("get"), None);
+    let scanned = client.scan(key(0), Some(key(6)), 100).await.expect("scan");
+    let keys: Vec<Vec<u8>> = scanned.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(keys, vec![key(0), key(1), key(2), key(4), key(5)]);
+    for id in [1, 2, 3] {
+        cluster.nodes[&id]
+            .wait_for_applied(del, WAIT)
+            .await
+            .expect("delete applied");
+        assert_eq!(
+            cluster.nodes[&id]
+                .state_machine()
+                .get(&key(3))
+                .expect("read"),
+            None
+        );
+    }
+
+    let dirs: Vec<_> = [1, 2, 3].iter().map(|id| cluster.dir(*id)).collect();
+    let _root = cluster.shutdown().await;
+    assert_nothing_in_clear(&dirs, &[b"secret-key-", b"confidential-value-"]);
+}
+
+/// Opens the KEYS file in `dir` with only the owned key in `keystore`.
+fn opens_with(dir: &Path, keystore: &Path) -> Result<(), sealdb_crypto::Error> {
+    let fs = sealdb::Options::default().fs;
+    let summary = KeysFile::peek(fs.as_ref(), dir)?;
+    KeysFile::open(fs.as_ref(), dir, |_| {
+        Ok(Arc::new(OwnedKeyProvider::open(keystore, summary.database_id)?) as SharedProvider)
+    })
+    .map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_node_catches_up_by_snapshot_under_its_own_key() {
+    let raft = openraft::Config {
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10),
+        max_in_snapshot_log_to_keep: 0,
+        purge_batch_size: 1,
+        ..sealdb_raft::default_raft_config()
+    };
+    let mut cluster = Cluster::start(3, raft).await;
+    let leader = cluster.leader().await;
+    let lagging = *cluster
+        .nodes
+        .keys()
+        .find(|id| **id != leader)
+        .expect("follower");
+    cluster.stop(lagging).await;
+
+    let mut client = cluster.client();
+    let last = write_range(&mut client, 0..60).await;
+    // The leader's log no longer holds what the stopped node misses: only a snapshot helps.
+    let purged = cluster.nodes[&leader]
+        .raft()
+        .metrics()
+        .borrow()
+        .purged
+        .map(|l| l.index)
+        .unwrap_or(0);
+    assert!(purged > 10, "the leader purged its log only to {purged}");
+
+    cluster.restart(lagging).await;
+    assert_has_all(&cluster, lagging, 60, last).await;
+    let installed = cluster.nodes[&lagging].raft().metrics().borrow().snapshot;
+    assert!(
+        installed.is_some(),
+        "node {lagging} caught up without a snapshot"
+    );
+
+    let dirs: Vec<_> = [1, 2, 3].iter().map(|id| cluster.dir(*id)).collect();
+    let root = cluster.shutdown().await;
+    // Each database in the node's directory opens with the node's own keystore, and not with
+    // the leader's: nothing there is under the leader's master key (the restored state has
+    // the leader's database id, so the leader's keystore does hold a key for it).
+    let own = root.path().join(format!("keystore{lagging}"));
+    let leaders = root.path().join(format!("keystore{leader}"));
+    for db in ["state", "log"] {
+        let dir = dirs[(lagging - 1) as usize].join(db);
+        opens_with(&dir, &own).unwrap_or_else(|e| panic!("{db} under its own key: {e}"));
+        assert!(
+            opens_with(&dir, &leaders).is_err(),
+            "{db} opens under the leader's key"
+        );
+    }
+    assert_eq!(
+        KeysFile::peek(
+            sealdb::Options::default().fs.as_ref(),
+            &dirs[(lagging - 1) as usize].join("state")
+        )
+        .expect("peek")
+        .database_id,
+        KeysFile::peek(
+            sealdb::Options::default().fs.as_ref(),
+            &dirs[(leader - 1) as usize].join("state")
+        )
+        .expect("peek")
+        .database_id,
+        "the state was not restored from the leader's snapshot"
+    );
+    assert_nothing_in_clear(&dirs, &[b"secret-key-", b"confidential-value-"]);
+}
