@@ -164,4 +164,27 @@ impl Client {
             _ => Err(Error::malformed("reply", "not key-value pairs")),
         }
     }
+
+    /// What the node at `addr` alone has applied in `[start, end)`, at most `limit` pairs,
+    /// without a leader check: a stale read, for follower reads and for checking a replica.
+    pub async fn scan_local(
+        &mut self,
+        addr: &str,
+        start: impl Into<Vec<u8>>,
+        end: Option<Vec<u8>>,
+        limit: u32,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let request = Rpc::Kv(KvRequest::LocalScan {
+            start: start.into(),
+            end: end.map(ByteBuf::from),
+            limit,
+        });
+        match self.call_one(addr, &request).await? {
+            KvReply::Pairs(pairs) => Ok(pairs
+                .into_iter()
+                .map(|(k, v)| (k.into_vec(), v.into_vec()))
+                .collect()),
+            _ => Err(Error::malformed("reply", "not key-value pairs")),
+        }
+    }
 }

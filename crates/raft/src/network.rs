@@ -39,6 +39,13 @@ pub(crate) enum KvRequest {
         end: Option<serde_bytes::ByteBuf>,
         limit: u32,
     },
+    /// A scan of what the node asked has applied, without asking the leader (may be stale).
+    LocalScan {
+        #[serde(with = "serde_bytes")]
+        start: Vec<u8>,
+        end: Option<serde_bytes::ByteBuf>,
+        limit: u32,
+    },
 }
 
 /// A key-value reply.

@@ -112,6 +112,13 @@ impl Shared {
                     .map(|(k, v)| (ByteBuf::from(k), ByteBuf::from(v)))
                     .collect(),
             ),
+            KvRequest::LocalScan { start, end, limit } => KvReply::Pairs(
+                self.sm
+                    .scan(&start, end.as_deref().map(|e| &e[..]), limit as usize)?
+                    .into_iter()
+                    .map(|(k, v)| (ByteBuf::from(k), ByteBuf::from(v)))
+                    .collect(),
+            ),
         })
     }
 }
