@@ -571,6 +571,10 @@ impl StateMachine {
                 ),
             ));
         }
+        // A data key of this node's own for everything it writes from now on; the shipped
+        // tables keep the sender's data key (wrapped here under this node's master key only)
+        // until compaction or `Db::reencrypt` rewrites them.
+        db.db.rotate_data_key()?;
         *guard = Some(db);
         drop(guard);
         std::fs::remove_dir_all(&old)

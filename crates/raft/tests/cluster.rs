@@ -178,5 +178,13 @@ async fn a_lagging_node_catches_up_by_snapshot_under_its_own_key() {
         .database_id,
         "the state was not restored from the leader's snapshot"
     );
+    // After the install the node writes under a data key of its own.
+    let versions = KeysFile::peek(
+        sealdb::Options::default().fs.as_ref(),
+        &dirs[(lagging - 1) as usize].join("state"),
+    )
+    .expect("peek")
+    .versions;
+    assert!(versions.len() >= 2, "no data key of its own: {versions:?}");
     assert_nothing_in_clear(&dirs, &[b"secret-key-", b"confidential-value-"]);
 }
