@@ -84,6 +84,7 @@ fn single_node(
 
 async fn replicated(
     addrs: &BTreeMap<u64, String>,
+    transport: &sealdb_raft::TransportKey,
     clients: usize,
     run: Duration,
     value: &[u8],
@@ -91,7 +92,7 @@ async fn replicated(
     let start = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|c| {
-            let mut client = Client::new(addrs.values().cloned());
+            let mut client = Client::new(addrs.values().cloned(), transport.clone());
             let value = value.to_vec();
             tokio::spawn(async move {
                 let mut latency = Latency::new();
@@ -130,6 +131,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let kms = root.path().join("transport-kms");
     sealdb_raft::ensure_transport_key(&kms, "transport")?;
+    let transport = sealdb_raft::TransportKey::local_kms(&kms, "transport")?;
     let mut nodes = Vec::new();
     let mut addrs = BTreeMap::new();
     for id in 1..=3u64 {
@@ -148,11 +150,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         first.wait_for_leader(Duration::from_secs(10)).await?;
     }
     // Warm up: the first write finds the leader.
-    Client::new(addrs.values().cloned())
+    Client::new(addrs.values().cloned(), transport.clone())
         .put("warm-up", "x")
         .await?;
     for &clients in &args.clients {
-        replicated(&addrs, clients, run, &value).await?;
+        replicated(&addrs, &transport, clients, run, &value).await?;
     }
     for node in nodes {
         node.shutdown().await?;

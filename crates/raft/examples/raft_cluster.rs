@@ -14,6 +14,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = tempfile::tempdir()?;
     let kms = root.path().join("transport-kms");
     sealdb_raft::ensure_transport_key(&kms, "transport")?;
+    let transport = sealdb_raft::TransportKey::local_kms(&kms, "transport")?;
 
     let mut nodes = BTreeMap::new();
     let mut addrs = BTreeMap::new();
@@ -33,7 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         first.initialize(addrs.clone()).await?;
     }
 
-    let mut client = Client::new(addrs.values().cloned());
+    let mut client = Client::new(addrs.values().cloned(), transport.clone());
     client.put("fruit/apple", "red").await?;
     client.put("fruit/banana", "yellow").await?;
     client.put("fruit/cherry", "dark red").await?;

@@ -1,6 +1,7 @@
 //! A key-value client of a cluster: sends each request to the leader it knows, follows the
 //! leader redirects nodes answer with, and tries the other nodes when one does not answer.
 
+use crate::keys::TransportKey;
 use crate::network::{Conn, KvReply, KvRequest, Rpc, RpcReply};
 use crate::{Error, Op, Request, Result};
 use serde_bytes::ByteBuf;
@@ -19,17 +20,23 @@ const NO_LEADER_PAUSE: Duration = Duration::from_millis(50);
 /// state is the same.
 pub struct Client {
     addrs: Vec<String>,
+    transport: TransportKey,
     leader: Option<String>,
     conns: HashMap<String, Conn>,
     timeout: Duration,
 }
 
 impl Client {
-    /// A client of the nodes at `addrs` (`host:port`), giving up on a request after 10 s
-    /// without an answer from a leader.
-    pub fn new<S: Into<String>>(addrs: impl IntoIterator<Item = S>) -> Self {
+    /// A client of the nodes at `addrs` (`host:port`), its connections sealed under the
+    /// cluster's `transport` key, giving up on a request after 10 s without an answer from a
+    /// leader.
+    pub fn new<S: Into<String>>(
+        addrs: impl IntoIterator<Item = S>,
+        transport: TransportKey,
+    ) -> Self {
         Client {
             addrs: addrs.into_iter().map(Into::into).collect(),
+            transport,
             leader: None,
             conns: HashMap::new(),
             timeout: Duration::from_secs(10),
@@ -51,7 +58,7 @@ impl Client {
         let conn = self
             .conns
             .entry(addr.to_string())
-            .or_insert_with(|| Conn::new(addr));
+            .or_insert_with(|| Conn::new(addr, self.transport.clone()));
         match conn.call(request, PER_CALL).await {
             Ok(RpcReply::Kv(reply)) => reply.map_err(Error::from),
             Ok(_) => Err(Error::malformed(

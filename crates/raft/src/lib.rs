@@ -7,11 +7,13 @@
 //! *transport key*; a follower verifies it and restores it under its own master key. Nothing is
 //! ever written or sent in clear: see `docs/replication.md`.
 //!
-//! [`RaftNode`] runs one node with the loopback TCP transport of [`network`]; [`Client`] talks
+//! [`RaftNode`] runs one node with the sealed loopback TCP transport of [`network`]; [`Client`] talks
 //! to a cluster and follows leader redirects.
 
 mod client;
+mod codec;
 mod error;
+mod keys;
 pub mod network;
 mod node;
 mod snapshot;
@@ -22,6 +24,7 @@ use std::io::Cursor;
 
 pub use client::Client;
 pub use error::{Error, Result};
+pub use keys::TransportKey;
 pub use node::{NodeConfig, RaftNode, default_raft_config};
 pub use store::{LogStore, StateMachine, StoreConfig, open_stores};
 

@@ -1,13 +1,23 @@
-//! The loopback transport of the example and the tests: length-prefixed CBOR frames over
-//! tokio TCP, one request and one reply at a time per connection.
+//! The loopback transport of the example and the tests: sealed, length-prefixed CBOR frames
+//! over tokio TCP, one request and one reply at a time per connection.
 //!
-//! Frame: a 4-byte big-endian length, then that many bytes of CBOR. It carries Raft's RPCs
-//! (log entries, votes, snapshot chunks — a snapshot chunk is part of a sealed pack, log
-//! entries are not sealed: see `docs/replication.md`) and the key-value requests of
-//! [`crate::Client`]. It is meant for 127.0.0.1; across machines it needs TLS.
+//! Frame: a 4-byte big-endian length, then that many bytes. A connection opens with a
+//! handshake under the cluster's [`TransportKey`]: the client sends `SDBRWIR1` and a fresh
+//! random 256-bit secret wrapped by the transport key (through its KMS); the server unwraps it
+//! and answers 32 random bytes; both derive the connection key
+//! HKDF-SHA256(salt = those bytes, secret, "sealdb-raft wire v1"). Every later frame is
+//! ChaCha20-Poly1305 under that key, nonce = direction byte (0 client→server, 1 back), three
+//! zero bytes and a 64-bit big-endian frame counter: a frame that is altered, replayed,
+//! reordered or from another connection fails to open and ends the connection. Only holders of
+//! the transport key can connect, and nothing crosses in clear but the wrapped secret and the
+//! server's random bytes. It carries Raft's RPCs and the key-value requests of
+//! [`crate::Client`].
 
 use crate::error::WireError;
+use crate::keys::TransportKey;
 use crate::{NodeId, Request, TypeConfig};
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use openraft::BasicNode;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -17,6 +27,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use sealdb_crypto::{DatabaseId, EncryptionContext, SecretKey};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::Arc;
@@ -105,16 +116,119 @@ fn invalid_data(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
 }
 
+const WIRE_MAGIC: &[u8; 8] = b"SDBRWIR1";
+/// The encryption context of wrapped connection secrets: never a database's, so a wrapped
+/// connection secret can never pass for a wrapped data key, nor the reverse.
+const WIRE_CONTEXT: EncryptionContext = EncryptionContext {
+    database_id: DatabaseId(*b"sealdb-raft-wire"),
+};
+const SERVER_RANDOM_LEN: usize = 32;
+
+/// One connection's frame sealing.
+struct Session {
+    cipher: ChaCha20Poly1305,
+    /// 0 on the client side, 1 on the server side: the direction byte of sent frames.
+    send_direction: u8,
+    sent: u64,
+    received: u64,
+}
+
+impl Session {
+    fn new(secret: &SecretKey, server_random: &[u8], send_direction: u8) -> std::io::Result<Self> {
+        let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(server_random), secret.expose());
+        let mut key = [0u8; 32];
+        hk.expand(b"sealdb-raft wire v1", &mut key)
+            .map_err(|_| invalid_data("key derivation"))?;
+        let cipher = ChaCha20Poly1305::new(&key.into());
+        zeroize_key(&mut key);
+        Ok(Session {
+            cipher,
+            send_direction,
+            sent: 0,
+            received: 0,
+        })
+    }
+
+    fn nonce(direction: u8, counter: u64) -> Nonce {
+        let mut n = [0u8; 12];
+        n[0] = direction;
+        n[4..].copy_from_slice(&counter.to_be_bytes());
+        Nonce::from(n)
+    }
+
+    fn seal(&mut self, plaintext: &[u8]) -> std::io::Result<Vec<u8>> {
+        let nonce = Self::nonce(self.send_direction, self.sent);
+        self.sent += 1;
+        self.cipher
+            .encrypt(&nonce, plaintext)
+            .map_err(|_| invalid_data("sealing a frame"))
+    }
+
+    fn open(&mut self, sealed: &[u8]) -> std::io::Result<Vec<u8>> {
+        let nonce = Self::nonce(1 - self.send_direction, self.received);
+        self.received += 1;
+        self.cipher
+            .decrypt(&nonce, sealed)
+            .map_err(|_| invalid_data("a frame that does not authenticate"))
+    }
+}
+
+fn zeroize_key(key: &mut [u8; 32]) {
+    key.iter_mut().for_each(|b| *b = 0);
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The client side of the handshake.
+async fn client_handshake(
+    stream: &mut TcpStream,
+    transport: &TransportKey,
+) -> std::io::Result<Session> {
+    let secret = SecretKey::generate().map_err(invalid_data)?;
+    let wrapped = transport
+        .provider()
+        .wrap(&secret, &WIRE_CONTEXT)
+        .map_err(invalid_data)?;
+    let mut hello = WIRE_MAGIC.to_vec();
+    hello.extend_from_slice(&wrapped);
+    write_frame(stream, &hello).await?;
+    let server_random = read_frame(stream).await?;
+    if server_random.len() != SERVER_RANDOM_LEN {
+        return Err(invalid_data("a handshake reply of the wrong length"));
+    }
+    Session::new(&secret, &server_random, 0)
+}
+
+/// The server side of the handshake: refuses a peer without the transport key.
+async fn server_handshake(
+    stream: &mut TcpStream,
+    transport: &TransportKey,
+) -> std::io::Result<Session> {
+    let hello = read_frame(stream).await?;
+    let wrapped = hello
+        .strip_prefix(WIRE_MAGIC.as_slice())
+        .ok_or_else(|| invalid_data("not a sealdb-raft handshake"))?;
+    let secret = transport
+        .provider()
+        .unwrap(wrapped, &WIRE_CONTEXT)
+        .map_err(invalid_data)?;
+    let mut server_random = [0u8; SERVER_RANDOM_LEN];
+    sealdb_crypto::keys::fill_random(&mut server_random).map_err(invalid_data)?;
+    write_frame(stream, &server_random).await?;
+    Session::new(&secret, &server_random, 1)
+}
+
 /// One client connection to a node, (re)connected on demand.
 pub(crate) struct Conn {
     addr: String,
-    stream: Option<TcpStream>,
+    transport: TransportKey,
+    stream: Option<(TcpStream, Session)>,
 }
 
 impl Conn {
-    pub(crate) fn new(addr: impl Into<String>) -> Self {
+    pub(crate) fn new(addr: impl Into<String>, transport: TransportKey) -> Self {
         Conn {
             addr: addr.into(),
+            transport,
             stream: None,
         }
     }
@@ -141,17 +255,19 @@ impl Conn {
     }
 
     async fn call_inner(&mut self, rpc: &Rpc) -> std::io::Result<RpcReply> {
-        let stream = match &mut self.stream {
+        let (stream, session) = match &mut self.stream {
             Some(s) => s,
             None => {
-                let s = TcpStream::connect(&self.addr).await?;
+                let mut s = TcpStream::connect(&self.addr).await?;
                 s.set_nodelay(true)?;
-                self.stream.insert(s)
+                let session = client_handshake(&mut s, &self.transport).await?;
+                self.stream.insert((s, session))
             }
         };
-        write_frame(stream, &crate::store::encode(rpc)).await?;
-        let bytes = read_frame(stream).await?;
-        crate::store::decode(&bytes, "reply").map_err(invalid_data)
+        let sealed = session.seal(&crate::codec::encode(rpc))?;
+        write_frame(stream, &sealed).await?;
+        let bytes = session.open(&read_frame(stream).await?)?;
+        crate::codec::decode(&bytes, "reply").map_err(invalid_data)
     }
 }
 
@@ -164,7 +280,11 @@ pub(crate) trait RpcHandler: Send + Sync + 'static {
 /// Accepts connections on `listener` and answers each request with `handler`, until the task
 /// is aborted; aborting it also ends every connection it accepted (they live in its
 /// `JoinSet`), so a stopped node answers nothing.
-pub(crate) async fn serve<H: RpcHandler>(listener: TcpListener, handler: Arc<H>) {
+pub(crate) async fn serve<H: RpcHandler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    transport: TransportKey,
+) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -172,17 +292,32 @@ pub(crate) async fn serve<H: RpcHandler>(listener: TcpListener, handler: Arc<H>)
                 let Ok((stream, _)) = accepted else {
                     continue;
                 };
-                connections.spawn(serve_connection(stream, handler.clone()));
+                connections.spawn(serve_connection(stream, handler.clone(), transport.clone()));
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
 }
 
-async fn serve_connection<H: RpcHandler>(mut stream: TcpStream, handler: Arc<H>) {
+async fn serve_connection<H: RpcHandler>(
+    mut stream: TcpStream,
+    handler: Arc<H>,
+    transport: TransportKey,
+) {
     let _ = stream.set_nodelay(true);
-    while let Ok(bytes) = read_frame(&mut stream).await {
-        let rpc: Rpc = match crate::store::decode(&bytes, "request") {
+    let mut session = match server_handshake(&mut stream, &transport).await {
+        Ok(session) => session,
+        Err(e) => {
+            tracing::warn!("refusing a connection: {e}");
+            return;
+        }
+    };
+    while let Ok(sealed) = read_frame(&mut stream).await {
+        let rpc: Rpc = match session
+            .open(&sealed)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| crate::codec::decode(&bytes, "request").map_err(|e| e.to_string()))
+        {
             Ok(rpc) => rpc,
             Err(e) => {
                 tracing::warn!("dropping a connection: {e}");
@@ -190,18 +325,27 @@ async fn serve_connection<H: RpcHandler>(mut stream: TcpStream, handler: Arc<H>)
             }
         };
         let reply = handler.handle(rpc).await;
-        if write_frame(&mut stream, &crate::store::encode(&reply))
-            .await
-            .is_err()
-        {
+        let Ok(sealed) = session.seal(&crate::codec::encode(&reply)) else {
+            return;
+        };
+        if write_frame(&mut stream, &sealed).await.is_err() {
             return;
         }
     }
 }
 
 /// openraft's network factory over this transport.
-#[derive(Debug, Clone, Default)]
-pub struct Network;
+#[derive(Debug, Clone)]
+pub struct Network {
+    transport: TransportKey,
+}
+
+impl Network {
+    /// Connections sealed under `transport`.
+    pub fn new(transport: TransportKey) -> Self {
+        Network { transport }
+    }
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = NetworkClient;
@@ -209,7 +353,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
         NetworkClient {
             target,
-            conn: Conn::new(node.addr.clone()),
+            conn: Conn::new(node.addr.clone(), self.transport.clone()),
         }
     }
 }
@@ -290,4 +434,61 @@ pub(crate) async fn bind(addr: &str) -> crate::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .map_err(|e| crate::Error::io(format!("listening on {addr}"), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (Session, Session) {
+        let secret = SecretKey::from_bytes([7u8; 32]);
+        let random = [9u8; SERVER_RANDOM_LEN];
+        (
+            Session::new(&secret, &random, 0).expect("client"),
+            Session::new(&secret, &random, 1).expect("server"),
+        )
+    }
+
+    #[test]
+    fn frames_open_in_order_and_only_once() {
+        let (mut client, mut server) = pair();
+        let first = client.seal(b"first").expect("seal");
+        assert!(
+            !first.windows(5).any(|w| w == b"first"),
+            "sealed frame in clear"
+        );
+        assert_eq!(server.open(&first).expect("open"), b"first");
+        // A replay of the first frame is not the second.
+        assert!(server.open(&first).is_err());
+        let (mut client, mut server) = pair();
+        let first = client.seal(b"first").expect("seal");
+        let second = client.seal(b"second").expect("seal");
+        assert_eq!(server.open(&first).expect("open"), b"first");
+        assert_eq!(server.open(&second).expect("open"), b"second");
+    }
+
+    #[test]
+    fn altered_reordered_or_reflected_frames_are_refused() {
+        let (mut client, mut server) = pair();
+        let mut frame = client.seal(b"payload").expect("seal");
+        frame[0] ^= 1;
+        assert!(server.open(&frame).is_err(), "a flipped bit opened");
+
+        let (mut client, mut server) = pair();
+        let _first = client.seal(b"one").expect("seal");
+        let second = client.seal(b"two").expect("seal");
+        assert!(server.open(&second).is_err(), "a reordered frame opened");
+
+        let (mut client, _) = pair();
+        let sent = client.seal(b"to the server").expect("seal");
+        assert!(client.open(&sent).is_err(), "a reflected frame opened");
+
+        let other = Session::new(&SecretKey::from_bytes([8u8; 32]), &[9u8; 32], 1);
+        let (mut client, _) = pair();
+        let frame = client.seal(b"x").expect("seal");
+        assert!(
+            other.expect("other").open(&frame).is_err(),
+            "another connection's key opened"
+        );
+    }
 }

@@ -10,7 +10,7 @@ use openraft::error::{
     CheckIsLeaderError, ClientWriteError, ForwardToLeader, InitializeError, RaftError,
 };
 use serde_bytes::ByteBuf;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,6 +59,13 @@ fn not_leader(f: ForwardToLeader<NodeId, BasicNode>) -> Error {
     }
 }
 
+fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> Error {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(f),
+        e => Error::Raft(e.to_string()),
+    }
+}
+
 /// What the server task and the node's own methods share.
 struct Shared {
     raft: Raft,
@@ -69,8 +76,7 @@ impl Shared {
     async fn write(&self, request: Request) -> Result<u64> {
         match self.raft.client_write(request).await {
             Ok(reply) => Ok(reply.data.index),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(not_leader(f)),
-            Err(e) => Err(Error::Raft(e.to_string())),
+            Err(e) => Err(write_error(e)),
         }
     }
 
@@ -158,12 +164,14 @@ impl RaftNode {
             .local_addr()
             .map_err(|e| Error::io(format!("listening on {}", config.listen), e))?
             .to_string();
+        let transport = config.store.transport()?;
         let (log, sm) = open_stores(&config.store)?;
-        let raft = Raft::new(config.id, Arc::new(raft_config), Network, log, sm.clone())
+        let network = Network::new(transport.clone());
+        let raft = Raft::new(config.id, Arc::new(raft_config), network, log, sm.clone())
             .await
             .map_err(|e| Error::Raft(e.to_string()))?;
         let shared = Arc::new(Shared { raft, sm });
-        let server = tokio::spawn(network::serve(listener, shared.clone()));
+        let server = tokio::spawn(network::serve(listener, shared.clone(), transport));
         Ok(RaftNode {
             id: config.id,
             addr,
@@ -203,6 +211,28 @@ impl RaftNode {
             Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
             Err(e) => Err(Error::Raft(e.to_string())),
         }
+    }
+
+    /// Adds node `id` at `addr` as a learner (run on the leader): it receives the log (or a
+    /// snapshot) but does not vote. Returns once it has caught up.
+    pub async fn add_learner(&self, id: NodeId, addr: impl Into<String>) -> Result<()> {
+        self.shared
+            .raft
+            .add_learner(id, BasicNode::new(addr.into()), true)
+            .await
+            .map(|_| ())
+            .map_err(write_error)
+    }
+
+    /// Makes `voters` the cluster's voting members (run on the leader), through joint
+    /// consensus; nodes left out stop voting and are removed from the membership.
+    pub async fn change_membership(&self, voters: BTreeSet<NodeId>) -> Result<()> {
+        self.shared
+            .raft
+            .change_membership(voters, false)
+            .await
+            .map(|_| ())
+            .map_err(write_error)
     }
 
     /// The leader this node knows of, if any.

@@ -16,7 +16,7 @@
 use crate::store::StoreConfig;
 use crate::{Error, Result};
 use sealdb::{Db, MasterKey, RestorePoint};
-use sealdb_crypto::{KeysFile, LocalKms, OwnedKeyProvider, SharedProvider};
+use sealdb_crypto::{KeysFile, OwnedKeyProvider, SharedProvider};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -87,7 +87,7 @@ impl Pack {
     /// The pack's bytes.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = PACK_MAGIC.to_vec();
-        out.extend(crate::store::encode(&self.files));
+        out.extend(crate::codec::encode(&self.files));
         out
     }
 
@@ -96,7 +96,7 @@ impl Pack {
         let body = bytes
             .strip_prefix(PACK_MAGIC.as_slice())
             .ok_or_else(|| Error::malformed("snapshot pack", "bad magic"))?;
-        let files: Vec<PackedFile> = crate::store::decode(body, "snapshot pack")?;
+        let files: Vec<PackedFile> = crate::codec::decode(body, "snapshot pack")?;
         if let Some(bad) = files.iter().find(|f| !valid_pack_path(&f.path)) {
             return Err(Error::malformed(
                 "snapshot pack",
@@ -156,12 +156,6 @@ pub(crate) fn unique_suffix() -> String {
     format!("{nanos}-{}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
-/// The cluster's transport key as a key provider.
-fn transport_provider(config: &StoreConfig) -> Result<SharedProvider> {
-    let kms = LocalKms::open(&config.transport_kms_dir)?;
-    Ok(Arc::new(kms.provider(&config.transport_key)))
-}
-
 /// Re-wraps the data keys of the backup KEYS copy at `keys_path` (under this node's owned
 /// master key) under the transport key, in place.
 fn rewrap_for_transport(keys_path: &Path, backup_dir: &Path, config: &StoreConfig) -> Result<()> {
@@ -188,8 +182,8 @@ fn rewrap_for_transport(keys_path: &Path, backup_dir: &Path, config: &StoreConfi
         }
         Ok(Arc::new(own) as SharedProvider)
     })?;
-    let transport = transport_provider(config)?;
-    keys.switch_master_key(fs, transport.as_ref())?;
+    let transport = config.transport()?;
+    keys.switch_master_key(fs, transport.provider())?;
     std::fs::rename(&staged, keys_path)
         .map_err(|e| Error::io(format!("replacing {}", keys_path.display()), e))?;
     remove_if_exists(&scratch)

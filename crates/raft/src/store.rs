@@ -15,6 +15,8 @@
 //! snapshot replaces the whole state database (a restore), which must not touch the log or
 //! the vote.
 
+use crate::codec::{decode, encode};
+use crate::keys::TransportKey;
 use crate::snapshot::{self, Pack};
 use crate::{Error, LogId, NodeId, Request, Response, StorageError, TypeConfig};
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
@@ -76,17 +78,12 @@ impl StoreConfig {
     }
 }
 
-pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = Vec::new();
-    // Writing into a Vec cannot fail, and every type encoded here is plain data.
-    if let Err(e) = ciborium::into_writer(value, &mut out) {
-        tracing::error!("encoding failed: {e}");
+impl StoreConfig {
+    /// The cluster's transport key, as a key provider (wrapping goes through the KMS; the key
+    /// never leaves it).
+    pub(crate) fn transport(&self) -> crate::Result<TransportKey> {
+        TransportKey::local_kms(&self.transport_kms_dir, &self.transport_key)
     }
-    out
-}
-
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> crate::Result<T> {
-    ciborium::from_reader(bytes).map_err(|e| Error::malformed(what, e))
 }
 
 fn index_key(index: u64) -> [u8; 8] {

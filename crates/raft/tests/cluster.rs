@@ -188,3 +188,142 @@ async fn a_lagging_node_catches_up_by_snapshot_under_its_own_key() {
     assert!(versions.len() >= 2, "no data key of its own: {versions:?}");
     assert_nothing_in_clear(&dirs, &[b"secret-key-", b"confidential-value-"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_adds_a_node_and_removes_one() {
+    let mut cluster = Cluster::start(3, sealdb_raft::default_raft_config()).await;
+    let mut client = cluster.client();
+    let last = write_range(&mut client, 0..20).await;
+
+    // A fourth node starts empty, joins as a learner, catches up, then becomes a voter.
+    cluster.start_new(4).await;
+    let leader = cluster.leader().await;
+    let addr4 = cluster.addrs[&4].clone();
+    cluster.nodes[&leader]
+        .add_learner(4, addr4)
+        .await
+        .expect("add learner");
+    assert_has_all(&cluster, 4, 20, last).await;
+    cluster.nodes[&leader]
+        .change_membership([1, 2, 3, 4].into())
+        .await
+        .expect("promote");
+
+    // Remove a follower: the membership no longer names it, and writes go on without it.
+    let leader = cluster.leader().await;
+    let removed = *cluster
+        .nodes
+        .keys()
+        .find(|id| **id != leader)
+        .expect("follower");
+    let remaining: std::collections::BTreeSet<u64> = [1, 2, 3, 4]
+        .into_iter()
+        .filter(|id| *id != removed)
+        .collect();
+    cluster.nodes[&leader]
+        .change_membership(remaining.clone())
+        .await
+        .expect("remove");
+    cluster.stop(removed).await;
+    let last = write_range(&mut client, 20..30).await;
+    for id in remaining {
+        assert_has_all(&cluster, id, 30, last).await;
+        let voters: Vec<u64> = cluster.nodes[&id]
+            .raft()
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
+        assert!(
+            !voters.contains(&removed),
+            "node {id} still counts {removed} as a voter"
+        );
+    }
+    let _root = cluster.shutdown().await;
+}
+
+/// Forwards one connection at a time from a local port to `target`, recording every byte.
+async fn recording_proxy(target: String) -> (String, std::sync::Arc<parking_lot::Mutex<Vec<u8>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let Ok(outbound) = tokio::net::TcpStream::connect(&target).await else {
+                continue;
+            };
+            let (mut in_r, mut in_w) = inbound.into_split();
+            let (mut out_r, mut out_w) = outbound.into_split();
+            let up = record.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 << 10];
+                while let Ok(n) = in_r.read(&mut buf).await {
+                    if n == 0 || out_w.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    up.lock().extend_from_slice(&buf[..n]);
+                }
+            });
+            let down = record.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 << 10];
+                while let Ok(n) = out_r.read(&mut buf).await {
+                    if n == 0 || in_w.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    down.lock().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wire_carries_nothing_in_clear_and_refuses_strangers() {
+    let cluster = Cluster::start(3, sealdb_raft::default_raft_config()).await;
+    let leader = cluster.leader().await;
+    let (proxy, seen) = recording_proxy(cluster.addrs[&leader].clone()).await;
+    let mut client = sealdb_raft::Client::new([proxy], cluster.transport()).with_timeout(WAIT);
+    for i in 0..5 {
+        client
+            .put(key(i), value(i))
+            .await
+            .expect("put through the proxy");
+    }
+    assert_eq!(client.get(key(4)).await.expect("get"), Some(value(4)));
+    let bytes = seen.lock().clone();
+    assert!(
+        bytes.len() > 200,
+        "the proxy saw only {} bytes",
+        bytes.len()
+    );
+    for needle in [b"secret-key-".as_slice(), b"confidential-value-".as_slice()] {
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "{:?} crossed the wire in clear",
+            String::from_utf8_lossy(needle)
+        );
+    }
+
+    // A client holding another key named like the transport key gets no answer.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    sealdb_raft::ensure_transport_key(elsewhere.path(), common::TRANSPORT_KEY).expect("key");
+    let stranger_key =
+        sealdb_raft::TransportKey::local_kms(elsewhere.path(), common::TRANSPORT_KEY).expect("key");
+    let mut stranger = sealdb_raft::Client::new(cluster.addrs.values().cloned(), stranger_key)
+        .with_timeout(std::time::Duration::from_secs(1));
+    match stranger.put(key(99), value(99)).await {
+        Err(sealdb_raft::Error::Timeout(_)) => {}
+        other => panic!("a client without the transport key got {other:?}"),
+    }
+    let mut client = cluster.client();
+    assert_eq!(client.get(key(99)).await.expect("get"), None);
+    let _root = cluster.shutdown().await;
+}

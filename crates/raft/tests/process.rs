@@ -119,7 +119,11 @@ async fn sigkill_of_the_leader_process_loses_no_acknowledged_write() {
     for id in 1..=3 {
         nodes.spawn(id, id == 1);
     }
-    let mut client = sealdb_raft::Client::new(nodes.addrs.values().cloned()).with_timeout(WAIT);
+    let transport =
+        sealdb_raft::TransportKey::local_kms(&root.path().join("transport-kms"), TRANSPORT_KEY)
+            .expect("transport key");
+    let mut client =
+        sealdb_raft::Client::new(nodes.addrs.values().cloned(), transport).with_timeout(WAIT);
     for i in 0..30 {
         client
             .put(key(i), value(i))

@@ -60,6 +60,13 @@ impl Cluster {
         RaftNode::start(config).await.expect("start node")
     }
 
+    /// Starts node `id`, not yet a member, on a free port.
+    pub async fn start_new(&mut self, id: NodeId) {
+        let node = self.start_node(id, "127.0.0.1:0").await;
+        self.addrs.insert(id, node.addr().to_string());
+        self.nodes.insert(id, node);
+    }
+
     /// The node directory of `id`.
     pub fn dir(&self, id: NodeId) -> PathBuf {
         store_config(self.root.path(), id).dir
@@ -97,7 +104,13 @@ impl Cluster {
 
     /// A client of every node.
     pub fn client(&self) -> sealdb_raft::Client {
-        sealdb_raft::Client::new(self.addrs.values().cloned()).with_timeout(WAIT)
+        sealdb_raft::Client::new(self.addrs.values().cloned(), self.transport()).with_timeout(WAIT)
+    }
+
+    /// The cluster's transport key.
+    pub fn transport(&self) -> sealdb_raft::TransportKey {
+        sealdb_raft::TransportKey::local_kms(&self.root.path().join("transport-kms"), TRANSPORT_KEY)
+            .expect("transport key")
     }
 
     pub async fn shutdown(mut self) -> tempfile::TempDir {
