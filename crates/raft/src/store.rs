@@ -119,20 +119,48 @@ pub fn open_stores(config: &StoreConfig) -> crate::Result<(LogStore, StateMachin
     Ok((log, sm))
 }
 
-/// The Raft log and vote of one node, in its own sealdb database. Every change is a synced
-/// write: openraft is told an entry is durable only once it is.
+/// The Raft log and vote of one node, in its own sealdb database. Nothing is reported durable
+/// before it is: the vote, truncations and purges are synced writes, and appended entries are
+/// reported flushed only after a WAL sync that followed them (see [`log_syncer`]).
 #[derive(Clone)]
 pub struct LogStore {
     log: Keyspace,
     meta: Keyspace,
+    syncer: std::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
+}
+
+/// Group commit of appends: each `append` writes its entries at once (in log order, unsynced)
+/// and queues its callback here; this thread takes every callback queued, makes every write so
+/// far durable with one WAL sync, and only then reports them flushed. While a sync runs, the
+/// appends of other client writes queue up and share the next one. It ends when the log store
+/// and its readers are gone.
+fn log_syncer(db: Db, queue: std::sync::mpsc::Receiver<LogFlushed<TypeConfig>>) {
+    while let Ok(first) = queue.recv() {
+        let mut waiting = vec![first];
+        waiting.extend(queue.try_iter());
+        let result = db.sync_wal();
+        for callback in waiting {
+            callback.log_io_completed(match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            });
+        }
+    }
 }
 
 impl LogStore {
     fn open(path: &Path, opts: Options) -> crate::Result<Self> {
         let db = Db::open(path, opts)?;
+        let (syncer, queue) = std::sync::mpsc::channel();
+        let syncer_db = db.clone();
+        std::thread::Builder::new()
+            .name("sealdb-raft-log-sync".into())
+            .spawn(move || log_syncer(syncer_db, queue))
+            .map_err(|e| Error::io("starting the log sync thread", e))?;
         Ok(LogStore {
             log: db.create_keyspace(LOG_KEYSPACE)?,
             meta: db.create_keyspace(LOG_META_KEYSPACE)?,
+            syncer,
         })
     }
 
@@ -257,8 +285,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        // All entries of one append in one synced batch; a batch past sealdb's limit is written
-        // in order as several, so a crash keeps a prefix (which Raft tolerates).
+        // All entries of one append in one batch, written now and in order (a batch past
+        // sealdb's limit is written as several, in order, so a crash keeps a prefix, which
+        // Raft tolerates); durable once the syncer's next WAL sync returns.
         let mut batch = WriteBatch::new();
         for entry in entries {
             let key = index_key(entry.log_id.index);
@@ -267,16 +296,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 let full = std::mem::take(&mut batch);
                 self.log
                     .db()
-                    .write(full, WriteOptions::SYNC)
+                    .write(full, WriteOptions::NO_SYNC)
                     .map_err(write_logs_err)?;
                 batch.put(&self.log, key, &value).map_err(write_logs_err)?;
             }
         }
         self.log
             .db()
-            .write(batch, WriteOptions::SYNC)
+            .write(batch, WriteOptions::NO_SYNC)
             .map_err(write_logs_err)?;
-        callback.log_io_completed(Ok(()));
+        if let Err(std::sync::mpsc::SendError(callback)) = self.syncer.send(callback) {
+            // The syncer is gone (only at shutdown): sync here instead.
+            let result = self.log.db().sync_wal();
+            callback.log_io_completed(match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            });
+            result.map_err(write_logs_err)?;
+        }
         Ok(())
     }
 

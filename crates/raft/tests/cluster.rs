@@ -131,14 +131,16 @@ async fn a_lagging_node_catches_up_by_snapshot_under_its_own_key() {
     let mut client = cluster.client();
     let last = write_range(&mut client, 0..60).await;
     // The leader's log no longer holds what the stopped node misses: only a snapshot helps.
-    let purged = cluster.nodes[&leader]
+    // (Snapshots are built and the log purged in the background: wait for it, bounded.)
+    cluster.nodes[&leader]
         .raft()
-        .metrics()
-        .borrow()
-        .purged
-        .map(|l| l.index)
-        .unwrap_or(0);
-    assert!(purged > 10, "the leader purged its log only to {purged}");
+        .wait(Some(WAIT))
+        .metrics(
+            |m| m.purged.map(|l| l.index).unwrap_or(0) > 10,
+            "the leader purged its log past 10",
+        )
+        .await
+        .expect("the leader purged its log");
 
     cluster.restart(lagging).await;
     assert_has_all(&cluster, lagging, 60, last).await;
