@@ -19,12 +19,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut nodes = BTreeMap::new();
     let mut addrs = BTreeMap::new();
     for id in 1..=3u64 {
-        let store = StoreConfig {
-            dir: root.path().join(format!("node{id}")),
-            keystore_dir: root.path().join(format!("keystore{id}")),
-            transport_kms_dir: kms.clone(),
-            transport_key: "transport".into(),
-        };
+        let store = StoreConfig::for_node(root.path(), id, &kms, "transport");
         let node = RaftNode::start(NodeConfig::new(id, store, "127.0.0.1:0")).await?;
         println!("node {id} listening on {}", node.addr());
         addrs.insert(id, node.addr().to_string());

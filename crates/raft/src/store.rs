@@ -66,6 +66,23 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
+    /// The layout of the examples, the tests and a single-machine trial: node `id` keeps its
+    /// data in `<root>/node<id>` and its keys in `<root>/keystore<id>`, beside the shared
+    /// transport KMS directory `transport_kms_dir` (key `transport_key`).
+    pub fn for_node(
+        root: &Path,
+        id: crate::NodeId,
+        transport_kms_dir: &Path,
+        transport_key: &str,
+    ) -> Self {
+        StoreConfig {
+            dir: root.join(format!("node{id}")),
+            keystore_dir: root.join(format!("keystore{id}")),
+            transport_kms_dir: transport_kms_dir.to_path_buf(),
+            transport_key: transport_key.to_string(),
+        }
+    }
+
     /// sealdb options for this node's databases: the node's own owned key, and the transport
     /// KMS so that a received snapshot's key envelope resolves.
     pub(crate) fn db_options(&self) -> Options {
@@ -83,6 +100,18 @@ impl StoreConfig {
     /// never leaves it).
     pub(crate) fn transport(&self) -> crate::Result<TransportKey> {
         TransportKey::local_kms(&self.transport_kms_dir, &self.transport_key)
+    }
+}
+
+/// The value at `key` in `keyspace`, decoded (`what` names it in errors).
+fn read_decoded<T: DeserializeOwned>(
+    keyspace: &Keyspace,
+    key: &[u8],
+    what: &'static str,
+) -> crate::Result<Option<T>> {
+    match keyspace.get(key)? {
+        Some(bytes) => Ok(Some(decode(&bytes, what)?)),
+        None => Ok(None),
     }
 }
 
@@ -169,10 +198,7 @@ impl LogStore {
         key: &[u8],
         what: &'static str,
     ) -> crate::Result<Option<T>> {
-        match self.meta.get(key)? {
-            Some(bytes) => Ok(Some(decode(&bytes, what)?)),
-            None => Ok(None),
-        }
+        read_decoded(&self.meta, key, what)
     }
 
     fn write_meta<T: Serialize>(&self, key: &[u8], value: &T) -> crate::Result<()> {
@@ -357,10 +383,7 @@ impl StateDb {
         key: &[u8],
         what: &'static str,
     ) -> crate::Result<Option<T>> {
-        match self.applied.get(key)? {
-            Some(bytes) => Ok(Some(decode(&bytes, what)?)),
-            None => Ok(None),
-        }
+        read_decoded(&self.applied, key, what)
     }
 
     fn applied_state(

@@ -13,12 +13,7 @@ pub const WAIT: Duration = Duration::from_secs(20);
 
 /// Where node `id` of a cluster rooted at `root` keeps its data and keys.
 pub fn store_config(root: &Path, id: NodeId) -> StoreConfig {
-    StoreConfig {
-        dir: root.join(format!("node{id}")),
-        keystore_dir: root.join(format!("keystore{id}")),
-        transport_kms_dir: root.join("transport-kms"),
-        transport_key: TRANSPORT_KEY.into(),
-    }
+    StoreConfig::for_node(root, id, &root.join("transport-kms"), TRANSPORT_KEY)
 }
 
 /// Three (or `n`) nodes, each startable and stoppable.
