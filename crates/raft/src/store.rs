@@ -201,8 +201,13 @@ impl LogStore {
         read_decoded(&self.meta, key, what)
     }
 
-    fn write_meta<T: Serialize>(&self, key: &[u8], value: &T) -> crate::Result<()> {
-        self.meta.put_opt(key, encode(value), WriteOptions::SYNC)?;
+    fn write_meta<T: Serialize>(
+        &self,
+        key: &[u8],
+        value: &T,
+        durability: WriteOptions,
+    ) -> crate::Result<()> {
+        self.meta.put_opt(key, encode(value), durability)?;
         Ok(())
     }
 
@@ -281,7 +286,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
-        self.write_meta(VOTE_KEY, vote)
+        self.write_meta(VOTE_KEY, vote, WriteOptions::SYNC)
             .map_err(|e| StorageIOError::write_vote(io_err(e)).into())
     }
 
@@ -291,7 +296,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.write_meta(COMMITTED_KEY, &committed)
+        // Not synced (it is a hint: after a restart openraft re-applies up to it at once
+        // instead of waiting for the leader): the next append's WAL sync makes it durable, and
+        // a committed id lost to a power cut only means a later catch-up, never a wrong read
+        // (linearizable reads wait for the leader's commit in its term).
+        self.write_meta(COMMITTED_KEY, &committed, WriteOptions::NO_SYNC)
             .map_err(write_logs_err)
     }
 
