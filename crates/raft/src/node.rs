@@ -148,7 +148,11 @@ pub struct RaftNode {
     addr: String,
     shared: Arc<Shared>,
     server: tokio::task::JoinHandle<()>,
+    log_open: std::sync::Weak<()>,
 }
+
+/// How long [`RaftNode::shutdown`] waits for openraft's tasks to let go of the log database.
+const LOG_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 impl RaftNode {
     /// Opens the node's stores (creating them on first start), starts openraft and serves the
@@ -166,6 +170,7 @@ impl RaftNode {
             .to_string();
         let transport = config.store.transport()?;
         let (log, sm) = open_stores(&config.store)?;
+        let log_open = log.open_signal();
         let network = Network::new(transport.clone());
         let raft = Raft::new(config.id, Arc::new(raft_config), network, log, sm.clone())
             .await
@@ -177,6 +182,7 @@ impl RaftNode {
             addr,
             shared,
             server,
+            log_open,
         })
     }
 
@@ -304,13 +310,26 @@ impl RaftNode {
         self.shared.scan(start, end, limit).await
     }
 
-    /// Stops the node: openraft, the server, and the databases (closed cleanly), so that the
-    /// same directory can be started again.
+    /// Stops the node: openraft, the server, and the databases (closed cleanly, within
+    /// 5 s), so that the same directory can be started again at once.
     pub async fn shutdown(self) -> Result<()> {
         let shut = self.shared.raft.shutdown().await;
         self.server.abort();
         let _ = self.server.await;
         self.shared.sm.close();
-        shut.map_err(|e| Error::Raft(format!("shutting down: {e}")))
+        drop(self.shared);
+        shut.map_err(|e| Error::Raft(format!("shutting down: {e}")))?;
+        // openraft's tasks drop their log handles as they end; the sync thread closes the
+        // database after them.
+        let deadline = tokio::time::Instant::now() + LOG_CLOSE_WAIT;
+        while self.log_open.upgrade().is_some() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Raft(format!(
+                    "the log database was still open {LOG_CLOSE_WAIT:?} after shutdown"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
     }
 }

@@ -156,6 +156,9 @@ pub struct LogStore {
     log: Keyspace,
     meta: Keyspace,
     syncer: std::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
+    /// Held by every handle on the log database and dropped after it (fields drop in order),
+    /// so that a node stopping can wait until the database is closed.
+    open: Arc<()>,
 }
 
 /// Group commit of appends: each `append` writes its entries at once (in log order, unsynced)
@@ -163,7 +166,7 @@ pub struct LogStore {
 /// far durable with one WAL sync, and only then reports them flushed. While a sync runs, the
 /// appends of other client writes queue up and share the next one. It ends when the log store
 /// and its readers are gone.
-fn log_syncer(db: Db, queue: std::sync::mpsc::Receiver<LogFlushed<TypeConfig>>) {
+fn log_syncer(db: Db, queue: std::sync::mpsc::Receiver<LogFlushed<TypeConfig>>, open: Arc<()>) {
     while let Ok(first) = queue.recv() {
         let mut waiting = vec![first];
         waiting.extend(queue.try_iter());
@@ -175,22 +178,33 @@ fn log_syncer(db: Db, queue: std::sync::mpsc::Receiver<LogFlushed<TypeConfig>>) 
             });
         }
     }
+    drop(db);
+    drop(open);
 }
 
 impl LogStore {
     fn open(path: &Path, opts: Options) -> crate::Result<Self> {
         let db = Db::open(path, opts)?;
         let (syncer, queue) = std::sync::mpsc::channel();
+        let open = Arc::new(());
         let syncer_db = db.clone();
+        let syncer_open = open.clone();
         std::thread::Builder::new()
             .name("sealdb-raft-log-sync".into())
-            .spawn(move || log_syncer(syncer_db, queue))
+            .spawn(move || log_syncer(syncer_db, queue, syncer_open))
             .map_err(|e| Error::io("starting the log sync thread", e))?;
         Ok(LogStore {
             log: db.create_keyspace(LOG_KEYSPACE)?,
             meta: db.create_keyspace(LOG_META_KEYSPACE)?,
             syncer,
+            open,
         })
+    }
+
+    /// Gone (`upgrade` is `None`) once every handle on the log database has been dropped and
+    /// the database is closed.
+    pub(crate) fn open_signal(&self) -> std::sync::Weak<()> {
+        Arc::downgrade(&self.open)
     }
 
     fn read_meta<T: DeserializeOwned>(
