@@ -3,7 +3,7 @@
 
 use crate::keys::TransportKey;
 use crate::network::{Conn, KvReply, KvRequest, Rpc, RpcReply};
-use crate::{Error, Op, Request, Result};
+use crate::{Error, NodeStatus, Op, Request, Result};
 use serde_bytes::ByteBuf;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -169,6 +169,15 @@ impl Client {
                 .map(|(k, v)| (k.into_vec(), v.into_vec()))
                 .collect()),
             _ => Err(Error::malformed("reply", "not key-value pairs")),
+        }
+    }
+
+    /// The Raft state of the node at `addr` (its term, leader, log, applied and snapshot
+    /// indexes).
+    pub async fn status(&mut self, addr: &str) -> Result<NodeStatus> {
+        match self.call_one(addr, &Rpc::Kv(KvRequest::Status)).await? {
+            KvReply::Status(status) => Ok(status),
+            _ => Err(Error::malformed("reply", "not a status")),
         }
     }
 

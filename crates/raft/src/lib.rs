@@ -75,6 +75,25 @@ pub struct Response {
     pub index: u64,
 }
 
+/// One node's Raft state, as it sees it (from openraft's metrics).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The node's id.
+    pub id: NodeId,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// Its current term.
+    pub term: u64,
+    /// The index of the last entry in its log.
+    pub last_log_index: Option<u64>,
+    /// The index of the last entry it applied.
+    pub last_applied: Option<u64>,
+    /// The index up to which it purged its log.
+    pub purged: Option<u64>,
+    /// The last index its current snapshot covers (built here or installed).
+    pub snapshot: Option<u64>,
+}
+
 /// The log id type of this configuration.
 pub type LogId = openraft::LogId<NodeId>;
 /// The Raft handle of this configuration.

@@ -50,6 +50,8 @@ pub(crate) enum KvRequest {
         end: Option<serde_bytes::ByteBuf>,
         limit: u32,
     },
+    /// The node's Raft state.
+    Status,
     /// A scan of what the node asked has applied, without asking the leader (may be stale).
     LocalScan {
         #[serde(with = "serde_bytes")]
@@ -62,6 +64,7 @@ pub(crate) enum KvRequest {
 /// A key-value reply.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum KvReply {
+    Status(crate::NodeStatus),
     Written { index: u64 },
     Value(Option<serde_bytes::ByteBuf>),
     Pairs(Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>),

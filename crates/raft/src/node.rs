@@ -4,7 +4,7 @@
 use crate::error::WireError;
 use crate::network::{self, KvReply, KvRequest, Network, Rpc, RpcHandler, RpcReply};
 use crate::store::{StateMachine, StoreConfig, open_stores};
-use crate::{Error, NodeId, Op, Raft, Request, Result};
+use crate::{Error, NodeId, NodeStatus, Op, Raft, Request, Result};
 use openraft::BasicNode;
 use openraft::error::{
     CheckIsLeaderError, ClientWriteError, ForwardToLeader, InitializeError, RaftError,
@@ -105,6 +105,19 @@ impl Shared {
         self.sm.scan(start, end, limit)
     }
 
+    fn status(&self) -> NodeStatus {
+        let m = self.raft.metrics().borrow().clone();
+        NodeStatus {
+            id: m.id,
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            last_applied: m.last_applied.map(|l| l.index),
+            purged: m.purged.map(|l| l.index),
+            snapshot: m.snapshot.map(|l| l.index),
+        }
+    }
+
     async fn kv(&self, request: KvRequest) -> Result<KvReply> {
         Ok(match request {
             KvRequest::Write(r) => KvReply::Written {
@@ -118,6 +131,7 @@ impl Shared {
                     .map(|(k, v)| (ByteBuf::from(k), ByteBuf::from(v)))
                     .collect(),
             ),
+            KvRequest::Status => KvReply::Status(self.status()),
             KvRequest::LocalScan { start, end, limit } => KvReply::Pairs(
                 self.sm
                     .scan(&start, end.as_deref().map(|e| &e[..]), limit as usize)?
@@ -239,6 +253,11 @@ impl RaftNode {
             .await
             .map(|_| ())
             .map_err(write_error)
+    }
+
+    /// This node's Raft state.
+    pub fn status(&self) -> NodeStatus {
+        self.shared.status()
     }
 
     /// The leader this node knows of, if any.

@@ -15,6 +15,8 @@ const TRANSPORT_KEY: &str = "cluster-transport";
 /// The node processes; killed (SIGKILL) when dropped, so a failing test leaves none behind.
 struct Nodes {
     root: PathBuf,
+    /// `--snapshot-every` for every node, if any.
+    snapshot_every: Option<u64>,
     addrs: BTreeMap<u64, String>,
     children: BTreeMap<u64, Child>,
 }
@@ -44,6 +46,9 @@ impl Nodes {
         }
         if init {
             cmd.arg("--init");
+        }
+        if let Some(n) = self.snapshot_every {
+            cmd.arg("--snapshot-every").arg(n.to_string());
         }
         let child = cmd.spawn().expect("spawn sealdb-raft-node");
         self.children.insert(id, child);
@@ -106,11 +111,11 @@ fn node_dirs(root: &Path) -> Vec<PathBuf> {
     (1..=3).map(|id| root.join(format!("node{id}"))).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_of_the_leader_process_loses_no_acknowledged_write() {
+async fn kill_the_leader_and_check(snapshot_every: Option<u64>) {
     let root = tempfile::tempdir().expect("tempdir");
     let mut nodes = Nodes {
         root: root.path().to_path_buf(),
+        snapshot_every,
         addrs: free_addrs(3),
         children: BTreeMap::new(),
     };
@@ -147,6 +152,24 @@ async fn sigkill_of_the_leader_process_loses_no_acknowledged_write() {
         wait_replica_has_all(&mut client, &addr, 60).await;
     }
 
+    if snapshot_every.is_some() {
+        // Before the restart, the new leader's log must no longer reach back to what the
+        // killed node has (at most 31 entries: the membership entries and 30 writes).
+        let leader_addr = nodes.addrs[&new_leader].clone();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let status = client.status(&leader_addr).await.expect("status");
+            if status.purged.unwrap_or(0) > 35 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the leader never purged: {status:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     // The killed node restarts on its directory and catches up.
     nodes.spawn(old_leader, false);
     let addr = nodes.addrs[&old_leader].clone();
@@ -156,8 +179,36 @@ async fn sigkill_of_the_leader_process_loses_no_acknowledged_write() {
     for id in 1..=3 {
         nodes.kill(id);
     }
+    if snapshot_every.is_some() {
+        // The restarted node's state is a restore of the new leader's backup: same database id.
+        let id_of = |node: u64| {
+            sealdb_crypto::KeysFile::peek(
+                sealdb::Options::default().fs.as_ref(),
+                &nodes.dir(node).join("state"),
+            )
+            .expect("peek KEYS")
+            .database_id
+        };
+        assert_eq!(
+            id_of(old_leader),
+            id_of(new_leader),
+            "node {old_leader} did not install node {new_leader}'s snapshot"
+        );
+    }
     assert_nothing_in_clear(
         &node_dirs(root.path()),
         &[b"secret-key-", b"confidential-value-"],
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_leader_process_loses_no_acknowledged_write() {
+    kill_the_leader_and_check(None).await;
+}
+
+/// The same with a snapshot every 10 entries and no log kept behind it: the leader purges its
+/// log past what the killed node has before it restarts, so it catches up by a snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_leader_catches_up_by_snapshot() {
+    kill_the_leader_and_check(Some(10)).await;
 }
