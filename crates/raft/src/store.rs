@@ -8,7 +8,8 @@
 //! <node>/state      the replicated data (keyspace `kv`) and, in the same database, the last
 //!                   applied log id, the last membership and the current snapshot's metadata
 //!                   (keyspace `raft_applied`)
-//! <node>/snapshot.pack   the current snapshot: a packed backup of `state` (see `snapshot`)
+//! <node>/snapshot-<digest>.pack   the current snapshot: a packed backup of `state` (see
+//!                   `snapshot`), named by a digest of its snapshot id
 //! ```
 //!
 //! The log is a database of its own rather than a keyspace of `state` because installing a
@@ -37,7 +38,11 @@ use std::sync::Arc;
 const LOG_DIR: &str = "log";
 const STATE_DIR: &str = "state";
 const STATE_OLD_DIR: &str = "state.old";
-const PACK_FILE: &str = "snapshot.pack";
+/// The current snapshot's pack is `snapshot-<digest of its id>.pack`: the metadata names its
+/// pack, so a crash between writing one and the other never pairs a pack with another
+/// snapshot's metadata (a missing pack reads as "no snapshot", and openraft builds one).
+const PACK_PREFIX: &str = "snapshot-";
+const PACK_SUFFIX: &str = ".pack";
 
 const LOG_KEYSPACE: &str = "raft_log";
 const LOG_META_KEYSPACE: &str = "raft_meta";
@@ -549,28 +554,54 @@ impl StateMachine {
         let Some(meta) = meta else {
             return Ok(None);
         };
-        let path = self.inner.config.dir.join(PACK_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(path.display().to_string(), e))?;
+        let path = self.pack_path(&meta.snapshot_id);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(path.display().to_string(), e)),
+        };
         Ok(Some(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(bytes)),
         }))
     }
 
+    fn pack_path(&self, snapshot_id: &str) -> PathBuf {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(snapshot_id.as_bytes());
+        let name = sealdb_crypto::hex::encode(digest.get(..16).unwrap_or_default());
+        self.inner
+            .config
+            .dir
+            .join(format!("{PACK_PREFIX}{name}{PACK_SUFFIX}"))
+    }
+
     /// Makes `pack` with `meta` the current snapshot: the pack file first, then the metadata
-    /// (synced), so the metadata never names a pack that is not there.
+    /// (synced) naming it, then the older packs are removed.
     fn set_current_snapshot(
         &self,
         meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
         pack: &[u8],
     ) -> crate::Result<()> {
-        let path = self.inner.config.dir.join(PACK_FILE);
+        let path = self.pack_path(&meta.snapshot_id);
         snapshot::write_atomic(&path, pack)?;
         self.with_db(|db| {
             db.applied
                 .put_opt(SNAPSHOT_META_KEY, encode(meta), WriteOptions::SYNC)?;
             Ok(())
-        })
+        })?;
+        let dir = &self.inner.config.dir;
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(PACK_PREFIX) && name.ends_with(PACK_SUFFIX) && entry.path() != path
+            {
+                std::fs::remove_file(entry.path())
+                    .map_err(|e| Error::io(format!("removing {name}"), e))?;
+            }
+        }
+        Ok(())
     }
 
     fn build(&self) -> crate::Result<Snapshot<TypeConfig>> {

@@ -106,3 +106,49 @@ async fn altered_or_foreign_snapshots_are_refused_and_change_nothing() {
     );
     assert_eq!(follower.get(b"local-key").expect("read"), None);
 }
+
+fn packs(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .expect("ls")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pack"))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_current_snapshot_is_the_pack_its_metadata_names_or_none() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let kms = root.path().join("kms");
+    let mut sm = node(root.path(), 1, &kms);
+    let dir = StoreConfig::for_node(root.path(), 1, &kms, "transport").dir;
+    sm.apply([put(1, "a", "1")]).await.expect("apply");
+    let first = sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("build");
+    sm.apply([put(2, "b", "2")]).await.expect("apply");
+    let second = sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("build");
+    assert_ne!(first.meta.snapshot_id, second.meta.snapshot_id);
+    // One pack: the newest; the older one is gone.
+    assert_eq!(packs(&dir).len(), 1);
+    let current = sm
+        .get_current_snapshot()
+        .await
+        .expect("read")
+        .expect("a snapshot");
+    assert_eq!(current.meta, second.meta);
+    assert_eq!(current.snapshot.into_inner(), second.snapshot.into_inner());
+    // Metadata whose pack is not here (as after a crash during an install, when the restored
+    // state still carries the sender's metadata): no current snapshot, never a mismatched one.
+    for p in packs(&dir) {
+        std::fs::remove_file(p).expect("rm");
+    }
+    assert!(sm.get_current_snapshot().await.expect("read").is_none());
+}
