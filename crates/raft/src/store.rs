@@ -155,7 +155,8 @@ pub fn open_stores(config: &StoreConfig) -> crate::Result<(LogStore, StateMachin
 
 /// The Raft log and vote of one node, in its own sealdb database. Nothing is reported durable
 /// before it is: the vote, truncations and purges are synced writes, and appended entries are
-/// reported flushed only after a WAL sync that followed them (one WAL sync shared by every append queued meanwhile).
+/// reported flushed only after a WAL sync that followed them (one sync shared by every append
+/// queued meanwhile).
 #[derive(Clone)]
 pub struct LogStore {
     log: Keyspace,
