@@ -7,8 +7,8 @@
 //! *transport key*; a follower verifies it and restores it under its own master key. Nothing is
 //! ever written or sent in clear: see `docs/replication.md`.
 //!
-//! [`RaftNode`] runs one node with the sealed loopback TCP transport of [`network`]; [`Client`] talks
-//! to a cluster and follows leader redirects.
+//! [`RaftNode`] runs one node with the sealed loopback TCP transport of [`network`];
+//! [`Client`] talks to a cluster and follows leader redirects.
 
 mod client;
 mod codec;
