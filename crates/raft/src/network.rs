@@ -100,14 +100,22 @@ async fn write_frame(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()
     stream.flush().await
 }
 
+/// The largest handshake frame: a wrapped key is about a hundred bytes, so an unauthenticated
+/// peer cannot make a node allocate more than this.
+const MAX_HANDSHAKE_FRAME: u32 = 4096;
+
 async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    read_frame_limited(stream, MAX_FRAME).await
+}
+
+async fn read_frame_limited(stream: &mut TcpStream, max: u32) -> std::io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     stream.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len);
-    if len > MAX_FRAME {
+    if len > max {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes, more than the {MAX_FRAME} allowed"),
+            format!("frame of {len} bytes, more than the {max} allowed"),
         ));
     }
     let mut buf = vec![0u8; len as usize];
@@ -194,7 +202,7 @@ async fn client_handshake(
     let mut hello = WIRE_MAGIC.to_vec();
     hello.extend_from_slice(&wrapped);
     write_frame(stream, &hello).await?;
-    let server_random = read_frame(stream).await?;
+    let server_random = read_frame_limited(stream, MAX_HANDSHAKE_FRAME).await?;
     if server_random.len() != SERVER_RANDOM_LEN {
         return Err(invalid_data("a handshake reply of the wrong length"));
     }
@@ -206,7 +214,7 @@ async fn server_handshake(
     stream: &mut TcpStream,
     transport: &TransportKey,
 ) -> std::io::Result<Session> {
-    let hello = read_frame(stream).await?;
+    let hello = read_frame_limited(stream, MAX_HANDSHAKE_FRAME).await?;
     let wrapped = hello
         .strip_prefix(WIRE_MAGIC.as_slice())
         .ok_or_else(|| invalid_data("not a sealdb-raft handshake"))?;
@@ -293,6 +301,9 @@ pub(crate) async fn serve<H: RpcHandler>(
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else {
+                    // Out of descriptors, most likely: give connections time to end rather
+                    // than spinning.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
                 connections.spawn(serve_connection(stream, handler.clone(), transport.clone()));

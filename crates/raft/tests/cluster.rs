@@ -325,6 +325,24 @@ async fn the_wire_carries_nothing_in_clear_and_refuses_strangers() {
         Err(sealdb_raft::Error::Timeout(_)) => {}
         other => panic!("a client without the transport key got {other:?}"),
     }
+    // Raw garbage before the handshake: a huge length, then a hello that is no wrapped key.
+    // Each connection is dropped without an answer, and the node serves on.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for junk in [
+        u32::MAX.to_be_bytes().to_vec(),
+        [&8u32.to_be_bytes()[..], b"SDBRWIR1"].concat(),
+    ] {
+        let mut raw = tokio::net::TcpStream::connect(&cluster.addrs[&leader])
+            .await
+            .expect("connect");
+        raw.write_all(&junk).await.expect("write");
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(WAIT, raw.read_to_end(&mut answer)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "the node answered junk: {read:?}"
+        );
+    }
     let mut client = cluster.client();
     assert_eq!(client.get(key(99)).await.expect("get"), None);
     let _root = cluster.shutdown().await;
