@@ -106,8 +106,12 @@ pub type StorageError = openraft::StorageError<NodeId>;
 /// cloud KMS that all nodes are allowed to use (see `docs/replication.md`).
 pub fn ensure_transport_key(kms_dir: &std::path::Path, name: &str) -> Result<()> {
     let kms = sealdb_crypto::LocalKms::open(kms_dir)?;
-    if kms.describe(name).is_err() {
-        kms.create_key(name)?;
+    if kms.describe(name).is_err()
+        && let Err(e) = kms.create_key(name)
+        // Another node may have created it meanwhile.
+        && kms.describe(name).is_err()
+    {
+        return Err(e.into());
     }
     Ok(())
 }
