@@ -27,6 +27,7 @@ use openraft::{
 };
 use parking_lot::Mutex;
 use sealdb::{Db, Keyspace, MasterKey, Options, WriteBatch, WriteOptions};
+use sealdb_crypto::{KeysFile, OwnedKeyProvider};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
@@ -390,6 +391,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
+/// The database id of the sealdb database at `dir` (from its KEYS header).
+fn state_database_id(dir: &Path) -> crate::Result<sealdb_crypto::DatabaseId> {
+    let fs = Options::default().fs;
+    Ok(KeysFile::peek(fs.as_ref(), dir)?.database_id)
+}
+
 /// The open state database and its keyspaces; replaced whole when a snapshot is installed.
 struct StateDb {
     db: Db,
@@ -644,12 +651,13 @@ impl StateMachine {
         // Unpacked, verified and restored under this node's own key beside the live state,
         // before anything live changes.
         let received = snapshot::receive(&pack, config)?;
+        let state = config.dir.join(STATE_DIR);
+        let replaced_id = state_database_id(&state)?;
         let _applying = self.inner.apply_lock.lock();
         let mut guard = self.inner.db.write();
         if let Some(old) = guard.take() {
             old.close();
         }
-        let state = config.dir.join(STATE_DIR);
         let old = config.dir.join(STATE_OLD_DIR);
         let swapped = (|| -> crate::Result<StateDb> {
             std::fs::rename(&state, &old)
@@ -691,6 +699,13 @@ impl StateMachine {
         drop(guard);
         std::fs::remove_dir_all(&old)
             .map_err(|e| Error::io(format!("removing {}", old.display()), e))?;
+        // The replaced database is gone: shred its master key too, unless the new state is of
+        // the same database (a later snapshot of the same lineage), which uses that key now.
+        if state_database_id(&state)? != replaced_id
+            && let Ok(key) = OwnedKeyProvider::open(&config.keystore_dir, replaced_id)
+        {
+            key.destroy()?;
+        }
         snapshot::remove_scratch(&config.dir)?;
         self.set_current_snapshot(meta, bytes)
     }

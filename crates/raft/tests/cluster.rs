@@ -127,6 +127,12 @@ async fn a_lagging_node_catches_up_by_snapshot_under_its_own_key() {
         .find(|id| **id != leader)
         .expect("follower");
     cluster.stop(lagging).await;
+    let replaced = KeysFile::peek(
+        sealdb::Options::default().fs.as_ref(),
+        &cluster.dir(lagging).join("state"),
+    )
+    .expect("peek")
+    .database_id;
 
     let mut client = cluster.client();
     let last = write_range(&mut client, 0..60).await;
@@ -179,6 +185,11 @@ async fn a_lagging_node_catches_up_by_snapshot_under_its_own_key() {
         .expect("peek")
         .database_id,
         "the state was not restored from the leader's snapshot"
+    );
+    // The replaced state's master key is shredded along with it.
+    assert!(
+        !OwnedKeyProvider::key_path(&own, replaced).exists(),
+        "the replaced state's key is still in node {lagging}'s keystore"
     );
     // After the install the node writes under a data key of its own.
     let versions = KeysFile::peek(
