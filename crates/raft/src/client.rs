@@ -97,7 +97,9 @@ impl Client {
                         redirected = true;
                         break;
                     }
-                    Err(e @ (Error::NotLeader { .. } | Error::Io { .. })) => {
+                    Err(
+                        e @ (Error::NotLeader { .. } | Error::Io { .. } | Error::Unavailable(_)),
+                    ) => {
                         if self.leader.as_deref() == Some(addr.as_str()) {
                             self.leader = None;
                         }

@@ -35,6 +35,10 @@ pub enum Error {
         /// The current leader's address, when known.
         leader_addr: Option<String>,
     },
+    /// The node could not serve the request now (no quorum answered a leadership check, or it
+    /// is shutting down); another try, here or elsewhere, may succeed.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// openraft refused or failed an operation.
     #[error("raft: {0}")]
     Raft(String),
@@ -72,6 +76,7 @@ pub(crate) enum WireError {
         leader_id: Option<u64>,
         leader_addr: Option<String>,
     },
+    Unavailable(String),
     Failed(String),
 }
 
@@ -85,6 +90,7 @@ impl From<Error> for WireError {
                 leader_id,
                 leader_addr,
             },
+            Error::Unavailable(s) => WireError::Unavailable(s),
             other => WireError::Failed(other.to_string()),
         }
     }
@@ -100,6 +106,7 @@ impl From<WireError> for Error {
                 leader_id,
                 leader_addr,
             },
+            WireError::Unavailable(s) => Error::Unavailable(s),
             WireError::Failed(s) => Error::Raft(s),
         }
     }

@@ -62,6 +62,7 @@ fn not_leader(f: ForwardToLeader<NodeId, BasicNode>) -> Error {
 fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> Error {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(f),
+        RaftError::Fatal(f) => Error::Unavailable(f.to_string()),
         e => Error::Raft(e.to_string()),
     }
 }
@@ -86,7 +87,10 @@ impl Shared {
         match self.raft.ensure_linearizable().await {
             Ok(_) => Ok(()),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(not_leader(f)),
-            Err(e) => Err(Error::Raft(e.to_string())),
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q))) => {
+                Err(Error::Unavailable(q.to_string()))
+            }
+            Err(RaftError::Fatal(f)) => Err(Error::Unavailable(f.to_string())),
         }
     }
 
