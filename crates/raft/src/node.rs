@@ -160,7 +160,9 @@ impl RpcHandler for Shared {
     }
 }
 
-/// A running node of a replicated sealdb cluster.
+/// A running node of a replicated sealdb cluster. It runs on the tokio runtime it was started
+/// on; stop it with [`RaftNode::shutdown`] (dropping the handle alone leaves its tasks running
+/// until the runtime ends).
 pub struct RaftNode {
     id: NodeId,
     addr: String,
