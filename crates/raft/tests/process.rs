@@ -212,3 +212,28 @@ async fn sigkill_of_the_leader_process_loses_no_acknowledged_write() {
 async fn a_sigkilled_leader_catches_up_by_snapshot() {
     kill_the_leader_and_check(Some(10)).await;
 }
+
+#[test]
+fn a_node_whose_id_is_not_a_peer_refuses_to_start() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_sealdb-raft-node"))
+        .arg("--id")
+        .arg("4")
+        .arg("--dir")
+        .arg(root.path().join("node4"))
+        .arg("--keystore")
+        .arg(root.path().join("keystore4"))
+        .arg("--transport-kms")
+        .arg(root.path().join("transport-kms"))
+        .arg("--peer")
+        .arg("1=127.0.0.1:1")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--id 4"), "{stderr}");
+    assert!(
+        !root.path().join("node4").exists(),
+        "it created its directory anyway"
+    );
+}
