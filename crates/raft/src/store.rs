@@ -668,8 +668,12 @@ impl StateMachine {
         let db = match swapped {
             Ok(db) => db,
             Err(e) => {
-                // Put the previous state back and keep serving it.
-                if !state.exists() && old.exists() {
+                // Put the previous state back (dropping a restored copy that did not open)
+                // and keep serving it.
+                if old.exists() {
+                    if state.exists() {
+                        let _ = std::fs::remove_dir_all(&state);
+                    }
                     let _ = std::fs::rename(&old, &state);
                 }
                 *guard = Some(StateDb::open(&state, config.db_options())?);
