@@ -770,3 +770,40 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|e| StorageIOError::read_snapshot(None, io_err(e)).into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interrupted_install_is_resolved_at_open() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let kms = root.path().join("kms");
+        crate::ensure_transport_key(&kms, "transport").expect("transport key");
+        let config = StoreConfig::for_node(root.path(), 1, &kms, "transport");
+        std::fs::create_dir_all(&config.dir).expect("mkdir");
+        let sm = StateMachine::open(config.clone()).expect("open");
+        sm.with_db(|db| Ok(db.data.put(b"k", b"v")?)).expect("put");
+        sm.close();
+        let state = config.dir.join(STATE_DIR);
+        let old = config.dir.join(STATE_OLD_DIR);
+
+        // Crash after the live state was moved aside, before the restore appeared: it is put
+        // back.
+        std::fs::rename(&state, &old).expect("rename");
+        let sm = StateMachine::open(config.clone()).expect("reopen");
+        assert_eq!(sm.get(b"k").expect("get"), Some(b"v".to_vec()));
+        assert!(!old.exists());
+        sm.close();
+
+        // Crash after the restore appeared, before the old state was removed: it is removed.
+        std::fs::create_dir_all(&old).expect("mkdir");
+        std::fs::write(old.join("leftover"), b"x").expect("write");
+        std::fs::create_dir_all(config.dir.join("snapshot-recv")).expect("mkdir");
+        let sm = StateMachine::open(config.clone()).expect("reopen");
+        assert_eq!(sm.get(b"k").expect("get"), Some(b"v".to_vec()));
+        assert!(!old.exists());
+        assert!(!config.dir.join("snapshot-recv").exists());
+        sm.close();
+    }
+}
