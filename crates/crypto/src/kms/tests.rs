@@ -1,7 +1,8 @@
 //! Tests of the local KMS's operations, provider and audit log.
 
 use super::audit::AUDIT_FILE;
-use super::state::{Lifecycle, MAX_NAME_LEN, PROVIDER, SECONDS_PER_DAY, STATE_FILE};
+use super::provider::LocalKmsProvider;
+use super::state::{Lifecycle, MAX_NAME_LEN, PROVIDER, SECONDS_PER_DAY, STATE_FILE, State};
 use super::store::{LOCK_FILE, LocalKms};
 use crate::keys::{DatabaseId, SecretKey};
 use crate::provider::{EncryptionContext, KeyDescriptor, KeyProvider, local_wrap_master_version};
@@ -43,6 +44,44 @@ fn material_hexes(kms: &LocalKms) -> Vec<String> {
         .collect()
 }
 
+/// A fresh KMS holding key `k`, its provider, and a data key for a fresh database wrapped
+/// under it.
+fn wrapped_under_k() -> Result<(
+    TempDir,
+    LocalKms,
+    LocalKmsProvider,
+    DatabaseId,
+    SecretKey,
+    Vec<u8>,
+)> {
+    let dir = tmp();
+    let kms = LocalKms::open(dir.path())?;
+    kms.create_key("k")?;
+    let p = kms.provider("k");
+    let id = db();
+    let dk = SecretKey::generate()?;
+    let w = p.wrap(&dk, &ctx(id))?;
+    Ok((dir, kms, p, id, dk, w))
+}
+
+/// Changes the state file behind the KMS's back (as a crash, a clock or an attacker might),
+/// under its lock.
+fn edit_state(kms: &LocalKms, edit: impl FnOnce(&mut State)) -> Result<()> {
+    let _lock = kms.acquire_lock()?;
+    let (mut state, _) = kms.read_state()?;
+    edit(&mut state);
+    kms.write_state(&state)
+}
+
+/// Asserts that an operation was refused as an invalid argument (a wrong state, a bad value).
+#[track_caller]
+fn assert_invalid<T: std::fmt::Debug>(outcome: Result<T>) {
+    assert!(
+        matches!(outcome, Err(Error::InvalidArgument { .. })),
+        "{outcome:?}"
+    );
+}
+
 #[test]
 fn open_creates_private_layout() -> Result<()> {
     let dir = tmp();
@@ -81,10 +120,7 @@ fn create_list_describe() -> Result<()> {
         kms.describe("nope").map_err(|e| state_of(&e).cloned()),
         Err(Some(KeyState::NotFound))
     );
-    assert!(matches!(
-        kms.create_key("beta"),
-        Err(Error::InvalidArgument { .. })
-    ));
+    assert_invalid(kms.create_key("beta"));
     let long = "x".repeat(MAX_NAME_LEN + 1);
     for bad in ["", "a b", "a/b", "ключ", "x\n", long.as_str()] {
         assert!(
@@ -141,13 +177,7 @@ fn rotate_keeps_old_versions_unwrappable() -> Result<()> {
 
 #[test]
 fn disable_and_enable() -> Result<()> {
-    let dir = tmp();
-    let kms = LocalKms::open(dir.path())?;
-    kms.create_key("k")?;
-    let p = kms.provider("k");
-    let id = db();
-    let dk = SecretKey::generate()?;
-    let w = p.wrap(&dk, &ctx(id))?;
+    let (_dir, kms, p, id, dk, w) = wrapped_under_k()?;
     assert_eq!(p.check()?, KeyState::Enabled);
     kms.disable("k")?;
     kms.disable("k")?; // idempotent
@@ -162,10 +192,7 @@ fn disable_and_enable() -> Result<()> {
     assert_eq!(state_of(&e), Some(&KeyState::Disabled));
     let e = p.wrap(&dk, &ctx(id)).expect_err("disabled");
     assert_eq!(state_of(&e), Some(&KeyState::Disabled));
-    assert!(matches!(
-        kms.rotate("k"),
-        Err(Error::InvalidArgument { .. })
-    ));
+    assert_invalid(kms.rotate("k"));
     kms.enable("k")?;
     assert_eq!(p.check()?, KeyState::Enabled);
     assert_eq!(p.unwrap(&w, &ctx(id))?, dk);
@@ -174,19 +201,10 @@ fn disable_and_enable() -> Result<()> {
 
 #[test]
 fn deletion_lifecycle() -> Result<()> {
-    let dir = tmp();
-    let kms = LocalKms::open(dir.path())?;
-    kms.create_key("k")?;
-    let p = kms.provider("k");
-    let id = db();
-    let dk = SecretKey::generate()?;
-    let w = p.wrap(&dk, &ctx(id))?;
+    let (dir, kms, p, id, dk, w) = wrapped_under_k()?;
 
     for bad_days in [0, 31, u32::MAX] {
-        assert!(matches!(
-            kms.schedule_deletion("k", bad_days),
-            Err(Error::InvalidArgument { .. })
-        ));
+        assert_invalid(kms.schedule_deletion("k", bad_days));
     }
     let before = crate::unix_now();
     let at = kms.schedule_deletion("k", 7)?;
@@ -198,32 +216,17 @@ fn deletion_lifecycle() -> Result<()> {
     assert_eq!(state_of(&e), Some(&pending));
     assert_eq!(state_of(&p.check().expect_err("pending")), Some(&pending));
     // Enabling is not how a deletion is cancelled; nor can it be scheduled twice.
-    assert!(matches!(
-        kms.enable("k"),
-        Err(Error::InvalidArgument { .. })
-    ));
-    assert!(matches!(
-        kms.schedule_deletion("k", 3),
-        Err(Error::InvalidArgument { .. })
-    ));
+    assert_invalid(kms.enable("k"));
+    assert_invalid(kms.schedule_deletion("k", 3));
     // Too early without `now`.
-    assert!(matches!(
-        kms.destroy("k", false),
-        Err(Error::InvalidArgument { .. })
-    ));
+    assert_invalid(kms.destroy("k", false));
     assert_eq!(kms.describe("k")?.state, pending);
 
     kms.cancel_deletion("k")?;
     assert_eq!(kms.describe("k")?.state, KeyState::Disabled);
-    assert!(matches!(
-        kms.cancel_deletion("k"),
-        Err(Error::InvalidArgument { .. })
-    ));
+    assert_invalid(kms.cancel_deletion("k"));
     // Destroy only from pending deletion.
-    assert!(matches!(
-        kms.destroy("k", true),
-        Err(Error::InvalidArgument { .. })
-    ));
+    assert_invalid(kms.destroy("k", true));
     kms.enable("k")?;
     assert_eq!(p.unwrap(&w, &ctx(id))?, dk);
 
@@ -243,18 +246,9 @@ fn deletion_lifecycle() -> Result<()> {
     );
     // Gone for good; destroying again is a no-op.
     kms.destroy("k", true)?;
-    assert!(matches!(
-        kms.enable("k"),
-        Err(Error::InvalidArgument { .. })
-    ));
-    assert!(matches!(
-        kms.cancel_deletion("k"),
-        Err(Error::InvalidArgument { .. })
-    ));
-    assert!(matches!(
-        kms.rotate("k"),
-        Err(Error::InvalidArgument { .. })
-    ));
+    assert_invalid(kms.enable("k"));
+    assert_invalid(kms.cancel_deletion("k"));
+    assert_invalid(kms.rotate("k"));
     // The material is not anywhere in the state file.
     let raw = std::fs::read(dir.path().join(STATE_FILE)).map_err(|e| Error::io("read", e))?;
     let destroyed_hex = key_hex.first().expect("one material");
@@ -270,16 +264,13 @@ fn overdue_deletion_happens_lazily_and_is_audited() -> Result<()> {
     kms.create_key("other")?;
     kms.schedule_deletion("k", 1)?;
     // Move the deadline into the past, as if a day had gone by.
-    {
-        let _lock = kms.acquire_lock()?;
-        let (mut state, _) = kms.read_state()?;
+    edit_state(&kms, |state| {
         if let Some(r) = state.keys.get_mut("k") {
             r.lifecycle = Lifecycle::PendingDeletion {
                 deletion_at: crate::unix_now() - 1,
             };
         }
-        kms.write_state(&state)?;
-    }
+    })?;
     // Any access (here, a check of another key) destroys it.
     kms.provider("other").check()?;
     assert_eq!(material_hexes(&kms).len(), 1);
@@ -309,9 +300,7 @@ fn keys_do_not_unwrap_each_other() -> Result<()> {
         other => panic!("expected WrongMasterKey, got {other:?}"),
     }
     // Even with identical material, the descriptor binds the wrap to its key.
-    {
-        let _lock = kms.acquire_lock()?;
-        let (mut state, _) = kms.read_state()?;
+    edit_state(&kms, |state| {
         let a_material = state
             .keys
             .get("a")
@@ -320,8 +309,7 @@ fn keys_do_not_unwrap_each_other() -> Result<()> {
         if let Some(r) = state.keys.get_mut("b") {
             r.materials = vec![a_material];
         }
-        kms.write_state(&state)?;
-    }
+    })?;
     assert!(matches!(
         kms.provider("b").unwrap(&wa, &ctx(id)),
         Err(Error::WrongMasterKey { .. })
@@ -377,13 +365,7 @@ fn concurrent_rotations_are_not_lost() -> Result<()> {
 
 #[test]
 fn audit_log_records_operations_without_key_material() -> Result<()> {
-    let dir = tmp();
-    let kms = LocalKms::open(dir.path())?;
-    kms.create_key("k")?;
-    let p = kms.provider("k");
-    let id = db();
-    let dk = SecretKey::generate()?;
-    let w = p.wrap(&dk, &ctx(id))?;
+    let (dir, kms, p, id, dk, w) = wrapped_under_k()?;
     p.unwrap(&w, &ctx(id))?;
     kms.rotate("k")?;
     let w2 = p.wrap(&dk, &ctx(id))?;
@@ -466,13 +448,7 @@ fn audit_tolerates_torn_last_line() -> Result<()> {
 
 #[test]
 fn unauditable_use_is_refused() -> Result<()> {
-    let dir = tmp();
-    let kms = LocalKms::open(dir.path())?;
-    kms.create_key("k")?;
-    let p = kms.provider("k");
-    let id = db();
-    let dk = SecretKey::generate()?;
-    let w = p.wrap(&dk, &ctx(id))?;
+    let (dir, kms, p, id, dk, w) = wrapped_under_k()?;
     // Make audit.log unwritable by replacing it with a directory.
     let path = dir.path().join(AUDIT_FILE);
     std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
