@@ -25,6 +25,7 @@ pub mod sealed;
 pub mod aws;
 pub mod kms;
 pub mod owned;
+mod private_file;
 
 #[cfg(feature = "aws-kms")]
 pub use aws::AwsKmsProvider;

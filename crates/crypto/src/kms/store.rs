@@ -4,7 +4,7 @@ use super::audit::{AUDIT_FILE, AuditEntry, append_audit, open_audit_log};
 use super::codec::{MAX_STATE_FILE_LEN, decode_state, encode_state};
 use super::session::Session;
 use super::state::{STATE_FILE, State};
-use crate::owned::{
+use crate::private_file::{
     Replace, check_private_mode, create_private_dir, read_limited, sync_dir,
     write_private_file_atomically,
 };
