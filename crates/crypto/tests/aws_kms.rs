@@ -12,7 +12,9 @@ use sealdb_crypto::{
     AwsKmsProvider, CipherId, DatabaseId, EncryptionContext, Error, KeyDescriptor, KeyProvider,
     KeyState, KeysFile, LocalKms, SecretKey, SharedProvider,
 };
-use sealdb_vfs::{CrashFs, FileSystem};
+mod common;
+
+use common::{db_fs, resolver};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -152,28 +154,6 @@ fn assert_wrong_key(err: Error, key_id: &str) {
             assert_eq!(named, key_id);
         }
         other => panic!("expected WrongMasterKey, got {other:?}"),
-    }
-}
-
-fn mem_fs() -> CrashFs {
-    let fs = CrashFs::new();
-    fs.create_dir_all(Path::new("/db")).expect("mkdir");
-    fs.sync_dir(Path::new("/")).expect("sync");
-    fs
-}
-
-fn resolver(
-    providers: Vec<SharedProvider>,
-) -> impl FnOnce(&KeyDescriptor) -> sealdb_crypto::Result<SharedProvider> {
-    move |desc| {
-        providers
-            .into_iter()
-            .find(|p| p.descriptor() == *desc)
-            .ok_or_else(|| Error::KeyUnavailable {
-                provider: desc.provider.clone(),
-                key_id: desc.key_id.clone(),
-                state: KeyState::NotFound,
-            })
     }
 }
 
@@ -481,7 +461,7 @@ fn a_keys_file_under_an_aws_key_opens() {
         return;
     };
     let aws: SharedProvider = Arc::new(admin.provider(&admin.create_key()));
-    let fs = mem_fs();
+    let fs = db_fs();
     let id = DatabaseId::generate().expect("id");
     let created = KeysFile::create(
         &fs,
@@ -515,7 +495,7 @@ fn switching_between_an_aws_key_and_a_local_kms_key_and_back() {
     let local: SharedProvider = Arc::new(kms.provider("app"));
     let all = || vec![aws_a.clone(), aws_b.clone(), local.clone()];
 
-    let fs = mem_fs();
+    let fs = db_fs();
     let dir = Path::new("/db");
     let id = DatabaseId::generate().expect("id");
     let mut keys =

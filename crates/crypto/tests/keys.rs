@@ -3,38 +3,18 @@
 
 use sealdb_crypto::keysfile::KEYS_FILE_NAME;
 use sealdb_crypto::{
-    CipherId, DatabaseId, Error, KeyDescriptor, KeyState, KeysFile, LocalKms, OwnedKeyProvider,
-    SharedProvider,
+    CipherId, DatabaseId, Error, KeyState, KeysFile, LocalKms, OwnedKeyProvider, SharedProvider,
 };
-use sealdb_vfs::{CrashFs, FaultKind, FileSystem};
+mod common;
+
+use common::{db_fs, resolver};
+use sealdb_vfs::FaultKind;
 use std::path::Path;
 use std::sync::Arc;
 
-fn fs() -> CrashFs {
-    let fs = CrashFs::new();
-    fs.create_dir_all(Path::new("/db")).expect("mkdir");
-    fs.sync_dir(Path::new("/")).expect("sync");
-    fs
-}
-
-fn resolver(
-    providers: Vec<SharedProvider>,
-) -> impl FnOnce(&KeyDescriptor) -> sealdb_crypto::Result<SharedProvider> {
-    move |desc| {
-        providers
-            .into_iter()
-            .find(|p| p.descriptor() == *desc)
-            .ok_or_else(|| Error::KeyUnavailable {
-                provider: desc.provider.clone(),
-                key_id: desc.key_id.clone(),
-                state: KeyState::NotFound,
-            })
-    }
-}
-
 #[test]
 fn create_open_and_data_keys_match() {
-    let fs = fs();
+    let fs = db_fs();
     let ks = tempfile::tempdir().expect("tmp");
     let id = DatabaseId::generate().expect("id");
     let owned: SharedProvider = Arc::new(OwnedKeyProvider::create(ks.path(), id).expect("owned"));
@@ -84,7 +64,7 @@ fn create_open_and_data_keys_match() {
 
 #[test]
 fn wrong_disabled_and_destroyed_keys_have_their_own_errors() {
-    let fs = fs();
+    let fs = db_fs();
     let kms_dir = tempfile::tempdir().expect("tmp");
     let kms = LocalKms::open(kms_dir.path()).expect("kms");
     kms.create_key("a").expect("a");
@@ -148,7 +128,7 @@ fn wrong_disabled_and_destroyed_keys_have_their_own_errors() {
 
 #[test]
 fn switching_master_keys_rewraps_without_changing_data_keys() {
-    let fs = fs();
+    let fs = db_fs();
     let ks = tempfile::tempdir().expect("tmp");
     let kms_dir = tempfile::tempdir().expect("tmp");
     let kms = LocalKms::open(kms_dir.path()).expect("kms");
@@ -201,7 +181,7 @@ fn a_crash_during_a_switch_leaves_exactly_one_key_working() {
     let owned: SharedProvider = Arc::new(OwnedKeyProvider::create(ks.path(), id).expect("owned"));
     let local: SharedProvider = Arc::new(kms.provider("k"));
     for point in 0..8u64 {
-        let fs = fs();
+        let fs = db_fs();
         let mut keys = KeysFile::create(
             &fs,
             Path::new("/db"),
@@ -227,7 +207,7 @@ fn a_crash_during_a_switch_leaves_exactly_one_key_working() {
 
 #[test]
 fn tampered_envelope_or_payload_is_an_integrity_error() {
-    let fs = fs();
+    let fs = db_fs();
     let ks = tempfile::tempdir().expect("tmp");
     let id = DatabaseId::generate().expect("id");
     let owned: SharedProvider = Arc::new(OwnedKeyProvider::create(ks.path(), id).expect("owned"));
