@@ -124,6 +124,25 @@ impl Admin {
         AwsKmsProvider::with_endpoint(key_id, &self.endpoint, REGION, ACCESS_KEY, SECRET_KEY)
             .expect("provider")
     }
+
+    /// A new key, its provider, a fresh database's context, and a random data key wrapped
+    /// under the key for that database.
+    fn key_with_a_wrapped_data_key(
+        &self,
+    ) -> (
+        String,
+        AwsKmsProvider,
+        EncryptionContext,
+        SecretKey,
+        Vec<u8>,
+    ) {
+        let key_id = self.create_key();
+        let p = self.provider(&key_id);
+        let ctx = ctx();
+        let data_key = SecretKey::generate().expect("key");
+        let wrapped = p.wrap(&data_key, &ctx).expect("wrap");
+        (key_id, p, ctx, data_key, wrapped)
+    }
 }
 
 fn ctx() -> EncryptionContext {
@@ -218,11 +237,7 @@ fn another_database_or_an_altered_blob_is_the_wrong_master_key() {
     let Some(admin) = Admin::connect() else {
         return;
     };
-    let key_id = admin.create_key();
-    let p = admin.provider(&key_id);
-    let ctx = ctx();
-    let data_key = SecretKey::generate().expect("key");
-    let wrapped = p.wrap(&data_key, &ctx).expect("wrap");
+    let (key_id, p, ctx, data_key, wrapped) = admin.key_with_a_wrapped_data_key();
 
     // Unwrapping on behalf of another database: the encryption context differs.
     let other_db = self::ctx();
@@ -277,11 +292,7 @@ fn a_disabled_key_is_unavailable_until_enabled() {
     let Some(admin) = Admin::connect() else {
         return;
     };
-    let key_id = admin.create_key();
-    let p = admin.provider(&key_id);
-    let ctx = ctx();
-    let data_key = SecretKey::generate().expect("key");
-    let wrapped = p.wrap(&data_key, &ctx).expect("wrap");
+    let (key_id, p, ctx, data_key, wrapped) = admin.key_with_a_wrapped_data_key();
 
     admin.disable(&key_id);
     assert_eq!(state_of(p.check().expect_err("check")), KeyState::Disabled);
@@ -313,11 +324,7 @@ fn a_key_pending_deletion_is_unavailable_and_cancelling_leaves_it_disabled() {
     let Some(admin) = Admin::connect() else {
         return;
     };
-    let key_id = admin.create_key();
-    let p = admin.provider(&key_id);
-    let ctx = ctx();
-    let data_key = SecretKey::generate().expect("key");
-    let wrapped = p.wrap(&data_key, &ctx).expect("wrap");
+    let (key_id, p, ctx, data_key, wrapped) = admin.key_with_a_wrapped_data_key();
 
     let before = sealdb_crypto::unix_now();
     admin.schedule_deletion(&key_id, 7);
