@@ -18,6 +18,7 @@ pub mod hex;
 pub mod keyring;
 pub mod keys;
 pub mod keysfile;
+mod kinds;
 pub mod provider;
 pub mod sealed;
 // -- key providers (owned keystore, local KMS) --

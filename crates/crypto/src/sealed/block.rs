@@ -1,8 +1,9 @@
 //! Block handles, and the [`BlockSealer`] that seals and opens one block of a file.
 
-use super::header::{ArtifactKind, CipherId, FORMAT_VERSION, FileHeader, HEADER_CRC_OFFSET};
+use super::header::{FORMAT_VERSION, FileHeader, HEADER_CRC_OFFSET};
 use crate::keyring::{FileCipher, Keyring, NONCE_LEN, TAG_LEN};
 use crate::keys::FileId;
+use crate::kinds::{ArtifactKind, CipherId};
 use crate::{Error, IntegrityReason, Result};
 use sealdb_base::le_u32_at;
 use sha2::{Digest, Sha256};

@@ -23,7 +23,8 @@
 //!
 //! # Modules
 //!
-//! - `header`: the fixed header, the artifact kinds and ciphers it names;
+//! - `header`: the fixed header (the artifact kinds and ciphers it names are in
+//!   `crate::kinds`, which the keyring uses too);
 //! - `block`: block handles and the [`BlockSealer`] that seals and opens one block;
 //! - `writer`: [`SealedWriter`], appending blocks to a new file;
 //! - `reader`: [`SealedReader`] and [`BlockIter`], reading them back;
@@ -35,11 +36,9 @@ mod reader;
 mod small;
 mod writer;
 
+pub use crate::kinds::{ArtifactKind, CipherId};
 pub use block::{BLOCK_PREFIX_LEN, Block, BlockHandle, BlockSealer, MAX_BLOCK_LEN};
-pub use header::{
-    ArtifactKind, CipherId, Expected, FORMAT_VERSION, FileHeader, HEADER_LEN, MAGIC,
-    MAX_EXTENSION_LEN,
-};
+pub use header::{Expected, FORMAT_VERSION, FileHeader, HEADER_LEN, MAGIC, MAX_EXTENSION_LEN};
 pub use reader::{BlockIter, SealedReader, read_file_header};
 pub use small::{read_small_sealed_file, write_small_sealed_file};
 pub use writer::SealedWriter;

@@ -2,9 +2,10 @@
 //! the head record) that even a plaintext-mode database authenticates.
 
 use super::block::BlockSealer;
-use super::header::{ArtifactKind, CipherId, Expected};
+use super::header::Expected;
 use super::reader::SealedReader;
 use crate::keyring::Keyring;
+use crate::kinds::{ArtifactKind, CipherId};
 use crate::{Error, IntegrityReason, Result};
 use sealdb_vfs::FileSystem;
 use std::path::Path;

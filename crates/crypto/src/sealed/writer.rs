@@ -1,8 +1,9 @@
 //! [`SealedWriter`]: appends sealed blocks to a new file.
 
 use super::block::{BlockHandle, BlockSealer};
-use super::header::{ArtifactKind, CipherId, FileHeader};
+use super::header::FileHeader;
 use crate::keyring::Keyring;
+use crate::kinds::{ArtifactKind, CipherId};
 use crate::{Error, Result};
 use sealdb_vfs::{FileSystem, WritableFile};
 use std::path::Path;
