@@ -50,7 +50,7 @@ fn entry(inp: &mut Input<'_>) -> AuditEntry {
     }
 }
 
-/// Appends `entries` as `append_audit` in crates/crypto/src/kms.rs does.
+/// Appends `entries` as `append_audit` in crates/crypto/src/kms/audit.rs does.
 fn append(log: &mut Vec<u8>, entries: &[AuditEntry]) {
     if log.last().is_some_and(|b| *b != b'\n') {
         log.push(b'\n');

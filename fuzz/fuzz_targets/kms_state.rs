@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use sealdb_crypto::kms::decode_state_for_fuzz;
 use sealdb_fuzz::MODE_STRUCTURED;
 
-/// `kms.state` magic (crates/crypto/src/kms.rs).
+/// `kms.state` magic (crates/crypto/src/kms/codec.rs).
 const MAGIC: &[u8; 8] = b"SDBKMS01";
 /// Smallest encoding of one key record: name length, 1-byte name, created, state, deletion
 /// date, version count.

@@ -141,8 +141,8 @@ pub fn fix_header_crc(bytes: &mut [u8]) {
 }
 
 /// Recomputes a block prefix's crc32 (bytes 5..9: crc32 of the block's file offset, u64
-/// little-endian, and prefix bytes 0..5), mirroring `crates/crypto/src/sealed.rs`, so that a
-/// random block gets past the prefix check into the length and tag checks.
+/// little-endian, and prefix bytes 0..5), mirroring `crates/crypto/src/sealed/block.rs`, so
+/// that a random block gets past the prefix check into the length and tag checks.
 pub fn fix_prefix_crc(offset: u64, block: &mut [u8]) {
     if block.len() < BLOCK_PREFIX_LEN {
         return;

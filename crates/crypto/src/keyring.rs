@@ -8,7 +8,7 @@
 //! implementations ([`SealBackend`]), AES-256-GCM (through ring), or the `none` baseline.
 
 use crate::keys::{DatabaseId, FileId, SecretKey};
-use crate::sealed::{ArtifactKind, CipherId};
+use crate::kinds::{ArtifactKind, CipherId};
 use crate::{Error, Result};
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
@@ -250,10 +250,7 @@ pub enum FileCipher {
 #[cfg(feature = "ring")]
 pub struct RingKey(ring::aead::LessSafeKey);
 
-/// The nonce length of both AEADs (96 bits).
-pub const NONCE_LEN: usize = 12;
-/// The tag length of both AEADs.
-pub const TAG_LEN: usize = 16;
+pub use crate::kinds::{NONCE_LEN, TAG_LEN};
 
 impl FileCipher {
     /// The cipher `cipher` under `key`; `backend` picks the ChaCha20-Poly1305 implementation

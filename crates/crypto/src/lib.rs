@@ -18,6 +18,7 @@ pub mod hex;
 pub mod keyring;
 pub mod keys;
 pub mod keysfile;
+mod kinds;
 pub mod provider;
 pub mod sealed;
 // -- key providers (owned keystore, local KMS) --
@@ -25,6 +26,7 @@ pub mod sealed;
 pub mod aws;
 pub mod kms;
 pub mod owned;
+mod private_file;
 
 #[cfg(feature = "aws-kms")]
 pub use aws::AwsKmsProvider;

@@ -12,7 +12,9 @@ use sealdb_crypto::{
     AwsKmsProvider, CipherId, DatabaseId, EncryptionContext, Error, KeyDescriptor, KeyProvider,
     KeyState, KeysFile, LocalKms, SecretKey, SharedProvider,
 };
-use sealdb_vfs::{CrashFs, FileSystem};
+mod common;
+
+use common::{db_fs, resolver};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -122,6 +124,25 @@ impl Admin {
         AwsKmsProvider::with_endpoint(key_id, &self.endpoint, REGION, ACCESS_KEY, SECRET_KEY)
             .expect("provider")
     }
+
+    /// A new key, its provider, a fresh database's context, and a random data key wrapped
+    /// under the key for that database.
+    fn key_with_a_wrapped_data_key(
+        &self,
+    ) -> (
+        String,
+        AwsKmsProvider,
+        EncryptionContext,
+        SecretKey,
+        Vec<u8>,
+    ) {
+        let key_id = self.create_key();
+        let p = self.provider(&key_id);
+        let ctx = ctx();
+        let data_key = SecretKey::generate().expect("key");
+        let wrapped = p.wrap(&data_key, &ctx).expect("wrap");
+        (key_id, p, ctx, data_key, wrapped)
+    }
 }
 
 fn ctx() -> EncryptionContext {
@@ -152,28 +173,6 @@ fn assert_wrong_key(err: Error, key_id: &str) {
             assert_eq!(named, key_id);
         }
         other => panic!("expected WrongMasterKey, got {other:?}"),
-    }
-}
-
-fn mem_fs() -> CrashFs {
-    let fs = CrashFs::new();
-    fs.create_dir_all(Path::new("/db")).expect("mkdir");
-    fs.sync_dir(Path::new("/")).expect("sync");
-    fs
-}
-
-fn resolver(
-    providers: Vec<SharedProvider>,
-) -> impl FnOnce(&KeyDescriptor) -> sealdb_crypto::Result<SharedProvider> {
-    move |desc| {
-        providers
-            .into_iter()
-            .find(|p| p.descriptor() == *desc)
-            .ok_or_else(|| Error::KeyUnavailable {
-                provider: desc.provider.clone(),
-                key_id: desc.key_id.clone(),
-                state: KeyState::NotFound,
-            })
     }
 }
 
@@ -238,11 +237,7 @@ fn another_database_or_an_altered_blob_is_the_wrong_master_key() {
     let Some(admin) = Admin::connect() else {
         return;
     };
-    let key_id = admin.create_key();
-    let p = admin.provider(&key_id);
-    let ctx = ctx();
-    let data_key = SecretKey::generate().expect("key");
-    let wrapped = p.wrap(&data_key, &ctx).expect("wrap");
+    let (key_id, p, ctx, data_key, wrapped) = admin.key_with_a_wrapped_data_key();
 
     // Unwrapping on behalf of another database: the encryption context differs.
     let other_db = self::ctx();
@@ -297,11 +292,7 @@ fn a_disabled_key_is_unavailable_until_enabled() {
     let Some(admin) = Admin::connect() else {
         return;
     };
-    let key_id = admin.create_key();
-    let p = admin.provider(&key_id);
-    let ctx = ctx();
-    let data_key = SecretKey::generate().expect("key");
-    let wrapped = p.wrap(&data_key, &ctx).expect("wrap");
+    let (key_id, p, ctx, data_key, wrapped) = admin.key_with_a_wrapped_data_key();
 
     admin.disable(&key_id);
     assert_eq!(state_of(p.check().expect_err("check")), KeyState::Disabled);
@@ -333,11 +324,7 @@ fn a_key_pending_deletion_is_unavailable_and_cancelling_leaves_it_disabled() {
     let Some(admin) = Admin::connect() else {
         return;
     };
-    let key_id = admin.create_key();
-    let p = admin.provider(&key_id);
-    let ctx = ctx();
-    let data_key = SecretKey::generate().expect("key");
-    let wrapped = p.wrap(&data_key, &ctx).expect("wrap");
+    let (key_id, p, ctx, data_key, wrapped) = admin.key_with_a_wrapped_data_key();
 
     let before = sealdb_crypto::unix_now();
     admin.schedule_deletion(&key_id, 7);
@@ -481,7 +468,7 @@ fn a_keys_file_under_an_aws_key_opens() {
         return;
     };
     let aws: SharedProvider = Arc::new(admin.provider(&admin.create_key()));
-    let fs = mem_fs();
+    let fs = db_fs();
     let id = DatabaseId::generate().expect("id");
     let created = KeysFile::create(
         &fs,
@@ -515,7 +502,7 @@ fn switching_between_an_aws_key_and_a_local_kms_key_and_back() {
     let local: SharedProvider = Arc::new(kms.provider("app"));
     let all = || vec![aws_a.clone(), aws_b.clone(), local.clone()];
 
-    let fs = mem_fs();
+    let fs = db_fs();
     let dir = Path::new("/db");
     let id = DatabaseId::generate().expect("id");
     let mut keys =

@@ -6,11 +6,14 @@
 
 use proptest::prelude::*;
 use sealdb_crypto::{
-    ArtifactKind, BlockSealer, CipherId, DatabaseId, Error, Expected, FileCipher, IntegrityReason,
-    Keyring, SealBackend, SealedReader, SealedWriter, SecretKey,
+    ArtifactKind, BlockSealer, CipherId, DatabaseId, Error, FileCipher, IntegrityReason, Keyring,
+    SealBackend, SecretKey,
 };
+mod common;
+
+use common::{db_fs, read_table, write_table};
 use sealdb_vfs::{CrashFs, FileSystem};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 fn cipher(backend: SealBackend, key: [u8; 32]) -> FileCipher {
     FileCipher::new(
@@ -153,45 +156,6 @@ fn aes256gcm_matches_the_gcm_spec_test_vector() {
     }
 }
 
-fn fs_with_dir() -> CrashFs {
-    let fs = CrashFs::new();
-    fs.create_dir_all(Path::new("/db")).expect("mkdir");
-    fs
-}
-
-fn expected(keyring: &Keyring, cipher: Option<CipherId>) -> Expected {
-    Expected {
-        kind: ArtifactKind::Table,
-        database_id: keyring.database_id(),
-        cipher,
-    }
-}
-
-fn write_file(fs: &CrashFs, keyring: &Keyring, cipher: CipherId, blocks: &[&[u8]]) -> PathBuf {
-    let path = PathBuf::from(format!("/db/{}.sst", cipher.name()));
-    let mut w =
-        SealedWriter::create(fs, &path, keyring, ArtifactKind::Table, cipher).expect("create");
-    for (i, b) in blocks.iter().enumerate() {
-        if i + 1 == blocks.len() {
-            w.finish(b).expect("finish");
-        } else {
-            w.append_block(b).expect("append");
-        }
-    }
-    w.sync().expect("sync");
-    path
-}
-
-fn read_all(
-    fs: &CrashFs,
-    path: &Path,
-    keyring: &Keyring,
-    cipher: Option<CipherId>,
-) -> Result<Vec<Vec<u8>>, Error> {
-    let r = SealedReader::open(fs, path, keyring, &expected(keyring, cipher))?;
-    r.blocks().map(|b| b.map(|(_, b)| b.data)).collect()
-}
-
 fn file_bytes(fs: &CrashFs, path: &Path) -> Vec<u8> {
     let f = fs.open_read(path).expect("open");
     let mut buf = vec![0u8; f.len() as usize];
@@ -208,10 +172,17 @@ fn rewrite(fs: &CrashFs, path: &Path, bytes: &[u8]) {
 
 #[test]
 fn an_aes256gcm_file_reopens_and_tampering_is_caught() {
-    let fs = fs_with_dir();
+    let fs = db_fs();
     let keyring = Keyring::generate(DatabaseId([5; 16])).expect("keyring");
     let blocks: [&[u8]; 3] = [b"first block of secrets", &[0x42; 4096], b"the final one"];
-    let path = write_file(&fs, &keyring, CipherId::Aes256Gcm, &blocks);
+    let path = write_table(
+        &fs,
+        &format!("{}.sst", CipherId::Aes256Gcm.name()),
+        &keyring,
+        CipherId::Aes256Gcm,
+        &blocks,
+        true,
+    );
 
     let header = sealdb_crypto::sealed::read_file_header(&fs, &path).expect("header");
     assert_eq!(header.cipher, CipherId::Aes256Gcm);
@@ -222,18 +193,19 @@ fn an_aes256gcm_file_reopens_and_tampering_is_caught() {
         "plaintext on disk"
     );
 
-    let read = read_all(&fs, &path, &keyring, Some(CipherId::Aes256Gcm)).expect("reopen");
+    let read = read_table(&fs, &path, &keyring, Some(CipherId::Aes256Gcm)).expect("reopen");
     assert_eq!(read, blocks.map(<[u8]>::to_vec));
     // Either ChaCha20-Poly1305 backend in the reader does not matter for a GCM file.
     let mut reference = keyring.clone();
     reference.set_seal_backend(SealBackend::Reference);
     assert_eq!(
-        read_all(&fs, &path, &reference, Some(CipherId::Aes256Gcm)).expect("reopen"),
+        read_table(&fs, &path, &reference, Some(CipherId::Aes256Gcm)).expect("reopen"),
         read
     );
 
     // A reader expecting the database's ChaCha20-Poly1305 refuses the header outright.
-    let err = read_all(&fs, &path, &keyring, Some(CipherId::ChaCha20Poly1305)).expect_err("cipher");
+    let err =
+        read_table(&fs, &path, &keyring, Some(CipherId::ChaCha20Poly1305)).expect_err("cipher");
     assert!(
         matches!(
             err,
@@ -257,7 +229,8 @@ fn an_aes256gcm_file_reopens_and_tampering_is_caught() {
         let mut bad = bytes.clone();
         bad[at] ^= 0x01;
         rewrite(&fs, &path, &bad);
-        let err = read_all(&fs, &path, &keyring, Some(CipherId::Aes256Gcm)).expect_err("tampered");
+        let err =
+            read_table(&fs, &path, &keyring, Some(CipherId::Aes256Gcm)).expect_err("tampered");
         assert!(
             matches!(
                 err,
@@ -275,7 +248,7 @@ fn an_aes256gcm_file_reopens_and_tampering_is_caught() {
     let crc = crc32(&relabelled[..60]);
     relabelled[60..64].copy_from_slice(&crc.to_le_bytes());
     rewrite(&fs, &path, &relabelled);
-    let err = read_all(&fs, &path, &keyring, None).expect_err("relabelled");
+    let err = read_table(&fs, &path, &keyring, None).expect_err("relabelled");
     assert!(
         matches!(
             err,
@@ -290,16 +263,23 @@ fn an_aes256gcm_file_reopens_and_tampering_is_caught() {
 
 #[test]
 fn an_unknown_cipher_id_is_a_typed_error() {
-    let fs = fs_with_dir();
+    let fs = db_fs();
     let keyring = Keyring::generate(DatabaseId([6; 16])).expect("keyring");
-    let path = write_file(&fs, &keyring, CipherId::ChaCha20Poly1305, &[b"x"]);
+    let path = write_table(
+        &fs,
+        "x.sst",
+        &keyring,
+        CipherId::ChaCha20Poly1305,
+        &[b"x"],
+        true,
+    );
     let mut bytes = file_bytes(&fs, &path);
     for id in [3u8, 0x7f, 0xff] {
         bytes[11] = id;
         let crc = crc32(&bytes[..60]);
         bytes[60..64].copy_from_slice(&crc.to_le_bytes());
         rewrite(&fs, &path, &bytes);
-        let err = read_all(&fs, &path, &keyring, None).expect_err("unknown cipher");
+        let err = read_table(&fs, &path, &keyring, None).expect_err("unknown cipher");
         assert!(
             matches!(
                 err,

@@ -3,49 +3,48 @@
 
 use sealdb_crypto::keysfile::KEYS_FILE_NAME;
 use sealdb_crypto::{
-    CipherId, DatabaseId, Error, KeyDescriptor, KeyState, KeysFile, LocalKms, OwnedKeyProvider,
-    SharedProvider,
+    CipherId, DatabaseId, Error, KeyState, KeysFile, LocalKms, OwnedKeyProvider, SharedProvider,
 };
-use sealdb_vfs::{CrashFs, FaultKind, FileSystem};
+mod common;
+
+use common::{db_fs, resolver};
+use sealdb_vfs::{CrashFs, FaultKind};
 use std::path::Path;
 use std::sync::Arc;
+use tempfile::TempDir;
 
-fn fs() -> CrashFs {
-    let fs = CrashFs::new();
-    fs.create_dir_all(Path::new("/db")).expect("mkdir");
-    fs.sync_dir(Path::new("/")).expect("sync");
-    fs
+/// Creates a ChaCha20-Poly1305 KEYS file in `/db` whose data keys `master` wraps.
+fn create_keys(fs: &CrashFs, master: &SharedProvider, id: DatabaseId) -> KeysFile {
+    KeysFile::create(
+        fs,
+        Path::new("/db"),
+        master.as_ref(),
+        id,
+        CipherId::ChaCha20Poly1305,
+    )
+    .expect("create")
 }
 
-fn resolver(
-    providers: Vec<SharedProvider>,
-) -> impl FnOnce(&KeyDescriptor) -> sealdb_crypto::Result<SharedProvider> {
-    move |desc| {
-        providers
-            .into_iter()
-            .find(|p| p.descriptor() == *desc)
-            .ok_or_else(|| Error::KeyUnavailable {
-                provider: desc.provider.clone(),
-                key_id: desc.key_id.clone(),
-                state: KeyState::NotFound,
-            })
-    }
+/// A fresh database id and two master keys for it, an owned key and a local-KMS key, with
+/// the keystore and KMS directories holding them (deleted when dropped).
+fn owned_and_local_keys() -> ([TempDir; 2], DatabaseId, SharedProvider, SharedProvider) {
+    let ks = tempfile::tempdir().expect("tmp");
+    let kms_dir = tempfile::tempdir().expect("tmp");
+    let kms = LocalKms::open(kms_dir.path()).expect("kms");
+    kms.create_key("k").expect("k");
+    let id = DatabaseId::generate().expect("id");
+    let owned: SharedProvider = Arc::new(OwnedKeyProvider::create(ks.path(), id).expect("owned"));
+    let local: SharedProvider = Arc::new(kms.provider("k"));
+    ([ks, kms_dir], id, owned, local)
 }
 
 #[test]
 fn create_open_and_data_keys_match() {
-    let fs = fs();
+    let fs = db_fs();
     let ks = tempfile::tempdir().expect("tmp");
     let id = DatabaseId::generate().expect("id");
     let owned: SharedProvider = Arc::new(OwnedKeyProvider::create(ks.path(), id).expect("owned"));
-    let created = KeysFile::create(
-        &fs,
-        Path::new("/db"),
-        owned.as_ref(),
-        id,
-        CipherId::ChaCha20Poly1305,
-    )
-    .expect("create");
+    let created = create_keys(&fs, &owned, id);
     let (opened, _) =
         KeysFile::open(&fs, Path::new("/db"), resolver(vec![owned.clone()])).expect("open");
     assert_eq!(opened.database_id(), id);
@@ -84,21 +83,14 @@ fn create_open_and_data_keys_match() {
 
 #[test]
 fn wrong_disabled_and_destroyed_keys_have_their_own_errors() {
-    let fs = fs();
+    let fs = db_fs();
     let kms_dir = tempfile::tempdir().expect("tmp");
     let kms = LocalKms::open(kms_dir.path()).expect("kms");
     kms.create_key("a").expect("a");
     kms.create_key("b").expect("b");
     let id = DatabaseId::generate().expect("id");
     let a: SharedProvider = Arc::new(kms.provider("a"));
-    KeysFile::create(
-        &fs,
-        Path::new("/db"),
-        a.as_ref(),
-        id,
-        CipherId::ChaCha20Poly1305,
-    )
-    .expect("create");
+    create_keys(&fs, &a, id);
 
     // Wrong key: a provider that claims to be key "a" but holds other material.
     let other_dir = tempfile::tempdir().expect("tmp");
@@ -148,22 +140,9 @@ fn wrong_disabled_and_destroyed_keys_have_their_own_errors() {
 
 #[test]
 fn switching_master_keys_rewraps_without_changing_data_keys() {
-    let fs = fs();
-    let ks = tempfile::tempdir().expect("tmp");
-    let kms_dir = tempfile::tempdir().expect("tmp");
-    let kms = LocalKms::open(kms_dir.path()).expect("kms");
-    kms.create_key("k1").expect("k1");
-    let id = DatabaseId::generate().expect("id");
-    let owned: SharedProvider = Arc::new(OwnedKeyProvider::create(ks.path(), id).expect("owned"));
-    let local: SharedProvider = Arc::new(kms.provider("k1"));
-    let mut keys = KeysFile::create(
-        &fs,
-        Path::new("/db"),
-        owned.as_ref(),
-        id,
-        CipherId::ChaCha20Poly1305,
-    )
-    .expect("create");
+    let fs = db_fs();
+    let (_dirs, id, owned, local) = owned_and_local_keys();
+    let mut keys = create_keys(&fs, &owned, id);
     let v2 = keys.add_data_key_version(&fs, owned.as_ref()).expect("v2");
     assert_eq!(v2, 2);
     let before: Vec<Vec<u8>> = [1, 2]
@@ -193,23 +172,10 @@ fn switching_master_keys_rewraps_without_changing_data_keys() {
 
 #[test]
 fn a_crash_during_a_switch_leaves_exactly_one_key_working() {
-    let ks = tempfile::tempdir().expect("tmp");
-    let kms_dir = tempfile::tempdir().expect("tmp");
-    let kms = LocalKms::open(kms_dir.path()).expect("kms");
-    kms.create_key("k").expect("k");
-    let id = DatabaseId::generate().expect("id");
-    let owned: SharedProvider = Arc::new(OwnedKeyProvider::create(ks.path(), id).expect("owned"));
-    let local: SharedProvider = Arc::new(kms.provider("k"));
+    let (_dirs, id, owned, local) = owned_and_local_keys();
     for point in 0..8u64 {
-        let fs = fs();
-        let mut keys = KeysFile::create(
-            &fs,
-            Path::new("/db"),
-            owned.as_ref(),
-            id,
-            CipherId::ChaCha20Poly1305,
-        )
-        .expect("create");
+        let fs = db_fs();
+        let mut keys = create_keys(&fs, &owned, id);
         fs.fail_after(point, FaultKind::AnyMutation);
         let switched = keys.switch_master_key(&fs, local.as_ref()).is_ok();
         fs.crash();
@@ -227,7 +193,7 @@ fn a_crash_during_a_switch_leaves_exactly_one_key_working() {
 
 #[test]
 fn tampered_envelope_or_payload_is_an_integrity_error() {
-    let fs = fs();
+    let fs = db_fs();
     let ks = tempfile::tempdir().expect("tmp");
     let id = DatabaseId::generate().expect("id");
     let owned: SharedProvider = Arc::new(OwnedKeyProvider::create(ks.path(), id).expect("owned"));

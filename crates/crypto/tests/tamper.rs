@@ -6,44 +6,14 @@ use sealdb_crypto::{
     ArtifactKind, CipherId, DatabaseId, Error, Expected, IntegrityReason, Keyring, SealedReader,
     SealedWriter,
 };
-use sealdb_vfs::{CrashFs, FileSystem};
+mod common;
+
+use common::{db_fs, read_table, table_expected, write_table};
+use sealdb_vfs::CrashFs;
 use std::path::{Path, PathBuf};
 
-fn fs_with_dir() -> CrashFs {
-    let fs = CrashFs::new();
-    fs.create_dir_all(Path::new("/db")).expect("mkdir");
-    fs
-}
-
 fn expected(keyring: &Keyring, cipher: CipherId) -> Expected {
-    Expected {
-        kind: ArtifactKind::Table,
-        database_id: keyring.database_id(),
-        cipher: Some(cipher),
-    }
-}
-
-/// Writes `blocks` (the last one final when `finalize`) and returns the path.
-fn write_file(
-    fs: &CrashFs,
-    name: &str,
-    keyring: &Keyring,
-    cipher: CipherId,
-    blocks: &[Vec<u8>],
-    finalize: bool,
-) -> PathBuf {
-    let path = PathBuf::from(format!("/db/{name}"));
-    let mut w =
-        SealedWriter::create(fs, &path, keyring, ArtifactKind::Table, cipher).expect("create");
-    for (i, b) in blocks.iter().enumerate() {
-        if finalize && i + 1 == blocks.len() {
-            w.finish(b).expect("finish");
-        } else {
-            w.append_block(b).expect("append");
-        }
-    }
-    w.sync().expect("sync");
-    path
+    table_expected(keyring, Some(cipher))
 }
 
 /// Reads every block in order; `Ok(blocks)` only if the whole file verified.
@@ -53,8 +23,7 @@ fn read_all(
     keyring: &Keyring,
     cipher: CipherId,
 ) -> Result<Vec<Vec<u8>>, Error> {
-    let r = SealedReader::open(fs, path, keyring, &expected(keyring, cipher))?;
-    r.blocks().map(|b| b.map(|(_, b)| b.data)).collect()
+    read_table(fs, path, keyring, Some(cipher))
 }
 
 fn assert_integrity(result: Result<Vec<Vec<u8>>, Error>, what: &str) {
@@ -73,9 +42,9 @@ proptest! {
 
     #[test]
     fn round_trip(blocks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..3000), 1..8), cipher in ciphers()) {
-        let fs = fs_with_dir();
+        let fs = db_fs();
         let keyring = Keyring::generate(DatabaseId([1; 16])).expect("keyring");
-        let path = write_file(&fs, "t", &keyring, cipher, &blocks, true);
+        let path = write_table(&fs, "t", &keyring, cipher, &blocks, true);
         prop_assert_eq!(read_all(&fs, &path, &keyring, cipher).expect("read"), blocks);
     }
 
@@ -84,10 +53,10 @@ proptest! {
         blocks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..200), 1..4),
         flip in 1u8..=255,
     ) {
-        let fs = fs_with_dir();
+        let fs = db_fs();
         let keyring = Keyring::generate(DatabaseId([2; 16])).expect("keyring");
         let cipher = CipherId::ChaCha20Poly1305;
-        let path = write_file(&fs, "t", &keyring, cipher, &blocks, true);
+        let path = write_table(&fs, "t", &keyring, cipher, &blocks, true);
         let original = fs.contents(&path).expect("contents");
         for pos in 0..original.len() {
             let mut bytes = original.clone();
@@ -120,9 +89,9 @@ fn three_equal_blocks() -> Vec<Vec<u8>> {
 #[test]
 fn swapped_blocks_are_detected() {
     for cipher in [CipherId::ChaCha20Poly1305, CipherId::None] {
-        let fs = fs_with_dir();
+        let fs = db_fs();
         let keyring = Keyring::generate(DatabaseId([3; 16])).expect("keyring");
-        let path = write_file(&fs, "t", &keyring, cipher, &three_equal_blocks(), true);
+        let path = write_table(&fs, "t", &keyring, cipher, &three_equal_blocks(), true);
         let (header, blocks) = raw_blocks(&fs.contents(&path).expect("c"), cipher.tag_len());
         let mut swapped = header.clone();
         swapped.extend_from_slice(&blocks[1]);
@@ -135,10 +104,10 @@ fn swapped_blocks_are_detected() {
 
 #[test]
 fn truncated_finalized_file_is_detected() {
-    let fs = fs_with_dir();
+    let fs = db_fs();
     let keyring = Keyring::generate(DatabaseId([4; 16])).expect("keyring");
     let cipher = CipherId::ChaCha20Poly1305;
-    let path = write_file(&fs, "t", &keyring, cipher, &three_equal_blocks(), true);
+    let path = write_table(&fs, "t", &keyring, cipher, &three_equal_blocks(), true);
     let bytes = fs.contents(&path).expect("c");
     let (header, blocks) = raw_blocks(&bytes, cipher.tag_len());
     // Cut at a block boundary: every remaining block authenticates, but the final one is gone.
@@ -171,10 +140,10 @@ fn truncated_finalized_file_is_detected() {
 fn a_non_final_block_cannot_pass_as_final() {
     // Dropping the final block and relying on the previous one: it lacks the final flag, and
     // flipping the clear flag byte breaks its tag.
-    let fs = fs_with_dir();
+    let fs = db_fs();
     let keyring = Keyring::generate(DatabaseId([5; 16])).expect("keyring");
     let cipher = CipherId::ChaCha20Poly1305;
-    let path = write_file(&fs, "t", &keyring, cipher, &three_equal_blocks(), true);
+    let path = write_table(&fs, "t", &keyring, cipher, &three_equal_blocks(), true);
     let (header, blocks) = raw_blocks(&fs.contents(&path).expect("c"), cipher.tag_len());
     let mut forged = header;
     forged.extend_from_slice(&blocks[0]);
@@ -187,11 +156,11 @@ fn a_non_final_block_cannot_pass_as_final() {
 
 #[test]
 fn block_moved_between_files_is_detected() {
-    let fs = fs_with_dir();
+    let fs = db_fs();
     let keyring = Keyring::generate(DatabaseId([6; 16])).expect("keyring");
     let cipher = CipherId::ChaCha20Poly1305;
-    let a = write_file(&fs, "a", &keyring, cipher, &three_equal_blocks(), true);
-    let b = write_file(&fs, "b", &keyring, cipher, &three_equal_blocks(), true);
+    let a = write_table(&fs, "a", &keyring, cipher, &three_equal_blocks(), true);
+    let b = write_table(&fs, "b", &keyring, cipher, &three_equal_blocks(), true);
     let (_, blocks_a) = raw_blocks(&fs.contents(&a).expect("c"), cipher.tag_len());
     let (header_b, blocks_b) = raw_blocks(&fs.contents(&b).expect("c"), cipher.tag_len());
     let mut mixed = header_b;
@@ -207,11 +176,11 @@ fn block_moved_between_files_is_detected() {
 
 #[test]
 fn file_from_another_database_is_detected() {
-    let fs = fs_with_dir();
+    let fs = db_fs();
     let ours = Keyring::generate(DatabaseId([7; 16])).expect("keyring");
     let theirs = Keyring::generate(DatabaseId([8; 16])).expect("keyring");
     let cipher = CipherId::ChaCha20Poly1305;
-    let path = write_file(&fs, "t", &theirs, cipher, &three_equal_blocks(), true);
+    let path = write_table(&fs, "t", &theirs, cipher, &three_equal_blocks(), true);
     let err = SealedReader::open(&fs, &path, &ours, &expected(&ours, cipher)).expect_err("foreign");
     assert!(
         matches!(
@@ -234,9 +203,9 @@ fn file_from_another_database_is_detected() {
 
 #[test]
 fn downgrade_to_plaintext_header_is_refused() {
-    let fs = fs_with_dir();
+    let fs = db_fs();
     let keyring = Keyring::generate(DatabaseId([9; 16])).expect("keyring");
-    let path = write_file(
+    let path = write_table(
         &fs,
         "t",
         &keyring,
@@ -262,17 +231,17 @@ fn downgrade_to_plaintext_header_is_refused() {
 
 #[test]
 fn wrong_data_key_fails_authentication() {
-    let fs = fs_with_dir();
+    let fs = db_fs();
     let keyring = Keyring::generate(DatabaseId([10; 16])).expect("keyring");
     let other = Keyring::generate(DatabaseId([10; 16])).expect("keyring");
     let cipher = CipherId::ChaCha20Poly1305;
-    let path = write_file(&fs, "t", &keyring, cipher, &three_equal_blocks(), true);
+    let path = write_table(&fs, "t", &keyring, cipher, &three_equal_blocks(), true);
     assert_integrity(read_all(&fs, &path, &other, cipher), "other data key");
 }
 
 #[test]
 fn random_access_by_handle_and_no_write_after_final() {
-    let fs = fs_with_dir();
+    let fs = db_fs();
     let keyring = Keyring::generate(DatabaseId([11; 16])).expect("keyring");
     let path = PathBuf::from("/db/h");
     let mut w = SealedWriter::create(
@@ -319,10 +288,10 @@ fn random_access_by_handle_and_no_write_after_final() {
 
 #[test]
 fn ciphertext_does_not_contain_plaintext() {
-    let fs = fs_with_dir();
+    let fs = db_fs();
     let keyring = Keyring::generate(DatabaseId([12; 16])).expect("keyring");
     let secret = b"very-secret-user-key-0123456789".to_vec();
-    let sealed = write_file(
+    let sealed = write_table(
         &fs,
         "s",
         &keyring,
@@ -330,7 +299,7 @@ fn ciphertext_does_not_contain_plaintext() {
         std::slice::from_ref(&secret),
         true,
     );
-    let plain = write_file(
+    let plain = write_table(
         &fs,
         "p",
         &keyring,
