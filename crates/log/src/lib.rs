@@ -113,8 +113,8 @@ impl Error {
         }
     }
 
-    /// For [`Error::Malformed`]: the file, the block and what is wrong, as one line (what the
-    /// WAL's and the stream's `Malformed(String)` carry).
+    /// For [`Error::Malformed`]: the file, the block and what is wrong, as one line (the
+    /// error's `Display` without its prefix).
     pub fn malformed_message(&self) -> Option<String> {
         match self {
             Self::Malformed { file, offset, what } => Some(malformed_detail(file, *offset, what)),

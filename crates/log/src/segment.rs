@@ -37,6 +37,15 @@ pub struct Spare {
 }
 
 impl Spare {
+    /// Whether it can become segment `number` of a log sealing under `keyring`: made for that
+    /// number, and sealed under the data-key version current now (a rotation since it was made
+    /// leaves it under the old one, which a new segment must not keep alive).
+    fn fits(&self, number: u64, keyring: &Keyring) -> bool {
+        self.number == number && self.writer.header().data_key_version == keyring.current_version()
+    }
+}
+
+impl Spare {
     /// The segment number it was created for.
     pub fn number(&self) -> u64 {
         self.number
@@ -194,7 +203,8 @@ pub struct StartFailed {
 /// Starts segment `number` with `start_frame` at a rollover: in the segment created ahead for
 /// it when `spare` holds one (its start frame synced unless `defer_sync`: then the caller's
 /// next sync makes it durable, and nothing may name the segment before), otherwise in a file
-/// created now, durably. A spare created for another number is removed first; a failed
+/// created now, durably. A spare created for another number, or sealed under a data-key
+/// version that is no longer current, is removed first; a failed
 /// background creation is this rollover's failure. If starting fails, the half-made segment
 /// is removed again, so a retry can create it afresh.
 #[allow(clippy::too_many_arguments)]
@@ -210,7 +220,7 @@ pub fn start_next(
 ) -> std::result::Result<SealedWriter, StartFailed> {
     let create_now = || create_segment(fs, dir, cfg, keyring, number, start_frame);
     let made = match spare.and_then(SpareSlot::take) {
-        Some(Ok(spare)) if spare.number() == number => spare.start(start_frame, !defer_sync),
+        Some(Ok(spare)) if spare.fits(number, keyring) => spare.start(start_frame, !defer_sync),
         Some(Ok(spare)) => spare.remove(fs, dir, cfg).and_then(|()| create_now()),
         Some(Err(e)) => Err(e),
         None => create_now(),
@@ -272,7 +282,9 @@ impl BackgroundSyncer {
 /// Retires the closed segments `doomed` (the front of the chain, ascending): deletes them,
 /// or with `archive` moves them there (same filesystem), where their chain continues. Only a
 /// prefix of the chain may go: each segment names its predecessor, so a hole in the middle
-/// would read as a lost segment. `retired` is told of each once it is gone.
+/// would read as a lost segment. `retired` is told of each once it is gone. (The one
+/// exception is the WAL's recovery, which passes a last segment whose start frame never
+/// became durable: nothing names it, so removing it leaves no hole.)
 pub fn retire_prefix(
     fs: &dyn FileSystem,
     dir: &Path,

@@ -381,3 +381,48 @@ fn a_rollover_starts_the_spare_created_for_it_and_removes_one_created_for_anothe
     assert!(!fs.exists(&CFG.path(&dir(), 9)));
     assert_eq!(CFG.list(&fs, &dir()).expect("list"), vec![1, 2, 3, 4]);
 }
+
+/// A spare created before a data-key rotation is sealed under the old version: a rollover
+/// after the rotation must not start writing in it (the new segment would keep the old
+/// version alive, and re-encryption could never retire it).
+#[test]
+fn a_spare_sealed_under_an_older_data_key_is_not_used_after_a_rotation() {
+    let (fs, keyring) = setup();
+    let ends = build(&fs, &keyring, 1, 2, 1);
+    let shared: SharedFs = Arc::new(fs.clone());
+    let slot = SpareSlot::new();
+    slot.prepare(shared, dir(), CFG, keyring.clone(), 3, "test-spare");
+    assert_eq!(slot.ready_number(), Some(3));
+    let old = keyring.current_version();
+    let mut rotated = keyring.clone();
+    rotated.add_version(
+        old + 1,
+        sealdb_crypto::SecretKey::generate().expect("data key"),
+    );
+    let link = Link::after(2, ends[1], false, 3);
+    let w = sealdb_log::start_next(
+        &fs,
+        &dir(),
+        &CFG,
+        &rotated,
+        Some(&slot),
+        3,
+        &link.encode(),
+        false,
+    )
+    .expect("start");
+    assert_eq!(w.header().data_key_version, old + 1);
+    drop(w);
+    assert_eq!(
+        sealdb_crypto::sealed::read_file_header(&fs, &CFG.path(&dir(), 3))
+            .expect("header")
+            .data_key_version,
+        old + 1
+    );
+    assert_eq!(
+        slot.ready_number(),
+        None,
+        "the stale spare was taken and removed"
+    );
+    assert_eq!(replay(&fs, &rotated, RULES).expect("replay").0, vec![1, 2]);
+}
