@@ -71,27 +71,43 @@ impl Db {
         // flushed) go too, even when the flush had nothing to write.
         crate::jobs::flush::retire_wal(&inner.job_context())?;
         let mut report = ReencryptReport::default();
-        let old: Vec<_> = {
-            let v = inner.versions.live();
-            let mut out = Vec::new();
-            for (ks, levels) in &v.keyspaces {
-                for (l, files) in levels.iter().enumerate() {
-                    for t in files {
-                        if t.meta.data_key_version != current {
-                            out.push((*ks, l, t.clone()));
+        // A compaction or flush seals its outputs under the keyring it took when it started: one
+        // that started before the rotation may still be running, and its outputs would be under
+        // an old data key while the tables it read are gone from the list below. So wait for any
+        // compaction in flight, and list again after each pass until no table is older than
+        // `current` (newer ones, from a rotation meanwhile, are not this call's business).
+        drop(inner.versions.lock_compactions());
+        let mut done = 0u64;
+        loop {
+            let old: Vec<_> = {
+                let v = inner.versions.live();
+                let mut out = Vec::new();
+                for (ks, levels) in &v.keyspaces {
+                    for (l, files) in levels.iter().enumerate() {
+                        for t in files {
+                            if t.meta.data_key_version < current {
+                                out.push((*ks, l, t.clone()));
+                            }
                         }
                     }
                 }
+                out
+            };
+            if old.is_empty() {
+                break;
             }
-            out
-        };
-        let total = old.len() as u64;
-        progress(0, total);
-        for (i, (ks, level, t)) in old.into_iter().enumerate() {
-            report.bytes_rewritten += t.meta.size;
-            crate::jobs::compaction::rewrite_table(&inner.job_context(), ks, level, t)?;
-            report.tables_rewritten += 1;
-            progress(i as u64 + 1, total);
+            let total = done + old.len() as u64;
+            progress(done, total);
+            for (ks, level, t) in old {
+                report.bytes_rewritten += t.meta.size;
+                crate::jobs::compaction::rewrite_table(&inner.job_context(), ks, level, t)?;
+                report.tables_rewritten += 1;
+                done += 1;
+                progress(done, total);
+            }
+        }
+        if done == 0 {
+            progress(0, 0);
         }
         // The manifest and CURRENT move to the current key too.
         {
