@@ -53,7 +53,7 @@ impl<'a> Reader<'a> {
     }
 
     fn corrupt(&self, e: DecodeError) -> Error {
-        Error::corruption(format!("{}: {e}", self.context))
+        Error::corruption(format!("{}: {e}", self.context)).caused_by(e)
     }
 
     pub(crate) fn is_empty(&self) -> bool {

@@ -416,6 +416,19 @@ impl From<sealdb_stream::Error> for Error {
                 file,
                 detail,
             },
+            // The stream refusing writes after an I/O failure is the engine's poison, not
+            // damage to data (exit 4, not 2).
+            S::Poisoned {
+                what,
+                file,
+                at,
+                source,
+            } => Self::Poisoned {
+                what,
+                file,
+                at,
+                source,
+            },
             S::Malformed {
                 ref what,
                 ref file,
@@ -530,5 +543,20 @@ mod tests {
         assert!(!e.is_integrity());
         assert_eq!(e.to_string(), "invalid argument in /db/KEYS: name too long");
         assert_eq!(lower::<std::io::Error>(&e).to_string(), "cause");
+    }
+
+    #[test]
+    fn a_poisoned_stream_is_a_poisoned_database_not_corruption() {
+        let stream = sealdb_stream::Error::poisoned("segment write failed".into())
+            .in_file("/db/streams/1/0000000000000002.seg")
+            .caused_by(std::io::Error::other("disk full"));
+        let e = Error::from(stream);
+        assert!(!e.is_integrity(), "{e:?}");
+        assert!(matches!(e, Error::Poisoned { .. }), "{e:?}");
+        assert_eq!(
+            e.location().0,
+            Some(Path::new("/db/streams/1/0000000000000002.seg"))
+        );
+        assert_eq!(lower::<std::io::Error>(&e).to_string(), "disk full");
     }
 }

@@ -418,7 +418,7 @@ fn open_once(path: &Path, opts: Options) -> Result<(Arc<DbInner>, Arc<Background
         }
         if lagging {
             for s in streams.values() {
-                s.log.sync().map_err(|e| Error::corruption(e.to_string()))?;
+                s.log.sync()?;
             }
         }
         streams

@@ -66,7 +66,7 @@ pub(crate) struct DbInner {
     pub(crate) counters: Counters,
     /// The counters of earlier sessions, from `STATS` (see `lifestats`).
     pub(crate) lifetime_base: crate::lifestats::Lifetime,
-    pub(crate) poisoned: Mutex<Option<String>>,
+    pub(crate) poisoned: Mutex<Option<Poison>>,
     pub(crate) open_stats: OpenStats,
     pub(crate) next_memtable_id: AtomicU64,
     pub(crate) cache: Arc<BlockCache>,
@@ -122,6 +122,40 @@ pub(crate) fn keyspace_key(id: u32, key: &[u8]) -> Vec<u8> {
     k
 }
 
+/// Why the database refuses writes until it is reopened, and where the failure happened: every
+/// later refusal repeats both (the first refusal also carried the cause).
+#[derive(Debug, Clone)]
+pub(crate) struct Poison {
+    what: String,
+    file: Option<PathBuf>,
+    at: Option<u64>,
+}
+
+impl Poison {
+    fn of(e: &Error) -> Self {
+        let (file, at) = e.location();
+        Self {
+            // The reason alone: `Error::Poisoned` adds the "read-only" prefix when shown.
+            what: match e {
+                Error::Poisoned { what, .. } => what.clone(),
+                other => other.to_string(),
+            },
+            file: file.map(std::path::Path::to_path_buf),
+            at,
+        }
+    }
+
+    /// The refusal a write meets while the database is poisoned.
+    pub(crate) fn error(&self) -> Error {
+        Error::Poisoned {
+            what: self.what.clone(),
+            file: self.file.clone(),
+            at: self.at,
+            source: None,
+        }
+    }
+}
+
 impl DbInner {
     /// Every session's counters: `STATS`'s plus this process's.
     pub(crate) fn lifetime(&self) -> crate::lifestats::Lifetime {
@@ -171,11 +205,7 @@ impl DbInner {
     pub(crate) fn poison(&self, e: Error) -> Error {
         let mut p = self.poisoned.lock();
         if p.is_none() {
-            // The reason alone: `Error::Poisoned` adds the "read-only" prefix when shown.
-            *p = Some(match &e {
-                Error::Poisoned { what: why, .. } => why.clone(),
-                other => other.to_string(),
-            });
+            *p = Some(Poison::of(&e));
         }
         drop(p);
         self.events.notify_room();
@@ -187,5 +217,28 @@ impl DbInner {
     /// deletes its outputs): [`Error::NoSpace`] is returned as is, anything else poisons.
     pub(crate) fn fail(&self, e: Error) -> Error {
         if e.is_no_space() { e } else { self.poison(e) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn a_poison_repeats_what_and_where_the_first_failure_was() {
+        let first = Error::corruption("bad block".into())
+            .in_file("/db/wal/0000000000000003.wal")
+            .at(4096);
+        let refusal = Poison::of(&first).error();
+        assert!(matches!(refusal, Error::Poisoned { .. }), "{refusal:?}");
+        assert_eq!(
+            refusal.location(),
+            (Some(Path::new("/db/wal/0000000000000003.wal")), Some(4096))
+        );
+        assert!(refusal.to_string().contains("bad block"), "{refusal}");
+        // A poisoned error's own reason is kept as it is, not wrapped in its Display.
+        let again = Poison::of(&refusal).error();
+        assert_eq!(again.to_string(), refusal.to_string());
     }
 }

@@ -484,7 +484,12 @@ impl StreamLog {
             &start.encode(),
             false,
         )
-        .map_err(|failed| failed.error)?;
+        .map_err(|failed| match failed.cleanup {
+            // The half-made segment may still be there: that is what the stream must report
+            // (it is poisoned until reopened, as the WAL is in the same case).
+            Some(cleanup) => Error::from(*cleanup),
+            None => Error::from(failed.error),
+        })?;
         let segment = Segment::new_active(&self.dir, &start, &file);
         w.file = file;
         w.number = start.link.number;

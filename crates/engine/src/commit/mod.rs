@@ -7,7 +7,7 @@
 
 mod expand;
 
-use crate::state::{DbInner, WriteRequest};
+use crate::state::{DbInner, Poison, WriteRequest};
 use crate::version::SuperVersion;
 use crate::{Error, Result};
 use sealdb_memtable::{Memtable, ValueKind};
@@ -389,11 +389,9 @@ impl DbInner {
 
     /// The error a writer gets once the database is poisoned: the first failure, named once.
     fn poisoned_error(&self) -> Error {
-        Error::poisoned(
-            self.poisoned
-                .lock()
-                .clone()
-                .unwrap_or_else(|| "an earlier failure".into()),
+        self.poisoned.lock().as_ref().map_or_else(
+            || Error::poisoned("an earlier failure".into()),
+            Poison::error,
         )
     }
 
@@ -492,8 +490,8 @@ impl DbInner {
         if self.opts.read_only {
             return Err(Error::ReadOnly);
         }
-        if let Some(why) = self.poisoned.lock().as_ref() {
-            return Err(Error::poisoned(why.clone()));
+        if let Some(poison) = self.poisoned.lock().as_ref() {
+            return Err(poison.error());
         }
         self.check_key()
     }
